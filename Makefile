@@ -1,0 +1,107 @@
+# flare: everything builds into $(BUILD). `make help` lists the targets.
+BUILD ?= build
+CC ?= cc
+CLANG ?= clang
+CFLAGS ?= -O2 -g
+FUZZ_SECONDS ?= 10
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
+BASE := -std=gnu11 $(WARN) -fPIC -D_GNU_SOURCE -MMD -MP -Icommon
+DAEMON_LIBS := -lconfig -levent
+TEST_LIBS := -lcmocka -lconfig -levent -lpthread
+
+# common code that libflare.so may use: libc only
+COMMON_LIBC := common/log.c common/addr.c common/names.c common/wire.c common/table_reader.c
+# the rest needs libconfig/uthash and lives only in the daemons and tests
+COMMON_ALL := $(COMMON_LIBC) $(filter-out $(COMMON_LIBC),$(wildcard common/*.c))
+
+SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/common/*.c)
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text fuzz_query \
+	fuzz_table fuzz_config
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+.PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo install clean \
+	deps format help
+all: $(BUILD)/libflare-common.a
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libflare-common.a: $(call obj,$(COMMON_ALL))
+	@rm -f $@
+	ar rcs $@ $^
+
+# ---- tests ----
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libflare-common.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) -Itests/unit $< -o $@ $(BUILD)/libflare-common.a $(TEST_LIBS)
+
+deps:
+	@sh scripts/deps.sh build test $(if $(filter true,$(CI)),fuzz,)
+
+unit: all $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
+	@sh tests/run-unit.sh $(BUILD)/tests $(UNIT_TESTS)
+
+integration: all
+	@sh tests/run-integration.sh $(BUILD)
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+	@if command -v $(CLANG) >/dev/null 2>&1 && $(MAKE) --no-print-directory fuzz-build >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${CHECK_FUZZ_SECONDS:-3}; \
+	else echo "fuzz: clang with libFuzzer not found, fuzz run skipped"; fi
+
+# unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
+		CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		LDFLAGS="-fsanitize=address,undefined" unit
+
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan \
+		CFLAGS="-O1 -g -fsanitize=thread" unit
+
+# ---- fuzzing (clang + libFuzzer) ----
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address,undefined
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c $(COMMON_ALL)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) $^ -o $@ -lconfig
+$(BUILD)/fuzz/fuzz_table: tests/fuzz/fuzz_table.c $(COMMON_ALL)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) $^ -o $@ -lconfig
+$(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(COMMON_ALL)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) $^ -o $@ -lconfig
+# one target per message decoder, from one source
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_decoder.c $(COMMON_ALL)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -DFUZZ_DECODER=$* $^ -o $@ -lconfig
+
+fuzz-build: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
+
+fuzz: fuzz-build
+	@sh tests/run-fuzz.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZERS)
+
+clean:
+	rm -rf $(BUILD)
+
+format:
+	clang-format -i $(wildcard */*.c */*.h */*/*.c */*/*.h)
+
+help:
+	@echo "make          build everything into $(BUILD)/"
+	@echo "make check    install missing packages, build, run unit + integration tests and a short fuzz"
+	@echo "make demo     run the FLARe experiment on this machine"
+	@echo "make bench    benchmarks (ratios measured side by side)"
+	@echo "make asan     unit tests under ASan+UBSan;  make tsan: under ThreadSanitizer"
+	@echo "make fuzz FUZZ_SECONDS=N   every fuzz target for N seconds"
+	@echo "make install PREFIX=/usr/local DESTDIR="
+
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)

@@ -1,0 +1,664 @@
+#include "config.h"
+
+#include <libconfig.h>
+#include <stdarg.h>
+#include <uthash.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Names and addresses seen so far, so duplicate checks stay O(1) on the
+ * 30,000-replica configs the benchmarks load. */
+struct seen {
+	char key[FLARE_NAME_MAX + 2];
+	const char *what; /* "host", "service", "replica" */
+	int line;
+	int index;
+	UT_hash_handle hh;
+};
+
+struct loader {
+	const char *file;
+	char *err;
+	size_t errlen;
+	int failed;
+	struct seen *names; /* key: kind letter + name */
+	struct seen *addrs; /* key: the 20 address bytes */
+};
+
+static int fail(struct loader *ld, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records the first error only: later ones are usually consequences. */
+static int fail(struct loader *ld, int line, const char *fmt, ...)
+{
+	if (ld->failed++)
+		return -1;
+	int n = snprintf(ld->err, ld->errlen, "%s:%d: ", ld->file, line);
+	if (n < 0 || (size_t)n >= ld->errlen)
+		return -1;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void seen_key(struct seen *probe, char kind, const void *key, size_t keylen)
+{
+	memset(probe->key, 0, sizeof(probe->key));
+	probe->key[0] = kind;
+	memcpy(probe->key + 1, key,
+	       keylen < sizeof(probe->key) - 1 ? keylen : sizeof(probe->key) - 1);
+}
+
+static struct seen *seen_find(struct seen *set, char kind, const void *key, size_t keylen)
+{
+	struct seen probe, *found;
+	seen_key(&probe, kind, key, keylen);
+	HASH_FIND(hh, set, probe.key, sizeof(probe.key), found);
+	return found;
+}
+
+/* Returns the earlier entry with this key, or NULL after recording this one
+ * (NULL with ld->failed set when out of memory). */
+static struct seen *seen_check(struct loader *ld, struct seen **set, char kind, const void *key,
+			       size_t keylen, int line, int index)
+{
+	struct seen *found = seen_find(*set, kind, key, keylen);
+	if (found)
+		return found;
+	struct seen probe;
+	seen_key(&probe, kind, key, keylen);
+	struct seen *e = malloc(sizeof(*e));
+	if (!e) {
+		ld->failed++;
+		return NULL;
+	}
+	memcpy(e->key, probe.key, sizeof(e->key));
+	e->line = line;
+	e->index = index;
+	HASH_ADD(hh, *set, key, sizeof(e->key), e);
+	return NULL;
+}
+
+static void seen_free(struct seen **set)
+{
+	struct seen *e, *tmp;
+	HASH_ITER(hh, *set, e, tmp)
+	{
+		HASH_DEL(*set, e);
+		free(e);
+	}
+}
+
+static int line_of(const config_setting_t *s)
+{
+	return s ? (int)config_setting_source_line(s) : 0;
+}
+
+/* Rejects keys this version does not know: a typo must not silently fall
+ * back to a default. */
+static int check_keys(struct loader *ld, const config_setting_t *group, const char *what,
+		      const char *const *allowed)
+{
+	int n = config_setting_length(group);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *m = config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(m);
+		int ok = 0;
+		for (const char *const *a = allowed; *a; a++)
+			if (name && strcmp(name, *a) == 0)
+				ok = 1;
+		if (!ok)
+			return fail(ld, line_of(m), "unknown key '%s' in %s", name ? name : "?",
+				    what);
+	}
+	return 0;
+}
+
+static const char *type_name(int type)
+{
+	switch (type) {
+	case CONFIG_TYPE_GROUP: return "a group";
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64: return "an integer";
+	case CONFIG_TYPE_FLOAT: return "a number";
+	case CONFIG_TYPE_STRING: return "a string";
+	case CONFIG_TYPE_BOOL: return "a boolean";
+	case CONFIG_TYPE_ARRAY: return "an array";
+	case CONFIG_TYPE_LIST: return "a list";
+	default: return "something else";
+	}
+}
+
+/* Returns the member, NULL when absent (an error if required). */
+static config_setting_t *member(struct loader *ld, const config_setting_t *group,
+				const char *key, const char *what, int required)
+{
+	config_setting_t *m = config_setting_get_member(group, key);
+	if (!m && required)
+		fail(ld, line_of(group), "missing required key '%s' in %s", key, what);
+	return m;
+}
+
+static int get_string(struct loader *ld, const config_setting_t *group, const char *key,
+		      const char *what, int required, const char **out)
+{
+	config_setting_t *m = member(ld, group, key, what, required);
+	if (!m)
+		return required ? -1 : 0;
+	if (config_setting_type(m) != CONFIG_TYPE_STRING)
+		return fail(ld, line_of(m), "'%s' in %s must be a string, not %s", key, what,
+			    type_name(config_setting_type(m)));
+	*out = config_setting_get_string(m);
+	return 0;
+}
+
+static int get_name(struct loader *ld, const config_setting_t *group, const char *what,
+		    char *out)
+{
+	const char *s = NULL;
+	if (get_string(ld, group, "name", what, 1, &s) < 0)
+		return -1;
+	size_t n = strlen(s);
+	if (n == 0 || n >= FLARE_NAME_MAX)
+		return fail(ld, line_of(config_setting_get_member(group, "name")),
+			    "%s name must be 1..%d characters", what, FLARE_NAME_MAX - 1);
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] == '"' || s[i] == '\\' || s[i] == 127)
+			return fail(ld, line_of(config_setting_get_member(group, "name")),
+				    "%s name '%s' has a space, quote or control character", what,
+				    s);
+	memcpy(out, s, n + 1);
+	return 0;
+}
+
+static int get_int(struct loader *ld, const config_setting_t *group, const char *key,
+		   const char *what, long long min, long long max, int *out)
+{
+	config_setting_t *m = member(ld, group, key, what, 0);
+	if (!m)
+		return 0;
+	int t = config_setting_type(m);
+	if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+		return fail(ld, line_of(m), "'%s' in %s must be an integer, not %s", key, what,
+			    type_name(t));
+	long long v = config_setting_get_int64(m);
+	if (v < min || v > max)
+		return fail(ld, line_of(m), "'%s' in %s is %lld, outside %lld..%lld", key, what,
+			    v, min, max);
+	*out = (int)v;
+	return 0;
+}
+
+static int get_number(struct loader *ld, const config_setting_t *group, const char *key,
+		      const char *what, double min, double max, double *out)
+{
+	config_setting_t *m = member(ld, group, key, what, 0);
+	if (!m)
+		return 0;
+	int t = config_setting_type(m);
+	double v;
+	if (t == CONFIG_TYPE_FLOAT)
+		v = config_setting_get_float(m);
+	else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+		v = (double)config_setting_get_int64(m);
+	else
+		return fail(ld, line_of(m), "'%s' in %s must be a number, not %s", key, what,
+			    type_name(t));
+	if (!(v >= min && v <= max))
+		return fail(ld, line_of(m), "'%s' in %s is %g, outside %g..%g", key, what, v,
+			    min, max);
+	*out = v;
+	return 0;
+}
+
+static int get_addr(struct loader *ld, const config_setting_t *group, const char *key,
+		    const char *what, struct flare_addr *out)
+{
+	const char *s = NULL;
+	const char *why;
+	if (get_string(ld, group, key, what, 1, &s) < 0)
+		return -1;
+	if (flare_addr_parse(s, out, &why) < 0)
+		return fail(ld, line_of(config_setting_get_member(group, key)),
+			    "bad address '%s' in %s: %s", s, what, why);
+	return 0;
+}
+
+static int get_group(struct loader *ld, const config_setting_t *parent, const char *key,
+		     int required, config_setting_t **out)
+{
+	*out = member(ld, parent, key, "the top level", required);
+	if (!*out)
+		return required ? -1 : 0;
+	if (config_setting_type(*out) != CONFIG_TYPE_GROUP)
+		return fail(ld, line_of(*out), "'%s' must be a group { ... }, not %s", key,
+			    type_name(config_setting_type(*out)));
+	return 0;
+}
+
+static int get_list(struct loader *ld, const config_setting_t *parent, const char *key,
+		    const char *what, config_setting_t **out)
+{
+	*out = member(ld, parent, key, what, 1);
+	if (!*out)
+		return -1;
+	int t = config_setting_type(*out);
+	if (t != CONFIG_TYPE_LIST && !(t == CONFIG_TYPE_ARRAY && config_setting_length(*out) == 0))
+		return fail(ld, line_of(*out), "'%s' in %s must be a list ( ... ), not %s", key,
+			    what, type_name(t));
+	if (config_setting_length(*out) == 0)
+		return fail(ld, line_of(*out), "'%s' in %s is empty", key, what);
+	return 0;
+}
+
+static void set_defaults(struct flare_config *cfg)
+{
+	cfg->report_interval_ms = 100;
+	cfg->heartbeat_interval_ms = 100;
+	cfg->heartbeat_timeout_ms = 500;
+	cfg->rank_interval_ms = 1000;
+	cfg->rank_threshold = 0.02;
+	cfg->monitor_util_threshold = 0.10;
+	cfg->probe_interval_ms = 200;
+	cfg->probe_timeout_ms = 100;
+	snprintf(cfg->agent_shm, sizeof(cfg->agent_shm), "/flare");
+	cfg->table_stale_ms = 10000;
+	cfg->reconnect_min_ms = 50;
+	cfg->reconnect_max_ms = 2000;
+}
+
+static int load_manager(struct loader *ld, const config_setting_t *root, struct flare_config *cfg)
+{
+	static const char *const keys[] = {"addresses",	    "report_interval_ms",
+					   "heartbeat_interval_ms", "heartbeat_timeout_ms",
+					   "rank_interval_ms",	    "rank_threshold",
+					   NULL};
+	config_setting_t *g, *addrs;
+	if (get_group(ld, root, "manager", 1, &g) < 0 || check_keys(ld, g, "manager", keys) < 0)
+		return -1;
+	addrs = member(ld, g, "addresses", "manager", 1);
+	if (!addrs)
+		return -1;
+	int t = config_setting_type(addrs);
+	if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+		return fail(ld, line_of(addrs), "'addresses' in manager must be an array [ ... ]");
+	int n = config_setting_length(addrs);
+	if (n < 1 || n > FLARE_MAX_MANAGERS)
+		return fail(ld, line_of(addrs), "manager needs 1..%d addresses, has %d",
+			    FLARE_MAX_MANAGERS, n);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(addrs, (unsigned)i);
+		const char *s = config_setting_get_string(e);
+		const char *why;
+		if (!s)
+			return fail(ld, line_of(e), "manager address %d must be a string", i + 1);
+		if (flare_addr_parse(s, &cfg->managers[i], &why) < 0)
+			return fail(ld, line_of(e), "bad address '%s' in manager: %s", s, why);
+		for (int j = 0; j < i; j++)
+			if (flare_addr_equal(&cfg->managers[i], &cfg->managers[j]))
+				return fail(ld, line_of(e), "duplicate manager address '%s'", s);
+	}
+	cfg->n_managers = n;
+	if (get_int(ld, g, "report_interval_ms", "manager", 1, 60000, &cfg->report_interval_ms) ||
+	    get_int(ld, g, "heartbeat_interval_ms", "manager", 1, 60000,
+		    &cfg->heartbeat_interval_ms) ||
+	    get_int(ld, g, "heartbeat_timeout_ms", "manager", 2, 600000,
+		    &cfg->heartbeat_timeout_ms) ||
+	    get_int(ld, g, "rank_interval_ms", "manager", 10, 3600000, &cfg->rank_interval_ms) ||
+	    get_number(ld, g, "rank_threshold", "manager", 0, 1, &cfg->rank_threshold))
+		return -1;
+	if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_interval_ms)
+		return fail(ld, line_of(g),
+			    "heartbeat_timeout_ms (%d) must be longer than heartbeat_interval_ms (%d)",
+			    cfg->heartbeat_timeout_ms, cfg->heartbeat_interval_ms);
+	return 0;
+}
+
+static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
+			      struct flare_config *cfg)
+{
+	static const char *const mkeys[] = {"util_threshold", "probe_interval_ms",
+					    "probe_timeout_ms", NULL};
+	static const char *const akeys[] = {"shm", "stale_ms", "reconnect_min_ms",
+					    "reconnect_max_ms", NULL};
+	config_setting_t *g;
+	if (get_group(ld, root, "monitor", 0, &g) < 0)
+		return -1;
+	if (g && (check_keys(ld, g, "monitor", mkeys) ||
+		  get_number(ld, g, "util_threshold", "monitor", 0, 1,
+			     &cfg->monitor_util_threshold) ||
+		  get_int(ld, g, "probe_interval_ms", "monitor", 10, 600000,
+			  &cfg->probe_interval_ms) ||
+		  get_int(ld, g, "probe_timeout_ms", "monitor", 1, 60000, &cfg->probe_timeout_ms)))
+		return -1;
+	if (get_group(ld, root, "agent", 0, &g) < 0)
+		return -1;
+	if (!g)
+		return 0;
+	const char *shm = NULL;
+	if (check_keys(ld, g, "agent", akeys) || get_string(ld, g, "shm", "agent", 0, &shm) ||
+	    get_int(ld, g, "stale_ms", "agent", 100, 86400000, &cfg->table_stale_ms) ||
+	    get_int(ld, g, "reconnect_min_ms", "agent", 1, 60000, &cfg->reconnect_min_ms) ||
+	    get_int(ld, g, "reconnect_max_ms", "agent", 1, 600000, &cfg->reconnect_max_ms))
+		return -1;
+	if (shm) {
+		if (shm[0] != '/' || strchr(shm + 1, '/') || strlen(shm) < 2 ||
+		    strlen(shm) >= sizeof(cfg->agent_shm))
+			return fail(ld, line_of(config_setting_get_member(g, "shm")),
+				    "shm name '%s' must be /NAME (no other slash, under %zu chars)",
+				    shm, sizeof(cfg->agent_shm));
+		snprintf(cfg->agent_shm, sizeof(cfg->agent_shm), "%s", shm);
+	}
+	return 0;
+}
+
+static int parse_util(struct loader *ld, int line, const char *s, struct flare_host_cfg *h)
+{
+	if (strcmp(s, "proc") == 0) {
+		h->util_kind = FLARE_UTIL_PROC;
+		return 0;
+	}
+	const char *arg = NULL;
+	if (strncmp(s, "cgroup:", 7) == 0) {
+		h->util_kind = FLARE_UTIL_CGROUP;
+		arg = s + 7;
+	} else if (strncmp(s, "file:", 5) == 0) {
+		h->util_kind = FLARE_UTIL_FILE;
+		arg = s + 5;
+	} else {
+		return fail(ld, line,
+			    "unknown utilization source '%s' (proc | cgroup:PATH | file:PATH)", s);
+	}
+	if (!*arg || strlen(arg) >= sizeof(h->util_arg))
+		return fail(ld, line, "utilization source '%s' needs a path under %zu chars", s,
+			    sizeof(h->util_arg));
+	snprintf(h->util_arg, sizeof(h->util_arg), "%s", arg);
+	return 0;
+}
+
+static int load_hosts(struct loader *ld, const config_setting_t *root, struct flare_config *cfg)
+{
+	static const char *const keys[] = {"name", "utilization", "monitor_socket", NULL};
+	config_setting_t *list;
+	if (get_list(ld, root, "hosts", "the top level", &list) < 0)
+		return -1;
+	int n = config_setting_length(list);
+	if (n <= 0)
+		return -1;
+	cfg->hosts = calloc((size_t)n, sizeof(*cfg->hosts));
+	if (!cfg->hosts)
+		return fail(ld, 0, "out of memory");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+		struct flare_host_cfg *h = &cfg->hosts[i];
+		const char *util = "proc", *sock = NULL;
+		h->line = line_of(e);
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+			return fail(ld, h->line, "host %d must be a group { ... }", i + 1);
+		if (check_keys(ld, e, "host", keys) || get_name(ld, e, "host", h->name) ||
+		    get_string(ld, e, "utilization", "host", 0, &util) ||
+		    get_string(ld, e, "monitor_socket", "host", 0, &sock))
+			return -1;
+		struct seen *dup =
+		    seen_check(ld, &ld->names, 'h', h->name, strlen(h->name), h->line, i);
+		if (dup)
+			return fail(ld, h->line, "duplicate host name '%s' (first at line %d)",
+				    h->name, dup->line);
+		if (parse_util(ld, line_of(config_setting_get_member(e, "utilization")) ?: h->line,
+			       util, h) < 0)
+			return -1;
+		if (sock && (!*sock || strlen(sock) >= sizeof(h->monitor_socket)))
+			return fail(ld, h->line, "monitor_socket must be 1..%zu characters",
+				    sizeof(h->monitor_socket) - 1);
+		/* abstract UNIX socket by default: nothing to clean up, no stale file */
+		if (sock)
+			snprintf(h->monitor_socket, sizeof(h->monitor_socket), "%s", sock);
+		else
+			snprintf(h->monitor_socket, sizeof(h->monitor_socket), "@flare-monitor-%s",
+				 h->name);
+		cfg->n_hosts++;
+	}
+	return 0;
+}
+
+static int load_replica(struct loader *ld, config_setting_t *e, struct flare_config *cfg,
+			int svc)
+{
+	static const char *const keys[] = {"name", "host", "address", "load", NULL};
+	struct flare_replica_cfg *r = &cfg->replicas[cfg->n_replicas];
+	const char *host = NULL;
+	r->line = line_of(e);
+	r->service = svc;
+	if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+		return fail(ld, r->line, "replica must be a group { ... }");
+	if (check_keys(ld, e, "replica", keys) || get_name(ld, e, "replica", r->name) ||
+	    get_string(ld, e, "host", "replica", 1, &host) ||
+	    get_addr(ld, e, "address", "replica", &r->addr) ||
+	    get_number(ld, e, "load", "replica", 0.0, 1.0, &r->load))
+		return -1;
+	struct seen *h = seen_find(ld->names, 'h', host, strlen(host));
+	r->host = h ? h->index : -1;
+	if (r->host < 0)
+		return fail(ld, line_of(config_setting_get_member(e, "host")),
+			    "replica '%s' is on undeclared host '%s'", r->name, host);
+	struct seen *dup = seen_check(ld, &ld->names, 'r', r->name, strlen(r->name), r->line,
+				      cfg->n_replicas);
+	if (dup)
+		return fail(ld, r->line, "duplicate replica name '%s' (first at line %d)", r->name,
+			    dup->line);
+	dup = seen_check(ld, &ld->addrs, 'r', &r->addr, sizeof(r->addr), r->line, cfg->n_replicas);
+	if (dup)
+		return fail(ld, r->line,
+			    "duplicate address: replica '%s' has the address of replica '%s'",
+			    r->name, cfg->replicas[dup->index].name);
+	cfg->n_replicas++;
+	return 0;
+}
+
+static int load_service(struct loader *ld, config_setting_t *e, struct flare_config *cfg)
+{
+	static const char *const keys[] = {"name",	      "address",	"strategy",
+					   "failover",	      "replay",		"replicas",
+					   "connect_timeout_ms", "user_timeout_ms", "keepalive_idle_s",
+					   "keepalive_interval_s", "keepalive_count", "replay_buffer",
+					   NULL};
+	int idx = cfg->n_services;
+	struct flare_service_cfg *s = &cfg->services[idx];
+	const char *strategy = NULL, *failover = NULL, *replay = NULL;
+	config_setting_t *reps;
+
+	s->line = line_of(e);
+	s->connect_timeout_ms = 250;
+	s->user_timeout_ms = 1000;
+	s->keepalive_idle_s = 1;
+	s->keepalive_interval_s = 1;
+	s->keepalive_count = 2;
+	s->replay_buffer = 65536;
+	s->primary = -1;
+	if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+		return fail(ld, s->line, "service must be a group { ... }");
+	if (check_keys(ld, e, "service", keys) || get_name(ld, e, "service", s->name) ||
+	    get_addr(ld, e, "address", "service", &s->addr) ||
+	    get_string(ld, e, "strategy", "service", 0, &strategy) ||
+	    get_string(ld, e, "failover", "service", 0, &failover) ||
+	    get_string(ld, e, "replay", "service", 0, &replay) ||
+	    get_int(ld, e, "connect_timeout_ms", "service", 1, 600000, &s->connect_timeout_ms) ||
+	    get_int(ld, e, "user_timeout_ms", "service", 0, 3600000, &s->user_timeout_ms) ||
+	    get_int(ld, e, "keepalive_idle_s", "service", 0, 32767, &s->keepalive_idle_s) ||
+	    get_int(ld, e, "keepalive_interval_s", "service", 1, 32767,
+		    &s->keepalive_interval_s) ||
+	    get_int(ld, e, "keepalive_count", "service", 1, 127, &s->keepalive_count) ||
+	    get_int(ld, e, "replay_buffer", "service", 0, 16 << 20, &s->replay_buffer))
+		return -1;
+	struct seen *dup =
+	    seen_check(ld, &ld->names, 's', s->name, strlen(s->name), s->line, idx);
+	if (dup)
+		return fail(ld, s->line, "duplicate service name '%s' (first at line %d)", s->name,
+			    dup->line);
+	dup = seen_check(ld, &ld->addrs, 's', &s->addr, sizeof(s->addr), s->line, idx);
+	if (dup)
+		return fail(ld, s->line,
+			    "duplicate address: service '%s' has the address of service '%s'",
+			    s->name, cfg->services[dup->index].name);
+	s->strategy = strategy ? flare_strategy_parse(strategy) : FLARE_STRATEGY_LEAST_LOADED;
+	if (s->strategy < 0)
+		return fail(ld, line_of(config_setting_get_member(e, "strategy")),
+			    "unknown strategy '%s' (static | least-loaded)", strategy);
+	s->failover = failover ? flare_failover_parse(failover) : FLARE_FAILOVER_PROACTIVE;
+	if (s->failover < 0)
+		return fail(ld, line_of(config_setting_get_member(e, "failover")),
+			    "unknown failover '%s' (proactive | reactive | static)", failover);
+	s->replay = replay ? flare_replay_parse(replay) : FLARE_REPLAY_REQUEST_REPLY;
+	if (s->replay < 0)
+		return fail(ld, line_of(config_setting_get_member(e, "replay")),
+			    "unknown replay '%s' (request-reply | none)", replay);
+	if (get_list(ld, e, "replicas", "service", &reps) < 0)
+		return -1;
+	int n = config_setting_length(reps);
+	if (n > FLARE_MAX_REPLICAS)
+		return fail(ld, line_of(reps), "service '%s' has %d replicas, at most %d", s->name,
+			    n, FLARE_MAX_REPLICAS);
+	s->first_replica = cfg->n_replicas;
+	s->n_replicas = n;
+	for (int i = 0; i < n; i++) {
+		if (load_replica(ld, config_setting_get_elem(reps, (unsigned)i), cfg, idx) < 0)
+			return -1;
+		if (flare_addr_equal(&cfg->replicas[cfg->n_replicas - 1].addr, &s->addr))
+			s->primary = cfg->n_replicas - 1;
+	}
+	cfg->n_services++;
+	return 0;
+}
+
+/* A service's address may be one of its own replicas (the primary) but not
+ * another service's replica: the library could not tell what was dialed. */
+static int check_cross_addresses(struct loader *ld, struct flare_config *cfg)
+{
+	for (int i = 0; i < cfg->n_services; i++) {
+		struct flare_service_cfg *s = &cfg->services[i];
+		struct seen *r = seen_find(ld->addrs, 'r', &s->addr, sizeof(s->addr));
+		if (r && cfg->replicas[r->index].service != i)
+			return fail(ld, s->line,
+				    "duplicate address: service '%s' has the address of replica "
+				    "'%s' of another service",
+				    s->name, cfg->replicas[r->index].name);
+	}
+	return 0;
+}
+
+static int load_services(struct loader *ld, const config_setting_t *root, struct flare_config *cfg)
+{
+	config_setting_t *list;
+	if (get_list(ld, root, "services", "the top level", &list) < 0)
+		return -1;
+	int n = config_setting_length(list);
+	size_t total = 0;
+	if (n <= 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		config_setting_t *reps =
+		    config_setting_get_member(config_setting_get_elem(list, (unsigned)i), "replicas");
+		total += reps ? (size_t)config_setting_length(reps) : 0;
+	}
+	cfg->services = calloc((size_t)n, sizeof(*cfg->services));
+	cfg->replicas = calloc(total + 1, sizeof(*cfg->replicas));
+	if (!cfg->services || !cfg->replicas)
+		return fail(ld, 0, "out of memory");
+	for (int i = 0; i < n; i++)
+		if (load_service(ld, config_setting_get_elem(list, (unsigned)i), cfg) < 0)
+			return -1;
+	return check_cross_addresses(ld, cfg);
+}
+
+static int load_root(struct loader *ld, config_t *lc, struct flare_config *cfg)
+{
+	static const char *const keys[] = {"manager", "monitor", "agent", "hosts", "services", NULL};
+	const config_setting_t *root = config_root_setting(lc);
+	set_defaults(cfg);
+	if (check_keys(ld, root, "the top level", keys) || load_manager(ld, root, cfg) ||
+	    load_monitor_agent(ld, root, cfg) || load_hosts(ld, root, cfg) ||
+	    load_services(ld, root, cfg))
+		return -1;
+	return 0;
+}
+
+static int load_common(config_t *lc, int read_ok, const char *name, struct flare_config *cfg,
+		       char *err, size_t errlen)
+{
+	struct loader ld = {.file = name, .err = err, .errlen = errlen};
+	int rc;
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->path, sizeof(cfg->path), "%s", name);
+	if (!read_ok) {
+		if (config_error_type(lc) == CONFIG_ERR_FILE_IO)
+			fail(&ld, 0, "cannot read the file");
+		else
+			fail(&ld, config_error_line(lc), "syntax error: %s", config_error_text(lc));
+		rc = -1;
+	} else {
+		rc = load_root(&ld, lc, cfg);
+		if (ld.failed)
+			rc = -1;
+	}
+	seen_free(&ld.names);
+	seen_free(&ld.addrs);
+	config_destroy(lc);
+	if (rc < 0)
+		flare_config_free(cfg);
+	return rc;
+}
+
+int flare_config_load(const char *path, struct flare_config *cfg, char *err, size_t errlen)
+{
+	config_t lc;
+	config_init(&lc);
+	int ok = config_read_file(&lc, path) == CONFIG_TRUE;
+	return load_common(&lc, ok, path, cfg, err, errlen);
+}
+
+int flare_config_load_string(const char *text, const char *name, struct flare_config *cfg,
+			     char *err, size_t errlen)
+{
+	config_t lc;
+	config_init(&lc);
+	int ok = config_read_string(&lc, text) == CONFIG_TRUE;
+	return load_common(&lc, ok, name, cfg, err, errlen);
+}
+
+void flare_config_free(struct flare_config *cfg)
+{
+	free(cfg->hosts);
+	free(cfg->services);
+	free(cfg->replicas);
+	cfg->hosts = NULL;
+	cfg->services = NULL;
+	cfg->replicas = NULL;
+	cfg->n_hosts = cfg->n_services = cfg->n_replicas = 0;
+}
+
+int flare_config_host_index(const struct flare_config *cfg, const char *name)
+{
+	for (int i = 0; name && i < cfg->n_hosts; i++)
+		if (strcmp(cfg->hosts[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int flare_config_service_index(const struct flare_config *cfg, const char *name)
+{
+	for (int i = 0; name && i < cfg->n_services; i++)
+		if (strcmp(cfg->services[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int flare_config_replica_index(const struct flare_config *cfg, const char *name)
+{
+	for (int i = 0; name && i < cfg->n_replicas; i++)
+		if (strcmp(cfg->replicas[i].name, name) == 0)
+			return i;
+	return -1;
+}

@@ -1,0 +1,79 @@
+/* The deployment config (libconfig syntax, DESIGN.md), loaded into plain
+ * structs. Every mistake is reported as "FILE:LINE: reason". */
+#ifndef FLARE_CONFIG_H
+#define FLARE_CONFIG_H
+
+#include "addr.h"
+#include "flare.h"
+
+#include <stddef.h>
+
+struct flare_host_cfg {
+	char name[FLARE_NAME_MAX];
+	int util_kind;			      /* enum flare_util_kind */
+	char util_arg[256];		      /* cgroup path or file path */
+	char monitor_socket[FLARE_SOCK_PATH_MAX]; /* '@' = abstract namespace */
+	int line;
+};
+
+struct flare_replica_cfg {
+	char name[FLARE_NAME_MAX];
+	int service; /* index into services */
+	int host;    /* index into hosts */
+	struct flare_addr addr;
+	double load; /* configured load, 0..1 */
+	int line;
+};
+
+struct flare_service_cfg {
+	char name[FLARE_NAME_MAX];
+	struct flare_addr addr;
+	int strategy, failover, replay;
+	int connect_timeout_ms;
+	int user_timeout_ms;
+	int keepalive_idle_s, keepalive_interval_s, keepalive_count;
+	int replay_buffer; /* bytes of request kept per descriptor for replay */
+	int first_replica; /* replicas of a service are contiguous */
+	int n_replicas;
+	int primary; /* replica index whose address equals the service's, or -1 */
+	int line;
+};
+
+struct flare_config {
+	char path[256];
+	struct flare_addr managers[FLARE_MAX_MANAGERS];
+	int n_managers;
+	int report_interval_ms;
+	int heartbeat_interval_ms;
+	int heartbeat_timeout_ms;
+	int rank_interval_ms;
+	double rank_threshold; /* utilization change that triggers a re-rank */
+
+	double monitor_util_threshold; /* change that triggers an immediate report */
+	int probe_interval_ms;
+	int probe_timeout_ms;
+
+	char agent_shm[FLARE_NAME_MAX * 2];
+	int table_stale_ms;
+	int reconnect_min_ms, reconnect_max_ms;
+
+	struct flare_host_cfg *hosts;
+	int n_hosts;
+	struct flare_service_cfg *services;
+	int n_services;
+	struct flare_replica_cfg *replicas;
+	int n_replicas;
+};
+
+/* Loads and validates PATH. Returns 0, or -1 with "FILE:LINE: reason" in err. */
+int flare_config_load(const char *path, struct flare_config *cfg, char *err, size_t errlen);
+/* Same from a string (tests, fuzzing); name stands for the file in messages. */
+int flare_config_load_string(const char *text, const char *name, struct flare_config *cfg,
+			     char *err, size_t errlen);
+void flare_config_free(struct flare_config *cfg);
+
+int flare_config_host_index(const struct flare_config *cfg, const char *name);
+int flare_config_service_index(const struct flare_config *cfg, const char *name);
+int flare_config_replica_index(const struct flare_config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,44 @@
+/* Limits and enumerations shared by the config, the wire protocol, the
+ * shared table and the library. Values of the enums travel on the wire and
+ * sit in the table: append, never renumber. */
+#ifndef FLARE_FLARE_H
+#define FLARE_FLARE_H
+
+#define FLARE_VERSION "0.1.0"
+
+#define FLARE_NAME_MAX 32     /* host/service/replica names, with the NUL */
+#define FLARE_MAX_REPLICAS 16 /* replicas of one service */
+#define FLARE_SOCK_PATH_MAX 108
+#define FLARE_MAX_MANAGERS 8
+#define FLARE_PPM 1000000u /* loads and utilizations travel as parts per million */
+
+enum flare_util_kind {
+	FLARE_UTIL_PROC = 0,
+	FLARE_UTIL_CGROUP = 1,
+	FLARE_UTIL_FILE = 2,
+};
+
+enum flare_strategy {
+	FLARE_STRATEGY_STATIC = 0,
+	FLARE_STRATEGY_LEAST_LOADED = 1,
+};
+
+enum flare_failover {
+	FLARE_FAILOVER_PROACTIVE = 0,
+	FLARE_FAILOVER_REACTIVE = 1,
+	FLARE_FAILOVER_STATIC = 2,
+};
+
+enum flare_replay {
+	FLARE_REPLAY_REQUEST_REPLY = 0,
+	FLARE_REPLAY_NONE = 1,
+};
+
+const char *flare_strategy_name(int s);
+const char *flare_failover_name(int f);
+const char *flare_replay_name(int r);
+int flare_strategy_parse(const char *s);
+int flare_failover_parse(const char *s);
+int flare_replay_parse(const char *s);
+
+#endif

@@ -1,0 +1,25 @@
+#include "flare.h"
+
+#include <string.h>
+
+static const char *const strategy_names[] = {"static", "least-loaded"};
+static const char *const failover_names[] = {"proactive", "reactive", "static"};
+static const char *const replay_names[] = {"request-reply", "none"};
+
+#define NAME_OF(tbl, i)                                                        \
+	((i) >= 0 && (size_t)(i) < sizeof(tbl) / sizeof(tbl[0]) ? tbl[i] : "?")
+
+static int index_of(const char *const *tbl, int n, const char *s)
+{
+	for (int i = 0; i < n; i++)
+		if (s && strcmp(tbl[i], s) == 0)
+			return i;
+	return -1;
+}
+
+const char *flare_strategy_name(int s) { return NAME_OF(strategy_names, s); }
+const char *flare_failover_name(int f) { return NAME_OF(failover_names, f); }
+const char *flare_replay_name(int r) { return NAME_OF(replay_names, r); }
+int flare_strategy_parse(const char *s) { return index_of(strategy_names, 2, s); }
+int flare_failover_parse(const char *s) { return index_of(failover_names, 3, s); }
+int flare_replay_parse(const char *s) { return index_of(replay_names, 2, s); }

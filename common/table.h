@@ -1,0 +1,134 @@
+/* The shared-memory ranking table: written by one flare-agent, read by every
+ * client's libflare.so. Layout (all offsets from the start, 8-byte aligned,
+ * no pointers):
+ *
+ *   header | hosts[n_hosts] | services[n_services] | replicas[n_replicas]
+ *          | svc_slots[n_slots] | rep_slots[n_slots]
+ *
+ * The slot arrays are open-addressing hash indexes (linear probing) keyed by
+ * address: slot = index + 1, 0 = empty. Services and replicas have one each,
+ * so a service whose address is also its primary replica's is found by both.
+ *
+ * Concurrency: a seqlock. The writer makes `seq` odd, stores, makes it even;
+ * a reader copies what it needs between two reads of `seq` and retries when
+ * they differ or are odd. Copies go word by word through relaxed atomics, so
+ * the racing accesses are defined behaviour (and ThreadSanitizer agrees).
+ *
+ * A layout change (different counts) is never done in place: the writer
+ * builds a new segment under a temporary name, renames it over the old one
+ * and marks the old one RETIRED, and readers re-open by name. */
+#ifndef FLARE_TABLE_H
+#define FLARE_TABLE_H
+
+#include "addr.h"
+#include "flare.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FLARE_TBL_MAGIC 0x54524c46u /* "FLRT" little endian */
+#define FLARE_TBL_VERSION 1u
+#define FLARE_TBL_FLAG_RETIRED 1u
+
+struct flare_tbl_hdr {
+	uint32_t magic, version;
+	uint64_t size; /* bytes of the segment */
+	uint64_t seq;
+	uint64_t updated_ns; /* CLOCK_MONOTONIC of the last news from a manager */
+	uint64_t gen;	     /* the manager's ranking generation */
+	uint32_t stale_ms;   /* readers ignore a table older than this */
+	uint32_t flags;
+	uint32_t n_hosts, n_services, n_replicas, n_slots;
+	uint32_t off_hosts, off_services, off_replicas, off_svc_slots, off_rep_slots;
+	uint32_t writer_pid;
+	uint64_t reserved[4];
+};
+
+struct flare_tbl_host {
+	char name[FLARE_NAME_MAX];
+	char monitor_socket[FLARE_SOCK_PATH_MAX];
+	uint32_t util_ppm;
+	uint8_t alive;
+	uint8_t pad[7];
+};
+
+struct flare_tbl_service {
+	char name[FLARE_NAME_MAX];
+	struct flare_addr addr;
+	uint8_t strategy, failover, replay, n_order;
+	uint32_t connect_timeout_ms, user_timeout_ms, replay_buffer;
+	uint16_t keepalive_idle_s, keepalive_interval_s, keepalive_count, pad;
+	uint32_t first_replica, n_replicas;
+	int32_t primary;		   /* local index, -1 for a virtual address */
+	uint8_t order[FLARE_MAX_REPLICAS]; /* for new connections, best first */
+};
+
+struct flare_tbl_replica {
+	char name[FLARE_NAME_MAX];
+	struct flare_addr addr;
+	uint32_t service, host;
+	uint32_t load_ppm, weight_ppm;
+	uint8_t alive, flags, n_failover, pad;
+	uint8_t failover[FLARE_MAX_REPLICAS]; /* local indexes to try when this one fails */
+};
+
+_Static_assert(sizeof(struct flare_tbl_hdr) % 8 == 0, "header must be 8-byte sized");
+_Static_assert(sizeof(struct flare_tbl_host) % 8 == 0, "host must be 8-byte sized");
+_Static_assert(sizeof(struct flare_tbl_service) % 8 == 0, "service must be 8-byte sized");
+_Static_assert(sizeof(struct flare_tbl_replica) % 8 == 0, "replica must be 8-byte sized");
+
+enum flare_tbl_rc {
+	FLARE_TBL_OK = 0,
+	FLARE_TBL_NOTFOUND = 1, /* destination not managed */
+	FLARE_TBL_STALE = 2,	/* no news from a manager for stale_ms */
+	FLARE_TBL_CORRUPT = 3,	/* failed validation */
+	FLARE_TBL_RETIRED = 4,	/* re-open by name */
+	FLARE_TBL_BUSY = 5,	/* the writer held the lock through every retry */
+	FLARE_TBL_ABSENT = 6,	/* not open */
+};
+
+const char *flare_tbl_rc_name(int rc);
+
+/* ---- reader (libflare.so) ---- */
+
+struct flare_tbl_reader {
+	const uint8_t *base;
+	size_t size;
+};
+
+/* Everything a client needs to connect to a service and fail over. */
+struct flare_route {
+	uint32_t svc_index;
+	uint64_t gen;
+	struct flare_tbl_service svc;
+	struct flare_tbl_replica reps[FLARE_MAX_REPLICAS]; /* svc.n_replicas, local order */
+};
+
+struct flare_replica_info {
+	uint32_t rep_index;
+	struct flare_tbl_replica rep;
+	struct flare_tbl_host host;
+};
+
+/* Maps NAME read-only and closes the descriptor. Returns an enum flare_tbl_rc
+ * (ABSENT when there is no such segment, CORRUPT with a reason in why). */
+int flare_tbl_reader_open(struct flare_tbl_reader *r, const char *name, const char **why);
+void flare_tbl_reader_close(struct flare_tbl_reader *r);
+/* Checks header, offsets and sizes of a mapping (also used by the fuzzer). */
+int flare_tbl_check_layout(const uint8_t *base, size_t size, const char **why);
+/* OK, STALE, RETIRED, CORRUPT or BUSY for the table as a whole. */
+int flare_tbl_health(const struct flare_tbl_reader *r, uint64_t now_ns);
+/* Looks a destination up; O(1) expected, no allocation, no syscall but
+ * clock_gettime. */
+int flare_tbl_lookup_service(const struct flare_tbl_reader *r, const struct flare_addr *a,
+			     struct flare_route *out);
+int flare_tbl_lookup_replica(const struct flare_tbl_reader *r, const struct flare_addr *a,
+			     struct flare_replica_info *out);
+/* Re-reads one service's route by index (after a lookup), e.g. to learn
+ * that the connected replica died. */
+int flare_tbl_read_route(const struct flare_tbl_reader *r, uint32_t svc_index,
+			 struct flare_route *out);
+uint64_t flare_tbl_gen(const struct flare_tbl_reader *r);
+uint64_t flare_monotonic_ns(void);
+
+#endif

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs the Debian packages flare needs that are missing; silent when all are present.
+# usage: scripts/deps.sh GROUP...   (build | fuzz | test | demo | bench)
+set -e
+
+pkgs_for() {
+	case "$1" in
+	build) echo "gcc make pkg-config libconfig-dev uthash-dev libcmocka-dev libevent-dev" ;;
+	fuzz) echo "clang libclang-rt-14-dev" ;;
+	test) echo "python3 iproute2 procps" ;;
+	demo) echo "gnuplot-nox python3 procps" ;;
+	bench) echo "haproxy python3 procps util-linux" ;;
+	*) echo "deps.sh: unknown group '$1'" >&2; exit 2 ;;
+	esac
+}
+
+missing=""
+for group in "$@"; do
+	for p in $(pkgs_for "$group"); do
+		if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed"; then
+			case " $missing " in *" $p "*) ;; *) missing="$missing $p" ;; esac
+		fi
+	done
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+echo "deps.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
