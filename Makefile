@@ -10,7 +10,7 @@ DESTDIR ?=
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
 BASE := -std=gnu11 $(WARN) -fPIC -D_GNU_SOURCE -MMD -MP -Icommon
 DAEMON_LIBS := -lconfig -levent
-TEST_LIBS := -lcmocka -lconfig -levent -lpthread
+TEST_LIBS := -lcmocka -lconfig -levent -lpthread -lm
 
 # common code that libflare.so may use: libc only
 COMMON_LIBC := common/log.c common/addr.c common/names.c common/wire.c common/table_reader.c
@@ -26,7 +26,19 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo install clean \
 	deps format help
-all: $(BUILD)/libflare-common.a
+DAEMONS := flare-manager flare-monitor flare-agent flarectl
+BINS := $(addprefix $(BUILD)/,$(DAEMONS))
+all: $(BUILD)/libflare-common.a $(BINS)
+
+# each daemon is its folder's .c files plus the common library
+$(BUILD)/flare-manager: $(call obj,$(wildcard manager/*.c)) $(BUILD)/libflare-common.a
+	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
+$(BUILD)/flare-monitor: $(call obj,$(wildcard monitor/*.c)) $(BUILD)/libflare-common.a
+	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
+$(BUILD)/flare-agent: $(call obj,$(wildcard agent/*.c)) $(BUILD)/libflare-common.a
+	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
+$(BUILD)/flarectl: $(call obj,$(wildcard tools/*.c)) $(BUILD)/libflare-common.a
+	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -603,7 +603,10 @@ static int load_common(config_t *lc, int read_ok, const char *name, struct flare
 		if (ld.failed)
 			rc = -1;
 	}
-	seen_free(&ld.names);
+	if (rc == 0)
+		cfg->name_index = ld.names;
+	else
+		seen_free(&ld.names);
 	seen_free(&ld.addrs);
 	config_destroy(lc);
 	if (rc < 0)
@@ -630,6 +633,9 @@ int flare_config_load_string(const char *text, const char *name, struct flare_co
 
 void flare_config_free(struct flare_config *cfg)
 {
+	struct seen *names = cfg->name_index;
+	seen_free(&names);
+	cfg->name_index = NULL;
 	free(cfg->hosts);
 	free(cfg->services);
 	free(cfg->replicas);
@@ -639,26 +645,25 @@ void flare_config_free(struct flare_config *cfg)
 	cfg->n_hosts = cfg->n_services = cfg->n_replicas = 0;
 }
 
+static int index_of(const struct flare_config *cfg, char kind, const char *name)
+{
+	if (!name || strlen(name) >= FLARE_NAME_MAX)
+		return -1;
+	struct seen *e = seen_find(cfg->name_index, kind, name, strlen(name));
+	return e ? e->index : -1;
+}
+
 int flare_config_host_index(const struct flare_config *cfg, const char *name)
 {
-	for (int i = 0; name && i < cfg->n_hosts; i++)
-		if (strcmp(cfg->hosts[i].name, name) == 0)
-			return i;
-	return -1;
+	return index_of(cfg, 'h', name);
 }
 
 int flare_config_service_index(const struct flare_config *cfg, const char *name)
 {
-	for (int i = 0; name && i < cfg->n_services; i++)
-		if (strcmp(cfg->services[i].name, name) == 0)
-			return i;
-	return -1;
+	return index_of(cfg, 's', name);
 }
 
 int flare_config_replica_index(const struct flare_config *cfg, const char *name)
 {
-	for (int i = 0; name && i < cfg->n_replicas; i++)
-		if (strcmp(cfg->replicas[i].name, name) == 0)
-			return i;
-	return -1;
+	return index_of(cfg, 'r', name);
 }

@@ -63,6 +63,8 @@ struct flare_config {
 	int n_services;
 	struct flare_replica_cfg *replicas;
 	int n_replicas;
+
+	void *name_index; /* hash of host/service/replica names, for O(1) lookups */
 };
 
 /* Loads and validates PATH. Returns 0, or -1 with "FILE:LINE: reason" in err. */

@@ -1,0 +1,50 @@
+/* A framed protocol connection on a libevent bufferevent: splits the byte
+ * stream into frames, decodes them, hands each message to the owner, and
+ * closes the connection (with one log line naming the peer and the reason)
+ * on a bad frame, EOF, an error, or silence longer than the idle timeout.
+ * Owners may close a connection from inside their callbacks. */
+#ifndef FLARE_EVCONN_H
+#define FLARE_EVCONN_H
+
+#include "wire.h"
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+struct evconn;
+
+struct evconn_ops {
+	void (*on_connect)(struct evconn *c); /* outgoing connections only */
+	void (*on_msg)(struct evconn *c, struct fw_msg *m);
+	/* called once, before the connection is freed; why is a static string */
+	void (*on_close)(struct evconn *c, const char *why);
+};
+
+struct evconn {
+	struct bufferevent *bev;
+	const struct evconn_ops *ops;
+	void *owner;   /* the daemon's context */
+	void *data;    /* per-connection state of the owner */
+	char peer[96]; /* for log lines */
+	int role;      /* FW_ROLE_* once a HELLO arrived, 0 before */
+	int connected;
+	int in_callback, closing;
+	const char *close_why;
+	uint64_t last_rx_ns;
+	struct evconn *next, *prev; /* the owner's list, if it keeps one */
+};
+
+/* Wraps an accepted descriptor. idle_ms: close after that much silence (0:
+ * never). */
+struct evconn *evconn_accept(struct event_base *base, evutil_socket_t fd, const char *peer,
+			     int idle_ms, const struct evconn_ops *ops, void *owner);
+/* Starts a non-blocking connect; on_connect or on_close follows. */
+struct evconn *evconn_connect(struct event_base *base, const struct sockaddr *sa, int salen,
+			      const char *peer, int idle_ms, const struct evconn_ops *ops,
+			      void *owner);
+int evconn_send(struct evconn *c, const struct fw_msg *m);
+int evconn_send_raw(struct evconn *c, const void *data, size_t len);
+void evconn_close(struct evconn *c, const char *why);
+size_t evconn_pending_output(const struct evconn *c);
+
+#endif

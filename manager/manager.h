@@ -1,0 +1,89 @@
+/* flare-manager: holds the system picture (hosts, replicas, services from
+ * the config; utilization and liveness from monitor reports), ranks failover
+ * targets with Algorithm 1 and pushes what changed to every agent at once. */
+#ifndef FLARE_MANAGER_H
+#define FLARE_MANAGER_H
+
+#include "config.h"
+#include "evconn.h"
+#include "rank.h"
+#include "wire.h"
+
+#include <event2/listener.h>
+#include <stdint.h>
+
+struct mhost {
+	double util;
+	int alive;
+	struct evconn *monitor; /* the connected monitor, NULL when none */
+	uint64_t last_report_ns;
+	uint64_t reports;
+};
+
+struct mreplica {
+	int alive;
+	int registered;
+	uint32_t pid;
+	double measured; /* CPU share measured by the monitor, < 0 when unknown */
+};
+
+struct manager {
+	struct flare_config *cfg;
+	struct event_base *base;
+	struct evconnlistener *listener;
+	struct flare_addr addr;
+	int id;
+	struct event *tick;
+
+	struct mhost *hosts;
+	struct mreplica *reps;
+
+	/* ranking inputs/outputs */
+	struct rank_host *rh;
+	struct rank_replica *rr;
+	struct rank_service *rs;
+	struct rank_scratch scratch;
+	struct rank_order *failover, *order;
+	double *util_at_rank; /* host utilization the last ranking used */
+
+	/* what agents hold: the last published table */
+	struct fw_rank_host *pub_hosts;
+	struct fw_rank_service *pub_svcs;
+	struct fw_rank_replica *pub_reps;
+	uint64_t gen;
+	uint64_t start_ns;
+	uint64_t last_rank_ns;
+	double last_rank_us;
+	uint64_t rank_count, push_count;
+
+	struct evconn *conns; /* every connection */
+	int n_agents;
+};
+
+int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id);
+void manager_free(struct manager *m);
+
+/* state.c */
+int state_init(struct manager *m);
+void state_free(struct manager *m);
+/* Applies a monitor report; returns 1 when ranking inputs changed enough. */
+int state_apply_report(struct manager *m, int host, const struct fw_report *r);
+/* A host's monitor went away or fell silent: the host and its replicas die. */
+void state_host_lost(struct manager *m, int host, const char *why);
+/* Re-ranks and pushes the changes to every agent (force: even when only
+ * utilizations moved less than the threshold). */
+void state_rerank(struct manager *m, const char *reason);
+/* The whole published table as one full RANK frame. */
+int state_encode_full(struct manager *m, struct fw_buf *b);
+/* Reactive failover: targets for a failed replica of a service, best first. */
+void state_query(struct manager *m, struct fw_query *q);
+
+/* server.c */
+int server_start(struct manager *m);
+void server_stop(struct manager *m);
+void server_broadcast_agents(struct manager *m, const void *frame, size_t len);
+
+/* status.c: a status report, text or JSON (malloc'd). */
+char *status_render(struct manager *m, int json);
+
+#endif

@@ -1,0 +1,225 @@
+/* The manager's connections: monitors report, agents subscribe, flarectl
+ * asks for status. Every connection must say HELLO first and is closed
+ * when silent past the heartbeat timeout. */
+#include "manager.h"
+
+#include "daemon.h"
+#include "log.h"
+#include "table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void conn_unlink(struct manager *m, struct evconn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (m->conns == c)
+		m->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+}
+
+static int host_of(struct evconn *c) { return (int)(intptr_t)c->data - 1; }
+
+static void on_close(struct evconn *c, const char *why)
+{
+	struct manager *m = c->owner;
+	conn_unlink(m, c);
+	if (c->role == FW_ROLE_MONITOR && host_of(c) >= 0) {
+		int h = host_of(c);
+		if (m->hosts[h].monitor == c) {
+			m->hosts[h].monitor = NULL;
+			state_host_lost(m, h, why);
+		}
+	} else if (c->role == FW_ROLE_AGENT) {
+		m->n_agents--;
+		log_info("%s: agent gone (%s)", c->peer, why);
+	} else if (c->role != FW_ROLE_CTL) {
+		log_debug("%s: %s", c->peer, why);
+	}
+}
+
+static void send_error(struct evconn *c, const char *text)
+{
+	struct fw_msg e = {.type = FW_ERROR};
+	e.u.text.text = (char *)text;
+	evconn_send(c, &e);
+}
+
+static void on_hello(struct manager *m, struct evconn *c, const struct fw_hello *h)
+{
+	if (c->role) {
+		log_warn("%s: second HELLO, closing", c->peer);
+		evconn_close(c, "protocol error");
+		return;
+	}
+	switch (h->role) {
+	case FW_ROLE_MONITOR: {
+		int host = flare_config_host_index(m->cfg, h->name);
+		if (host < 0) {
+			log_warn("%s: monitor for unknown host '%s', closing", c->peer, h->name);
+			send_error(c, "unknown host");
+			evconn_close(c, "unknown host");
+			return;
+		}
+		c->role = FW_ROLE_MONITOR;
+		c->data = (void *)(intptr_t)(host + 1);
+		snprintf(c->peer + strlen(c->peer), sizeof(c->peer) - strlen(c->peer),
+			 " (monitor %s)", h->name);
+		if (m->hosts[host].monitor) {
+			log_warn("%s: replaces the previous monitor of %s", c->peer, h->name);
+			struct evconn *old = m->hosts[host].monitor;
+			m->hosts[host].monitor = NULL;
+			evconn_close(old, "replaced");
+		}
+		m->hosts[host].monitor = c;
+		log_info("%s: connected", c->peer);
+		break;
+	}
+	case FW_ROLE_AGENT: {
+		struct fw_buf b = {0};
+		c->role = FW_ROLE_AGENT;
+		m->n_agents++;
+		snprintf(c->peer + strlen(c->peer), sizeof(c->peer) - strlen(c->peer), " (agent)");
+		if (state_encode_full(m, &b) == 0)
+			evconn_send_raw(c, b.data, b.len);
+		fw_buf_free(&b);
+		log_info("%s: subscribed, full table sent (gen %llu)", c->peer,
+			 (unsigned long long)m->gen);
+		break;
+	}
+	case FW_ROLE_CTL: c->role = FW_ROLE_CTL; break;
+	default:
+		log_warn("%s: role %d cannot talk to a manager, closing", c->peer, h->role);
+		evconn_close(c, "bad role");
+	}
+}
+
+static void on_msg(struct evconn *c, struct fw_msg *msg)
+{
+	struct manager *m = c->owner;
+	if (msg->type == FW_HELLO) {
+		on_hello(m, c, &msg->u.hello);
+		return;
+	}
+	if (!c->role) {
+		log_warn("%s: %s before HELLO, closing", c->peer, fw_type_name(msg->type));
+		evconn_close(c, "protocol error");
+		return;
+	}
+	switch (msg->type) {
+	case FW_HEARTBEAT: break; /* receiving it reset the idle timer */
+	case FW_REPORT:
+		if (c->role != FW_ROLE_MONITOR)
+			goto unexpected;
+		if (strcmp(msg->u.report.host, m->cfg->hosts[host_of(c)].name) != 0) {
+			log_warn("%s: report for host '%s' on the connection of another host, ignored",
+				 c->peer, msg->u.report.host);
+			break;
+		}
+		if (state_apply_report(m, host_of(c), &msg->u.report))
+			state_rerank(m, "report");
+		break;
+	case FW_STATUS_REQ: {
+		struct fw_msg r = {.type = FW_STATUS_RESP};
+		r.u.text.format = msg->u.text.format;
+		r.u.text.text = status_render(m, msg->u.text.format == 1);
+		if (!r.u.text.text) {
+			evconn_close(c, "out of memory");
+			break;
+		}
+		evconn_send(c, &r);
+		free(r.u.text.text);
+		break;
+	}
+	case FW_QUERY_REQ: {
+		struct fw_msg r = {.type = FW_QUERY_RESP};
+		r.u.query = msg->u.query;
+		state_query(m, &r.u.query);
+		evconn_send(c, &r);
+		break;
+	}
+	case FW_ERROR: log_warn("%s: says '%s'", c->peer, msg->u.text.text); break;
+	default:
+	unexpected:
+		log_warn("%s: unexpected %s frame, closing", c->peer, fw_type_name(msg->type));
+		evconn_close(c, "protocol error");
+	}
+}
+
+static const struct evconn_ops ops = {.on_msg = on_msg, .on_close = on_close};
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+		      void *arg)
+{
+	struct manager *m = arg;
+	char peer[64];
+	(void)l;
+	describe_peer(sa, len, peer, sizeof(peer));
+	struct evconn *c =
+	    evconn_accept(m->base, fd, peer, m->cfg->heartbeat_timeout_ms, &ops, m);
+	if (!c) {
+		log_error("%s: cannot set up the connection", peer);
+		return;
+	}
+	c->next = m->conns;
+	if (m->conns)
+		m->conns->prev = c;
+	m->conns = c;
+}
+
+void server_broadcast_agents(struct manager *m, const void *frame, size_t len)
+{
+	for (struct evconn *c = m->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->role == FW_ROLE_AGENT)
+			evconn_send_raw(c, frame, len);
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct manager *m = arg;
+	(void)fd;
+	(void)what;
+	uint64_t now = flare_monotonic_ns();
+	struct fw_msg hb = {.type = FW_HEARTBEAT};
+	hb.u.heartbeat.seq = m->gen;
+	hb.u.heartbeat.time_ns = now;
+	for (struct evconn *c = m->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->role == FW_ROLE_AGENT || c->role == FW_ROLE_MONITOR)
+			evconn_send(c, &hb);
+	}
+	if (now - m->last_rank_ns >= (uint64_t)m->cfg->rank_interval_ms * 1000000ull)
+		state_rerank(m, "periodic");
+}
+
+int server_start(struct manager *m)
+{
+	m->listener = listen_tcp(m->base, &m->addr, on_accept, m);
+	if (!m->listener)
+		return -1;
+	m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
+	int ms = m->cfg->heartbeat_interval_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	event_add(m->tick, &tv);
+	return 0;
+}
+
+void server_stop(struct manager *m)
+{
+	if (m->tick)
+		event_free(m->tick);
+	m->tick = NULL;
+	if (m->listener)
+		evconnlistener_free(m->listener);
+	m->listener = NULL;
+	while (m->conns) {
+		struct evconn *c = m->conns;
+		c->role = 0; /* shutting down: no host-lost re-ranking */
+		evconn_close(c, "manager stopping");
+	}
+}

@@ -1,0 +1,273 @@
+/* The manager's model and the ranking/publication cycle. */
+#include "manager.h"
+
+#include "log.h"
+#include "table.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CALLOC(p, n) ((p) = calloc((size_t)(n) + 1, sizeof(*(p))))
+
+static uint32_t ppm(double v)
+{
+	if (!(v > 0))
+		return 0;
+	if (v >= 1)
+		return FLARE_PPM;
+	return (uint32_t)lround(v * FLARE_PPM);
+}
+
+int state_init(struct manager *m)
+{
+	struct flare_config *c = m->cfg;
+	if (!CALLOC(m->hosts, c->n_hosts) || !CALLOC(m->reps, c->n_replicas) ||
+	    !CALLOC(m->rh, c->n_hosts) || !CALLOC(m->rr, c->n_replicas) ||
+	    !CALLOC(m->rs, c->n_services) || !CALLOC(m->failover, c->n_replicas) ||
+	    !CALLOC(m->order, c->n_services) || !CALLOC(m->util_at_rank, c->n_hosts) ||
+	    !CALLOC(m->pub_hosts, c->n_hosts) || !CALLOC(m->pub_svcs, c->n_services) ||
+	    !CALLOC(m->pub_reps, c->n_replicas) ||
+	    rank_scratch_init(&m->scratch, c->n_hosts, c->n_replicas) < 0)
+		return -1;
+	for (int i = 0; i < c->n_replicas; i++)
+		m->reps[i].measured = -1;
+	/* the static part of the published table comes from the config */
+	for (int i = 0; i < c->n_hosts; i++) {
+		struct fw_rank_host *h = &m->pub_hosts[i];
+		h->idx = (uint32_t)i;
+		memcpy(h->name, c->hosts[i].name, sizeof(h->name));
+		memcpy(h->monitor_socket, c->hosts[i].monitor_socket, sizeof(h->monitor_socket));
+	}
+	for (int i = 0; i < c->n_services; i++) {
+		const struct flare_service_cfg *s = &c->services[i];
+		struct fw_rank_service *p = &m->pub_svcs[i];
+		p->idx = (uint32_t)i;
+		memcpy(p->name, s->name, sizeof(p->name));
+		p->addr = s->addr;
+		p->strategy = (uint8_t)s->strategy;
+		p->failover = (uint8_t)s->failover;
+		p->replay = (uint8_t)s->replay;
+		p->connect_timeout_ms = (uint32_t)s->connect_timeout_ms;
+		p->user_timeout_ms = (uint32_t)s->user_timeout_ms;
+		p->replay_buffer = (uint32_t)s->replay_buffer;
+		p->keepalive_idle_s = (uint16_t)s->keepalive_idle_s;
+		p->keepalive_interval_s = (uint16_t)s->keepalive_interval_s;
+		p->keepalive_count = (uint16_t)s->keepalive_count;
+		p->first_replica = (uint32_t)s->first_replica;
+		p->n_replicas = (uint32_t)s->n_replicas;
+		p->primary = s->primary < 0 ? -1 : s->primary - s->first_replica;
+		m->rs[i] = (struct rank_service){s->first_replica, s->n_replicas, s->strategy,
+						 p->primary};
+	}
+	for (int i = 0; i < c->n_replicas; i++) {
+		const struct flare_replica_cfg *r = &c->replicas[i];
+		struct fw_rank_replica *p = &m->pub_reps[i];
+		p->idx = (uint32_t)i;
+		memcpy(p->name, r->name, sizeof(p->name));
+		p->addr = r->addr;
+		p->service = (uint32_t)r->service;
+		p->host = (uint32_t)r->host;
+		p->weight_ppm = FLARE_PPM;
+	}
+	return 0;
+}
+
+void state_free(struct manager *m)
+{
+	free(m->hosts);
+	free(m->reps);
+	free(m->rh);
+	free(m->rr);
+	free(m->rs);
+	free(m->failover);
+	free(m->order);
+	free(m->util_at_rank);
+	free(m->pub_hosts);
+	free(m->pub_svcs);
+	free(m->pub_reps);
+	rank_scratch_free(&m->scratch);
+}
+
+int state_apply_report(struct manager *m, int host, const struct fw_report *r)
+{
+	struct mhost *h = &m->hosts[host];
+	const struct flare_config *c = m->cfg;
+	int changed = !h->alive;
+	h->alive = 1;
+	h->util = (double)r->util_ppm / FLARE_PPM;
+	h->last_report_ns = flare_monotonic_ns();
+	h->reports++;
+	if (fabs(h->util - m->util_at_rank[host]) > c->rank_threshold)
+		changed = 1;
+	for (uint32_t i = 0; i < r->n_replicas; i++) {
+		const struct fw_report_replica *rr = &r->replicas[i];
+		int idx = flare_config_replica_index(c, rr->name);
+		if (idx < 0 || c->replicas[idx].host != host) {
+			log_warn("report from host '%s' names replica '%s', which is not on it: ignored",
+				 c->hosts[host].name, rr->name);
+			continue;
+		}
+		struct mreplica *p = &m->reps[idx];
+		if (p->alive != rr->alive) {
+			log_info("replica %s on %s: %s", rr->name, c->hosts[host].name,
+				 rr->alive ? "alive" : "dead");
+			changed = 1;
+		}
+		p->alive = rr->alive;
+		p->registered = rr->registered;
+		p->pid = rr->pid;
+		double measured = rr->load_ppm == FW_LOAD_UNKNOWN ? -1
+								  : (double)rr->load_ppm / FLARE_PPM;
+		if ((measured < 0) != (p->measured < 0) ||
+		    fabs(measured - p->measured) > c->rank_threshold)
+			changed = 1;
+		p->measured = measured;
+	}
+	return changed;
+}
+
+void state_host_lost(struct manager *m, int host, const char *why)
+{
+	struct mhost *h = &m->hosts[host];
+	if (!h->alive)
+		return;
+	log_warn("host %s is dead: its monitor %s", m->cfg->hosts[host].name, why);
+	h->alive = 0;
+	for (int i = 0; i < m->cfg->n_replicas; i++)
+		if (m->cfg->replicas[i].host == host)
+			m->reps[i].alive = 0;
+	state_rerank(m, "host lost");
+}
+
+static double object_load(const struct manager *m, int r)
+{
+	/* the measured CPU share when the monitor has one, else the config's */
+	double measured = m->reps[r].measured;
+	return measured > 0 ? measured : m->cfg->replicas[r].load;
+}
+
+static void fill_inputs(struct manager *m)
+{
+	const struct flare_config *c = m->cfg;
+	for (int i = 0; i < c->n_hosts; i++) {
+		m->rh[i].util = m->hosts[i].util;
+		m->rh[i].alive = m->hosts[i].alive;
+		m->util_at_rank[i] = m->hosts[i].util;
+	}
+	for (int i = 0; i < c->n_replicas; i++)
+		m->rr[i] = (struct rank_replica){c->replicas[i].service, c->replicas[i].host,
+						 m->reps[i].alive, object_load(m, i)};
+}
+
+static int order_equal(uint8_t na, const uint8_t *a, uint8_t nb, const uint8_t *b)
+{
+	return na == nb && memcmp(a, b, na) == 0;
+}
+
+void state_rerank(struct manager *m, const char *reason)
+{
+	const struct flare_config *c = m->cfg;
+	uint64_t t0 = flare_monotonic_ns();
+	struct rank_input in = {m->rh, c->n_hosts, m->rs, c->n_services, m->rr, c->n_replicas};
+	fill_inputs(m);
+	rank_all(&in, &m->scratch, m->failover, m->order);
+	m->last_rank_ns = flare_monotonic_ns();
+	m->last_rank_us = (double)(m->last_rank_ns - t0) / 1000.0;
+	m->rank_count++;
+
+	/* collect what differs from what agents hold */
+	struct fw_rank d = {.full = 0};
+	d.hosts = calloc((size_t)c->n_hosts + 1, sizeof(*d.hosts));
+	d.services = calloc((size_t)c->n_services + 1, sizeof(*d.services));
+	d.replicas = calloc((size_t)c->n_replicas + 1, sizeof(*d.replicas));
+	if (!d.hosts || !d.services || !d.replicas) {
+		log_error("out of memory while publishing a ranking");
+		goto out;
+	}
+	for (int i = 0; i < c->n_hosts; i++) {
+		struct fw_rank_host *p = &m->pub_hosts[i];
+		uint32_t u = ppm(m->hosts[i].util);
+		uint32_t diff = u > p->util_ppm ? u - p->util_ppm : p->util_ppm - u;
+		if (p->alive != m->hosts[i].alive || diff > ppm(c->rank_threshold)) {
+			p->alive = (uint8_t)m->hosts[i].alive;
+			p->util_ppm = u;
+			d.hosts[d.n_hosts++] = *p;
+		}
+	}
+	for (int i = 0; i < c->n_services; i++) {
+		struct fw_rank_service *p = &m->pub_svcs[i];
+		if (!order_equal(p->n_order, p->order, m->order[i].n, m->order[i].idx)) {
+			p->n_order = m->order[i].n;
+			memcpy(p->order, m->order[i].idx, p->n_order);
+			d.services[d.n_services++] = *p;
+		}
+	}
+	for (int i = 0; i < c->n_replicas; i++) {
+		struct fw_rank_replica *p = &m->pub_reps[i];
+		uint8_t alive = (uint8_t)(m->reps[i].alive && m->hosts[c->replicas[i].host].alive);
+		uint32_t load = ppm(object_load(m, i));
+		if (p->alive != alive || p->load_ppm != load ||
+		    !order_equal(p->n_failover, p->failover, m->failover[i].n, m->failover[i].idx)) {
+			p->alive = alive;
+			p->load_ppm = load;
+			p->n_failover = m->failover[i].n;
+			memcpy(p->failover, m->failover[i].idx, p->n_failover);
+			d.replicas[d.n_replicas++] = *p;
+		}
+	}
+	if (d.n_hosts + d.n_services + d.n_replicas == 0)
+		goto out;
+	d.gen = ++m->gen;
+	struct fw_buf b = {0};
+	if (fw_encode_rank(&b, &d) == 0) {
+		server_broadcast_agents(m, b.data, b.len);
+		m->push_count++;
+		log_debug("gen %llu (%s): pushed %u hosts, %u services, %u replicas in %.0f us",
+			  (unsigned long long)m->gen, reason, d.n_hosts, d.n_services,
+			  d.n_replicas, (double)(flare_monotonic_ns() - t0) / 1000.0);
+	} else {
+		log_error("cannot encode a ranking delta");
+	}
+	fw_buf_free(&b);
+out:
+	free(d.hosts);
+	free(d.services);
+	free(d.replicas);
+}
+
+int state_encode_full(struct manager *m, struct fw_buf *b)
+{
+	struct fw_rank f = {.full = 1,
+			    .gen = m->gen,
+			    .n_hosts = (uint32_t)m->cfg->n_hosts,
+			    .n_services = (uint32_t)m->cfg->n_services,
+			    .n_replicas = (uint32_t)m->cfg->n_replicas,
+			    .hosts = m->pub_hosts,
+			    .services = m->pub_svcs,
+			    .replicas = m->pub_reps};
+	return fw_encode_rank(b, &f);
+}
+
+void state_query(struct manager *m, struct fw_query *q)
+{
+	const struct flare_config *c = m->cfg;
+	q->n_addrs = 0;
+	for (int s = 0; s < c->n_services; s++) {
+		if (!flare_addr_equal(&c->services[s].addr, &q->service))
+			continue;
+		const struct fw_rank_service *ps = &m->pub_svcs[s];
+		const struct rank_order *o = &m->order[s];
+		for (uint32_t r = 0; r < ps->n_replicas; r++)
+			if (flare_addr_equal(&m->pub_reps[ps->first_replica + r].addr, &q->failed))
+				o = &m->failover[ps->first_replica + r];
+		/* live targets first, in ranking order */
+		for (int pass = 0; pass < 2; pass++)
+			for (int k = 0; k < o->n; k++) {
+				const struct fw_rank_replica *p = &m->pub_reps[ps->first_replica + o->idx[k]];
+				if (!p->alive == !pass)
+					q->addrs[q->n_addrs++] = p->addr;
+			}
+		return;
+	}
+}

@@ -1,0 +1,286 @@
+/* Liveness of the replicas on this host.
+ *
+ * A server under flare-run connects to our UNIX socket and registers the
+ * replica addresses it listens on; we hold the connection, and its EOF is
+ * the death of the process (the kernel closes it for us on SIGKILL, so the
+ * news is immediate). Replicas nobody registered are probed with a TCP
+ * connect every probe_interval_ms. */
+#include "monitor.h"
+
+#include "daemon.h"
+#include "log.h"
+#include "table.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void liveness_set(struct monitor *m, int rep, int alive, const char *why)
+{
+	struct mon_replica *r = &m->reps[rep];
+	if (r->alive == alive)
+		return;
+	r->alive = alive;
+	m->liveness_dirty = 1;
+	log_info("replica %s: %s (%s)", m->cfg->replicas[r->cfg].name, alive ? "alive" : "dead",
+		 why);
+}
+
+/* Which of this host's replicas an address names. A wildcard bind
+ * (0.0.0.0 or ::) names every replica of the host on that port. */
+static int match(struct monitor *m, const struct flare_addr *a, int *out, int max)
+{
+	static const uint8_t zero[16];
+	int n = 0;
+	int wildcard = memcmp(a->ip, zero, a->family == AF_INET ? 4 : 16) == 0;
+	for (int i = 0; i < m->n_reps && n < max; i++) {
+		const struct flare_addr *ra = &m->cfg->replicas[m->reps[i].cfg].addr;
+		if (flare_addr_equal(ra, a) ||
+		    (wildcard && ra->port == a->port &&
+		     (ra->family == a->family || a->family == AF_INET6)))
+			out[n++] = i;
+	}
+	return n;
+}
+
+static void reg_unlink(struct monitor *m, struct registration *g)
+{
+	for (struct registration **p = &m->regs; *p; p = &(*p)->next)
+		if (*p == g) {
+			*p = g->next;
+			return;
+		}
+}
+
+static void on_reg_close(struct evconn *c, const char *why)
+{
+	struct monitor *m = c->owner;
+	struct registration *g = c->data;
+	if (!g)
+		return;
+	reg_unlink(m, g);
+	for (int i = 0; i < g->n; i++) {
+		struct mon_replica *r = &m->reps[g->reps[i]];
+		if (--r->registrations == 0) {
+			r->load = -1;
+			r->pid = 0;
+			liveness_set(m, g->reps[i], 0, "its process closed the registration");
+		}
+	}
+	if (g->n)
+		log_info("pid %u unregistered (%s)", g->pid, why);
+	free(g);
+	if (m->liveness_dirty)
+		report_send(m);
+}
+
+static void on_reg_msg(struct evconn *c, struct fw_msg *msg)
+{
+	struct monitor *m = c->owner;
+	if (msg->type == FW_HELLO) {
+		c->role = msg->u.hello.role;
+		return;
+	}
+	if (msg->type != FW_REGISTER || c->data) {
+		log_warn("%s: unexpected %s frame on the registration socket, closing", c->peer,
+			 fw_type_name(msg->type));
+		evconn_close(c, "protocol error");
+		return;
+	}
+	struct registration *g = calloc(1, sizeof(*g));
+	if (!g) {
+		evconn_close(c, "out of memory");
+		return;
+	}
+	g->c = c;
+	g->pid = msg->u.reg.pid;
+	for (int i = 0; i < msg->u.reg.n_addrs && g->n < FW_MAX_REG_ADDRS; i++) {
+		int found[FW_MAX_REG_ADDRS];
+		int k = match(m, &msg->u.reg.addrs[i], found, FW_MAX_REG_ADDRS - g->n);
+		for (int j = 0; j < k; j++) {
+			int dup = 0;
+			for (int q = 0; q < g->n; q++)
+				dup |= g->reps[q] == found[j];
+			if (!dup)
+				g->reps[g->n++] = found[j];
+		}
+	}
+	c->data = g;
+	g->next = m->regs;
+	m->regs = g;
+	g->prev_ns = flare_monotonic_ns();
+	int64_t t = proc_cpu_ticks(g->pid);
+	g->prev_ticks = t > 0 ? (uint64_t)t : 0;
+	for (int i = 0; i < g->n; i++) {
+		struct mon_replica *r = &m->reps[g->reps[i]];
+		r->registrations++;
+		r->pid = g->pid;
+		liveness_set(m, g->reps[i], 1, "registered");
+	}
+	log_info("pid %u registered %d replica(s) of this host from %u address(es)", g->pid, g->n,
+		 msg->u.reg.n_addrs);
+	if (m->liveness_dirty)
+		report_send(m);
+}
+
+static const struct evconn_ops reg_ops = {.on_msg = on_reg_msg, .on_close = on_reg_close};
+
+static void on_reg_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+			  int len, void *arg)
+{
+	struct monitor *m = arg;
+	(void)l;
+	(void)sa;
+	(void)len;
+	/* no idle timeout: a registered server is silent until it dies */
+	if (!evconn_accept(m->base, fd, "registration", 0, &reg_ops, m))
+		log_error("cannot set up a registration connection");
+}
+
+/* ---- probes ---- */
+
+static void probe_done(struct monitor *m, int rep, int ok, const char *why)
+{
+	struct mon_replica *r = &m->reps[rep];
+	if (r->probe_ev) {
+		event_free(r->probe_ev);
+		r->probe_ev = NULL;
+	}
+	if (r->probe_fd >= 0) {
+		close(r->probe_fd);
+		r->probe_fd = -1;
+	}
+	if (r->registrations == 0)
+		liveness_set(m, rep, ok, why);
+	if (m->liveness_dirty)
+		report_send(m);
+}
+
+struct probe_arg {
+	struct monitor *m;
+	int rep;
+};
+
+static void on_probe(evutil_socket_t fd, short what, void *arg)
+{
+	struct probe_arg *pa = arg;
+	struct monitor *m = pa->m;
+	int rep = pa->rep, err = ETIMEDOUT;
+	free(pa);
+	if (!(what & EV_TIMEOUT)) {
+		socklen_t len = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+	}
+	/* probe_done frees this one-shot event: libevent allows that here */
+	probe_done(m, rep, err == 0,
+		   err == 0 ? "probe connected" : err == ETIMEDOUT ? "probe timed out" : "probe refused");
+}
+
+static void probe_start(struct monitor *m, int rep)
+{
+	struct mon_replica *r = &m->reps[rep];
+	struct sockaddr_storage ss;
+	if (r->probe_ev || r->registrations > 0)
+		return;
+	socklen_t len = flare_addr_to_sockaddr(&m->cfg->replicas[r->cfg].addr, &ss);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_warn("probe: socket: %s", strerror(errno));
+		return;
+	}
+	r->probe_fd = fd;
+	if (connect(fd, (struct sockaddr *)&ss, len) == 0) {
+		probe_done(m, rep, 1, "probe connected");
+		return;
+	}
+	if (errno != EINPROGRESS) {
+		probe_done(m, rep, 0, "probe refused");
+		return;
+	}
+	struct probe_arg *pa = malloc(sizeof(*pa));
+	if (!pa) {
+		probe_done(m, rep, r->alive, "out of memory");
+		return;
+	}
+	pa->m = m;
+	pa->rep = rep;
+	r->probe_ev = event_new(m->base, fd, EV_WRITE, on_probe, pa);
+	int ms = m->cfg->probe_timeout_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	event_add(r->probe_ev, &tv);
+}
+
+void liveness_probe_all(struct monitor *m)
+{
+	for (int i = 0; i < m->n_reps; i++)
+		probe_start(m, i);
+}
+
+/* CPU share of every registered process since the last call, split among
+ * the replicas it serves. */
+void liveness_measure_loads(struct monitor *m, uint64_t now)
+{
+	double hz = (double)sysconf(_SC_CLK_TCK);
+	for (struct registration *g = m->regs; g; g = g->next) {
+		int64_t t = proc_cpu_ticks(g->pid);
+		if (t < 0 || g->n == 0 || now <= g->prev_ns)
+			continue;
+		double secs = (double)((uint64_t)t - g->prev_ticks) / hz;
+		double share = secs / ((double)(now - g->prev_ns) / 1e9) / m->util.cpus;
+		if (share > 1)
+			share = 1;
+		g->prev_ticks = (uint64_t)t;
+		g->prev_ns = now;
+		for (int i = 0; i < g->n; i++)
+			m->reps[g->reps[i]].load = share / g->n;
+	}
+}
+
+int liveness_start(struct monitor *m)
+{
+	const struct flare_config *c = m->cfg;
+	m->reps = calloc((size_t)c->n_replicas + 1, sizeof(*m->reps));
+	if (!m->reps)
+		return -1;
+	for (int i = 0; i < c->n_replicas; i++)
+		if (c->replicas[i].host == m->host) {
+			struct mon_replica *r = &m->reps[m->n_reps++];
+			r->cfg = i;
+			r->load = -1;
+			r->probe_fd = -1;
+		}
+	m->unix_listener = listen_unix(m->base, c->hosts[m->host].monitor_socket, on_reg_accept, m);
+	return m->unix_listener ? 0 : -1;
+}
+
+void liveness_stop(struct monitor *m)
+{
+	if (m->unix_listener)
+		evconnlistener_free(m->unix_listener);
+	m->unix_listener = NULL;
+	const char *path = m->cfg->hosts[m->host].monitor_socket;
+	if (path[0] != '@')
+		unlink(path);
+	while (m->regs) {
+		struct registration *g = m->regs;
+		g->c->data = NULL;
+		m->regs = g->next;
+		evconn_close(g->c, "monitor stopping");
+		free(g);
+	}
+	for (int i = 0; i < m->n_reps; i++) {
+		if (m->reps[i].probe_ev) {
+			struct probe_arg *pa = event_get_callback_arg(m->reps[i].probe_ev);
+			event_free(m->reps[i].probe_ev);
+			free(pa);
+		}
+		if (m->reps[i].probe_fd >= 0)
+			close(m->reps[i].probe_fd);
+	}
+	free(m->reps);
+	m->reps = NULL;
+}

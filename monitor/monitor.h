@@ -1,0 +1,93 @@
+/* flare-monitor: one per host. Samples the host's utilization, tracks the
+ * liveness of the replicas on it (registrations from servers running under
+ * flare-run, TCP probes for the others) and reports to every manager,
+ * periodically and at once when something changes. */
+#ifndef FLARE_MONITOR_H
+#define FLARE_MONITOR_H
+
+#include "config.h"
+#include "evconn.h"
+
+#include <event2/listener.h>
+#include <stdint.h>
+
+struct util_source {
+	int kind;
+	char path[512];	     /* file, or cgroup directory */
+	int cgroup_v2;	     /* cgroup: which hierarchy */
+	char v1_cpu[512];    /* cgroup v1: cpu controller directory (quota) */
+	double cpus;	     /* capacity in CPUs, for per-process shares */
+	uint64_t prev_busy;  /* proc: busy jiffies; cgroup: usage in ns */
+	uint64_t prev_total; /* proc: total jiffies; cgroup: monotonic ns */
+	int primed;
+	char last_error[160]; /* logged once per distinct error */
+};
+
+struct mon_replica {
+	int cfg;	/* index into cfg->replicas */
+	int alive;
+	int registrations; /* live registrations naming this replica */
+	uint32_t pid;
+	double load; /* measured share, < 0 unknown */
+	/* probe state (replicas nobody registered) */
+	evutil_socket_t probe_fd;
+	struct event *probe_ev;
+};
+
+struct registration {
+	struct evconn *c;
+	uint32_t pid;
+	int n;
+	int reps[FW_MAX_REG_ADDRS]; /* indexes into monitor->reps */
+	uint64_t prev_ticks, prev_ns;
+	struct registration *next;
+};
+
+struct manager_link {
+	struct flare_addr addr;
+	struct evconn *c;
+	struct event *retry;
+	int backoff_ms;
+	int up;
+};
+
+struct monitor {
+	struct flare_config *cfg;
+	struct event_base *base;
+	int host;
+	struct util_source util;
+	double utilization, reported_util;
+	uint64_t last_report_ns, seq;
+	int liveness_dirty;
+
+	struct mon_replica *reps;
+	int n_reps;
+	struct registration *regs;
+	struct evconnlistener *unix_listener;
+	struct manager_link links[FLARE_MAX_MANAGERS];
+
+	struct event *sample_timer, *probe_timer, *hb_timer;
+	int sample_ms;
+};
+
+/* util.c */
+int util_open(struct util_source *u, const struct flare_host_cfg *h, char *err, size_t n);
+/* Samples; returns 0 and sets *out (0..1), or -1 (logged once) */
+int util_sample(struct util_source *u, double *out);
+/* CPU ticks (utime + stime) of a process, or -1 when it is gone */
+int64_t proc_cpu_ticks(uint32_t pid);
+
+/* liveness.c */
+int liveness_start(struct monitor *m);
+void liveness_stop(struct monitor *m);
+void liveness_probe_all(struct monitor *m);
+void liveness_measure_loads(struct monitor *m, uint64_t now);
+void liveness_set(struct monitor *m, int rep, int alive, const char *why);
+
+/* report.c */
+int report_start(struct monitor *m);
+void report_stop(struct monitor *m);
+/* Sends a report to every connected manager now. */
+void report_send(struct monitor *m);
+
+#endif

@@ -1,0 +1,221 @@
+"""Integration test harness: starts real flare daemons and helper processes
+on loopback, and stops every process it started (by PID) and removes every
+shared-memory table it made, even when a test fails or is interrupted."""
+import atexit
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
+_procs = []
+_shms = []
+_results = {"passed": 0, "failed": 0}
+
+
+def _cleanup(*_):
+    for p in _procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except OSError:
+                pass
+    for p in _procs:
+        try:
+            p.wait(timeout=5)
+        except Exception:
+            pass
+    for name in _shms:
+        try:
+            os.unlink("/dev/shm" + name)
+        except OSError:
+            pass
+
+
+def _on_signal(signum, _frame):
+    _cleanup()
+    sys.exit(128 + signum)
+
+
+atexit.register(_cleanup)
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGINT, _on_signal)
+
+
+def free_ports(n):
+    """n distinct free TCP ports on 127.0.0.1."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def spawn(args, log=None, env=None):
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT if log else None, env=e,
+                         stdin=subprocess.DEVNULL)
+    _procs.append(p)
+    return p
+
+
+def wait_for(pred, timeout, step=0.01, what="condition"):
+    """Polls pred() until it returns a true value; bounded in time."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+class Stack:
+    """A deployment described by one config, with its daemons."""
+
+    def __init__(self, conf_text, name="t"):
+        self.dir = tempfile.mkdtemp(prefix="flare-it-")
+        self.shm = "/flare-it-%d-%s" % (os.getpid(), name)
+        _shms.append(self.shm)
+        self.conf = os.path.join(self.dir, "flare.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf_text.replace("@SHM@", self.shm).replace("@DIR@", self.dir))
+        self.procs = {}
+
+    def log(self, name):
+        return os.path.join(self.dir, name + ".log")
+
+    def start(self, name, args):
+        self.procs[name] = spawn(args, log=self.log(name), env={"FLARE_LOG": "debug"})
+        return self.procs[name]
+
+    def manager(self, ident=1):
+        return self.start("manager%d" % ident, [BUILD + "/flare-manager", "-c", self.conf, "-f",
+                                                "--id", str(ident)])
+
+    def monitor(self, host):
+        return self.start("monitor-" + host, [BUILD + "/flare-monitor", "-c", self.conf,
+                                              "--host", host, "-f"])
+
+    def agent(self):
+        return self.start("agent", [BUILD + "/flare-agent", "-c", self.conf, "-f"])
+
+    def kill(self, name, sig=signal.SIGKILL):
+        p = self.procs.pop(name)
+        p.send_signal(sig)
+        p.wait(timeout=10)
+
+    def table(self):
+        """The shared table as a client reads it, or None."""
+        r = subprocess.run([BUILD + "/flarectl", "table", "--shm", self.shm, "--json"],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            return None
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return None
+
+    def status(self):
+        r = subprocess.run([BUILD + "/flarectl", "-c", self.conf, "status", "--json"],
+                           capture_output=True, text=True, timeout=10)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def replica(self, name):
+        t = self.table()
+        if not t:
+            return None
+        for s in t["services"]:
+            for r in s["replicas"]:
+                if r["name"] == name:
+                    return r
+        return None
+
+    def order(self, service):
+        t = self.table()
+        for s in (t or {}).get("services", []):
+            if s["name"] == service:
+                return s["order"]
+        return None
+
+    def read_log(self, name):
+        with open(self.log(name), errors="replace") as f:
+            return f.read()
+
+
+# ---- the wire protocol, for helper processes that speak it ----
+
+def frame(ftype, payload):
+    return struct.pack(">HBBI", 0xF1A3, 1, ftype, len(payload)) + payload
+
+
+def hello(role, pid, name=b""):
+    return frame(1, struct.pack(">BIH", role, pid, len(name)) + name)
+
+
+def register(pid, addrs):
+    body = struct.pack(">IH", pid, len(addrs))
+    for host, port in addrs:
+        body += struct.pack(">BH", 4, port) + socket.inet_aton(host)
+    return frame(3, body)
+
+
+REGISTERING_SERVER = r'''
+import socket, struct, sys, time, os
+path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, port)); srv.listen(16)
+u = socket.socket(socket.AF_UNIX)
+u.connect("\0" + path[1:] if path.startswith("@") else path)
+def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
+u.sendall(frame(1, struct.pack(">BIH", 4, os.getpid(), 0)) +
+          frame(3, struct.pack(">IH", os.getpid(), 1) + struct.pack(">BH", 4, port) + socket.inet_aton(host)))
+print("ready", flush=True)
+end = time.monotonic() + 120
+while time.monotonic() < end:
+    time.sleep(0.1)
+'''
+
+
+def registering_server(stack, monitor_socket, host, port, name):
+    """A real server process that registers its address with a monitor the
+    way libflare.so does, and listens on it."""
+    script = os.path.join(stack.dir, "regsrv.py")
+    with open(script, "w") as f:
+        f.write(REGISTERING_SERVER)
+    return stack.start(name, [sys.executable, script, monitor_socket, host, str(port)])
+
+
+def run(tests):
+    """Runs test functions, prints one line each and the summary line."""
+    for t in tests:
+        start = time.monotonic()
+        try:
+            t()
+            _results["passed"] += 1
+            print("ok   %s (%.1fs)" % (t.__name__, time.monotonic() - start), flush=True)
+        except Exception as e:  # noqa: BLE001 - report any failure and go on
+            _results["failed"] += 1
+            print("FAIL %s: %s" % (t.__name__, e), flush=True)
+        finally:
+            _cleanup()
+            _procs.clear()
+    print("%d passed, %d failed" % (_results["passed"], _results["failed"]))
+    sys.exit(1 if _results["failed"] else 0)

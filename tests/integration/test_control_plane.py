@@ -1,0 +1,166 @@
+"""Control plane end to end: manager + monitors on file: sources + an agent,
+with real server processes, checked through the shared table."""
+import os
+import signal
+import socket
+import struct
+import time
+
+from harness import (Stack, check, free_ports, frame, registering_server, run, wait_for)
+
+REPORT_MS = 100
+HB_TIMEOUT_MS = 500
+
+
+def deployment():
+    mport, a1, a2, a3, svc = free_ports(5)
+    conf = """
+manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = %d;
+            heartbeat_interval_ms = 100; heartbeat_timeout_ms = %d; };
+monitor = { probe_interval_ms = 100; probe_timeout_ms = 100; util_threshold = 0.05; };
+agent = { shm = "@SHM@"; };
+hosts = (
+  { name = "alpha"; utilization = "file:@DIR@/alpha.util"; monitor_socket = "@DIR@/alpha.sock"; },
+  { name = "beta";  utilization = "file:@DIR@/beta.util";  monitor_socket = "@DIR@/beta.sock"; },
+  { name = "gamma"; utilization = "file:@DIR@/gamma.util"; monitor_socket = "@DIR@/gamma.sock"; }
+);
+services = (
+  { name = "A"; address = "127.0.0.1:%d";
+    replicas = (
+      { name = "A-1"; host = "alpha"; address = "127.0.0.1:%d"; load = 0.30; },
+      { name = "A-2"; host = "beta";  address = "127.0.0.1:%d"; load = 0.30; },
+      { name = "A-3"; host = "gamma"; address = "127.0.0.1:%d"; load = 0.30; } ); }
+);
+""" % (mport, REPORT_MS, HB_TIMEOUT_MS, svc, a1, a2, a3)
+    s = Stack(conf)
+    s.mport = mport
+    s.ports = {"A-1": a1, "A-2": a2, "A-3": a3}
+    for host, u in (("alpha", 0.1), ("beta", 0.5), ("gamma", 0.3)):
+        set_util(s, host, u)
+    return s
+
+
+def set_util(s, host, value):
+    tmp = os.path.join(s.dir, host + ".util.tmp")
+    with open(tmp, "w") as f:
+        f.write("%.2f\n" % value)
+    os.rename(tmp, os.path.join(s.dir, host + ".util"))
+
+
+def start_all(s):
+    s.manager()
+    for h, rep in (("alpha", "A-1"), ("beta", "A-2"), ("gamma", "A-3")):
+        s.monitor(h)
+        registering_server(s, os.path.join(s.dir, h + ".sock"), "127.0.0.1", s.ports[rep],
+                           "server-" + rep)
+    s.agent()
+    wait_for(lambda: s.order("A") and all(r["alive"] for r in s.table()["services"][0]["replicas"]),
+             10, what="all replicas alive in the table")
+
+
+def test_utilization_reorders_table():
+    s = deployment()
+    start_all(s)
+    wait_for(lambda: s.order("A")[0] == "A-1", 5, what="A-1 (alpha, 0.1) ranked first")
+    start = time.monotonic()
+    set_util(s, "alpha", 0.9)
+    wait_for(lambda: s.order("A")[0] == "A-3", 5, what="A-3 (gamma, 0.3) ranked first")
+    took = (time.monotonic() - start) * 1000
+    print("     utilization change -> table: %.0f ms (report interval %d ms)" % (took, REPORT_MS))
+    # two report intervals, plus the polling loop's own granularity
+    check(took <= 2 * REPORT_MS + 50, "reorder took %.0f ms" % took)
+    # failover order of A-1 follows too: gamma (0.3) before beta (0.5)
+    check(s.replica("A-1")["failover"] == ["A-3", "A-2"], "failover of A-1: %s" % s.replica("A-1"))
+
+
+def test_sigkill_registered_server_marks_dead():
+    s = deployment()
+    start_all(s)
+    check(s.status()["services"][0]["replicas"][1]["registered"], "A-2 registered")
+    start = time.monotonic()
+    s.kill("server-A-2")
+    wait_for(lambda: not s.replica("A-2")["alive"], 5, what="A-2 dead in the table")
+    print("     SIGKILL -> dead in table: %.0f ms" % ((time.monotonic() - start) * 1000))
+    check(s.replica("A-1")["alive"] and s.replica("A-3")["alive"], "others still alive")
+    check("A-2" not in s.replica("A-1")["failover"][:1], "A-1 no longer fails over to A-2")
+
+
+def test_monitor_death_marks_host_dead():
+    s = deployment()
+    start_all(s)
+    # a dead monitor process: its connection closes, the host is dead at once
+    start = time.monotonic()
+    s.kill("monitor-gamma")
+    wait_for(lambda: not s.replica("A-3")["alive"], 5, what="A-3 dead after its monitor died")
+    print("     monitor SIGKILL -> host dead: %.0f ms" % ((time.monotonic() - start) * 1000))
+    st = s.status()
+    check([h["alive"] for h in st["hosts"]] == [True, True, False], "host states %s" % st["hosts"])
+
+
+def test_silent_monitor_marks_host_dead_after_timeout():
+    s = deployment()
+    start_all(s)
+    # a silent host: the monitor is frozen, no FIN, no RST
+    start = time.monotonic()
+    s.procs["monitor-beta"].send_signal(signal.SIGSTOP)
+    wait_for(lambda: not s.replica("A-2")["alive"], 5, what="A-2 dead after beta fell silent")
+    took = (time.monotonic() - start) * 1000
+    print("     monitor SIGSTOP -> host dead: %.0f ms (timeout %d ms)" % (took, HB_TIMEOUT_MS))
+    check(took >= HB_TIMEOUT_MS - REPORT_MS, "host declared dead %.0f ms before its timeout" % took)
+    check(took <= HB_TIMEOUT_MS * 3, "host death took %.0f ms" % took)
+    s.procs["monitor-beta"].send_signal(signal.SIGCONT)
+    wait_for(lambda: s.replica("A-2")["alive"], 5, what="A-2 alive again after beta resumed")
+
+
+def test_manager_restart_resubscribes():
+    s = deployment()
+    start_all(s)
+    s.kill("manager1")
+    time.sleep(0.3)
+    t = s.table()
+    check(t is not None and len(t["services"][0]["replicas"]) == 3, "table kept without manager")
+    s.manager()
+    wait_for(lambda: s.status() and s.status()["manager"]["agents"] == 1, 10,
+             what="agent resubscribed")
+    wait_for(lambda: all(r["alive"] for r in s.table()["services"][0]["replicas"]), 10,
+             what="table complete again")
+    check("subscribed" in s.read_log("agent").split("lost", 1)[-1], "agent log shows resubscription")
+
+
+def test_garbage_frames_rejected():
+    s = deployment()
+    start_all(s)
+    # manager port: garbage, then a truncated frame, then a lying length
+    for payload in (b"GET / HTTP/1.0\r\n\r\n", frame(4, b"\x00\x05alpha")[:9],
+                    struct.pack(">HBBI", 0xF1A3, 1, 4, 0x7FFFFFFF)):
+        c = socket.create_connection(("127.0.0.1", s.mport))
+        c.sendall(payload)
+        c.close()
+    # a report before HELLO, and a well-framed report full of nonsense
+    c = socket.create_connection(("127.0.0.1", s.mport))
+    c.sendall(frame(4, b"\xff" * 40))
+    c.close()
+    # the monitor's registration socket
+    for payload in (b"\x00" * 64, frame(3, b"\x00\x00\x00\x01\xff\xff")):
+        u = socket.socket(socket.AF_UNIX)
+        u.connect(os.path.join(s.dir, "beta.sock"))
+        u.sendall(payload)
+        u.close()
+    time.sleep(0.3)
+    mlog, blog = s.read_log("manager1"), s.read_log("monitor-beta")
+    check("bad frame header" in mlog, "manager logged the garbage")
+    check("bad report frame" in mlog, "manager logged the bad report")
+    check("bad frame" in blog and "bad register frame" in blog, "monitor logged the garbage")
+    # everyone still serves
+    check(s.status()["manager"]["agents"] == 1, "manager still serves")
+    set_util(s, "alpha", 0.95)
+    wait_for(lambda: s.order("A")[0] == "A-3", 5, what="ranking still updates")
+    registering_server(s, os.path.join(s.dir, "beta.sock"), "127.0.0.1", free_ports(1)[0], "x")
+    check(all(p.poll() is None for p in s.procs.values()), "no daemon died")
+
+
+if __name__ == "__main__":
+    run([test_utilization_reorders_table, test_sigkill_registered_server_marks_dead,
+         test_monitor_death_marks_host_dead, test_silent_monitor_marks_host_dead_after_timeout,
+         test_manager_restart_resubscribes,
+         test_garbage_frames_rejected])
