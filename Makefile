@@ -27,7 +27,8 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 .PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo install clean \
 	deps format help
 DAEMONS := flare-manager flare-monitor flare-agent flarectl
-BINS := $(addprefix $(BUILD)/,$(DAEMONS))
+BINS := $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/libflare.so $(BUILD)/flare-run \
+	$(BUILD)/rr-server $(BUILD)/rr-client
 all: $(BUILD)/libflare-common.a $(BINS)
 
 # each daemon is its folder's .c files plus the common library
@@ -39,6 +40,22 @@ $(BUILD)/flare-agent: $(call obj,$(wildcard agent/*.c)) $(BUILD)/libflare-common
 	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
 $(BUILD)/flarectl: $(call obj,$(wildcard tools/*.c)) $(BUILD)/libflare-common.a
 	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
+$(BUILD)/flare-run: $(BUILD)/obj/shim/flare-run.o $(BUILD)/libflare-common.a
+	$(CC) $(CFLAGS) $^ -o $@ -lconfig
+
+# libflare.so: its own objects, every symbol hidden but the hooks (it lives
+# inside other programs and must not clash with theirs); libc only.
+SHIM_OBJ := $(patsubst %.c,$(BUILD)/shimobj/%.o,$(SHIM_SRC) $(COMMON_LIBC))
+$(BUILD)/shimobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) -fvisibility=hidden -c $< -o $@
+$(BUILD)/libflare.so: $(SHIM_OBJ)
+	$(CC) $(CFLAGS) -shared -Wl,-z,now -Wl,--no-undefined $^ -o $@
+
+$(BUILD)/rr-server: $(BUILD)/obj/examples/rr-server.o $(BUILD)/obj/examples/rr-proto.o
+	$(CC) $(CFLAGS) $^ -o $@
+$(BUILD)/rr-client: $(BUILD)/obj/examples/rr-client.o $(BUILD)/obj/examples/rr-proto.o
+	$(CC) $(CFLAGS) $^ -o $@ -lm
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -117,4 +134,4 @@ help:
 	@echo "make fuzz FUZZ_SECONDS=N   every fuzz target for N seconds"
 	@echo "make install PREFIX=/usr/local DESTDIR="
 
--include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/shimobj $(BUILD)/tests -name '*.d' 2>/dev/null)

@@ -265,7 +265,7 @@ void state_query(struct manager *m, struct fw_query *q)
 		for (int pass = 0; pass < 2; pass++)
 			for (int k = 0; k < o->n; k++) {
 				const struct fw_rank_replica *p = &m->pub_reps[ps->first_replica + o->idx[k]];
-				if (!p->alive == !pass)
+				if ((p->alive != 0) != pass)
 					q->addrs[q->n_addrs++] = p->addr;
 			}
 		return;

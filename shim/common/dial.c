@@ -1,0 +1,335 @@
+/* Connecting a managed descriptor: to the dialed primary when it is live,
+ * else down the service's ranking, each attempt bounded by the service's
+ * connect timeout; the error the program sees is the one it would have
+ * seen, and only when every replica failed. */
+#include "shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Options a program may have set that die with its socket. Each is copied
+ * to a replacement only when it differs from a fresh socket's value, so
+ * defaults (and the kernel's buffer autotuning) stay untouched. */
+static const struct {
+	int level, name;
+} copied_opts[] = {
+    {SOL_SOCKET, SO_KEEPALIVE},	   {SOL_SOCKET, SO_RCVBUF},	 {SOL_SOCKET, SO_SNDBUF},
+    {SOL_SOCKET, SO_SNDTIMEO},	   {SOL_SOCKET, SO_LINGER},	 {SOL_SOCKET, SO_PRIORITY},
+    {SOL_SOCKET, SO_MARK},	   {SOL_SOCKET, SO_OOBINLINE},	 {SOL_SOCKET, SO_BINDTODEVICE},
+    {IPPROTO_TCP, TCP_NODELAY},	   {IPPROTO_TCP, TCP_CORK},	 {IPPROTO_TCP, TCP_KEEPIDLE},
+    {IPPROTO_TCP, TCP_KEEPINTVL},  {IPPROTO_TCP, TCP_KEEPCNT},	 {IPPROTO_TCP, TCP_MAXSEG},
+    {IPPROTO_TCP, TCP_CONGESTION}, {IPPROTO_TCP, TCP_USER_TIMEOUT},
+    {IPPROTO_TCP, TCP_NOTSENT_LOWAT}, {IPPROTO_TCP, TCP_FASTOPEN_CONNECT},
+    {IPPROTO_IP, IP_TOS},	   {IPPROTO_IP, IP_TTL},	 {IPPROTO_IPV6, IPV6_V6ONLY},
+    {IPPROTO_IPV6, IPV6_TCLASS},
+};
+
+static void copy_options(int from, int to, int domain)
+{
+	for (size_t i = 0; i < sizeof(copied_opts) / sizeof(copied_opts[0]); i++) {
+		int level = copied_opts[i].level, name = copied_opts[i].name;
+		if ((level == IPPROTO_IPV6 && domain != AF_INET6) ||
+		    (level == IPPROTO_IP && domain != AF_INET))
+			continue;
+		uint8_t a[64], b[64];
+		socklen_t la = sizeof(a), lb = sizeof(b);
+		if (real.getsockopt(from, level, name, a, &la) < 0 ||
+		    real.getsockopt(to, level, name, b, &lb) < 0)
+			continue;
+		if (la == lb && memcmp(a, b, la) == 0)
+			continue;
+		if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF) &&
+		    la == sizeof(int)) {
+			int v;
+			memcpy(&v, a, sizeof(v));
+			v /= 2; /* the kernel reports twice what was set */
+			memcpy(a, &v, sizeof(v));
+		}
+		real.setsockopt(to, level, name, a, la);
+	}
+}
+
+static void set_int(int fd, int level, int name, int v)
+{
+	real.setsockopt(fd, level, name, &v, sizeof(v));
+}
+
+static int get_int(int fd, int level, int name)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+	real.getsockopt(fd, level, name, &v, &l);
+	return v;
+}
+
+/* flare's own settings: a dead peer must cost the program the service's
+ * timeouts, not the kernel's minutes; a program's own choices win. */
+void dial_apply_flare_options(struct fconn *fc, int fd)
+{
+	if (fc->user_timeout_ms && get_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT) == 0)
+		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)fc->user_timeout_ms);
+	if (fc->ka_idle && !get_int(fd, SOL_SOCKET, SO_KEEPALIVE)) {
+		set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+		set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, fc->ka_idle);
+		set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, fc->ka_intvl ? fc->ka_intvl : 1);
+		set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, fc->ka_cnt ? fc->ka_cnt : 1);
+	}
+	/* the kernel's receive timeout is at most one slice; the program's own
+	 * SO_RCVTIMEO is kept in fc and enforced by the library */
+	struct timeval tv = {0, FLARE_SLICE_MS * 1000};
+	const struct timeval *p = &fc->prog_rcvtimeo;
+	if ((p->tv_sec || p->tv_usec) && (p->tv_sec == 0 && p->tv_usec < tv.tv_usec))
+		tv = *p;
+	real.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+static int fd_getfl(int fd) { return real.fcntl(fd, F_GETFL); }
+
+static int wait_connected(int fd, int timeout_ms)
+{
+	struct timespec start;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long spent = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (spent >= timeout_ms)
+			return ETIMEDOUT;
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int n = poll(&p, 1, (int)(timeout_ms - spent));
+		if (n < 0 && errno == EINTR) {
+			if (sig_would_restart())
+				continue;
+			return EINTR;
+		}
+		if (n < 0)
+			return errno;
+		if (n == 0)
+			return ETIMEDOUT;
+		int err = 0;
+		socklen_t l = sizeof(err);
+		if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+			return errno;
+		return err;
+	}
+}
+
+/* Connects fd (blocking or not, as the program left it) within the
+ * timeout; returns 0 or an errno value. */
+static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
+{
+	int fl = fd_getfl(fd);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		real.fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	int rc = real.connect(fd, sa, len) == 0 ? 0 : errno;
+	if (rc == EINPROGRESS)
+		rc = wait_connected(fd, timeout_ms);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		real.fcntl(fd, F_SETFL, fl);
+	return rc;
+}
+
+int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx,
+		 int *err_out)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = flare_addr_to_sockaddr_family(&route->reps[idx].addr, fc->domain, &ss);
+	if (!len) {
+		*err_out = EAFNOSUPPORT;
+		return -1;
+	}
+	int fd = real.socket(fc->domain, fc->type | SOCK_CLOEXEC, fc->protocol);
+	if (fd < 0) {
+		*err_out = errno;
+		return -1;
+	}
+	copy_options(like, fd, fc->domain);
+	dial_apply_flare_options(fc, fd);
+	if (fc->has_bind && real.bind) {
+		if (real.bind(fd, (struct sockaddr *)&fc->bind_sa, fc->bind_len) < 0 &&
+		    errno == EADDRINUSE) {
+			/* the dead socket still holds the port: same address, any port */
+			struct sockaddr_storage b = fc->bind_sa;
+			if (b.ss_family == AF_INET)
+				((struct sockaddr_in *)&b)->sin_port = 0;
+			else
+				((struct sockaddr_in6 *)&b)->sin6_port = 0;
+			real.bind(fd, (struct sockaddr *)&b, fc->bind_len);
+		}
+	}
+	int rc = connect_within(fd, (struct sockaddr *)&ss, len, (int)fc->connect_timeout_ms);
+	if (rc) {
+		real.close(fd);
+		*err_out = rc;
+		return -1;
+	}
+	return fd;
+}
+
+/* Replicas to try for a new connection: the ranking (live primary first
+ * when dialed), the live ones before the dead ones, every replica once. */
+static int candidates(const struct flare_route *rt, uint8_t *out)
+{
+	int n = 0, seen[FLARE_MAX_REPLICAS] = {0};
+	const struct flare_tbl_service *s = &rt->svc;
+	uint8_t base[FLARE_MAX_REPLICAS];
+	int nb = 0;
+	if (s->failover == FLARE_FAILOVER_STATIC) {
+		if (s->primary >= 0)
+			base[nb++] = (uint8_t)s->primary;
+		for (uint32_t i = 0; i < s->n_replicas; i++)
+			base[nb++] = (uint8_t)i;
+	} else {
+		for (int i = 0; i < s->n_order; i++)
+			base[nb++] = s->order[i];
+		for (uint32_t i = 0; i < s->n_replicas && nb < FLARE_MAX_REPLICAS; i++)
+			base[nb++] = (uint8_t)i;
+	}
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < nb; i++) {
+			int r = base[i];
+			if (r >= (int)s->n_replicas || seen[r] || (rt->reps[r].alive != 0) == pass)
+				continue;
+			seen[r] = 1;
+			out[n++] = (uint8_t)r;
+		}
+	return n;
+}
+
+static struct fconn *fconn_for(int fd, const struct sockaddr *sa, socklen_t len,
+			       const struct flare_addr *dst, const struct flare_route *rt)
+{
+	struct fconn *fc = fconn_new();
+	if (!fc)
+		return NULL;
+	socklen_t l = sizeof(int);
+	fc->domain = sa->sa_family;
+	real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &fc->type, &l);
+	l = sizeof(int);
+	real.getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &fc->protocol, &l);
+	fc->dialed = *dst;
+	memcpy(&fc->dialed_sa, sa, len < sizeof(fc->dialed_sa) ? len : sizeof(fc->dialed_sa));
+	fc->dialed_len = len;
+	fc->svc_index = rt->svc_index;
+	fc->replay = rt->svc.replay;
+	fc->failover = rt->svc.failover;
+	fc->connect_timeout_ms = rt->svc.connect_timeout_ms ? rt->svc.connect_timeout_ms : 250;
+	fc->user_timeout_ms = rt->svc.user_timeout_ms;
+	fc->ka_idle = rt->svc.keepalive_idle_s;
+	fc->ka_intvl = rt->svc.keepalive_interval_s;
+	fc->ka_cnt = rt->svc.keepalive_count;
+	socklen_t tl = sizeof(fc->prog_rcvtimeo);
+	real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &fc->prog_rcvtimeo, &tl);
+	uint32_t want = rt->svc.replay_buffer;
+	if (fc->replay == FLARE_REPLAY_REQUEST_REPLY && want && fc->cap < want) {
+		uint8_t *b = realloc(fc->buf, want);
+		if (b) {
+			fc->buf = b;
+			fc->cap = want;
+		}
+	}
+	/* the program's bind, to repeat on replacement sockets */
+	struct sockaddr_storage bs;
+	socklen_t bl = sizeof(bs);
+	if (getsockname(fd, (struct sockaddr *)&bs, &bl) == 0) {
+		struct flare_addr b;
+		static const uint8_t zero[16];
+		if (flare_addr_from_sockaddr((struct sockaddr *)&bs, bl, &b) == 0 &&
+		    (b.port || memcmp(b.ip, zero, sizeof(zero)))) {
+			fc->has_bind = 1;
+			fc->bind_sa = bs;
+			fc->bind_len = bl;
+		}
+	}
+	return fc;
+}
+
+int dial_managed(int fd, const struct sockaddr *sa, socklen_t len, const struct flare_addr *dst,
+		 const struct flare_route *rt)
+{
+	uint8_t order[FLARE_MAX_REPLICAS];
+	int n = candidates(rt, order), first_err = 0, blocking = !(fd_getfl(fd) & O_NONBLOCK);
+	struct fconn *fc = fconn_for(fd, sa, len, dst, rt);
+	if (!fc || n == 0) {
+		if (fc)
+			fconn_release(fc);
+		return real.connect(fd, sa, len); /* cannot manage: as without flare */
+	}
+	for (int k = 0; k < n; k++) {
+		int idx = order[k];
+		struct sockaddr_storage ss;
+		socklen_t sl = flare_addr_to_sockaddr_family(&rt->reps[idx].addr, fc->domain, &ss);
+		int err;
+		if (!sl)
+			continue;
+		if (k == 0) {
+			/* the program's own socket first: its options and bind stay as they are */
+			dial_apply_flare_options(fc, fd);
+			if (!blocking) {
+				/* a non-blocking connect stays non-blocking: the best live
+				 * replica, EINPROGRESS at once */
+				int rc = real.connect(fd, (struct sockaddr *)&ss, sl);
+				err = rc == 0 ? 0 : errno;
+				if (err == 0 || err == EINPROGRESS) {
+					fc->cur = idx;
+					fdtab_attach(fd, fc);
+					STAT_INC(managed);
+					errno = err;
+					return rc;
+				}
+			} else {
+				err = connect_within(fd, (struct sockaddr *)&ss, sl,
+						     (int)fc->connect_timeout_ms);
+			}
+			if (err == 0) {
+				fc->cur = idx;
+				fdtab_attach(fd, fc);
+				STAT_INC(managed);
+				return 0;
+			}
+		} else {
+			int nfd = dial_replica(fc, fd, rt, idx, &err);
+			if (nfd >= 0) {
+				int cloexec = real.fcntl(fd, F_GETFD) & FD_CLOEXEC;
+				int fl = fd_getfl(fd);
+				if (fl >= 0)
+					real.fcntl(nfd, F_SETFL, fl);
+				if (real.dup3(nfd, fd, cloexec ? O_CLOEXEC : 0) < 0) {
+					err = errno;
+					real.close(nfd);
+				} else {
+					real.close(nfd);
+					fc->cur = idx;
+					fdtab_attach(fd, fc);
+					STAT_INC(managed);
+					STAT_INC(connect_failovers);
+					char a[FLARE_ADDR_STRLEN];
+					log_info("connect to %s: replica %s after %d failed attempt(s)",
+						 flare_addr_format(dst, a, sizeof(a)), rt->reps[idx].name, k);
+					return 0;
+				}
+			}
+		}
+		if (err == EINTR) {
+			fconn_release(fc);
+			errno = EINTR;
+			return -1;
+		}
+		if (!first_err)
+			first_err = err;
+		log_debug("connect to replica %s failed: %s", rt->reps[idx].name, strerror(err));
+	}
+	fconn_release(fc);
+	STAT_INC(passed_errors);
+	/* a timed-out attempt reads as the kernel's ETIMEDOUT; a virtual address
+	 * nobody listens on would have been refused */
+	errno = first_err ? first_err : ECONNREFUSED;
+	return -1;
+}

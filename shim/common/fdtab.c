@@ -1,0 +1,154 @@
+/* Descriptor -> managed connection. The array is one anonymous mapping
+ * sized to the descriptor limit and reserved lazily, so untouched pages
+ * cost no memory. fconns are recycled through a free list and never freed:
+ * a thread still holding a pointer after a close reads a valid object whose
+ * generation has moved on, never freed memory. */
+#include "shim.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#define MAX_TRACKED_FDS (1 << 20)
+
+static struct fconn **tab;
+static size_t tab_size;
+static struct fconn *free_list, *all_list;
+static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int fdtab_init(void)
+{
+	struct rlimit rl;
+	size_t n = 65536;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max > n)
+		n = rl.rlim_max;
+	if (n > MAX_TRACKED_FDS)
+		n = MAX_TRACKED_FDS;
+	void *p = mmap(NULL, n * sizeof(*tab), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	tab = p;
+	tab_size = n;
+	return 0;
+}
+
+struct fconn *fdtab_get(int fd)
+{
+	if ((unsigned)fd >= tab_size)
+		return NULL;
+	return __atomic_load_n(&tab[fd], __ATOMIC_ACQUIRE);
+}
+
+struct fconn *fconn_new(void)
+{
+	pthread_mutex_lock(&tab_lock);
+	struct fconn *fc = free_list;
+	if (fc)
+		free_list = fc->next_free;
+	pthread_mutex_unlock(&tab_lock);
+	if (!fc) {
+		fc = calloc(1, sizeof(*fc));
+		if (!fc)
+			return NULL;
+		pthread_mutex_init(&fc->lock, NULL);
+		pthread_mutex_lock(&tab_lock);
+		fc->all_next = all_list;
+		all_list = fc;
+		pthread_mutex_unlock(&tab_lock);
+	}
+	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
+	memset(&fc->healing, 0, sizeof(*fc) - offsetof(struct fconn, healing));
+	fc->pending_fd = -1;
+	fc->fresh = 1;
+	return fc;
+}
+
+void fdtab_attach(int fd, struct fconn *fc)
+{
+	if ((unsigned)fd >= tab_size)
+		return;
+	struct stat st;
+	pthread_mutex_lock(&fc->lock);
+	if (fc->n_fds < FLARE_MAX_ALIASES)
+		fc->fds[fc->n_fds++] = fd;
+	if (fc->n_fds == 1 && fstat(fd, &st) == 0)
+		fc->ino = st.st_ino;
+	pthread_mutex_unlock(&fc->lock);
+	__atomic_store_n(&tab[fd], fc, __ATOMIC_RELEASE);
+}
+
+void fdtab_detach(int fd)
+{
+	struct fconn *fc = fdtab_get(fd);
+	if (!fc)
+		return;
+	__atomic_store_n(&tab[fd], NULL, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&fc->lock);
+	for (int i = 0; i < fc->n_fds; i++)
+		if (fc->fds[i] == fd) {
+			fc->fds[i] = fc->fds[--fc->n_fds];
+			break;
+		}
+	int last = fc->n_fds == 0;
+	pthread_mutex_unlock(&fc->lock);
+	if (last)
+		fconn_release(fc);
+}
+
+void fconn_release(struct fconn *fc)
+{
+	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&tab_lock);
+	fc->next_free = free_list;
+	free_list = fc;
+	pthread_mutex_unlock(&tab_lock);
+}
+
+void fdtab_alias(int oldfd, int newfd)
+{
+	struct fconn *fc = fdtab_get(oldfd);
+	if (fdtab_get(newfd))
+		fdtab_detach(newfd);
+	if (fc)
+		fdtab_attach(newfd, fc);
+}
+
+int fdtab_stale(int fd)
+{
+	struct fconn *fc = fdtab_get(fd);
+	struct stat st;
+	return fc && (fstat(fd, &st) < 0 || st.st_ino != fc->ino);
+}
+
+void fdtab_detach_range(unsigned first, unsigned last)
+{
+	int fds[64];
+	int n;
+	do {
+		/* collect under the lock, detach outside it (detach takes it) */
+		n = 0;
+		pthread_mutex_lock(&tab_lock);
+		for (struct fconn *fc = all_list; fc && n < 64; fc = fc->all_next)
+			for (int i = 0; i < fc->n_fds && n < 64; i++)
+				if ((unsigned)fc->fds[i] >= first && (unsigned)fc->fds[i] <= last &&
+				    fdtab_get(fc->fds[i]) == fc)
+					fds[n++] = fc->fds[i];
+		pthread_mutex_unlock(&tab_lock);
+		for (int i = 0; i < n; i++)
+			fdtab_detach(fds[i]);
+	} while (n == 64);
+}
+
+/* A fork child may have been created while another thread held a lock. */
+void fdtab_atfork_child(void)
+{
+	pthread_mutex_init(&tab_lock, NULL);
+	for (struct fconn *fc = all_list; fc; fc = fc->all_next) {
+		pthread_mutex_init(&fc->lock, NULL);
+		fc->healing = 0;
+	}
+}

@@ -1,0 +1,127 @@
+/* Start-up: real symbols are resolved once, here. A hook called before
+ * that (another library's constructor, or dlsym itself) passes straight
+ * through with a raw system call. */
+#include "shim.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct real_fns real;
+int flare_ready;
+int flare_disabled;
+pid_t flare_pid;
+struct flare_stats flare_stats;
+
+static __thread int initializing;
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+long flare_raw(long nr, long a, long b, long c, long d, long e, long f)
+{
+	return syscall(nr, a, b, c, d, e, f);
+}
+
+/* dlsym may hand back our own definition when libflare.so is not first in
+ * the lookup order; then the symbol stays NULL and callers use the raw
+ * system call. */
+static void *resolve(const char *name, void *self)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+	return p == self ? NULL : p;
+}
+
+/* functions we define (hooks) must not resolve to ourselves; functions we
+ * only call (socket, shutdown, fork) are libc's whatever the address says */
+#define RESOLVE(f) real.f = (__typeof__(real.f))resolve(#f, (void *)f)
+#define RESOLVE_PLAIN(f) real.f = (__typeof__(real.f))resolve(#f, NULL)
+
+int flare_in_foreign_child(void)
+{
+	return (pid_t)syscall(SYS_getpid) != flare_pid;
+}
+
+static void atfork_child(void)
+{
+	flare_pid = (pid_t)syscall(SYS_getpid);
+	fdtab_atfork_child();
+}
+
+void flare_init(void)
+{
+	if (flare_ready || initializing)
+		return;
+	initializing = 1;
+	pthread_mutex_lock(&init_lock);
+	if (!flare_ready) {
+		RESOLVE_PLAIN(socket);
+		RESOLVE(connect);
+		RESOLVE(close);
+		RESOLVE(close_range);
+		RESOLVE_PLAIN(shutdown);
+		RESOLVE(send);
+		RESOLVE(sendto);
+		RESOLVE(sendmsg);
+		RESOLVE(write);
+		RESOLVE(writev);
+		RESOLVE(recv);
+		RESOLVE(recvfrom);
+		RESOLVE(recvmsg);
+		RESOLVE(read);
+		RESOLVE(readv);
+		RESOLVE(setsockopt);
+		RESOLVE(getsockopt);
+		RESOLVE(bind);
+		RESOLVE(listen);
+		RESOLVE(accept);
+		RESOLVE(accept4);
+		RESOLVE(dup);
+		RESOLVE(dup2);
+		RESOLVE(dup3);
+		RESOLVE(fcntl);
+		RESOLVE(fcntl64);
+		RESOLVE(getpeername);
+		RESOLVE_PLAIN(fork);
+		const char *level = getenv("FLARE_LOG");
+		int lv = level ? flare_log_level_parse(level) : -1;
+		flare_log_init("libflare", lv >= 0 ? lv : FLARE_LOG_WARN, 0);
+		const char *dis = getenv("FLARE_DISABLE");
+		flare_disabled = dis && strcmp(dis, "0") != 0 && *dis;
+		flare_pid = (pid_t)syscall(SYS_getpid);
+		if (!real.socket || !real.connect || !real.close || !real.read || !real.write ||
+		    !real.recv || !real.send || !real.dup3 || !real.getsockopt || !real.setsockopt ||
+		    !real.fcntl || !real.recvmsg || !real.sendmsg) {
+			log_error("cannot resolve libc's socket functions: passing everything through");
+			flare_disabled = 1;
+		}
+		if (!flare_disabled && fdtab_init() < 0) {
+			log_error("cannot allocate the descriptor table: passing everything through");
+			flare_disabled = 1;
+		}
+		pthread_atfork(NULL, NULL, atfork_child);
+		__atomic_store_n(&flare_ready, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&init_lock);
+	initializing = 0;
+}
+
+__attribute__((constructor)) static void flare_ctor(void) { flare_init(); }
+
+/* The per-process summary: FLARE_LOG=info shows it at exit. */
+__attribute__((destructor)) static void flare_dtor(void)
+{
+	if (!flare_ready || flare_disabled || flare_in_foreign_child())
+		return;
+	struct flare_stats s = flare_stats;
+	if (s.managed || s.failovers || s.passed_errors)
+		log_info("pid %d: %llu managed connection(s), %llu connect failover(s), %llu "
+			 "failover(s), %llu replay(s) of %llu byte(s), %llu wake-up(s) on a dead "
+			 "replica, %llu error(s) passed through",
+			 (int)flare_pid, (unsigned long long)s.managed,
+			 (unsigned long long)s.connect_failovers, (unsigned long long)s.failovers,
+			 (unsigned long long)s.replays, (unsigned long long)s.replay_bytes,
+			 (unsigned long long)s.table_dead_wakeups,
+			 (unsigned long long)s.passed_errors);
+}

@@ -1,0 +1,162 @@
+/* The read and write families on managed descriptors. Reads wait in the
+ * kernel for at most one slice (the socket's SO_RCVTIMEO, set by the
+ * library) so that, between slices, a program blocked for a reply learns
+ * from the table that its replica died; the program's own receive timeout
+ * is enforced here. */
+#include "shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+
+enum rop { R_RECV, R_RECVMSG, R_READV };
+
+static ssize_t do_read(enum rop op, int fd, void *buf, size_t len, struct msghdr *msg, int flags)
+{
+	switch (op) {
+	case R_RECV: return real.recv(fd, buf, len, flags);
+	case R_RECVMSG: return real.recvmsg(fd, msg, flags);
+	default: return real.readv(fd, msg->msg_iov, (int)msg->msg_iovlen);
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int replica_dead(struct fconn *fc)
+{
+	struct flare_route rt;
+	return route_read(fc->svc_index, &rt) == FLARE_TBL_OK &&
+	       (uint32_t)fc->cur < rt.svc.n_replicas && !rt.reps[fc->cur].alive;
+}
+
+static int outstanding(struct fconn *fc)
+{
+	return !__atomic_load_n(&fc->reply_started, __ATOMIC_ACQUIRE) && (fc->len || fc->overflow);
+}
+
+static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, size_t len,
+			    struct msghdr *msg, int flags)
+{
+	uint64_t deadline = 0;
+	const struct timeval *pt = &fc->prog_rcvtimeo;
+	if (pt->tv_sec || pt->tv_usec)
+		deadline = now_ns() + (uint64_t)pt->tv_sec * 1000000000ull +
+			   (uint64_t)pt->tv_usec * 1000ull;
+	for (;;) {
+		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
+		ssize_t n = do_read(op, fd, buf, len, msg, flags);
+		if (n > 0) {
+			if (!(flags & MSG_PEEK)) {
+				__atomic_store_n(&fc->reply_started, 1, __ATOMIC_RELEASE);
+				fc->fresh = 0;
+			}
+			return n;
+		}
+		int err = n < 0 ? errno : 0;
+		if (n == 0 && (op == R_RECV ? len == 0 : 0))
+			return 0;
+		if (err == EAGAIN || err == EWOULDBLOCK) {
+			if ((flags & MSG_DONTWAIT) || (real.fcntl(fd, F_GETFL) & O_NONBLOCK)) {
+				errno = err; /* the program's own non-blocking read */
+				return -1;
+			}
+			/* one of our slices ended */
+			if (deadline && now_ns() >= deadline) {
+				errno = EAGAIN;
+				return -1;
+			}
+			if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) == gen && outstanding(fc) &&
+			    replica_dead(fc)) {
+				STAT_INC(table_dead_wakeups);
+				heal(fc, gen, "replica dead in the table");
+			}
+			continue;
+		}
+		if (err == EINTR) {
+			/* with a receive timeout set (ours) the kernel never restarts */
+			if (!deadline && sig_would_restart())
+				continue;
+			errno = EINTR;
+			return -1;
+		}
+		if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
+			continue; /* another thread swapped the socket under us */
+		if (n == 0 || is_conn_failure(err)) {
+			if (heal(fc, gen, n == 0 ? "EOF before the reply" : strerror(err)) == 0)
+				continue;
+			if (n == 0)
+				return 0;
+		}
+		errno = err;
+		return -1;
+	}
+}
+
+ssize_t flare_recv_managed(struct fconn *fc, int fd, void *buf, size_t len, int flags)
+{
+	return managed_read(R_RECV, fc, fd, buf, len, NULL, flags);
+}
+
+ssize_t flare_recvmsg_managed(struct fconn *fc, int fd, struct msghdr *msg, int flags)
+{
+	return managed_read(R_RECVMSG, fc, fd, NULL, 0, msg, flags);
+}
+
+ssize_t flare_readv_managed(struct fconn *fc, int fd, const struct iovec *iov, int iovcnt)
+{
+	struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+	return managed_read(R_READV, fc, fd, NULL, 0, &m, 0);
+}
+
+/* A write on a managed descriptor: MSG_NOSIGNAL always (a dead peer must
+ * not kill a program the library can still heal), SIGPIPE raised by hand
+ * where the program would have had it. */
+static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t len,
+			     const struct msghdr *msg, int flags)
+{
+	for (;;) {
+		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
+		ssize_t n = msg ? real.sendmsg(fd, msg, flags | MSG_NOSIGNAL)
+				: real.send(fd, buf, len, flags | MSG_NOSIGNAL);
+		if (n >= 0) {
+			if (msg)
+				request_record_iov(fc, msg->msg_iov, (int)msg->msg_iovlen, (size_t)n);
+			else
+				request_record(fc, buf, (size_t)n);
+			return n;
+		}
+		int err = errno;
+		if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+			errno = err;
+			return -1;
+		}
+		if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
+			continue;
+		if (is_conn_failure(err)) {
+			/* this write starts a new request if a reply was being read */
+			request_record(fc, NULL, 0);
+			if (heal(fc, gen, strerror(err)) == 0)
+				continue;
+		}
+		if (err == EPIPE)
+			sig_pipe_as_program(flags);
+		errno = err;
+		return -1;
+	}
+}
+
+ssize_t flare_send_managed(struct fconn *fc, int fd, const void *buf, size_t len, int flags)
+{
+	return managed_write(fc, fd, buf, len, NULL, flags);
+}
+
+ssize_t flare_sendmsg_managed(struct fconn *fc, int fd, const struct msghdr *msg, int flags)
+{
+	return managed_write(fc, fd, NULL, 0, msg, flags);
+}

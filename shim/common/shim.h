@@ -1,0 +1,181 @@
+/* libflare.so internals. The library lives inside other people's programs:
+ * libc only, no threads, no signal handlers, no timers, no heap growth per
+ * call; every real symbol is resolved once in the constructor.
+ *
+ * A "managed" descriptor is a TCP socket the program connected to a service
+ * address listed in the shared table. Its state is a struct fconn, found
+ * through an fd-indexed array (one load on the unmanaged fast path). */
+#ifndef FLARE_SHIM_H
+#define FLARE_SHIM_H
+
+#include "addr.h"
+#include "log.h"
+#include "table.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define FLARE_EXPORT __attribute__((visibility("default")))
+#define FLARE_MAX_ALIASES 8
+/* A blocking wait on a managed socket never sleeps longer than this in the
+ * kernel: between slices the library looks at the table, so a program
+ * waiting on a silently dead host moves on once the table says so. */
+#define FLARE_SLICE_MS 50
+
+/* ---- real functions (init.c) ---- */
+struct real_fns {
+	int (*socket)(int, int, int);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*close)(int);
+	int (*close_range)(unsigned, unsigned, int);
+	int (*shutdown)(int, int);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	int (*bind)(int, const struct sockaddr *, socklen_t);
+	int (*listen)(int, int);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+	int (*getpeername)(int, struct sockaddr *, socklen_t *);
+	pid_t (*fork)(void);
+};
+
+extern struct real_fns real;
+extern int flare_ready;	   /* real symbols resolved */
+extern int flare_disabled; /* FLARE_DISABLE=1: pure pass-through */
+extern pid_t flare_pid;	   /* our pid, updated in fork children */
+
+void flare_init(void);
+/* 1 inside a vfork/CLONE_VM child sharing our memory: touch no state */
+int flare_in_foreign_child(void);
+
+/* raw syscall fallbacks for calls arriving before the constructor */
+long flare_raw(long nr, long a, long b, long c, long d, long e, long f);
+
+/* ---- statistics ---- */
+struct flare_stats {
+	uint64_t managed, connect_failovers, failovers, replays, replay_bytes, passed_errors,
+	    table_dead_wakeups;
+};
+extern struct flare_stats flare_stats;
+#define STAT_INC(f) __atomic_add_fetch(&flare_stats.f, 1, __ATOMIC_RELAXED)
+#define STAT_ADD(f, n) __atomic_add_fetch(&flare_stats.f, (n), __ATOMIC_RELAXED)
+
+/* ---- managed connections ---- */
+struct fconn {
+	/* kept across recycling */
+	pthread_mutex_t lock; /* request buffer, aliases; never held while blocking */
+	uint32_t gen;	      /* bumped (atomically) on every swap and recycle */
+	uint8_t *buf;	      /* request buffer, cap bytes */
+	uint32_t cap;
+	struct fconn *next_free, *all_next;
+
+	/* reset for every connection, from here on */
+	int healing;	   /* a heal in progress (atomic) */
+	pid_t healer_tid;  /* its thread, to take over after a siglongjmp */
+	int pending_fd;	   /* socket of an interrupted heal, closed on the next one */
+	ino_t ino;	   /* the socket's inode: tells a reused descriptor number */
+	int fds[FLARE_MAX_ALIASES];
+	int n_fds;
+
+	int domain, type, protocol;
+	struct flare_addr dialed;
+	struct sockaddr_storage dialed_sa;
+	socklen_t dialed_len;
+	uint32_t svc_index;
+	int cur; /* local index of the replica connected to */
+	uint8_t replay, failover;
+	uint32_t connect_timeout_ms, user_timeout_ms;
+	uint16_t ka_idle, ka_intvl, ka_cnt;
+	struct timeval prog_rcvtimeo; /* the program's SO_RCVTIMEO (0: none) */
+
+	int has_bind;
+	struct sockaddr_storage bind_sa;
+	socklen_t bind_len;
+
+	/* outstanding request: bytes written since the last byte read */
+	uint32_t len;
+	int overflow;	   /* the request outgrew the buffer: not replayable */
+	int reply_started; /* a byte was read since the last write (atomic) */
+	int fresh;	   /* nothing read or written yet */
+};
+
+/* fdtab.c */
+int fdtab_init(void);
+struct fconn *fdtab_get(int fd); /* NULL for unmanaged: the fast path */
+struct fconn *fconn_new(void);
+void fconn_release(struct fconn *fc); /* one never attached to a descriptor */
+void fdtab_attach(int fd, struct fconn *fc);
+/* Drops fd from its fconn; frees the fconn with its last descriptor. */
+void fdtab_detach(int fd);
+void fdtab_alias(int oldfd, int newfd);
+void fdtab_detach_range(unsigned first, unsigned last);
+/* 1 when fd no longer names the socket its fconn was attached to */
+int fdtab_stale(int fd);
+void fdtab_atfork_child(void);
+
+/* route.c: the shared table */
+int route_lookup(const struct flare_addr *a, struct flare_route *out);
+int route_read(uint32_t svc_index, struct flare_route *out);
+int route_lookup_replica(const struct flare_addr *a, struct flare_replica_info *out);
+
+/* dial.c */
+int dial_managed(int fd, const struct sockaddr *sa, socklen_t len, const struct flare_addr *dst,
+		 const struct flare_route *route);
+/* Opens a connected socket to local replica `idx` of the route, with the
+ * program's options copied from `like` (an fd of the same kind). Returns
+ * the new fd or -1 (errno set). */
+int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx,
+		 int *err_out);
+void dial_apply_flare_options(struct fconn *fc, int fd);
+
+/* heal.c */
+/* Replaces the connection behind fc after a failure seen at generation
+ * `gen`. Returns 0 when the caller should retry its call (healed, or healed
+ * by another thread), -1 when the failure must surface. */
+int heal(struct fconn *fc, uint32_t gen, const char *why);
+int heal_allowed(struct fconn *fc);
+void request_record(struct fconn *fc, const void *data, size_t n);
+void request_record_iov(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);
+int is_conn_failure(int err);
+
+/* io.c: shared bodies of the read and write families */
+ssize_t flare_recvmsg_managed(struct fconn *fc, int fd, struct msghdr *msg, int flags);
+ssize_t flare_recv_managed(struct fconn *fc, int fd, void *buf, size_t len, int flags);
+ssize_t flare_send_managed(struct fconn *fc, int fd, const void *buf, size_t len, int flags);
+ssize_t flare_sendmsg_managed(struct fconn *fc, int fd, const struct msghdr *msg, int flags);
+ssize_t flare_readv_managed(struct fconn *fc, int fd, const struct iovec *iov, int iovcnt);
+
+/* sig.c */
+/* Would the kernel have restarted a call interrupted now (every installed
+ * handler has SA_RESTART)? */
+int sig_would_restart(void);
+/* Raises SIGPIPE where the program would have received one. */
+void sig_pipe_as_program(int flags);
+
+/* register.c: server side */
+void register_listen(int fd);
+void register_retry(void);
+void register_forget_fd(int fd);
+int register_knows(int fd);
+void register_forget_range(unsigned first, unsigned last);
+
+#endif

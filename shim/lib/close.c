@@ -1,0 +1,26 @@
+#include "hook.h"
+
+#include <linux/close_range.h>
+
+FLARE_EXPORT int close(int fd)
+{
+	HOOK_ENTER(close, (int)syscall(SYS_close, fd));
+	/* the pid check (a system call) only when there is state to touch */
+	if ((fdtab_get(fd) || register_knows(fd)) && !flare_in_foreign_child()) {
+		fdtab_detach(fd);
+		register_forget_fd(fd);
+	}
+	return real.close(fd);
+}
+
+/* close_range(2): programs close every descriptor before exec (ssh, and
+ * many daemons); managed ones in the range are forgotten. */
+FLARE_EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	HOOK_ENTER(close_range, (int)syscall(SYS_close_range, first, last, flags));
+	if (!(flags & CLOSE_RANGE_CLOEXEC) && !flare_in_foreign_child()) {
+		fdtab_detach_range(first, last);
+		register_forget_range(first, last);
+	}
+	return real.close_range(first, last, flags);
+}

@@ -1,0 +1,29 @@
+#include "hook.h"
+
+#include <sys/stat.h>
+
+/* connect(2): the one place a descriptor becomes managed. Everything not a
+ * stream socket to a service address in a healthy table goes through as
+ * it is, after one hash lookup. */
+FLARE_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	HOOK_ENTER(connect, (int)syscall(SYS_connect, fd, sa, len));
+	struct flare_addr dst;
+	struct flare_route rt;
+	if (flare_disabled || !sa || flare_addr_from_sockaddr(sa, len, &dst) < 0)
+		return real.connect(fd, sa, len);
+	if (fdtab_get(fd)) {
+		/* connected before: a second connect (EISCONN, EALREADY), unless the
+		 * number now names another socket (closed where we could not see) */
+		if (!fdtab_stale(fd))
+			return real.connect(fd, sa, len);
+		fdtab_detach(fd);
+	}
+	if (route_lookup(&dst, &rt) != FLARE_TBL_OK || flare_in_foreign_child())
+		return real.connect(fd, sa, len);
+	int type = 0;
+	socklen_t tl = sizeof(type);
+	if (real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
+		return real.connect(fd, sa, len);
+	return dial_managed(fd, sa, len, &dst, &rt);
+}

@@ -1,0 +1,37 @@
+#include "hook.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+
+int flare_after_dup(int oldfd, int newfd);
+
+/* The third argument is an int or a pointer; both travel in the same
+ * register, so it is forwarded as a pointer-sized value. */
+static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
+{
+	int r = fn(fd, cmd, arg);
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+		return flare_after_dup(fd, r);
+	return r;
+}
+
+FLARE_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	HOOK_ENTER(fcntl, (int)syscall(SYS_fcntl, fd, cmd, arg));
+	return do_fcntl(real.fcntl, fd, cmd, arg);
+}
+
+/* glibc >= 2.28 with 64-bit offsets (CPython always) calls fcntl64 */
+FLARE_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	HOOK_ENTER(fcntl, (int)syscall(SYS_fcntl, fd, cmd, arg));
+	return do_fcntl(real.fcntl64 ? real.fcntl64 : real.fcntl, fd, cmd, arg);
+}
