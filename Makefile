@@ -76,7 +76,12 @@ deps:
 unit: all $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 	@sh tests/run-unit.sh $(BUILD)/tests $(UNIT_TESTS)
 
-integration: all
+PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/progs/%,$(wildcard tests/progs/*.c))
+$(BUILD)/tests/progs/%: tests/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread
+
+integration: all $(PROGS)
 	@sh tests/run-integration.sh $(BUILD)
 
 check: deps

@@ -4,7 +4,7 @@
  * exit status 1 and a line saying which request and why.
  *
  *   rr-client -c ADDR:PORT [-n COUNT] [-r HZ] [--size N] [--lp] [--threads T]
- *             [--log FILE] [--duration SECONDS] [--first-id N] */
+ *             [--log FILE] [--duration SECONDS] [--first-id N] [--split-us N] */
 #include "rr-proto.h"
 
 #include <arpa/inet.h>
@@ -28,6 +28,7 @@ static double rate_hz;
 static double duration_s;
 static size_t msg_size = 64;
 static int length_prefixed;
+static long split_us = -1; /* >= 0: each request in two writes, this far apart */
 static FILE *latency_log;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t t0;
@@ -120,8 +121,20 @@ static void *run(void *arg)
 		memcpy(req, &be, 4);
 		rr_fill(req + 4, msg_size, id);
 		uint64_t t = rr_now_ns();
-		int rc = rr_write_full(fd, length_prefixed ? req : req + 4,
-				       msg_size + (length_prefixed ? 4 : 0));
+		const uint8_t *out = length_prefixed ? req : req + 4;
+		size_t out_len = msg_size + (length_prefixed ? 4 : 0);
+		int rc;
+		if (split_us >= 0) {
+			/* a first write that a dead peer still accepts, then one that
+			 * meets its reset: EPIPE (and SIGPIPE) without a library */
+			rc = rr_write_full(fd, out, 4);
+			if (split_us > 0)
+				usleep((useconds_t)split_us);
+			if (rc == 0)
+				rc = rr_write_full(fd, out + 4, out_len - 4);
+		} else {
+			rc = rr_write_full(fd, out, out_len);
+		}
 		if (rc == 0 && length_prefixed) {
 			rc = rr_read_full(fd, rep, 4);
 			if (rc == 0 && memcmp(rep, &be, 4) != 0) {
@@ -179,6 +192,7 @@ int main(int argc, char **argv)
 					     {"log", required_argument, NULL, 'L'},
 					     {"duration", required_argument, NULL, 'd'},
 					     {"first-id", required_argument, NULL, 'i'},
+					     {"split-us", required_argument, NULL, 'S'},
 					     {NULL, 0, NULL, 0}};
 	const char *target = NULL, *log_path = NULL;
 	int o;
@@ -193,6 +207,7 @@ int main(int argc, char **argv)
 		case 'L': log_path = optarg; break;
 		case 'd': duration_s = atof(optarg); break;
 		case 'i': first_id = atol(optarg); break;
+		case 'S': split_us = atol(optarg); break;
 		default:
 			fprintf(stderr, "usage: rr-client -c ADDR:PORT [-n COUNT] [-r HZ] [--size N] "
 					"[--lp] [--threads T] [--log FILE] [--duration S] [--first-id N]\n");

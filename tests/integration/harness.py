@@ -219,3 +219,78 @@ def run(tests):
             _procs.clear()
     print("%d passed, %d failed" % (_results["passed"], _results["failed"]))
     sys.exit(1 if _results["failed"] else 0)
+
+
+# ---- a replicated request/response service, for the library's tests ----
+
+def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr"):
+    """n replicas of service A (rr-server) on n hosts with file: utilization,
+    the control plane, and helpers to start servers and clients."""
+    ports = free_ports(n + 2)
+    mport, svc = ports[0], ports[1]
+    reps = ports[2:]
+    if primary:
+        svc = reps[0]
+    hosts = ",\n".join('  { name = "h%d"; utilization = "file:@DIR@/h%d.util"; '
+                       'monitor_socket = "@DIR@/h%d.sock"; }' % (i, i, i) for i in range(n))
+    replicas = ",\n".join('      { name = "A-%d"; host = "h%d"; address = "127.0.0.1:%d"; '
+                          'load = 0.2; }' % (i + 1, i, p) for i, p in enumerate(reps))
+    conf = """
+manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 50;
+            heartbeat_interval_ms = 50; heartbeat_timeout_ms = 300; };
+monitor = { probe_interval_ms = 100; probe_timeout_ms = 100; };
+agent = { shm = "@SHM@"; stale_ms = %d; };
+hosts = (
+%s
+);
+services = (
+  { name = "A"; address = "127.0.0.1:%d"; connect_timeout_ms = 200; %s
+    replicas = (
+%s ); }
+);
+""" % (mport, stale_ms, hosts, svc, service_extra, replicas)
+    s = Stack(conf, name)
+    s.svc = svc
+    s.ports = reps
+    s.n = n
+    for i in range(n):
+        with open(os.path.join(s.dir, "h%d.util" % i), "w") as f:
+            f.write("%.2f\n" % (0.1 * (i + 1)))
+    return s
+
+
+def start_rr(s, servers=True):
+    s.manager()
+    for i in range(s.n):
+        s.monitor("h%d" % i)
+    s.agent()
+    if servers:
+        for i in range(s.n):
+            rr_server(s, i)
+        wait_for(lambda: all(r["alive"] for r in (s.table() or {"services": [{"replicas": [{"alive": 0}]}]})
+                             ["services"][0]["replicas"]), 10, what="every replica alive")
+
+
+def rr_server(s, i, extra=()):
+    return s.start("rr%d" % i, [BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-server",
+                                "-l", "127.0.0.1:%d" % s.ports[i], "--tag", "A-%d" % (i + 1)]
+                   + list(extra))
+
+
+def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None):
+    cmd = ([BUILD + "/flare-run", "--shm", s.shm, "--"] if preload else []) + \
+        [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % (port or s.svc)] + list(args)
+    e = dict(os.environ)
+    e.update({"FLARE_LOG": "info"})
+    e.update(env or {})
+    if not wait:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+        _procs.append(p)
+        return p
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def serving_replica(s):
+    """Index of the replica a new connection goes to (first in the order)."""
+    order = s.order("A")
+    return int(order[0].split("-")[1]) - 1

@@ -1,0 +1,225 @@
+"""libflare.so with real clients and servers: request replay through
+SIGKILLs, every replica dead, fail-open tables, threads, SIGPIPE,
+descriptor identity, and programs that spawn children."""
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from harness import (BUILD, check, rr_client, rr_deployment, rr_server, run, serving_replica,
+                     spawn, start_rr, wait_for)
+
+
+def parse(out):
+    m = re.search(r"requests=(\d+) errors=(\d+).*served_by=(\S*)", out)
+    check(m, "no summary in: %r" % out)
+    served = dict(kv.split(":") for kv in m.group(3).split(",") if kv)
+    return int(m.group(1)), int(m.group(2)), {k: int(v) for k, v in served.items()}
+
+
+def restart(s, i, extra=()):
+    s.procs.pop("rr%d" % i, None)
+    rr_server(s, i, extra)
+    wait_for(lambda: s.replica("A-%d" % (i + 1))["alive"], 10, what="A-%d alive" % (i + 1))
+
+
+def test_random_sigkills_20_trials():
+    s = rr_deployment()
+    start_rr(s)
+    rnd = random.Random(int(os.environ.get("FLARE_TEST_SEED", "4242")))
+    failovers = 0
+    for trial in range(20):
+        victim = serving_replica(s)
+        if trial % 2:
+            # the server kills itself after a random number of requests
+            s.kill("rr%d" % victim)
+            restart(s, victim, ["--crash-after", str(rnd.randint(1, 999))])
+            victim = serving_replica(s)
+            r = rr_client(s, ["-n", "1000", "--first-id", str(trial * 1000 + 1)])
+        else:
+            p = rr_client(s, ["-n", "1000", "-r", "5000", "--first-id", str(trial * 1000 + 1)],
+                          wait=False)
+            time.sleep(rnd.uniform(0.01, 0.17))
+            s.kill("rr%d" % victim)
+            out, err = p.communicate(timeout=60)
+            r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+        n, errors, served = parse(r.stdout)
+        check(r.returncode == 0 and n == 1000 and errors == 0,
+              "trial %d: rc %d, %s %s" % (trial, r.returncode, r.stdout, r.stderr))
+        failovers += "1 failover(s)" in r.stderr
+        if s.procs.get("rr%d" % victim) and s.procs["rr%d" % victim].poll() is not None:
+            s.procs.pop("rr%d" % victim)
+        if "rr%d" % victim not in s.procs:
+            restart(s, victim)
+        elif trial % 2:
+            s.kill("rr%d" % victim)
+            restart(s, victim)
+    print("     20 trials x 1000 requests: all correct, %d trials healed a failover" % failovers)
+    check(failovers >= 15, "only %d of 20 trials saw a failover" % failovers)
+
+
+def test_every_replica_dead():
+    s = rr_deployment()
+    start_rr(s)
+    for i in range(s.n):
+        s.kill("rr%d" % i)
+    wait_for(lambda: not any(r["alive"] for r in s.table()["services"][0]["replicas"]), 10,
+             what="every replica dead")
+    with_flare = rr_client(s, ["-n", "3"])
+    without = rr_client(s, ["-n", "3"], preload=False)
+    check(with_flare.returncode == 1 and "Connection refused" in with_flare.stderr,
+          "with flare: %r" % with_flare.stderr)
+    check(without.returncode == 1 and "Connection refused" in without.stderr,
+          "without flare: %r" % without.stderr)
+
+
+def test_fail_open_tables():
+    s = rr_deployment(primary=True, stale_ms=300)
+    # no table at all: straight to the dialed (primary) address
+    rr_server(s, 0)
+    time.sleep(0.2)
+    r = rr_client(s, ["-n", "50"])
+    n, errors, served = parse(r.stdout)
+    check(r.returncode == 0 and served == {"A-1": 50}, "no table: %s %s" % (r.stdout, r.stderr))
+    check("absent" in r.stderr, "says the table is absent: %r" % r.stderr)
+    # a stale table: the agent died without a word
+    start_rr(s, servers=False)
+    for i in (1, 2):
+        rr_server(s, i)
+    wait_for(lambda: all(x["alive"] for x in s.table()["services"][0]["replicas"]), 10,
+             what="replicas alive")
+    s.kill("agent")
+    time.sleep(0.5)
+    r = rr_client(s, ["-n", "50"])
+    n, errors, served = parse(r.stdout)
+    check(r.returncode == 0 and served == {"A-1": 50}, "stale: %s %s" % (r.stdout, r.stderr))
+    check("stale" in r.stderr, "says the table is stale: %r" % r.stderr)
+    # a corrupt table
+    with open("/dev/shm" + s.shm, "wb") as f:
+        f.write(os.urandom(4096))
+    r = rr_client(s, ["-n", "50"])
+    n, errors, served = parse(r.stdout)
+    check(r.returncode == 0 and served == {"A-1": 50}, "corrupt: %s %s" % (r.stdout, r.stderr))
+    check("corrupt" in r.stderr, "says the table is corrupt: %r" % r.stderr)
+
+
+def test_16_threads_through_failovers():
+    s = rr_deployment()
+    start_rr(s)
+    p = rr_client(s, ["--threads", "16", "-n", "400", "-r", "400"], wait=False)
+    for _ in range(3):
+        time.sleep(0.25)
+        victim = serving_replica(s)
+        s.kill("rr%d" % victim)
+        wait_for(lambda: not s.replica("A-%d" % (victim + 1))["alive"], 5, what="death seen")
+        restart(s, victim)
+    out, err = p.communicate(timeout=60)
+    n, errors, served = parse(out)
+    check(p.returncode == 0 and n == 6400 and errors == 0, "rc %d: %s %s" % (p.returncode, out, err))
+    check(len(served) >= 2, "served by one replica only: %s" % served)
+
+
+def test_sigpipe_not_raised_when_healed():
+    s = rr_deployment()
+    start_rr(s)
+    # without the library the same client dies of SIGPIPE: the test can fail
+    # 20 requests a second, each in two writes 2 ms apart: a kill lands
+    # between requests, the next first write is accepted, the second meets
+    # the reset
+    args = ["-n", "30", "-r", "20", "--split-us", "2000"]
+    victim = serving_replica(s)
+    p = rr_client(s, args, preload=False, wait=False, port=s.ports[victim])
+    time.sleep(0.33)
+    s.kill("rr%d" % victim)
+    out, err = p.communicate(timeout=60)
+    check(p.returncode == -signal.SIGPIPE,
+          "without flare: rc %d, expected SIGPIPE (%s)" % (p.returncode, err.strip()))
+    restart(s, victim)
+    victim = serving_replica(s)
+    p = rr_client(s, args, wait=False)
+    time.sleep(0.33)
+    s.kill("rr%d" % victim)
+    out, err = p.communicate(timeout=60)
+    n, errors, served = parse(out)
+    check(p.returncode == 0 and n == 30, "with flare: rc %d %s %s" % (p.returncode, out, err))
+    check("Broken pipe" in err or "reset" in err, "the failover met EPIPE: %r" % err)
+
+
+def test_descriptor_identity():
+    s = rr_deployment()
+    start_rr(s)
+    victim = serving_replica(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/tests/progs/fdcheck",
+                          "127.0.0.1", str(s.svc)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, FLARE_LOG="info"))
+    before = p.stdout.readline()
+    s.kill("rr%d" % victim)
+    wait_for(lambda: not s.replica("A-%d" % (victim + 1))["alive"], 5, what="death seen")
+    out, err = p.communicate("go\n", timeout=30)
+    check(p.returncode == 0, "fdcheck failed: %s %s" % (out, err))
+    b = dict(kv.split("=") for kv in before.split(": ", 1)[1].split())
+    a = dict(kv.split("=") for kv in out.split(": ", 1)[1].split())
+    print("     " + before.strip() + "\n     " + out.strip())
+    check(b["tag"] != a["tag"], "served by another replica after the kill: %s / %s" % (b, a))
+    for k in ("cloexec", "alias_cloexec", "nonblock", "alias_nonblock", "nodelay", "keepalive",
+              "sndbuf", "peer"):
+        check(a[k] == b[k], "%s changed: %s -> %s" % (k, b[k], a[k]))
+    check(b["cloexec"] == "1" and b["nonblock"] == "1" and b["alias_cloexec"] == "0",
+          "flags as the program set them: %s" % b)
+
+
+PY_CLIENT = r'''
+import os, socket, struct, subprocess, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection((host, port))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def request(i):
+    req = struct.pack("<Q", i) + b"\0" * 20 + bytes((i + k) % 256 for k in range(36))
+    s.sendall(req)
+    rep = b""
+    while len(rep) < 64:
+        chunk = s.recv(64 - len(rep))
+        if not chunk:
+            raise SystemExit("request %d: connection closed" % i)
+        rep += chunk
+    if rep[:12] != req[:12] or rep[28:] != req[28:]:
+        raise SystemExit("request %d: wrong reply" % i)
+for i in range(n):
+    request(i)
+    if i % 10 == 0:
+        subprocess.run(["true"], close_fds=True, check=True)  # vfork + close_range child
+        os.waitpid(os.posix_spawn("/bin/true", ["true"], os.environ), 0)
+        pid = os.fork()
+        if pid == 0:
+            os.closerange(3, 4096)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    time.sleep(0.005)
+print("ok", n)
+'''
+
+
+def test_python_client_spawning_children():
+    s = rr_deployment()
+    start_rr(s)
+    script = os.path.join(s.dir, "client.py")
+    with open(script, "w") as f:
+        f.write(PY_CLIENT)
+    victim = serving_replica(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, script,
+                          "127.0.0.1", str(s.svc), "200"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, FLARE_LOG="info"))
+    time.sleep(0.6)
+    s.kill("rr%d" % victim)
+    out, err = p.communicate(timeout=60)
+    check(p.returncode == 0 and "ok 200" in out, "python client: rc %d %s %s" % (p.returncode, out, err))
+    check("failover(s)" in err and "0 failover(s)" not in err, "a failover happened: %r" % err)
+
+
+if __name__ == "__main__":
+    run([test_random_sigkills_20_trials, test_every_replica_dead, test_fail_open_tables,
+         test_16_threads_through_failovers, test_sigpipe_not_raised_when_healed,
+         test_descriptor_identity, test_python_client_spawning_children])
