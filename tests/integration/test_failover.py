@@ -171,6 +171,29 @@ def test_descriptor_identity():
           "flags as the program set them: %s" % b)
 
 
+def test_silent_host_moves_on_when_table_says_dead():
+    s = rr_deployment()
+    start_rr(s)
+    victim = serving_replica(s)
+    p = rr_client(s, ["-n", "300", "-r", "100", "--log", os.path.join(s.dir, "lat.log")],
+                  wait=False)
+    time.sleep(0.5)
+    # the host goes silent: server and monitor frozen, no FIN, no RST
+    s.procs["rr%d" % victim].send_signal(signal.SIGSTOP)
+    s.procs["monitor-h%d" % victim].send_signal(signal.SIGSTOP)
+    out, err = p.communicate(timeout=60)
+    for name in ("rr%d" % victim, "monitor-h%d" % victim):
+        s.procs[name].send_signal(signal.SIGCONT)
+    n, errors, served = parse(out)
+    check(p.returncode == 0 and n == 300, "rc %d: %s %s" % (p.returncode, out, err))
+    worst = max(float(l.split()[2]) for l in open(os.path.join(s.dir, "lat.log")))
+    print("     silent host: worst request %.0f ms (heartbeat timeout 300 ms, slice 50 ms)" %
+          (worst / 1000))
+    check("wake-up(s) on a dead replica" in err and "0 wake-up(s)" not in err,
+          "woken by the table: %r" % err)
+    check(worst / 1000 < 3000, "the blocked request waited %.0f ms" % (worst / 1000))
+
+
 PY_CLIENT = r'''
 import os, socket, struct, subprocess, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -222,4 +245,5 @@ def test_python_client_spawning_children():
 if __name__ == "__main__":
     run([test_random_sigkills_20_trials, test_every_replica_dead, test_fail_open_tables,
          test_16_threads_through_failovers, test_sigpipe_not_raised_when_healed,
-         test_descriptor_identity, test_python_client_spawning_children])
+         test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
+         test_python_client_spawning_children])
