@@ -81,6 +81,16 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread
 
+BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libflare-common.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libflare-common.a $(DAEMON_LIBS) -lm
+
+# ratios measured side by side in one run; BENCH_ARGS=--quick for a short run
+bench: deps all $(BENCH_PROGS)
+	@sh scripts/deps.sh bench
+	@python3 tests/bench/bench.py $(BUILD) $(BENCH_ARGS)
+
 integration: all $(PROGS)
 	@sh tests/run-integration.sh $(BUILD)
 

@@ -147,8 +147,10 @@ static void *run(void *arg)
 		if (rc == 0)
 			rc = rr_read_full(fd, rep + 4, msg_size);
 		if (rc != 0) {
-			fprintf(stderr, "rr-client: request %llu: %s\n", (unsigned long long)id,
-				rc > 0 ? "connection closed by the server" : strerror(errno));
+			fprintf(stderr, "rr-client: request %llu: %s (failed after %.1f us)\n",
+				(unsigned long long)id,
+				rc > 0 ? "connection closed by the server" : strerror(errno),
+				(double)(rr_now_ns() - t) / 1e3);
 			w->failed = 1;
 			break;
 		}

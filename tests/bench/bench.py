@@ -1,0 +1,275 @@
+"""make bench: every figure measured side by side in one run on this
+machine, printed as a table. Ratios are medians of interleaved rounds
+(A B C A B C ...), with min and max; see ../shared/MEASURING.md."""
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+import harness  # noqa: E402
+from harness import BUILD, Stack, free_ports, rr_deployment, spawn, start_rr, wait_for  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+ROUNDS = 3 if QUICK else 7
+REQS = 5000 if QUICK else 30000
+rows = []
+
+
+def row(section, what, value, goal=""):
+    rows.append((section, what, value, goal))
+    print("  %-34s %-52s %s" % (section, what, value), flush=True)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def ratio_summary(values):
+    return "%.3f (min %.3f, max %.3f)" % (statistics.median(values), min(values), max(values))
+
+
+def client_stats(out):
+    m = re.search(r"requests=(\d+) errors=(\d+) mean_us=([\d.]+) p50_us=([\d.]+) p99_us=([\d.]+)"
+                  r".*rps=(\d+)", out)
+    if not m:
+        raise RuntimeError("client output: %r" % out)
+    return {"n": int(m.group(1)), "errors": int(m.group(2)), "mean": float(m.group(3)),
+            "p50": float(m.group(4)), "p99": float(m.group(5)), "rps": float(m.group(6))}
+
+
+def pinned(cmd):
+    return ["taskset", "-c", "0"] + cmd
+
+
+def overhead(s):
+    """64-byte request/response, one connection, client and server pinned to
+    CPU 0: direct, library with an unmanaged destination, library managed."""
+    rep_port = s.ports[0]
+    variants = {
+        "direct": [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % rep_port],
+        "unmanaged": [BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-client", "-c",
+                      "127.0.0.1:%d" % rep_port],
+        "managed": [BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-client", "-c",
+                    "127.0.0.1:%d" % s.svc],
+    }
+    res = {k: [] for k in variants}
+    for _ in range(ROUNDS):
+        for k, cmd in variants.items():
+            r = subprocess.run(pinned(cmd + ["-n", str(REQS)]), capture_output=True, text=True,
+                               timeout=300)
+            st = client_stats(r.stdout)
+            if st["errors"] or st["n"] != REQS:
+                raise RuntimeError("%s: %s %s" % (k, r.stdout, r.stderr))
+            res[k].append(st)
+    for k in ("unmanaged", "managed"):
+        lat = [res[k][i]["mean"] / res["direct"][i]["mean"] for i in range(ROUNDS)]
+        p50 = [res[k][i]["p50"] / res["direct"][i]["p50"] for i in range(ROUNDS)]
+        thr = [res[k][i]["rps"] / res["direct"][i]["rps"] for i in range(ROUNDS)]
+        goal = "goal <= 1.01" if k == "unmanaged" else "goal <= 1.03"
+        row("library overhead", "%s: mean latency / direct" % k, ratio_summary(lat), goal)
+        row("library overhead", "%s: p50 latency / direct" % k, ratio_summary(p50))
+        row("library overhead", "%s: throughput / direct" % k, ratio_summary(thr))
+    row("library overhead", "direct p50 latency (pinned, CPU 0)",
+        "%.1f us" % statistics.median(r["p50"] for r in res["direct"]))
+
+
+def failover_penalty(s):
+    """The request that meets a server's SIGKILL: its latency minus the
+    run's median. The server kills itself on receiving request N."""
+    pens, base = [], []
+    trials = 10 if QUICK else 40
+    for t in range(trials):
+        victim = harness.serving_replica(s)
+        s.kill("rr%d" % victim)
+        n = 100 + (t * 37) % 200
+        harness.rr_server(s, victim, ["--crash-after", str(n)])
+        wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+        log = os.path.join(s.dir, "pen.log")
+        r = harness.rr_client(s, ["-n", str(n + 100), "-r", "2000", "--log", log])
+        st = client_stats(r.stdout)
+        if st["errors"] or st["n"] != n + 100:
+            raise RuntimeError("penalty trial: %s %s" % (r.stdout, r.stderr))
+        lats = {}
+        with open(log) as f:
+            for line in f:
+                parts = line.split()
+                lats[int(parts[1])] = float(parts[2])
+        med = statistics.median(lats.values())
+        pens.append(lats[n + 1] - med)
+        base.append(med)
+        s.procs.pop("rr%d" % victim, None)
+        harness.rr_server(s, victim)
+        wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+    # the same crash without the library: how long the client waits to see
+    # it (the kernel's part of the penalty, not flare's)
+    detect = []
+    for t in range(trials // 2):
+        victim = harness.serving_replica(s)
+        s.kill("rr%d" % victim)
+        n = 100 + (t * 37) % 200
+        harness.rr_server(s, victim, ["--crash-after", str(n)])
+        wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+        r = harness.rr_client(s, ["-n", str(n + 100), "-r", "2000"], preload=False,
+                              port=s.ports[victim])
+        m = re.search(r"failed after ([\d.]+) us", r.stderr)
+        if m:
+            detect.append(float(m.group(1)))
+        s.procs.pop("rr%d" % victim, None)
+        harness.rr_server(s, victim)
+        wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+    pens.sort()
+    detect.sort()
+    srv_rss = rss_kib(s.procs["rr0"].pid)
+    if detect:
+        row("failover penalty", "without flare: request to the crashed server -> error, p50",
+            "%.0f us" % detect[len(detect) // 2])
+    row("failover penalty", "extra latency of the failed request, p50",
+        "%.0f us" % pens[len(pens) // 2], "goal < 1 ms")
+    row("failover penalty", "extra latency of the failed request, p99 (%d trials)" % trials,
+        "%.0f us" % pens[min(len(pens) - 1, int(len(pens) * 0.99))], "goal < 1 ms")
+    row("failover penalty", "server size (VmRSS of rr-server), unpinned", "%d KiB" % srv_rss)
+
+
+def memory(s):
+    """Added VmRSS of the library in a small client, paired runs."""
+    diffs = []
+    for _ in range(5):
+        vals = []
+        for pre in (False, True):
+            p = harness.rr_client(s, ["-n", "100000", "-r", "50"], preload=pre, wait=False,
+                                  port=None if pre else s.ports[0])
+            time.sleep(0.6)
+            vals.append(rss_kib(p.pid))
+            p.kill()
+            p.wait()
+        diffs.append(vals[1] - vals[0])
+    row("footprint", "added VmRSS of libflare.so in rr-client (median of 5 pairs)",
+        "%d KiB (min %d, max %d)" % (statistics.median(diffs), min(diffs), max(diffs)),
+        "goal < 256 KiB")
+
+
+def propagation(s):
+    """SIGKILL of a registered server -> its replica dead in the agent's
+    shared table, read as a client reads it."""
+    kills = 20 if QUICK else 120
+    helper = subprocess.Popen([BUILD + "/bench/propagation", s.shm, "0", "0"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    harness._procs.append(helper)
+    times = []
+    for _ in range(kills):
+        if "rr0" in s.procs:
+            s.kill("rr0")
+        p = harness.rr_server(s, 0)
+        # registered (not merely probed): wait for the registration
+        wait_for(lambda: s.status()["services"][0]["replicas"][0]["registered"], 10,
+                 what="registered")
+        helper.stdin.write("wait-alive\n")
+        helper.stdin.flush()
+        if helper.stdout.readline().strip() != "alive":
+            raise RuntimeError("replica never alive")
+        helper.stdin.write("kill %d\n" % p.pid)
+        helper.stdin.flush()
+        line = helper.stdout.readline().split()
+        times.append(float(line[1]))
+        p.wait()
+        s.procs.pop("rr0")
+    times.sort()
+    row("propagation", "SIGKILL -> dead in the shared table, p50",
+        "%.0f us" % times[len(times) // 2])
+    row("propagation", "SIGKILL -> dead in the shared table, p99 (%d kills)" % kills,
+        "%.0f us" % times[min(len(times) - 1, int(len(times) * 0.99))], "goal p99 < 5 ms")
+
+
+def big_config(path, mport):
+    hosts, services = [], []
+    for h in range(1000):
+        hosts.append('{ name = "h%d"; utilization = "file:%s.util"; }' % (h, path))
+    port = 20000
+    for o in range(10000):
+        reps = []
+        for j in range(3):
+            reps.append('{ name = "o%d-%d"; host = "h%d"; address = "127.1.%d.%d:%d"; load = 0.1; }'
+                        % (o, j, (o + j * 7919) % 1000, (o // 250) % 250, o % 250 + 1, port + j))
+        services.append('{ name = "o%d"; address = "127.2.%d.%d:%d"; replicas = ( %s ); }'
+                        % (o, (o // 250) % 250, o % 250 + 1, port, ", ".join(reps)))
+    with open(path, "w") as f:
+        f.write('manager = { addresses = [ "127.0.0.1:%d" ]; };\n' % mport)
+        f.write('agent = { shm = "@SHM@"; };\n')
+        f.write("hosts = ( %s );\nservices = ( %s );\n" % (",\n".join(hosts), ",\n".join(services)))
+    with open(path + ".util", "w") as f:
+        f.write("0.3\n")
+
+
+def daemon_memory(small):
+    for name in ("manager1", "monitor-h0", "agent"):
+        row("daemon memory", "%s VmRSS at rest (3 replicas)" % name.split("-")[0].rstrip("1"),
+            "%d KiB" % rss_kib(small.procs[name].pid))
+    mport = free_ports(1)[0]
+    tmp = Stack("", "big")
+    path = os.path.join(tmp.dir, "big.conf")
+    big_config(path, mport)
+    with open(path) as f:
+        text = f.read().replace("@SHM@", tmp.shm)
+    with open(tmp.conf, "w") as f:
+        f.write(text)
+    tmp.manager()
+    tmp.monitor("h0")
+    tmp.agent()
+    wait_for(lambda: tmp.status() and tmp.status()["manager"]["agents"] == 1, 60,
+             what="big deployment up", step=0.2)
+    time.sleep(1.0)
+    st = tmp.status()
+    for name in ("manager1", "monitor-h0", "agent"):
+        row("daemon memory", "%s VmRSS, 1,000 hosts / 30,000 replicas" %
+            name.split("-")[0].rstrip("1"), "%d KiB" % rss_kib(tmp.procs[name].pid))
+    row("ranking cost", "manager's last full re-rank, 1,000 hosts / 10,000 objects x 3",
+        "%.1f ms" % (st["manager"]["rank_us"] / 1000), "goal < 50 ms")
+
+
+def main():
+    print("flare benchmarks (%s)" % ("quick" if QUICK else "full"), flush=True)
+    r = subprocess.run([BUILD + "/bench/rankcost", "1000", "10000", "3", "11"],
+                       capture_output=True, text=True)
+    m = re.search(r"median_ms=([\d.]+) min_ms=([\d.]+)", r.stdout)
+    row("ranking cost", "Algorithm 1, 1,000 hosts / 10,000 objects x 3 (median of 11)",
+        "%s ms (min %s)" % (m.group(1), m.group(2)), "goal < 50 ms")
+    s = rr_deployment()
+    start_rr(s, servers=False)
+    for i in range(s.n):
+        s.start("rr%d" % i, pinned([BUILD + "/rr-server", "-l", "127.0.0.1:%d" % s.ports[i],
+                                    "--tag", "A-%d" % (i + 1)]))
+    wait_for(lambda: all(x["alive"] for x in s.table()["services"][0]["replicas"]), 10,
+             what="replicas alive")
+    for i in (1, 2):  # the overhead runs use one replica only
+        s.kill("rr%d" % i)
+    wait_for(lambda: s.order("A")[0] == "A-1" and not s.replica("A-2")["alive"], 10,
+             what="only A-1 alive")
+    overhead(s)
+    for i in (1, 2):
+        harness.rr_server(s, i)
+    s.kill("rr0")
+    harness.rr_server(s, 0)
+    wait_for(lambda: all(x["alive"] for x in s.table()["services"][0]["replicas"]), 10,
+             what="replicas alive")
+    failover_penalty(s)
+    memory(s)
+    propagation(s)
+    daemon_memory(s)
+    print("\n%-18s | %-62s | %-34s | %s" % ("section", "measure", "value", "goal"))
+    print("-" * 140)
+    for sec, what, value, goal in rows:
+        print("%-18s | %-62s | %-34s | %s" % (sec, what, value, goal))
+    with open(os.path.join(BUILD, "bench-results.txt"), "w") as f:
+        for sec, what, value, goal in rows:
+            f.write("%s | %s | %s | %s\n" % (sec, what, value, goal))
+
+
+if __name__ == "__main__":
+    main()
