@@ -25,7 +25,7 @@ FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text f
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo install clean \
-	deps format help
+	deps format help lib-sanitizers
 DAEMONS := flare-manager flare-monitor flare-agent flarectl
 BINS := $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/libflare.so $(BUILD)/flare-run \
 	$(BUILD)/rr-server $(BUILD)/rr-client
@@ -111,6 +111,16 @@ asan: deps
 tsan: deps
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan \
 		CFLAGS="-O1 -g -fsanitize=thread" unit
+
+# libflare.so built with a sanitizer and preloaded (after the sanitizer's
+# runtime) into the failover tests' real clients
+$(BUILD)/lib-asan/libflare.so $(BUILD)/lib-tsan/libflare.so: $(SHIM_SRC) $(COMMON_LIBC)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -Icommon -fPIC -shared -O1 -g -fno-omit-frame-pointer \
+		-fsanitize=$(if $(findstring asan,$@),address$(comma)undefined,thread) $^ -o $@
+comma := ,
+lib-sanitizers: all $(PROGS) $(BUILD)/lib-asan/libflare.so $(BUILD)/lib-tsan/libflare.so
+	@sh tests/run-lib-sanitizers.sh $(BUILD)
 
 # ---- fuzzing (clang + libFuzzer) ----
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address,undefined

@@ -67,6 +67,14 @@ static void on_read(struct bufferevent *bev, void *arg)
 		free_conn(c);
 }
 
+/* Frames are small and latency is the point (a death must reach every
+ * agent in microseconds): no Nagle delay on any control connection. */
+static void no_delay(struct evconn *c)
+{
+	int one = 1;
+	setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct evconn *c = arg;
@@ -74,8 +82,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		c->connected = 1;
 		c->last_rx_ns = flare_monotonic_ns();
-		int one = 1;
-		setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		no_delay(c);
 		c->in_callback = 1;
 		if (c->ops->on_connect)
 			c->ops->on_connect(c);
@@ -122,6 +129,7 @@ struct evconn *evconn_accept(struct event_base *base, evutil_socket_t fd, const 
 	if (c) {
 		c->connected = 1;
 		c->last_rx_ns = flare_monotonic_ns();
+		no_delay(c); /* fails harmlessly on UNIX sockets */
 	} else {
 		evutil_closesocket(fd);
 	}

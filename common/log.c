@@ -14,6 +14,22 @@ static int log_to_syslog;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+/* UTC date from days since the epoch (H. Hinnant's algorithm). gmtime_r
+ * would do, but glibc's reads /etc/localtime on first use: a file open
+ * inside a client program in the middle of a failover. */
+static void civil_from_days(long z, int *y, int *m, int *d)
+{
+	z += 719468;
+	long era = (z >= 0 ? z : z - 146096) / 146097;
+	long doe = z - era * 146097;
+	long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	long mp = (5 * doy + 2) / 153;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
 void flare_log_init(const char *ident, int level, int use_syslog)
 {
 	if (ident)
@@ -43,13 +59,13 @@ void flare_log_write(int level, const char *fmt, ...)
 		level = FLARE_LOG_ERROR;
 	if (!log_to_syslog) {
 		struct timespec ts;
-		struct tm tm;
+		int y, mo, d;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] %s: ",
-			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			     tm.tm_sec, ts.tv_nsec / 1000000, log_ident, (long)syscall(SYS_getpid),
-			     level_names[level]);
+		civil_from_days(ts.tv_sec / 86400, &y, &mo, &d);
+		long sod = ts.tv_sec % 86400;
+		n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02ld:%02ld:%02ld.%03ldZ %s[%ld] %s: ",
+			     y, mo, d, sod / 3600, sod / 60 % 60, sod % 60, ts.tv_nsec / 1000000,
+			     log_ident, (long)syscall(SYS_getpid), level_names[level]);
 		if (n < 0 || (size_t)n >= sizeof(line))
 			n = 0;
 	}

@@ -23,7 +23,7 @@
 #define FW_HDR_LEN 8
 #define FW_MAX_PAYLOAD (16u << 20)
 #define FW_MAX_REG_ADDRS 32
-#define FW_MAX_TEXT (4u << 20)
+#define FW_MAX_TEXT (15u << 20)
 
 enum fw_type {
 	FW_HELLO = 1,	      /* first frame from any peer */

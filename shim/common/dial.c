@@ -14,9 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Options a program may have set that die with its socket. Each is copied
- * to a replacement only when it differs from a fresh socket's value, so
- * defaults (and the kernel's buffer autotuning) stay untouched. */
+/* Options a program may have set that die with its socket. A replacement
+ * gets each one whose value on the old socket differs from a fresh
+ * socket's default (read once per family): about 25 reads and a few writes
+ * per heal. Buffer sizes are copied only when the program set them
+ * (fdtab_bufset): the kernel's autotuned values differ from the defaults,
+ * and setting them would switch autotuning off. */
 static const struct {
 	int level, name;
 } copied_opts[] = {
@@ -24,29 +27,71 @@ static const struct {
     {SOL_SOCKET, SO_SNDTIMEO},	   {SOL_SOCKET, SO_LINGER},	 {SOL_SOCKET, SO_PRIORITY},
     {SOL_SOCKET, SO_MARK},	   {SOL_SOCKET, SO_OOBINLINE},	 {SOL_SOCKET, SO_BINDTODEVICE},
     {IPPROTO_TCP, TCP_NODELAY},	   {IPPROTO_TCP, TCP_CORK},	 {IPPROTO_TCP, TCP_KEEPIDLE},
-    {IPPROTO_TCP, TCP_KEEPINTVL},  {IPPROTO_TCP, TCP_KEEPCNT},	 {IPPROTO_TCP, TCP_MAXSEG},
-    {IPPROTO_TCP, TCP_CONGESTION}, {IPPROTO_TCP, TCP_USER_TIMEOUT},
-    {IPPROTO_TCP, TCP_NOTSENT_LOWAT}, {IPPROTO_TCP, TCP_FASTOPEN_CONNECT},
-    {IPPROTO_IP, IP_TOS},	   {IPPROTO_IP, IP_TTL},	 {IPPROTO_IPV6, IPV6_V6ONLY},
-    {IPPROTO_IPV6, IPV6_TCLASS},
+    {IPPROTO_TCP, TCP_KEEPINTVL},  {IPPROTO_TCP, TCP_KEEPCNT},	 {IPPROTO_TCP, TCP_CONGESTION},
+    {IPPROTO_TCP, TCP_USER_TIMEOUT}, {IPPROTO_TCP, TCP_NOTSENT_LOWAT},
+    {IPPROTO_TCP, TCP_FASTOPEN_CONNECT}, {IPPROTO_IP, IP_TOS}, {IPPROTO_IP, IP_TTL},
+    {IPPROTO_IPV6, IPV6_V6ONLY},   {IPPROTO_IPV6, IPV6_TCLASS},
 };
+#define N_OPTS (sizeof(copied_opts) / sizeof(copied_opts[0]))
+#define OPT_MAX 32
 
-static void copy_options(int from, int to, int domain)
+struct opt_defaults {
+	int ready;
+	socklen_t len[N_OPTS];
+	uint8_t val[N_OPTS][OPT_MAX];
+};
+static struct opt_defaults defaults[2]; /* AF_INET, AF_INET6 */
+static pthread_mutex_t defaults_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int opt_applies(size_t i, int domain)
 {
-	for (size_t i = 0; i < sizeof(copied_opts) / sizeof(copied_opts[0]); i++) {
+	int level = copied_opts[i].level;
+	return !((level == IPPROTO_IPV6 && domain != AF_INET6) ||
+		 (level == IPPROTO_IP && domain != AF_INET));
+}
+
+static const struct opt_defaults *defaults_for(int domain, int type, int protocol)
+{
+	struct opt_defaults *d = &defaults[domain == AF_INET6];
+	if (__atomic_load_n(&d->ready, __ATOMIC_ACQUIRE))
+		return d;
+	pthread_mutex_lock(&defaults_lock);
+	if (!d->ready) {
+		int fd = real.socket(domain, type | SOCK_CLOEXEC, protocol);
+		for (size_t i = 0; fd >= 0 && i < N_OPTS; i++) {
+			d->len[i] = OPT_MAX;
+			if (!opt_applies(i, domain) ||
+			    real.getsockopt(fd, copied_opts[i].level, copied_opts[i].name, d->val[i],
+					    &d->len[i]) < 0)
+				d->len[i] = 0;
+		}
+		if (fd >= 0) {
+			real.close(fd);
+			__atomic_store_n(&d->ready, 1, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&defaults_lock);
+	return d->ready ? d : NULL;
+}
+
+static void copy_options(struct fconn *fc, int from, int to)
+{
+	const struct opt_defaults *d = defaults_for(fc->domain, fc->type, fc->protocol);
+	int bufset = fdtab_bufset(from);
+	for (size_t i = 0; d && i < N_OPTS; i++) {
 		int level = copied_opts[i].level, name = copied_opts[i].name;
-		if ((level == IPPROTO_IPV6 && domain != AF_INET6) ||
-		    (level == IPPROTO_IP && domain != AF_INET))
+		if (!opt_applies(i, fc->domain))
 			continue;
-		uint8_t a[64], b[64];
-		socklen_t la = sizeof(a), lb = sizeof(b);
-		if (real.getsockopt(from, level, name, a, &la) < 0 ||
-		    real.getsockopt(to, level, name, b, &lb) < 0)
+		int is_buf = level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF);
+		if (is_buf && !(bufset & (name == SO_RCVBUF ? FLARE_BUF_RCV : FLARE_BUF_SND)))
 			continue;
-		if (la == lb && memcmp(a, b, la) == 0)
+		uint8_t a[OPT_MAX];
+		socklen_t la = sizeof(a);
+		if (real.getsockopt(from, level, name, a, &la) < 0)
 			continue;
-		if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF) &&
-		    la == sizeof(int)) {
+		if (!is_buf && la == d->len[i] && memcmp(a, d->val[i], la) == 0)
+			continue;
+		if (is_buf && la == sizeof(int)) {
 			int v;
 			memcpy(&v, a, sizeof(v));
 			v /= 2; /* the kernel reports twice what was set */
@@ -145,12 +190,13 @@ int dial_replica(struct fconn *fc, int like, const struct flare_route *route, in
 		*err_out = EAFNOSUPPORT;
 		return -1;
 	}
-	int fd = real.socket(fc->domain, fc->type | SOCK_CLOEXEC, fc->protocol);
+	/* non-blocking from the start: the swap gives it the program's flags */
+	int fd = real.socket(fc->domain, fc->type | SOCK_CLOEXEC | SOCK_NONBLOCK, fc->protocol);
 	if (fd < 0) {
 		*err_out = errno;
 		return -1;
 	}
-	copy_options(like, fd, fc->domain);
+	copy_options(fc, like, fd);
 	dial_apply_flare_options(fc, fd);
 	if (fc->has_bind && real.bind) {
 		if (real.bind(fd, (struct sockaddr *)&fc->bind_sa, fc->bind_len) < 0 &&

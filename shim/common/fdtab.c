@@ -15,6 +15,7 @@
 #define MAX_TRACKED_FDS (1 << 20)
 
 static struct fconn **tab;
+static uint8_t *bufset; /* FLARE_BUF_* per descriptor */
 static size_t tab_size;
 static struct fconn *free_list, *all_list;
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -31,7 +32,14 @@ int fdtab_init(void)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
+	void *b = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0);
+	if (b == MAP_FAILED) {
+		munmap(p, n * sizeof(*tab));
+		return -1;
+	}
 	tab = p;
+	bufset = b;
 	tab_size = n;
 	return 0;
 }
@@ -115,6 +123,23 @@ void fdtab_alias(int oldfd, int newfd)
 		fdtab_detach(newfd);
 	if (fc)
 		fdtab_attach(newfd, fc);
+}
+
+void fdtab_note_bufset(int fd, int bits)
+{
+	if ((unsigned)fd < tab_size)
+		__atomic_or_fetch(&bufset[fd], (uint8_t)bits, __ATOMIC_RELAXED);
+}
+
+int fdtab_bufset(int fd)
+{
+	return (unsigned)fd < tab_size ? __atomic_load_n(&bufset[fd], __ATOMIC_RELAXED) : 0;
+}
+
+void fdtab_clear_bufset(int fd)
+{
+	if ((unsigned)fd < tab_size && __atomic_load_n(&bufset[fd], __ATOMIC_RELAXED))
+		__atomic_store_n(&bufset[fd], 0, __ATOMIC_RELAXED);
 }
 
 int fdtab_stale(int fd)

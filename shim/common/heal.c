@@ -192,6 +192,7 @@ int heal(struct fconn *fc, uint32_t gen, const char *why)
 	    (uint32_t)fc->cur >= rt.svc.n_replicas)
 		goto out;
 	uint8_t order[FLARE_MAX_REPLICAS + 1];
+	uint64_t t0 = flare_monotonic_ns();
 	int n = targets(fc, &rt, order);
 	const char *from = rt.reps[fc->cur].name;
 	for (int k = 0; k < n; k++) {
@@ -223,8 +224,9 @@ int heal(struct fconn *fc, uint32_t gen, const char *why)
 			STAT_INC(replays);
 			STAT_ADD(replay_bytes, len);
 		}
-		log_info("service %s: %s -> %s (%s), %u request byte(s) replayed", rt.svc.name,
-			 from, rt.reps[idx].name, why, len);
+		log_info("service %s: %s -> %s (%s), %u request byte(s) replayed, in %.0f us",
+			 rt.svc.name, from, rt.reps[idx].name, why, len,
+			 (double)(flare_monotonic_ns() - t0) / 1000.0);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
 		rc = 0;
 		goto out;

@@ -130,6 +130,12 @@ void fdtab_alias(int oldfd, int newfd);
 void fdtab_detach_range(unsigned first, unsigned last);
 /* 1 when fd no longer names the socket its fconn was attached to */
 int fdtab_stale(int fd);
+/* buffer sizes the program set on a descriptor (before or after connect) */
+#define FLARE_BUF_RCV 1
+#define FLARE_BUF_SND 2
+void fdtab_note_bufset(int fd, int bits);
+int fdtab_bufset(int fd);
+void fdtab_clear_bufset(int fd);
 void fdtab_atfork_child(void);
 
 /* route.c: the shared table */

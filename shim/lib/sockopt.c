@@ -8,6 +8,10 @@
 FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 {
 	HOOK_ENTER(setsockopt, (int)syscall(SYS_setsockopt, fd, level, name, val, len));
+	if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_RCVBUFFORCE))
+		fdtab_note_bufset(fd, FLARE_BUF_RCV);
+	else if (level == SOL_SOCKET && (name == SO_SNDBUF || name == SO_SNDBUFFORCE))
+		fdtab_note_bufset(fd, FLARE_BUF_SND);
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc || level != SOL_SOCKET || name != SO_RCVTIMEO || !val ||
 	    len < (socklen_t)sizeof(struct timeval))

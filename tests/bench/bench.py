@@ -245,8 +245,7 @@ def main():
     for i in range(s.n):
         s.start("rr%d" % i, pinned([BUILD + "/rr-server", "-l", "127.0.0.1:%d" % s.ports[i],
                                     "--tag", "A-%d" % (i + 1)]))
-    wait_for(lambda: all(x["alive"] for x in s.table()["services"][0]["replicas"]), 10,
-             what="replicas alive")
+    wait_for(lambda: harness.all_alive(s), 10, what="replicas alive")
     for i in (1, 2):  # the overhead runs use one replica only
         s.kill("rr%d" % i)
     wait_for(lambda: s.order("A")[0] == "A-1" and not s.replica("A-2")["alive"], 10,
@@ -256,8 +255,7 @@ def main():
         harness.rr_server(s, i)
     s.kill("rr0")
     harness.rr_server(s, 0)
-    wait_for(lambda: all(x["alive"] for x in s.table()["services"][0]["replicas"]), 10,
-             what="replicas alive")
+    wait_for(lambda: harness.all_alive(s), 10, what="replicas alive")
     failover_penalty(s)
     memory(s)
     propagation(s)

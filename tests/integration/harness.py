@@ -204,7 +204,11 @@ def registering_server(stack, monitor_socket, host, port, name):
 
 
 def run(tests):
-    """Runs test functions, prints one line each and the summary line."""
+    """Runs test functions, prints one line each and the summary line.
+    FLARE_TESTS=name,name runs only those."""
+    only = os.environ.get("FLARE_TESTS")
+    if only:
+        tests = [t for t in tests if t.__name__ in only.split(",")]
     for t in tests:
         start = time.monotonic()
         try:
@@ -267,8 +271,12 @@ def start_rr(s, servers=True):
     if servers:
         for i in range(s.n):
             rr_server(s, i)
-        wait_for(lambda: all(r["alive"] for r in (s.table() or {"services": [{"replicas": [{"alive": 0}]}]})
-                             ["services"][0]["replicas"]), 10, what="every replica alive")
+        wait_for(lambda: all_alive(s), 10, what="every replica alive")
+
+
+def all_alive(s):
+    t = s.table()
+    return bool(t and t["services"] and all(r["alive"] for r in t["services"][0]["replicas"]))
 
 
 def rr_server(s, i, extra=()):
@@ -282,6 +290,9 @@ def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None
         [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % (port or s.svc)] + list(args)
     e = dict(os.environ)
     e.update({"FLARE_LOG": "info"})
+    if preload and os.environ.get("FLARE_TEST_PRELOAD"):
+        # a sanitizer runtime ahead of a sanitized libflare.so (FLARE_LIB)
+        e["LD_PRELOAD"] = os.environ["FLARE_TEST_PRELOAD"]
     e.update(env or {})
     if not wait:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)

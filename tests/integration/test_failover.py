@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, check, rr_client, rr_deployment, rr_server, run, serving_replica,
+from harness import (BUILD, all_alive, check, rr_client, rr_deployment, rr_server, run, serving_replica,
                      spawn, start_rr, wait_for)
 
 
@@ -89,7 +89,7 @@ def test_fail_open_tables():
     start_rr(s, servers=False)
     for i in (1, 2):
         rr_server(s, i)
-    wait_for(lambda: all(x["alive"] for x in s.table()["services"][0]["replicas"]), 10,
+    wait_for(lambda: all_alive(s), 10,
              what="replicas alive")
     s.kill("agent")
     time.sleep(0.5)

@@ -346,7 +346,11 @@ static void *writer_thread(void *arg)
 {
 	struct race *rc = arg;
 	struct model *m = rc->m;
-	for (uint32_t g = 1; g <= 60000 && !rc->stop; g++) {
+	/* at least 300 ms of publishing, so readers on a busy machine see many
+	 * generations; bounded in count too */
+	uint64_t end = flare_monotonic_ns() + 300000000ull;
+	for (uint32_t g = 1; (g <= 60000 || flare_monotonic_ns() < end) && g < 50000000 && !rc->stop;
+	     g++) {
 		struct fw_rank_service sv = m->svcs[RACE_SERVICE];
 		struct fw_rank_replica reps[NR];
 		for (int i = 0; i < NR; i++) {
