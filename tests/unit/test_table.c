@@ -335,7 +335,7 @@ static void test_corrupt_segments(void **state)
 struct race {
 	struct flare_tbl_writer *w;
 	struct model *m;
-	volatile int stop;
+	int stop;
 	unsigned long reads, torn, generations_seen;
 };
 
@@ -349,7 +349,7 @@ static void *writer_thread(void *arg)
 	/* at least 300 ms of publishing, so readers on a busy machine see many
 	 * generations; bounded in count too */
 	uint64_t end = flare_monotonic_ns() + 300000000ull;
-	for (uint32_t g = 1; (g <= 60000 || flare_monotonic_ns() < end) && g < 50000000 && !rc->stop;
+	for (uint32_t g = 1; (g <= 60000 || flare_monotonic_ns() < end) && g < 50000000 && !__atomic_load_n(&rc->stop, __ATOMIC_ACQUIRE);
 	     g++) {
 		struct fw_rank_service sv = m->svcs[RACE_SERVICE];
 		struct fw_rank_replica reps[NR];
@@ -372,9 +372,9 @@ static void *writer_thread(void *arg)
 		struct fw_rank d = {.full = 0, .gen = g, .n_services = 1, .services = &sv,
 				    .n_replicas = NR, .replicas = reps};
 		if (flare_tbl_write_delta(rc->w, &d, NULL) != 0)
-			rc->torn++;
+			__atomic_add_fetch(&rc->torn, 1, __ATOMIC_RELAXED);
 	}
-	rc->stop = 1;
+	__atomic_store_n(&rc->stop, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
