@@ -50,7 +50,7 @@ struct flare_tbl_host {
 	uint32_t util_ppm;
 	uint8_t alive;
 	uint8_t pad[7];
-};
+} __attribute__((aligned(8)));
 
 struct flare_tbl_service {
 	char name[FLARE_NAME_MAX];
@@ -61,7 +61,7 @@ struct flare_tbl_service {
 	uint32_t first_replica, n_replicas;
 	int32_t primary;		   /* local index, -1 for a virtual address */
 	uint8_t order[FLARE_MAX_REPLICAS]; /* for new connections, best first */
-};
+} __attribute__((aligned(8)));
 
 struct flare_tbl_replica {
 	char name[FLARE_NAME_MAX];
@@ -70,7 +70,7 @@ struct flare_tbl_replica {
 	uint32_t load_ppm, weight_ppm;
 	uint8_t alive, flags, n_failover, pad;
 	uint8_t failover[FLARE_MAX_REPLICAS]; /* local indexes to try when this one fails */
-};
+} __attribute__((aligned(8)));
 
 _Static_assert(sizeof(struct flare_tbl_hdr) % 8 == 0, "header must be 8-byte sized");
 _Static_assert(sizeof(struct flare_tbl_host) % 8 == 0, "host must be 8-byte sized");
