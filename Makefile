@@ -91,6 +91,16 @@ bench: deps all $(BENCH_PROGS)
 	@sh scripts/deps.sh bench
 	@python3 tests/bench/bench.py $(BUILD) $(BENCH_ARGS)
 
+demo: deps all
+	@sh scripts/demo.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/flare $(DESTDIR)$(PREFIX)/share/flare
+	install -m 755 $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/flare-run $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(BUILD)/rr-server $(BUILD)/rr-client $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/libflare.so $(DESTDIR)$(PREFIX)/lib/flare/
+	install -m 644 conf/example.conf $(DESTDIR)$(PREFIX)/share/flare/
+
 integration: all $(PROGS)
 	@sh tests/run-integration.sh $(BUILD)
 

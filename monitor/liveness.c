@@ -226,8 +226,12 @@ void liveness_measure_loads(struct monitor *m, uint64_t now)
 {
 	double hz = (double)sysconf(_SC_CLK_TCK);
 	for (struct registration *g = m->regs; g; g = g->next) {
+		/* CPU time comes in clock ticks (10 ms): a share over less than a
+		 * second would be mostly quantization */
+		if (g->n == 0 || now < g->prev_ns + 1000000000ull)
+			continue;
 		int64_t t = proc_cpu_ticks(g->pid);
-		if (t < 0 || g->n == 0 || now <= g->prev_ns)
+		if (t < 0)
 			continue;
 		double secs = (double)((uint64_t)t - g->prev_ticks) / hz;
 		double share = secs / ((double)(now - g->prev_ns) / 1e9) / m->util.cpus;
