@@ -8,7 +8,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READ_TRIES 4096
+/* A writer holds the lock for microseconds, but can be preempted inside it:
+ * spin a little, then sleep in 50 us steps, about 20 ms in all, before
+ * calling the table busy (and the caller passing through). */
+#define SPIN_TRIES 1024
+#define READ_TRIES (SPIN_TRIES + 400)
 
 /* Acquire loads for the protected data: the re-read of `seq` that closes a
  * read section cannot move before them, which is what a seqlock reader
@@ -39,6 +43,16 @@ static inline void cpu_relax(void)
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
 #endif
+}
+
+static void wait_writer(int try_)
+{
+	if (try_ < SPIN_TRIES) {
+		cpu_relax();
+		return;
+	}
+	struct timespec ts = {0, 50000};
+	nanosleep(&ts, NULL);
 }
 
 uint64_t flare_monotonic_ns(void)
@@ -262,7 +276,7 @@ static int probe(const uint8_t *base, const struct layout *l, uint32_t off_slots
 		for (int try_ = 0; try_ < READ_TRIES; try_++) {                \
 			uint64_t s1_ = __atomic_load_n(&h_->seq, __ATOMIC_ACQUIRE); \
 			if (s1_ & 1) {                                         \
-				cpu_relax();                                   \
+				wait_writer(try_);                             \
 				continue;                                      \
 			}                                                      \
 			int rc_;                                               \

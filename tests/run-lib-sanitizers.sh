@@ -1,15 +1,16 @@
 #!/bin/sh
-# The multi-threaded and SIGKILL failover tests with libflare.so built under
-# AddressSanitizer+UBSan, then ThreadSanitizer, preloaded behind their
-# runtimes. A sanitizer report makes the client exit non-zero: the test fails.
+# The multi-threaded and SIGKILL failover tests with the clients' libflare.so
+# built under AddressSanitizer+UBSan, then ThreadSanitizer, preloaded behind
+# their runtimes (servers run the normal build). A sanitizer report makes the
+# client exit non-zero: the test fails.
 build=$(cd "$1" && pwd)
-tests="test_random_sigkills_20_trials,test_16_threads_through_failovers,test_descriptor_identity,test_sigpipe_not_raised_when_healed"
+tests="test_random_sigkills_20_trials,test_16_threads_through_failovers,test_sigpipe_not_raised_when_healed,test_every_replica_dead"
 rc=0
 for san in asan tsan; do
 	rt=$(${CC:-cc} -print-file-name=lib$san.so)
 	[ -e "$rt" ] || { echo "lib-sanitizers: no lib$san.so, skipped"; rc=1; continue; }
 	echo "== libflare.so under $san"
-	FLARE_LIB="$build/lib-$san/libflare.so" FLARE_TEST_PRELOAD="$rt" FLARE_TESTS="$tests" \
+	FLARE_TEST_LIB="$build/lib-$san/libflare.so" FLARE_TEST_PRELOAD="$rt" FLARE_TESTS="$tests" \
 	ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	TSAN_OPTIONS=exitcode=66:report_signal_unsafe=0 \

@@ -5,12 +5,20 @@
  * deployment's layout changes). Every fail-open reason is logged once. */
 #include "shim.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #define RETRY_NS 1000000000ull
 
-static struct flare_tbl_reader *cur; /* immutable once published */
+struct table {
+	struct flare_tbl_reader r; /* first: the API takes &t->r */
+	ino_t ino;
+};
+static struct table *cur; /* immutable once published */
+static uint64_t next_check_ns;
 static uint64_t next_try_ns;
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static int said[FLARE_TBL_ABSENT + 1];
@@ -31,11 +39,22 @@ static void say_once(int rc, const char *why)
 		 flare_tbl_rc_name(rc), why ? ": " : "", why ? why : "");
 }
 
-static struct flare_tbl_reader *reopen(struct flare_tbl_reader *seen)
+static ino_t name_ino(void)
+{
+	struct stat st;
+	int fd = shm_open(shm_name(), O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	ino_t ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
+	real.close(fd);
+	return ino;
+}
+
+static struct table *reopen(struct table *seen)
 {
 	uint64_t now = flare_monotonic_ns();
 	pthread_mutex_lock(&open_lock);
-	struct flare_tbl_reader *r = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
+	struct table *r = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
 	if (r != seen || (!seen && now < next_try_ns)) {
 		pthread_mutex_unlock(&open_lock); /* someone else did it, or too soon */
 		return r;
@@ -43,11 +62,13 @@ static struct flare_tbl_reader *reopen(struct flare_tbl_reader *seen)
 	next_try_ns = now + RETRY_NS;
 	struct flare_tbl_reader tmp;
 	const char *why = NULL;
+	ino_t ino = name_ino();
 	int rc = flare_tbl_reader_open(&tmp, shm_name(), &why);
 	if (rc == FLARE_TBL_OK) {
-		struct flare_tbl_reader *n = malloc(sizeof(*n));
+		struct table *n = malloc(sizeof(*n));
 		if (n) {
-			*n = tmp;
+			n->r = tmp;
+			n->ino = ino;
 			__atomic_store_n(&cur, n, __ATOMIC_RELEASE);
 			r = n;
 			memset(said, 0, sizeof(said));
@@ -63,9 +84,22 @@ static struct flare_tbl_reader *reopen(struct flare_tbl_reader *seen)
 	return r;
 }
 
-static struct flare_tbl_reader *reader(void)
+/* A table that is stale, busy or corrupt may have been replaced under its
+ * name (a restarted agent makes a new segment; the old one is never marked
+ * retired when its writer died): look, at most once a second. */
+static struct table *replaced(struct table *t)
 {
-	struct flare_tbl_reader *r = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
+	uint64_t now = flare_monotonic_ns();
+	if (now < __atomic_load_n(&next_check_ns, __ATOMIC_RELAXED))
+		return NULL;
+	__atomic_store_n(&next_check_ns, now + RETRY_NS, __ATOMIC_RELAXED);
+	ino_t ino = name_ino();
+	return ino && ino != t->ino ? reopen(t) : NULL;
+}
+
+static struct table *reader(void)
+{
+	struct table *r = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
 	if (r)
 		return r;
 	if (flare_monotonic_ns() < __atomic_load_n(&next_try_ns, __ATOMIC_RELAXED))
@@ -75,13 +109,20 @@ static struct flare_tbl_reader *reader(void)
 
 #define WITH_TABLE(call)                                                       \
 	do {                                                                   \
-		struct flare_tbl_reader *r = reader();                         \
-		if (!r)                                                        \
+		struct table *t = reader();                                    \
+		if (!t)                                                        \
 			return FLARE_TBL_ABSENT;                               \
 		int rc = (call);                                               \
 		if (rc == FLARE_TBL_RETIRED) {                                 \
-			r = reopen(r);                                         \
-			rc = r ? (call) : FLARE_TBL_ABSENT;                    \
+			t = reopen(t);                                         \
+			rc = t ? (call) : FLARE_TBL_ABSENT;                    \
+		} else if (rc == FLARE_TBL_STALE || rc == FLARE_TBL_BUSY ||    \
+			   rc == FLARE_TBL_CORRUPT) {                          \
+			struct table *n = replaced(t);                         \
+			if (n && n != t) {                                     \
+				t = n;                                         \
+				rc = (call);                                   \
+			}                                                      \
 		}                                                              \
 		say_once(rc, NULL);                                            \
 		return rc;                                                     \
@@ -89,15 +130,15 @@ static struct flare_tbl_reader *reader(void)
 
 int route_lookup(const struct flare_addr *a, struct flare_route *out)
 {
-	WITH_TABLE(flare_tbl_lookup_service(r, a, out));
+	WITH_TABLE(flare_tbl_lookup_service(&t->r, a, out));
 }
 
 int route_read(uint32_t svc_index, struct flare_route *out)
 {
-	WITH_TABLE(flare_tbl_read_route(r, svc_index, out));
+	WITH_TABLE(flare_tbl_read_route(&t->r, svc_index, out));
 }
 
 int route_lookup_replica(const struct flare_addr *a, struct flare_replica_info *out)
 {
-	WITH_TABLE(flare_tbl_lookup_replica(r, a, out));
+	WITH_TABLE(flare_tbl_lookup_replica(&t->r, a, out));
 }

@@ -290,9 +290,10 @@ def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None
         [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % (port or s.svc)] + list(args)
     e = dict(os.environ)
     e.update({"FLARE_LOG": "info"})
-    if preload and os.environ.get("FLARE_TEST_PRELOAD"):
-        # a sanitizer runtime ahead of a sanitized libflare.so (FLARE_LIB)
-        e["LD_PRELOAD"] = os.environ["FLARE_TEST_PRELOAD"]
+    if preload and os.environ.get("FLARE_TEST_LIB"):
+        # the clients only: a sanitized libflare.so behind its runtime
+        e["FLARE_LIB"] = os.environ["FLARE_TEST_LIB"]
+        e["LD_PRELOAD"] = os.environ.get("FLARE_TEST_PRELOAD", "")
     e.update(env or {})
     if not wait:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)

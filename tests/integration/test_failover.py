@@ -145,7 +145,10 @@ def test_sigpipe_not_raised_when_healed():
     out, err = p.communicate(timeout=60)
     n, errors, served = parse(out)
     check(p.returncode == 0 and n == 30, "with flare: rc %d %s %s" % (p.returncode, out, err))
-    check("Broken pipe" in err or "reset" in err, "the failover met EPIPE: %r" % err)
+    # usually the second write meets EPIPE; on a slow run the kill can land
+    # while the client waits for a reply instead: either way it survives
+    check("failover(s)" in err and "0 failover(s)" not in err, "a failover happened: %r" % err)
+    print("     healed after: %s" % re.findall(r"\(([^)]*)\), \d+ request", err))
 
 
 def test_descriptor_identity():
