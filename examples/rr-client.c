@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 static struct sockaddr_storage dst;
-static socklen_t dst_len;
+static unsigned dst_len;
 static long count = 1000, threads = 1, first_id = 1;
 static double rate_hz;
 static double duration_s;
@@ -41,37 +41,6 @@ struct worker {
 	long tag_count[8];
 	int failed;
 };
-
-static int parse_addr(const char *s)
-{
-	char host[128];
-	const char *colon = strrchr(s, ':');
-	if (!colon || (size_t)(colon - s) >= sizeof(host))
-		return -1;
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = '\0';
-	char *h = host;
-	if (h[0] == '[') {
-		h++;
-		h[strlen(h) - 1] = '\0';
-	}
-	int port = atoi(colon + 1);
-	struct sockaddr_in *in = (struct sockaddr_in *)&dst;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&dst;
-	if (inet_pton(AF_INET, h, &in->sin_addr) == 1) {
-		in->sin_family = AF_INET;
-		in->sin_port = htons((uint16_t)port);
-		dst_len = sizeof(*in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-		dst_len = sizeof(*in6);
-		return 0;
-	}
-	return -1;
-}
 
 static void count_tag(struct worker *w, const uint8_t *msg)
 {
@@ -216,7 +185,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!target || parse_addr(target) < 0 || count < 1 || threads < 1 || threads > 256 ||
+	if (!target || rr_parse_addr(target, &dst, &dst_len) < 0 || count < 1 || threads < 1 || threads > 256 ||
 	    msg_size < RR_MIN_SIZE || msg_size > RR_MAX_SIZE) {
 		fprintf(stderr, "rr-client: need -c ADDR:PORT, -n >= 1, 1 <= --threads <= 256, "
 				"%d <= --size <= %d\n", RR_MIN_SIZE, RR_MAX_SIZE);

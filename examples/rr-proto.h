@@ -32,6 +32,9 @@ void rr_set_tag(uint8_t *msg, const char *tag);
 int rr_read_full(int fd, void *buf, size_t n);
 int rr_write_full(int fd, const void *buf, size_t n);
 uint64_t rr_now_ns(void);
+struct sockaddr_storage;
+/* "1.2.3.4:80" or "[::1]:80" -> sockaddr; 0 or -1 */
+int rr_parse_addr(const char *s, struct sockaddr_storage *ss, unsigned *len);
 /* Burns CPU (this thread's CPU time) for us microseconds. */
 void rr_burn_cpu_us(long us);
 

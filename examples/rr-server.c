@@ -57,38 +57,6 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[128];
-	const char *colon = strrchr(s, ':');
-	if (!colon || (size_t)(colon - s) >= sizeof(host))
-		return -1;
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = '\0';
-	int port = atoi(colon + 1);
-	memset(ss, 0, sizeof(*ss));
-	char *h = host;
-	if (h[0] == '[') {
-		h++;
-		h[strlen(h) - 1] = '\0';
-	}
-	struct sockaddr_in *in = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, h, &in->sin_addr) == 1) {
-		in->sin_family = AF_INET;
-		in->sin_port = htons((uint16_t)port);
-		*len = sizeof(*in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*in6);
-		return 0;
-	}
-	return -1;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
@@ -117,8 +85,8 @@ int main(int argc, char **argv)
 		}
 	}
 	struct sockaddr_storage ss;
-	socklen_t len;
-	if (!listen_at || parse_addr(listen_at, &ss, &len) < 0 || msg_size < RR_MIN_SIZE ||
+	unsigned len;
+	if (!listen_at || rr_parse_addr(listen_at, &ss, &len) < 0 || msg_size < RR_MIN_SIZE ||
 	    msg_size > RR_MAX_SIZE) {
 		fprintf(stderr, "rr-server: need -l ADDR:PORT and %d <= --size <= %d\n", RR_MIN_SIZE,
 			RR_MAX_SIZE);

@@ -219,34 +219,38 @@ int dial_replica(struct fconn *fc, int like, const struct flare_route *route, in
 	return fd;
 }
 
-/* Replicas to try for a new connection: the ranking (live primary first
- * when dialed), the live ones before the dead ones, every replica once. */
-static int candidates(const struct flare_route *rt, uint8_t *out)
+int order_live_first(const struct flare_route *rt, const uint8_t *base, int nb, uint8_t *seen,
+		     uint8_t *out)
 {
-	int n = 0, seen[FLARE_MAX_REPLICAS] = {0};
-	const struct flare_tbl_service *s = &rt->svc;
-	uint8_t base[FLARE_MAX_REPLICAS];
-	int nb = 0;
-	if (s->failover == FLARE_FAILOVER_STATIC) {
-		if (s->primary >= 0)
-			base[nb++] = (uint8_t)s->primary;
-		for (uint32_t i = 0; i < s->n_replicas; i++)
-			base[nb++] = (uint8_t)i;
-	} else {
-		for (int i = 0; i < s->n_order; i++)
-			base[nb++] = s->order[i];
-		for (uint32_t i = 0; i < s->n_replicas && nb < FLARE_MAX_REPLICAS; i++)
-			base[nb++] = (uint8_t)i;
-	}
+	int n = 0;
 	for (int pass = 0; pass < 2; pass++)
 		for (int i = 0; i < nb; i++) {
 			int r = base[i];
-			if (r >= (int)s->n_replicas || seen[r] || (rt->reps[r].alive != 0) == pass)
+			if (r >= (int)rt->svc.n_replicas || seen[r] || (rt->reps[r].alive != 0) == pass)
 				continue;
 			seen[r] = 1;
 			out[n++] = (uint8_t)r;
 		}
 	return n;
+}
+
+/* Replicas to try for a new connection: the ranking (live primary first
+ * when dialed), the live ones before the dead ones, every replica once. */
+static int candidates(const struct flare_route *rt, uint8_t *out)
+{
+	const struct flare_tbl_service *s = &rt->svc;
+	uint8_t base[2 * FLARE_MAX_REPLICAS + 1], seen[FLARE_MAX_REPLICAS] = {0};
+	int nb = 0;
+	if (s->failover == FLARE_FAILOVER_STATIC) {
+		if (s->primary >= 0)
+			base[nb++] = (uint8_t)s->primary;
+	} else {
+		for (int i = 0; i < s->n_order; i++)
+			base[nb++] = s->order[i];
+	}
+	for (uint32_t i = 0; i < s->n_replicas; i++)
+		base[nb++] = (uint8_t)i;
+	return order_live_first(rt, base, nb, seen, out);
 }
 
 static struct fconn *fconn_for(int fd, const struct sockaddr *sa, socklen_t len,

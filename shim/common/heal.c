@@ -99,24 +99,16 @@ static int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
  * restarted). */
 static int targets(const struct fconn *fc, const struct flare_route *rt, uint8_t *out)
 {
-	const struct flare_tbl_service *s = &rt->svc;
 	const struct flare_tbl_replica *me = &rt->reps[fc->cur];
-	uint8_t base[2 * FLARE_MAX_REPLICAS];
-	int nb = 0, n = 0, seen[FLARE_MAX_REPLICAS] = {0};
+	uint8_t base[2 * FLARE_MAX_REPLICAS], seen[FLARE_MAX_REPLICAS] = {0};
+	int nb = 0;
 	if (fc->failover != FLARE_FAILOVER_STATIC)
 		for (int k = 0; k < me->n_failover; k++)
 			base[nb++] = me->failover[k];
-	for (uint32_t i = 0; i < s->n_replicas; i++)
+	for (uint32_t i = 0; i < rt->svc.n_replicas; i++)
 		base[nb++] = (uint8_t)i;
 	seen[fc->cur] = 1;
-	for (int pass = 0; pass < 2; pass++)
-		for (int i = 0; i < nb; i++) {
-			int r = base[i];
-			if (r >= (int)s->n_replicas || seen[r] || (rt->reps[r].alive != 0) == pass)
-				continue;
-			seen[r] = 1;
-			out[n++] = (uint8_t)r;
-		}
+	int n = order_live_first(rt, base, nb, seen, out);
 	out[n++] = (uint8_t)fc->cur;
 	return n;
 }

@@ -152,6 +152,10 @@ int dial_managed(int fd, const struct sockaddr *sa, socklen_t len, const struct 
 int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx,
 		 int *err_out);
 void dial_apply_flare_options(struct fconn *fc, int fd);
+/* base's replicas, live ones first then dead ones, each once, skipping and
+ * marking those in seen; returns how many were written to out */
+int order_live_first(const struct flare_route *rt, const uint8_t *base, int nb, uint8_t *seen,
+		     uint8_t *out);
 
 /* heal.c */
 /* Replaces the connection behind fc after a failure seen at generation
