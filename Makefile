@@ -158,7 +158,7 @@ clean:
 	rm -rf $(BUILD)
 
 format:
-	clang-format -i $(wildcard */*.c */*.h */*/*.c */*/*.h)
+	clang-format -i $$(git ls-files "*.c" "*.h")
 
 help:
 	@echo "make          build everything into $(BUILD)/"

@@ -34,10 +34,11 @@ static void on_msg(struct evconn *c, struct fw_msg *m)
 				break;
 			a->fulls++;
 			if (!a->subscribed)
-				log_info("%s: subscribed, table %s published (gen %llu, %u services, "
-					 "%u replicas)",
-					 c->peer, a->writer.name, (unsigned long long)m->u.rank.gen,
-					 m->u.rank.n_services, m->u.rank.n_replicas);
+				log_info(
+				    "%s: subscribed, table %s published (gen %llu, %u services, "
+				    "%u replicas)",
+				    c->peer, a->writer.name, (unsigned long long)m->u.rank.gen,
+				    m->u.rank.n_services, m->u.rank.n_replicas);
 			a->subscribed = 1;
 			a->tries = 0;
 			a->backoff_ms = a->cfg->reconnect_min_ms;
@@ -63,7 +64,8 @@ static void on_msg(struct evconn *c, struct fw_msg *m)
 	}
 	if (why) {
 		a->rejected++;
-		log_error("%s: ranking rejected (%s); resubscribing for a full table", c->peer, why);
+		log_error("%s: ranking rejected (%s); resubscribing for a full table", c->peer,
+			  why);
 		evconn_close(c, "bad ranking");
 	}
 }
@@ -107,8 +109,9 @@ static void schedule_retry(struct agent *a)
 	int ms = 0;
 	if (++a->tries >= a->cfg->n_managers) {
 		ms = a->backoff_ms;
-		a->backoff_ms = a->backoff_ms * 2 > a->cfg->reconnect_max_ms ? a->cfg->reconnect_max_ms
-									      : a->backoff_ms * 2;
+		a->backoff_ms = a->backoff_ms * 2 > a->cfg->reconnect_max_ms
+				    ? a->cfg->reconnect_max_ms
+				    : a->backoff_ms * 2;
 	}
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	event_add(a->retry, &tv);

@@ -55,7 +55,8 @@ int main(int argc, char **argv)
 	if (!shm)
 		shm = cfg.agent_shm;
 	if (flare_tbl_writer_init(&a.writer, shm, (uint32_t)cfg.table_stale_ms) < 0) {
-		fprintf(stderr, "flare-agent: --shm '%s': must be /NAME with no other slash\n", shm);
+		fprintf(stderr, "flare-agent: --shm '%s': must be /NAME with no other slash\n",
+			shm);
 		flare_config_free(&cfg);
 		return 1;
 	}

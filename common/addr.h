@@ -11,8 +11,8 @@
 /* Fixed 20-byte layout: it is stored as-is in the shared table. */
 struct flare_addr {
 	uint16_t family; /* AF_INET or AF_INET6; 0 = none */
-	uint16_t port;	 /* host byte order */
-	uint8_t ip[16];	 /* IPv4 in ip[0..3], rest zero */
+	uint16_t port;   /* host byte order */
+	uint8_t ip[16];  /* IPv4 in ip[0..3], rest zero */
 };
 
 /* "[v6]:port" or "v4:port" */

@@ -92,10 +92,7 @@ static void seen_free(struct seen **set)
 	}
 }
 
-static int line_of(const config_setting_t *s)
-{
-	return s ? (int)config_setting_source_line(s) : 0;
-}
+static int line_of(const config_setting_t *s) { return s ? (int)config_setting_source_line(s) : 0; }
 
 /* Rejects keys this version does not know: a typo must not silently fall
  * back to a default. */
@@ -133,8 +130,8 @@ static const char *type_name(int type)
 }
 
 /* Returns the member, NULL when absent (an error if required). */
-static config_setting_t *member(struct loader *ld, const config_setting_t *group,
-				const char *key, const char *what, int required)
+static config_setting_t *member(struct loader *ld, const config_setting_t *group, const char *key,
+				const char *what, int required)
 {
 	config_setting_t *m = config_setting_get_member(group, key);
 	if (!m && required)
@@ -155,8 +152,7 @@ static int get_string(struct loader *ld, const config_setting_t *group, const ch
 	return 0;
 }
 
-static int get_name(struct loader *ld, const config_setting_t *group, const char *what,
-		    char *out)
+static int get_name(struct loader *ld, const config_setting_t *group, const char *what, char *out)
 {
 	const char *s = NULL;
 	if (get_string(ld, group, "name", what, 1, &s) < 0)
@@ -186,8 +182,8 @@ static int get_int(struct loader *ld, const config_setting_t *group, const char 
 			    type_name(t));
 	long long v = config_setting_get_int64(m);
 	if (v < min || v > max)
-		return fail(ld, line_of(m), "'%s' in %s is %lld, outside %lld..%lld", key, what,
-			    v, min, max);
+		return fail(ld, line_of(m), "'%s' in %s is %lld, outside %lld..%lld", key, what, v,
+			    min, max);
 	*out = (int)v;
 	return 0;
 }
@@ -208,8 +204,8 @@ static int get_number(struct loader *ld, const config_setting_t *group, const ch
 		return fail(ld, line_of(m), "'%s' in %s must be a number, not %s", key, what,
 			    type_name(t));
 	if (!(v >= min && v <= max))
-		return fail(ld, line_of(m), "'%s' in %s is %g, outside %g..%g", key, what, v,
-			    min, max);
+		return fail(ld, line_of(m), "'%s' in %s is %g, outside %g..%g", key, what, v, min,
+			    max);
 	*out = v;
 	return 0;
 }
@@ -272,9 +268,12 @@ static void set_defaults(struct flare_config *cfg)
 
 static int load_manager(struct loader *ld, const config_setting_t *root, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"addresses",	    "report_interval_ms",
-					   "heartbeat_interval_ms", "heartbeat_timeout_ms",
-					   "rank_interval_ms",	    "rank_threshold",
+	static const char *const keys[] = {"addresses",
+					   "report_interval_ms",
+					   "heartbeat_interval_ms",
+					   "heartbeat_timeout_ms",
+					   "rank_interval_ms",
+					   "rank_threshold",
 					   NULL};
 	config_setting_t *g, *addrs;
 	if (get_group(ld, root, "manager", 1, &g) < 0 || check_keys(ld, g, "manager", keys) < 0)
@@ -311,9 +310,10 @@ static int load_manager(struct loader *ld, const config_setting_t *root, struct 
 	    get_number(ld, g, "rank_threshold", "manager", 0, 1, &cfg->rank_threshold))
 		return -1;
 	if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_interval_ms)
-		return fail(ld, line_of(g),
-			    "heartbeat_timeout_ms (%d) must be longer than heartbeat_interval_ms (%d)",
-			    cfg->heartbeat_timeout_ms, cfg->heartbeat_interval_ms);
+		return fail(
+		    ld, line_of(g),
+		    "heartbeat_timeout_ms (%d) must be longer than heartbeat_interval_ms (%d)",
+		    cfg->heartbeat_timeout_ms, cfg->heartbeat_interval_ms);
 	return 0;
 }
 
@@ -327,12 +327,11 @@ static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 	config_setting_t *g;
 	if (get_group(ld, root, "monitor", 0, &g) < 0)
 		return -1;
-	if (g && (check_keys(ld, g, "monitor", mkeys) ||
-		  get_number(ld, g, "util_threshold", "monitor", 0, 1,
-			     &cfg->monitor_util_threshold) ||
-		  get_int(ld, g, "probe_interval_ms", "monitor", 10, 600000,
-			  &cfg->probe_interval_ms) ||
-		  get_int(ld, g, "probe_timeout_ms", "monitor", 1, 60000, &cfg->probe_timeout_ms)))
+	if (g &&
+	    (check_keys(ld, g, "monitor", mkeys) ||
+	     get_number(ld, g, "util_threshold", "monitor", 0, 1, &cfg->monitor_util_threshold) ||
+	     get_int(ld, g, "probe_interval_ms", "monitor", 10, 600000, &cfg->probe_interval_ms) ||
+	     get_int(ld, g, "probe_timeout_ms", "monitor", 1, 60000, &cfg->probe_timeout_ms)))
 		return -1;
 	if (get_group(ld, root, "agent", 0, &g) < 0)
 		return -1;
@@ -424,8 +423,7 @@ static int load_hosts(struct loader *ld, const config_setting_t *root, struct fl
 	return 0;
 }
 
-static int load_replica(struct loader *ld, config_setting_t *e, struct flare_config *cfg,
-			int svc)
+static int load_replica(struct loader *ld, config_setting_t *e, struct flare_config *cfg, int svc)
 {
 	static const char *const keys[] = {"name", "host", "address", "load", NULL};
 	struct flare_replica_cfg *r = &cfg->replicas[cfg->n_replicas];
@@ -444,8 +442,8 @@ static int load_replica(struct loader *ld, config_setting_t *e, struct flare_con
 	if (r->host < 0)
 		return fail(ld, line_of(config_setting_get_member(e, "host")),
 			    "replica '%s' is on undeclared host '%s'", r->name, host);
-	struct seen *dup = seen_check(ld, &ld->names, 'r', r->name, strlen(r->name), r->line,
-				      cfg->n_replicas);
+	struct seen *dup =
+	    seen_check(ld, &ld->names, 'r', r->name, strlen(r->name), r->line, cfg->n_replicas);
 	if (dup)
 		return fail(ld, r->line, "duplicate replica name '%s' (first at line %d)", r->name,
 			    dup->line);
@@ -460,10 +458,18 @@ static int load_replica(struct loader *ld, config_setting_t *e, struct flare_con
 
 static int load_service(struct loader *ld, config_setting_t *e, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"name",	      "address",	"strategy",
-					   "failover",	      "replay",		"replicas",
-					   "connect_timeout_ms", "user_timeout_ms", "keepalive_idle_s",
-					   "keepalive_interval_s", "keepalive_count", "replay_buffer",
+	static const char *const keys[] = {"name",
+					   "address",
+					   "strategy",
+					   "failover",
+					   "replay",
+					   "replicas",
+					   "connect_timeout_ms",
+					   "user_timeout_ms",
+					   "keepalive_idle_s",
+					   "keepalive_interval_s",
+					   "keepalive_count",
+					   "replay_buffer",
 					   NULL};
 	int idx = cfg->n_services;
 	struct flare_service_cfg *s = &cfg->services[idx];
@@ -488,13 +494,11 @@ static int load_service(struct loader *ld, config_setting_t *e, struct flare_con
 	    get_int(ld, e, "connect_timeout_ms", "service", 1, 600000, &s->connect_timeout_ms) ||
 	    get_int(ld, e, "user_timeout_ms", "service", 0, 3600000, &s->user_timeout_ms) ||
 	    get_int(ld, e, "keepalive_idle_s", "service", 0, 32767, &s->keepalive_idle_s) ||
-	    get_int(ld, e, "keepalive_interval_s", "service", 1, 32767,
-		    &s->keepalive_interval_s) ||
+	    get_int(ld, e, "keepalive_interval_s", "service", 1, 32767, &s->keepalive_interval_s) ||
 	    get_int(ld, e, "keepalive_count", "service", 1, 127, &s->keepalive_count) ||
 	    get_int(ld, e, "replay_buffer", "service", 0, 16 << 20, &s->replay_buffer))
 		return -1;
-	struct seen *dup =
-	    seen_check(ld, &ld->names, 's', s->name, strlen(s->name), s->line, idx);
+	struct seen *dup = seen_check(ld, &ld->names, 's', s->name, strlen(s->name), s->line, idx);
 	if (dup)
 		return fail(ld, s->line, "duplicate service name '%s' (first at line %d)", s->name,
 			    dup->line);
@@ -559,8 +563,8 @@ static int load_services(struct loader *ld, const config_setting_t *root, struct
 	if (n <= 0)
 		return -1;
 	for (int i = 0; i < n; i++) {
-		config_setting_t *reps =
-		    config_setting_get_member(config_setting_get_elem(list, (unsigned)i), "replicas");
+		config_setting_t *reps = config_setting_get_member(
+		    config_setting_get_elem(list, (unsigned)i), "replicas");
 		total += reps ? (size_t)config_setting_length(reps) : 0;
 	}
 	cfg->services = calloc((size_t)n, sizeof(*cfg->services));
@@ -575,7 +579,8 @@ static int load_services(struct loader *ld, const config_setting_t *root, struct
 
 static int load_root(struct loader *ld, config_t *lc, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"manager", "monitor", "agent", "hosts", "services", NULL};
+	static const char *const keys[] = {"manager", "monitor",  "agent",
+					   "hosts",   "services", NULL};
 	const config_setting_t *root = config_root_setting(lc);
 	set_defaults(cfg);
 	if (check_keys(ld, root, "the top level", keys) || load_manager(ld, root, cfg) ||

@@ -10,8 +10,8 @@
 
 struct flare_host_cfg {
 	char name[FLARE_NAME_MAX];
-	int util_kind;			      /* enum flare_util_kind */
-	char util_arg[256];		      /* cgroup path or file path */
+	int util_kind;                            /* enum flare_util_kind */
+	char util_arg[256];                       /* cgroup path or file path */
 	char monitor_socket[FLARE_SOCK_PATH_MAX]; /* '@' = abstract namespace */
 	int line;
 };

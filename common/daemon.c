@@ -83,8 +83,8 @@ int unix_sockaddr(const char *path, struct sockaddr_storage *ss)
 	return (int)sizeof(*un);
 }
 
-struct evconnlistener *listen_unix(struct event_base *base, const char *path,
-				   evconnlistener_cb cb, void *arg)
+struct evconnlistener *listen_unix(struct event_base *base, const char *path, evconnlistener_cb cb,
+				   void *arg)
 {
 	struct sockaddr_storage ss;
 	int len = unix_sockaddr(path, &ss);
@@ -94,9 +94,9 @@ struct evconnlistener *listen_unix(struct event_base *base, const char *path,
 	}
 	if (path[0] != '@')
 		unlink(path);
-	struct evconnlistener *l = evconnlistener_new_bind(
-	    base, cb, arg, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128,
-	    (struct sockaddr *)&ss, len);
+	struct evconnlistener *l =
+	    evconnlistener_new_bind(base, cb, arg, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+				    128, (struct sockaddr *)&ss, len);
 	if (!l)
 		log_error("cannot listen on %s: %s", path, strerror(errno));
 	return l;

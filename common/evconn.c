@@ -41,7 +41,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 		const char *why = NULL;
 		if (avail == 0)
 			break;
-		uint8_t *head = evbuffer_pullup(in, avail < FW_HDR_LEN ? (ssize_t)avail : FW_HDR_LEN);
+		uint8_t *head =
+		    evbuffer_pullup(in, avail < FW_HDR_LEN ? (ssize_t)avail : FW_HDR_LEN);
 		long n = fw_frame_check(head, avail < FW_HDR_LEN ? avail : FW_HDR_LEN, &h, &why);
 		if (n < 0) {
 			log_warn("%s: bad frame header (%s), closing", c->peer, why);
@@ -53,7 +54,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 		uint8_t *frame = evbuffer_pullup(in, (ssize_t)(FW_HDR_LEN + h.len));
 		struct fw_msg m;
 		if (fw_decode(h.type, frame + FW_HDR_LEN, h.len, &m, &why) < 0) {
-			log_warn("%s: bad %s frame (%s), closing", c->peer, fw_type_name(h.type), why);
+			log_warn("%s: bad %s frame (%s), closing", c->peer, fw_type_name(h.type),
+				 why);
 			fw_msg_free(&m);
 			evconn_close(c, "bad frame");
 			break;

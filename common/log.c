@@ -63,9 +63,10 @@ void flare_log_write(int level, const char *fmt, ...)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		civil_from_days(ts.tv_sec / 86400, &y, &mo, &d);
 		long sod = ts.tv_sec % 86400;
-		n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02ld:%02ld:%02ld.%03ldZ %s[%ld] %s: ",
-			     y, mo, d, sod / 3600, sod / 60 % 60, sod % 60, ts.tv_nsec / 1000000,
-			     log_ident, (long)syscall(SYS_getpid), level_names[level]);
+		n = snprintf(line, sizeof(line),
+			     "%04d-%02d-%02dT%02ld:%02ld:%02ld.%03ldZ %s[%ld] %s: ", y, mo, d,
+			     sod / 3600, sod / 60 % 60, sod % 60, ts.tv_nsec / 1000000, log_ident,
+			     (long)syscall(SYS_getpid), level_names[level]);
 		if (n < 0 || (size_t)n >= sizeof(line))
 			n = 0;
 	}

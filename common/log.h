@@ -20,13 +20,12 @@ extern int flare_log_threshold;
 void flare_log_init(const char *ident, int level, int use_syslog);
 /* "error|warn|info|debug" -> level; returns -1 for anything else. */
 int flare_log_level_parse(const char *s);
-void flare_log_write(int level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void flare_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define flare_log(level, ...)                                                  \
-	do {                                                                   \
-		if ((level) <= flare_log_threshold)                            \
-			flare_log_write((level), __VA_ARGS__);                 \
+#define flare_log(level, ...)                                                                      \
+	do {                                                                                       \
+		if ((level) <= flare_log_threshold)                                                \
+			flare_log_write((level), __VA_ARGS__);                                     \
 	} while (0)
 #define log_error(...) flare_log(FLARE_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) flare_log(FLARE_LOG_WARN, __VA_ARGS__)

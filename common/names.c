@@ -6,8 +6,7 @@ static const char *const strategy_names[] = {"static", "least-loaded"};
 static const char *const failover_names[] = {"proactive", "reactive", "static"};
 static const char *const replay_names[] = {"request-reply", "none"};
 
-#define NAME_OF(tbl, i)                                                        \
-	((i) >= 0 && (size_t)(i) < sizeof(tbl) / sizeof(tbl[0]) ? tbl[i] : "?")
+#define NAME_OF(tbl, i) ((i) >= 0 && (size_t)(i) < sizeof(tbl) / sizeof(tbl[0]) ? tbl[i] : "?")
 
 static int index_of(const char *const *tbl, int n, const char *s)
 {

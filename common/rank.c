@@ -37,7 +37,8 @@ static int replica_live(const struct rank_input *in, int r)
 /* Expected utilization, lazily reset to the measured value the first time a
  * host is touched for this failing host: the reset is O(touched), not
  * O(n_hosts), which matters when ranking 1,000 hosts. */
-static double *expected_of(const struct rank_input *in, struct rank_scratch *s, int h, int *n_touched)
+static double *expected_of(const struct rank_input *in, struct rank_scratch *s, int h,
+			   int *n_touched)
 {
 	if (!s->is_touched[h]) {
 		s->is_touched[h] = 1;

@@ -35,7 +35,7 @@ struct flare_tbl_hdr {
 	uint64_t size; /* bytes of the segment */
 	uint64_t seq;
 	uint64_t updated_ns; /* CLOCK_MONOTONIC of the last news from a manager */
-	uint64_t gen;	     /* the manager's ranking generation */
+	uint64_t gen;        /* the manager's ranking generation */
 	uint32_t stale_ms;   /* readers ignore a table older than this */
 	uint32_t flags;
 	uint32_t n_hosts, n_services, n_replicas, n_slots;
@@ -59,7 +59,7 @@ struct flare_tbl_service {
 	uint32_t connect_timeout_ms, user_timeout_ms, replay_buffer;
 	uint16_t keepalive_idle_s, keepalive_interval_s, keepalive_count, pad;
 	uint32_t first_replica, n_replicas;
-	int32_t primary;		   /* local index, -1 for a virtual address */
+	int32_t primary;                   /* local index, -1 for a virtual address */
 	uint8_t order[FLARE_MAX_REPLICAS]; /* for new connections, best first */
 } __attribute__((aligned(8)));
 
@@ -80,11 +80,11 @@ _Static_assert(sizeof(struct flare_tbl_replica) % 8 == 0, "replica must be 8-byt
 enum flare_tbl_rc {
 	FLARE_TBL_OK = 0,
 	FLARE_TBL_NOTFOUND = 1, /* destination not managed */
-	FLARE_TBL_STALE = 2,	/* no news from a manager for stale_ms */
-	FLARE_TBL_CORRUPT = 3,	/* failed validation */
-	FLARE_TBL_RETIRED = 4,	/* re-open by name */
-	FLARE_TBL_BUSY = 5,	/* the writer held the lock through every retry */
-	FLARE_TBL_ABSENT = 6,	/* not open */
+	FLARE_TBL_STALE = 2,    /* no news from a manager for stale_ms */
+	FLARE_TBL_CORRUPT = 3,  /* failed validation */
+	FLARE_TBL_RETIRED = 4,  /* re-open by name */
+	FLARE_TBL_BUSY = 5,     /* the writer held the lock through every retry */
+	FLARE_TBL_ABSENT = 6,   /* not open */
 };
 
 const char *flare_tbl_rc_name(int rc);

@@ -64,8 +64,8 @@ uint64_t flare_monotonic_ns(void)
 
 const char *flare_tbl_rc_name(int rc)
 {
-	static const char *const names[] = {"ok",	"not found", "stale", "corrupt",
-					    "retired", "busy",	     "absent"};
+	static const char *const names[] = {"ok",      "not found", "stale", "corrupt",
+					    "retired", "busy",      "absent"};
 	return rc >= 0 && rc <= FLARE_TBL_ABSENT ? names[rc] : "?";
 }
 
@@ -110,8 +110,8 @@ static int read_layout(const uint8_t *base, size_t size, struct layout *l, const
 	l->off_replicas = ld32(&h->off_replicas);
 	l->off_svc_slots = ld32(&h->off_svc_slots);
 	l->off_rep_slots = ld32(&h->off_rep_slots);
-	if (l->n_slots == 0 || (l->n_slots & (l->n_slots - 1)) != 0 ||
-	    l->n_slots < l->n_services || l->n_slots < l->n_replicas) {
+	if (l->n_slots == 0 || (l->n_slots & (l->n_slots - 1)) != 0 || l->n_slots < l->n_services ||
+	    l->n_slots < l->n_replicas) {
 		*why = "hash index size is not a power of two above the counts";
 		return -1;
 	}
@@ -240,9 +240,9 @@ enum { PROBE_FOUND, PROBE_MISS, PROBE_BAD };
 
 /* Linear probing over one slot array; compares the address stored in the
  * record each slot points to. */
-static int probe(const uint8_t *base, const struct layout *l, uint32_t off_slots,
-		 uint32_t off_recs, uint32_t rec_size, uint32_t n_recs, uint32_t addr_off,
-		 const struct flare_addr *a, uint32_t *idx)
+static int probe(const uint8_t *base, const struct layout *l, uint32_t off_slots, uint32_t off_recs,
+		 uint32_t rec_size, uint32_t n_recs, uint32_t addr_off, const struct flare_addr *a,
+		 uint32_t *idx)
 {
 	uint32_t mask = l->n_slots - 1, h = flare_addr_hash(a) & mask;
 	const uint32_t *slots = (const uint32_t *)(base + off_slots);
@@ -267,28 +267,28 @@ static int probe(const uint8_t *base, const struct layout *l, uint32_t off_slots
 }
 
 /* Runs body under the seqlock until a consistent copy is made. */
-#define SEQ_READ(r, l, body)                                                   \
-	do {                                                                   \
-		const struct flare_tbl_hdr *h_ = (const void *)(r)->base;      \
-		const char *why_;                                              \
-		if (!(r)->base)                                                \
-			return FLARE_TBL_ABSENT;                               \
-		for (int try_ = 0; try_ < READ_TRIES; try_++) {                \
-			uint64_t s1_ = __atomic_load_n(&h_->seq, __ATOMIC_ACQUIRE); \
-			if (s1_ & 1) {                                         \
-				wait_writer(try_);                             \
-				continue;                                      \
-			}                                                      \
-			int rc_;                                               \
-			if (read_layout((r)->base, (r)->size, &(l), &why_) < 0) \
-				rc_ = FLARE_TBL_CORRUPT;                       \
-			else                                                   \
-				rc_ = (body);                                  \
-			if (__atomic_load_n(&h_->seq, __ATOMIC_ACQUIRE) != s1_) \
-				continue;                                      \
-			return rc_;                                            \
-		}                                                              \
-		return FLARE_TBL_BUSY;                                         \
+#define SEQ_READ(r, l, body)                                                                       \
+	do {                                                                                       \
+		const struct flare_tbl_hdr *h_ = (const void *)(r)->base;                          \
+		const char *why_;                                                                  \
+		if (!(r)->base)                                                                    \
+			return FLARE_TBL_ABSENT;                                                   \
+		for (int try_ = 0; try_ < READ_TRIES; try_++) {                                    \
+			uint64_t s1_ = __atomic_load_n(&h_->seq, __ATOMIC_ACQUIRE);                \
+			if (s1_ & 1) {                                                             \
+				wait_writer(try_);                                                 \
+				continue;                                                          \
+			}                                                                          \
+			int rc_;                                                                   \
+			if (read_layout((r)->base, (r)->size, &(l), &why_) < 0)                    \
+				rc_ = FLARE_TBL_CORRUPT;                                           \
+			else                                                                       \
+				rc_ = (body);                                                      \
+			if (__atomic_load_n(&h_->seq, __ATOMIC_ACQUIRE) != s1_)                    \
+				continue;                                                          \
+			return rc_;                                                                \
+		}                                                                                  \
+		return FLARE_TBL_BUSY;                                                             \
 	} while (0)
 
 static int do_lookup_service(const uint8_t *base, const struct layout *l,

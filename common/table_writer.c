@@ -40,7 +40,8 @@ static void seq_leave(struct flare_tbl_hdr *h)
 int flare_tbl_writer_init(struct flare_tbl_writer *w, const char *name, uint32_t stale_ms)
 {
 	memset(w, 0, sizeof(*w));
-	if (!name || name[0] != '/' || strchr(name + 1, '/') || strlen(name) >= sizeof(w->name) - 16)
+	if (!name || name[0] != '/' || strchr(name + 1, '/') ||
+	    strlen(name) >= sizeof(w->name) - 16)
 		return -1;
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	w->stale_ms = stale_ms;
@@ -57,8 +58,8 @@ static uint32_t slots_for(uint32_t n)
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-static int insert_slot(uint32_t *slots, uint32_t n_slots, const struct flare_addr *a,
-		       uint32_t idx, const uint8_t *recs, size_t rec_size, size_t addr_off)
+static int insert_slot(uint32_t *slots, uint32_t n_slots, const struct flare_addr *a, uint32_t idx,
+		       const uint8_t *recs, size_t rec_size, size_t addr_off)
 {
 	uint32_t mask = n_slots - 1, h = flare_addr_hash(a) & mask;
 	for (uint32_t i = 0; i < n_slots; i++) {
@@ -257,8 +258,7 @@ static uint8_t *build_image(const struct fw_rank *m, uint32_t stale_ms, size_t *
 /* Makes a new segment holding img under a temporary name and renames it
  * over the published one, so a reader opening by name always finds a
  * complete table. */
-static uint8_t *create_segment(const char *name, const uint8_t *img, size_t size,
-			       const char **why)
+static uint8_t *create_segment(const char *name, const uint8_t *img, size_t size, const char **why)
 {
 	char tmp[96], from[128], to[128];
 	snprintf(tmp, sizeof(tmp), "%s.new.%ld", name, (long)getpid());
@@ -375,8 +375,8 @@ int flare_tbl_write_delta(struct flare_tbl_writer *w, const struct fw_rank *m, c
 		}
 		fill_service(&t, s);
 		const struct flare_tbl_service *old = &v.svcs[s->idx];
-		if (!flare_addr_equal(&t.addr, &old->addr) || t.first_replica != old->first_replica ||
-		    t.n_replicas != old->n_replicas) {
+		if (!flare_addr_equal(&t.addr, &old->addr) ||
+		    t.first_replica != old->first_replica || t.n_replicas != old->n_replicas) {
 			*why = "delta changes a service's address or replicas (needs a full table)";
 			return -1;
 		}
@@ -392,7 +392,8 @@ int flare_tbl_write_delta(struct flare_tbl_writer *w, const struct fw_rank *m, c
 		const struct flare_tbl_replica *old = &v.reps[p->idx];
 		if (!flare_addr_equal(&p->addr, &old->addr) || p->service != old->service ||
 		    p->host != old->host) {
-			*why = "delta changes a replica's address, service or host (needs a full table)";
+			*why = "delta changes a replica's address, service or host (needs a full "
+			       "table)";
 			return -1;
 		}
 		if (p->n_failover > v.svcs[p->service].n_replicas) {

@@ -26,16 +26,16 @@
 #define FW_MAX_TEXT (15u << 20)
 
 enum fw_type {
-	FW_HELLO = 1,	      /* first frame from any peer */
-	FW_HEARTBEAT = 2,     /* both directions, every heartbeat interval */
-	FW_REGISTER = 3,      /* server process -> monitor (UNIX socket) */
-	FW_REPORT = 4,	      /* monitor -> manager */
-	FW_RANK = 5,	      /* manager -> agent: full table or delta */
-	FW_STATUS_REQ = 6,    /* flarectl -> manager */
-	FW_STATUS_RESP = 7,   /* manager -> flarectl */
-	FW_QUERY_REQ = 8,     /* library -> agent -> manager (reactive failover) */
-	FW_QUERY_RESP = 9,    /* manager -> agent -> library */
-	FW_ERROR = 10,	      /* a peer explains why it closes */
+	FW_HELLO = 1,       /* first frame from any peer */
+	FW_HEARTBEAT = 2,   /* both directions, every heartbeat interval */
+	FW_REGISTER = 3,    /* server process -> monitor (UNIX socket) */
+	FW_REPORT = 4,      /* monitor -> manager */
+	FW_RANK = 5,        /* manager -> agent: full table or delta */
+	FW_STATUS_REQ = 6,  /* flarectl -> manager */
+	FW_STATUS_RESP = 7, /* manager -> flarectl */
+	FW_QUERY_REQ = 8,   /* library -> agent -> manager (reactive failover) */
+	FW_QUERY_RESP = 9,  /* manager -> agent -> library */
+	FW_ERROR = 10,      /* a peer explains why it closes */
 	FW_TYPE_MAX = FW_ERROR,
 };
 

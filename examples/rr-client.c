@@ -85,7 +85,8 @@ static void *run(void *arg)
 			}
 			next += (uint64_t)(1e9 / rate_hz);
 		}
-		uint64_t id = (uint64_t)first_id + (uint64_t)w->index * (uint64_t)count + (uint64_t)i;
+		uint64_t id =
+		    (uint64_t)first_id + (uint64_t)w->index * (uint64_t)count + (uint64_t)i;
 		uint32_t be = htonl((uint32_t)msg_size);
 		memcpy(req, &be, 4);
 		rr_fill(req + 4, msg_size, id);
@@ -180,15 +181,19 @@ int main(int argc, char **argv)
 		case 'i': first_id = atol(optarg); break;
 		case 'S': split_us = atol(optarg); break;
 		default:
-			fprintf(stderr, "usage: rr-client -c ADDR:PORT [-n COUNT] [-r HZ] [--size N] "
-					"[--lp] [--threads T] [--log FILE] [--duration S] [--first-id N]\n");
+			fprintf(
+			    stderr,
+			    "usage: rr-client -c ADDR:PORT [-n COUNT] [-r HZ] [--size N] "
+			    "[--lp] [--threads T] [--log FILE] [--duration S] [--first-id N]\n");
 			return 2;
 		}
 	}
-	if (!target || rr_parse_addr(target, &dst, &dst_len) < 0 || count < 1 || threads < 1 || threads > 256 ||
-	    msg_size < RR_MIN_SIZE || msg_size > RR_MAX_SIZE) {
-		fprintf(stderr, "rr-client: need -c ADDR:PORT, -n >= 1, 1 <= --threads <= 256, "
-				"%d <= --size <= %d\n", RR_MIN_SIZE, RR_MAX_SIZE);
+	if (!target || rr_parse_addr(target, &dst, &dst_len) < 0 || count < 1 || threads < 1 ||
+	    threads > 256 || msg_size < RR_MIN_SIZE || msg_size > RR_MAX_SIZE) {
+		fprintf(stderr,
+			"rr-client: need -c ADDR:PORT, -n >= 1, 1 <= --threads <= 256, "
+			"%d <= --size <= %d\n",
+			RR_MIN_SIZE, RR_MAX_SIZE);
 		return 2;
 	}
 	if (log_path && !(latency_log = fopen(log_path, "w"))) {

@@ -45,11 +45,13 @@ static void *serve(void *arg)
 		if (rr_read_full(fd, buf + 4, n) != 0)
 			break;
 		rr_burn_cpu_us(cpu_us);
-		if (crash_after >= 0 && __atomic_add_fetch(&served, 1, __ATOMIC_RELAXED) > crash_after)
+		if (crash_after >= 0 &&
+		    __atomic_add_fetch(&served, 1, __ATOMIC_RELAXED) > crash_after)
 			raise(SIGKILL); /* a crash, as abrupt as it gets */
 		rr_set_tag(buf + 4, tag);
 		memcpy(buf, &be, 4);
-		if (rr_write_full(fd, length_prefixed ? buf : buf + 4, n + (length_prefixed ? 4 : 0)) < 0)
+		if (rr_write_full(fd, length_prefixed ? buf : buf + 4,
+				  n + (length_prefixed ? 4 : 0)) < 0)
 			break;
 	}
 	free(buf);
@@ -79,8 +81,9 @@ int main(int argc, char **argv)
 		case 'k': crash_after = atol(optarg); break;
 		case 'r': ready = optarg; break;
 		default:
-			fprintf(stderr, "usage: rr-server -l ADDR:PORT [--tag NAME] [--size N] [--lp] "
-					"[--cpu-us N] [--crash-after N] [--ready-file PATH]\n");
+			fprintf(stderr,
+				"usage: rr-server -l ADDR:PORT [--tag NAME] [--size N] [--lp] "
+				"[--cpu-us N] [--crash-after N] [--ready-file PATH]\n");
 			return 2;
 		}
 	}
@@ -88,8 +91,8 @@ int main(int argc, char **argv)
 	unsigned len;
 	if (!listen_at || rr_parse_addr(listen_at, &ss, &len) < 0 || msg_size < RR_MIN_SIZE ||
 	    msg_size > RR_MAX_SIZE) {
-		fprintf(stderr, "rr-server: need -l ADDR:PORT and %d <= --size <= %d\n", RR_MIN_SIZE,
-			RR_MAX_SIZE);
+		fprintf(stderr, "rr-server: need -l ADDR:PORT and %d <= --size <= %d\n",
+			RR_MIN_SIZE, RR_MAX_SIZE);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -11,11 +11,13 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: flare-manager -c FILE [--id N] [-f] [--check]\n"
-		   "  -c, --config FILE  the deployment config\n"
-		   "  --id N             which of manager.addresses this manager is (1-based, default 1)\n"
-		   "  -f, --foreground   stay in the foreground, log to stderr\n"
-		   "  --check            validate the config and exit\n");
+	fprintf(
+	    f,
+	    "usage: flare-manager -c FILE [--id N] [-f] [--check]\n"
+	    "  -c, --config FILE  the deployment config\n"
+	    "  --id N             which of manager.addresses this manager is (1-based, default 1)\n"
+	    "  -f, --foreground   stay in the foreground, log to stderr\n"
+	    "  --check            validate the config and exit\n");
 }
 
 int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id)
@@ -40,12 +42,10 @@ void manager_free(struct manager *m)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-					     {"id", required_argument, NULL, 'i'},
-					     {"foreground", no_argument, NULL, 'f'},
-					     {"check", no_argument, NULL, 'k'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'}, {"id", required_argument, NULL, 'i'},
+	    {"foreground", no_argument, NULL, 'f'},   {"check", no_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
 	const char *path = NULL;
 	int id = 1, fg = 0, check = 0, o;
 	char err[512];

@@ -115,8 +115,9 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 		if (c->role != FW_ROLE_MONITOR)
 			goto unexpected;
 		if (strcmp(msg->u.report.host, m->cfg->hosts[host_of(c)].name) != 0) {
-			log_warn("%s: report for host '%s' on the connection of another host, ignored",
-				 c->peer, msg->u.report.host);
+			log_warn(
+			    "%s: report for host '%s' on the connection of another host, ignored",
+			    c->peer, msg->u.report.host);
 			break;
 		}
 		if (state_apply_report(m, host_of(c), &msg->u.report))
@@ -158,8 +159,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	char peer[64];
 	(void)l;
 	describe_peer(sa, len, peer, sizeof(peer));
-	struct evconn *c =
-	    evconn_accept(m->base, fd, peer, m->cfg->heartbeat_timeout_ms, &ops, m);
+	struct evconn *c = evconn_accept(m->base, fd, peer, m->cfg->heartbeat_timeout_ms, &ops, m);
 	if (!c) {
 		log_error("%s: cannot set up the connection", peer);
 		return;

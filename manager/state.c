@@ -57,8 +57,8 @@ int state_init(struct manager *m)
 		p->first_replica = (uint32_t)s->first_replica;
 		p->n_replicas = (uint32_t)s->n_replicas;
 		p->primary = s->primary < 0 ? -1 : s->primary - s->first_replica;
-		m->rs[i] = (struct rank_service){s->first_replica, s->n_replicas, s->strategy,
-						 p->primary};
+		m->rs[i] =
+		    (struct rank_service){s->first_replica, s->n_replicas, s->strategy, p->primary};
 	}
 	for (int i = 0; i < c->n_replicas; i++) {
 		const struct flare_replica_cfg *r = &c->replicas[i];
@@ -104,8 +104,9 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 		const struct fw_report_replica *rr = &r->replicas[i];
 		int idx = flare_config_replica_index(c, rr->name);
 		if (idx < 0 || c->replicas[idx].host != host) {
-			log_warn("report from host '%s' names replica '%s', which is not on it: ignored",
-				 c->hosts[host].name, rr->name);
+			log_warn(
+			    "report from host '%s' names replica '%s', which is not on it: ignored",
+			    c->hosts[host].name, rr->name);
 			continue;
 		}
 		struct mreplica *p = &m->reps[idx];
@@ -117,8 +118,8 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 		p->alive = rr->alive;
 		p->registered = rr->registered;
 		p->pid = rr->pid;
-		double measured = rr->load_ppm == FW_LOAD_UNKNOWN ? -1
-								  : (double)rr->load_ppm / FLARE_PPM;
+		double measured =
+		    rr->load_ppm == FW_LOAD_UNKNOWN ? -1 : (double)rr->load_ppm / FLARE_PPM;
 		if ((measured < 0) != (p->measured < 0) ||
 		    fabs(measured - p->measured) > c->rank_threshold)
 			changed = 1;
@@ -208,7 +209,8 @@ void state_rerank(struct manager *m, const char *reason)
 		uint8_t alive = (uint8_t)(m->reps[i].alive && m->hosts[c->replicas[i].host].alive);
 		uint32_t load = ppm(object_load(m, i));
 		if (p->alive != alive || p->load_ppm != load ||
-		    !order_equal(p->n_failover, p->failover, m->failover[i].n, m->failover[i].idx)) {
+		    !order_equal(p->n_failover, p->failover, m->failover[i].n,
+				 m->failover[i].idx)) {
 			p->alive = alive;
 			p->load_ppm = load;
 			p->n_failover = m->failover[i].n;
@@ -224,8 +226,8 @@ void state_rerank(struct manager *m, const char *reason)
 		server_broadcast_agents(m, b.data, b.len);
 		m->push_count++;
 		log_debug("gen %llu (%s): pushed %u hosts, %u services, %u replicas in %.0f us",
-			  (unsigned long long)m->gen, reason, d.n_hosts, d.n_services,
-			  d.n_replicas, (double)(flare_monotonic_ns() - t0) / 1000.0);
+			  (unsigned long long)m->gen, reason, d.n_hosts, d.n_services, d.n_replicas,
+			  (double)(flare_monotonic_ns() - t0) / 1000.0);
 	} else {
 		log_error("cannot encode a ranking delta");
 	}
@@ -264,7 +266,8 @@ void state_query(struct manager *m, struct fw_query *q)
 		/* live targets first, in ranking order */
 		for (int pass = 0; pass < 2; pass++)
 			for (int k = 0; k < o->n; k++) {
-				const struct fw_rank_replica *p = &m->pub_reps[ps->first_replica + o->idx[k]];
+				const struct fw_rank_replica *p =
+				    &m->pub_reps[ps->first_replica + o->idx[k]];
 				if ((p->alive != 0) != pass)
 					q->addrs[q->n_addrs++] = p->addr;
 			}

@@ -48,17 +48,17 @@ static void render_text(struct manager *m, struct evbuffer *b, uint64_t now)
 	for (int s = 0; s < c->n_services; s++) {
 		const struct flare_service_cfg *sv = &c->services[s];
 		const struct fw_rank_service *p = &m->pub_svcs[s];
-		evbuffer_add_printf(b, "\nSERVICE %s %s  strategy %s, failover %s, replay %s\n  order: ",
-				    sv->name, flare_addr_format(&sv->addr, a, sizeof(a)),
-				    flare_strategy_name(sv->strategy),
-				    flare_failover_name(sv->failover), flare_replay_name(sv->replay));
+		evbuffer_add_printf(
+		    b, "\nSERVICE %s %s  strategy %s, failover %s, replay %s\n  order: ", sv->name,
+		    flare_addr_format(&sv->addr, a, sizeof(a)), flare_strategy_name(sv->strategy),
+		    flare_failover_name(sv->failover), flare_replay_name(sv->replay));
 		order_names(b, c, sv->first_replica, p->n_order, p->order, 0);
 		evbuffer_add_printf(b, "\n  %-16s %-12s %-24s %-6s %-6s %s\n", "REPLICA", "HOST",
 				    "ADDRESS", "ALIVE", "LOAD", "FAILOVER");
 		for (int r = sv->first_replica; r < sv->first_replica + sv->n_replicas; r++) {
 			const struct fw_rank_replica *q = &m->pub_reps[r];
-			evbuffer_add_printf(b, "  %-16s %-12s %-24s %-6s %-6.2f ", c->replicas[r].name,
-					    c->hosts[c->replicas[r].host].name,
+			evbuffer_add_printf(b, "  %-16s %-12s %-24s %-6s %-6.2f ",
+					    c->replicas[r].name, c->hosts[c->replicas[r].host].name,
 					    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)),
 					    yes(q->alive), (double)q->load_ppm / FLARE_PPM);
 			order_names(b, c, sv->first_replica, q->n_failover, q->failover, 0);
@@ -73,16 +73,18 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 {
 	const struct flare_config *c = m->cfg;
 	char a[FLARE_ADDR_STRLEN];
-	evbuffer_add_printf(b,
-			    "{\"manager\":{\"id\":%d,\"address\":\"%s\",\"gen\":%llu,\"uptime_ms\":%.0f,"
-			    "\"agents\":%d,\"rank_us\":%.1f,\"rankings\":%llu,\"pushes\":%llu},\"hosts\":[",
-			    m->id, flare_addr_format(&m->addr, a, sizeof(a)), (unsigned long long)m->gen,
-			    (double)(now - m->start_ns) / 1e6, m->n_agents, m->last_rank_us,
-			    (unsigned long long)m->rank_count, (unsigned long long)m->push_count);
+	evbuffer_add_printf(
+	    b,
+	    "{\"manager\":{\"id\":%d,\"address\":\"%s\",\"gen\":%llu,\"uptime_ms\":%.0f,"
+	    "\"agents\":%d,\"rank_us\":%.1f,\"rankings\":%llu,\"pushes\":%llu},\"hosts\":[",
+	    m->id, flare_addr_format(&m->addr, a, sizeof(a)), (unsigned long long)m->gen,
+	    (double)(now - m->start_ns) / 1e6, m->n_agents, m->last_rank_us,
+	    (unsigned long long)m->rank_count, (unsigned long long)m->push_count);
 	for (int i = 0; i < c->n_hosts; i++) {
 		const struct mhost *h = &m->hosts[i];
-		evbuffer_add_printf(b, "%s{\"name\":\"%s\",\"alive\":%s,\"util\":%.4f,\"monitor\":%s,"
-				       "\"last_report_ms\":",
+		evbuffer_add_printf(b,
+				    "%s{\"name\":\"%s\",\"alive\":%s,\"util\":%.4f,\"monitor\":%s,"
+				    "\"last_report_ms\":",
 				    i ? "," : "", c->hosts[i].name, h->alive ? "true" : "false",
 				    h->util, h->monitor ? "true" : "false");
 		if (h->last_report_ns)
@@ -94,26 +96,27 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 	for (int s = 0; s < c->n_services; s++) {
 		const struct flare_service_cfg *sv = &c->services[s];
 		const struct fw_rank_service *p = &m->pub_svcs[s];
-		evbuffer_add_printf(b,
-				    "%s{\"name\":\"%s\",\"address\":\"%s\",\"strategy\":\"%s\","
-				    "\"failover\":\"%s\",\"replay\":\"%s\",\"order\":[",
-				    s ? "," : "", sv->name, flare_addr_format(&sv->addr, a, sizeof(a)),
-				    flare_strategy_name(sv->strategy), flare_failover_name(sv->failover),
-				    flare_replay_name(sv->replay));
+		evbuffer_add_printf(
+		    b,
+		    "%s{\"name\":\"%s\",\"address\":\"%s\",\"strategy\":\"%s\","
+		    "\"failover\":\"%s\",\"replay\":\"%s\",\"order\":[",
+		    s ? "," : "", sv->name, flare_addr_format(&sv->addr, a, sizeof(a)),
+		    flare_strategy_name(sv->strategy), flare_failover_name(sv->failover),
+		    flare_replay_name(sv->replay));
 		order_names(b, c, sv->first_replica, p->n_order, p->order, 1);
 		evbuffer_add_printf(b, "],\"replicas\":[");
 		for (int r = sv->first_replica; r < sv->first_replica + sv->n_replicas; r++) {
 			const struct fw_rank_replica *q = &m->pub_reps[r];
-			evbuffer_add_printf(b,
-					    "%s{\"name\":\"%s\",\"host\":\"%s\",\"address\":\"%s\","
-					    "\"alive\":%s,\"registered\":%s,\"pid\":%u,\"load\":%.4f,"
-					    "\"failover\":[",
-					    r > sv->first_replica ? "," : "", c->replicas[r].name,
-					    c->hosts[c->replicas[r].host].name,
-					    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)),
-					    q->alive ? "true" : "false",
-					    m->reps[r].registered ? "true" : "false", m->reps[r].pid,
-					    (double)q->load_ppm / FLARE_PPM);
+			evbuffer_add_printf(
+			    b,
+			    "%s{\"name\":\"%s\",\"host\":\"%s\",\"address\":\"%s\","
+			    "\"alive\":%s,\"registered\":%s,\"pid\":%u,\"load\":%.4f,"
+			    "\"failover\":[",
+			    r > sv->first_replica ? "," : "", c->replicas[r].name,
+			    c->hosts[c->replicas[r].host].name,
+			    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)),
+			    q->alive ? "true" : "false", m->reps[r].registered ? "true" : "false",
+			    m->reps[r].pid, (double)q->load_ppm / FLARE_PPM);
 			order_names(b, c, sv->first_replica, q->n_failover, q->failover, 1);
 			evbuffer_add_printf(b, "]}");
 		}

@@ -38,9 +38,8 @@ static int match(struct monitor *m, const struct flare_addr *a, int *out, int ma
 	int wildcard = memcmp(a->ip, zero, a->family == AF_INET ? 4 : 16) == 0;
 	for (int i = 0; i < m->n_reps && n < max; i++) {
 		const struct flare_addr *ra = &m->cfg->replicas[m->reps[i].cfg].addr;
-		if (flare_addr_equal(ra, a) ||
-		    (wildcard && ra->port == a->port &&
-		     (ra->family == a->family || a->family == AF_INET6)))
+		if (flare_addr_equal(ra, a) || (wildcard && ra->port == a->port &&
+						(ra->family == a->family || a->family == AF_INET6)))
 			out[n++] = i;
 	}
 	return n;
@@ -177,7 +176,9 @@ static void on_probe(evutil_socket_t fd, short what, void *arg)
 	}
 	/* probe_done frees this one-shot event: libevent allows that here */
 	probe_done(m, rep, err == 0,
-		   err == 0 ? "probe connected" : err == ETIMEDOUT ? "probe timed out" : "probe refused");
+		   err == 0           ? "probe connected"
+		   : err == ETIMEDOUT ? "probe timed out"
+				      : "probe refused");
 }
 
 static void probe_start(struct monitor *m, int rep)

@@ -19,12 +19,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-					     {"host", required_argument, NULL, 'H'},
-					     {"foreground", no_argument, NULL, 'f'},
-					     {"check", no_argument, NULL, 'k'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'}, {"host", required_argument, NULL, 'H'},
+	    {"foreground", no_argument, NULL, 'f'},   {"check", no_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
 	const char *path = NULL, *host = NULL;
 	int fg = 0, check = 0, o;
 	char err[512];

@@ -13,10 +13,10 @@
 
 struct util_source {
 	int kind;
-	char path[512];	     /* file, or cgroup directory */
-	int cgroup_v2;	     /* cgroup: which hierarchy */
+	char path[512];      /* file, or cgroup directory */
+	int cgroup_v2;       /* cgroup: which hierarchy */
 	char v1_cpu[512];    /* cgroup v1: cpu controller directory (quota) */
-	double cpus;	     /* capacity in CPUs, for per-process shares */
+	double cpus;         /* capacity in CPUs, for per-process shares */
 	uint64_t prev_busy;  /* proc: busy jiffies; cgroup: usage in ns */
 	uint64_t prev_total; /* proc: total jiffies; cgroup: monotonic ns */
 	int primed;
@@ -24,7 +24,7 @@ struct util_source {
 };
 
 struct mon_replica {
-	int cfg;	/* index into cfg->replicas */
+	int cfg; /* index into cfg->replicas */
 	int alive;
 	int registrations; /* live registrations naming this replica */
 	uint32_t pid;

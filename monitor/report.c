@@ -61,8 +61,7 @@ static void on_connect(struct evconn *c)
 	struct fw_msg hello = {.type = FW_HELLO};
 	hello.u.hello.role = FW_ROLE_MONITOR;
 	hello.u.hello.pid = (uint32_t)getpid();
-	snprintf(hello.u.hello.name, sizeof(hello.u.hello.name), "%s",
-		 m->cfg->hosts[m->host].name);
+	snprintf(hello.u.hello.name, sizeof(hello.u.hello.name), "%s", m->cfg->hosts[m->host].name);
 	evconn_send(c, &hello);
 	l->up = 1;
 	l->backoff_ms = m->cfg->reconnect_min_ms;
@@ -97,7 +96,7 @@ static void on_close(struct evconn *c, const char *why)
 	struct timeval tv = {l->backoff_ms / 1000, (l->backoff_ms % 1000) * 1000};
 	event_add(l->retry, &tv);
 	l->backoff_ms = l->backoff_ms * 2 > m->cfg->reconnect_max_ms ? m->cfg->reconnect_max_ms
-								      : l->backoff_ms * 2;
+								     : l->backoff_ms * 2;
 }
 
 static const struct evconn_ops ops = {

@@ -99,7 +99,9 @@ int util_open(struct util_source *u, const struct flare_host_cfg *h, char *err, 
 			snprintf(u->path, sizeof(u->path), CGROUP_ROOT "/cpuacct/%s", p);
 			snprintf(probe, sizeof(probe), "%s/cpuacct.usage", u->path);
 			if (access(probe, R_OK) != 0) {
-				snprintf(err, n, "cgroup '%s' not found (no cpu.stat under %s/%s, no v1 cpuacct)",
+				snprintf(err, n,
+					 "cgroup '%s' not found (no cpu.stat under %s/%s, no v1 "
+					 "cpuacct)",
 					 p, CGROUP_ROOT, p);
 				return -1;
 			}

@@ -20,10 +20,11 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: flare-run [-c FILE] [--shm NAME] -- PROGRAM [ARGS...]\n"
-		   "  -c, --config FILE  take the table name from the config (agent.shm)\n"
-		   "  --shm NAME         the shared table to read (default /flare)\n"
-		   "environment: FLARE_LOG=error|warn|info|debug, FLARE_DISABLE=1, FLARE_LIB=path\n");
+	fprintf(f,
+		"usage: flare-run [-c FILE] [--shm NAME] -- PROGRAM [ARGS...]\n"
+		"  -c, --config FILE  take the table name from the config (agent.shm)\n"
+		"  --shm NAME         the shared table to read (default /flare)\n"
+		"environment: FLARE_LOG=error|warn|info|debug, FLARE_DISABLE=1, FLARE_LIB=path\n");
 }
 
 /* libflare.so beside this binary, or in ../lib/flare/ (make install). */
@@ -81,8 +82,10 @@ static void inspect(const char *path, const char *prog)
 		return;
 	}
 	if (st.st_mode & (S_ISUID | S_ISGID))
-		fprintf(stderr, "flare-run: warning: %s is set-user/group-ID: the loader ignores "
-				"LD_PRELOAD for it, it runs without flare\n", prog);
+		fprintf(stderr,
+			"flare-run: warning: %s is set-user/group-ID: the loader ignores "
+			"LD_PRELOAD for it, it runs without flare\n",
+			prog);
 	uint8_t *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED)
@@ -104,17 +107,22 @@ static void inspect(const char *path, const char *prog)
 		const Elf64_Shdr *strs = &sh[eh->e_shstrndx];
 		for (int i = 0; i < eh->e_shnum && strs->sh_offset < size; i++) {
 			size_t off = strs->sh_offset + sh[i].sh_name;
-			if (off + 20 < size && (strncmp((const char *)p + off, ".go.buildinfo", 13) == 0 ||
-						strncmp((const char *)p + off, ".note.go.buildid", 16) == 0))
+			if (off + 20 < size &&
+			    (strncmp((const char *)p + off, ".go.buildinfo", 13) == 0 ||
+			     strncmp((const char *)p + off, ".note.go.buildid", 16) == 0))
 				go = 1;
 		}
 	}
 	if (!interp)
-		fprintf(stderr, "flare-run: warning: %s is statically linked: libflare.so cannot be "
-				"preloaded, it runs without flare\n", prog);
+		fprintf(stderr,
+			"flare-run: warning: %s is statically linked: libflare.so cannot be "
+			"preloaded, it runs without flare\n",
+			prog);
 	else if (go)
-		fprintf(stderr, "flare-run: warning: %s is a Go program: Go's own network stack "
-				"bypasses libc, its connections are not managed by flare\n", prog);
+		fprintf(stderr,
+			"flare-run: warning: %s is a Go program: Go's own network stack "
+			"bypasses libc, its connections are not managed by flare\n",
+			prog);
 out:
 	munmap(p, size);
 }
@@ -153,7 +161,8 @@ int main(int argc, char **argv)
 	if (shm)
 		setenv("FLARE_SHM", shm, 1);
 	if (find_library(lib, sizeof(lib)) < 0) {
-		fprintf(stderr, "flare-run: libflare.so not found beside flare-run (set FLARE_LIB)\n");
+		fprintf(stderr,
+			"flare-run: libflare.so not found beside flare-run (set FLARE_LIB)\n");
 		return 1;
 	}
 	if (find_program(argv[optind], prog, sizeof(prog)) < 0) {

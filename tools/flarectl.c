@@ -19,11 +19,12 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: flarectl -c FILE status [--json]\n"
-		   "       flarectl [-c FILE] table [--shm NAME] [--json]\n"
-		   "  status   hosts, replicas, rankings and the age of the last reports (manager)\n"
-		   "  table    the shared-memory table as the library reads it (this host)\n"
-		   "  --json   as one JSON document\n");
+	fprintf(f,
+		"usage: flarectl -c FILE status [--json]\n"
+		"       flarectl [-c FILE] table [--shm NAME] [--json]\n"
+		"  status   hosts, replicas, rankings and the age of the last reports (manager)\n"
+		"  table    the shared-memory table as the library reads it (this host)\n"
+		"  --json   as one JSON document\n");
 }
 
 static int wait_fd(int fd, short events)
@@ -147,7 +148,8 @@ static int print_table(const char *shm, int json)
 				printf("%s\"%s\"", k ? "," : "", route.reps[sv->order[k]].name);
 			printf("],\"replicas\":[");
 		} else {
-			printf("service %s %s order:", sv->name, flare_addr_format(&sv->addr, a, sizeof(a)));
+			printf("service %s %s order:", sv->name,
+			       flare_addr_format(&sv->addr, a, sizeof(a)));
 			for (int k = 0; k < sv->n_order; k++)
 				printf(" %s", route.reps[sv->order[k]].name);
 			printf("\n");
@@ -157,12 +159,15 @@ static int print_table(const char *shm, int json)
 			if (json)
 				printf("%s{\"name\":\"%s\",\"address\":\"%s\",\"alive\":%s,"
 				       "\"load\":%.4f,\"failover\":[",
-				       i ? "," : "", p->name, flare_addr_format(&p->addr, a, sizeof(a)),
-				       p->alive ? "true" : "false", (double)p->load_ppm / FLARE_PPM);
+				       i ? "," : "", p->name,
+				       flare_addr_format(&p->addr, a, sizeof(a)),
+				       p->alive ? "true" : "false",
+				       (double)p->load_ppm / FLARE_PPM);
 			else
 				printf("  %-16s %-24s %-5s load %.2f failover:", p->name,
 				       flare_addr_format(&p->addr, a, sizeof(a)),
-				       p->alive ? "alive" : "dead", (double)p->load_ppm / FLARE_PPM);
+				       p->alive ? "alive" : "dead",
+				       (double)p->load_ppm / FLARE_PPM);
 			for (int k = 0; k < p->n_failover; k++)
 				printf(json ? "%s\"%s\"" : "%s%s", json && k ? "," : " ",
 				       route.reps[p->failover[k]].name);

@@ -23,14 +23,28 @@
 static const struct {
 	int level, name;
 } copied_opts[] = {
-    {SOL_SOCKET, SO_KEEPALIVE},	   {SOL_SOCKET, SO_RCVBUF},	 {SOL_SOCKET, SO_SNDBUF},
-    {SOL_SOCKET, SO_SNDTIMEO},	   {SOL_SOCKET, SO_LINGER},	 {SOL_SOCKET, SO_PRIORITY},
-    {SOL_SOCKET, SO_MARK},	   {SOL_SOCKET, SO_OOBINLINE},	 {SOL_SOCKET, SO_BINDTODEVICE},
-    {IPPROTO_TCP, TCP_NODELAY},	   {IPPROTO_TCP, TCP_CORK},	 {IPPROTO_TCP, TCP_KEEPIDLE},
-    {IPPROTO_TCP, TCP_KEEPINTVL},  {IPPROTO_TCP, TCP_KEEPCNT},	 {IPPROTO_TCP, TCP_CONGESTION},
-    {IPPROTO_TCP, TCP_USER_TIMEOUT}, {IPPROTO_TCP, TCP_NOTSENT_LOWAT},
-    {IPPROTO_TCP, TCP_FASTOPEN_CONNECT}, {IPPROTO_IP, IP_TOS}, {IPPROTO_IP, IP_TTL},
-    {IPPROTO_IPV6, IPV6_V6ONLY},   {IPPROTO_IPV6, IPV6_TCLASS},
+    {SOL_SOCKET, SO_KEEPALIVE},
+    {SOL_SOCKET, SO_RCVBUF},
+    {SOL_SOCKET, SO_SNDBUF},
+    {SOL_SOCKET, SO_SNDTIMEO},
+    {SOL_SOCKET, SO_LINGER},
+    {SOL_SOCKET, SO_PRIORITY},
+    {SOL_SOCKET, SO_MARK},
+    {SOL_SOCKET, SO_OOBINLINE},
+    {SOL_SOCKET, SO_BINDTODEVICE},
+    {IPPROTO_TCP, TCP_NODELAY},
+    {IPPROTO_TCP, TCP_CORK},
+    {IPPROTO_TCP, TCP_KEEPIDLE},
+    {IPPROTO_TCP, TCP_KEEPINTVL},
+    {IPPROTO_TCP, TCP_KEEPCNT},
+    {IPPROTO_TCP, TCP_CONGESTION},
+    {IPPROTO_TCP, TCP_USER_TIMEOUT},
+    {IPPROTO_TCP, TCP_NOTSENT_LOWAT},
+    {IPPROTO_TCP, TCP_FASTOPEN_CONNECT},
+    {IPPROTO_IP, IP_TOS},
+    {IPPROTO_IP, IP_TTL},
+    {IPPROTO_IPV6, IPV6_V6ONLY},
+    {IPPROTO_IPV6, IPV6_TCLASS},
 };
 #define N_OPTS (sizeof(copied_opts) / sizeof(copied_opts[0]))
 #define OPT_MAX 32
@@ -61,8 +75,8 @@ static const struct opt_defaults *defaults_for(int domain, int type, int protoco
 		for (size_t i = 0; fd >= 0 && i < N_OPTS; i++) {
 			d->len[i] = OPT_MAX;
 			if (!opt_applies(i, domain) ||
-			    real.getsockopt(fd, copied_opts[i].level, copied_opts[i].name, d->val[i],
-					    &d->len[i]) < 0)
+			    real.getsockopt(fd, copied_opts[i].level, copied_opts[i].name,
+					    d->val[i], &d->len[i]) < 0)
 				d->len[i] = 0;
 		}
 		if (fd >= 0) {
@@ -144,7 +158,8 @@ static int wait_connected(int fd, int timeout_ms)
 	for (;;) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		long spent = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		long spent =
+		    (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
 		if (spent >= timeout_ms)
 			return ETIMEDOUT;
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
@@ -181,8 +196,7 @@ static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int 
 	return rc;
 }
 
-int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx,
-		 int *err_out)
+int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx, int *err_out)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = flare_addr_to_sockaddr_family(&route->reps[idx].addr, fc->domain, &ss);
@@ -226,7 +240,8 @@ int order_live_first(const struct flare_route *rt, const uint8_t *base, int nb, 
 	for (int pass = 0; pass < 2; pass++)
 		for (int i = 0; i < nb; i++) {
 			int r = base[i];
-			if (r >= (int)rt->svc.n_replicas || seen[r] || (rt->reps[r].alive != 0) == pass)
+			if (r >= (int)rt->svc.n_replicas || seen[r] ||
+			    (rt->reps[r].alive != 0) == pass)
 				continue;
 			seen[r] = 1;
 			out[n++] = (uint8_t)r;
@@ -361,8 +376,10 @@ int dial_managed(int fd, const struct sockaddr *sa, socklen_t len, const struct 
 					STAT_INC(managed);
 					STAT_INC(connect_failovers);
 					char a[FLARE_ADDR_STRLEN];
-					log_info("connect to %s: replica %s after %d failed attempt(s)",
-						 flare_addr_format(dst, a, sizeof(a)), rt->reps[idx].name, k);
+					log_info(
+					    "connect to %s: replica %s after %d failed attempt(s)",
+					    flare_addr_format(dst, a, sizeof(a)),
+					    rt->reps[idx].name, k);
 					return 0;
 				}
 			}

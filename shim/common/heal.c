@@ -25,10 +25,8 @@ int is_conn_failure(int err)
 	case ECONNREFUSED:
 	case EHOSTUNREACH:
 	case ENETUNREACH:
-	case EHOSTDOWN:
-		return 1;
-	default:
-		return 0;
+	case EHOSTDOWN: return 1;
+	default: return 0;
 	}
 }
 
@@ -68,8 +66,8 @@ int heal_allowed(struct fconn *fc)
 	int started = __atomic_load_n(&fc->reply_started, __ATOMIC_ACQUIRE);
 	int outstanding = !started && (fc->len > 0 || fc->overflow);
 	/* nothing exchanged yet: reconnecting re-runs nothing, even for replay=none */
-	int ok = fc->fresh ||
-		 (outstanding && !fc->overflow && fc->replay == FLARE_REPLAY_REQUEST_REPLY);
+	int ok =
+	    fc->fresh || (outstanding && !fc->overflow && fc->replay == FLARE_REPLAY_REQUEST_REPLY);
 	pthread_mutex_unlock(&fc->lock);
 	return ok;
 }
@@ -148,7 +146,8 @@ static int swap_in(struct fconn *fc, int nfd)
 	for (int i = 0; i < fc->n_fds; i++) {
 		int fd = fc->fds[i];
 		int cloexec = real.fcntl(fd, F_GETFD);
-		if (real.dup3(nfd, fd, cloexec >= 0 && (cloexec & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0) {
+		if (real.dup3(nfd, fd, cloexec >= 0 && (cloexec & FD_CLOEXEC) ? O_CLOEXEC : 0) <
+		    0) {
 			pthread_mutex_unlock(&fc->lock);
 			return -1;
 		}

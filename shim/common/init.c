@@ -38,10 +38,7 @@ static void *resolve(const char *name, void *self)
 #define RESOLVE(f) real.f = (__typeof__(real.f))resolve(#f, (void *)f)
 #define RESOLVE_PLAIN(f) real.f = (__typeof__(real.f))resolve(#f, NULL)
 
-int flare_in_foreign_child(void)
-{
-	return (pid_t)syscall(SYS_getpid) != flare_pid;
-}
+int flare_in_foreign_child(void) { return (pid_t)syscall(SYS_getpid) != flare_pid; }
 
 static void atfork_child(void)
 {
@@ -91,13 +88,15 @@ void flare_init(void)
 		flare_disabled = dis && strcmp(dis, "0") != 0 && *dis;
 		flare_pid = (pid_t)syscall(SYS_getpid);
 		if (!real.socket || !real.connect || !real.close || !real.read || !real.write ||
-		    !real.recv || !real.send || !real.dup3 || !real.getsockopt || !real.setsockopt ||
-		    !real.fcntl || !real.recvmsg || !real.sendmsg) {
-			log_error("cannot resolve libc's socket functions: passing everything through");
+		    !real.recv || !real.send || !real.dup3 || !real.getsockopt ||
+		    !real.setsockopt || !real.fcntl || !real.recvmsg || !real.sendmsg) {
+			log_error(
+			    "cannot resolve libc's socket functions: passing everything through");
 			flare_disabled = 1;
 		}
 		if (!flare_disabled && fdtab_init() < 0) {
-			log_error("cannot allocate the descriptor table: passing everything through");
+			log_error(
+			    "cannot allocate the descriptor table: passing everything through");
 			flare_disabled = 1;
 		}
 		pthread_atfork(NULL, NULL, atfork_child);

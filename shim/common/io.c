@@ -126,7 +126,8 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 				: real.send(fd, buf, len, flags | MSG_NOSIGNAL);
 		if (n >= 0) {
 			if (msg)
-				request_record_iov(fc, msg->msg_iov, (int)msg->msg_iovlen, (size_t)n);
+				request_record_iov(fc, msg->msg_iov, (int)msg->msg_iovlen,
+						   (size_t)n);
 			else
 				request_record(fc, buf, (size_t)n);
 			return n;

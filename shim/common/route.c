@@ -107,25 +107,25 @@ static struct table *reader(void)
 	return reopen(NULL);
 }
 
-#define WITH_TABLE(call)                                                       \
-	do {                                                                   \
-		struct table *t = reader();                                    \
-		if (!t)                                                        \
-			return FLARE_TBL_ABSENT;                               \
-		int rc = (call);                                               \
-		if (rc == FLARE_TBL_RETIRED) {                                 \
-			t = reopen(t);                                         \
-			rc = t ? (call) : FLARE_TBL_ABSENT;                    \
-		} else if (rc == FLARE_TBL_STALE || rc == FLARE_TBL_BUSY ||    \
-			   rc == FLARE_TBL_CORRUPT) {                          \
-			struct table *n = replaced(t);                         \
-			if (n && n != t) {                                     \
-				t = n;                                         \
-				rc = (call);                                   \
-			}                                                      \
-		}                                                              \
-		say_once(rc, NULL);                                            \
-		return rc;                                                     \
+#define WITH_TABLE(call)                                                                           \
+	do {                                                                                       \
+		struct table *t = reader();                                                        \
+		if (!t)                                                                            \
+			return FLARE_TBL_ABSENT;                                                   \
+		int rc = (call);                                                                   \
+		if (rc == FLARE_TBL_RETIRED) {                                                     \
+			t = reopen(t);                                                             \
+			rc = t ? (call) : FLARE_TBL_ABSENT;                                        \
+		} else if (rc == FLARE_TBL_STALE || rc == FLARE_TBL_BUSY ||                        \
+			   rc == FLARE_TBL_CORRUPT) {                                              \
+			struct table *n = replaced(t);                                             \
+			if (n && n != t) {                                                         \
+				t = n;                                                             \
+				rc = (call);                                                       \
+			}                                                                          \
+		}                                                                                  \
+		say_once(rc, NULL);                                                                \
+		return rc;                                                                         \
 	} while (0)
 
 int route_lookup(const struct flare_addr *a, struct flare_route *out)

@@ -59,9 +59,9 @@ struct real_fns {
 };
 
 extern struct real_fns real;
-extern int flare_ready;	   /* real symbols resolved */
+extern int flare_ready;    /* real symbols resolved */
 extern int flare_disabled; /* FLARE_DISABLE=1: pure pass-through */
-extern pid_t flare_pid;	   /* our pid, updated in fork children */
+extern pid_t flare_pid;    /* our pid, updated in fork children */
 
 void flare_init(void);
 /* 1 inside a vfork/CLONE_VM child sharing our memory: touch no state */
@@ -83,16 +83,16 @@ extern struct flare_stats flare_stats;
 struct fconn {
 	/* kept across recycling */
 	pthread_mutex_t lock; /* request buffer, aliases; never held while blocking */
-	uint32_t gen;	      /* bumped (atomically) on every swap and recycle */
-	uint8_t *buf;	      /* request buffer, cap bytes */
+	uint32_t gen;         /* bumped (atomically) on every swap and recycle */
+	uint8_t *buf;         /* request buffer, cap bytes */
 	uint32_t cap;
 	struct fconn *next_free, *all_next;
 
 	/* reset for every connection, from here on */
-	int healing;	   /* a heal in progress (atomic) */
-	pid_t healer_tid;  /* its thread, to take over after a siglongjmp */
-	int pending_fd;	   /* socket of an interrupted heal, closed on the next one */
-	ino_t ino;	   /* the socket's inode: tells a reused descriptor number */
+	int healing;      /* a heal in progress (atomic) */
+	pid_t healer_tid; /* its thread, to take over after a siglongjmp */
+	int pending_fd;   /* socket of an interrupted heal, closed on the next one */
+	ino_t ino;        /* the socket's inode: tells a reused descriptor number */
 	int fds[FLARE_MAX_ALIASES];
 	int n_fds;
 
@@ -113,9 +113,9 @@ struct fconn {
 
 	/* outstanding request: bytes written since the last byte read */
 	uint32_t len;
-	int overflow;	   /* the request outgrew the buffer: not replayable */
+	int overflow;      /* the request outgrew the buffer: not replayable */
 	int reply_started; /* a byte was read since the last write (atomic) */
-	int fresh;	   /* nothing read or written yet */
+	int fresh;         /* nothing read or written yet */
 };
 
 /* fdtab.c */

@@ -10,12 +10,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define HOOK_ENTER(fn, raw_call)                                               \
-	do {                                                                   \
-		if (__builtin_expect(!__atomic_load_n(&flare_ready, __ATOMIC_ACQUIRE), 0)) \
-			flare_init();                                          \
-		if (__builtin_expect(!real.fn, 0))                             \
-			return raw_call;                                       \
+#define HOOK_ENTER(fn, raw_call)                                                                   \
+	do {                                                                                       \
+		if (__builtin_expect(!__atomic_load_n(&flare_ready, __ATOMIC_ACQUIRE), 0))         \
+			flare_init();                                                              \
+		if (__builtin_expect(!real.fn, 0))                                                 \
+			return raw_call;                                                           \
 	} while (0)
 
 #endif

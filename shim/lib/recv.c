@@ -21,7 +21,8 @@ FLARE_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct s
 	if (!from || !fromlen)
 		return flare_recv_managed(fc, fd, buf, len, flags);
 	struct iovec iov = {buf, len};
-	struct msghdr m = {.msg_name = from, .msg_namelen = *fromlen, .msg_iov = &iov, .msg_iovlen = 1};
+	struct msghdr m = {
+	    .msg_name = from, .msg_namelen = *fromlen, .msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t n = flare_recvmsg_managed(fc, fd, &m, flags);
 	if (n >= 0)
 		*fromlen = m.msg_namelen;

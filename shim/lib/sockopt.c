@@ -33,8 +33,9 @@ FLARE_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *l
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc || level != SOL_SOCKET || name != SO_RCVTIMEO || !val || !len)
 		return real.getsockopt(fd, level, name, val, len);
-	socklen_t n = *len < (socklen_t)sizeof(fc->prog_rcvtimeo) ? *len
-								   : (socklen_t)sizeof(fc->prog_rcvtimeo);
+	socklen_t n = *len < (socklen_t)sizeof(fc->prog_rcvtimeo)
+			  ? *len
+			  : (socklen_t)sizeof(fc->prog_rcvtimeo);
 	memcpy(val, &fc->prog_rcvtimeo, n);
 	*len = n;
 	return 0;

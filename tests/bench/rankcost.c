@@ -30,7 +30,8 @@ int main(int argc, char **argv)
 	struct rank_host *h = calloc((size_t)nh, sizeof(*h));
 	struct rank_service *s = calloc((size_t)no, sizeof(*s));
 	struct rank_replica *r = calloc((size_t)nr, sizeof(*r));
-	struct rank_order *fo = calloc((size_t)nr, sizeof(*fo)), *order = calloc((size_t)no, sizeof(*order));
+	struct rank_order *fo = calloc((size_t)nr, sizeof(*fo)),
+			  *order = calloc((size_t)no, sizeof(*order));
 	double *t = calloc((size_t)runs, sizeof(*t));
 	srand(7);
 	for (int i = 0; i < nh; i++)

@@ -26,7 +26,8 @@ static int io_all(int fd, uint8_t *buf, int writing)
 {
 	size_t done = 0;
 	for (int spins = 0; done < SZ && spins < 100000; spins++) {
-		ssize_t n = writing ? write(fd, buf + done, SZ - done) : read(fd, buf + done, SZ - done);
+		ssize_t n =
+		    writing ? write(fd, buf + done, SZ - done) : read(fd, buf + done, SZ - done);
 		if (n > 0) {
 			done += (size_t)n;
 			continue;

@@ -26,8 +26,9 @@ static void test_parse_and_format(void **state)
 	/* v4-mapped folds to v4 */
 	assert_int_equal(flare_addr_parse("[::ffff:127.0.0.1]:9", &a, NULL), 0);
 	assert_int_equal(a.family, AF_INET);
-	const char *bad[] = {"", ":80", "1.2.3.4:", "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4:8x",
-			     "host:80", "[::1]", "[::1]80", "::1:80", "1.2.3:80", "[1.2.3.4]:80x"};
+	const char *bad[] = {"",           ":80",          "1.2.3.4:", "1.2.3.4:0", "1.2.3.4:65536",
+			     "1.2.3.4:8x", "host:80",      "[::1]",    "[::1]80",   "::1:80",
+			     "1.2.3:80",   "[1.2.3.4]:80x"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *why = NULL;
 		if (flare_addr_parse(bad[i], &a, &why) == 0)

@@ -15,7 +15,8 @@ static const char *const good =
     "hosts = (\n"
     "  { name = \"tango\"; utilization = \"cgroup:flare/tango\"; },\n"
     "  { name = \"alpha\"; utilization = \"proc\"; },\n"
-    "  { name = \"beta\";  utilization = \"file:/tmp/beta.util\"; monitor_socket = \"/tmp/b.sock\"; }\n"
+    "  { name = \"beta\";  utilization = \"file:/tmp/beta.util\"; monitor_socket = "
+    "\"/tmp/b.sock\"; }\n"
     ");\n"
     "services = (\n"
     "  { name = \"A\"; address = \"127.0.0.1:9001\"; strategy = \"least-loaded\";\n"
@@ -95,8 +96,7 @@ static void test_wrong_type(void **state)
 {
 	(void)state;
 	expect_error("load = 0.40;", "load = \"0.4\";", "'load' in replica must be a number");
-	expect_error("report_interval_ms = 50", "report_interval_ms = 5.5",
-		     "must be an integer");
+	expect_error("report_interval_ms = 50", "report_interval_ms = 5.5", "must be an integer");
 	expect_error("{ name = \"alpha\";", "{ name = 7;", "'name' in host must be a string");
 }
 
@@ -138,8 +138,8 @@ static void test_bad_addresses(void **state)
 		     "duplicate address: service 'B'");
 	expect_error("\"[::1]:7401\"", "\"127.0.0.1:7400\"", "duplicate manager address");
 	/* a service dialing another service's replica */
-	expect_error("address = \"127.0.0.1:9201\"; strategy", "address = \"127.0.0.1:9102\"; strategy",
-		     "of another service");
+	expect_error("address = \"127.0.0.1:9201\"; strategy",
+		     "address = \"127.0.0.1:9102\"; strategy", "of another service");
 }
 
 static void test_load_range(void **state)
@@ -166,9 +166,11 @@ static void test_limits(void **state)
 	(void)state;
 	expect_error("{ name = \"alpha\";", "{ name = \"a name that is far too long for flare\";",
 		     "name must be 1..31 characters");
-	expect_error("replicas = ( { name = \"B-1\"; host = \"beta\"; address = \"127.0.0.1:9201\"; } );",
-		     "replicas = ();", "'replicas' in service is empty");
-	expect_error("report_interval_ms = 50", "report_interval_ms = 50; heartbeat_timeout_ms = 50",
+	expect_error(
+	    "replicas = ( { name = \"B-1\"; host = \"beta\"; address = \"127.0.0.1:9201\"; } );",
+	    "replicas = ();", "'replicas' in service is empty");
+	expect_error("report_interval_ms = 50",
+		     "report_interval_ms = 50; heartbeat_timeout_ms = 50",
 		     "must be longer than heartbeat_interval_ms");
 }
 
@@ -195,12 +197,18 @@ static void test_example_config_loads(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good_config_loads), cmocka_unit_test(test_syntax_error),
-	    cmocka_unit_test(test_unknown_key),	      cmocka_unit_test(test_wrong_type),
-	    cmocka_unit_test(test_missing_key),	      cmocka_unit_test(test_duplicate_names),
-	    cmocka_unit_test(test_undeclared_host),   cmocka_unit_test(test_bad_addresses),
-	    cmocka_unit_test(test_load_range),	      cmocka_unit_test(test_unknown_enums),
-	    cmocka_unit_test(test_limits),	      cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_good_config_loads),
+	    cmocka_unit_test(test_syntax_error),
+	    cmocka_unit_test(test_unknown_key),
+	    cmocka_unit_test(test_wrong_type),
+	    cmocka_unit_test(test_missing_key),
+	    cmocka_unit_test(test_duplicate_names),
+	    cmocka_unit_test(test_undeclared_host),
+	    cmocka_unit_test(test_bad_addresses),
+	    cmocka_unit_test(test_load_range),
+	    cmocka_unit_test(test_unknown_enums),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_example_config_loads),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

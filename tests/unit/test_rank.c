@@ -28,7 +28,7 @@ static void paper(int strategy, int swap)
 		int svc, host;
 		double load;
 	} place[N_REPS] = {{0, TANGO, .4},   {0, ALPHA, .4},   {0, LAMBADA, .4}, {1, TANGO, .3},
-			   {1, BETA, .3},    {1, CHARLIE, .3}, {2, ALPHA, .2},	 {3, BETA, .1},
+			   {1, BETA, .3},    {1, CHARLIE, .3}, {2, ALPHA, .2},   {3, BETA, .1},
 			   {4, LAMBADA, .5}, {5, CHARLIE, .5}};
 	for (int r = 0; r < N_REPS; r++)
 		reps[r] = (struct rank_replica){place[r].svc, place[r].host, 1, place[r].load};

@@ -55,7 +55,8 @@ static void build_model(struct model *m, int n_services)
 			p->idx = (uint32_t)(s * NR + r);
 			snprintf(p->name, sizeof(p->name), "S%d-%d", s, r);
 			/* replica 0 is the primary: same address as the service */
-			snprintf(a, sizeof(a), "127.0.0.1:%d", r == 0 ? 9000 + s : 9100 + s * NR + r);
+			snprintf(a, sizeof(a), "127.0.0.1:%d",
+				 r == 0 ? 9000 + s : 9100 + s * NR + r);
 			flare_addr_parse(a, &p->addr, NULL);
 			p->service = (uint32_t)s;
 			p->host = (uint32_t)r;
@@ -136,8 +137,12 @@ static void test_lookup(void **state)
 	struct fw_rank_service svc = m.svcs[1];
 	svc.order[0] = 2;
 	svc.order[2] = 0;
-	struct fw_rank delta = {.full = 0, .gen = 2, .n_services = 1, .services = &svc,
-				.n_replicas = 1, .replicas = &dead};
+	struct fw_rank delta = {.full = 0,
+				.gen = 2,
+				.n_services = 1,
+				.services = &svc,
+				.n_replicas = 1,
+				.replicas = &dead};
 	assert_int_equal(flare_tbl_write_delta(&w, &delta, &why), 0);
 	assert_int_equal(flare_tbl_lookup_service(&r, &a, &route), FLARE_TBL_OK);
 	assert_int_equal(route.reps[1].alive, 0);
@@ -340,7 +345,10 @@ struct race {
 };
 
 /* Everything a snapshot of generation g must hold, and a checksum over it. */
-static uint32_t mark_weight(uint32_t g, int i) { return (g * 2654435761u + (uint32_t)i) % 1000001u; }
+static uint32_t mark_weight(uint32_t g, int i)
+{
+	return (g * 2654435761u + (uint32_t)i) % 1000001u;
+}
 
 static void *writer_thread(void *arg)
 {
@@ -349,7 +357,8 @@ static void *writer_thread(void *arg)
 	/* at least 300 ms of publishing, so readers on a busy machine see many
 	 * generations; bounded in count too */
 	uint64_t end = flare_monotonic_ns() + 300000000ull;
-	for (uint32_t g = 1; (g <= 60000 || flare_monotonic_ns() < end) && g < 50000000 && !__atomic_load_n(&rc->stop, __ATOMIC_ACQUIRE);
+	for (uint32_t g = 1; (g <= 60000 || flare_monotonic_ns() < end) && g < 50000000 &&
+			     !__atomic_load_n(&rc->stop, __ATOMIC_ACQUIRE);
 	     g++) {
 		struct fw_rank_service sv = m->svcs[RACE_SERVICE];
 		struct fw_rank_replica reps[NR];
@@ -369,8 +378,12 @@ static void *writer_thread(void *arg)
 			assert_int_equal(flare_tbl_write_full(rc->w, &m->rank, NULL), 0);
 			continue;
 		}
-		struct fw_rank d = {.full = 0, .gen = g, .n_services = 1, .services = &sv,
-				    .n_replicas = NR, .replicas = reps};
+		struct fw_rank d = {.full = 0,
+				    .gen = g,
+				    .n_services = 1,
+				    .services = &sv,
+				    .n_replicas = NR,
+				    .replicas = reps};
 		if (flare_tbl_write_delta(rc->w, &d, NULL) != 0)
 			__atomic_add_fetch(&rc->torn, 1, __ATOMIC_RELAXED);
 	}
@@ -404,9 +417,11 @@ static void *reader_thread(void *arg)
 		int ok = route.gen % 1000000u == g || route.gen == 1;
 		for (int i = 0; i < NR; i++) {
 			ok &= route.reps[i].load_ppm == g;
-			ok &= g == 0 || route.reps[i].weight_ppm == mark_weight((uint32_t)route.gen, i);
+			ok &= g == 0 ||
+			      route.reps[i].weight_ppm == mark_weight((uint32_t)route.gen, i);
 			ok &= route.reps[i].alive == (uint8_t)(route.gen & 1) || route.gen == 1;
-			ok &= g == 0 || route.svc.order[i] == (uint8_t)((route.gen + (uint32_t)i) % NR);
+			ok &= g == 0 ||
+			      route.svc.order[i] == (uint8_t)((route.gen + (uint32_t)i) % NR);
 		}
 		if (!ok)
 			torn++;

@@ -232,9 +232,12 @@ static void test_fixed_buffer_overflow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_hello_heartbeat),	   cmocka_unit_test(test_register),
-	    cmocka_unit_test(test_report),		   cmocka_unit_test(test_rank),
-	    cmocka_unit_test(test_text_and_query),	   cmocka_unit_test(test_bad_headers),
+	    cmocka_unit_test(test_hello_heartbeat),
+	    cmocka_unit_test(test_register),
+	    cmocka_unit_test(test_report),
+	    cmocka_unit_test(test_rank),
+	    cmocka_unit_test(test_text_and_query),
+	    cmocka_unit_test(test_bad_headers),
 	    cmocka_unit_test(test_lying_counts_and_garbage),
 	    cmocka_unit_test(test_fixed_buffer_overflow),
 	};
