@@ -201,6 +201,8 @@ int heal(struct fconn *fc, uint32_t gen, const char *why)
 			fc->pending_fd = -1;
 			continue;
 		}
+		if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
+			real.shutdown(nfd, SHUT_WR);
 		if (swap_in(fc, nfd) < 0) {
 			real.close(nfd);
 			fc->pending_fd = -1;

@@ -34,7 +34,7 @@ static void *resolve(const char *name, void *self)
 }
 
 /* functions we define (hooks) must not resolve to ourselves; functions we
- * only call (socket, shutdown, fork) are libc's whatever the address says */
+ * only call (socket, fork) are libc's whatever the address says */
 #define RESOLVE(f) real.f = (__typeof__(real.f))resolve(#f, (void *)f)
 #define RESOLVE_PLAIN(f) real.f = (__typeof__(real.f))resolve(#f, NULL)
 
@@ -57,7 +57,7 @@ void flare_init(void)
 		RESOLVE(connect);
 		RESOLVE(close);
 		RESOLVE(close_range);
-		RESOLVE_PLAIN(shutdown);
+		RESOLVE(shutdown);
 		RESOLVE(send);
 		RESOLVE(sendto);
 		RESOLVE(sendmsg);

@@ -116,6 +116,7 @@ struct fconn {
 	int overflow;      /* the request outgrew the buffer: not replayable */
 	int reply_started; /* a byte was read since the last write (atomic) */
 	int fresh;         /* nothing read or written yet */
+	int shut_wr;       /* the program half-closed: repeat it after a replay */
 };
 
 /* fdtab.c */

@@ -197,6 +197,21 @@ def test_silent_host_moves_on_when_table_says_dead():
     check(worst / 1000 < 3000, "the blocked request waited %.0f ms" % (worst / 1000))
 
 
+def test_flare_run_warns_about_static_programs():
+    s = rr_deployment()
+    src = os.path.join(s.dir, "static.c")
+    with open(src, "w") as f:
+        f.write("int main(void) { return 3; }\n")
+    exe = os.path.join(s.dir, "static")
+    if subprocess.run(["cc", "-static", src, "-o", exe], capture_output=True).returncode != 0:
+        raise AssertionError("cannot build a static program (libc6-dev's libc.a missing?)")
+    r = subprocess.run([BUILD + "/flare-run", "--", exe], capture_output=True, text=True)
+    check(r.returncode == 3, "the program still runs, with its own exit status: %d" % r.returncode)
+    check("statically linked" in r.stderr, "warned: %r" % r.stderr)
+    r = subprocess.run([BUILD + "/flare-run", "--", "true"], capture_output=True, text=True)
+    check(r.returncode == 0 and r.stderr == "", "no warning for a dynamic program: %r" % r.stderr)
+
+
 PY_CLIENT = r'''
 import os, socket, struct, subprocess, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -249,4 +264,4 @@ if __name__ == "__main__":
     run([test_random_sigkills_20_trials, test_every_replica_dead, test_fail_open_tables,
          test_16_threads_through_failovers, test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
-         test_python_client_spawning_children])
+         test_python_client_spawning_children, test_flare_run_warns_about_static_programs])
