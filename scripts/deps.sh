@@ -5,11 +5,11 @@ set -e
 
 pkgs_for() {
 	case "$1" in
-	build) echo "gcc make pkg-config libconfig-dev uthash-dev libcmocka-dev libevent-dev" ;;
+	build) echo "gcc libc6-dev make pkg-config libconfig-dev uthash-dev libcmocka-dev libevent-dev" ;;
 	fuzz) echo "clang libclang-rt-14-dev" ;;
 	test) echo "python3 iproute2 procps" ;;
 	demo) echo "gnuplot-nox python3 procps" ;;
-	bench) echo "haproxy python3 procps util-linux" ;;
+	bench) echo "python3 procps util-linux" ;;
 	*) echo "deps.sh: unknown group '$1'" >&2; exit 2 ;;
 	esac
 }
