@@ -196,18 +196,18 @@ static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int 
 	return rc;
 }
 
-int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx, int *err_out)
+int dial_start(struct fconn *fc, int like, const struct flare_route *route, int idx, int *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = flare_addr_to_sockaddr_family(&route->reps[idx].addr, fc->domain, &ss);
 	if (!len) {
-		*err_out = EAFNOSUPPORT;
+		*err = EAFNOSUPPORT;
 		return -1;
 	}
 	/* non-blocking from the start: the swap gives it the program's flags */
 	int fd = real.socket(fc->domain, fc->type | SOCK_CLOEXEC | SOCK_NONBLOCK, fc->protocol);
 	if (fd < 0) {
-		*err_out = errno;
+		*err = errno;
 		return -1;
 	}
 	copy_options(fc, like, fd);
@@ -224,12 +224,26 @@ int dial_replica(struct fconn *fc, int like, const struct flare_route *route, in
 			real.bind(fd, (struct sockaddr *)&b, fc->bind_len);
 		}
 	}
-	int rc = connect_within(fd, (struct sockaddr *)&ss, len, (int)fc->connect_timeout_ms);
+	*err = real.connect(fd, (struct sockaddr *)&ss, len) == 0 ? 0 : errno;
+	if (*err && *err != EINPROGRESS) {
+		real.close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx, int *err_out)
+{
+	int fd = dial_start(fc, like, route, idx, err_out);
+	if (fd < 0)
+		return -1;
+	int rc = *err_out == EINPROGRESS ? wait_connected(fd, (int)fc->connect_timeout_ms) : 0;
 	if (rc) {
 		real.close(fd);
 		*err_out = rc;
 		return -1;
 	}
+	*err_out = 0;
 	return fd;
 }
 
@@ -346,6 +360,9 @@ int dial_managed(int fd, const struct sockaddr *sa, socklen_t len, const struct 
 					fc->cur = idx;
 					fdtab_attach(fd, fc);
 					STAT_INC(managed);
+					/* the rest of the ranking is tried from the
+					 * program's readiness calls if this one fails */
+					nb_start(fc, order, n, k + 1, err == EINPROGRESS);
 					errno = err;
 					return rc;
 				}

@@ -109,6 +109,8 @@ void fdtab_detach(int fd)
 
 void fconn_release(struct fconn *fc)
 {
+	if (fc->connecting)
+		nb_done(fc);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&tab_lock);
 	fc->next_free = free_list;

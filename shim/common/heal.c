@@ -153,6 +153,7 @@ static int swap_in(struct fconn *fc, int nfd)
 		}
 	}
 	pthread_mutex_unlock(&fc->lock);
+	ep_redo(fc);
 	return 0;
 }
 

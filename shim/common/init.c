@@ -5,6 +5,9 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -54,6 +57,13 @@ void flare_init(void)
 	pthread_mutex_lock(&init_lock);
 	if (!flare_ready) {
 		RESOLVE_PLAIN(socket);
+		RESOLVE(poll);
+		RESOLVE(ppoll);
+		RESOLVE(select);
+		RESOLVE(pselect);
+		RESOLVE(epoll_ctl);
+		RESOLVE(epoll_wait);
+		RESOLVE(epoll_pwait);
 		RESOLVE(connect);
 		RESOLVE(close);
 		RESOLVE(close_range);

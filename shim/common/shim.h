@@ -21,14 +21,24 @@
 
 #define FLARE_EXPORT __attribute__((visibility("default")))
 #define FLARE_MAX_ALIASES 8
+#define FLARE_MAX_EPOLL 4
 /* A blocking wait on a managed socket never sleeps longer than this in the
  * kernel: between slices the library looks at the table, so a program
  * waiting on a silently dead host moves on once the table says so. */
 #define FLARE_SLICE_MS 50
 
 /* ---- real functions (init.c) ---- */
+struct epoll_event;
+struct pollfd;
 struct real_fns {
 	int (*socket)(int, int, int);
+	int (*poll)(struct pollfd *, unsigned long, int);
+	int (*ppoll)(struct pollfd *, unsigned long, const struct timespec *, const void *);
+	int (*select)(int, void *, void *, void *, struct timeval *);
+	int (*pselect)(int, void *, void *, void *, const struct timespec *, const void *);
+	int (*epoll_ctl)(int, int, int, struct epoll_event *);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int, const void *);
 	int (*connect)(int, const struct sockaddr *, socklen_t);
 	int (*close)(int);
 	int (*close_range)(unsigned, unsigned, int);
@@ -117,6 +127,21 @@ struct fconn {
 	int reply_started; /* a byte was read since the last write (atomic) */
 	int fresh;         /* nothing read or written yet */
 	int shut_wr;       /* the program half-closed: repeat it after a replay */
+
+	/* a non-blocking connect in progress: the replicas still to try */
+	int connecting;
+	uint8_t cand[FLARE_MAX_REPLICAS];
+	int n_cand, cand_pos;
+	int conn_err; /* SO_ERROR the library read and owes the program */
+	int first_err;
+
+	/* the program's epoll registrations of this connection, redone on a swap */
+	struct {
+		int epfd, fd;
+		uint32_t events;
+		uint64_t data;
+	} ep[FLARE_MAX_EPOLL];
+	int n_ep;
 };
 
 /* fdtab.c */
@@ -153,10 +178,31 @@ int dial_managed(int fd, const struct sockaddr *sa, socklen_t len, const struct 
 int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx,
 		 int *err_out);
 void dial_apply_flare_options(struct fconn *fc, int fd);
+/* A non-blocking connect of a new socket to replica idx, options copied
+ * from like; returns the fd with *err 0 or EINPROGRESS, or -1. */
+int dial_start(struct fconn *fc, int like, const struct flare_route *route, int idx, int *err);
 /* base's replicas, live ones first then dead ones, each once, skipping and
  * marking those in seen; returns how many were written to out */
 int order_live_first(const struct flare_route *rt, const uint8_t *base, int nb, uint8_t *seen,
 		     uint8_t *out);
+
+/* nbconn.c: non-blocking connects moving down the ranking from inside the
+ * program's readiness calls */
+extern int flare_n_connecting; /* fast exit for poll/select/epoll hooks */
+void nb_start(struct fconn *fc, const uint8_t *cand, int n, int pos, int connecting);
+/* The connect on fd failed with err: the next candidate is dialed and put
+ * in place. 1: a new attempt is under way (hide the event); 0: none left
+ * (err is owed to the program through SO_ERROR). */
+int nb_advance(struct fconn *fc, int fd, int err);
+/* Looks at a connecting descriptor the kernel reported ready: 1 when the
+ * event must be hidden from the program. */
+int nb_check_ready(int fd);
+void nb_done(struct fconn *fc);
+void ep_register(struct fconn *fc, int epfd, int fd, uint32_t events, uint64_t data);
+void ep_unregister(struct fconn *fc, int epfd, int fd);
+void ep_redo(struct fconn *fc);
+/* fd behind (epfd, data) among connecting connections, or -1 */
+int ep_find_connecting(int epfd, uint64_t data);
 
 /* heal.c */
 /* Replaces the connection behind fc after a failure seen at generation

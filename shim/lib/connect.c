@@ -15,8 +15,37 @@ FLARE_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (fdtab_get(fd)) {
 		/* connected before: a second connect (EISCONN, EALREADY), unless the
 		 * number now names another socket (closed where we could not see) */
-		if (!fdtab_stale(fd))
-			return real.connect(fd, sa, len);
+		if (!fdtab_stale(fd)) {
+			/* hiredis and others call connect again to learn the
+			 * outcome: a failed attempt with replicas left is still in
+			 * progress, one with none left reports its error */
+			struct fconn *fc = fdtab_get(fd);
+			int err = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+			if (!err && fc->connecting) {
+				socklen_t l = sizeof(err);
+				real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
+				if (err && nb_advance(fc, fd, err)) {
+					errno = EALREADY;
+					return -1;
+				}
+				if (err)
+					err =
+					    __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL)
+						?: err;
+			}
+			if (err) {
+				errno = err;
+				return -1;
+			}
+			/* the kernel's socket is connected (or connecting) to a
+			 * replica, not to what the program dialed again: answer
+			 * for the connection as the program knows it */
+			struct sockaddr_storage peer;
+			socklen_t pl = sizeof(peer);
+			errno = real.getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 ? EISCONN
+											 : EALREADY;
+			return -1;
+		}
 		fdtab_detach(fd);
 	}
 	if (route_lookup(&dst, &rt) != FLARE_TBL_OK || flare_in_foreign_child())

@@ -27,10 +27,32 @@ FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, sockle
 	return 0;
 }
 
+/* SO_ERROR is read-and-clear: the library owes the program the error it
+ * read itself when no replica was left; a failed attempt with replicas left
+ * is replaced, and the program reads 0 (in progress) as it would have. */
+static int so_error(struct fconn *fc, int fd, void *val, socklen_t *len)
+{
+	int err = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+	if (!err) {
+		socklen_t l = sizeof(err);
+		if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+			return -1;
+		if (err && fc->connecting && nb_advance(fc, fd, err))
+			err = 0;
+		else if (err && fc->connecting)
+			err = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL) ?: err;
+	}
+	memcpy(val, &err, sizeof(err));
+	*len = sizeof(err);
+	return 0;
+}
+
 FLARE_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
 	HOOK_ENTER(getsockopt, (int)syscall(SYS_getsockopt, fd, level, name, val, len));
 	struct fconn *fc = fdtab_get(fd);
+	if (fc && level == SOL_SOCKET && name == SO_ERROR && val && len && *len >= sizeof(int))
+		return so_error(fc, fd, val, len);
 	if (!fc || level != SOL_SOCKET || name != SO_RCVTIMEO || !val || !len)
 		return real.getsockopt(fd, level, name, val, len);
 	socklen_t n = *len < (socklen_t)sizeof(fc->prog_rcvtimeo)

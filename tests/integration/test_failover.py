@@ -197,6 +197,53 @@ def test_silent_host_moves_on_when_table_says_dead():
     check(worst / 1000 < 3000, "the blocked request waited %.0f ms" % (worst / 1000))
 
 
+REGISTER_ONLY = r'''
+import os, socket, struct, sys, time
+path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+u = socket.socket(socket.AF_UNIX)
+u.connect(path)
+def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
+u.sendall(frame(1, struct.pack(">BIH", 4, os.getpid(), 0)) +
+          frame(3, struct.pack(">IH", os.getpid(), 1) + struct.pack(">BH", 4, port) +
+                socket.inet_aton(host)))
+time.sleep(120)
+'''
+
+
+def test_nonblocking_connect_moves_down_the_ranking():
+    """The top-ranked replica's process is registered (alive in the table)
+    but nothing listens: a non-blocking connect is refused there and must
+    land on the next replica from inside poll, select and epoll."""
+    s = rr_deployment()
+    start_rr(s, servers=False)
+    script = os.path.join(s.dir, "register_only.py")
+    with open(script, "w") as f:
+        f.write(REGISTER_ONLY)
+    s.start("ghost", [sys.executable, script, os.path.join(s.dir, "h0.sock"), "127.0.0.1",
+                      str(s.ports[0])])
+    for i in (1, 2):
+        rr_server(s, i)
+    wait_for(lambda: all_alive(s), 10, what="A-1 registered, A-2 and A-3 up")
+    check(s.order("A")[0] == "A-1", "the dead A-1 is ranked first: %s" % s.order("A"))
+    for mode in ("poll", "select", "epoll", "epollet"):
+        r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--",
+                            BUILD + "/tests/progs/nbconnect", mode, "127.0.0.1", str(s.svc)],
+                           capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, FLARE_LOG="info"))
+        check(r.returncode == 0 and "tag=A-2" in r.stdout,
+              "%s: rc %d %s %s" % (mode, r.returncode, r.stdout, r.stderr))
+        check("trying A-2" in r.stderr, "%s: the refusal was hidden: %r" % (mode, r.stderr))
+    # every replica refused: the program sees the refusal, through SO_ERROR
+    for i in (1, 2):
+        s.kill("rr%d" % i)
+    time.sleep(0.05)
+    r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/tests/progs/nbconnect",
+                        "poll", "127.0.0.1", str(s.svc)], capture_output=True, text=True,
+                       timeout=30)
+    check(r.returncode == 1 and "SO_ERROR: Connection refused" in r.stderr,
+          "all refused: rc %d %r" % (r.returncode, r.stderr))
+
+
 def test_flare_run_warns_about_static_programs():
     s = rr_deployment()
     src = os.path.join(s.dir, "static.c")
@@ -264,4 +311,5 @@ if __name__ == "__main__":
     run([test_random_sigkills_20_trials, test_every_replica_dead, test_fail_open_tables,
          test_16_threads_through_failovers, test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
-         test_python_client_spawning_children, test_flare_run_warns_about_static_programs])
+         test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
+         test_flare_run_warns_about_static_programs])

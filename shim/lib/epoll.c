@@ -1,0 +1,72 @@
+#include "hook.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+/* The program's registrations of managed descriptors are remembered, so a
+ * descriptor moved to a new socket is registered again in every epoll
+ * instance with the same events and data. */
+FLARE_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	HOOK_ENTER(epoll_ctl, (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev));
+	int r = real.epoll_ctl(epfd, op, fd, ev);
+	struct fconn *fc;
+	if (r == 0 && (fc = fdtab_get(fd)) != NULL) {
+		if (op == EPOLL_CTL_DEL)
+			ep_unregister(fc, epfd, fd);
+		else if (ev)
+			ep_register(fc, epfd, fd, ev->events, ev->data.u64);
+	}
+	return r;
+}
+
+static int filter(int epfd, struct epoll_event *evs, int n)
+{
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		int fd = ep_find_connecting(epfd, evs[i].data.u64);
+		if (fd >= 0 && nb_check_ready(fd))
+			continue;
+		evs[k++] = evs[i];
+	}
+	return k;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
+			     const sigset_t *mask)
+{
+	HOOK_ENTER(epoll_pwait,
+		   (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, mask, sizeof(sigset_t)));
+	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+		return real.epoll_pwait(epfd, evs, max, timeout, mask);
+	int64_t end = timeout > 0 ? now_ms() + timeout : 0;
+	for (;;) {
+		int n = real.epoll_pwait(epfd, evs, max, timeout, mask);
+		if (n <= 0)
+			return n;
+		int left = filter(epfd, evs, n);
+		if (left > 0 || timeout == 0)
+			return left;
+		if (timeout > 0) {
+			timeout = (int)(end - now_ms());
+			if (timeout <= 0)
+				return 0;
+		}
+	}
+}
+
+FLARE_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
+{
+	HOOK_ENTER(epoll_wait, (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, NULL, 0));
+	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+		return real.epoll_wait(epfd, evs, max, timeout);
+	return epoll_pwait(epfd, evs, max, timeout, NULL);
+}

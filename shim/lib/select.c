@@ -1,0 +1,82 @@
+#include "hook.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/select.h>
+
+/* Clears the descriptors of failed connects the library moved on from;
+ * returns the count left. */
+static int filter(int nfds, fd_set *r, fd_set *w, fd_set *e, int n)
+{
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && n > 0; fd++) {
+		int in_r = r && FD_ISSET(fd, r), in_w = w && FD_ISSET(fd, w),
+		    in_e = e && FD_ISSET(fd, e);
+		if (!(in_r || in_w || in_e) || !nb_check_ready(fd))
+			continue;
+		if (in_r)
+			FD_CLR(fd, r);
+		if (in_w)
+			FD_CLR(fd, w);
+		if (in_e)
+			FD_CLR(fd, e);
+		n -= in_r + in_w + in_e;
+	}
+	return n;
+}
+
+static void save(fd_set *dst, const fd_set *src)
+{
+	if (src)
+		memcpy(dst, src, sizeof(*dst));
+}
+
+static void restore(fd_set *dst, const fd_set *src)
+{
+	if (dst)
+		memcpy(dst, src, sizeof(*dst));
+}
+
+FLARE_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	HOOK_ENTER(select, (int)syscall(SYS_select, nfds, r, w, e, tv));
+	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+		return real.select(nfds, r, w, e, tv);
+	fd_set r0, w0, e0;
+	save(&r0, r);
+	save(&w0, w);
+	save(&e0, e);
+	for (;;) {
+		int n = real.select(nfds, r, w, e, tv); /* Linux leaves the time left in tv */
+		if (n <= 0)
+			return n;
+		int left = filter(nfds, r, w, e, n);
+		if (left > 0 || (tv && tv->tv_sec == 0 && tv->tv_usec == 0))
+			return left;
+		restore(r, &r0);
+		restore(w, &w0);
+		restore(e, &e0);
+	}
+}
+
+FLARE_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+			 const sigset_t *mask)
+{
+	HOOK_ENTER(pselect, (int)syscall(SYS_pselect6, nfds, r, w, e, ts, NULL));
+	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+		return real.pselect(nfds, r, w, e, ts, mask);
+	fd_set r0, w0, e0;
+	save(&r0, r);
+	save(&w0, w);
+	save(&e0, e);
+	for (;;) {
+		int n = real.pselect(nfds, r, w, e, ts, mask);
+		if (n <= 0)
+			return n;
+		int left = filter(nfds, r, w, e, n);
+		if (left > 0 || (ts && ts->tv_sec == 0 && ts->tv_nsec == 0))
+			return left;
+		restore(r, &r0);
+		restore(w, &w0);
+		restore(e, &e0);
+	}
+}
