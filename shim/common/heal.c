@@ -180,9 +180,16 @@ int heal(struct fconn *fc, uint32_t gen, const char *why)
 		rc = 0;
 		goto out;
 	}
-	if (!heal_allowed(fc) || route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
-	    (uint32_t)fc->cur >= rt.svc.n_replicas)
+	if (!heal_allowed(fc)) {
+		log_debug("%s: not healed: a reply was being read, or the request is not "
+			  "replayable", why);
 		goto out;
+	}
+	int trc = route_read(fc->svc_index, &rt);
+	if (trc != FLARE_TBL_OK || (uint32_t)fc->cur >= rt.svc.n_replicas) {
+		log_debug("%s: not healed: table %s", why, flare_tbl_rc_name(trc));
+		goto out;
+	}
 	uint8_t order[FLARE_MAX_REPLICAS + 1];
 	uint64_t t0 = flare_monotonic_ns();
 	int n = targets(fc, &rt, order);
