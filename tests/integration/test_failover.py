@@ -244,6 +244,23 @@ def test_nonblocking_connect_moves_down_the_ranking():
           "all refused: rc %d %r" % (r.returncode, r.stderr))
 
 
+def test_replay_none_fails_over_at_connect_only():
+    s = rr_deployment(service_extra='replay = "none";')
+    start_rr(s)
+    victim = serving_replica(s)
+    p = rr_client(s, ["-n", "2000", "-r", "2000"], wait=False)
+    time.sleep(0.4)
+    s.kill("rr%d" % victim)
+    out, err = p.communicate(timeout=60)
+    check(p.returncode == 1 and ("closed by the server" in err or "reset" in err),
+          "a request in flight is not replayed: rc %d %r" % (p.returncode, err[-400:]))
+    check("0 replay(s)" in err, "nothing replayed: %r" % err[-400:])
+    # a new connection still goes to a live replica
+    r = rr_client(s, ["-n", "50"])
+    n, errors, served = parse(r.stdout)
+    check(r.returncode == 0 and n == 50, "connect-time failover: %s %s" % (r.stdout, r.stderr))
+
+
 def test_flare_run_warns_about_static_programs():
     s = rr_deployment()
     src = os.path.join(s.dir, "static.c")
@@ -312,4 +329,4 @@ if __name__ == "__main__":
          test_16_threads_through_failovers, test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
-         test_flare_run_warns_about_static_programs])
+         test_replay_none_fails_over_at_connect_only, test_flare_run_warns_about_static_programs])
