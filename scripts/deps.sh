@@ -7,7 +7,7 @@ pkgs_for() {
 	case "$1" in
 	build) echo "gcc libc6-dev make pkg-config libconfig-dev uthash-dev libcmocka-dev libevent-dev" ;;
 	fuzz) echo "clang libclang-rt-14-dev" ;;
-	test) echo "python3 iproute2 procps" ;;
+	test) echo "python3 iproute2 procps curl wget redis-server redis-tools" ;;
 	demo) echo "gnuplot-nox python3 procps" ;;
 	bench) echo "python3 procps util-linux" ;;
 	*) echo "deps.sh: unknown group '$1'" >&2; exit 2 ;;

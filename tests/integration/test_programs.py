@@ -111,5 +111,44 @@ def test_python_asyncio_epoll():
     check("0 failover(s)" not in err, "a failover happened: %r" % err[-500:])
 
 
+def redis_deployment():
+    s = rr_deployment()
+    start_rr(s, servers=False)
+
+    def start(i):
+        s.start("rr%d" % i, [BUILD + "/flare-run", "--shm", s.shm, "--", "redis-server", "--port",
+                             str(s.ports[i]), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"])
+        # the same key on every replica, so every answer is the same
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(s.ports[i]), "SET", "greeting",
+                                         "hello-flare"], capture_output=True).stdout.strip()
+                 == b"OK", 10, what="redis replica %d up" % i)
+    for i in range(s.n):
+        start(i)
+    wait_for(lambda: all_alive(s), 15, what="redis replicas alive")
+    return s
+
+
+def test_redis_cli():
+    s = redis_deployment()
+    rc, out, err = run_killing(s, ["redis-cli", "-h", "127.0.0.1", "-p", str(s.svc), "-r", "1000",
+                                   "-i", "0.001", "GET", "greeting"], 0.6)
+    check(rc == 0 and out == b"hello-flare\n" * 1000,
+          "redis-cli: rc %d, %d lines\n%s" % (rc, out.count(b"\n"), err[-1500:]))
+    check("0 failover(s)" not in err, "a failover happened: %r" % err[-500:])
+
+
+def test_redis_benchmark():
+    s = redis_deployment()
+    rc, out, err = run_killing(s, ["redis-benchmark", "-h", "127.0.0.1", "-p", str(s.svc), "-c",
+                                   "1", "-n", "20000", "-t", "ping,get", "-q"], 0.5)
+    # timings differ from run to run; every test must complete
+    done = out.decode(errors="replace").split("\r")[-1]
+    check(rc == 0 and "GET:" in done and "requests per second" in done,
+          "redis-benchmark: rc %d %r %s" % (rc, done, err[-1500:]))
+    check("0 failover(s)" not in err, "a failover happened: %r" % err[-500:])
+
+
 if __name__ == "__main__":
-    run([test_curl_keepalive, test_wget_keepalive, test_python_asyncio_epoll])
+    run([test_curl_keepalive, test_wget_keepalive, test_python_asyncio_epoll, test_redis_cli,
+         test_redis_benchmark])
