@@ -81,7 +81,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread
 
-BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation
+BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation $(BUILD)/bench/nbclient
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libflare-common.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libflare-common.a $(DAEMON_LIBS) -lm

@@ -132,9 +132,12 @@ static int get_int(int fd, int level, int name)
  * timeouts, not the kernel's minutes; a program's own choices win. */
 void dial_apply_flare_options(struct fconn *fc, int fd)
 {
-	if (fc->user_timeout_ms && get_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT) == 0)
+	int set = fdtab_bufset(fd);
+	if (fc->user_timeout_ms &&
+	    (!(set & FLARE_SET_USER_TIMEOUT) || get_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT) == 0))
 		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)fc->user_timeout_ms);
-	if (fc->ka_idle && !get_int(fd, SOL_SOCKET, SO_KEEPALIVE)) {
+	if (fc->ka_idle &&
+	    (!(set & FLARE_SET_KEEPALIVE) || !get_int(fd, SOL_SOCKET, SO_KEEPALIVE))) {
 		set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
 		set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, fc->ka_idle);
 		set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, fc->ka_intvl ? fc->ka_intvl : 1);
@@ -282,17 +285,16 @@ static int candidates(const struct flare_route *rt, uint8_t *out)
 	return order_live_first(rt, base, nb, seen, out);
 }
 
-static struct fconn *fconn_for(int fd, const struct sockaddr *sa, socklen_t len,
+static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, socklen_t len,
 			       const struct flare_addr *dst, const struct flare_route *rt)
 {
 	struct fconn *fc = fconn_new();
 	if (!fc)
 		return NULL;
-	socklen_t l = sizeof(int);
+	int set = fdtab_bufset(fd);
 	fc->domain = sa->sa_family;
-	real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &fc->type, &l);
-	l = sizeof(int);
-	real.getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &fc->protocol, &l);
+	fc->type = type;
+	fc->protocol = 0; /* a stream socket of an inet family is TCP */
 	fc->dialed = *dst;
 	memcpy(&fc->dialed_sa, sa, len < sizeof(fc->dialed_sa) ? len : sizeof(fc->dialed_sa));
 	fc->dialed_len = len;
@@ -304,8 +306,10 @@ static struct fconn *fconn_for(int fd, const struct sockaddr *sa, socklen_t len,
 	fc->ka_idle = rt->svc.keepalive_idle_s;
 	fc->ka_intvl = rt->svc.keepalive_interval_s;
 	fc->ka_cnt = rt->svc.keepalive_count;
-	socklen_t tl = sizeof(fc->prog_rcvtimeo);
-	real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &fc->prog_rcvtimeo, &tl);
+	if (set & FLARE_SET_RCVTIMEO) {
+		socklen_t tl = sizeof(fc->prog_rcvtimeo);
+		real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &fc->prog_rcvtimeo, &tl);
+	}
 	uint32_t want = rt->svc.replay_buffer;
 	if (fc->replay == FLARE_REPLAY_REQUEST_REPLY && want && fc->cap < want) {
 		uint8_t *b = realloc(fc->buf, want);
@@ -317,7 +321,7 @@ static struct fconn *fconn_for(int fd, const struct sockaddr *sa, socklen_t len,
 	/* the program's bind, to repeat on replacement sockets */
 	struct sockaddr_storage bs;
 	socklen_t bl = sizeof(bs);
-	if (getsockname(fd, (struct sockaddr *)&bs, &bl) == 0) {
+	if ((set & FLARE_SET_BIND) && getsockname(fd, (struct sockaddr *)&bs, &bl) == 0) {
 		struct flare_addr b;
 		static const uint8_t zero[16];
 		if (flare_addr_from_sockaddr((struct sockaddr *)&bs, bl, &b) == 0 &&
@@ -330,12 +334,12 @@ static struct fconn *fconn_for(int fd, const struct sockaddr *sa, socklen_t len,
 	return fc;
 }
 
-int dial_managed(int fd, const struct sockaddr *sa, socklen_t len, const struct flare_addr *dst,
-		 const struct flare_route *rt)
+int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
+		 const struct flare_addr *dst, const struct flare_route *rt)
 {
 	uint8_t order[FLARE_MAX_REPLICAS];
 	int n = candidates(rt, order), first_err = 0, blocking = !(fd_getfl(fd) & O_NONBLOCK);
-	struct fconn *fc = fconn_for(fd, sa, len, dst, rt);
+	struct fconn *fc = fconn_for(fd, type, sa, len, dst, rt);
 	if (!fc || n == 0) {
 		if (fc)
 			fconn_release(fc);

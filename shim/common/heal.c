@@ -182,7 +182,8 @@ int heal(struct fconn *fc, uint32_t gen, const char *why)
 	}
 	if (!heal_allowed(fc)) {
 		log_debug("%s: not healed: a reply was being read, or the request is not "
-			  "replayable", why);
+			  "replayable",
+			  why);
 		goto out;
 	}
 	int trc = route_read(fc->svc_index, &rt);

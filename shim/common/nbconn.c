@@ -112,7 +112,7 @@ int nb_advance(struct fconn *fc, int fd, int err)
 	return 0;
 }
 
-int nb_check_ready(int fd)
+int nb_check_ready(int fd, int writable)
 {
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc || !__atomic_load_n(&fc->connecting, __ATOMIC_ACQUIRE))
@@ -122,10 +122,9 @@ int nb_check_ready(int fd)
 	if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
 		return 0;
 	if (err == 0) {
-		/* connected (or not yet: the event was for something else) */
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		if (real.getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		/* writable without an error: connected; otherwise the event was
+		 * for something else and the connect goes on */
+		if (writable)
 			nb_done(fc);
 		return 0;
 	}

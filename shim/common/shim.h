@@ -156,9 +156,14 @@ void fdtab_alias(int oldfd, int newfd);
 void fdtab_detach_range(unsigned first, unsigned last);
 /* 1 when fd no longer names the socket its fconn was attached to */
 int fdtab_stale(int fd);
-/* buffer sizes the program set on a descriptor (before or after connect) */
+/* options the program set on a descriptor (before or after connect): the
+ * library reads them back only when they were set */
 #define FLARE_BUF_RCV 1
 #define FLARE_BUF_SND 2
+#define FLARE_SET_RCVTIMEO 4
+#define FLARE_SET_BIND 8
+#define FLARE_SET_KEEPALIVE 16
+#define FLARE_SET_USER_TIMEOUT 32
 void fdtab_note_bufset(int fd, int bits);
 int fdtab_bufset(int fd);
 void fdtab_clear_bufset(int fd);
@@ -170,8 +175,8 @@ int route_read(uint32_t svc_index, struct flare_route *out);
 int route_lookup_replica(const struct flare_addr *a, struct flare_replica_info *out);
 
 /* dial.c */
-int dial_managed(int fd, const struct sockaddr *sa, socklen_t len, const struct flare_addr *dst,
-		 const struct flare_route *route);
+int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
+		 const struct flare_addr *dst, const struct flare_route *route);
 /* Opens a connected socket to local replica `idx` of the route, with the
  * program's options copied from `like` (an fd of the same kind). Returns
  * the new fd or -1 (errno set). */
@@ -196,7 +201,7 @@ void nb_start(struct fconn *fc, const uint8_t *cand, int n, int pos, int connect
 int nb_advance(struct fconn *fc, int fd, int err);
 /* Looks at a connecting descriptor the kernel reported ready: 1 when the
  * event must be hidden from the program. */
-int nb_check_ready(int fd);
+int nb_check_ready(int fd, int writable);
 void nb_done(struct fconn *fc);
 void ep_register(struct fconn *fc, int epfd, int fd, uint32_t events, uint64_t data);
 void ep_unregister(struct fconn *fc, int epfd, int fd);

@@ -54,5 +54,5 @@ FLARE_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	socklen_t tl = sizeof(type);
 	if (real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
 		return real.connect(fd, sa, len);
-	return dial_managed(fd, sa, len, &dst, &rt);
+	return dial_managed(fd, type, sa, len, &dst, &rt);
 }

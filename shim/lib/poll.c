@@ -18,7 +18,7 @@ static int64_t now_ms(void)
 static int filter(struct pollfd *fds, nfds_t nfds, int n)
 {
 	for (nfds_t i = 0; i < nfds && n > 0; i++)
-		if (fds[i].revents && nb_check_ready(fds[i].fd)) {
+		if (fds[i].revents && nb_check_ready(fds[i].fd, fds[i].revents & POLLOUT)) {
 			fds[i].revents = 0;
 			n--;
 		}

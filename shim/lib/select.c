@@ -11,7 +11,7 @@ static int filter(int nfds, fd_set *r, fd_set *w, fd_set *e, int n)
 	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && n > 0; fd++) {
 		int in_r = r && FD_ISSET(fd, r), in_w = w && FD_ISSET(fd, w),
 		    in_e = e && FD_ISSET(fd, e);
-		if (!(in_r || in_w || in_e) || !nb_check_ready(fd))
+		if (!(in_r || in_w || in_e) || !nb_check_ready(fd, in_w))
 			continue;
 		if (in_r)
 			FD_CLR(fd, r);

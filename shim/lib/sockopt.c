@@ -1,5 +1,7 @@
 #include "hook.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 
 /* On a managed socket the kernel's SO_RCVTIMEO is the library's slice;
@@ -12,6 +14,12 @@ FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, sockle
 		fdtab_note_bufset(fd, FLARE_BUF_RCV);
 	else if (level == SOL_SOCKET && (name == SO_SNDBUF || name == SO_SNDBUFFORCE))
 		fdtab_note_bufset(fd, FLARE_BUF_SND);
+	else if (level == SOL_SOCKET && name == SO_RCVTIMEO)
+		fdtab_note_bufset(fd, FLARE_SET_RCVTIMEO);
+	else if (level == SOL_SOCKET && name == SO_KEEPALIVE)
+		fdtab_note_bufset(fd, FLARE_SET_KEEPALIVE);
+	else if (level == IPPROTO_TCP && name == TCP_USER_TIMEOUT)
+		fdtab_note_bufset(fd, FLARE_SET_USER_TIMEOUT);
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc || level != SOL_SOCKET || name != SO_RCVTIMEO || !val ||
 	    len < (socklen_t)sizeof(struct timeval))

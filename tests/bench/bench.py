@@ -80,6 +80,31 @@ def overhead(s):
         "%.1f us" % statistics.median(r["p50"] for r in res["direct"]))
 
 
+def event_loops(s):
+    """Issue 5's overhead: a curl-style loop (non-blocking connect, poll,
+    SO_ERROR, one request, close) and an epoll-driven connection, each
+    direct and managed, pinned to CPU 0, interleaved."""
+    modes = {"connect-loop": 2000 if QUICK else 6000, "epoll": REQS}
+    for mode, count in modes.items():
+        res = {"direct": [], "managed": []}
+        for _ in range(ROUNDS):
+            for k in ("direct", "managed"):
+                pre = [BUILD + "/flare-run", "--shm", s.shm, "--"] if k == "managed" else []
+                port = s.svc if k == "managed" else s.ports[0]
+                r = subprocess.run(pinned(pre + [BUILD + "/bench/nbclient", mode, "127.0.0.1",
+                                                 str(port), str(count)]),
+                                   capture_output=True, text=True, timeout=300)
+                m = re.search(r"mean_us=([\d.]+)", r.stdout)
+                if r.returncode != 0 or not m:
+                    raise RuntimeError("%s %s: %s %s" % (mode, k, r.stdout, r.stderr))
+                res[k].append(float(m.group(1)))
+        ratios = [res["managed"][i] / res["direct"][i] for i in range(ROUNDS)]
+        row("event loops", "%s: managed mean latency / direct" % mode, ratio_summary(ratios),
+            "goal <= 1.03")
+        row("event loops", "%s: direct mean per request (pinned)" % mode,
+            "%.1f us" % statistics.median(res["direct"]))
+
+
 def failover_penalty(s):
     """The request that meets a server's SIGKILL: its latency minus the
     run's median. The server kills itself on receiving request N."""
@@ -251,6 +276,7 @@ def main():
     wait_for(lambda: s.order("A")[0] == "A-1" and not s.replica("A-2")["alive"], 10,
              what="only A-1 alive")
     overhead(s)
+    event_loops(s)
     for i in (1, 2):
         harness.rr_server(s, i)
     s.kill("rr0")

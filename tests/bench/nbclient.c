@@ -1,0 +1,140 @@
+/* nbclient MODE ADDR PORT COUNT: event-loop style clients for the overhead
+ * benchmark, speaking rr-server's 64-byte echo.
+ *   connect-loop: per request, a non-blocking socket, connect, poll for
+ *                 POLLOUT, SO_ERROR, send, poll for POLLIN, recv, close
+ *                 (curl's pattern)
+ *   epoll:        one non-blocking connection driven by epoll_wait
+ * Prints "requests=N mean_us=X". */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct sockaddr_in sa;
+
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int die(const char *what)
+{
+	fprintf(stderr, "nbclient: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void exchange_poll(int fd)
+{
+	char req[64], rep[64];
+	memset(req, 'r', sizeof(req));
+	if (send(fd, req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req))
+		die("send");
+	size_t got = 0;
+	while (got < sizeof(rep)) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 5000) != 1)
+			die("poll in");
+		ssize_t n = recv(fd, rep + got, sizeof(rep) - got, 0);
+		if (n <= 0 && !(n < 0 && errno == EAGAIN))
+			die("recv");
+		if (n > 0)
+			got += (size_t)n;
+	}
+}
+
+static void connect_loop(long count)
+{
+	for (long i = 0; i < count; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err = 0;
+		socklen_t l = sizeof(err);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			if (errno != EINPROGRESS)
+				die("connect");
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			if (poll(&p, 1, 5000) != 1)
+				die("poll out");
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
+			if (err) {
+				errno = err;
+				die("SO_ERROR");
+			}
+		}
+		exchange_poll(fd);
+		close(fd);
+	}
+}
+
+static void epoll_loop(long count)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
+		die("connect");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET}, out[4];
+	ev.data.fd = fd;
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	char req[64], rep[64];
+	memset(req, 'e', sizeof(req));
+	long done = 0;
+	size_t sent = 0, got = 0;
+	int writable = 0;
+	while (done < count) {
+		int n = epoll_wait(ep, out, 4, 5000);
+		if (n <= 0)
+			die("epoll_wait");
+		if (out[0].events & EPOLLOUT)
+			writable = 1;
+		for (;;) {
+			if (writable && sent < sizeof(req)) {
+				ssize_t w = send(fd, req + sent, sizeof(req) - sent, MSG_NOSIGNAL);
+				if (w < 0 && errno == EAGAIN)
+					writable = 0;
+				else if (w < 0)
+					die("send");
+				else
+					sent += (size_t)w;
+			}
+			ssize_t r = recv(fd, rep + got, sizeof(rep) - got, 0);
+			if (r < 0 && errno == EAGAIN)
+				break;
+			if (r <= 0)
+				die("recv");
+			got += (size_t)r;
+			if (got == sizeof(rep)) {
+				got = sent = 0;
+				if (++done == count)
+					break;
+			}
+		}
+	}
+	close(ep);
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 5)
+		return 2;
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)atoi(argv[3]));
+	inet_pton(AF_INET, argv[2], &sa.sin_addr);
+	long count = atol(argv[4]);
+	double t = now_us();
+	if (strcmp(argv[1], "connect-loop") == 0)
+		connect_loop(count);
+	else
+		epoll_loop(count);
+	printf("requests=%ld mean_us=%.2f\n", count, (now_us() - t) / (double)count);
+	return 0;
+}
