@@ -13,12 +13,30 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define MAX_CONNECTING 256
 
 int flare_n_connecting;
 static struct fconn *connecting[MAX_CONNECTING];
 static pthread_mutex_t nb_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t wait_deadline(int timeout_ms) { return timeout_ms > 0 ? now_ms() + timeout_ms : 0; }
+
+int wait_left(int timeout_ms, int64_t deadline)
+{
+	if (timeout_ms <= 0)
+		return timeout_ms;
+	int64_t left = deadline - now_ms();
+	return left > 0 ? (int)left : 0;
+}
 
 void nb_start(struct fconn *fc, const uint8_t *cand, int n, int pos, int in_progress)
 {

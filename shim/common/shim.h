@@ -203,6 +203,11 @@ int nb_advance(struct fconn *fc, int fd, int err);
  * event must be hidden from the program. */
 int nb_check_ready(int fd, int writable);
 void nb_done(struct fconn *fc);
+/* A readiness wait restarted after hidden events keeps the program's
+ * deadline: wait_deadline(timeout) once, then wait_left(timeout, deadline)
+ * gives the milliseconds left (-1 stays forever, 0 means it is over). */
+int64_t wait_deadline(int timeout_ms);
+int wait_left(int timeout_ms, int64_t deadline);
 void ep_register(struct fconn *fc, int epfd, int fd, uint32_t events, uint64_t data);
 void ep_unregister(struct fconn *fc, int epfd, int fd);
 void ep_redo(struct fconn *fc);

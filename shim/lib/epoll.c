@@ -33,13 +33,6 @@ static int filter(int epfd, struct epoll_event *evs, int n)
 	return k;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
 			     const sigset_t *mask)
 {
@@ -47,19 +40,14 @@ FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tim
 		   (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, mask, sizeof(sigset_t)));
 	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
 		return real.epoll_pwait(epfd, evs, max, timeout, mask);
-	int64_t end = timeout > 0 ? now_ms() + timeout : 0;
+	int64_t end = wait_deadline(timeout);
 	for (;;) {
 		int n = real.epoll_pwait(epfd, evs, max, timeout, mask);
 		if (n <= 0)
 			return n;
 		int left = filter(epfd, evs, n);
-		if (left > 0 || timeout == 0)
+		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
 			return left;
-		if (timeout > 0) {
-			timeout = (int)(end - now_ms());
-			if (timeout <= 0)
-				return 0;
-		}
 	}
 }
 

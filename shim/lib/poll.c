@@ -6,13 +6,6 @@
 
 extern void __chk_fail(void) __attribute__((noreturn));
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Hides the events of failed connects the library moved on from; returns
  * the count left. */
 static int filter(struct pollfd *fds, nfds_t nfds, int n)
@@ -30,19 +23,14 @@ FLARE_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
 	HOOK_ENTER(poll, (int)syscall(SYS_poll, fds, nfds, timeout));
 	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
 		return real.poll(fds, nfds, timeout);
-	int64_t end = timeout > 0 ? now_ms() + timeout : 0;
+	int64_t end = wait_deadline(timeout);
 	for (;;) {
 		int n = real.poll(fds, nfds, timeout);
 		if (n <= 0)
 			return n;
 		int left = filter(fds, nfds, n);
-		if (left > 0 || timeout == 0)
+		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
 			return left;
-		if (timeout > 0) {
-			timeout = (int)(end - now_ms());
-			if (timeout <= 0)
-				return 0;
-		}
 	}
 }
 
