@@ -19,6 +19,7 @@ struct table {
 };
 static struct table *cur; /* immutable once published */
 static uint64_t next_check_ns;
+static int opening; /* a thread is opening the table right now */
 static uint64_t next_try_ns;
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static int said[FLARE_TBL_ABSENT + 1];
@@ -59,7 +60,8 @@ static struct table *reopen(struct table *seen)
 		pthread_mutex_unlock(&open_lock); /* someone else did it, or too soon */
 		return r;
 	}
-	next_try_ns = now + RETRY_NS;
+	__atomic_store_n(&opening, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&next_try_ns, now + RETRY_NS, __ATOMIC_RELEASE);
 	struct flare_tbl_reader tmp;
 	const char *why = NULL;
 	ino_t ino = name_ino();
@@ -80,6 +82,7 @@ static struct table *reopen(struct table *seen)
 		r = NULL;
 		say_once(rc, why);
 	}
+	__atomic_store_n(&opening, 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&open_lock);
 	return r;
 }
@@ -102,8 +105,12 @@ static struct table *reader(void)
 	struct table *r = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
 	if (r)
 		return r;
-	if (flare_monotonic_ns() < __atomic_load_n(&next_try_ns, __ATOMIC_RELAXED))
-		return NULL;
+	/* too soon after a failed open: pass through without the lock; but
+	 * while another thread is opening it, wait for its result (the first
+	 * connects of a multi-threaded program arrive together) */
+	if (flare_monotonic_ns() < __atomic_load_n(&next_try_ns, __ATOMIC_ACQUIRE) &&
+	    !__atomic_load_n(&opening, __ATOMIC_ACQUIRE))
+		return __atomic_load_n(&cur, __ATOMIC_ACQUIRE); /* an open that just ended */
 	return reopen(NULL);
 }
 

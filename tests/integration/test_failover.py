@@ -120,6 +120,8 @@ def test_16_threads_through_failovers():
     n, errors, served = parse(out)
     check(p.returncode == 0 and n == 6400 and errors == 0, "rc %d: %s %s" % (p.returncode, out, err))
     check(len(served) >= 2, "served by one replica only: %s" % served)
+    # the 16 first connects arrive together: every one must find the table
+    check("16 managed connection(s)" in err, "all 16 connections managed: %r" % err[-300:])
 
 
 def test_sigpipe_not_raised_when_healed():
