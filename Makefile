@@ -101,7 +101,7 @@ install: all
 	install -m 644 $(BUILD)/libflare.so $(DESTDIR)$(PREFIX)/lib/flare/
 	install -m 644 conf/example.conf $(DESTDIR)$(PREFIX)/share/flare/
 
-integration: all $(PROGS)
+integration: all $(PROGS) $(BUILD)/bench/nbclient
 	@sh tests/run-integration.sh $(BUILD)
 
 check: deps

@@ -109,7 +109,8 @@ void fdtab_detach(int fd)
 
 void fconn_release(struct fconn *fc)
 {
-	if (fc->connecting)
+	fc->replay_pending = 0;
+	if (fc->in_slot)
 		nb_done(fc);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&tab_lock);

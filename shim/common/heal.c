@@ -157,7 +157,7 @@ static int swap_in(struct fconn *fc, int nfd)
 	return 0;
 }
 
-int heal(struct fconn *fc, uint32_t gen, const char *why)
+int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 {
 	if (flare_in_foreign_child() || fc->n_fds == 0)
 		return -1;
@@ -197,6 +197,35 @@ int heal(struct fconn *fc, uint32_t gen, const char *why)
 	const char *from = rt.reps[fc->cur].name;
 	for (int k = 0; k < n; k++) {
 		int idx = order[k], err = 0;
+		if (async) {
+			/* a non-blocking program: the new socket goes in place at
+			 * once, connecting; the replay follows from its next calls
+			 * and readiness waits, and meanwhile it reads EAGAIN */
+			int nfd = dial_start(fc, fc->fds[0], &rt, idx, &err);
+			if (nfd < 0)
+				continue;
+			fc->pending_fd = nfd;
+			if (swap_in(fc, nfd) < 0) {
+				real.close(nfd);
+				fc->pending_fd = -1;
+				break;
+			}
+			real.close(nfd);
+			fc->pending_fd = -1;
+			fc->cur = idx;
+			fc->replay_off = 0;
+			fc->replay_pending =
+			    fc->len > 0 || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
+			fc->fresh = fc->fresh && !fc->len;
+			STAT_INC(failovers);
+			log_info("service %s: %s -> %s (%s), %u request byte(s) to replay once "
+				 "connected",
+				 rt.svc.name, from, rt.reps[idx].name, why, fc->len);
+			nb_start(fc, order, n, k + 1, err == EINPROGRESS);
+			__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
+			rc = 0;
+			goto out;
+		}
 		int nfd = dial_replica(fc, fc->fds[0], &rt, idx, &err);
 		if (nfd < 0) {
 			log_debug("failover to %s: %s", rt.reps[idx].name, strerror(err));

@@ -40,6 +40,11 @@ static int outstanding(struct fconn *fc)
 	return !__atomic_load_n(&fc->reply_started, __ATOMIC_ACQUIRE) && (fc->len || fc->overflow);
 }
 
+static int nonblocking(int fd, int flags)
+{
+	return (flags & MSG_DONTWAIT) || (real.fcntl(fd, F_GETFL) & O_NONBLOCK);
+}
+
 static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, size_t len,
 			    struct msghdr *msg, int flags)
 {
@@ -49,6 +54,13 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		deadline = now_ns() + (uint64_t)pt->tv_sec * 1000000000ull +
 			   (uint64_t)pt->tv_usec * 1000ull;
 	for (;;) {
+		if (__atomic_load_n(&fc->in_slot, __ATOMIC_ACQUIRE))
+			nb_progress(fc, fd);
+		int owed = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+		if (owed) {
+			errno = owed; /* an asynchronous heal found no replica */
+			return -1;
+		}
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		ssize_t n = do_read(op, fd, buf, len, msg, flags);
 		if (n > 0) {
@@ -62,7 +74,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		if (n == 0 && (op == R_RECV ? len == 0 : 0))
 			return 0;
 		if (err == EAGAIN || err == EWOULDBLOCK) {
-			if ((flags & MSG_DONTWAIT) || (real.fcntl(fd, F_GETFL) & O_NONBLOCK)) {
+			if (nonblocking(fd, flags)) {
 				errno = err; /* the program's own non-blocking read */
 				return -1;
 			}
@@ -74,7 +86,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) == gen && outstanding(fc) &&
 			    replica_dead(fc)) {
 				STAT_INC(table_dead_wakeups);
-				heal(fc, gen, "replica dead in the table");
+				heal(fc, gen, "replica dead in the table", 0);
 			}
 			continue;
 		}
@@ -88,7 +100,8 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
 			continue; /* another thread swapped the socket under us */
 		if (n == 0 || is_conn_failure(err)) {
-			if (heal(fc, gen, n == 0 ? "EOF before the reply" : strerror(err)) == 0)
+			if (heal(fc, gen, n == 0 ? "EOF before the reply" : strerror(err),
+				 nonblocking(fd, flags)) == 0)
 				continue;
 			if (n == 0)
 				return 0;
@@ -121,6 +134,19 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 			     const struct msghdr *msg, int flags)
 {
 	for (;;) {
+		if (__atomic_load_n(&fc->in_slot, __ATOMIC_ACQUIRE)) {
+			nb_progress(fc, fd);
+			if (fc->replay_pending || fc->connecting) {
+				/* the replayed request goes first */
+				errno = EAGAIN;
+				return -1;
+			}
+		}
+		int owed = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+		if (owed) {
+			errno = owed;
+			return -1;
+		}
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		ssize_t n = msg ? real.sendmsg(fd, msg, flags | MSG_NOSIGNAL)
 				: real.send(fd, buf, len, flags | MSG_NOSIGNAL);
@@ -142,7 +168,7 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 		if (is_conn_failure(err)) {
 			/* this write starts a new request if a reply was being read */
 			request_record(fc, NULL, 0);
-			if (heal(fc, gen, strerror(err)) == 0)
+			if (heal(fc, gen, strerror(err), nonblocking(fd, flags)) == 0)
 				continue;
 		}
 		if (err == EPIPE)

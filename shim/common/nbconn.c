@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -38,37 +39,46 @@ int wait_left(int timeout_ms, int64_t deadline)
 	return left > 0 ? (int)left : 0;
 }
 
+static void slot_add(struct fconn *fc)
+{
+	pthread_mutex_lock(&nb_lock);
+	for (int i = 0; i < MAX_CONNECTING && !fc->in_slot; i++)
+		if (!connecting[i]) {
+			connecting[i] = fc;
+			fc->in_slot = 1;
+			__atomic_add_fetch(&flare_n_connecting, 1, __ATOMIC_RELEASE);
+		}
+	pthread_mutex_unlock(&nb_lock);
+}
+
+static void slot_remove(struct fconn *fc)
+{
+	pthread_mutex_lock(&nb_lock);
+	for (int i = 0; i < MAX_CONNECTING && fc->in_slot; i++)
+		if (connecting[i] == fc) {
+			connecting[i] = NULL;
+			fc->in_slot = 0;
+			__atomic_sub_fetch(&flare_n_connecting, 1, __ATOMIC_RELEASE);
+		}
+	pthread_mutex_unlock(&nb_lock);
+}
+
 void nb_start(struct fconn *fc, const uint8_t *cand, int n, int pos, int in_progress)
 {
 	memcpy(fc->cand, cand, (size_t)n);
 	fc->n_cand = n;
 	fc->cand_pos = pos;
 	fc->first_err = 0;
-	if (!in_progress)
-		return;
-	pthread_mutex_lock(&nb_lock);
-	for (int i = 0; i < MAX_CONNECTING; i++)
-		if (!connecting[i]) {
-			connecting[i] = fc;
-			fc->connecting = 1;
-			__atomic_add_fetch(&flare_n_connecting, 1, __ATOMIC_RELEASE);
-			break;
-		}
-	pthread_mutex_unlock(&nb_lock);
+	__atomic_store_n(&fc->connecting, in_progress, __ATOMIC_RELEASE);
+	if (in_progress || fc->replay_pending)
+		slot_add(fc);
 }
 
 void nb_done(struct fconn *fc)
 {
-	pthread_mutex_lock(&nb_lock);
-	if (fc->connecting)
-		for (int i = 0; i < MAX_CONNECTING; i++)
-			if (connecting[i] == fc) {
-				connecting[i] = NULL;
-				__atomic_sub_fetch(&flare_n_connecting, 1, __ATOMIC_RELEASE);
-				break;
-			}
-	fc->connecting = 0;
-	pthread_mutex_unlock(&nb_lock);
+	__atomic_store_n(&fc->connecting, 0, __ATOMIC_RELEASE);
+	if (!fc->replay_pending)
+		slot_remove(fc);
 }
 
 static int swap_onto(struct fconn *fc, int fd, int nfd)
@@ -118,16 +128,79 @@ int nb_advance(struct fconn *fc, int fd, int err)
 		log_info("connect to service %s: %s refused or timed out (%s), trying %s",
 			 rt.svc.name, rt.reps[fc->cur].name, strerror(err), rt.reps[idx].name);
 		fc->cur = idx;
+		fc->replay_off = 0; /* a new connection needs the whole request */
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
 		STAT_INC(connect_failovers);
 		if (e == 0)
 			nb_done(fc); /* connected at once */
 		return 1;
 	}
-	fc->conn_err = fc->first_err ? fc->first_err : err;
+	/* none left: a connect reports its first error; a heal, the reset the
+	 * program would have seen without the library */
+	fc->conn_err = fc->replay_pending ? ECONNRESET : fc->first_err ? fc->first_err : err;
+	fc->replay_pending = 0;
 	STAT_INC(passed_errors);
 	nb_done(fc);
 	return 0;
+}
+
+void nb_progress(struct fconn *fc, int fd)
+{
+	int expected = 0;
+	if (!__atomic_compare_exchange_n(&fc->healing, &expected, 1, 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return; /* another thread is at it */
+	if (__atomic_load_n(&fc->connecting, __ATOMIC_ACQUIRE)) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int err = 0;
+		socklen_t l = sizeof(err);
+		if (real.poll(&p, 1, 0) <= 0)
+			goto out; /* still connecting */
+		if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err) {
+			nb_advance(fc, fd, err);
+			goto out;
+		}
+		__atomic_store_n(&fc->connecting, 0, __ATOMIC_RELEASE);
+	}
+	while (fc->replay_pending && fc->replay_off < fc->len) {
+		ssize_t w = real.send(fd, fc->buf + fc->replay_off, fc->len - fc->replay_off,
+				      MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			fc->replay_off += (uint32_t)w;
+		} else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+			goto out;
+		} else {
+			nb_advance(fc, fd, w < 0 ? errno : EPIPE);
+			goto out;
+		}
+	}
+	if (fc->replay_pending) {
+		if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
+			real.shutdown(fd, SHUT_WR);
+		STAT_INC(replays);
+		STAT_ADD(replay_bytes, fc->len);
+		fc->replay_pending = 0;
+	}
+	nb_done(fc);
+out:
+	__atomic_store_n(&fc->healing, 0, __ATOMIC_RELEASE);
+}
+
+int nb_progress_all(void)
+{
+	struct fconn *work[MAX_CONNECTING];
+	int n = 0, left = 0;
+	pthread_mutex_lock(&nb_lock);
+	for (int i = 0; i < MAX_CONNECTING; i++)
+		if (connecting[i] && connecting[i]->replay_pending)
+			work[n++] = connecting[i];
+	pthread_mutex_unlock(&nb_lock);
+	for (int i = 0; i < n; i++) {
+		if (work[i]->n_fds > 0)
+			nb_progress(work[i], work[i]->fds[0]);
+		left += work[i]->replay_pending;
+	}
+	return left;
 }
 
 int nb_check_ready(int fd, int writable)
@@ -140,10 +213,15 @@ int nb_check_ready(int fd, int writable)
 	if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
 		return 0;
 	if (err == 0) {
-		/* writable without an error: connected; otherwise the event was
-		 * for something else and the connect goes on */
-		if (writable)
-			nb_done(fc);
+		/* writable without an error: connected (a pending replay goes
+		 * out now); otherwise the event was for something else */
+		if (writable) {
+			__atomic_store_n(&fc->connecting, 0, __ATOMIC_RELEASE);
+			if (fc->replay_pending)
+				nb_progress(fc, fd);
+			else
+				nb_done(fc);
+		}
 		return 0;
 	}
 	return nb_advance(fc, fd, err);

@@ -133,6 +133,10 @@ struct fconn {
 	uint8_t cand[FLARE_MAX_REPLICAS];
 	int n_cand, cand_pos;
 	int conn_err; /* SO_ERROR the library read and owes the program */
+	int in_slot;  /* listed among the connections with work pending */
+	/* an asynchronous heal: the request still to send on the new socket */
+	int replay_pending;
+	uint32_t replay_off;
 	int first_err;
 
 	/* the program's epoll registrations of this connection, redone on a swap */
@@ -203,6 +207,11 @@ int nb_advance(struct fconn *fc, int fd, int err);
  * event must be hidden from the program. */
 int nb_check_ready(int fd, int writable);
 void nb_done(struct fconn *fc);
+/* Moves an asynchronous heal on (connect finished? replay sent?) without
+ * blocking; nb_progress_all does it for every pending one and says whether
+ * any is left (readiness waits are then sliced short to come back). */
+void nb_progress(struct fconn *fc, int fd);
+int nb_progress_all(void);
 /* A readiness wait restarted after hidden events keeps the program's
  * deadline: wait_deadline(timeout) once, then wait_left(timeout, deadline)
  * gives the milliseconds left (-1 stays forever, 0 means it is over). */
@@ -218,7 +227,7 @@ int ep_find_connecting(int epfd, uint64_t data);
 /* Replaces the connection behind fc after a failure seen at generation
  * `gen`. Returns 0 when the caller should retry its call (healed, or healed
  * by another thread), -1 when the failure must surface. */
-int heal(struct fconn *fc, uint32_t gen, const char *why);
+int heal(struct fconn *fc, uint32_t gen, const char *why, int async);
 int heal_allowed(struct fconn *fc);
 void request_record(struct fconn *fc, const void *data, size_t n);
 void request_record_iov(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);

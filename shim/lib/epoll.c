@@ -42,10 +42,13 @@ FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tim
 		return real.epoll_pwait(epfd, evs, max, timeout, mask);
 	int64_t end = wait_deadline(timeout);
 	for (;;) {
-		int n = real.epoll_pwait(epfd, evs, max, timeout, mask);
-		if (n <= 0)
+		/* a pending heal is moved on every millisecond (see poll.c) */
+		int pending = nb_progress_all();
+		int slice = pending && (timeout < 0 || timeout > 1) ? 1 : timeout;
+		int n = real.epoll_pwait(epfd, evs, max, slice, mask);
+		if (n < 0)
 			return n;
-		int left = filter(epfd, evs, n);
+		int left = n ? filter(epfd, evs, n) : 0;
 		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
 			return left;
 	}

@@ -25,10 +25,14 @@ FLARE_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		return real.poll(fds, nfds, timeout);
 	int64_t end = wait_deadline(timeout);
 	for (;;) {
-		int n = real.poll(fds, nfds, timeout);
-		if (n <= 0)
+		/* while a heal is pending, come back every millisecond to move
+		 * it on: the program is not waiting for the new socket's POLLOUT */
+		int pending = nb_progress_all();
+		int slice = pending && (timeout < 0 || timeout > 1) ? 1 : timeout;
+		int n = real.poll(fds, nfds, slice);
+		if (n < 0)
 			return n;
-		int left = filter(fds, nfds, n);
+		int left = n ? filter(fds, nfds, n) : 0;
 		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
 			return left;
 	}
@@ -40,14 +44,17 @@ FLARE_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *t
 	HOOK_ENTER(ppoll, (int)syscall(SYS_ppoll, fds, nfds, tmo, mask, sizeof(sigset_t)));
 	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
 		return real.ppoll(fds, nfds, tmo, mask);
+	int timeout = tmo ? (int)(tmo->tv_sec * 1000 + tmo->tv_nsec / 1000000) : -1;
+	int64_t end = wait_deadline(timeout);
 	for (;;) {
-		/* a hidden event restarts the wait with the full timeout: at
-		 * most once per replica of the service */
-		int n = real.ppoll(fds, nfds, tmo, mask);
-		if (n <= 0)
+		int pending = nb_progress_all();
+		int ms = pending && (timeout < 0 || timeout > 1) ? 1 : timeout;
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+		int n = real.ppoll(fds, nfds, ms < 0 ? NULL : &ts, mask);
+		if (n < 0)
 			return n;
-		int left = filter(fds, nfds, n);
-		if (left > 0 || (tmo && tmo->tv_sec == 0 && tmo->tv_nsec == 0))
+		int left = n ? filter(fds, nfds, n) : 0;
+		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
 			return left;
 	}
 }

@@ -45,13 +45,23 @@ FLARE_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeva
 	save(&r0, r);
 	save(&w0, w);
 	save(&e0, e);
+	int timeout = tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1;
+	int64_t end = wait_deadline(timeout);
 	for (;;) {
-		int n = real.select(nfds, r, w, e, tv); /* Linux leaves the time left in tv */
-		if (n <= 0)
+		int pending = nb_progress_all();
+		int ms = pending && (timeout < 0 || timeout > 1) ? 1 : timeout;
+		struct timeval slice = {ms / 1000, (ms % 1000) * 1000};
+		int n = real.select(nfds, r, w, e, ms < 0 ? NULL : &slice);
+		if (n < 0)
 			return n;
-		int left = filter(nfds, r, w, e, n);
-		if (left > 0 || (tv && tv->tv_sec == 0 && tv->tv_usec == 0))
+		int left = n ? filter(nfds, r, w, e, n) : 0;
+		if (left > 0 || (timeout = wait_left(timeout, end)) == 0) {
+			if (tv && timeout >= 0) {
+				tv->tv_sec = timeout / 1000;
+				tv->tv_usec = (timeout % 1000) * 1000;
+			}
 			return left;
+		}
 		restore(r, &r0);
 		restore(w, &w0);
 		restore(e, &e0);

@@ -111,6 +111,20 @@ def test_python_asyncio_epoll():
     check("0 failover(s)" not in err, "a failover happened: %r" % err[-500:])
 
 
+def test_native_epoll_edge_triggered():
+    """A C client on one non-blocking connection driven by edge-triggered
+    epoll: the heal is asynchronous (EAGAIN while the new socket connects,
+    the request replayed once it is writable) and the registration follows
+    the new socket."""
+    s = rr_deployment()
+    start_rr(s)
+    rc, out, err = run_killing(s, [BUILD + "/bench/nbclient", "epoll", "127.0.0.1", str(s.svc),
+                                   "60000"], 0.4)
+    check(rc == 0 and b"requests=60000" in out, "epoll client: rc %d %r %s" % (rc, out,
+                                                                             err[-1500:]))
+    check("to replay once connected" in err, "healed asynchronously: %r" % err[-600:])
+
+
 def redis_deployment():
     s = rr_deployment()
     start_rr(s, servers=False)
@@ -150,5 +164,5 @@ def test_redis_benchmark():
 
 
 if __name__ == "__main__":
-    run([test_curl_keepalive, test_wget_keepalive, test_python_asyncio_epoll, test_redis_cli,
-         test_redis_benchmark])
+    run([test_curl_keepalive, test_wget_keepalive, test_python_asyncio_epoll,
+         test_native_epoll_edge_triggered, test_redis_cli, test_redis_benchmark])
