@@ -79,12 +79,9 @@ void fdtab_attach(int fd, struct fconn *fc)
 {
 	if ((unsigned)fd >= tab_size)
 		return;
-	struct stat st;
 	pthread_mutex_lock(&fc->lock);
 	if (fc->n_fds < FLARE_MAX_ALIASES)
 		fc->fds[fc->n_fds++] = fd;
-	if (fc->n_fds == 1 && fstat(fd, &st) == 0)
-		fc->ino = st.st_ino;
 	pthread_mutex_unlock(&fc->lock);
 	__atomic_store_n(&tab[fd], fc, __ATOMIC_RELEASE);
 }
@@ -143,13 +140,6 @@ void fdtab_clear_bufset(int fd)
 {
 	if ((unsigned)fd < tab_size && __atomic_load_n(&bufset[fd], __ATOMIC_RELAXED))
 		__atomic_store_n(&bufset[fd], 0, __ATOMIC_RELAXED);
-}
-
-int fdtab_stale(int fd)
-{
-	struct fconn *fc = fdtab_get(fd);
-	struct stat st;
-	return fc && (fstat(fd, &st) < 0 || st.st_ino != fc->ino);
 }
 
 void fdtab_detach_range(unsigned first, unsigned last)

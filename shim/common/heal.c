@@ -133,9 +133,6 @@ static int wait_other_healer(struct fconn *fc, uint32_t gen)
 
 static int swap_in(struct fconn *fc, int nfd)
 {
-	struct stat st;
-	if (fstat(nfd, &st) == 0)
-		fc->ino = st.st_ino;
 	int fl = real.fcntl(fc->fds[0], F_GETFL);
 	if (fl >= 0)
 		real.fcntl(nfd, F_SETFL, fl & (O_NONBLOCK | O_ASYNC | O_APPEND));

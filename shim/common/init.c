@@ -37,7 +37,7 @@ static void *resolve(const char *name, void *self)
 }
 
 /* functions we define (hooks) must not resolve to ourselves; functions we
- * only call (socket, fork) are libc's whatever the address says */
+ * only call (fork) are libc's whatever the address says */
 #define RESOLVE(f) real.f = (__typeof__(real.f))resolve(#f, (void *)f)
 #define RESOLVE_PLAIN(f) real.f = (__typeof__(real.f))resolve(#f, NULL)
 
@@ -56,7 +56,7 @@ void flare_init(void)
 	initializing = 1;
 	pthread_mutex_lock(&init_lock);
 	if (!flare_ready) {
-		RESOLVE_PLAIN(socket);
+		RESOLVE(socket);
 		RESOLVE(poll);
 		RESOLVE(ppoll);
 		RESOLVE(select);

@@ -90,6 +90,12 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			}
 			continue;
 		}
+		if (err == ENOTSOCK || err == EBADF) {
+			/* the number was closed and reused where no hook saw it */
+			fdtab_detach(fd);
+			errno = err;
+			return -1; /* read() and readv() retry as plain calls */
+		}
 		if (err == EINTR) {
 			/* with a receive timeout set (ours) the kernel never restarts */
 			if (!deadline && sig_would_restart())
@@ -160,6 +166,11 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 		}
 		int err = errno;
 		if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+			errno = err;
+			return -1;
+		}
+		if (err == ENOTSOCK || err == EBADF) {
+			fdtab_detach(fd); /* closed and reused where no hook saw it */
 			errno = err;
 			return -1;
 		}

@@ -86,9 +86,6 @@ static int swap_onto(struct fconn *fc, int fd, int nfd)
 	int fl = real.fcntl(fd, F_GETFL);
 	if (fl >= 0)
 		real.fcntl(nfd, F_SETFL, fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
-	struct stat st;
-	if (fstat(nfd, &st) == 0)
-		fc->ino = st.st_ino;
 	pthread_mutex_lock(&fc->lock);
 	int rc = 0;
 	for (int i = 0; i < fc->n_fds && rc == 0; i++) {

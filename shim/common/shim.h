@@ -102,7 +102,6 @@ struct fconn {
 	int healing;      /* a heal in progress (atomic) */
 	pid_t healer_tid; /* its thread, to take over after a siglongjmp */
 	int pending_fd;   /* socket of an interrupted heal, closed on the next one */
-	ino_t ino;        /* the socket's inode: tells a reused descriptor number */
 	int fds[FLARE_MAX_ALIASES];
 	int n_fds;
 
@@ -158,8 +157,6 @@ void fdtab_attach(int fd, struct fconn *fc);
 void fdtab_detach(int fd);
 void fdtab_alias(int oldfd, int newfd);
 void fdtab_detach_range(unsigned first, unsigned last);
-/* 1 when fd no longer names the socket its fconn was attached to */
-int fdtab_stale(int fd);
 /* options the program set on a descriptor (before or after connect): the
  * library reads them back only when they were set */
 #define FLARE_BUF_RCV 1

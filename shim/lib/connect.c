@@ -13,9 +13,9 @@ FLARE_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (flare_disabled || !sa || flare_addr_from_sockaddr(sa, len, &dst) < 0)
 		return real.connect(fd, sa, len);
 	if (fdtab_get(fd)) {
-		/* connected before: a second connect (EISCONN, EALREADY), unless the
-		 * number now names another socket (closed where we could not see) */
-		if (!fdtab_stale(fd)) {
+		/* connected before (a number reused by a new socket was forgotten
+		 * in the socket() hook): a second connect */
+		{
 			/* hiredis and others call connect again to learn the
 			 * outcome: a failed attempt with replicas left is still in
 			 * progress, one with none left reports its error */
@@ -46,7 +46,6 @@ FLARE_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 											 : EALREADY;
 			return -1;
 		}
-		fdtab_detach(fd);
 	}
 	if (route_lookup(&dst, &rt) != FLARE_TBL_OK || flare_in_foreign_child())
 		return real.connect(fd, sa, len);
@@ -55,4 +54,16 @@ FLARE_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
 		return real.connect(fd, sa, len);
 	return dial_managed(fd, type, sa, len, &dst, &rt);
+}
+
+/* A descriptor number reused by a new socket: whatever the library knew of
+ * that number (a socket closed where no hook saw it, inside glibc) is
+ * forgotten here, before the program can connect it. */
+FLARE_EXPORT int socket(int domain, int type, int protocol)
+{
+	HOOK_ENTER(socket, (int)syscall(SYS_socket, domain, type, protocol));
+	int fd = real.socket(domain, type, protocol);
+	if (fd >= 0 && fdtab_get(fd))
+		fdtab_detach(fd);
+	return fd;
 }

@@ -10,7 +10,10 @@ FLARE_EXPORT ssize_t read(int fd, void *buf, size_t len)
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc)
 		return real.read(fd, buf, len);
-	return flare_recv_managed(fc, fd, buf, len, 0);
+	ssize_t n = flare_recv_managed(fc, fd, buf, len, 0);
+	if (n < 0 && errno == ENOTSOCK)
+		return real.read(fd, buf, len); /* not a socket any more: forgotten */
+	return n;
 }
 
 FLARE_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
@@ -19,7 +22,10 @@ FLARE_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc)
 		return real.readv(fd, iov, iovcnt);
-	return flare_readv_managed(fc, fd, iov, iovcnt);
+	ssize_t n = flare_readv_managed(fc, fd, iov, iovcnt);
+	if (n < 0 && errno == ENOTSOCK)
+		return real.readv(fd, iov, iovcnt);
+	return n;
 }
 
 FLARE_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)

@@ -9,7 +9,10 @@ FLARE_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc)
 		return real.write(fd, buf, len);
-	return flare_send_managed(fc, fd, buf, len, 0);
+	ssize_t n = flare_send_managed(fc, fd, buf, len, 0);
+	if (n < 0 && errno == ENOTSOCK)
+		return real.write(fd, buf, len); /* not a socket any more: forgotten */
+	return n;
 }
 
 FLARE_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
@@ -19,5 +22,8 @@ FLARE_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	if (!fc)
 		return real.writev(fd, iov, iovcnt);
 	struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-	return flare_sendmsg_managed(fc, fd, &m, 0);
+	ssize_t n = flare_sendmsg_managed(fc, fd, &m, 0);
+	if (n < 0 && errno == ENOTSOCK)
+		return real.writev(fd, iov, iovcnt);
+	return n;
 }

@@ -263,6 +263,18 @@ def test_replay_none_fails_over_at_connect_only():
     check(r.returncode == 0 and n == 50, "connect-time failover: %s %s" % (r.stdout, r.stderr))
 
 
+def test_reused_descriptor_numbers_are_forgotten():
+    s = rr_deployment()
+    start_rr(s)
+    path = os.path.join(s.dir, "file.txt")
+    with open(path, "w") as f:
+        f.write("stale-test\n")
+    r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/tests/progs/stalefd",
+                        "127.0.0.1", str(s.svc), path], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and r.stdout == "ok\n", "rc %d %r %r" % (r.returncode, r.stdout,
+                                                                      r.stderr))
+
+
 def test_flare_run_warns_about_static_programs():
     s = rr_deployment()
     src = os.path.join(s.dir, "static.c")
@@ -331,4 +343,5 @@ if __name__ == "__main__":
          test_16_threads_through_failovers, test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
-         test_replay_none_fails_over_at_connect_only, test_flare_run_warns_about_static_programs])
+         test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
+         test_flare_run_warns_about_static_programs])
