@@ -143,8 +143,15 @@ void dial_apply_flare_options(struct fconn *fc, int fd)
 		set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, fc->ka_intvl ? fc->ka_intvl : 1);
 		set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, fc->ka_cnt ? fc->ka_cnt : 1);
 	}
+	if (fc->slice_set)
+		slice_apply(fc, fd);
+}
+
+void slice_apply(struct fconn *fc, int fd)
+{
 	/* the kernel's receive timeout is at most one slice; the program's own
 	 * SO_RCVTIMEO is kept in fc and enforced by the library */
+	fc->slice_set = 1;
 	struct timeval tv = {0, FLARE_SLICE_MS * 1000};
 	const struct timeval *p = &fc->prog_rcvtimeo;
 	if ((p->tv_sec || p->tv_usec) && (p->tv_sec == 0 && p->tv_usec < tv.tv_usec))
@@ -354,6 +361,8 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 			continue;
 		if (k == 0) {
 			/* the program's own socket first: its options and bind stay as they are */
+			if (blocking)
+				fc->slice_set = 1;
 			dial_apply_flare_options(fc, fd);
 			if (!blocking) {
 				/* a non-blocking connect stays non-blocking: the best live

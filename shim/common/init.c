@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,7 @@ void flare_init(void)
 		RESOLVE(fcntl);
 		RESOLVE(fcntl64);
 		RESOLVE(getpeername);
+		RESOLVE(ioctl);
 		RESOLVE_PLAIN(fork);
 		const char *level = getenv("FLARE_LOG");
 		int lv = level ? flare_log_level_parse(level) : -1;

@@ -200,14 +200,15 @@ int nb_progress_all(void)
 	return left;
 }
 
-int nb_check_ready(int fd, int writable)
+int nb_check_ready(int fd, int ready)
 {
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc || !__atomic_load_n(&fc->connecting, __ATOMIC_ACQUIRE))
 		return 0;
-	int err = 0;
+	int err = 0, writable = ready > 0;
 	socklen_t l = sizeof(err);
-	if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+	/* writable with no error flag: connected, no need to ask */
+	if (ready < 2 && real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
 		return 0;
 	if (err == 0) {
 		/* writable without an error: connected (a pending replay goes

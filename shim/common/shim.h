@@ -65,6 +65,7 @@ struct real_fns {
 	int (*fcntl)(int, int, ...);
 	int (*fcntl64)(int, int, ...);
 	int (*getpeername)(int, struct sockaddr *, socklen_t *);
+	int (*ioctl)(int, unsigned long, ...);
 	pid_t (*fork)(void);
 };
 
@@ -115,6 +116,7 @@ struct fconn {
 	uint32_t connect_timeout_ms, user_timeout_ms;
 	uint16_t ka_idle, ka_intvl, ka_cnt;
 	struct timeval prog_rcvtimeo; /* the program's SO_RCVTIMEO (0: none) */
+	int slice_set;                /* the kernel's SO_RCVTIMEO is our slice (blocking use) */
 
 	int has_bind;
 	struct sockaddr_storage bind_sa;
@@ -184,6 +186,9 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx,
 		 int *err_out);
 void dial_apply_flare_options(struct fconn *fc, int fd);
+/* The receive slice, for a descriptor the program uses blocking; set when
+ * it connects blocking or turns blocking later (fcntl, ioctl FIONBIO). */
+void slice_apply(struct fconn *fc, int fd);
 /* A non-blocking connect of a new socket to replica idx, options copied
  * from like; returns the fd with *err 0 or EINPROGRESS, or -1. */
 int dial_start(struct fconn *fc, int like, const struct flare_route *route, int idx, int *err);
@@ -202,7 +207,9 @@ void nb_start(struct fconn *fc, const uint8_t *cand, int n, int pos, int connect
 int nb_advance(struct fconn *fc, int fd, int err);
 /* Looks at a connecting descriptor the kernel reported ready: 1 when the
  * event must be hidden from the program. */
-int nb_check_ready(int fd, int writable);
+/* ready: 0 not writable, 1 writable (maybe with an error), 2 writable
+ * and no error reported (connected for sure) */
+int nb_check_ready(int fd, int ready);
 void nb_done(struct fconn *fc);
 /* Moves an asynchronous heal on (connect finished? replay sent?) without
  * blocking; nb_progress_all does it for every pending one and says whether

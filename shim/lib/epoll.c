@@ -26,7 +26,9 @@ static int filter(int epfd, struct epoll_event *evs, int n)
 	int k = 0;
 	for (int i = 0; i < n; i++) {
 		int fd = ep_find_connecting(epfd, evs[i].data.u64);
-		if (fd >= 0 && nb_check_ready(fd, evs[i].events & EPOLLOUT))
+		uint32_t e = evs[i].events;
+		int ready = !(e & EPOLLOUT) ? 0 : (e & (EPOLLERR | EPOLLHUP)) ? 1 : 2;
+		if (fd >= 0 && nb_check_ready(fd, ready))
 			continue;
 		evs[k++] = evs[i];
 	}

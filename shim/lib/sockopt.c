@@ -31,7 +31,11 @@ FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, sockle
 		return -1;
 	}
 	fc->prog_rcvtimeo = tv;
-	dial_apply_flare_options(fc, fd);
+	if (fc->slice_set)
+		slice_apply(fc, fd);
+	else
+		real.setsockopt(fd, level, name, val,
+				len); /* non-blocking use: the program's own */
 	return 0;
 }
 

@@ -1,0 +1,21 @@
+#include "hook.h"
+
+#include <stdarg.h>
+#include <sys/ioctl.h>
+
+/* Only FIONBIO matters (nginx sets non-blocking mode with it): a managed
+ * descriptor turned blocking gets the library's receive slice. */
+FLARE_EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	HOOK_ENTER(ioctl, (int)syscall(SYS_ioctl, fd, req, arg));
+	int r = real.ioctl(fd, req, arg);
+	struct fconn *fc;
+	if (r == 0 && req == FIONBIO && arg && !*(int *)arg && (fc = fdtab_get(fd)) &&
+	    !fc->slice_set)
+		slice_apply(fc, fd);
+	return r;
+}
