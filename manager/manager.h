@@ -50,6 +50,10 @@ struct manager {
 	struct fw_rank_host *pub_hosts;
 	struct fw_rank_service *pub_svcs;
 	struct fw_rank_replica *pub_reps;
+	/* scratch for the changed entries of one re-rank (allocated once) */
+	struct fw_rank_host *delta_hosts;
+	struct fw_rank_service *delta_svcs;
+	struct fw_rank_replica *delta_reps;
 	uint64_t gen;
 	uint64_t start_ns;
 	uint64_t last_rank_ns;

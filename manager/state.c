@@ -27,7 +27,8 @@ int state_init(struct manager *m)
 	    !CALLOC(m->rs, c->n_services) || !CALLOC(m->failover, c->n_replicas) ||
 	    !CALLOC(m->order, c->n_services) || !CALLOC(m->util_at_rank, c->n_hosts) ||
 	    !CALLOC(m->pub_hosts, c->n_hosts) || !CALLOC(m->pub_svcs, c->n_services) ||
-	    !CALLOC(m->pub_reps, c->n_replicas) ||
+	    !CALLOC(m->pub_reps, c->n_replicas) || !CALLOC(m->delta_hosts, c->n_hosts) ||
+	    !CALLOC(m->delta_svcs, c->n_services) || !CALLOC(m->delta_reps, c->n_replicas) ||
 	    rank_scratch_init(&m->scratch, c->n_hosts, c->n_replicas) < 0)
 		return -1;
 	for (int i = 0; i < c->n_replicas; i++)
@@ -86,6 +87,9 @@ void state_free(struct manager *m)
 	free(m->pub_hosts);
 	free(m->pub_svcs);
 	free(m->pub_reps);
+	free(m->delta_hosts);
+	free(m->delta_svcs);
+	free(m->delta_reps);
 	rank_scratch_free(&m->scratch);
 }
 
@@ -178,14 +182,10 @@ void state_rerank(struct manager *m, const char *reason)
 	m->rank_count++;
 
 	/* collect what differs from what agents hold */
-	struct fw_rank d = {.full = 0};
-	d.hosts = calloc((size_t)c->n_hosts + 1, sizeof(*d.hosts));
-	d.services = calloc((size_t)c->n_services + 1, sizeof(*d.services));
-	d.replicas = calloc((size_t)c->n_replicas + 1, sizeof(*d.replicas));
-	if (!d.hosts || !d.services || !d.replicas) {
-		log_error("out of memory while publishing a ranking");
-		goto out;
-	}
+	struct fw_rank d = {.full = 0,
+			    .hosts = m->delta_hosts,
+			    .services = m->delta_svcs,
+			    .replicas = m->delta_reps};
 	for (int i = 0; i < c->n_hosts; i++) {
 		struct fw_rank_host *p = &m->pub_hosts[i];
 		uint32_t u = ppm(m->hosts[i].util);
@@ -219,7 +219,7 @@ void state_rerank(struct manager *m, const char *reason)
 		}
 	}
 	if (d.n_hosts + d.n_services + d.n_replicas == 0)
-		goto out;
+		return;
 	d.gen = ++m->gen;
 	struct fw_buf b = {0};
 	if (fw_encode_rank(&b, &d) == 0) {
@@ -232,10 +232,6 @@ void state_rerank(struct manager *m, const char *reason)
 		log_error("cannot encode a ranking delta");
 	}
 	fw_buf_free(&b);
-out:
-	free(d.hosts);
-	free(d.services);
-	free(d.replicas);
 }
 
 int state_encode_full(struct manager *m, struct fw_buf *b)

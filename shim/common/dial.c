@@ -18,7 +18,7 @@
  * gets each one whose value on the old socket differs from a fresh
  * socket's default (read once per family): about 25 reads and a few writes
  * per heal. Buffer sizes are copied only when the program set them
- * (fdtab_bufset): the kernel's autotuned values differ from the defaults,
+ * (fdtab_opts): the kernel's autotuned values differ from the defaults,
  * and setting them would switch autotuning off. */
 static const struct {
 	int level, name;
@@ -91,13 +91,13 @@ static const struct opt_defaults *defaults_for(int domain, int type, int protoco
 static void copy_options(struct fconn *fc, int from, int to)
 {
 	const struct opt_defaults *d = defaults_for(fc->domain, fc->type, fc->protocol);
-	int bufset = fdtab_bufset(from);
+	int set = fdtab_opts(from);
 	for (size_t i = 0; d && i < N_OPTS; i++) {
 		int level = copied_opts[i].level, name = copied_opts[i].name;
 		if (!opt_applies(i, fc->domain))
 			continue;
 		int is_buf = level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF);
-		if (is_buf && !(bufset & (name == SO_RCVBUF ? FLARE_BUF_RCV : FLARE_BUF_SND)))
+		if (is_buf && !(set & (name == SO_RCVBUF ? FLARE_BUF_RCV : FLARE_BUF_SND)))
 			continue;
 		uint8_t a[OPT_MAX];
 		socklen_t la = sizeof(a);
@@ -130,9 +130,9 @@ static int get_int(int fd, int level, int name)
 
 /* flare's own settings: a dead peer must cost the program the service's
  * timeouts, not the kernel's minutes; a program's own choices win. */
-void dial_apply_flare_options(struct fconn *fc, int fd)
+static void dial_apply_flare_options(struct fconn *fc, int fd)
 {
-	int set = fdtab_bufset(fd);
+	int set = fdtab_opts(fd);
 	if (fc->user_timeout_ms &&
 	    (!(set & FLARE_SET_USER_TIMEOUT) || get_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT) == 0))
 		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)fc->user_timeout_ms);
@@ -298,7 +298,7 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 	struct fconn *fc = fconn_new();
 	if (!fc)
 		return NULL;
-	int set = fdtab_bufset(fd);
+	int set = fdtab_opts(fd);
 	fc->domain = sa->sa_family;
 	fc->type = type;
 	fc->protocol = 0; /* a stream socket of an inet family is TCP */

@@ -15,7 +15,7 @@
 #define MAX_TRACKED_FDS (1 << 20)
 
 static struct fconn **tab;
-static uint8_t *bufset; /* FLARE_BUF_* per descriptor */
+static uint8_t *opts_set; /* FLARE_BUF_* and FLARE_SET_* bits per descriptor */
 static size_t tab_size;
 static struct fconn *free_list, *all_list;
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -39,7 +39,7 @@ int fdtab_init(void)
 		return -1;
 	}
 	tab = p;
-	bufset = b;
+	opts_set = b;
 	tab_size = n;
 	return 0;
 }
@@ -125,21 +125,21 @@ void fdtab_alias(int oldfd, int newfd)
 		fdtab_attach(newfd, fc);
 }
 
-void fdtab_note_bufset(int fd, int bits)
+void fdtab_note_opt(int fd, int bits)
 {
 	if ((unsigned)fd < tab_size)
-		__atomic_or_fetch(&bufset[fd], (uint8_t)bits, __ATOMIC_RELAXED);
+		__atomic_or_fetch(&opts_set[fd], (uint8_t)bits, __ATOMIC_RELAXED);
 }
 
-int fdtab_bufset(int fd)
+int fdtab_opts(int fd)
 {
-	return (unsigned)fd < tab_size ? __atomic_load_n(&bufset[fd], __ATOMIC_RELAXED) : 0;
+	return (unsigned)fd < tab_size ? __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED) : 0;
 }
 
-void fdtab_clear_bufset(int fd)
+void fdtab_clear_opts(int fd)
 {
-	if ((unsigned)fd < tab_size && __atomic_load_n(&bufset[fd], __ATOMIC_RELAXED))
-		__atomic_store_n(&bufset[fd], 0, __ATOMIC_RELAXED);
+	if ((unsigned)fd < tab_size && __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED))
+		__atomic_store_n(&opts_set[fd], 0, __ATOMIC_RELAXED);
 }
 
 void fdtab_detach_range(unsigned first, unsigned last)

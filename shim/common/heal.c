@@ -131,7 +131,7 @@ static int wait_other_healer(struct fconn *fc, uint32_t gen)
 	return -1;
 }
 
-static int swap_in(struct fconn *fc, int nfd)
+int fconn_swap(struct fconn *fc, int nfd)
 {
 	int fl = real.fcntl(fc->fds[0], F_GETFL);
 	if (fl >= 0)
@@ -139,19 +139,19 @@ static int swap_in(struct fconn *fc, int nfd)
 	/* wake threads blocked on the old socket: they see the new generation
 	 * and retry on the new one (a blocked recv does not wake on dup3) */
 	real.shutdown(fc->fds[0], SHUT_RDWR);
+	int rc = 0;
 	pthread_mutex_lock(&fc->lock);
-	for (int i = 0; i < fc->n_fds; i++) {
-		int fd = fc->fds[i];
-		int cloexec = real.fcntl(fd, F_GETFD);
-		if (real.dup3(nfd, fd, cloexec >= 0 && (cloexec & FD_CLOEXEC) ? O_CLOEXEC : 0) <
-		    0) {
-			pthread_mutex_unlock(&fc->lock);
-			return -1;
-		}
+	for (int i = 0; i < fc->n_fds && rc == 0; i++) {
+		int cloexec = real.fcntl(fc->fds[i], F_GETFD);
+		if (real.dup3(nfd, fc->fds[i],
+			      cloexec >= 0 && (cloexec & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+			rc = -1;
 	}
 	pthread_mutex_unlock(&fc->lock);
-	ep_redo(fc);
-	return 0;
+	real.close(nfd);
+	if (rc == 0)
+		ep_redo(fc);
+	return rc;
 }
 
 int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
@@ -194,66 +194,44 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	const char *from = rt.reps[fc->cur].name;
 	for (int k = 0; k < n; k++) {
 		int idx = order[k], err = 0;
-		if (async) {
-			/* a non-blocking program: the new socket goes in place at
-			 * once, connecting; the replay follows from its next calls
-			 * and readiness waits, and meanwhile it reads EAGAIN */
-			int nfd = dial_start(fc, fc->fds[0], &rt, idx, &err);
-			if (nfd < 0)
-				continue;
-			fc->pending_fd = nfd;
-			if (swap_in(fc, nfd) < 0) {
-				real.close(nfd);
-				fc->pending_fd = -1;
-				break;
-			}
-			real.close(nfd);
-			fc->pending_fd = -1;
-			fc->cur = idx;
-			fc->replay_off = 0;
-			fc->replay_pending =
-			    fc->len > 0 || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
-			fc->fresh = fc->fresh && !fc->len;
-			STAT_INC(failovers);
-			log_info("service %s: %s -> %s (%s), %u request byte(s) to replay once "
-				 "connected",
-				 rt.svc.name, from, rt.reps[idx].name, why, fc->len);
-			nb_start(fc, order, n, k + 1, err == EINPROGRESS);
-			__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
-			rc = 0;
-			goto out;
-		}
-		int nfd = dial_replica(fc, fc->fds[0], &rt, idx, &err);
+		/* a non-blocking program gets the new socket at once, still
+		 * connecting; its replay follows from the program's next calls and
+		 * readiness waits, and meanwhile it reads EAGAIN */
+		int nfd = async ? dial_start(fc, fc->fds[0], &rt, idx, &err)
+				: dial_replica(fc, fc->fds[0], &rt, idx, &err);
 		if (nfd < 0) {
 			log_debug("failover to %s: %s", rt.reps[idx].name, strerror(err));
 			continue;
 		}
 		fc->pending_fd = nfd;
 		uint32_t len = fc->len;
-		if (len && send_all(nfd, fc->buf, len, (int)fc->connect_timeout_ms) < 0) {
+		int shut = __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
+		if (!async && len && send_all(nfd, fc->buf, len, (int)fc->connect_timeout_ms) < 0) {
 			log_debug("replay to %s failed: %s", rt.reps[idx].name, strerror(errno));
 			real.close(nfd);
 			fc->pending_fd = -1;
 			continue;
 		}
-		if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
+		if (!async && shut)
 			real.shutdown(nfd, SHUT_WR);
-		if (swap_in(fc, nfd) < 0) {
-			real.close(nfd);
-			fc->pending_fd = -1;
-			break;
-		}
-		real.close(nfd);
+		int swapped = fconn_swap(fc, nfd);
 		fc->pending_fd = -1;
+		if (swapped < 0)
+			break;
 		fc->cur = idx;
 		fc->fresh = fc->fresh && !len;
 		STAT_INC(failovers);
-		if (len) {
+		if (async) {
+			fc->replay_off = 0;
+			fc->replay_pending = len > 0 || shut;
+			nb_start(fc, order, n, k + 1, err == EINPROGRESS);
+		} else if (len) {
 			STAT_INC(replays);
 			STAT_ADD(replay_bytes, len);
 		}
-		log_info("service %s: %s -> %s (%s), %u request byte(s) replayed, in %.0f us",
+		log_info("service %s: %s -> %s (%s), %u request byte(s) %s, in %.0f us",
 			 rt.svc.name, from, rt.reps[idx].name, why, len,
+			 async ? "to replay once connected" : "replayed",
 			 (double)(flare_monotonic_ns() - t0) / 1000.0);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
 		rc = 0;

@@ -23,11 +23,6 @@ struct flare_stats flare_stats;
 static __thread int initializing;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 
-long flare_raw(long nr, long a, long b, long c, long d, long e, long f)
-{
-	return syscall(nr, a, b, c, d, e, f);
-}
-
 /* dlsym may hand back our own definition when libflare.so is not first in
  * the lookup order; then the symbol stays NULL and callers use the raw
  * system call. */

@@ -40,6 +40,15 @@ static int outstanding(struct fconn *fc)
 	return !__atomic_load_n(&fc->reply_started, __ATOMIC_ACQUIRE) && (fc->len || fc->overflow);
 }
 
+/* An error an asynchronous heal or connect owes the program: a plain load
+ * on every call, the exchange only when there is one. */
+static int take_owed_error(struct fconn *fc)
+{
+	if (!__atomic_load_n(&fc->conn_err, __ATOMIC_RELAXED))
+		return 0;
+	return __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+}
+
 static int nonblocking(int fd, int flags)
 {
 	return (flags & MSG_DONTWAIT) || (real.fcntl(fd, F_GETFL) & O_NONBLOCK);
@@ -56,7 +65,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 	for (;;) {
 		if (__atomic_load_n(&fc->in_slot, __ATOMIC_ACQUIRE))
 			nb_progress(fc, fd);
-		int owed = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+		int owed = take_owed_error(fc);
 		if (owed) {
 			errno = owed; /* an asynchronous heal found no replica */
 			return -1;
@@ -148,7 +157,7 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 				return -1;
 			}
 		}
-		int owed = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+		int owed = take_owed_error(fc);
 		if (owed) {
 			errno = owed;
 			return -1;

@@ -81,27 +81,6 @@ void nb_done(struct fconn *fc)
 		slot_remove(fc);
 }
 
-static int swap_onto(struct fconn *fc, int fd, int nfd)
-{
-	int fl = real.fcntl(fd, F_GETFL);
-	if (fl >= 0)
-		real.fcntl(nfd, F_SETFL, fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
-	pthread_mutex_lock(&fc->lock);
-	int rc = 0;
-	for (int i = 0; i < fc->n_fds && rc == 0; i++) {
-		int cloexec = real.fcntl(fc->fds[i], F_GETFD);
-		rc = real.dup3(nfd, fc->fds[i],
-			       cloexec >= 0 && (cloexec & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0
-			 ? -1
-			 : 0;
-	}
-	pthread_mutex_unlock(&fc->lock);
-	real.close(nfd);
-	if (rc == 0)
-		ep_redo(fc);
-	return rc;
-}
-
 int nb_advance(struct fconn *fc, int fd, int err)
 {
 	struct flare_route rt;
@@ -120,7 +99,7 @@ int nb_advance(struct fconn *fc, int fd, int err)
 				  strerror(e));
 			continue;
 		}
-		if (swap_onto(fc, fd, nfd) < 0)
+		if (fconn_swap(fc, nfd) < 0)
 			break;
 		log_info("connect to service %s: %s refused or timed out (%s), trying %s",
 			 rt.svc.name, rt.reps[fc->cur].name, strerror(err), rt.reps[idx].name);
@@ -198,6 +177,25 @@ int nb_progress_all(void)
 		left += work[i]->replay_pending;
 	}
 	return left;
+}
+
+int nb_take_error(struct fconn *fc, int fd, int always, int *moved_on)
+{
+	*moved_on = 0;
+	int err = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+	if (err || (!always && !__atomic_load_n(&fc->connecting, __ATOMIC_ACQUIRE)))
+		return err;
+	socklen_t l = sizeof(err);
+	if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+		return -1;
+	if (!err || !__atomic_load_n(&fc->connecting, __ATOMIC_ACQUIRE))
+		return err;
+	if (nb_advance(fc, fd, err)) {
+		*moved_on = 1;
+		return 0;
+	}
+	int owed = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+	return owed ? owed : err;
 }
 
 int nb_check_ready(int fd, int ready)

@@ -78,9 +78,6 @@ void flare_init(void);
 /* 1 inside a vfork/CLONE_VM child sharing our memory: touch no state */
 int flare_in_foreign_child(void);
 
-/* raw syscall fallbacks for calls arriving before the constructor */
-long flare_raw(long nr, long a, long b, long c, long d, long e, long f);
-
 /* ---- statistics ---- */
 struct flare_stats {
 	uint64_t managed, connect_failovers, failovers, replays, replay_bytes, passed_errors,
@@ -158,6 +155,9 @@ void fdtab_attach(int fd, struct fconn *fc);
 /* Drops fd from its fconn; frees the fconn with its last descriptor. */
 void fdtab_detach(int fd);
 void fdtab_alias(int oldfd, int newfd);
+/* after dup/dup2/dup3/F_DUPFD: newfd names oldfd's connection (if any);
+ * returns newfd */
+int flare_after_dup(int oldfd, int newfd);
 void fdtab_detach_range(unsigned first, unsigned last);
 /* options the program set on a descriptor (before or after connect): the
  * library reads them back only when they were set */
@@ -167,9 +167,9 @@ void fdtab_detach_range(unsigned first, unsigned last);
 #define FLARE_SET_BIND 8
 #define FLARE_SET_KEEPALIVE 16
 #define FLARE_SET_USER_TIMEOUT 32
-void fdtab_note_bufset(int fd, int bits);
-int fdtab_bufset(int fd);
-void fdtab_clear_bufset(int fd);
+void fdtab_note_opt(int fd, int bits);
+int fdtab_opts(int fd);
+void fdtab_clear_opts(int fd);
 void fdtab_atfork_child(void);
 
 /* route.c: the shared table */
@@ -185,7 +185,6 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
  * the new fd or -1 (errno set). */
 int dial_replica(struct fconn *fc, int like, const struct flare_route *route, int idx,
 		 int *err_out);
-void dial_apply_flare_options(struct fconn *fc, int fd);
 /* The receive slice, for a descriptor the program uses blocking; set when
  * it connects blocking or turns blocking later (fcntl, ioctl FIONBIO). */
 void slice_apply(struct fconn *fc, int fd);
@@ -210,6 +209,11 @@ int nb_advance(struct fconn *fc, int fd, int err);
 /* ready: 0 not writable, 1 writable (maybe with an error), 2 writable
  * and no error reported (connected for sure) */
 int nb_check_ready(int fd, int ready);
+/* The connection's error as the program should learn it: one the library
+ * owes, else (when always, or while connecting) the kernel's SO_ERROR, read
+ * and cleared; a failed connect with replicas left is replaced
+ * (*moved_on = 1) and reads as none. -1 when SO_ERROR cannot be read. */
+int nb_take_error(struct fconn *fc, int fd, int always, int *moved_on);
 void nb_done(struct fconn *fc);
 /* Moves an asynchronous heal on (connect finished? replay sent?) without
  * blocking; nb_progress_all does it for every pending one and says whether
@@ -233,6 +237,10 @@ int ep_find_connecting(int epfd, uint64_t data);
  * by another thread), -1 when the failure must surface. */
 int heal(struct fconn *fc, uint32_t gen, const char *why, int async);
 int heal_allowed(struct fconn *fc);
+/* Puts connected-or-connecting socket nfd in place of fc's socket on every
+ * descriptor number (flags kept, blocked readers woken, epoll registrations
+ * redone) and closes nfd; 0 or -1. */
+int fconn_swap(struct fconn *fc, int nfd);
 void request_record(struct fconn *fc, const void *data, size_t n);
 void request_record_iov(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);
 int is_conn_failure(int err);

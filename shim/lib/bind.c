@@ -7,6 +7,6 @@ FLARE_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
 	HOOK_ENTER(bind, (int)syscall(SYS_bind, fd, sa, len));
 	int r = real.bind(fd, sa, len);
 	if (r == 0 && sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
-		fdtab_note_bufset(fd, FLARE_SET_BIND);
+		fdtab_note_opt(fd, FLARE_SET_BIND);
 	return r;
 }

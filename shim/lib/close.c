@@ -5,7 +5,7 @@
 FLARE_EXPORT int close(int fd)
 {
 	HOOK_ENTER(close, (int)syscall(SYS_close, fd));
-	fdtab_clear_bufset(fd);
+	fdtab_clear_opts(fd);
 	/* the pid check (a system call) only when there is state to touch */
 	if ((fdtab_get(fd) || register_knows(fd)) && !flare_in_foreign_child()) {
 		fdtab_detach(fd);

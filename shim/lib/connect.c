@@ -2,6 +2,27 @@
 
 #include <sys/stat.h>
 
+/* A second connect on a managed descriptor (hiredis and others learn the
+ * outcome this way): a failed attempt with replicas left is still in
+ * progress, one with none left reports its error; otherwise the kernel's
+ * socket is connected (or connecting) to a replica, not to the address
+ * dialed again, so the answer is for the connection the program knows. */
+static int connect_again(struct fconn *fc, int fd)
+{
+	int moved_on;
+	int err = nb_take_error(fc, fd, 0, &moved_on);
+	if (moved_on || err <= 0) {
+		struct sockaddr_storage peer;
+		socklen_t pl = sizeof(peer);
+		errno = !moved_on && real.getpeername(fd, (struct sockaddr *)&peer, &pl) == 0
+			    ? EISCONN
+			    : EALREADY;
+		return -1;
+	}
+	errno = err;
+	return -1;
+}
+
 /* connect(2): the one place a descriptor becomes managed. Everything not a
  * stream socket to a service address in a healthy table goes through as
  * it is, after one hash lookup. */
@@ -12,41 +33,10 @@ FLARE_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	struct flare_route rt;
 	if (flare_disabled || !sa || flare_addr_from_sockaddr(sa, len, &dst) < 0)
 		return real.connect(fd, sa, len);
-	if (fdtab_get(fd)) {
-		/* connected before (a number reused by a new socket was forgotten
-		 * in the socket() hook): a second connect */
-		{
-			/* hiredis and others call connect again to learn the
-			 * outcome: a failed attempt with replicas left is still in
-			 * progress, one with none left reports its error */
-			struct fconn *fc = fdtab_get(fd);
-			int err = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
-			if (!err && fc->connecting) {
-				socklen_t l = sizeof(err);
-				real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
-				if (err && nb_advance(fc, fd, err)) {
-					errno = EALREADY;
-					return -1;
-				}
-				if (err)
-					err =
-					    __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL)
-						?: err;
-			}
-			if (err) {
-				errno = err;
-				return -1;
-			}
-			/* the kernel's socket is connected (or connecting) to a
-			 * replica, not to what the program dialed again: answer
-			 * for the connection as the program knows it */
-			struct sockaddr_storage peer;
-			socklen_t pl = sizeof(peer);
-			errno = real.getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 ? EISCONN
-											 : EALREADY;
-			return -1;
-		}
-	}
+	struct fconn *known = fdtab_get(fd);
+	if (known) /* a number reused by a new socket was forgotten in socket() */
+		return connect_again(known, fd);
+
 	if (route_lookup(&dst, &rt) != FLARE_TBL_OK || flare_in_foreign_child())
 		return real.connect(fd, sa, len);
 	int type = 0;

@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <stdarg.h>
 
-int flare_after_dup(int oldfd, int newfd);
-
 /* The third argument is an int or a pointer; both travel in the same
  * register, so it is forwarded as a pointer-sized value. */
 static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)

@@ -11,15 +11,15 @@ FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, sockle
 {
 	HOOK_ENTER(setsockopt, (int)syscall(SYS_setsockopt, fd, level, name, val, len));
 	if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_RCVBUFFORCE))
-		fdtab_note_bufset(fd, FLARE_BUF_RCV);
+		fdtab_note_opt(fd, FLARE_BUF_RCV);
 	else if (level == SOL_SOCKET && (name == SO_SNDBUF || name == SO_SNDBUFFORCE))
-		fdtab_note_bufset(fd, FLARE_BUF_SND);
+		fdtab_note_opt(fd, FLARE_BUF_SND);
 	else if (level == SOL_SOCKET && name == SO_RCVTIMEO)
-		fdtab_note_bufset(fd, FLARE_SET_RCVTIMEO);
+		fdtab_note_opt(fd, FLARE_SET_RCVTIMEO);
 	else if (level == SOL_SOCKET && name == SO_KEEPALIVE)
-		fdtab_note_bufset(fd, FLARE_SET_KEEPALIVE);
+		fdtab_note_opt(fd, FLARE_SET_KEEPALIVE);
 	else if (level == IPPROTO_TCP && name == TCP_USER_TIMEOUT)
-		fdtab_note_bufset(fd, FLARE_SET_USER_TIMEOUT);
+		fdtab_note_opt(fd, FLARE_SET_USER_TIMEOUT);
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc || level != SOL_SOCKET || name != SO_RCVTIMEO || !val ||
 	    len < (socklen_t)sizeof(struct timeval))
@@ -44,16 +44,10 @@ FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, sockle
  * is replaced, and the program reads 0 (in progress) as it would have. */
 static int so_error(struct fconn *fc, int fd, void *val, socklen_t *len)
 {
-	int err = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
-	if (!err) {
-		socklen_t l = sizeof(err);
-		if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
-			return -1;
-		if (err && fc->connecting && nb_advance(fc, fd, err))
-			err = 0;
-		else if (err && fc->connecting)
-			err = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL) ?: err;
-	}
+	int moved_on;
+	int err = nb_take_error(fc, fd, 1, &moved_on);
+	if (err < 0)
+		return -1;
 	memcpy(val, &err, sizeof(err));
 	*len = sizeof(err);
 	return 0;
