@@ -115,38 +115,6 @@ static void copy_options(struct fconn *fc, int from, int to)
 	}
 }
 
-static void set_int(int fd, int level, int name, int v)
-{
-	real.setsockopt(fd, level, name, &v, sizeof(v));
-}
-
-static int get_int(int fd, int level, int name)
-{
-	int v = 0;
-	socklen_t l = sizeof(v);
-	real.getsockopt(fd, level, name, &v, &l);
-	return v;
-}
-
-/* flare's own settings: a dead peer must cost the program the service's
- * timeouts, not the kernel's minutes; a program's own choices win. */
-static void dial_apply_flare_options(struct fconn *fc, int fd)
-{
-	int set = fdtab_opts(fd);
-	if (fc->user_timeout_ms &&
-	    (!(set & FLARE_SET_USER_TIMEOUT) || get_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT) == 0))
-		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)fc->user_timeout_ms);
-	if (fc->ka_idle &&
-	    (!(set & FLARE_SET_KEEPALIVE) || !get_int(fd, SOL_SOCKET, SO_KEEPALIVE))) {
-		set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
-		set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, fc->ka_idle);
-		set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, fc->ka_intvl ? fc->ka_intvl : 1);
-		set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, fc->ka_cnt ? fc->ka_cnt : 1);
-	}
-	if (fc->slice_set)
-		slice_apply(fc, fd);
-}
-
 void slice_apply(struct fconn *fc, int fd)
 {
 	/* the kernel's receive timeout is at most one slice; the program's own
@@ -221,7 +189,10 @@ int dial_start(struct fconn *fc, int like, const struct flare_route *route, int 
 		return -1;
 	}
 	copy_options(fc, like, fd);
-	dial_apply_flare_options(fc, fd);
+	timeouts_apply(fc, fd);
+	timeouts_forget(fc); /* this socket replaces the one that owed them */
+	if (fc->slice_set)
+		slice_apply(fc, fd);
 	if (fc->has_bind && real.bind) {
 		if (real.bind(fd, (struct sockaddr *)&fc->bind_sa, fc->bind_len) < 0 &&
 		    errno == EADDRINUSE) {
@@ -362,8 +333,8 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 		if (k == 0) {
 			/* the program's own socket first: its options and bind stay as they are */
 			if (blocking)
-				fc->slice_set = 1;
-			dial_apply_flare_options(fc, fd);
+				slice_apply(fc, fd);
+			timeouts_defer(fc);
 			if (!blocking) {
 				/* a non-blocking connect stays non-blocking: the best live
 				 * replica, EINPROGRESS at once */

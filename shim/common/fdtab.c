@@ -107,6 +107,7 @@ void fdtab_detach(int fd)
 void fconn_release(struct fconn *fc)
 {
 	fc->replay_pending = 0;
+	timeouts_forget(fc);
 	if (fc->in_slot)
 		nb_done(fc);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
@@ -129,6 +130,12 @@ void fdtab_note_opt(int fd, int bits)
 {
 	if ((unsigned)fd < tab_size)
 		__atomic_or_fetch(&opts_set[fd], (uint8_t)bits, __ATOMIC_RELAXED);
+}
+
+void fdtab_set_opts(int fd, int bits)
+{
+	if ((unsigned)fd < tab_size)
+		__atomic_store_n(&opts_set[fd], (uint8_t)bits, __ATOMIC_RELAXED);
 }
 
 int fdtab_opts(int fd)
@@ -159,6 +166,17 @@ void fdtab_detach_range(unsigned first, unsigned last)
 		for (int i = 0; i < n; i++)
 			fdtab_detach(fds[i]);
 	} while (n == 64);
+}
+
+int fdtab_collect(int (*want)(struct fconn *), struct fconn **out, int max)
+{
+	int n = 0;
+	pthread_mutex_lock(&tab_lock);
+	for (struct fconn *fc = all_list; fc && n < max; fc = fc->all_next)
+		if (want(fc))
+			out[n++] = fc;
+	pthread_mutex_unlock(&tab_lock);
+	return n;
 }
 
 /* A fork child may have been created while another thread held a lock. */

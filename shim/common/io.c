@@ -87,7 +87,8 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 				errno = err; /* the program's own non-blocking read */
 				return -1;
 			}
-			/* one of our slices ended */
+			/* one of our slices ended: the connection has lived a while */
+			timeouts_settle(fc, 0);
 			if (deadline && now_ns() >= deadline) {
 				errno = EAGAIN;
 				return -1;
@@ -166,6 +167,7 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 		ssize_t n = msg ? real.sendmsg(fd, msg, flags | MSG_NOSIGNAL)
 				: real.send(fd, buf, len, flags | MSG_NOSIGNAL);
 		if (n >= 0) {
+			timeouts_settle(fc, 1);
 			if (msg)
 				request_record_iov(fc, msg->msg_iov, (int)msg->msg_iovlen,
 						   (size_t)n);

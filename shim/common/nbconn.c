@@ -5,7 +5,7 @@
  * program's descriptor number (epoll registrations follow) and hides that
  * event: the program just goes on waiting and sees the connection that
  * succeeded. Every readiness hook exits at once while no connect is under
- * way (flare_n_connecting == 0). */
+ * way and no connection is owed its timeouts (wait_is_plain). */
 #include "shim.h"
 
 #include <errno.h>
@@ -37,6 +37,26 @@ int wait_left(int timeout_ms, int64_t deadline)
 		return timeout_ms;
 	int64_t left = deadline - now_ms();
 	return left > 0 ? (int)left : 0;
+}
+
+int wait_slice(int timeout)
+{
+	/* a pending heal is moved on every millisecond: the program is not
+	 * waiting for the new socket's POLLOUT */
+	if (__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE) && nb_progress_all() &&
+	    (timeout < 0 || timeout > 1))
+		return 1;
+	if (__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE) &&
+	    (timeout < 0 || timeout > FLARE_TIMEOUTS_DEFER_MS))
+		return FLARE_TIMEOUTS_DEFER_MS;
+	return timeout;
+}
+
+void wait_slept(void)
+{
+	/* nothing was ready: the program is idle, its connections are not new */
+	if (__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE))
+		timeouts_settle_all();
 }
 
 static void slot_add(struct fconn *fc)

@@ -114,6 +114,8 @@ struct fconn {
 	uint16_t ka_idle, ka_intvl, ka_cnt;
 	struct timeval prog_rcvtimeo; /* the program's SO_RCVTIMEO (0: none) */
 	int slice_set;                /* the kernel's SO_RCVTIMEO is our slice (blocking use) */
+	int timeouts_owed;            /* flare's TCP timeouts not set yet (atomic) */
+	uint64_t timeouts_due_ms;     /* CLOCK_MONOTONIC ms when they become due */
 
 	int has_bind;
 	struct sockaddr_storage bind_sa;
@@ -159,18 +161,23 @@ void fdtab_alias(int oldfd, int newfd);
  * returns newfd */
 int flare_after_dup(int oldfd, int newfd);
 void fdtab_detach_range(unsigned first, unsigned last);
-/* options the program set on a descriptor (before or after connect): the
- * library reads them back only when they were set */
+/* what the library knows of a descriptor's socket: the options the program
+ * set (before or after connect; read back only when they were set), and
+ * its kind. They follow dup, and are forgotten on close. */
 #define FLARE_BUF_RCV 1
 #define FLARE_BUF_SND 2
 #define FLARE_SET_RCVTIMEO 4
 #define FLARE_SET_BIND 8
 #define FLARE_SET_KEEPALIVE 16
 #define FLARE_SET_USER_TIMEOUT 32
+#define FLARE_INET_STREAM 64 /* made by socket() as an AF_INET(6) SOCK_STREAM */
 void fdtab_note_opt(int fd, int bits);
+void fdtab_set_opts(int fd, int bits);
 int fdtab_opts(int fd);
 void fdtab_clear_opts(int fd);
 void fdtab_atfork_child(void);
+/* up to max live connections for which want() holds */
+int fdtab_collect(int (*want)(struct fconn *), struct fconn **out, int max);
 
 /* route.c: the shared table */
 int route_lookup(const struct flare_addr *a, struct flare_route *out);
@@ -224,12 +231,34 @@ int nb_progress_all(void);
  * deadline: wait_deadline(timeout) once, then wait_left(timeout, deadline)
  * gives the milliseconds left (-1 stays forever, 0 means it is over). */
 int64_t wait_deadline(int timeout_ms);
+/* The longest a readiness wait may sleep in the kernel this time, and what
+ * to do when it slept and nothing was ready. */
+int wait_slice(int timeout_ms);
+void wait_slept(void);
 int wait_left(int timeout_ms, int64_t deadline);
 void ep_register(struct fconn *fc, int epfd, int fd, uint32_t events, uint64_t data);
 void ep_unregister(struct fconn *fc, int epfd, int fd);
 void ep_redo(struct fconn *fc);
 /* fd behind (epfd, data) among connecting connections, or -1 */
 int ep_find_connecting(int epfd, uint64_t data);
+
+/* timeouts.c: TCP_USER_TIMEOUT and keepalive on managed sockets, applied
+ * once a connection outlives FLARE_TIMEOUTS_DEFER_MS */
+#define FLARE_TIMEOUTS_DEFER_MS 20
+extern int flare_n_timeouts_owed; /* readiness waits are sliced while > 0 */
+void timeouts_apply(struct fconn *fc, int fd);
+void timeouts_defer(struct fconn *fc);
+void timeouts_forget(struct fconn *fc);
+/* applies them if owed (and, with due_only, once the connection is old enough) */
+void timeouts_settle(struct fconn *fc, int due_only);
+void timeouts_settle_all(void);
+
+/* readiness hooks with nothing to do but the real call */
+static inline int wait_is_plain(void)
+{
+	return !__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE) &&
+	       !__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE);
+}
 
 /* heal.c */
 /* Replaces the connection behind fc after a failure seen at generation

@@ -37,11 +37,13 @@ FLARE_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (known) /* a number reused by a new socket was forgotten in socket() */
 		return connect_again(known, fd);
 
-	if (route_lookup(&dst, &rt) != FLARE_TBL_OK || flare_in_foreign_child())
+	/* no vfork-child check here: such a child may only exec or _exit */
+	if (route_lookup(&dst, &rt) != FLARE_TBL_OK)
 		return real.connect(fd, sa, len);
-	int type = 0;
+	int type = SOCK_STREAM;
 	socklen_t tl = sizeof(type);
-	if (real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
+	if (!(fdtab_opts(fd) & FLARE_INET_STREAM) &&
+	    (real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM))
 		return real.connect(fd, sa, len);
 	return dial_managed(fd, type, sa, len, &dst, &rt);
 }
@@ -53,7 +55,13 @@ FLARE_EXPORT int socket(int domain, int type, int protocol)
 {
 	HOOK_ENTER(socket, (int)syscall(SYS_socket, domain, type, protocol));
 	int fd = real.socket(domain, type, protocol);
-	if (fd >= 0 && fdtab_get(fd))
-		fdtab_detach(fd);
+	if (fd >= 0) {
+		if (fdtab_get(fd))
+			fdtab_detach(fd);
+		/* what connect() would otherwise ask the kernel (SO_TYPE) */
+		int stream = (domain == AF_INET || domain == AF_INET6) &&
+			     (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
+		fdtab_set_opts(fd, stream ? FLARE_INET_STREAM : 0);
+	}
 	return fd;
 }

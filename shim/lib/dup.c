@@ -4,6 +4,8 @@
  * lands on every number. dup2/dup3 onto a managed descriptor closes it. */
 int flare_after_dup(int oldfd, int newfd)
 {
+	if (newfd >= 0 && newfd != oldfd)
+		fdtab_set_opts(newfd, fdtab_opts(oldfd));
 	if (newfd >= 0 && newfd != oldfd &&
 	    (fdtab_get(oldfd) || fdtab_get(newfd) || register_knows(newfd)) &&
 	    !flare_in_foreign_child()) {

@@ -40,16 +40,16 @@ FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tim
 {
 	HOOK_ENTER(epoll_pwait,
 		   (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, mask, sizeof(sigset_t)));
-	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+	if (wait_is_plain())
 		return real.epoll_pwait(epfd, evs, max, timeout, mask);
 	int64_t end = wait_deadline(timeout);
 	for (;;) {
-		/* a pending heal is moved on every millisecond (see poll.c) */
-		int pending = nb_progress_all();
-		int slice = pending && (timeout < 0 || timeout > 1) ? 1 : timeout;
+		int slice = wait_slice(timeout);
 		int n = real.epoll_pwait(epfd, evs, max, slice, mask);
 		if (n < 0)
 			return n;
+		if (n == 0)
+			wait_slept();
 		int left = n ? filter(epfd, evs, n) : 0;
 		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
 			return left;
@@ -59,7 +59,7 @@ FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tim
 FLARE_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 {
 	HOOK_ENTER(epoll_wait, (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, NULL, 0));
-	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+	if (wait_is_plain())
 		return real.epoll_wait(epfd, evs, max, timeout);
 	return epoll_pwait(epfd, evs, max, timeout, NULL);
 }

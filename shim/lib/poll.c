@@ -23,17 +23,16 @@ static int filter(struct pollfd *fds, nfds_t nfds, int n)
 FLARE_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
 	HOOK_ENTER(poll, (int)syscall(SYS_poll, fds, nfds, timeout));
-	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+	if (wait_is_plain())
 		return real.poll(fds, nfds, timeout);
 	int64_t end = wait_deadline(timeout);
 	for (;;) {
-		/* while a heal is pending, come back every millisecond to move
-		 * it on: the program is not waiting for the new socket's POLLOUT */
-		int pending = nb_progress_all();
-		int slice = pending && (timeout < 0 || timeout > 1) ? 1 : timeout;
+		int slice = wait_slice(timeout);
 		int n = real.poll(fds, nfds, slice);
 		if (n < 0)
 			return n;
+		if (n == 0)
+			wait_slept();
 		int left = n ? filter(fds, nfds, n) : 0;
 		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
 			return left;
@@ -44,17 +43,18 @@ FLARE_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *t
 		       const sigset_t *mask)
 {
 	HOOK_ENTER(ppoll, (int)syscall(SYS_ppoll, fds, nfds, tmo, mask, sizeof(sigset_t)));
-	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+	if (wait_is_plain())
 		return real.ppoll(fds, nfds, tmo, mask);
 	int timeout = tmo ? (int)(tmo->tv_sec * 1000 + tmo->tv_nsec / 1000000) : -1;
 	int64_t end = wait_deadline(timeout);
 	for (;;) {
-		int pending = nb_progress_all();
-		int ms = pending && (timeout < 0 || timeout > 1) ? 1 : timeout;
+		int ms = wait_slice(timeout);
 		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 		int n = real.ppoll(fds, nfds, ms < 0 ? NULL : &ts, mask);
 		if (n < 0)
 			return n;
+		if (n == 0)
+			wait_slept();
 		int left = n ? filter(fds, nfds, n) : 0;
 		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
 			return left;

@@ -39,7 +39,7 @@ static void restore(fd_set *dst, const fd_set *src)
 FLARE_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
 	HOOK_ENTER(select, (int)syscall(SYS_select, nfds, r, w, e, tv));
-	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+	if (wait_is_plain())
 		return real.select(nfds, r, w, e, tv);
 	fd_set r0, w0, e0;
 	save(&r0, r);
@@ -48,12 +48,13 @@ FLARE_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeva
 	int timeout = tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1;
 	int64_t end = wait_deadline(timeout);
 	for (;;) {
-		int pending = nb_progress_all();
-		int ms = pending && (timeout < 0 || timeout > 1) ? 1 : timeout;
+		int ms = wait_slice(timeout);
 		struct timeval slice = {ms / 1000, (ms % 1000) * 1000};
 		int n = real.select(nfds, r, w, e, ms < 0 ? NULL : &slice);
 		if (n < 0)
 			return n;
+		if (n == 0)
+			wait_slept();
 		int left = n ? filter(nfds, r, w, e, n) : 0;
 		if (left > 0 || (timeout = wait_left(timeout, end)) == 0) {
 			if (tv && timeout >= 0) {

@@ -13,6 +13,14 @@ import harness  # noqa: E402
 from harness import BUILD, Stack, free_ports, rr_deployment, spawn, start_rr, wait_for  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+# --only a,b: just those sections (ranking, overhead, loops, penalty, memory,
+# propagation, daemons), for iterating on one figure
+ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
+
+
+def wanted(section):
+    return ONLY is None or section in ONLY
+
 ROUNDS = 3 if QUICK else 7
 REQS = 5000 if QUICK else 30000
 rows = []
@@ -260,32 +268,36 @@ def daemon_memory(small):
 
 def main():
     print("flare benchmarks (%s)" % ("quick" if QUICK else "full"), flush=True)
-    r = subprocess.run([BUILD + "/bench/rankcost", "1000", "10000", "3", "11"],
-                       capture_output=True, text=True)
-    m = re.search(r"median_ms=([\d.]+) min_ms=([\d.]+)", r.stdout)
-    row("ranking cost", "Algorithm 1, 1,000 hosts / 10,000 objects x 3 (median of 11)",
-        "%s ms (min %s)" % (m.group(1), m.group(2)), "goal < 50 ms")
+    if wanted("ranking"):
+        r = subprocess.run([BUILD + "/bench/rankcost", "1000", "10000", "3", "11"],
+                           capture_output=True, text=True)
+        m = re.search(r"median_ms=([\d.]+) min_ms=([\d.]+)", r.stdout)
+        row("ranking cost", "Algorithm 1, 1,000 hosts / 10,000 objects x 3 (median of 11)",
+            "%s ms (min %s)" % (m.group(1), m.group(2)), "goal < 50 ms")
     s = rr_deployment()
     start_rr(s, servers=False)
     for i in range(s.n):
         s.start("rr%d" % i, pinned([BUILD + "/rr-server", "-l", "127.0.0.1:%d" % s.ports[i],
                                     "--tag", "A-%d" % (i + 1)]))
     wait_for(lambda: harness.all_alive(s), 10, what="replicas alive")
-    for i in (1, 2):  # the overhead runs use one replica only
-        s.kill("rr%d" % i)
-    wait_for(lambda: s.order("A")[0] == "A-1" and not s.replica("A-2")["alive"], 10,
-             what="only A-1 alive")
-    overhead(s)
-    event_loops(s)
-    for i in (1, 2):
-        harness.rr_server(s, i)
-    s.kill("rr0")
-    harness.rr_server(s, 0)
-    wait_for(lambda: harness.all_alive(s), 10, what="replicas alive")
-    failover_penalty(s)
-    memory(s)
-    propagation(s)
-    daemon_memory(s)
+    if wanted("overhead") or wanted("loops"):
+        for i in (1, 2):  # the overhead runs use one replica only
+            s.kill("rr%d" % i)
+        wait_for(lambda: s.order("A")[0] == "A-1" and not s.replica("A-2")["alive"], 10,
+                 what="only A-1 alive")
+        if wanted("overhead"):
+            overhead(s)
+        if wanted("loops"):
+            event_loops(s)
+        for i in (1, 2):
+            harness.rr_server(s, i)
+        s.kill("rr0")
+        harness.rr_server(s, 0)
+        wait_for(lambda: harness.all_alive(s), 10, what="replicas alive")
+    for name, fn in (("penalty", failover_penalty), ("memory", memory),
+                     ("propagation", propagation), ("daemons", daemon_memory)):
+        if wanted(name):
+            fn(s)
     print("\n%-18s | %-62s | %-34s | %s" % ("section", "measure", "value", "goal"))
     print("-" * 140)
     for sec, what, value, goal in rows:

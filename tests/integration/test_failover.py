@@ -337,6 +337,47 @@ def test_python_client_spawning_children():
     check(p.returncode == 0 and "ok 200" in out, "python client: rc %d %s %s" % (p.returncode, out, err))
     check("failover(s)" in err and "0 failover(s)" not in err, "a failover happened: %r" % err)
 
+TIMEOUTS_CLIENT = r'''
+import selectors, signal, socket, sys
+port = int(sys.argv[1])
+TCP_USER_TIMEOUT = 18
+def opts(s):
+    return "%d,%d,%d" % (s.getsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT),
+                         s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                         s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE))
+def alarm(*a):
+    raise TimeoutError()
+signal.signal(signal.SIGALRM, alarm)
+a = socket.create_connection(("127.0.0.1", port))
+young = opts(a)
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+try:
+    a.recv(1)  # nothing comes: blocked in the library's sliced read
+except TimeoutError:
+    pass
+blocking = opts(a)
+b = socket.socket()
+b.setblocking(False)
+b.connect_ex(("127.0.0.1", port))
+sel = selectors.EpollSelector()
+sel.register(b, selectors.EVENT_READ)
+sel.select(0.3)  # idle in epoll_wait
+print("young=%s blocking=%s nonblocking=%s" % (young, blocking, opts(b)))
+'''
+
+
+def test_tcp_timeouts_set_once_a_connection_lives():
+    """The service's user timeout and keepalive reach every managed socket
+    that lives past its first moments, blocking or not; a connection's
+    first moments skip the five setsockopt calls."""
+    s = rr_deployment()
+    start_rr(s)
+    r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, "-c",
+                        TIMEOUTS_CLIENT, str(s.svc)], capture_output=True, text=True, timeout=30)
+    want = "young=0,0,7200 blocking=1000,1,1 nonblocking=1000,1,1"
+    check(r.returncode == 0 and r.stdout.strip() == want,
+          "rc %d: %r (want %r) %s" % (r.returncode, r.stdout, want, r.stderr[-800:]))
+
 
 if __name__ == "__main__":
     run([test_random_sigkills_20_trials, test_every_replica_dead, test_fail_open_tables,
@@ -344,4 +385,5 @@ if __name__ == "__main__":
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
-         test_flare_run_warns_about_static_programs])
+         test_flare_run_warns_about_static_programs,
+         test_tcp_timeouts_set_once_a_connection_lives])
