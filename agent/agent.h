@@ -8,6 +8,10 @@
 #include "evconn.h"
 #include "table_writer.h"
 
+#include <event2/listener.h>
+
+#define AGENT_MAX_QUERIES 256
+
 struct agent {
 	struct flare_config *cfg;
 	struct event_base *base;
@@ -18,10 +22,21 @@ struct agent {
 	int backoff_ms;
 	int subscribed;
 	struct event *retry, *hb_timer;
-	uint64_t fulls, deltas, rejected;
+	uint64_t fulls, deltas, rejected, queries;
+	/* reactive failover: clients waiting for the manager's answer, in the
+	 * order their questions were forwarded (NULL: hung up meanwhile) */
+	struct evconnlistener *query_listener;
+	struct evconn *waiting[AGENT_MAX_QUERIES];
+	int first_waiting, n_waiting;
 };
 
 int agent_start(struct agent *a);
 void agent_stop(struct agent *a);
+
+/* query.c */
+int query_start(struct agent *a);
+void query_stop(struct agent *a);
+void query_answer(struct agent *a, struct fw_msg *m);
+void query_link_lost(struct agent *a);
 
 #endif

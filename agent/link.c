@@ -59,6 +59,7 @@ static void on_msg(struct evconn *c, struct fw_msg *m)
 		if (a->subscribed)
 			flare_tbl_touch(&a->writer);
 		return;
+	case FW_QUERY_RESP: query_answer(a, m); return;
 	case FW_ERROR: log_error("%s: manager says '%s'", c->peer, m->u.text.text); return;
 	default: why = "unexpected frame type"; break;
 	}
@@ -76,6 +77,7 @@ static void on_close(struct evconn *c, const char *why)
 	if (a->c != c)
 		return;
 	a->c = NULL;
+	query_link_lost(a);
 	if (a->subscribed)
 		log_warn("%s: lost (%s); keeping the last table, reconnecting", c->peer, why);
 	else

@@ -68,17 +68,19 @@ int main(int argc, char **argv)
 	if (daemon_setup("flare-agent", fg) < 0)
 		return 1;
 	a.base = event_base_new();
-	if (!a.base || agent_start(&a) < 0) {
+	if (!a.base || agent_start(&a) < 0 || query_start(&a) < 0) {
 		log_error("cannot start");
 		return 1;
 	}
 	log_info("agent publishing %s from %d manager address(es)", shm, cfg.n_managers);
 	struct event **sigs = daemon_signals(a.base);
 	event_base_dispatch(a.base);
+	query_stop(&a);
 	agent_stop(&a);
-	log_info("stopping: %llu full tables, %llu deltas, %llu rejected; table %s",
+	log_info("stopping: %llu full tables, %llu deltas, %llu rejected, %llu queries; table %s",
 		 (unsigned long long)a.fulls, (unsigned long long)a.deltas,
-		 (unsigned long long)a.rejected, keep ? "kept" : "removed");
+		 (unsigned long long)a.rejected, (unsigned long long)a.queries,
+		 keep ? "kept" : "removed");
 	flare_tbl_writer_close(&a.writer, !keep);
 	daemon_signals_free(sigs);
 	event_base_free(a.base);

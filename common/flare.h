@@ -4,6 +4,8 @@
 #ifndef FLARE_FLARE_H
 #define FLARE_FLARE_H
 
+#include <stddef.h>
+
 #define FLARE_VERSION "0.1.0"
 
 #define FLARE_NAME_MAX 32     /* host/service/replica names, with the NUL */
@@ -39,6 +41,10 @@ const char *flare_failover_name(int f);
 const char *flare_replay_name(int r);
 int flare_strategy_parse(const char *s);
 int flare_failover_parse(const char *s);
+/* The UNIX socket (abstract: '@' then the name) on which the agent that
+ * publishes table `shm` answers reactive-failover queries. */
+#define FLARE_QUERY_SOCKET_MAX 108
+void flare_query_socket_name(const char *shm, char *out, size_t n);
 int flare_replay_parse(const char *s);
 
 #endif

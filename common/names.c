@@ -1,5 +1,6 @@
 #include "flare.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const strategy_names[] = {"static", "least-loaded"};
@@ -22,3 +23,10 @@ const char *flare_replay_name(int r) { return NAME_OF(replay_names, r); }
 int flare_strategy_parse(const char *s) { return index_of(strategy_names, 2, s); }
 int flare_failover_parse(const char *s) { return index_of(failover_names, 3, s); }
 int flare_replay_parse(const char *s) { return index_of(replay_names, 2, s); }
+
+void flare_query_socket_name(const char *shm, char *out, size_t n)
+{
+	/* abstract, so nothing is left behind; the table's name keeps two
+	 * deployments on one host apart */
+	snprintf(out, n, "@flare-agent%s", shm);
+}

@@ -93,14 +93,18 @@ static int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
 }
 
 /* Failover targets after local replica `cur` failed: its ranking (live
- * first), then every other replica, and `cur` itself last (it may have been
- * restarted). */
+ * first; pushed in the table, or asked for now under reactive failover;
+ * none under static), then every other replica in the configured order,
+ * and `cur` itself last (it may have been restarted). */
 static int targets(const struct fconn *fc, const struct flare_route *rt, uint8_t *out)
 {
 	const struct flare_tbl_replica *me = &rt->reps[fc->cur];
 	uint8_t base[2 * FLARE_MAX_REPLICAS], seen[FLARE_MAX_REPLICAS] = {0};
 	int nb = 0;
-	if (fc->failover != FLARE_FAILOVER_STATIC)
+	int asked = fc->failover == FLARE_FAILOVER_REACTIVE ? query_targets(fc, rt, base) : -1;
+	if (asked >= 0)
+		nb = asked;
+	else if (fc->failover != FLARE_FAILOVER_STATIC)
 		for (int k = 0; k < me->n_failover; k++)
 			base[nb++] = me->failover[k];
 	for (uint32_t i = 0; i < rt->svc.n_replicas; i++)

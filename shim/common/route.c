@@ -24,7 +24,7 @@ static uint64_t next_try_ns;
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static int said[FLARE_TBL_ABSENT + 1];
 
-static const char *shm_name(void)
+const char *route_shm_name(void)
 {
 	const char *n = getenv("FLARE_SHM");
 	return n && *n ? n : "/flare";
@@ -36,14 +36,14 @@ static void say_once(int rc, const char *why)
 		return;
 	if (__atomic_exchange_n(&said[rc], 1, __ATOMIC_RELAXED))
 		return;
-	log_warn("table %s is %s%s%s: passing connections through unchanged", shm_name(),
+	log_warn("table %s is %s%s%s: passing connections through unchanged", route_shm_name(),
 		 flare_tbl_rc_name(rc), why ? ": " : "", why ? why : "");
 }
 
 static ino_t name_ino(void)
 {
 	struct stat st;
-	int fd = shm_open(shm_name(), O_RDONLY | O_CLOEXEC, 0);
+	int fd = shm_open(route_shm_name(), O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
 	ino_t ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
@@ -65,7 +65,7 @@ static struct table *reopen(struct table *seen)
 	struct flare_tbl_reader tmp;
 	const char *why = NULL;
 	ino_t ino = name_ino();
-	int rc = flare_tbl_reader_open(&tmp, shm_name(), &why);
+	int rc = flare_tbl_reader_open(&tmp, route_shm_name(), &why);
 	if (rc == FLARE_TBL_OK) {
 		struct table *n = malloc(sizeof(*n));
 		if (n) {

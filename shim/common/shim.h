@@ -181,6 +181,7 @@ int fdtab_collect(int (*want)(struct fconn *), struct fconn **out, int max);
 
 /* route.c: the shared table */
 int route_lookup(const struct flare_addr *a, struct flare_route *out);
+const char *route_shm_name(void); /* FLARE_SHM, or /flare */
 int route_read(uint32_t svc_index, struct flare_route *out);
 int route_lookup_replica(const struct flare_addr *a, struct flare_replica_info *out);
 
@@ -259,6 +260,11 @@ static inline int wait_is_plain(void)
 	return !__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE) &&
 	       !__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE);
 }
+
+/* query.c: reactive failover. The failover targets the manager gives
+ * for fc's failed replica, as local indexes, best first; -1 (logged) when
+ * no answer came, and the caller uses the table's ranking. */
+int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t *out);
 
 /* heal.c */
 /* Replaces the connection behind fc after a failure seen at generation

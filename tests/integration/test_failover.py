@@ -379,6 +379,34 @@ def test_tcp_timeouts_set_once_a_connection_lives():
           "rc %d: %r (want %r) %s" % (r.returncode, r.stdout, want, r.stderr[-800:]))
 
 
+def test_reactive_failover_asks_the_manager():
+    """failover = "reactive": the heal asks the agent, which asks the
+    manager; with the agent frozen the question times out and the heal
+    uses the table's ranking. No request fails either way."""
+    s = rr_deployment(service_extra='failover = "reactive";')
+    start_rr(s)
+    for frozen in (False, True):
+        victim = serving_replica(s)
+        if frozen:
+            s.procs["agent"].send_signal(signal.SIGSTOP)
+        p = rr_client(s, ["-n", "1500", "-r", "2000"], wait=False, env={"FLARE_LOG": "debug"})
+        time.sleep(0.4)
+        s.kill("rr%d" % victim)
+        out, err = p.communicate(timeout=60)
+        if frozen:
+            s.procs["agent"].send_signal(signal.SIGCONT)
+        n, errors, served = parse(out)
+        check(p.returncode == 0 and n == 1500 and errors == 0,
+              "frozen=%s: rc %d %r %s" % (frozen, p.returncode, out, err[-600:]))
+        if frozen:
+            check("reactive failover query failed (no answer in time)" in err,
+                  "timed-out question: %r" % err[-800:])
+        else:
+            check(re.search(r"the manager says A-\d", err) and "query failed" not in err,
+                  "asked the manager: %r" % err[-800:])
+        restart(s, victim)
+
+
 if __name__ == "__main__":
     run([test_random_sigkills_20_trials, test_every_replica_dead, test_fail_open_tables,
          test_16_threads_through_failovers, test_sigpipe_not_raised_when_healed,
@@ -386,4 +414,4 @@ if __name__ == "__main__":
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
          test_flare_run_warns_about_static_programs,
-         test_tcp_timeouts_set_once_a_connection_lives])
+         test_tcp_timeouts_set_once_a_connection_lives, test_reactive_failover_asks_the_manager])
