@@ -91,8 +91,10 @@ bench: deps all $(BENCH_PROGS)
 	@sh scripts/deps.sh bench
 	@python3 tests/bench/bench.py $(BUILD) $(BENCH_ARGS)
 
+# FLARe's testbed experiment; DEMO_SECONDS per strategy (default 36)
 demo: deps all
-	@sh scripts/demo.sh $(BUILD)
+	@sh scripts/deps.sh demo
+	@python3 scripts/testbed.py $(BUILD) $(DEMO_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/flare $(DESTDIR)$(PREFIX)/share/flare

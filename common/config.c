@@ -258,6 +258,7 @@ static void set_defaults(struct flare_config *cfg)
 	cfg->rank_interval_ms = 1000;
 	cfg->rank_threshold = 0.02;
 	cfg->monitor_util_threshold = 0.10;
+	cfg->monitor_util_window_ms = 1000;
 	cfg->probe_interval_ms = 200;
 	cfg->probe_timeout_ms = 100;
 	snprintf(cfg->agent_shm, sizeof(cfg->agent_shm), "/flare");
@@ -320,8 +321,8 @@ static int load_manager(struct loader *ld, const config_setting_t *root, struct 
 static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 			      struct flare_config *cfg)
 {
-	static const char *const mkeys[] = {"util_threshold", "probe_interval_ms",
-					    "probe_timeout_ms", NULL};
+	static const char *const mkeys[] = {"util_threshold", "util_window_ms",
+					    "probe_interval_ms", "probe_timeout_ms", NULL};
 	static const char *const akeys[] = {"shm", "stale_ms", "reconnect_min_ms",
 					    "reconnect_max_ms", NULL};
 	config_setting_t *g;
@@ -330,6 +331,7 @@ static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 	if (g &&
 	    (check_keys(ld, g, "monitor", mkeys) ||
 	     get_number(ld, g, "util_threshold", "monitor", 0, 1, &cfg->monitor_util_threshold) ||
+	     get_int(ld, g, "util_window_ms", "monitor", 0, 60000, &cfg->monitor_util_window_ms) ||
 	     get_int(ld, g, "probe_interval_ms", "monitor", 10, 600000, &cfg->probe_interval_ms) ||
 	     get_int(ld, g, "probe_timeout_ms", "monitor", 1, 60000, &cfg->probe_timeout_ms)))
 		return -1;

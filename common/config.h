@@ -50,6 +50,7 @@ struct flare_config {
 	double rank_threshold; /* utilization change that triggers a re-rank */
 
 	double monitor_util_threshold; /* change that triggers an immediate report */
+	int monitor_util_window_ms;    /* proc/cgroup utilization: mean over this long */
 	int probe_interval_ms;
 	int probe_timeout_ms;
 

@@ -23,6 +23,8 @@ struct util_source {
 	char last_error[160]; /* logged once per distinct error */
 };
 
+#define UTIL_WINDOW_MAX 256
+
 struct mon_replica {
 	int cfg; /* index into cfg->replicas */
 	int alive;
@@ -57,6 +59,11 @@ struct monitor {
 	int host;
 	struct util_source util;
 	double utilization, reported_util;
+	/* the last samples of a measured (proc, cgroup) utilization, averaged
+	 * over monitor.util_window_ms: one request's CPU burst in a 60 ms
+	 * sample is not the host's load */
+	double window[UTIL_WINDOW_MAX];
+	int window_len, window_pos, window_n;
 	uint64_t last_report_ns, seq;
 	int liveness_dirty;
 

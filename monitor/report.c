@@ -130,6 +130,20 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	link_connect(ra->m, ra->i);
 }
 
+static double smoothed(struct monitor *m, double u)
+{
+	if (m->util.kind == FLARE_UTIL_FILE || m->window_len <= 1)
+		return u; /* a file holds the measurement itself */
+	m->window[m->window_pos] = u;
+	m->window_pos = (m->window_pos + 1) % m->window_len;
+	if (m->window_n < m->window_len)
+		m->window_n++;
+	double sum = 0;
+	for (int i = 0; i < m->window_n; i++)
+		sum += m->window[i];
+	return sum / m->window_n;
+}
+
 static void on_sample(evutil_socket_t fd, short what, void *arg)
 {
 	struct monitor *m = arg;
@@ -138,7 +152,7 @@ static void on_sample(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	uint64_t now = flare_monotonic_ns();
 	if (util_sample(&m->util, &u) == 0)
-		m->utilization = u;
+		m->utilization = smoothed(m, u);
 	liveness_measure_loads(m, now);
 	int due = now - m->last_report_ns >= (uint64_t)m->cfg->report_interval_ms * 1000000ull;
 	if (due || m->liveness_dirty ||
@@ -183,6 +197,9 @@ int report_start(struct monitor *m)
 	m->sample_ms = c->report_interval_ms / 4;
 	if (m->sample_ms < 10)
 		m->sample_ms = c->report_interval_ms < 10 ? c->report_interval_ms : 10;
+	m->window_len = c->monitor_util_window_ms / m->sample_ms;
+	if (m->window_len > UTIL_WINDOW_MAX)
+		m->window_len = UTIL_WINDOW_MAX;
 	m->sample_timer = timer(m, m->sample_ms, on_sample);
 	m->probe_timer = timer(m, c->probe_interval_ms, on_probe_timer);
 	m->hb_timer = timer(m, c->heartbeat_interval_ms, on_heartbeat);
