@@ -71,7 +71,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libflare-common.a
 	$(CC) $(BASE) $(CFLAGS) -Itests/unit $< -o $@ $(BUILD)/libflare-common.a $(TEST_LIBS)
 
 deps:
-	@sh scripts/deps.sh build test fuzz
+	@sh scripts/deps.sh build test fuzz demo
 
 unit: all $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 	@sh tests/run-unit.sh $(BUILD)/tests $(UNIT_TESTS)

@@ -55,8 +55,7 @@ static void on_client_close(struct evconn *c, const char *why)
 			a->waiting[(a->first_waiting + i) % AGENT_MAX_QUERIES] = NULL;
 }
 
-static const struct evconn_ops client_ops = {.on_msg = on_client_msg,
-					     .on_close = on_client_close};
+static const struct evconn_ops client_ops = {.on_msg = on_client_msg, .on_close = on_client_close};
 
 void query_answer(struct agent *a, struct fw_msg *m)
 {

@@ -321,8 +321,8 @@ static int load_manager(struct loader *ld, const config_setting_t *root, struct 
 static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 			      struct flare_config *cfg)
 {
-	static const char *const mkeys[] = {"util_threshold", "util_window_ms",
-					    "probe_interval_ms", "probe_timeout_ms", NULL};
+	static const char *const mkeys[] = {"util_threshold", "util_window_ms", "probe_interval_ms",
+					    "probe_timeout_ms", NULL};
 	static const char *const akeys[] = {"shm", "stale_ms", "reconnect_min_ms",
 					    "reconnect_max_ms", NULL};
 	config_setting_t *g;

@@ -223,13 +223,18 @@ int main(int argc, char **argv)
 			sum += (double)w[i].lat_ns[j];
 		}
 	qsort(all, (size_t)done, sizeof(uint64_t), cmp_u64);
-	double elapsed = (double)(rr_now_ns() - t0) / 1e9;
+	double elapsed = (double)(rr_now_ns() - t0) / 1e9, mean = done ? sum / (double)done : 0,
+	       var = 0;
+	for (long i = 0; i < done; i++)
+		var += ((double)all[i] - mean) * ((double)all[i] - mean);
+	/* jitter: the standard deviation of the latencies */
+	double sd = done > 1 ? sqrt(var / (double)(done - 1)) : 0;
 	printf("requests=%ld errors=%ld mean_us=%.1f p50_us=%.1f p99_us=%.1f max_us=%.1f "
-	       "rps=%.0f served_by=",
-	       done, failed, done ? sum / (double)done / 1e3 : 0,
-	       done ? (double)all[done / 2] / 1e3 : 0,
+	       "sd_us=%.1f rps=%.0f served_by=",
+	       done, failed, mean / 1e3, done ? (double)all[done / 2] / 1e3 : 0,
 	       done ? (double)all[(long)floor((double)(done - 1) * 0.99)] / 1e3 : 0,
-	       done ? (double)all[done - 1] / 1e3 : 0, elapsed > 0 ? (double)done / elapsed : 0);
+	       done ? (double)all[done - 1] / 1e3 : 0, sd / 1e3,
+	       elapsed > 0 ? (double)done / elapsed : 0);
 	/* merge tags over threads */
 	char tags[64][RR_TAG_LEN];
 	long cnt[64];

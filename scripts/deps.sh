@@ -9,7 +9,7 @@ pkgs_for() {
 	fuzz) echo "clang libclang-rt-14-dev" ;;
 	test) echo "python3 iproute2 procps curl wget redis-server redis-tools" ;;
 	demo) echo "gnuplot-nox python3 procps" ;;
-	bench) echo "python3 procps util-linux" ;;
+	bench) echo "python3 procps util-linux haproxy" ;;
 	*) echo "deps.sh: unknown group '$1'" >&2; exit 2 ;;
 	esac
 }

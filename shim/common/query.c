@@ -139,7 +139,8 @@ int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t 
 		n = 0;
 		for (int i = 0; i < a.u.query.n_addrs; i++)
 			for (uint32_t r = 0; r < rt->svc.n_replicas; r++)
-				if (!seen[r] && flare_addr_equal(&a.u.query.addrs[i], &rt->reps[r].addr)) {
+				if (!seen[r] &&
+				    flare_addr_equal(&a.u.query.addrs[i], &rt->reps[r].addr)) {
 					seen[r] = 1;
 					out[n++] = (uint8_t)r;
 				}

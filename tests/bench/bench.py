@@ -3,6 +3,8 @@ machine, printed as a table. Ratios are medians of interleaved rounds
 (A B C A B C ...), with min and max; see ../shared/MEASURING.md."""
 import os
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -48,25 +50,66 @@ def client_stats(out):
                   r".*rps=(\d+)", out)
     if not m:
         raise RuntimeError("client output: %r" % out)
+    sd = re.search(r"sd_us=([\d.]+)", out)
     return {"n": int(m.group(1)), "errors": int(m.group(2)), "mean": float(m.group(3)),
-            "p50": float(m.group(4)), "p99": float(m.group(5)), "rps": float(m.group(6))}
+            "p50": float(m.group(4)), "p99": float(m.group(5)), "rps": float(m.group(6)),
+            "sd": float(sd.group(1)) if sd else float("nan")}
 
 
 def pinned(cmd):
     return ["taskset", "-c", "0"] + cmd
 
 
+HAPROXY_CFG = """global
+    nbthread 1
+    maxconn 1000
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 60s
+    timeout server 60s
+    retries 3
+    option redispatch
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend be
+backend be
+    balance first
+%s
+"""
+
+
+def start_haproxy(s):
+    """HAProxy from Debian in TCP mode in front of the same replicas, with
+    health checks every 100 ms: the per-request forwarding architecture."""
+    port = free_ports(1)[0]
+    servers = "\n".join("    server A-%d 127.0.0.1:%d check inter 100 fall 2 rise 1" % (i + 1, p)
+                        for i, p in enumerate(s.ports))
+    cfg = os.path.join(s.dir, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(HAPROXY_CFG % (port, servers))
+    s.start("haproxy", pinned(["haproxy", "-db", "-f", cfg]))
+    wait_for(lambda: subprocess.run([BUILD + "/rr-client", "-c", "127.0.0.1:%d" % port, "-n", "1"],
+                                    capture_output=True).returncode == 0, 10, step=0.05,
+             what="haproxy forwarding")
+    return port
+
+
 def overhead(s):
-    """64-byte request/response, one connection, client and server pinned to
-    CPU 0: direct, library with an unmanaged destination, library managed."""
+    """The CORBA load-balancing paper's overhead experiment (its Figures 3
+    and 4): 64-byte request/response over one connection, client, server and
+    any proxy pinned to CPU 0: direct, the library with an unmanaged
+    destination, the library managed, and HAProxy in TCP mode."""
     rep_port = s.ports[0]
+    hp = start_haproxy(s) if shutil.which("haproxy") else None
+    rr = [BUILD + "/rr-client", "-c"]
     variants = {
-        "direct": [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % rep_port],
-        "unmanaged": [BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-client", "-c",
-                      "127.0.0.1:%d" % rep_port],
-        "managed": [BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-client", "-c",
-                    "127.0.0.1:%d" % s.svc],
+        "direct": rr + ["127.0.0.1:%d" % rep_port],
+        "unmanaged": [BUILD + "/flare-run", "--shm", s.shm, "--"] + rr + ["127.0.0.1:%d" % rep_port],
+        "managed": [BUILD + "/flare-run", "--shm", s.shm, "--"] + rr + ["127.0.0.1:%d" % s.svc],
     }
+    if hp:
+        variants["haproxy"] = rr + ["127.0.0.1:%d" % hp]
     res = {k: [] for k in variants}
     for _ in range(ROUNDS):
         for k, cmd in variants.items():
@@ -76,16 +119,29 @@ def overhead(s):
             if st["errors"] or st["n"] != REQS:
                 raise RuntimeError("%s: %s %s" % (k, r.stdout, r.stderr))
             res[k].append(st)
-    for k in ("unmanaged", "managed"):
-        lat = [res[k][i]["mean"] / res["direct"][i]["mean"] for i in range(ROUNDS)]
-        p50 = [res[k][i]["p50"] / res["direct"][i]["p50"] for i in range(ROUNDS)]
+    sec = "overhead"
+    for k in [v for v in variants if v != "direct"]:
+        goal = {"unmanaged": "goal <= 1.01", "managed": "goal <= 1.03"}.get(k, "")
+        for what, key in (("mean latency", "mean"), ("p50 latency", "p50"),
+                          ("p99 latency", "p99"), ("jitter (latency s.d.)", "sd")):
+            ratios = [res[k][i][key] / res["direct"][i][key] for i in range(ROUNDS)]
+            row(sec, "%s: %s / direct" % (k, what), ratio_summary(ratios),
+                goal if key == "mean" else "")
         thr = [res[k][i]["rps"] / res["direct"][i]["rps"] for i in range(ROUNDS)]
-        goal = "goal <= 1.01" if k == "unmanaged" else "goal <= 1.03"
-        row("library overhead", "%s: mean latency / direct" % k, ratio_summary(lat), goal)
-        row("library overhead", "%s: p50 latency / direct" % k, ratio_summary(p50))
-        row("library overhead", "%s: throughput / direct" % k, ratio_summary(thr))
-    row("library overhead", "direct p50 latency (pinned, CPU 0)",
-        "%.1f us" % statistics.median(r["p50"] for r in res["direct"]))
+        row(sec, "%s: throughput / direct" % k, ratio_summary(thr))
+    for k in variants:
+        med = lambda key: statistics.median(r[key] for r in res[k])  # noqa: E731
+        row(sec, "%s: mean/p50/p99/jitter, rps (%d x %d req)" % (k, ROUNDS, REQS),
+            "%.1f / %.1f / %.1f / %.1f us, %.0f/s" % (med("mean"), med("p50"), med("p99"),
+                                                      med("sd"), med("rps")))
+    per_call = [res["managed"][i]["mean"] - res["direct"][i]["mean"] for i in range(ROUNDS)]
+    row(sec, "library per request (managed - direct mean latency)",
+        "%.2f us (min %.2f, max %.2f)" % (statistics.median(per_call), min(per_call),
+                                          max(per_call)))
+    if not hp:
+        row(sec, "haproxy", "not installed: skipped")
+    else:
+        s.kill("haproxy", signal.SIGTERM)
 
 
 def event_loops(s):
@@ -113,33 +169,51 @@ def event_loops(s):
             "%.1f us" % statistics.median(res["direct"]))
 
 
+def penalty_trial(s, t):
+    """One server crash under load: the server kills itself on receiving
+    request N; returns (the extra latency of the request that met the
+    crash over the run's median, that median), in us."""
+    victim = harness.serving_replica(s)
+    s.kill("rr%d" % victim)
+    n = 100 + (t * 37) % 200
+    harness.rr_server(s, victim, ["--crash-after", str(n)])
+    wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+    log = os.path.join(s.dir, "pen.log")
+    r = harness.rr_client(s, ["-n", str(n + 100), "-r", "2000", "--log", log])
+    st = client_stats(r.stdout)
+    if st["errors"] or st["n"] != n + 100:
+        raise RuntimeError("penalty trial: %s %s" % (r.stdout, r.stderr))
+    lats = {}
+    with open(log) as f:
+        for line in f:
+            parts = line.split()
+            lats[int(parts[1])] = float(parts[2])
+    med = statistics.median(lats.values())
+    s.procs.pop("rr%d" % victim, None)
+    harness.rr_server(s, victim)
+    wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+    return lats[n + 1] - med, med
+
+
+def pct(v, q):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * q))]
+
+
 def failover_penalty(s):
-    """The request that meets a server's SIGKILL: its latency minus the
-    run's median. The server kills itself on receiving request N."""
-    pens, base = [], []
+    """FLARe's Figure 4: the extra latency of the request that meets a
+    server's SIGKILL, for each failover strategy, trials interleaved over
+    three deployments that differ only in `failover`."""
+    stacks = {"proactive": s}
+    for name in ("static", "reactive"):
+        st = rr_deployment(service_extra='failover = "%s";' % name, name=name)
+        start_rr(st)
+        stacks[name] = st
+    pens = {k: [] for k in stacks}
     trials = 10 if QUICK else 40
     for t in range(trials):
-        victim = harness.serving_replica(s)
-        s.kill("rr%d" % victim)
-        n = 100 + (t * 37) % 200
-        harness.rr_server(s, victim, ["--crash-after", str(n)])
-        wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
-        log = os.path.join(s.dir, "pen.log")
-        r = harness.rr_client(s, ["-n", str(n + 100), "-r", "2000", "--log", log])
-        st = client_stats(r.stdout)
-        if st["errors"] or st["n"] != n + 100:
-            raise RuntimeError("penalty trial: %s %s" % (r.stdout, r.stderr))
-        lats = {}
-        with open(log) as f:
-            for line in f:
-                parts = line.split()
-                lats[int(parts[1])] = float(parts[2])
-        med = statistics.median(lats.values())
-        pens.append(lats[n + 1] - med)
-        base.append(med)
-        s.procs.pop("rr%d" % victim, None)
-        harness.rr_server(s, victim)
-        wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+        for name, st in stacks.items():
+            pens[name].append(penalty_trial(st, t)[0])
     # the same crash without the library: how long the client waits to see
     # it (the kernel's part of the penalty, not flare's)
     detect = []
@@ -157,17 +231,18 @@ def failover_penalty(s):
         s.procs.pop("rr%d" % victim, None)
         harness.rr_server(s, victim)
         wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
-    pens.sort()
-    detect.sort()
-    srv_rss = rss_kib(s.procs["rr0"].pid)
+    for name in ("static", "reactive"):
+        for p in list(stacks[name].procs):
+            stacks[name].kill(p, signal.SIGTERM)
     if detect:
-        row("failover penalty", "without flare: request to the crashed server -> error, p50",
-            "%.0f us" % detect[len(detect) // 2])
-    row("failover penalty", "extra latency of the failed request, p50",
-        "%.0f us" % pens[len(pens) // 2], "goal < 1 ms")
-    row("failover penalty", "extra latency of the failed request, p99 (%d trials)" % trials,
-        "%.0f us" % pens[min(len(pens) - 1, int(len(pens) * 0.99))], "goal < 1 ms")
-    row("failover penalty", "server size (VmRSS of rr-server), unpinned", "%d KiB" % srv_rss)
+        row("failover delay", "without flare: request to the crashed server -> error, p50",
+            "%.0f us" % pct(detect, 0.5))
+    for name in ("static", "reactive", "proactive"):
+        row("failover delay", "%s: extra latency of the failed request, p50 / p99 (%d)"
+            % (name, trials), "%.0f / %.0f us" % (pct(pens[name], 0.5), pct(pens[name], 0.99)),
+            "goal < 1 ms" if name == "proactive" else "")
+    srv_rss = rss_kib(s.procs["rr0"].pid)
+    row("failover delay", "server size (VmRSS of rr-server), unpinned", "%d KiB" % srv_rss)
 
 
 def memory(s):
