@@ -83,7 +83,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		if (n == 0 && (op == R_RECV ? len == 0 : 0))
 			return 0;
 		if (err == EAGAIN || err == EWOULDBLOCK) {
-			if (nonblocking(fd, flags) || !fc->slice_set) {
+			if (!fc->slice_set || nonblocking(fd, flags)) {
 				errno = err; /* the program's own non-blocking read */
 				return -1;
 			}
