@@ -4,7 +4,7 @@
 # their runtimes (servers run the normal build). A sanitizer report makes the
 # client exit non-zero: the test fails.
 build=$(cd "$1" && pwd)
-tests="test_random_sigkills_20_trials,test_16_threads_through_failovers,test_sigpipe_not_raised_when_healed,test_every_replica_dead"
+tests="test_random_sigkills_20_trials,test_16_threads_through_failovers,test_sigpipe_not_raised_when_healed,test_every_replica_dead,test_reactive_failover_asks_the_manager"
 rc=0
 for san in asan tsan; do
 	rt=$(${CC:-cc} -print-file-name=lib$san.so)
