@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.argv, _argv = sys.argv[:2], sys.argv  # harness reads BUILD from argv[1]
 import harness  # noqa: E402
 from harness import BUILD, free_ports, spawn, wait_for  # noqa: E402
+from harness import manager_status as status  # noqa: E402
 
 sys.argv = _argv
 
@@ -209,12 +210,6 @@ services = (
 %s
 );
 """ % (ports["manager"], shm, hosts, ",\n".join(svcs))
-
-
-def status(conf):
-    r = subprocess.run([BUILD + "/flarectl", "-c", conf, "status", "--json"],
-                       capture_output=True, text=True, timeout=10)
-    return json.loads(r.stdout) if r.returncode == 0 else None
 
 
 def run_strategy(name, seconds, outdir, budgets_tag):

@@ -22,12 +22,7 @@ int flare_n_connecting;
 static struct fconn *connecting[MAX_CONNECTING];
 static pthread_mutex_t nb_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t now_ms(void) { return (int64_t)(flare_monotonic_ns() / 1000000); }
 
 int64_t wait_deadline(int timeout_ms) { return timeout_ms > 0 ? now_ms() + timeout_ms : 0; }
 
@@ -57,6 +52,23 @@ void wait_slept(void)
 	/* nothing was ready: the program is idle, its connections are not new */
 	if (__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE))
 		timeouts_settle_all();
+}
+
+int wait_sliced(struct sliced_wait *w, int timeout)
+{
+	int64_t end = wait_deadline(timeout);
+	for (;;) {
+		int n = w->wait(w, wait_slice(timeout));
+		if (n < 0)
+			return n;
+		if (n == 0)
+			wait_slept();
+		int left = n ? w->filter(w, n) : 0;
+		if (left > 0 || (timeout = wait_left(timeout, end)) == 0) {
+			w->left_ms = timeout;
+			return left;
+		}
+	}
 }
 
 static void slot_add(struct fconn *fc)

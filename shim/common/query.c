@@ -13,21 +13,15 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #define QUERY_BUF 1024
 
-static int ms_left(uint64_t deadline_ns)
-{
-	uint64_t now = flare_monotonic_ns();
-	return now >= deadline_ns ? 0 : (int)((deadline_ns - now) / 1000000) + 1;
-}
-
-static int wait_for(int fd, short ev, uint64_t deadline_ns)
+/* Waits for ev on fd within the question's time (see wait_deadline). */
+static int wait_for(int fd, short ev, int timeout_ms, int64_t end)
 {
 	for (;;) {
-		int left = ms_left(deadline_ns);
+		int left = wait_left(timeout_ms, end);
 		if (left == 0)
 			return -1;
 		struct pollfd p = {.fd = fd, .events = ev};
@@ -57,7 +51,7 @@ static int ask(const struct fw_msg *q, struct fw_msg *ans, int timeout_ms, const
 		*why = strerror(errno);
 		return -1;
 	}
-	uint64_t deadline = flare_monotonic_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int64_t end = wait_deadline(timeout_ms);
 	uint8_t out[QUERY_BUF], in[QUERY_BUF];
 	struct fw_buf b;
 	fw_buf_init_fixed(&b, out, sizeof(out));
@@ -73,7 +67,7 @@ static int ask(const struct fw_msg *q, struct fw_msg *ans, int timeout_ms, const
 		if (w > 0)
 			off += (size_t)w;
 		else if ((w < 0 && errno != EAGAIN && errno != EINTR) ||
-			 wait_for(fd, POLLOUT, deadline) < 0)
+			 wait_for(fd, POLLOUT, timeout_ms, end) < 0)
 			goto out;
 	}
 	*why = "no answer in time";
@@ -102,7 +96,7 @@ static int ask(const struct fw_msg *q, struct fw_msg *ans, int timeout_ms, const
 			*why = "agent hung up";
 			goto out;
 		} else if ((errno != EAGAIN && errno != EINTR) ||
-			   wait_for(fd, POLLIN, deadline) < 0)
+			   wait_for(fd, POLLIN, timeout_ms, end) < 0)
 			goto out;
 	}
 out:

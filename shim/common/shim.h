@@ -236,6 +236,16 @@ int64_t wait_deadline(int timeout_ms);
  * to do when it slept and nothing was ready. */
 int wait_slice(int timeout_ms);
 void wait_slept(void);
+/* The readiness hooks' loop: wait() sleeps at most ms (-1: no limit) in
+ * the kernel, filter() hides the events of connects the library moved on
+ * from and returns how many are left; it goes on until one is left or the
+ * program's timeout is over, and leaves the milliseconds left in left_ms. */
+struct sliced_wait {
+	int (*wait)(struct sliced_wait *w, int ms);
+	int (*filter)(struct sliced_wait *w, int n);
+	int left_ms;
+};
+int wait_sliced(struct sliced_wait *w, int timeout_ms);
 int wait_left(int timeout_ms, int64_t deadline);
 void ep_register(struct fconn *fc, int epfd, int fd, uint32_t events, uint64_t data);
 void ep_unregister(struct fconn *fc, int epfd, int fd);

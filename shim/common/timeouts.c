@@ -15,16 +15,10 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <time.h>
 
 int flare_n_timeouts_owed;
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+static uint64_t now_ms(void) { return flare_monotonic_ns() / 1000000; }
 
 static void set_int(int fd, int level, int name, int v)
 {

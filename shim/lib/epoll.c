@@ -35,6 +35,25 @@ static int filter(int epfd, struct epoll_event *evs, int n)
 	return k;
 }
 
+struct ep_wait {
+	struct sliced_wait w;
+	int epfd, max;
+	struct epoll_event *evs;
+	const sigset_t *mask;
+};
+
+static int ep_wait(struct sliced_wait *w, int ms)
+{
+	struct ep_wait *e = (struct ep_wait *)w;
+	return real.epoll_pwait(e->epfd, e->evs, e->max, ms, e->mask);
+}
+
+static int ep_filter(struct sliced_wait *w, int n)
+{
+	struct ep_wait *e = (struct ep_wait *)w;
+	return filter(e->epfd, e->evs, n);
+}
+
 FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
 			     const sigset_t *mask)
 {
@@ -42,18 +61,8 @@ FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tim
 		   (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, mask, sizeof(sigset_t)));
 	if (wait_is_plain())
 		return real.epoll_pwait(epfd, evs, max, timeout, mask);
-	int64_t end = wait_deadline(timeout);
-	for (;;) {
-		int slice = wait_slice(timeout);
-		int n = real.epoll_pwait(epfd, evs, max, slice, mask);
-		if (n < 0)
-			return n;
-		if (n == 0)
-			wait_slept();
-		int left = n ? filter(epfd, evs, n) : 0;
-		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
-			return left;
-	}
+	struct ep_wait e = {{ep_wait, ep_filter, 0}, epfd, max, evs, mask};
+	return wait_sliced(&e.w, timeout);
 }
 
 FLARE_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)

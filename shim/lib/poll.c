@@ -20,23 +20,39 @@ static int filter(struct pollfd *fds, nfds_t nfds, int n)
 	return n;
 }
 
+/* poll and ppoll both wait through ppoll: the same call with no mask */
+struct poll_wait {
+	struct sliced_wait w;
+	struct pollfd *fds;
+	nfds_t nfds;
+	const sigset_t *mask;
+};
+
+static int poll_wait(struct sliced_wait *w, int ms)
+{
+	struct poll_wait *p = (struct poll_wait *)w;
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	return real.ppoll(p->fds, p->nfds, ms < 0 ? NULL : &ts, p->mask);
+}
+
+static int poll_filter(struct sliced_wait *w, int n)
+{
+	struct poll_wait *p = (struct poll_wait *)w;
+	return filter(p->fds, p->nfds, n);
+}
+
+static int sliced_ppoll(struct pollfd *fds, nfds_t nfds, int timeout, const sigset_t *mask)
+{
+	struct poll_wait p = {{poll_wait, poll_filter, 0}, fds, nfds, mask};
+	return wait_sliced(&p.w, timeout);
+}
+
 FLARE_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
 	HOOK_ENTER(poll, (int)syscall(SYS_poll, fds, nfds, timeout));
-	if (wait_is_plain())
+	if (wait_is_plain() || !real.ppoll)
 		return real.poll(fds, nfds, timeout);
-	int64_t end = wait_deadline(timeout);
-	for (;;) {
-		int slice = wait_slice(timeout);
-		int n = real.poll(fds, nfds, slice);
-		if (n < 0)
-			return n;
-		if (n == 0)
-			wait_slept();
-		int left = n ? filter(fds, nfds, n) : 0;
-		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
-			return left;
-	}
+	return sliced_ppoll(fds, nfds, timeout, NULL);
 }
 
 FLARE_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
@@ -45,20 +61,8 @@ FLARE_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *t
 	HOOK_ENTER(ppoll, (int)syscall(SYS_ppoll, fds, nfds, tmo, mask, sizeof(sigset_t)));
 	if (wait_is_plain())
 		return real.ppoll(fds, nfds, tmo, mask);
-	int timeout = tmo ? (int)(tmo->tv_sec * 1000 + tmo->tv_nsec / 1000000) : -1;
-	int64_t end = wait_deadline(timeout);
-	for (;;) {
-		int ms = wait_slice(timeout);
-		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-		int n = real.ppoll(fds, nfds, ms < 0 ? NULL : &ts, mask);
-		if (n < 0)
-			return n;
-		if (n == 0)
-			wait_slept();
-		int left = n ? filter(fds, nfds, n) : 0;
-		if (left > 0 || (timeout = wait_left(timeout, end)) == 0)
-			return left;
-	}
+	return sliced_ppoll(fds, nfds,
+			    tmo ? (int)(tmo->tv_sec * 1000 + tmo->tv_nsec / 1000000) : -1, mask);
 }
 
 FLARE_EXPORT int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen)

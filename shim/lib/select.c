@@ -36,37 +36,45 @@ static void restore(fd_set *dst, const fd_set *src)
 		memcpy(dst, src, sizeof(*dst));
 }
 
+struct select_wait {
+	struct sliced_wait w;
+	int nfds;
+	fd_set *r, *wr, *e, r0, w0, e0; /* the program's sets, and as it passed them */
+};
+
+static int select_wait(struct sliced_wait *w, int ms)
+{
+	struct select_wait *s = (struct select_wait *)w;
+	restore(s->r, &s->r0); /* the last wait rewrote them */
+	restore(s->wr, &s->w0);
+	restore(s->e, &s->e0);
+	struct timeval slice = {ms / 1000, (ms % 1000) * 1000};
+	return real.select(s->nfds, s->r, s->wr, s->e, ms < 0 ? NULL : &slice);
+}
+
+static int select_filter(struct sliced_wait *w, int n)
+{
+	struct select_wait *s = (struct select_wait *)w;
+	return filter(s->nfds, s->r, s->wr, s->e, n);
+}
+
 FLARE_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
 	HOOK_ENTER(select, (int)syscall(SYS_select, nfds, r, w, e, tv));
 	if (wait_is_plain())
 		return real.select(nfds, r, w, e, tv);
-	fd_set r0, w0, e0;
-	save(&r0, r);
-	save(&w0, w);
-	save(&e0, e);
-	int timeout = tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1;
-	int64_t end = wait_deadline(timeout);
-	for (;;) {
-		int ms = wait_slice(timeout);
-		struct timeval slice = {ms / 1000, (ms % 1000) * 1000};
-		int n = real.select(nfds, r, w, e, ms < 0 ? NULL : &slice);
-		if (n < 0)
-			return n;
-		if (n == 0)
-			wait_slept();
-		int left = n ? filter(nfds, r, w, e, n) : 0;
-		if (left > 0 || (timeout = wait_left(timeout, end)) == 0) {
-			if (tv && timeout >= 0) {
-				tv->tv_sec = timeout / 1000;
-				tv->tv_usec = (timeout % 1000) * 1000;
-			}
-			return left;
-		}
-		restore(r, &r0);
-		restore(w, &w0);
-		restore(e, &e0);
+	struct select_wait s = {
+	    .w = {select_wait, select_filter, 0}, .nfds = nfds, .r = r, .wr = w, .e = e};
+	save(&s.r0, r);
+	save(&s.w0, w);
+	save(&s.e0, e);
+	int n = wait_sliced(&s.w, tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1);
+	if (n >= 0 && tv && s.w.left_ms >= 0) {
+		/* Linux reports the time not slept */
+		tv->tv_sec = s.w.left_ms / 1000;
+		tv->tv_usec = (s.w.left_ms % 1000) * 1000;
 	}
+	return n;
 }
 
 FLARE_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,

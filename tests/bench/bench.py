@@ -169,15 +169,27 @@ def event_loops(s):
             "%.1f us" % statistics.median(res["direct"]))
 
 
-def penalty_trial(s, t):
-    """One server crash under load: the server kills itself on receiving
-    request N; returns (the extra latency of the request that met the
-    crash over the run's median, that median), in us."""
+def arm_crash(s, t):
+    """Restarts the serving replica so that it kills itself on receiving
+    request N (varied by trial); returns (its index, N)."""
     victim = harness.serving_replica(s)
     s.kill("rr%d" % victim)
     n = 100 + (t * 37) % 200
     harness.rr_server(s, victim, ["--crash-after", str(n)])
     wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+    return victim, n
+
+
+def revive(s, victim):
+    s.procs.pop("rr%d" % victim, None)
+    harness.rr_server(s, victim)
+    wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+
+
+def penalty_trial(s, t):
+    """One server crash under load: the extra latency of the request that
+    met the crash over the run's median, in us."""
+    victim, n = arm_crash(s, t)
     log = os.path.join(s.dir, "pen.log")
     r = harness.rr_client(s, ["-n", str(n + 100), "-r", "2000", "--log", log])
     st = client_stats(r.stdout)
@@ -189,10 +201,8 @@ def penalty_trial(s, t):
             parts = line.split()
             lats[int(parts[1])] = float(parts[2])
     med = statistics.median(lats.values())
-    s.procs.pop("rr%d" % victim, None)
-    harness.rr_server(s, victim)
-    wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
-    return lats[n + 1] - med, med
+    revive(s, victim)
+    return lats[n + 1] - med
 
 
 def pct(v, q):
@@ -213,24 +223,18 @@ def failover_penalty(s):
     trials = 10 if QUICK else 40
     for t in range(trials):
         for name, st in stacks.items():
-            pens[name].append(penalty_trial(st, t)[0])
+            pens[name].append(penalty_trial(st, t))
     # the same crash without the library: how long the client waits to see
     # it (the kernel's part of the penalty, not flare's)
     detect = []
     for t in range(trials // 2):
-        victim = harness.serving_replica(s)
-        s.kill("rr%d" % victim)
-        n = 100 + (t * 37) % 200
-        harness.rr_server(s, victim, ["--crash-after", str(n)])
-        wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+        victim, n = arm_crash(s, t)
         r = harness.rr_client(s, ["-n", str(n + 100), "-r", "2000"], preload=False,
                               port=s.ports[victim])
         m = re.search(r"failed after ([\d.]+) us", r.stderr)
         if m:
             detect.append(float(m.group(1)))
-        s.procs.pop("rr%d" % victim, None)
-        harness.rr_server(s, victim)
-        wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
+        revive(s, victim)
     for name in ("static", "reactive"):
         for p in list(stacks[name].procs):
             stacks[name].kill(p, signal.SIGTERM)

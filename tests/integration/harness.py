@@ -87,6 +87,13 @@ def check(cond, msg):
         raise AssertionError(msg)
 
 
+def manager_status(conf):
+    """What the deployment's manager believes (flarectl status --json), or None."""
+    r = subprocess.run([BUILD + "/flarectl", "-c", conf, "status", "--json"],
+                       capture_output=True, text=True, timeout=10)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
 class Stack:
     """A deployment described by one config, with its daemons."""
 
@@ -134,9 +141,7 @@ class Stack:
             return None
 
     def status(self):
-        r = subprocess.run([BUILD + "/flarectl", "-c", self.conf, "status", "--json"],
-                           capture_output=True, text=True, timeout=10)
-        return json.loads(r.stdout) if r.returncode == 0 else None
+        return manager_status(self.conf)
 
     def replica(self, name):
         t = self.table()
