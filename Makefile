@@ -8,16 +8,23 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
-BASE := -std=gnu11 $(WARN) -fPIC -D_GNU_SOURCE -MMD -MP -Icommon
+# every build (release, sanitizers, fuzzers) compiles with these
+STD := -std=gnu11 -D_GNU_SOURCE -MMD -MP $(WARN)
+# The layout is the dependency rule: common/ is libc only and links into
+# libflare.so; control/ (libconfig, libevent, uthash) only into the daemons,
+# flarectl, flare-run and tests. The library is compiled without -Icontrol,
+# so it cannot include control-plane code by mistake.
+LIB_CPPFLAGS := -Icommon -Ishim/core
+BASE := $(STD) -fPIC -Icommon -Icontrol
 DAEMON_LIBS := -lconfig -levent
 TEST_LIBS := -lcmocka -lconfig -levent -lpthread -lm
 
-# common code that libflare.so may use: libc only
-COMMON_LIBC := common/log.c common/addr.c common/names.c common/wire.c common/table_reader.c
-# the rest needs libconfig/uthash and lives only in the daemons and tests
-COMMON_ALL := $(COMMON_LIBC) $(filter-out $(COMMON_LIBC),$(wildcard common/*.c))
+COMMON_LIBC := $(wildcard common/*.c)
+CONTROL_SRC := $(wildcard control/*.c)
+COMMON_ALL := $(COMMON_LIBC) $(CONTROL_SRC)
 
-SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/common/*.c)
+# shim/lib: one file per interposed call; shim/core: the library's logic
+SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/core/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text fuzz_query \
 	fuzz_table fuzz_config
@@ -25,7 +32,7 @@ FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text f
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo install clean \
-	deps format help lib-sanitizers
+	deps format help lib-sanitizers lib-asan lib-tsan
 DAEMONS := flare-manager flare-monitor flare-agent flarectl
 BINS := $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/libflare.so $(BUILD)/flare-run \
 	$(BUILD)/rr-server $(BUILD)/rr-client
@@ -48,9 +55,9 @@ $(BUILD)/flare-run: $(BUILD)/obj/shim/flare-run.o $(BUILD)/libflare-common.a
 SHIM_OBJ := $(patsubst %.c,$(BUILD)/shimobj/%.o,$(SHIM_SRC) $(COMMON_LIBC))
 $(BUILD)/shimobj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(CFLAGS) -fvisibility=hidden -c $< -o $@
+	$(CC) $(STD) $(LIB_CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 $(BUILD)/libflare.so: $(SHIM_OBJ)
-	$(CC) $(CFLAGS) -shared -Wl,-z,now -Wl,--no-undefined $^ -o $@
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,now -Wl,--no-undefined $^ -o $@
 
 $(BUILD)/rr-server: $(BUILD)/obj/examples/rr-server.o $(BUILD)/obj/examples/rr-proto.o
 	$(CC) $(CFLAGS) $^ -o $@
@@ -124,32 +131,39 @@ tsan: deps
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan \
 		CFLAGS="-O1 -g -fsanitize=thread" unit
 
-# libflare.so built with a sanitizer and preloaded (after the sanitizer's
-# runtime) into the failover tests' real clients
-$(BUILD)/lib-asan/libflare.so $(BUILD)/lib-tsan/libflare.so: $(SHIM_SRC) $(COMMON_LIBC)
-	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -D_GNU_SOURCE -Icommon -fPIC -shared -O1 -g -fno-omit-frame-pointer \
-		-fsanitize=$(if $(findstring asan,$@),address$(comma)undefined,thread) $^ -o $@
-comma := ,
-lib-sanitizers: all $(PROGS) $(BUILD)/lib-asan/libflare.so $(BUILD)/lib-tsan/libflare.so
+# libflare.so built by the same rules with a sanitizer, and preloaded
+# (after the sanitizer's runtime) into the failover tests' real clients
+SAN_CFLAGS := -O1 -g -fno-omit-frame-pointer
+lib-asan:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/lib-asan \
+		CFLAGS="$(SAN_CFLAGS) -fsanitize=address,undefined" $(BUILD)/lib-asan/libflare.so
+lib-tsan:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/lib-tsan \
+		CFLAGS="$(SAN_CFLAGS) -fsanitize=thread" $(BUILD)/lib-tsan/libflare.so
+lib-sanitizers: all $(PROGS)
+	@$(MAKE) --no-print-directory lib-asan lib-tsan
 	@sh tests/run-lib-sanitizers.sh $(BUILD)
 
 # ---- fuzzing (clang + libFuzzer) ----
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Icommon -fsanitize=fuzzer,address,undefined
-FUZZ_SRC := $(COMMON_LIBC) common/config.c
-$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c $(FUZZ_SRC)
+# one compiler call per target (several sources): headers are listed, not
+# tracked with -MMD
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -g -O1 -Icommon -Icontrol \
+	-fsanitize=fuzzer,address,undefined
+FUZZ_SRC := $(COMMON_LIBC) control/config.c
+FUZZ_HDR := $(wildcard common/*.h control/*.h)
+$(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c $(FUZZ_SRC) $(FUZZ_HDR)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) $^ -o $@ -lconfig
-$(BUILD)/fuzz/fuzz_table: tests/fuzz/fuzz_table.c $(FUZZ_SRC)
+	$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lconfig
+$(BUILD)/fuzz/fuzz_table: tests/fuzz/fuzz_table.c $(FUZZ_SRC) $(FUZZ_HDR)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) $^ -o $@ -lconfig
-$(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_SRC)
+	$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lconfig
+$(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_SRC) $(FUZZ_HDR)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) $^ -o $@ -lconfig
+	$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lconfig
 # one target per message decoder, from one source
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_decoder.c $(FUZZ_SRC)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_decoder.c $(FUZZ_SRC) $(FUZZ_HDR)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -DFUZZ_DECODER=$* $^ -o $@ -lconfig
+	$(CLANG) $(FUZZ_CFLAGS) -DFUZZ_DECODER=$* $(filter %.c,$^) -o $@ -lconfig
 
 fuzz-build: $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 

@@ -3,6 +3,7 @@
  * clients read) drops the subscription, and the next one starts with a
  * fresh full table. */
 #include "agent.h"
+#include "clock.h"
 
 #include "log.h"
 #include "table.h"

@@ -129,6 +129,5 @@ int flare_tbl_lookup_replica(const struct flare_tbl_reader *r, const struct flar
 int flare_tbl_read_route(const struct flare_tbl_reader *r, uint32_t svc_index,
 			 struct flare_route *out);
 uint64_t flare_tbl_gen(const struct flare_tbl_reader *r);
-uint64_t flare_monotonic_ns(void);
 
 #endif

@@ -1,5 +1,7 @@
 #include "table.h"
 
+#include "clock.h"
+
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -53,13 +55,6 @@ static void wait_writer(int try_)
 	}
 	struct timespec ts = {0, 50000};
 	nanosleep(&ts, NULL);
-}
-
-uint64_t flare_monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 const char *flare_tbl_rc_name(int rc)

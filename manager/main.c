@@ -1,8 +1,8 @@
 /* flare-manager -c FILE [--id N] [-f] [--check] */
+#include "clock.h"
 #include "daemon.h"
 #include "log.h"
 #include "manager.h"
-#include "table.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 /* The manager's connections: monitors report, agents subscribe, flarectl
  * asks for status. Every connection must say HELLO first and is closed
  * when silent past the heartbeat timeout. */
+#include "clock.h"
 #include "manager.h"
 
 #include "daemon.h"

@@ -1,4 +1,5 @@
 /* The manager's model and the ranking/publication cycle. */
+#include "clock.h"
 #include "manager.h"
 
 #include "log.h"

@@ -1,4 +1,5 @@
 /* `flarectl status`: what the manager believes, as text or JSON. */
+#include "clock.h"
 #include "manager.h"
 
 #include "table.h"

@@ -8,8 +8,8 @@
 #include "monitor.h"
 
 #include "daemon.h"
+#include "clock.h"
 #include "log.h"
-#include "table.h"
 
 #include <errno.h>
 #include <fcntl.h>

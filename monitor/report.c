@@ -4,8 +4,8 @@
  * is reconnected with exponential backoff. */
 #include "monitor.h"
 
+#include "clock.h"
 #include "log.h"
-#include "table.h"
 
 #include <math.h>
 #include <stdlib.h>

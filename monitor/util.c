@@ -2,8 +2,8 @@
  * quota (v2 cpu.stat/cpu.max or v1 cpuacct/cpu), or a number in a file. */
 #include "monitor.h"
 
+#include "clock.h"
 #include "log.h"
-#include "table.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -2,6 +2,7 @@
  * it believes and prints it.
  * flarectl [-c FILE] table [--shm NAME] [--json]: prints the shared table
  * exactly as this host's libflare.so reads it. */
+#include "clock.h"
 #include "config.h"
 #include "table.h"
 #include "wire.h"

@@ -4,7 +4,7 @@
 #ifndef FLARE_HOOK_H
 #define FLARE_HOOK_H
 
-#include "../common/shim.h"
+#include "shim.h"
 
 #include <errno.h>
 #include <sys/syscall.h>

@@ -5,6 +5,7 @@
  *   "wait-alive"  -> "alive"  once the replica is alive in the table
  *   "kill PID"    -> "dead US" after SIGKILL of PID, the microseconds until
  *                    the table showed the replica dead (polled every 20 us) */
+#include "clock.h"
 #include "table.h"
 
 #include <signal.h>

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "table_writer.h"
 
 #define NS 4 /* services */

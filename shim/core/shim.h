@@ -9,6 +9,7 @@
 #define FLARE_SHIM_H
 
 #include "addr.h"
+#include "clock.h"
 #include "log.h"
 #include "table.h"
 

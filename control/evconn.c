@@ -1,7 +1,7 @@
 #include "evconn.h"
 
+#include "clock.h"
 #include "log.h"
-#include "table.h"
 
 #include <event2/buffer.h>
 #include <netinet/in.h>

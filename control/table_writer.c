@@ -1,3 +1,4 @@
+#include "clock.h"
 #include "table_writer.h"
 
 #include <errno.h>

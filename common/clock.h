@@ -1,0 +1,12 @@
+/* The one clock flare measures time with: CLOCK_MONOTONIC, immune to
+ * wall-clock steps. Shared by the library and the daemons (libc only). */
+#ifndef FLARE_CLOCK_H
+#define FLARE_CLOCK_H
+
+#include <stdint.h>
+
+uint64_t flare_monotonic_ns(void);
+
+static inline uint64_t flare_monotonic_ms(void) { return flare_monotonic_ns() / 1000000u; }
+
+#endif
