@@ -177,3 +177,9 @@ uint32_t flare_addr_hash(const struct flare_addr *a)
 		h = (h ^ a->ip[i]) * 16777619u;
 	return h;
 }
+
+int flare_addr_is_wildcard(const struct flare_addr *a)
+{
+	static const uint8_t zero[16];
+	return memcmp(a->ip, zero, a->family == AF_INET ? 4 : 16) == 0;
+}

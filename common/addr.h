@@ -32,5 +32,7 @@ socklen_t flare_addr_to_sockaddr_family(const struct flare_addr *a, int family,
 char *flare_addr_format(const struct flare_addr *a, char *buf, size_t n);
 int flare_addr_equal(const struct flare_addr *a, const struct flare_addr *b);
 uint32_t flare_addr_hash(const struct flare_addr *a);
+/* 0.0.0.0 or :: (any port) */
+int flare_addr_is_wildcard(const struct flare_addr *a);
 
 #endif

@@ -14,6 +14,11 @@
 #define FLARE_MAX_MANAGERS 8
 #define FLARE_PPM 1000000u /* loads and utilizations travel as parts per million */
 
+/* Defaults that the config loader and the library's fallbacks share */
+#define FLARE_DEFAULT_CONNECT_TIMEOUT_MS 250 /* services[].connect_timeout_ms */
+/* a reactive failover waits at most this long for the manager's answer */
+#define FLARE_QUERY_TIMEOUT_MAX_MS 500
+
 enum flare_util_kind {
 	FLARE_UTIL_PROC = 0,
 	FLARE_UTIL_CGROUP = 1,

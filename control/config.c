@@ -479,7 +479,7 @@ static int load_service(struct loader *ld, config_setting_t *e, struct flare_con
 	config_setting_t *reps;
 
 	s->line = line_of(e);
-	s->connect_timeout_ms = 250;
+	s->connect_timeout_ms = FLARE_DEFAULT_CONNECT_TIMEOUT_MS;
 	s->user_timeout_ms = 1000;
 	s->keepalive_idle_s = 1;
 	s->keepalive_interval_s = 1;

@@ -33,9 +33,8 @@ void liveness_set(struct monitor *m, int rep, int alive, const char *why)
  * (0.0.0.0 or ::) names every replica of the host on that port. */
 static int match(struct monitor *m, const struct flare_addr *a, int *out, int max)
 {
-	static const uint8_t zero[16];
 	int n = 0;
-	int wildcard = memcmp(a->ip, zero, a->family == AF_INET ? 4 : 16) == 0;
+	int wildcard = flare_addr_is_wildcard(a);
 	for (int i = 0; i < m->n_reps && n < max; i++) {
 		const struct flare_addr *ra = &m->cfg->replicas[m->reps[i].cfg].addr;
 		if (flare_addr_equal(ra, a) || (wildcard && ra->port == a->port &&

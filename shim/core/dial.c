@@ -1,7 +1,7 @@
-/* Connecting a managed descriptor: to the dialed primary when it is live,
- * else down the service's ranking, each attempt bounded by the service's
- * connect timeout; the error the program sees is the one it would have
- * seen, and only when every replica failed. */
+/* Dialing replicas: a new socket with the program's options copied from
+ * its own, connected without blocking (dial_start) or within the service's
+ * connect timeout (dial_replica), and connects bounded in time on the
+ * program's own socket (connect_within). */
 #include "shim.h"
 
 #include <errno.h>
@@ -11,7 +11,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Options a program may have set that die with its socket. A replacement
@@ -119,7 +118,7 @@ void slice_apply(struct fconn *fc, int fd)
 {
 	/* the kernel's receive timeout is at most one slice; the program's own
 	 * SO_RCVTIMEO is kept in fc and enforced by the library */
-	fc->slice_set = 1;
+	__atomic_store_n(&fc->slice_set, 1, __ATOMIC_RELAXED);
 	struct timeval tv = {0, FLARE_SLICE_MS * 1000};
 	const struct timeval *p = &fc->prog_rcvtimeo;
 	if ((p->tv_sec || p->tv_usec) && (p->tv_sec == 0 && p->tv_usec < tv.tv_usec))
@@ -127,21 +126,17 @@ void slice_apply(struct fconn *fc, int fd)
 	real.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
-static int fd_getfl(int fd) { return real.fcntl(fd, F_GETFL); }
-
+/* Waits for a connecting socket within the timeout; 0 or an errno value.
+ * The real poll: the library's own waits never go through its hooks. */
 static int wait_connected(int fd, int timeout_ms)
 {
-	struct timespec start;
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	uint64_t end = flare_monotonic_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
 	for (;;) {
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long spent =
-		    (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (spent >= timeout_ms)
+		uint64_t now = flare_monotonic_ms();
+		if (now >= end)
 			return ETIMEDOUT;
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
-		int n = poll(&p, 1, (int)(timeout_ms - spent));
+		int n = real.poll(&p, 1, (int)(end - now));
 		if (n < 0 && errno == EINTR) {
 			if (sig_would_restart())
 				continue;
@@ -159,11 +154,9 @@ static int wait_connected(int fd, int timeout_ms)
 	}
 }
 
-/* Connects fd (blocking or not, as the program left it) within the
- * timeout; returns 0 or an errno value. */
-static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
+int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
 {
-	int fl = fd_getfl(fd);
+	int fl = real.fcntl(fd, F_GETFL);
 	if (fl >= 0 && !(fl & O_NONBLOCK))
 		real.fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	int rc = real.connect(fd, sa, len) == 0 ? 0 : errno;
@@ -191,7 +184,7 @@ int dial_start(struct fconn *fc, int like, const struct flare_route *route, int 
 	copy_options(fc, like, fd);
 	timeouts_apply(fc, fd);
 	timeouts_forget(fc); /* this socket replaces the one that owed them */
-	if (fc->slice_set)
+	if (__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED))
 		slice_apply(fc, fd);
 	if (fc->has_bind && real.bind) {
 		if (real.bind(fd, (struct sockaddr *)&fc->bind_sa, fc->bind_len) < 0 &&
@@ -226,178 +219,4 @@ int dial_replica(struct fconn *fc, int like, const struct flare_route *route, in
 	}
 	*err_out = 0;
 	return fd;
-}
-
-int order_live_first(const struct flare_route *rt, const uint8_t *base, int nb, uint8_t *seen,
-		     uint8_t *out)
-{
-	int n = 0;
-	for (int pass = 0; pass < 2; pass++)
-		for (int i = 0; i < nb; i++) {
-			int r = base[i];
-			if (r >= (int)rt->svc.n_replicas || seen[r] ||
-			    (rt->reps[r].alive != 0) == pass)
-				continue;
-			seen[r] = 1;
-			out[n++] = (uint8_t)r;
-		}
-	return n;
-}
-
-/* Replicas to try for a new connection: the ranking (live primary first
- * when dialed), the live ones before the dead ones, every replica once. */
-static int candidates(const struct flare_route *rt, uint8_t *out)
-{
-	const struct flare_tbl_service *s = &rt->svc;
-	uint8_t base[2 * FLARE_MAX_REPLICAS + 1], seen[FLARE_MAX_REPLICAS] = {0};
-	int nb = 0;
-	if (s->failover == FLARE_FAILOVER_STATIC) {
-		if (s->primary >= 0)
-			base[nb++] = (uint8_t)s->primary;
-	} else {
-		for (int i = 0; i < s->n_order; i++)
-			base[nb++] = s->order[i];
-	}
-	for (uint32_t i = 0; i < s->n_replicas; i++)
-		base[nb++] = (uint8_t)i;
-	return order_live_first(rt, base, nb, seen, out);
-}
-
-static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, socklen_t len,
-			       const struct flare_addr *dst, const struct flare_route *rt)
-{
-	struct fconn *fc = fconn_new();
-	if (!fc)
-		return NULL;
-	int set = fdtab_opts(fd);
-	fc->domain = sa->sa_family;
-	fc->type = type;
-	fc->protocol = 0; /* a stream socket of an inet family is TCP */
-	fc->dialed = *dst;
-	memcpy(&fc->dialed_sa, sa, len < sizeof(fc->dialed_sa) ? len : sizeof(fc->dialed_sa));
-	fc->dialed_len = len;
-	fc->svc_index = rt->svc_index;
-	fc->replay = rt->svc.replay;
-	fc->failover = rt->svc.failover;
-	fc->connect_timeout_ms = rt->svc.connect_timeout_ms ? rt->svc.connect_timeout_ms : 250;
-	fc->user_timeout_ms = rt->svc.user_timeout_ms;
-	fc->ka_idle = rt->svc.keepalive_idle_s;
-	fc->ka_intvl = rt->svc.keepalive_interval_s;
-	fc->ka_cnt = rt->svc.keepalive_count;
-	if (set & FLARE_SET_RCVTIMEO) {
-		socklen_t tl = sizeof(fc->prog_rcvtimeo);
-		real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &fc->prog_rcvtimeo, &tl);
-	}
-	uint32_t want = rt->svc.replay_buffer;
-	if (fc->replay == FLARE_REPLAY_REQUEST_REPLY && want && fc->cap < want) {
-		uint8_t *b = realloc(fc->buf, want);
-		if (b) {
-			fc->buf = b;
-			fc->cap = want;
-		}
-	}
-	/* the program's bind, to repeat on replacement sockets */
-	struct sockaddr_storage bs;
-	socklen_t bl = sizeof(bs);
-	if ((set & FLARE_SET_BIND) && getsockname(fd, (struct sockaddr *)&bs, &bl) == 0) {
-		struct flare_addr b;
-		static const uint8_t zero[16];
-		if (flare_addr_from_sockaddr((struct sockaddr *)&bs, bl, &b) == 0 &&
-		    (b.port || memcmp(b.ip, zero, sizeof(zero)))) {
-			fc->has_bind = 1;
-			fc->bind_sa = bs;
-			fc->bind_len = bl;
-		}
-	}
-	return fc;
-}
-
-int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
-		 const struct flare_addr *dst, const struct flare_route *rt)
-{
-	uint8_t order[FLARE_MAX_REPLICAS];
-	int n = candidates(rt, order), first_err = 0, blocking = !(fd_getfl(fd) & O_NONBLOCK);
-	struct fconn *fc = fconn_for(fd, type, sa, len, dst, rt);
-	if (!fc || n == 0) {
-		if (fc)
-			fconn_release(fc);
-		return real.connect(fd, sa, len); /* cannot manage: as without flare */
-	}
-	for (int k = 0; k < n; k++) {
-		int idx = order[k];
-		struct sockaddr_storage ss;
-		socklen_t sl = flare_addr_to_sockaddr_family(&rt->reps[idx].addr, fc->domain, &ss);
-		int err;
-		if (!sl)
-			continue;
-		if (k == 0) {
-			/* the program's own socket first: its options and bind stay as they are */
-			if (blocking)
-				slice_apply(fc, fd);
-			timeouts_defer(fc);
-			if (!blocking) {
-				/* a non-blocking connect stays non-blocking: the best live
-				 * replica, EINPROGRESS at once */
-				int rc = real.connect(fd, (struct sockaddr *)&ss, sl);
-				err = rc == 0 ? 0 : errno;
-				if (err == 0 || err == EINPROGRESS) {
-					fc->cur = idx;
-					fdtab_attach(fd, fc);
-					STAT_INC(managed);
-					/* the rest of the ranking is tried from the
-					 * program's readiness calls if this one fails */
-					nb_start(fc, order, n, k + 1, err == EINPROGRESS);
-					errno = err;
-					return rc;
-				}
-			} else {
-				err = connect_within(fd, (struct sockaddr *)&ss, sl,
-						     (int)fc->connect_timeout_ms);
-			}
-			if (err == 0) {
-				fc->cur = idx;
-				fdtab_attach(fd, fc);
-				STAT_INC(managed);
-				return 0;
-			}
-		} else {
-			int nfd = dial_replica(fc, fd, rt, idx, &err);
-			if (nfd >= 0) {
-				int cloexec = real.fcntl(fd, F_GETFD) & FD_CLOEXEC;
-				int fl = fd_getfl(fd);
-				if (fl >= 0)
-					real.fcntl(nfd, F_SETFL, fl);
-				if (real.dup3(nfd, fd, cloexec ? O_CLOEXEC : 0) < 0) {
-					err = errno;
-					real.close(nfd);
-				} else {
-					real.close(nfd);
-					fc->cur = idx;
-					fdtab_attach(fd, fc);
-					STAT_INC(managed);
-					STAT_INC(connect_failovers);
-					char a[FLARE_ADDR_STRLEN];
-					log_info(
-					    "connect to %s: replica %s after %d failed attempt(s)",
-					    flare_addr_format(dst, a, sizeof(a)),
-					    rt->reps[idx].name, k);
-					return 0;
-				}
-			}
-		}
-		if (err == EINTR) {
-			fconn_release(fc);
-			errno = EINTR;
-			return -1;
-		}
-		if (!first_err)
-			first_err = err;
-		log_debug("connect to replica %s failed: %s", rt->reps[idx].name, strerror(err));
-	}
-	fconn_release(fc);
-	STAT_INC(passed_errors);
-	/* a timed-out attempt reads as the kernel's ETIMEDOUT; a virtual address
-	 * nobody listens on would have been refused */
-	errno = first_err ? first_err : ECONNREFUSED;
-	return -1;
 }

@@ -69,9 +69,10 @@ struct fconn *fconn_new(void)
 		pthread_mutex_unlock(&tab_lock);
 	}
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
-	memset(&fc->healing, 0, sizeof(*fc) - offsetof(struct fconn, healing));
+	memset(&fc->state, 0, sizeof(*fc) - offsetof(struct fconn, state));
 	fc->pending_fd = -1;
-	fc->fresh = 1;
+	exchange_reset(fc);
+	fconn_enter(fc, FC_READY);
 	return fc;
 }
 
@@ -86,11 +87,9 @@ void fdtab_attach(int fd, struct fconn *fc)
 	__atomic_store_n(&tab[fd], fc, __ATOMIC_RELEASE);
 }
 
-void fdtab_detach(int fd)
+/* Drops fd from fc; 1 when it was its last descriptor. */
+static int unlink_fd(int fd, struct fconn *fc)
 {
-	struct fconn *fc = fdtab_get(fd);
-	if (!fc)
-		return;
 	__atomic_store_n(&tab[fd], NULL, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&fc->lock);
 	for (int i = 0; i < fc->n_fds; i++)
@@ -100,16 +99,36 @@ void fdtab_detach(int fd)
 		}
 	int last = fc->n_fds == 0;
 	pthread_mutex_unlock(&fc->lock);
-	if (last)
+	return last;
+}
+
+void fdtab_detach(int fd)
+{
+	struct fconn *fc = fdtab_get(fd);
+	if (fc && unlink_fd(fd, fc))
 		fconn_release(fc);
+}
+
+void fdtab_unlink(int fd)
+{
+	struct fconn *fc = fdtab_get(fd);
+	if (fc)
+		unlink_fd(fd, fc);
+}
+
+int fconn_first_fd(struct fconn *fc)
+{
+	pthread_mutex_lock(&fc->lock);
+	int fd = fc->n_fds ? fc->fds[0] : -1;
+	pthread_mutex_unlock(&fc->lock);
+	return fd;
 }
 
 void fconn_release(struct fconn *fc)
 {
-	fc->replay_pending = 0;
 	timeouts_forget(fc);
-	if (fc->in_slot)
-		nb_done(fc);
+	fconn_leave_pending(fc);
+	__atomic_store_n(&fc->state, FC_FREE, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&tab_lock);
 	fc->next_free = free_list;
@@ -117,13 +136,29 @@ void fconn_release(struct fconn *fc)
 	pthread_mutex_unlock(&tab_lock);
 }
 
-void fdtab_alias(int oldfd, int newfd)
+/* A duplicate of a managed descriptor names the same connection, so a
+ * heal lands on every number; dup2/dup3 onto a managed descriptor closes
+ * it. Called only when there is something to change. */
+static void alias(int oldfd, int newfd)
 {
 	struct fconn *fc = fdtab_get(oldfd);
 	if (fdtab_get(newfd))
 		fdtab_detach(newfd);
 	if (fc)
 		fdtab_attach(newfd, fc);
+}
+
+int fdtab_after_dup(int oldfd, int newfd)
+{
+	if (newfd < 0 || newfd == oldfd)
+		return newfd;
+	fdtab_set_opts(newfd, fdtab_opts(oldfd));
+	if ((fdtab_get(oldfd) || fdtab_get(newfd) || register_knows(newfd)) &&
+	    !flare_in_foreign_child()) {
+		register_forget_fd(newfd);
+		alias(oldfd, newfd);
+	}
+	return newfd;
 }
 
 void fdtab_note_opt(int fd, int bits)
@@ -157,11 +192,14 @@ void fdtab_detach_range(unsigned first, unsigned last)
 		/* collect under the lock, detach outside it (detach takes it) */
 		n = 0;
 		pthread_mutex_lock(&tab_lock);
-		for (struct fconn *fc = all_list; fc && n < 64; fc = fc->all_next)
+		for (struct fconn *fc = all_list; fc && n < 64; fc = fc->all_next) {
+			pthread_mutex_lock(&fc->lock); /* fds are [lock] */
 			for (int i = 0; i < fc->n_fds && n < 64; i++)
 				if ((unsigned)fc->fds[i] >= first && (unsigned)fc->fds[i] <= last &&
 				    fdtab_get(fc->fds[i]) == fc)
 					fds[n++] = fc->fds[i];
+			pthread_mutex_unlock(&fc->lock);
+		}
 		pthread_mutex_unlock(&tab_lock);
 		for (int i = 0; i < n; i++)
 			fdtab_detach(fds[i]);
@@ -185,6 +223,7 @@ void fdtab_atfork_child(void)
 	pthread_mutex_init(&tab_lock, NULL);
 	for (struct fconn *fc = all_list; fc; fc = fc->all_next) {
 		pthread_mutex_init(&fc->lock, NULL);
-		fc->healing = 0;
+		fc->claim = 0;
 	}
+	conn_atfork_child();
 }

@@ -1,16 +1,16 @@
-/* Healing a managed connection: a replacement socket to the next ranked
- * replica, the outstanding request replayed on it, and only then the swap
- * onto the program's descriptor number(s) with the same flags. A request
- * is "outstanding" from its first byte written until the first byte of its
- * reply is read; after that, a failure is the program's to see. */
+/* Healing a managed connection after a failure: a replacement socket to
+ * the next target replica, the outstanding request replayed on it, and
+ * only then the swap onto the program's descriptor number(s). A blocking
+ * program waits for all of it (READY -> READY); a non-blocking one gets the
+ * new socket at once, still connecting, and the replay follows from its
+ * next calls and readiness waits (replay.c). Only the exchange states that
+ * allow it are healed (exchange.c); everything else surfaces as it would
+ * without the library. */
 #include "shim.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,50 +30,10 @@ int is_conn_failure(int err)
 	}
 }
 
-void request_record(struct fconn *fc, const void *data, size_t n)
-{
-	struct iovec iov = {(void *)data, n};
-	request_record_iov(fc, &iov, 1, n);
-}
-
-void request_record_iov(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
-{
-	pthread_mutex_lock(&fc->lock);
-	if (__atomic_load_n(&fc->reply_started, __ATOMIC_ACQUIRE)) {
-		/* the first byte written after a reply starts a new request */
-		fc->len = 0;
-		fc->overflow = 0;
-		__atomic_store_n(&fc->reply_started, 0, __ATOMIC_RELEASE);
-	}
-	if (n)
-		fc->fresh = 0;
-	if (!fc->overflow && (uint64_t)fc->len + n > fc->cap) {
-		fc->overflow = 1; /* too big to replay: a failure now surfaces */
-		fc->len = 0;
-	}
-	for (int i = 0; i < iovcnt && n && !fc->overflow; i++) {
-		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
-		memcpy(fc->buf + fc->len, iov[i].iov_base, k);
-		fc->len += (uint32_t)k;
-		n -= k;
-	}
-	pthread_mutex_unlock(&fc->lock);
-}
-
-int heal_allowed(struct fconn *fc)
-{
-	pthread_mutex_lock(&fc->lock);
-	int started = __atomic_load_n(&fc->reply_started, __ATOMIC_ACQUIRE);
-	int outstanding = !started && (fc->len > 0 || fc->overflow);
-	/* nothing exchanged yet: reconnecting re-runs nothing, even for replay=none */
-	int ok =
-	    fc->fresh || (outstanding && !fc->overflow && fc->replay == FLARE_REPLAY_REQUEST_REPLY);
-	pthread_mutex_unlock(&fc->lock);
-	return ok;
-}
-
+/* Sends a replayed request on a connected socket within the timeout. */
 static int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
 {
+	int64_t end = wait_deadline(timeout_ms);
 	while (n) {
 		ssize_t w = real.send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
@@ -82,8 +42,9 @@ static int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
 			continue;
 		}
 		if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+			int left = wait_left(timeout_ms, end);
 			struct pollfd pf = {.fd = fd, .events = POLLOUT};
-			if (poll(&pf, 1, timeout_ms) <= 0 && errno != EINTR)
+			if (left == 0 || (real.poll(&pf, 1, left) <= 0 && errno != EINTR))
 				return -1;
 			continue;
 		}
@@ -92,27 +53,13 @@ static int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
 	return 0;
 }
 
-/* Failover targets after local replica `cur` failed: its ranking (live
- * first; pushed in the table, or asked for now under reactive failover;
- * none under static), then every other replica in the configured order,
- * and `cur` itself last (it may have been restarted). */
+/* Failover targets after the current replica failed: asked of the manager
+ * under reactive failover, else the table's ranking (order.c). */
 static int targets(const struct fconn *fc, const struct flare_route *rt, uint8_t *out)
 {
-	const struct flare_tbl_replica *me = &rt->reps[fc->cur];
-	uint8_t base[2 * FLARE_MAX_REPLICAS], seen[FLARE_MAX_REPLICAS] = {0};
-	int nb = 0;
-	int asked = fc->failover == FLARE_FAILOVER_REACTIVE ? query_targets(fc, rt, base) : -1;
-	if (asked >= 0)
-		nb = asked;
-	else if (fc->failover != FLARE_FAILOVER_STATIC)
-		for (int k = 0; k < me->n_failover; k++)
-			base[nb++] = me->failover[k];
-	for (uint32_t i = 0; i < rt->svc.n_replicas; i++)
-		base[nb++] = (uint8_t)i;
-	seen[fc->cur] = 1;
-	int n = order_live_first(rt, base, nb, seen, out);
-	out[n++] = (uint8_t)fc->cur;
-	return n;
+	uint8_t asked[FLARE_MAX_REPLICAS];
+	int n_asked = fc->failover == FLARE_FAILOVER_REACTIVE ? query_targets(fc, rt, asked) : -1;
+	return order_failover(rt, fc->cur, fc->failover, asked, n_asked, out);
 }
 
 static void sleep_ms(int ms)
@@ -128,49 +75,69 @@ static int wait_other_healer(struct fconn *fc, uint32_t gen)
 	for (int waited = 0; waited < limit; waited++) {
 		if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
 			return 0;
-		if (!__atomic_load_n(&fc->healing, __ATOMIC_ACQUIRE))
+		if (!fconn_claimed(fc))
 			return __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen ? 0 : -1;
 		sleep_ms(1);
 	}
 	return -1;
 }
 
-int fconn_swap(struct fconn *fc, int nfd)
+/* The new socket for target idx, the request resent on it when the
+ * program blocks; -1 to try the next target. */
+static int heal_dial(struct fconn *fc, const struct flare_route *rt, int idx, uint32_t len,
+		     int async, int *err)
 {
-	int fl = real.fcntl(fc->fds[0], F_GETFL);
-	if (fl >= 0)
-		real.fcntl(nfd, F_SETFL, fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
-	/* wake threads blocked on the old socket: they see the new generation
-	 * and retry on the new one (a blocked recv does not wake on dup3) */
-	real.shutdown(fc->fds[0], SHUT_RDWR);
-	int rc = 0;
-	pthread_mutex_lock(&fc->lock);
-	for (int i = 0; i < fc->n_fds && rc == 0; i++) {
-		int cloexec = real.fcntl(fc->fds[i], F_GETFD);
-		if (real.dup3(nfd, fc->fds[i],
-			      cloexec >= 0 && (cloexec & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
-			rc = -1;
+	int like = fconn_first_fd(fc);
+	if (like < 0) {
+		*err = EBADF;
+		return -1;
 	}
-	pthread_mutex_unlock(&fc->lock);
-	real.close(nfd);
-	if (rc == 0)
-		ep_redo(fc);
-	return rc;
+	int nfd = async ? dial_start(fc, like, rt, idx, err) : dial_replica(fc, like, rt, idx, err);
+	if (nfd < 0 || async)
+		return nfd;
+	fc->pending_fd = nfd; /* closed by the next heal if a siglongjmp ends this one */
+	if (len && send_all(nfd, fc->buf, len, (int)fc->connect_timeout_ms) < 0) {
+		*err = errno;
+		log_debug("replay to %s failed: %s", rt->reps[idx].name, strerror(errno));
+		real.close(nfd);
+		fc->pending_fd = -1;
+		return -1;
+	}
+	if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
+		real.shutdown(nfd, SHUT_WR);
+	return nfd;
+}
+
+/* The new socket is in place: the link's next state. [claim] */
+static void heal_done(struct fconn *fc, const uint8_t *order, int n, int k, uint32_t len, int async,
+		      int in_progress)
+{
+	if (!async) {
+		if (len) {
+			STAT_INC(replays);
+			STAT_ADD(replay_bytes, len);
+		}
+		fconn_enter(fc, FC_READY);
+		return;
+	}
+	fc->replay_off = 0;
+	fc->replay_len = len;
+	nb_start(fc, order, n, k + 1, 0);
+	int resend = len > 0 || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
+	if (resend)
+		fconn_enter(fc, in_progress ? FC_HEAL_CONNECTING : FC_REPLAYING);
+	else
+		fconn_enter(fc, in_progress ? FC_CONNECTING : FC_READY);
 }
 
 int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 {
-	if (flare_in_foreign_child() || fc->n_fds == 0)
+	if (flare_in_foreign_child() || fconn_first_fd(fc) < 0)
 		return -1;
 	if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
 		return 0;
-	pid_t tid = (pid_t)syscall(SYS_gettid);
-	int expected = 0;
-	if (!__atomic_compare_exchange_n(&fc->healing, &expected, 1, 0, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE) &&
-	    fc->healer_tid != tid) /* our own stale claim: a siglongjmp left it */
+	if (!fconn_claim(fc))
 		return wait_other_healer(fc, gen);
-	fc->healer_tid = tid;
 	if (fc->pending_fd >= 0) {
 		real.close(fc->pending_fd);
 		fc->pending_fd = -1;
@@ -181,7 +148,8 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 		rc = 0;
 		goto out;
 	}
-	if (!heal_allowed(fc)) {
+	int st = fconn_state(fc);
+	if (st == FC_FAILED || st == FC_FREE || !exchange_healable(fc)) {
 		log_debug("%s: not healed: a reply was being read, or the request is not "
 			  "replayable",
 			  why);
@@ -194,45 +162,23 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	}
 	uint8_t order[FLARE_MAX_REPLICAS + 1];
 	uint64_t t0 = flare_monotonic_ns();
+	uint32_t len = exchange_replay_len(fc);
 	int n = targets(fc, &rt, order);
 	const char *from = rt.reps[fc->cur].name;
 	for (int k = 0; k < n; k++) {
 		int idx = order[k], err = 0;
-		/* a non-blocking program gets the new socket at once, still
-		 * connecting; its replay follows from the program's next calls and
-		 * readiness waits, and meanwhile it reads EAGAIN */
-		int nfd = async ? dial_start(fc, fc->fds[0], &rt, idx, &err)
-				: dial_replica(fc, fc->fds[0], &rt, idx, &err);
+		int nfd = heal_dial(fc, &rt, idx, len, async, &err);
 		if (nfd < 0) {
 			log_debug("failover to %s: %s", rt.reps[idx].name, strerror(err));
 			continue;
 		}
-		fc->pending_fd = nfd;
-		uint32_t len = fc->len;
-		int shut = __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
-		if (!async && len && send_all(nfd, fc->buf, len, (int)fc->connect_timeout_ms) < 0) {
-			log_debug("replay to %s failed: %s", rt.reps[idx].name, strerror(errno));
-			real.close(nfd);
-			fc->pending_fd = -1;
-			continue;
-		}
-		if (!async && shut)
-			real.shutdown(nfd, SHUT_WR);
 		int swapped = fconn_swap(fc, nfd);
 		fc->pending_fd = -1;
 		if (swapped < 0)
 			break;
 		fc->cur = idx;
-		fc->fresh = fc->fresh && !len;
 		STAT_INC(failovers);
-		if (async) {
-			fc->replay_off = 0;
-			fc->replay_pending = len > 0 || shut;
-			nb_start(fc, order, n, k + 1, err == EINPROGRESS);
-		} else if (len) {
-			STAT_INC(replays);
-			STAT_ADD(replay_bytes, len);
-		}
+		heal_done(fc, order, n, k, len, async, err == EINPROGRESS);
 		log_info("service %s: %s -> %s (%s), %u request byte(s) %s, in %.0f us",
 			 rt.svc.name, from, rt.reps[idx].name, why, len,
 			 async ? "to replay once connected" : "replayed",
@@ -245,6 +191,6 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 out:
 	if (rc < 0)
 		STAT_INC(passed_errors);
-	__atomic_store_n(&fc->healing, 0, __ATOMIC_RELEASE);
+	fconn_unclaim(fc);
 	return rc;
 }

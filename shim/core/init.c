@@ -34,8 +34,13 @@ static void *resolve(const char *name, void *self)
 
 /* functions we define (hooks) must not resolve to ourselves; functions we
  * only call (fork) are libc's whatever the address says */
-#define RESOLVE(f) real.f = (__typeof__(real.f))resolve(#f, (void *)f)
-#define RESOLVE_PLAIN(f) real.f = (__typeof__(real.f))resolve(#f, NULL)
+#define SELF_HOOKED(f) ((void *)f)
+#define SELF_CALLED(f) NULL
+#define RESOLVE(name, ret, params, how, need)                                                      \
+	real.name = (__typeof__(real.name))resolve(#name, SELF_##how(name));
+#define MISSING_REQUIRED(name) (!real.name) ||
+#define MISSING_OPTIONAL(name)
+#define MISSING(name, ret, params, how, need) MISSING_##need(name)
 
 int flare_in_foreign_child(void) { return (pid_t)syscall(SYS_getpid) != flare_pid; }
 
@@ -52,51 +57,14 @@ void flare_init(void)
 	initializing = 1;
 	pthread_mutex_lock(&init_lock);
 	if (!flare_ready) {
-		RESOLVE(socket);
-		RESOLVE(poll);
-		RESOLVE(ppoll);
-		RESOLVE(select);
-		RESOLVE(pselect);
-		RESOLVE(epoll_ctl);
-		RESOLVE(epoll_wait);
-		RESOLVE(epoll_pwait);
-		RESOLVE(connect);
-		RESOLVE(close);
-		RESOLVE(close_range);
-		RESOLVE(shutdown);
-		RESOLVE(send);
-		RESOLVE(sendto);
-		RESOLVE(sendmsg);
-		RESOLVE(write);
-		RESOLVE(writev);
-		RESOLVE(recv);
-		RESOLVE(recvfrom);
-		RESOLVE(recvmsg);
-		RESOLVE(read);
-		RESOLVE(readv);
-		RESOLVE(setsockopt);
-		RESOLVE(getsockopt);
-		RESOLVE(bind);
-		RESOLVE(listen);
-		RESOLVE(accept);
-		RESOLVE(accept4);
-		RESOLVE(dup);
-		RESOLVE(dup2);
-		RESOLVE(dup3);
-		RESOLVE(fcntl);
-		RESOLVE(fcntl64);
-		RESOLVE(getpeername);
-		RESOLVE(ioctl);
-		RESOLVE_PLAIN(fork);
+		FLARE_REAL_FNS(RESOLVE)
 		const char *level = getenv("FLARE_LOG");
 		int lv = level ? flare_log_level_parse(level) : -1;
 		flare_log_init("libflare", lv >= 0 ? lv : FLARE_LOG_WARN, 0);
 		const char *dis = getenv("FLARE_DISABLE");
 		flare_disabled = dis && strcmp(dis, "0") != 0 && *dis;
 		flare_pid = (pid_t)syscall(SYS_getpid);
-		if (!real.socket || !real.connect || !real.close || !real.read || !real.write ||
-		    !real.recv || !real.send || !real.dup3 || !real.getsockopt ||
-		    !real.setsockopt || !real.fcntl || !real.recvmsg || !real.sendmsg) {
+		if (FLARE_REAL_FNS(MISSING) 0) {
 			log_error(
 			    "cannot resolve libc's socket functions: passing everything through");
 			flare_disabled = 1;

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <time.h>
 
 enum rop { R_RECV, R_RECVMSG, R_READV };
 
@@ -21,32 +20,11 @@ static ssize_t do_read(enum rop op, int fd, void *buf, size_t len, struct msghdr
 	}
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int replica_dead(struct fconn *fc)
 {
 	struct flare_route rt;
 	return route_read(fc->svc_index, &rt) == FLARE_TBL_OK &&
 	       (uint32_t)fc->cur < rt.svc.n_replicas && !rt.reps[fc->cur].alive;
-}
-
-static int outstanding(struct fconn *fc)
-{
-	return !__atomic_load_n(&fc->reply_started, __ATOMIC_ACQUIRE) && (fc->len || fc->overflow);
-}
-
-/* An error an asynchronous heal or connect owes the program: a plain load
- * on every call, the exchange only when there is one. */
-static int take_owed_error(struct fconn *fc)
-{
-	if (!__atomic_load_n(&fc->conn_err, __ATOMIC_RELAXED))
-		return 0;
-	return __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
 }
 
 static int nonblocking(int fd, int flags)
@@ -60,12 +38,12 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 	uint64_t deadline = 0;
 	const struct timeval *pt = &fc->prog_rcvtimeo;
 	if (pt->tv_sec || pt->tv_usec)
-		deadline = now_ns() + (uint64_t)pt->tv_sec * 1000000000ull +
+		deadline = flare_monotonic_ns() + (uint64_t)pt->tv_sec * 1000000000ull +
 			   (uint64_t)pt->tv_usec * 1000ull;
 	for (;;) {
-		if (__atomic_load_n(&fc->in_slot, __ATOMIC_ACQUIRE))
+		if (fconn_is_pending(fconn_state(fc)))
 			nb_progress(fc, fd);
-		int owed = take_owed_error(fc);
+		int owed = fconn_take_owed_error(fc);
 		if (owed) {
 			errno = owed; /* an asynchronous heal found no replica */
 			return -1;
@@ -73,28 +51,27 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		ssize_t n = do_read(op, fd, buf, len, msg, flags);
 		if (n > 0) {
-			if (!(flags & MSG_PEEK)) {
-				__atomic_store_n(&fc->reply_started, 1, __ATOMIC_RELEASE);
-				fc->fresh = 0;
-			}
+			if (!(flags & MSG_PEEK))
+				exchange_read(fc);
 			return n;
 		}
 		int err = n < 0 ? errno : 0;
 		if (n == 0 && (op == R_RECV ? len == 0 : 0))
 			return 0;
 		if (err == EAGAIN || err == EWOULDBLOCK) {
-			if (!fc->slice_set || nonblocking(fd, flags)) {
+			if (!__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED) ||
+			    nonblocking(fd, flags)) {
 				errno = err; /* the program's own non-blocking read */
 				return -1;
 			}
 			/* one of our slices ended: the connection has lived a while */
 			timeouts_settle(fc, 0);
-			if (deadline && now_ns() >= deadline) {
+			if (deadline && flare_monotonic_ns() >= deadline) {
 				errno = EAGAIN;
 				return -1;
 			}
-			if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) == gen && outstanding(fc) &&
-			    replica_dead(fc)) {
+			if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) == gen &&
+			    exchange_outstanding(fc) && replica_dead(fc)) {
 				STAT_INC(table_dead_wakeups);
 				heal(fc, gen, "replica dead in the table", 0);
 			}
@@ -150,15 +127,15 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 			     const struct msghdr *msg, int flags)
 {
 	for (;;) {
-		if (__atomic_load_n(&fc->in_slot, __ATOMIC_ACQUIRE)) {
+		if (fconn_is_pending(fconn_state(fc))) {
 			nb_progress(fc, fd);
-			if (fc->replay_pending || fc->connecting) {
-				/* the replayed request goes first */
+			if (fconn_is_pending(fconn_state(fc))) {
+				/* still connecting, or the replayed request goes first */
 				errno = EAGAIN;
 				return -1;
 			}
 		}
-		int owed = take_owed_error(fc);
+		int owed = fconn_take_owed_error(fc);
 		if (owed) {
 			errno = owed;
 			return -1;
@@ -169,10 +146,9 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 		if (n >= 0) {
 			timeouts_settle(fc, 1);
 			if (msg)
-				request_record_iov(fc, msg->msg_iov, (int)msg->msg_iovlen,
-						   (size_t)n);
+				exchange_wrote(fc, msg->msg_iov, (int)msg->msg_iovlen, (size_t)n);
 			else
-				request_record(fc, buf, (size_t)n);
+				exchange_wrote_buf(fc, buf, (size_t)n);
 			return n;
 		}
 		int err = errno;
@@ -189,7 +165,7 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 			continue;
 		if (is_conn_failure(err)) {
 			/* this write starts a new request if a reply was being read */
-			request_record(fc, NULL, 0);
+			exchange_wrote_buf(fc, NULL, 0);
 			if (heal(fc, gen, strerror(err), nonblocking(fd, flags)) == 0)
 				continue;
 		}

@@ -110,7 +110,9 @@ int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t 
 	q.u.query.service = rt->svc.addr;
 	q.u.query.failed = rt->reps[fc->cur].addr;
 	const char *why = NULL;
-	int timeout = fc->connect_timeout_ms < 500 ? (int)fc->connect_timeout_ms : 500;
+	int timeout = fc->connect_timeout_ms < FLARE_QUERY_TIMEOUT_MAX_MS
+			  ? (int)fc->connect_timeout_ms
+			  : FLARE_QUERY_TIMEOUT_MAX_MS;
 	memset(&a, 0, sizeof(a));
 	if (ask(&q, &a, timeout, &why) < 0) {
 		log_warn("service %s: reactive failover query failed (%s): using the table's "

@@ -107,8 +107,7 @@ void register_listen(int fd)
 	/* only replica addresses are worth a registration; a wildcard bind is
 	 * looked up on the loopback address of its family */
 	struct flare_addr probe = a;
-	static const uint8_t zero[16];
-	if (memcmp(a.ip, zero, a.family == AF_INET ? 4 : 16) == 0) {
+	if (flare_addr_is_wildcard(&a)) {
 		memset(probe.ip, 0, sizeof(probe.ip));
 		if (a.family == AF_INET)
 			probe.ip[0] = 127, probe.ip[3] = 1;

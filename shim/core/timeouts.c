@@ -18,8 +18,6 @@
 
 int flare_n_timeouts_owed;
 
-static uint64_t now_ms(void) { return flare_monotonic_ns() / 1000000; }
-
 static void set_int(int fd, int level, int name, int v)
 {
 	real.setsockopt(fd, level, name, &v, sizeof(v));
@@ -52,7 +50,7 @@ void timeouts_defer(struct fconn *fc)
 {
 	if (!fc->user_timeout_ms && !fc->ka_idle)
 		return;
-	fc->timeouts_due_ms = now_ms() + FLARE_TIMEOUTS_DEFER_MS;
+	fc->timeouts_due_ms = flare_monotonic_ms() + FLARE_TIMEOUTS_DEFER_MS;
 	if (!__atomic_exchange_n(&fc->timeouts_owed, 1, __ATOMIC_ACQ_REL))
 		__atomic_add_fetch(&flare_n_timeouts_owed, 1, __ATOMIC_RELEASE);
 }
@@ -84,7 +82,7 @@ void timeouts_settle(struct fconn *fc, int due_only)
 {
 	if (!__atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED))
 		return;
-	if (due_only && now_ms() < fc->timeouts_due_ms)
+	if (due_only && flare_monotonic_ms() < fc->timeouts_due_ms)
 		return;
 	settle_locked(fc);
 }

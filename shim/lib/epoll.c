@@ -27,8 +27,7 @@ static int filter(int epfd, struct epoll_event *evs, int n)
 	for (int i = 0; i < n; i++) {
 		int fd = ep_find_connecting(epfd, evs[i].data.u64);
 		uint32_t e = evs[i].events;
-		int ready = !(e & EPOLLOUT) ? 0 : (e & (EPOLLERR | EPOLLHUP)) ? 1 : 2;
-		if (fd >= 0 && nb_check_ready(fd, ready))
+		if (fd >= 0 && nb_event(fd, !!(e & EPOLLOUT), !!(e & (EPOLLERR | EPOLLHUP))))
 			continue;
 		evs[k++] = evs[i];
 	}

@@ -9,10 +9,10 @@ static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
 {
 	int r = fn(fd, cmd, arg);
 	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
-		return flare_after_dup(fd, r);
+		return fdtab_after_dup(fd, r);
 	struct fconn *fc;
 	if (cmd == F_SETFL && r == 0 && !((long)arg & O_NONBLOCK) && (fc = fdtab_get(fd)) &&
-	    !fc->slice_set)
+	    !__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED))
 		slice_apply(fc, fd); /* turned blocking: waits get their slices */
 	return r;
 }

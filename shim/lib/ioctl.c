@@ -15,7 +15,7 @@ FLARE_EXPORT int ioctl(int fd, unsigned long req, ...)
 	int r = real.ioctl(fd, req, arg);
 	struct fconn *fc;
 	if (r == 0 && req == FIONBIO && arg && !*(int *)arg && (fc = fdtab_get(fd)) &&
-	    !fc->slice_set)
+	    !__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED))
 		slice_apply(fc, fd);
 	return r;
 }

@@ -6,14 +6,13 @@
 
 extern void __chk_fail(void) __attribute__((noreturn));
 
-static int ready(short r) { return !(r & POLLOUT) ? 0 : (r & (POLLERR | POLLHUP)) ? 1 : 2; }
-
 /* Hides the events of failed connects the library moved on from; returns
  * the count left. */
 static int filter(struct pollfd *fds, nfds_t nfds, int n)
 {
 	for (nfds_t i = 0; i < nfds && n > 0; i++)
-		if (fds[i].revents && nb_check_ready(fds[i].fd, ready(fds[i].revents))) {
+		if (fds[i].revents && nb_event(fds[i].fd, !!(fds[i].revents & POLLOUT),
+					       !!(fds[i].revents & (POLLERR | POLLHUP)))) {
 			fds[i].revents = 0;
 			n--;
 		}

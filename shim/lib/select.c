@@ -4,14 +4,15 @@
 #include <string.h>
 #include <sys/select.h>
 
-/* Clears the descriptors of failed connects the library moved on from;
+/* Clears the descriptors of failed connects the library moved on from
+ * (select cannot tell a failed connect from a good one: both are writable);
  * returns the count left. */
 static int filter(int nfds, fd_set *r, fd_set *w, fd_set *e, int n)
 {
 	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && n > 0; fd++) {
 		int in_r = r && FD_ISSET(fd, r), in_w = w && FD_ISSET(fd, w),
 		    in_e = e && FD_ISSET(fd, e);
-		if (!(in_r || in_w || in_e) || !nb_check_ready(fd, in_w))
+		if (!(in_r || in_w || in_e) || !nb_event(fd, in_w, 1))
 			continue;
 		if (in_r)
 			FD_CLR(fd, r);
@@ -36,9 +37,11 @@ static void restore(fd_set *dst, const fd_set *src)
 		memcpy(dst, src, sizeof(*dst));
 }
 
+/* select and pselect share one sliced wait; pselect's mask is kept */
 struct select_wait {
 	struct sliced_wait w;
-	int nfds;
+	int nfds, with_mask;
+	const sigset_t *mask;
 	fd_set *r, *wr, *e, r0, w0, e0; /* the program's sets, and as it passed them */
 };
 
@@ -48,6 +51,10 @@ static int select_wait(struct sliced_wait *w, int ms)
 	restore(s->r, &s->r0); /* the last wait rewrote them */
 	restore(s->wr, &s->w0);
 	restore(s->e, &s->e0);
+	if (s->with_mask) {
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+		return real.pselect(s->nfds, s->r, s->wr, s->e, ms < 0 ? NULL : &ts, s->mask);
+	}
 	struct timeval slice = {ms / 1000, (ms % 1000) * 1000};
 	return real.select(s->nfds, s->r, s->wr, s->e, ms < 0 ? NULL : &slice);
 }
@@ -58,21 +65,36 @@ static int select_filter(struct sliced_wait *w, int n)
 	return filter(s->nfds, s->r, s->wr, s->e, n);
 }
 
+static int sliced_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int timeout_ms, int with_mask,
+			 const sigset_t *mask, int *left_ms)
+{
+	struct select_wait s = {.w = {select_wait, select_filter, 0},
+				.nfds = nfds,
+				.with_mask = with_mask,
+				.mask = mask,
+				.r = r,
+				.wr = w,
+				.e = e};
+	save(&s.r0, r);
+	save(&s.w0, w);
+	save(&s.e0, e);
+	int n = wait_sliced(&s.w, timeout_ms);
+	*left_ms = s.w.left_ms;
+	return n;
+}
+
 FLARE_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
 	HOOK_ENTER(select, (int)syscall(SYS_select, nfds, r, w, e, tv));
 	if (wait_is_plain())
 		return real.select(nfds, r, w, e, tv);
-	struct select_wait s = {
-	    .w = {select_wait, select_filter, 0}, .nfds = nfds, .r = r, .wr = w, .e = e};
-	save(&s.r0, r);
-	save(&s.w0, w);
-	save(&s.e0, e);
-	int n = wait_sliced(&s.w, tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1);
-	if (n >= 0 && tv && s.w.left_ms >= 0) {
+	int left;
+	int n = sliced_select(
+	    nfds, r, w, e, tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1, 0, NULL, &left);
+	if (n >= 0 && tv && left >= 0) {
 		/* Linux reports the time not slept */
-		tv->tv_sec = s.w.left_ms / 1000;
-		tv->tv_usec = (s.w.left_ms % 1000) * 1000;
+		tv->tv_sec = left / 1000;
+		tv->tv_usec = (left % 1000) * 1000;
 	}
 	return n;
 }
@@ -81,21 +103,10 @@ FLARE_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct
 			 const sigset_t *mask)
 {
 	HOOK_ENTER(pselect, (int)syscall(SYS_pselect6, nfds, r, w, e, ts, NULL));
-	if (!__atomic_load_n(&flare_n_connecting, __ATOMIC_ACQUIRE))
+	if (wait_is_plain())
 		return real.pselect(nfds, r, w, e, ts, mask);
-	fd_set r0, w0, e0;
-	save(&r0, r);
-	save(&w0, w);
-	save(&e0, e);
-	for (;;) {
-		int n = real.pselect(nfds, r, w, e, ts, mask);
-		if (n <= 0)
-			return n;
-		int left = filter(nfds, r, w, e, n);
-		if (left > 0 || (ts && ts->tv_sec == 0 && ts->tv_nsec == 0))
-			return left;
-		restore(r, &r0);
-		restore(w, &w0);
-		restore(e, &e0);
-	}
+	int left;
+	return sliced_select(nfds, r, w, e,
+			     ts ? (int)(ts->tv_sec * 1000 + ts->tv_nsec / 1000000) : -1, 1, mask,
+			     &left);
 }

@@ -31,7 +31,7 @@ FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, sockle
 		return -1;
 	}
 	fc->prog_rcvtimeo = tv;
-	if (fc->slice_set)
+	if (__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED))
 		slice_apply(fc, fd);
 	else
 		real.setsockopt(fd, level, name, val,

@@ -215,7 +215,7 @@ time.sleep(120)
 def test_nonblocking_connect_moves_down_the_ranking():
     """The top-ranked replica's process is registered (alive in the table)
     but nothing listens: a non-blocking connect is refused there and must
-    land on the next replica from inside poll, select and epoll."""
+    land on the next replica from inside every readiness call."""
     s = rr_deployment()
     start_rr(s, servers=False)
     script = os.path.join(s.dir, "register_only.py")
@@ -227,7 +227,7 @@ def test_nonblocking_connect_moves_down_the_ranking():
         rr_server(s, i)
     wait_for(lambda: all_alive(s), 10, what="A-1 registered, A-2 and A-3 up")
     check(s.order("A")[0] == "A-1", "the dead A-1 is ranked first: %s" % s.order("A"))
-    for mode in ("poll", "select", "epoll", "epollet"):
+    for mode in ("poll", "ppoll", "select", "pselect", "epoll", "epollet", "epoll_pwait"):
         r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--",
                             BUILD + "/tests/progs/nbconnect", mode, "127.0.0.1", str(s.svc)],
                            capture_output=True, text=True, timeout=30,
@@ -379,6 +379,27 @@ def test_tcp_timeouts_set_once_a_connection_lives():
           "rc %d: %r (want %r) %s" % (r.returncode, r.stdout, want, r.stderr[-800:]))
 
 
+def test_idle_waits_keep_deadline_and_settle_timeouts():
+    """Every readiness call, with or without a signal mask, is one wait
+    for the program: sliced inside the library while a connection owes its
+    TCP timeouts, it still returns nothing at the program's own deadline,
+    and the idle connection has its timeouts by then."""
+    s = rr_deployment()
+    start_rr(s)
+    for mode in ("poll", "ppoll", "select", "pselect", "epoll_wait", "epoll_pwait"):
+        r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--",
+                            BUILD + "/tests/progs/idlewait", mode, "127.0.0.1", str(s.svc), "300"],
+                           capture_output=True, text=True, timeout=30)
+        m = re.match(r"n=(-?\d+) elapsed_ms=(\d+) opts=(\S+)", r.stdout)
+        check(r.returncode == 0 and m, "%s: rc %d %r %r" % (mode, r.returncode, r.stdout, r.stderr))
+        n, elapsed, opts = int(m.group(1)), int(m.group(2)), m.group(3)
+        check(n == 0, "%s: the idle wait returned %d, not a timeout" % (mode, n))
+        # never early; late only by scheduling (a restart that forgot the
+        # deadline would wait a whole timeout again)
+        check(300 <= elapsed < 550, "%s: a 300 ms wait took %d ms" % (mode, elapsed))
+        check(opts == "1000,1,1", "%s: timeouts on the idle connection: %s" % (mode, opts))
+
+
 def test_reactive_failover_asks_the_manager():
     """failover = "reactive": the heal asks the agent, which asks the
     manager; with the agent frozen the question times out and the heal
@@ -414,4 +435,5 @@ if __name__ == "__main__":
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
          test_flare_run_warns_about_static_programs,
-         test_tcp_timeouts_set_once_a_connection_lives, test_reactive_failover_asks_the_manager])
+         test_tcp_timeouts_set_once_a_connection_lives,
+    test_idle_waits_keep_deadline_and_settle_timeouts, test_reactive_failover_asks_the_manager])

@@ -1,5 +1,6 @@
 /* nbconnect MODE ADDR PORT: a non-blocking connect as event loops do it,
- * waiting with MODE (poll | select | epoll | epollet), then every check a
+ * waiting with MODE (poll | ppoll | select | pselect | epoll | epollet |
+ * epoll_pwait), then every check a
  * program may make of the outcome (SO_ERROR, getpeername, a second
  * connect), then one 64-byte request/reply. Prints the replica's tag.
  * Exit 1 with a reason on anything unexpected. */
@@ -8,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +30,24 @@ static int wait_writable(const char *mode, int fd)
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 		return poll(&p, 1, 5000) == 1 ? 0 : -1;
 	}
-	if (strcmp(mode, "select") == 0) {
+	if (strcmp(mode, "ppoll") == 0) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		struct timespec ts = {5, 0};
+		sigset_t mask;
+		sigemptyset(&mask);
+		return ppoll(&p, 1, &ts, &mask) == 1 ? 0 : -1;
+	}
+	if (strcmp(mode, "select") == 0 || strcmp(mode, "pselect") == 0) {
 		fd_set w;
 		FD_ZERO(&w);
 		FD_SET(fd, &w);
 		struct timeval tv = {5, 0};
-		return select(fd + 1, NULL, &w, NULL, &tv) == 1 ? 0 : -1;
+		struct timespec ts = {5, 0};
+		sigset_t mask;
+		sigemptyset(&mask);
+		int n = mode[0] == 'p' ? pselect(fd + 1, NULL, &w, NULL, &ts, &mask)
+				       : select(fd + 1, NULL, &w, NULL, &tv);
+		return n == 1 && FD_ISSET(fd, &w) ? 0 : -1;
 	}
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev = {.events = EPOLLOUT | (strcmp(mode, "epollet") == 0 ? EPOLLET : 0)};
@@ -41,7 +55,10 @@ static int wait_writable(const char *mode, int fd)
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -1;
 	struct epoll_event out;
-	int n = epoll_wait(ep, &out, 1, 5000);
+	sigset_t mask;
+	sigemptyset(&mask);
+	int n = strcmp(mode, "epoll_pwait") == 0 ? epoll_pwait(ep, &out, 1, 5000, &mask)
+						 : epoll_wait(ep, &out, 1, 5000);
 	close(ep);
 	return n == 1 && out.data.u64 == ev.data.u64 ? 0 : -1;
 }

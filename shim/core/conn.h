@@ -1,0 +1,201 @@
+/* A managed connection: the library's state for a TCP socket the program
+ * connected to a service address. Found through the descriptor table
+ * (fdtab.c); one connection may have several descriptor numbers (dup).
+ *
+ * Two small state machines describe it, each with its transitions written
+ * down here and made only through the functions below.
+ *
+ * The link (fc->state): what the socket behind the program's descriptor is
+ * doing, and what the library still owes the program.
+ *
+ *   state               meaning                          events that move it
+ *   FC_READY            connected, or failed with the    heal, blocking: swapped -> READY
+ *                       error left in the kernel; the    heal, non-blocking: -> HEAL_CONNECTING
+ *                       library owes nothing                or REPLAYING; with nothing to resend
+ *                                                           -> CONNECTING or READY
+ *   FC_CONNECTING       the program's non-blocking       connected -> READY
+ *                       connect is in progress; the      refused/timed out -> CONNECTING (next
+ *                       next candidates are in cand[]       replica) | FAILED (none left)
+ *   FC_HEAL_CONNECTING  an asynchronous heal's new       connected -> REPLAYING; refused ->
+ *                       socket is connecting, with a        HEAL_CONNECTING | REPLAYING (the next
+ *                       request to resend                   replica took it at once) | FAILED
+ *   FC_REPLAYING        connected; the outstanding       all sent -> READY; the send failed ->
+ *                       request is being resent             HEAL_CONNECTING | REPLAYING | FAILED
+ *   FC_FAILED           no replica left: conn_err is     the program takes the error -> READY
+ *                       owed to the program
+ *   FC_FREE             on the free list                 fconn_new -> READY
+ *   (any but FREE)                                       close -> FREE
+ *
+ * A heal may start in any live state (READY, CONNECTING, HEAL_CONNECTING,
+ * REPLAYING: the replica a heal moved to can die too) and leaves the
+ * connection in the live state its new socket is in, as from READY.
+ * CONNECTING, HEAL_CONNECTING and REPLAYING are "pending": such a
+ * connection is on the pending list (conn.c), which the readiness hooks and
+ * the program's next calls on the descriptor use to move it on; the
+ * readiness hooks exit at once while that list is empty.
+ *
+ * The exchange (fc->xchg): where the conversation is, which decides
+ * whether a failure may be healed (exchange.c).
+ *
+ *   FX_FRESH     nothing written or read yet      write -> REQUEST; read -> ANSWERED
+ *   FX_REQUEST   bytes written since the last     write -> REQUEST (appended), or OVERSIZE;
+ *                byte read, all kept in buf          read -> ANSWERED
+ *   FX_OVERSIZE  the request outgrew buf          read -> ANSWERED
+ *   FX_ANSWERED  a reply byte was read since      write -> REQUEST (buf restarts) | OVERSIZE
+ *                the last write
+ *
+ * A failure is healed in FRESH (reconnecting re-runs nothing, even with
+ * replay = none) and in REQUEST when the service replays requests; in
+ * OVERSIZE and ANSWERED it surfaces, as it would without the library.
+ *
+ * Who may write what (the code agrees; see each field):
+ *   [init]  set by fconn_new/the connect before the connection is attached
+ *           to a descriptor, read-only afterwards
+ *   [claim] only by the thread holding the connection's claim (fconn_claim):
+ *           heals, non-blocking connect moves, asynchronous replays
+ *   [lock]  under fc->lock, which is never held across a blocking call
+ *   [atom]  atomics only
+ *   [prog]  set by the program's own option calls (setsockopt, fcntl,
+ *           ioctl) on its thread; a program racing its own option changes
+ *           against its reads gets one value or the other
+ * Lock order: tab_lock (fdtab.c) or pending_lock (conn.c) before fc->lock;
+ * no state transition is made while holding fc->lock. */
+#ifndef FLARE_CONN_H
+#define FLARE_CONN_H
+
+#include "addr.h"
+#include "flare.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define FLARE_MAX_ALIASES 8
+#define FLARE_MAX_EPOLL 4
+
+enum fconn_state {
+	FC_FREE,
+	FC_READY,
+	FC_CONNECTING,
+	FC_HEAL_CONNECTING,
+	FC_REPLAYING,
+	FC_FAILED,
+	FC_N_STATES
+};
+
+enum fconn_xchg { FX_FRESH, FX_REQUEST, FX_OVERSIZE, FX_ANSWERED };
+
+struct fconn {
+	/* kept across recycling */
+	pthread_mutex_t lock;               /* see [lock] */
+	uint32_t gen;                       /* [atom] bumped on every swap and recycle */
+	uint8_t *buf;                       /* [lock] the outstanding request, cap bytes */
+	uint32_t cap;                       /* [init] */
+	struct fconn *next_free, *all_next; /* under tab_lock (fdtab.c) */
+
+	/* reset for every connection, from here on */
+	int state;                  /* [claim] enum fconn_state, read with atomic loads */
+	int claim;                  /* [atom] 1 while a thread holds the claim */
+	pid_t claim_tid;            /* [atom] its thread, to take over after a siglongjmp */
+	int on_pending;             /* [pending_lock] listed on the pending list */
+	int pending_fd;             /* [claim] socket of an interrupted heal, closed by the next */
+	int fds[FLARE_MAX_ALIASES]; /* [lock] the descriptor numbers naming it */
+	int n_fds;                  /* [lock] */
+
+	/* what the program dialed and how the service is configured: [init] */
+	int domain, type, protocol;
+	struct flare_addr dialed;
+	struct sockaddr_storage dialed_sa;
+	socklen_t dialed_len;
+	uint32_t svc_index;
+	uint8_t replay, failover;
+	uint32_t connect_timeout_ms, user_timeout_ms;
+	uint16_t ka_idle, ka_intvl, ka_cnt;
+	int has_bind;
+	struct sockaddr_storage bind_sa;
+	socklen_t bind_len;
+
+	int cur; /* [claim] local index of the replica connected to */
+
+	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
+	int slice_set;                /* [atom] the kernel's SO_RCVTIMEO is our slice */
+	int timeouts_owed;            /* [atom] flare's TCP timeouts not set yet */
+	uint64_t timeouts_due_ms;     /* published by timeouts_owed (release) */
+
+	/* the exchange */
+	int xchg;     /* [atom] enum fconn_xchg; moved under [lock] by writes */
+	uint32_t len; /* [lock] bytes of the outstanding request in buf */
+	int shut_wr;  /* [atom] the program half-closed: repeat it after a replay */
+
+	/* the replicas still to try, in order: [claim] */
+	uint8_t cand[FLARE_MAX_REPLICAS];
+	int n_cand, cand_pos;
+	int first_err;       /* the first refusal, what a connect reports at the end */
+	uint32_t replay_len; /* bytes of buf to resend (HEAL_CONNECTING, REPLAYING) */
+	uint32_t replay_off; /* of which sent so far */
+	int conn_err;        /* [atom] the error owed in FC_FAILED */
+
+	/* the program's epoll registrations of this connection: [lock] */
+	struct {
+		int epfd, fd;
+		uint32_t events;
+		uint64_t data;
+	} ep[FLARE_MAX_EPOLL];
+	int n_ep;
+};
+
+/* ---- the link state machine (conn.c) ---- */
+static inline int fconn_state(const struct fconn *fc)
+{
+	return __atomic_load_n(&fc->state, __ATOMIC_ACQUIRE);
+}
+static inline int fconn_is_pending(int state)
+{
+	return state == FC_CONNECTING || state == FC_HEAL_CONNECTING || state == FC_REPLAYING;
+}
+const char *fconn_state_name(int state);
+/* Is from -> to one of the transitions in the table above? */
+int fconn_transition_legal(int from, int to);
+/* Moves fc to state `to` (joining or leaving the pending list). An illegal
+ * transition is refused with a logged error and returns -1: a library bug
+ * must not become the program's crash. */
+int fconn_enter(struct fconn *fc, int to);
+/* FAILED -> READY for the caller that takes the owed error; 0 when none. */
+int fconn_take_owed_error(struct fconn *fc);
+/* Gives up fc->state's claim on the pending list, whatever the state (the
+ * connection is being recycled). */
+void fconn_leave_pending(struct fconn *fc);
+
+/* The claim: one thread at a time moves a connection's link. 1 when the
+ * caller got it (or already held it: a siglongjmp out of a heal left it);
+ * fconn_claim_wait spins a bounded while for holders that never block. */
+int fconn_claim(struct fconn *fc);
+int fconn_claim_wait(struct fconn *fc);
+void fconn_unclaim(struct fconn *fc);
+int fconn_claimed(const struct fconn *fc);
+void conn_atfork_child(void);
+
+/* Connections on the pending list for which want() holds (at most max). */
+extern int flare_n_pending; /* [atom] fast exit for readiness hooks */
+int pending_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max);
+
+/* ---- the exchange (exchange.c): pure, no system calls ---- */
+void exchange_reset(struct fconn *fc);
+/* The program wrote n bytes (n may be 0: a write that failed before
+ * sending anything still ends an answered exchange). */
+void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);
+void exchange_wrote_buf(struct fconn *fc, const void *data, size_t n);
+/* The program read reply bytes. */
+void exchange_read(struct fconn *fc);
+/* A request is written and no byte of its reply read. */
+int exchange_outstanding(const struct fconn *fc);
+/* May a failure now be healed? (see the table above) */
+int exchange_healable(struct fconn *fc);
+/* The outstanding request's length, read under the lock: a heal resends
+ * buf[0, len). Later writes only append, so the prefix stays valid. */
+uint32_t exchange_replay_len(struct fconn *fc);
+
+#endif

@@ -1,0 +1,82 @@
+/* The exchange state machine (conn.h): what the program has written and
+ * read on a connection since its last request began, and so whether a
+ * failure may be healed. A request is "outstanding" from its first byte
+ * written until the first byte of its reply is read; only then may it be
+ * replayed on another replica. No system calls here. */
+#include "shim.h"
+
+#include <string.h>
+
+static int xchg_load(const struct fconn *fc)
+{
+	return __atomic_load_n(&fc->xchg, __ATOMIC_ACQUIRE);
+}
+
+void exchange_reset(struct fconn *fc)
+{
+	fc->len = 0;
+	__atomic_store_n(&fc->xchg, FX_FRESH, __ATOMIC_RELEASE);
+}
+
+void exchange_wrote_buf(struct fconn *fc, const void *data, size_t n)
+{
+	struct iovec iov = {(void *)data, n};
+	exchange_wrote(fc, &iov, 1, n);
+}
+
+void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
+{
+	pthread_mutex_lock(&fc->lock);
+	int from = xchg_load(fc), to = from;
+	if (from == FX_ANSWERED) {
+		fc->len = 0; /* the first byte written after a reply starts a new request */
+		if (n)
+			to = FX_REQUEST;
+	} else if (from == FX_FRESH && n) {
+		to = FX_REQUEST;
+	}
+	if (to == FX_REQUEST && (uint64_t)fc->len + n > fc->cap) {
+		to = FX_OVERSIZE; /* too big to replay: a failure now surfaces */
+		fc->len = 0;
+	}
+	for (int i = 0; i < iovcnt && n && to == FX_REQUEST; i++) {
+		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
+		memcpy(fc->buf + fc->len, iov[i].iov_base, k);
+		fc->len += (uint32_t)k;
+		n -= k;
+	}
+	/* a reader thread may have seen reply bytes meanwhile: it wins */
+	if (to != from)
+		__atomic_compare_exchange_n(&fc->xchg, &from, to, 0, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE);
+	pthread_mutex_unlock(&fc->lock);
+}
+
+void exchange_read(struct fconn *fc)
+{
+	if (xchg_load(fc) != FX_ANSWERED)
+		__atomic_store_n(&fc->xchg, FX_ANSWERED, __ATOMIC_RELEASE);
+}
+
+int exchange_outstanding(const struct fconn *fc)
+{
+	int x = xchg_load(fc);
+	return x == FX_REQUEST || x == FX_OVERSIZE;
+}
+
+int exchange_healable(struct fconn *fc)
+{
+	switch (xchg_load(fc)) {
+	case FX_FRESH: return 1;
+	case FX_REQUEST: return fc->replay == FLARE_REPLAY_REQUEST_REPLY;
+	default: return 0;
+	}
+}
+
+uint32_t exchange_replay_len(struct fconn *fc)
+{
+	pthread_mutex_lock(&fc->lock);
+	uint32_t len = xchg_load(fc) == FX_REQUEST ? fc->len : 0;
+	pthread_mutex_unlock(&fc->lock);
+	return len;
+}

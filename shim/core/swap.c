@@ -1,0 +1,34 @@
+/* Putting a new socket in place of a connection's old one, on every
+ * descriptor number that names it, with the program's flags. */
+#include "shim.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int fconn_swap(struct fconn *fc, int nfd)
+{
+	int rc = 0;
+	pthread_mutex_lock(&fc->lock);
+	int fl = fc->n_fds ? real.fcntl(fc->fds[0], F_GETFL) : -1;
+	if (fl >= 0)
+		real.fcntl(nfd, F_SETFL, fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
+	/* wake threads blocked on the old socket: they see the new generation
+	 * and retry on the new one (a blocked recv does not wake on dup3) */
+	if (fc->n_fds)
+		real.shutdown(fc->fds[0], SHUT_RDWR);
+	for (int i = 0; i < fc->n_fds && rc == 0; i++) {
+		/* dup3, not dup2: dup2 would clear close-on-exec */
+		int fdfl = real.fcntl(fc->fds[i], F_GETFD);
+		if (real.dup3(nfd, fc->fds[i], fdfl >= 0 && (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) <
+		    0)
+			rc = -1;
+	}
+	if (!fc->n_fds)
+		rc = -1;
+	pthread_mutex_unlock(&fc->lock);
+	real.close(nfd);
+	if (rc == 0)
+		ep_redo(fc);
+	return rc;
+}

@@ -1,0 +1,58 @@
+/* The readiness hooks' shared loop (poll, ppoll, select, pselect and the
+ * epoll family): while connects or replays are pending, or connections are
+ * owed their TCP timeouts, a wait sleeps in the kernel in short slices,
+ * moves that work on between them, hides the events of connects the
+ * library moved on from, and keeps the program's own deadline across
+ * restarts. Every hook takes the plain path while none of that exists
+ * (wait_is_plain). */
+#include "shim.h"
+
+int64_t wait_deadline(int timeout_ms)
+{
+	return timeout_ms > 0 ? (int64_t)flare_monotonic_ms() + timeout_ms : 0;
+}
+
+int wait_left(int timeout_ms, int64_t deadline)
+{
+	if (timeout_ms <= 0)
+		return timeout_ms;
+	int64_t left = deadline - (int64_t)flare_monotonic_ms();
+	return left > 0 ? (int)left : 0;
+}
+
+int wait_slice(int timeout)
+{
+	/* a pending replay is moved on every millisecond: the program is not
+	 * waiting for the new socket's POLLOUT */
+	if (__atomic_load_n(&flare_n_pending, __ATOMIC_ACQUIRE) && nb_progress_all() &&
+	    (timeout < 0 || timeout > 1))
+		return 1;
+	if (__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE) &&
+	    (timeout < 0 || timeout > FLARE_TIMEOUTS_DEFER_MS))
+		return FLARE_TIMEOUTS_DEFER_MS;
+	return timeout;
+}
+
+void wait_slept(void)
+{
+	/* nothing was ready: the program is idle, its connections are not new */
+	if (__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE))
+		timeouts_settle_all();
+}
+
+int wait_sliced(struct sliced_wait *w, int timeout)
+{
+	int64_t end = wait_deadline(timeout);
+	for (;;) {
+		int n = w->wait(w, wait_slice(timeout));
+		if (n < 0)
+			return n;
+		if (n == 0)
+			wait_slept();
+		int left = n ? w->filter(w, n) : 0;
+		if (left > 0 || (timeout = wait_left(timeout, end)) == 0) {
+			w->left_ms = timeout;
+			return left;
+		}
+	}
+}
