@@ -77,6 +77,22 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libflare-common.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) -Itests/unit $< -o $@ $(BUILD)/libflare-common.a $(TEST_LIBS)
 
+# the library's core (everything but the hooks) for its unit tests: the
+# same objects that go into libflare.so
+CORE_OBJ := $(filter-out $(BUILD)/shimobj/shim/lib/%,$(SHIM_OBJ))
+$(BUILD)/libflare-core.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/tests/test_core: tests/unit/test_core.c $(BUILD)/libflare-core.a
+	@mkdir -p $(dir $@)
+	$(CC) $(STD) $(LIB_CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libflare-core.a -lcmocka -lpthread
+# the manager's state, without its main()
+MANAGER_OBJ := $(call obj,$(filter-out manager/main.c,$(wildcard manager/*.c)))
+$(BUILD)/tests/test_delta: tests/unit/test_delta.c $(MANAGER_OBJ) $(BUILD)/libflare-common.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -Imanager $(CFLAGS) $< -o $@ $(MANAGER_OBJ) $(BUILD)/libflare-common.a \
+		$(TEST_LIBS)
+
 deps:
 	@sh scripts/deps.sh build test fuzz demo
 

@@ -5,6 +5,7 @@
 #define FLARE_FLARE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define FLARE_VERSION "0.1.0"
 
@@ -40,6 +41,9 @@ enum flare_replay {
 	FLARE_REPLAY_REQUEST_REPLY = 0,
 	FLARE_REPLAY_NONE = 1,
 };
+
+/* A fraction as parts per million, clamped to [0, 1] (NaN is 0). */
+uint32_t flare_ppm(double v);
 
 const char *flare_strategy_name(int s);
 const char *flare_failover_name(int f);

@@ -30,3 +30,12 @@ void flare_query_socket_name(const char *shm, char *out, size_t n)
 	 * deployments on one host apart */
 	snprintf(out, n, "@flare-agent%s", shm);
 }
+
+uint32_t flare_ppm(double v)
+{
+	if (!(v > 0)) /* negative or NaN */
+		return 0;
+	if (v >= 1)
+		return FLARE_PPM;
+	return (uint32_t)(v * FLARE_PPM + 0.5); /* no libm: the library links libc only */
+}

@@ -77,6 +77,10 @@ void state_host_lost(struct manager *m, int host, const char *why);
 /* Re-ranks and pushes the changes to every agent (force: even when only
  * utilizations moved less than the threshold). */
 void state_rerank(struct manager *m, const char *reason);
+/* Fills d with the published entries the last ranking changed (and
+ * updates the published table); returns how many (delta.c). */
+int state_delta(struct manager *m, struct fw_rank *d);
+double state_object_load(const struct manager *m, int r);
 /* The whole published table as one full RANK frame. */
 int state_encode_full(struct manager *m, struct fw_buf *b);
 /* Reactive failover: targets for a failed replica of a service, best first. */

@@ -11,15 +11,6 @@
 
 #define CALLOC(p, n) ((p) = calloc((size_t)(n) + 1, sizeof(*(p))))
 
-static uint32_t ppm(double v)
-{
-	if (!(v > 0))
-		return 0;
-	if (v >= 1)
-		return FLARE_PPM;
-	return (uint32_t)lround(v * FLARE_PPM);
-}
-
 int state_init(struct manager *m)
 {
 	struct flare_config *c = m->cfg;
@@ -146,7 +137,7 @@ void state_host_lost(struct manager *m, int host, const char *why)
 	state_rerank(m, "host lost");
 }
 
-static double object_load(const struct manager *m, int r)
+double state_object_load(const struct manager *m, int r)
 {
 	/* the measured CPU share when the monitor has one, else the config's */
 	double measured = m->reps[r].measured;
@@ -163,12 +154,7 @@ static void fill_inputs(struct manager *m)
 	}
 	for (int i = 0; i < c->n_replicas; i++)
 		m->rr[i] = (struct rank_replica){c->replicas[i].service, c->replicas[i].host,
-						 m->reps[i].alive, object_load(m, i)};
-}
-
-static int order_equal(uint8_t na, const uint8_t *a, uint8_t nb, const uint8_t *b)
-{
-	return na == nb && memcmp(a, b, na) == 0;
+						 m->reps[i].alive, state_object_load(m, i)};
 }
 
 void state_rerank(struct manager *m, const char *reason)
@@ -182,43 +168,8 @@ void state_rerank(struct manager *m, const char *reason)
 	m->last_rank_us = (double)(m->last_rank_ns - t0) / 1000.0;
 	m->rank_count++;
 
-	/* collect what differs from what agents hold */
-	struct fw_rank d = {.full = 0,
-			    .hosts = m->delta_hosts,
-			    .services = m->delta_svcs,
-			    .replicas = m->delta_reps};
-	for (int i = 0; i < c->n_hosts; i++) {
-		struct fw_rank_host *p = &m->pub_hosts[i];
-		uint32_t u = ppm(m->hosts[i].util);
-		uint32_t diff = u > p->util_ppm ? u - p->util_ppm : p->util_ppm - u;
-		if (p->alive != m->hosts[i].alive || diff > ppm(c->rank_threshold)) {
-			p->alive = (uint8_t)m->hosts[i].alive;
-			p->util_ppm = u;
-			d.hosts[d.n_hosts++] = *p;
-		}
-	}
-	for (int i = 0; i < c->n_services; i++) {
-		struct fw_rank_service *p = &m->pub_svcs[i];
-		if (!order_equal(p->n_order, p->order, m->order[i].n, m->order[i].idx)) {
-			p->n_order = m->order[i].n;
-			memcpy(p->order, m->order[i].idx, p->n_order);
-			d.services[d.n_services++] = *p;
-		}
-	}
-	for (int i = 0; i < c->n_replicas; i++) {
-		struct fw_rank_replica *p = &m->pub_reps[i];
-		uint8_t alive = (uint8_t)(m->reps[i].alive && m->hosts[c->replicas[i].host].alive);
-		uint32_t load = ppm(object_load(m, i));
-		if (p->alive != alive || p->load_ppm != load ||
-		    !order_equal(p->n_failover, p->failover, m->failover[i].n,
-				 m->failover[i].idx)) {
-			p->alive = alive;
-			p->load_ppm = load;
-			p->n_failover = m->failover[i].n;
-			memcpy(p->failover, m->failover[i].idx, p->n_failover);
-			d.replicas[d.n_replicas++] = *p;
-		}
-	}
+	struct fw_rank d;
+	state_delta(m, &d);
 	if (d.n_hosts + d.n_services + d.n_replicas == 0)
 		return;
 	d.gen = ++m->gen;

@@ -14,8 +14,6 @@
 
 static void link_connect(struct monitor *m, int i);
 
-static uint32_t ppm(double v) { return (uint32_t)lround((v < 0 ? 0 : v > 1 ? 1 : v) * FLARE_PPM); }
-
 void report_send(struct monitor *m)
 {
 	struct fw_report_replica reps[m->n_reps > 0 ? m->n_reps : 1];
@@ -23,7 +21,7 @@ void report_send(struct monitor *m)
 	struct fw_report *r = &msg.u.report;
 	snprintf(r->host, sizeof(r->host), "%s", m->cfg->hosts[m->host].name);
 	r->seq = ++m->seq;
-	r->util_ppm = ppm(m->utilization);
+	r->util_ppm = flare_ppm(m->utilization);
 	r->n_replicas = (uint32_t)m->n_reps;
 	r->replicas = reps;
 	for (int i = 0; i < m->n_reps; i++) {
@@ -33,7 +31,7 @@ void report_send(struct monitor *m)
 		reps[i].alive = (uint8_t)p->alive;
 		reps[i].registered = p->registrations > 0;
 		reps[i].pid = p->pid;
-		reps[i].load_ppm = p->load < 0 ? FW_LOAD_UNKNOWN : ppm(p->load);
+		reps[i].load_ppm = p->load < 0 ? FW_LOAD_UNKNOWN : flare_ppm(p->load);
 	}
 	struct fw_buf b = {0};
 	if (fw_encode_report(&b, r) == 0)

@@ -1,0 +1,318 @@
+/* The library core's pure parts, linked from the objects that go into
+ * libflare.so: the link state machine and its pending list, the exchange
+ * (what a heal may replay), the orders replicas are tried in, and the
+ * descriptor table's aliases and detaches. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+/* What init.c defines in the library: the test calls no real function, so
+ * it provides them (empty) instead of resolving libc behind a preload. */
+struct real_fns real;
+int flare_ready = 1, flare_disabled;
+pid_t flare_pid;
+struct flare_stats flare_stats;
+int flare_in_foreign_child(void) { return 0; }
+
+/* ---- the link state machine ---- */
+
+/* The table of conn.h, written out again by hand: a change to either
+ * without the other fails here. */
+static void test_transition_table(void **state)
+{
+	(void)state;
+	static const char *const allowed[FC_N_STATES] = {
+	    [FC_FREE] = "R",
+	    [FC_READY] = "FRCHP",
+	    [FC_CONNECTING] = "FRCHPX",
+	    [FC_HEAL_CONNECTING] = "FRCHPX",
+	    [FC_REPLAYING] = "FRCHPX",
+	    [FC_FAILED] = "FR",
+	};
+	static const char letter[FC_N_STATES] = {[FC_FREE] = 'F',       [FC_READY] = 'R',
+						 [FC_CONNECTING] = 'C', [FC_HEAL_CONNECTING] = 'H',
+						 [FC_REPLAYING] = 'P',  [FC_FAILED] = 'X'};
+	for (int from = 0; from < FC_N_STATES; from++)
+		for (int to = 0; to < FC_N_STATES; to++) {
+			int want = strchr(allowed[from], letter[to]) != NULL;
+			if (fconn_transition_legal(from, to) != want)
+				fail_msg("%s -> %s: legal=%d, want %d", fconn_state_name(from),
+					 fconn_state_name(to), !want, want);
+		}
+	assert_false(fconn_transition_legal(-1, FC_READY));
+	assert_false(fconn_transition_legal(FC_READY, FC_N_STATES));
+	assert_string_equal(fconn_state_name(FC_HEAL_CONNECTING), "heal-connecting");
+}
+
+static void test_pending_list_follows_state(void **state)
+{
+	(void)state;
+	struct fconn *fc = fconn_new();
+	assert_non_null(fc);
+	assert_int_equal(fconn_state(fc), FC_READY);
+	int before = flare_n_pending;
+	assert_int_equal(fconn_enter(fc, FC_CONNECTING), 0);
+	assert_int_equal(flare_n_pending, before + 1);
+	assert_int_equal(fconn_enter(fc, FC_HEAL_CONNECTING), 0); /* still one entry */
+	assert_int_equal(flare_n_pending, before + 1);
+	assert_int_equal(fconn_enter(fc, FC_FAILED), 0);
+	assert_int_equal(flare_n_pending, before);
+	/* FAILED only leaves by the program taking its error */
+	assert_int_equal(fconn_enter(fc, FC_CONNECTING), -1);
+	assert_int_equal(fconn_state(fc), FC_FAILED);
+	__atomic_store_n(&fc->conn_err, 111, __ATOMIC_RELEASE);
+	assert_int_equal(fconn_take_owed_error(fc), 111);
+	assert_int_equal(fconn_state(fc), FC_READY);
+	assert_int_equal(fconn_take_owed_error(fc), 0);
+	/* recycling a pending connection takes it off the list */
+	assert_int_equal(fconn_enter(fc, FC_REPLAYING), 0);
+	assert_int_equal(flare_n_pending, before + 1);
+	fconn_release(fc);
+	assert_int_equal(flare_n_pending, before);
+	assert_int_equal(fconn_state(fc), FC_FREE);
+}
+
+static void *claim_other(void *arg) { return (void *)(intptr_t)fconn_claim(arg); }
+
+static void test_claim_is_exclusive(void **state)
+{
+	(void)state;
+	struct fconn *fc = fconn_new();
+	assert_int_equal(fconn_claim(fc), 1);
+	/* the same thread again: a siglongjmp left its claim, it takes it over */
+	assert_int_equal(fconn_claim(fc), 1);
+	pthread_t t;
+	void *got;
+	pthread_create(&t, NULL, claim_other, fc);
+	pthread_join(t, &got);
+	assert_int_equal((intptr_t)got, 0);
+	fconn_unclaim(fc);
+	assert_false(fconn_claimed(fc));
+	pthread_create(&t, NULL, claim_other, fc);
+	pthread_join(t, &got);
+	assert_int_equal((intptr_t)got, 1);
+	fconn_unclaim(fc);
+	fconn_release(fc);
+}
+
+/* ---- the exchange ---- */
+
+static struct fconn *conn_with(int replay, uint32_t cap)
+{
+	struct fconn *fc = fconn_new();
+	if (fc->cap < cap) {
+		fc->buf = realloc(fc->buf, cap);
+		fc->cap = cap;
+	}
+	fc->replay = (uint8_t)replay;
+	return fc;
+}
+
+static void test_exchange_heal_rules(void **state)
+{
+	(void)state;
+	struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 16);
+	assert_int_equal(fc->xchg, FX_FRESH);
+	assert_true(exchange_healable(fc)); /* nothing exchanged: reconnect */
+	assert_false(exchange_outstanding(fc));
+	exchange_wrote_buf(fc, "GET a", 5);
+	exchange_wrote_buf(fc, "\r\n", 2);
+	assert_int_equal(fc->xchg, FX_REQUEST);
+	assert_true(exchange_outstanding(fc));
+	assert_true(exchange_healable(fc));
+	assert_int_equal(exchange_replay_len(fc), 7);
+	assert_memory_equal(fc->buf, "GET a\r\n", 7);
+	exchange_read(fc);
+	assert_int_equal(fc->xchg, FX_ANSWERED);
+	assert_false(exchange_healable(fc)); /* part of a reply was delivered */
+	assert_int_equal(exchange_replay_len(fc), 0);
+	/* a write that sent nothing ends nothing and starts nothing */
+	exchange_wrote_buf(fc, NULL, 0);
+	assert_false(exchange_healable(fc));
+	/* the next request restarts the buffer */
+	struct iovec iov[2] = {{"GET", 3}, {" bb", 3}};
+	exchange_wrote(fc, iov, 2, 5); /* the kernel took 5 of 6 bytes */
+	assert_int_equal(exchange_replay_len(fc), 5);
+	assert_memory_equal(fc->buf, "GET b", 5);
+	/* too big to keep: a failure surfaces, until a reply ends it */
+	exchange_wrote_buf(fc, "0123456789abcdef", 16);
+	assert_int_equal(fc->xchg, FX_OVERSIZE);
+	assert_true(exchange_outstanding(fc));
+	assert_false(exchange_healable(fc));
+	exchange_wrote_buf(fc, "x", 1);
+	assert_int_equal(fc->xchg, FX_OVERSIZE);
+	exchange_read(fc);
+	exchange_wrote_buf(fc, "y", 1);
+	assert_int_equal(fc->xchg, FX_REQUEST);
+	assert_int_equal(exchange_replay_len(fc), 1);
+	fconn_release(fc);
+}
+
+static void test_exchange_replay_none(void **state)
+{
+	(void)state;
+	struct fconn *fc = conn_with(FLARE_REPLAY_NONE, 16);
+	assert_true(exchange_healable(fc)); /* a fresh connection fails over at connect */
+	exchange_wrote_buf(fc, "INCR k\r\n", 8);
+	assert_true(exchange_outstanding(fc));
+	assert_false(exchange_healable(fc)); /* never run twice */
+	fconn_release(fc);
+}
+
+/* ---- orders ---- */
+
+static void route(struct flare_route *rt, int n, const char *alive, int failover)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->svc.n_replicas = (uint32_t)n;
+	rt->svc.failover = (uint8_t)failover;
+	rt->svc.primary = 0;
+	for (int i = 0; i < n; i++)
+		rt->reps[i].alive = alive[i] == '1';
+}
+
+static void assert_order(const uint8_t *got, int n, const char *want)
+{
+	char s[FLARE_MAX_REPLICAS * 2 + 1];
+	for (int i = 0; i < n; i++)
+		s[i] = (char)('0' + got[i]);
+	s[n] = '\0';
+	assert_string_equal(s, want);
+}
+
+static void test_order_connect(void **state)
+{
+	(void)state;
+	struct flare_route rt;
+	uint8_t out[FLARE_MAX_REPLICAS];
+	/* the ranking 2,0,1 with 2 dead: live ones first, each once */
+	route(&rt, 4, "1101", FLARE_FAILOVER_PROACTIVE);
+	rt.svc.n_order = 3;
+	memcpy(rt.svc.order, (uint8_t[]){2, 0, 1}, 3);
+	int n = order_connect(&rt, out);
+	assert_order(out, n, "0132");
+	/* static failover: the primary, then the configured order */
+	route(&rt, 3, "011", FLARE_FAILOVER_STATIC);
+	rt.svc.primary = 2;
+	rt.svc.n_order = 3;
+	memcpy(rt.svc.order, (uint8_t[]){0, 1, 2}, 3);
+	n = order_connect(&rt, out);
+	assert_order(out, n, "210");
+	/* out-of-range indexes in a table are skipped, not followed */
+	route(&rt, 2, "11", FLARE_FAILOVER_PROACTIVE);
+	rt.svc.n_order = 2;
+	memcpy(rt.svc.order, (uint8_t[]){9, 1}, 2);
+	n = order_connect(&rt, out);
+	assert_order(out, n, "10");
+}
+
+static void test_order_failover(void **state)
+{
+	(void)state;
+	struct flare_route rt;
+	uint8_t out[FLARE_MAX_REPLICAS + 1];
+	route(&rt, 4, "1011", FLARE_FAILOVER_PROACTIVE);
+	rt.reps[0].n_failover = 3;
+	memcpy(rt.reps[0].failover, (uint8_t[]){1, 3, 2}, 3);
+	/* pushed ranking, dead 1 after the live ones, the failed one last */
+	int n = order_failover(&rt, 0, FLARE_FAILOVER_PROACTIVE, NULL, -1, out);
+	assert_order(out, n, "3210");
+	/* reactive: the manager's answer replaces the pushed ranking */
+	n = order_failover(&rt, 0, FLARE_FAILOVER_REACTIVE, (uint8_t[]){2}, 1, out);
+	assert_order(out, n, "2310");
+	/* reactive with no answer (-1): the table's ranking */
+	n = order_failover(&rt, 0, FLARE_FAILOVER_REACTIVE, NULL, -1, out);
+	assert_order(out, n, "3210");
+	/* static: the configured order only */
+	n = order_failover(&rt, 0, FLARE_FAILOVER_STATIC, NULL, -1, out);
+	assert_order(out, n, "2310");
+	/* sixteen replicas, every one dead: no overflow, each once */
+	route(&rt, FLARE_MAX_REPLICAS, "0000000000000000", FLARE_FAILOVER_PROACTIVE);
+	rt.reps[5].n_failover = FLARE_MAX_REPLICAS;
+	for (int i = 0; i < FLARE_MAX_REPLICAS; i++)
+		rt.reps[5].failover[i] = (uint8_t)(FLARE_MAX_REPLICAS - 1 - i);
+	n = order_failover(&rt, 5, FLARE_FAILOVER_PROACTIVE, NULL, -1, out);
+	assert_int_equal(n, FLARE_MAX_REPLICAS);
+	assert_int_equal(out[n - 1], 5);
+}
+
+/* ---- the descriptor table ---- */
+
+static void test_fdtab_aliases_and_detaches(void **state)
+{
+	(void)state;
+	struct fconn *fc = fconn_new();
+	uint32_t gen = fc->gen;
+	fdtab_attach(100, fc);
+	assert_ptr_equal(fdtab_get(100), fc);
+	assert_null(fdtab_get(101));
+	fdtab_note_opt(100, FLARE_SET_BIND);
+	/* dup: the new number names the same connection, with its facts */
+	assert_int_equal(fdtab_after_dup(100, 101), 101);
+	assert_ptr_equal(fdtab_get(101), fc);
+	assert_int_equal(fdtab_opts(101), FLARE_SET_BIND);
+	assert_int_equal(fc->n_fds, 2);
+	assert_int_equal(fconn_first_fd(fc), 100);
+	/* closing one alias keeps the connection */
+	fdtab_detach(100);
+	assert_null(fdtab_get(100));
+	assert_ptr_equal(fdtab_get(101), fc);
+	assert_int_equal(fconn_state(fc), FC_READY);
+	/* dup2 of an unmanaged number onto a managed one closes the latter */
+	assert_int_equal(fdtab_after_dup(5, 101), 101);
+	assert_null(fdtab_get(101));
+	assert_int_equal(fconn_state(fc), FC_FREE);
+	assert_true(fc->gen != gen);
+	/* close_range forgets every managed number in the range, no others */
+	struct fconn *a = fconn_new(), *b = fconn_new();
+	fdtab_attach(200, a);
+	fdtab_attach(201, a);
+	fdtab_attach(205, b);
+	fdtab_attach(300, b);
+	fdtab_detach_range(200, 299);
+	assert_null(fdtab_get(200));
+	assert_null(fdtab_get(201));
+	assert_null(fdtab_get(205));
+	assert_ptr_equal(fdtab_get(300), b);
+	assert_int_equal(fconn_state(a), FC_FREE);
+	assert_int_equal(fconn_state(b), FC_READY);
+	fdtab_detach(300);
+	assert_int_equal(fconn_state(b), FC_FREE);
+	/* a recycled connection starts over */
+	struct fconn *c = fconn_new();
+	assert_int_equal(c->n_fds, 0);
+	assert_int_equal(c->xchg, FX_FRESH);
+	assert_int_equal(fconn_state(c), FC_READY);
+	fconn_release(c);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	flare_pid = (pid_t)syscall(SYS_getpid);
+	return fdtab_init();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_transition_table),
+	    cmocka_unit_test(test_pending_list_follows_state),
+	    cmocka_unit_test(test_claim_is_exclusive),
+	    cmocka_unit_test(test_exchange_heal_rules),
+	    cmocka_unit_test(test_exchange_replay_none),
+	    cmocka_unit_test(test_order_connect),
+	    cmocka_unit_test(test_order_failover),
+	    cmocka_unit_test(test_fdtab_aliases_and_detaches),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}

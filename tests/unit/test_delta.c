@@ -1,0 +1,139 @@
+/* The manager's delta computation: after a re-rank, exactly the published
+ * entries that changed are pushed, utilization only beyond the threshold. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "manager.h"
+
+static const char *conf =
+    "manager = { addresses = [ \"127.0.0.1:1\" ]; rank_threshold = 0.05; };\n"
+    "hosts = ( { name = \"h0\"; utilization = \"file:/nonexistent\"; },\n"
+    "          { name = \"h1\"; utilization = \"file:/nonexistent\"; } );\n"
+    "services = ( { name = \"A\"; address = \"127.0.0.1:2\"; replicas = (\n"
+    "  { name = \"A-1\"; host = \"h0\"; address = \"127.0.0.1:3\"; load = 0.2; },\n"
+    "  { name = \"A-2\"; host = \"h1\"; address = \"127.0.0.1:4\"; load = 0.2; } ); } );\n";
+
+struct fixture {
+	struct flare_config cfg;
+	struct manager m;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char err[256];
+	if (!f || flare_config_load_string(conf, "test", &f->cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "config: %s\n", err);
+		return -1;
+	}
+	f->m.cfg = &f->cfg;
+	if (state_init(&f->m) < 0)
+		return -1;
+	state_rerank(&f->m, "start"); /* everything dead until monitors report */
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	state_free(&f->m);
+	flare_config_free(&f->cfg);
+	free(f);
+	return 0;
+}
+
+static void test_nothing_changed_nothing_pushed(void **state)
+{
+	struct fixture *f = *state;
+	struct fw_rank d;
+	assert_int_equal(state_delta(&f->m, &d), 0);
+	uint64_t gen = f->m.gen;
+	state_rerank(&f->m, "again");
+	assert_int_equal(f->m.gen, gen); /* no push, no new generation */
+}
+
+static void test_hosts_beyond_threshold(void **state)
+{
+	struct fixture *f = *state;
+	struct manager *m = &f->m;
+	struct fw_rank d;
+	m->hosts[0].alive = 1;
+	m->hosts[0].util = 0.30;
+	assert_int_equal(state_delta(m, &d), 1);
+	assert_int_equal(d.n_hosts, 1);
+	assert_int_equal(d.hosts[0].idx, 0);
+	assert_int_equal(d.hosts[0].alive, 1);
+	assert_int_equal(d.hosts[0].util_ppm, 300000);
+	assert_int_equal(state_delta(m, &d), 0); /* published now */
+	m->hosts[0].util = 0.34;                 /* within the threshold */
+	assert_int_equal(state_delta(m, &d), 0);
+	m->hosts[0].util = 0.36; /* beyond it */
+	assert_int_equal(state_delta(m, &d), 1);
+	assert_int_equal(d.hosts[0].util_ppm, 360000);
+	m->hosts[0].util = 2.0; /* clamped, never more than all of a host */
+	assert_int_equal(state_delta(m, &d), 1);
+	assert_int_equal(d.hosts[0].util_ppm, FLARE_PPM);
+}
+
+static void test_replica_liveness_needs_its_host(void **state)
+{
+	struct fixture *f = *state;
+	struct manager *m = &f->m;
+	struct fw_rank d;
+	m->hosts[0].alive = 1;
+	state_delta(m, &d);
+	m->reps[1].alive = 1; /* A-2 registered, but its host h1 is dead */
+	assert_int_equal(state_delta(m, &d), 0);
+	m->hosts[1].alive = 1;
+	assert_int_equal(state_delta(m, &d), 2); /* h1, and A-2 with it */
+	assert_int_equal(d.n_hosts, 1);
+	assert_int_equal(d.n_replicas, 1);
+	assert_int_equal(d.replicas[0].idx, 1);
+	assert_int_equal(d.replicas[0].alive, 1);
+	/* a measured load replaces the configured one */
+	m->reps[1].measured = 0.5;
+	assert_int_equal(state_delta(m, &d), 1);
+	assert_int_equal(d.replicas[0].load_ppm, 500000);
+}
+
+static void test_rerank_pushes_new_orders(void **state)
+{
+	struct fixture *f = *state;
+	struct manager *m = &f->m;
+	for (int h = 0; h < 2; h++)
+		m->hosts[h].alive = 1;
+	for (int r = 0; r < 2; r++)
+		m->reps[r].alive = 1;
+	m->hosts[0].util = 0.9; /* A-1's host loaded: A-2 first */
+	m->hosts[1].util = 0.1;
+	uint64_t gen = m->gen;
+	state_rerank(m, "loads");
+	assert_int_equal(m->gen, gen + 1);
+	const struct fw_rank_service *s = &m->pub_svcs[0];
+	assert_int_equal(s->n_order, m->order[0].n);
+	assert_memory_equal(s->order, m->order[0].idx, s->n_order);
+	assert_int_equal(s->order[0], 1);
+	/* the loads swap: the order follows, in one more generation */
+	m->hosts[0].util = 0.1;
+	m->hosts[1].util = 0.9;
+	state_rerank(m, "loads");
+	assert_int_equal(m->gen, gen + 2);
+	assert_int_equal(m->pub_svcs[0].order[0], 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_nothing_changed_nothing_pushed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hosts_beyond_threshold, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replica_liveness_needs_its_host, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rerank_pushes_new_orders, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
