@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "evconn.h"
+#include "mlink.h"
 #include "table_writer.h"
 
 #include <event2/listener.h>
@@ -16,12 +17,8 @@ struct agent {
 	struct flare_config *cfg;
 	struct event_base *base;
 	struct flare_tbl_writer writer;
-	struct evconn *c;
-	int current; /* index of the manager address in use */
-	int tries;   /* failed attempts since the last subscription */
-	int backoff_ms;
+	struct mlink link; /* to the first live manager */
 	int subscribed;
-	struct event *retry, *hb_timer;
 	uint64_t fulls, deltas, rejected, queries;
 	/* reactive failover: clients waiting for the manager's answer, in the
 	 * order their questions were forwarded (NULL: hung up meanwhile) */

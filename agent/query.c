@@ -29,7 +29,7 @@ static void on_client_msg(struct evconn *c, struct fw_msg *m)
 		evconn_close(c, "protocol error");
 		return;
 	}
-	if (!a->c || !a->subscribed) {
+	if (!a->link.up || !a->subscribed) {
 		fail(c, "no manager");
 		return;
 	}
@@ -37,7 +37,7 @@ static void on_client_msg(struct evconn *c, struct fw_msg *m)
 		fail(c, "too many queries in flight");
 		return;
 	}
-	if (evconn_send(a->c, m) < 0) {
+	if (mlink_send(&a->link, m) < 0) {
 		fail(c, "cannot forward the query");
 		return;
 	}

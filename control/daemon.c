@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include "config.h"
 #include "log.h"
 
 #include <errno.h>
@@ -109,4 +110,79 @@ void describe_peer(const struct sockaddr *sa, int len, char *buf, size_t n)
 		flare_addr_format(&a, buf, n);
 	else
 		snprintf(buf, n, "local peer");
+}
+
+#define MAX_OPTS 16
+
+static void print_usage(const struct daemon_spec *spec, FILE *f) { fputs(spec->usage, f); }
+
+int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv)
+{
+	struct option opts[MAX_OPTS] = {{"config", required_argument, NULL, 'c'},
+					{"foreground", no_argument, NULL, 'f'},
+					{"check", no_argument, NULL, 1000},
+					{"help", no_argument, NULL, 'h'}};
+	int n = 4;
+	for (const struct option *o = spec->long_opts; o && o->name && n < MAX_OPTS - 1; o++)
+		opts[n++] = *o;
+	char short_opts[32];
+	snprintf(short_opts, sizeof(short_opts), "c:fh%s",
+		 spec->short_opts ? spec->short_opts : "");
+	const char *path = NULL;
+	int fg = 0, check = 0, o;
+	while ((o = getopt_long(argc, argv, short_opts, opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': path = optarg; break;
+		case 'f': fg = 1; break;
+		case 1000: check = 1; break;
+		case 'h': print_usage(spec, stdout); return 0;
+		case '?': print_usage(spec, stderr); return 2;
+		default:
+			if (!spec->option || spec->option(ctx, o, optarg) < 0) {
+				print_usage(spec, stderr);
+				return 2;
+			}
+		}
+	}
+	if (!path || optind != argc) {
+		print_usage(spec, stderr);
+		return 2;
+	}
+	struct flare_config cfg;
+	char err[512];
+	if (flare_config_load(path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", spec->name, err);
+		return 1;
+	}
+	if (spec->prepare && spec->prepare(ctx, path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", spec->name, err);
+		flare_config_free(&cfg);
+		return 1;
+	}
+	if (check) {
+		char what[256] = "";
+		if (spec->describe)
+			spec->describe(ctx, &cfg, what, sizeof(what));
+		printf("%s: ok (%s)\n", path, what);
+		flare_config_free(&cfg);
+		return 0;
+	}
+	if (daemon_setup(spec->name, fg) < 0) {
+		flare_config_free(&cfg);
+		return 1;
+	}
+	struct event_base *base = event_base_new();
+	if (!base || spec->start(ctx, base) < 0) {
+		/* what did start stays: stopping a half-started daemon could
+		 * remove what another one owns (a socket path it failed to take) */
+		log_error("cannot start");
+		return 1;
+	}
+	struct event **sigs = daemon_signals(base);
+	event_base_dispatch(base);
+	daemon_signals_free(sigs);
+	spec->stop(ctx);
+	event_base_free(base);
+	flare_config_free(&cfg);
+	return 0;
 }

@@ -7,6 +7,32 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <getopt.h>
+#include <stddef.h>
+
+struct flare_config;
+
+/* What one daemon adds to the common skeleton (daemon_main): its name and
+ * usage, its own options, its config checks, and its start and stop. */
+struct daemon_spec {
+	const char *name;               /* "flare-agent" */
+	const char *usage;              /* the whole --help text */
+	const char *short_opts;         /* beyond "c:fh" */
+	const struct option *long_opts; /* beyond config, foreground, check, help */
+	/* one of the daemon's own options; -1 for a bad value (say why) */
+	int (*option)(void *ctx, int opt, const char *arg);
+	/* after the config loaded: the daemon's own checks, 0 or -1 with err */
+	int (*prepare)(void *ctx, const char *path, struct flare_config *cfg, char *err, size_t n);
+	/* --check's line after "PATH: ok (" */
+	void (*describe)(void *ctx, const struct flare_config *cfg, char *out, size_t n);
+	int (*start)(void *ctx, struct event_base *base);
+	void (*stop)(void *ctx);
+};
+
+/* The whole life of a daemon: options (-c FILE, -f, --check, --help and
+ * the spec's own), the config, --check, going to the background, the
+ * event loop until SIGINT/SIGTERM, and teardown. Returns the exit code. */
+int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv);
 
 /* foreground: log to stderr; otherwise detach and log to syslog.
  * FLARE_LOG (error|warn|info|debug) sets the level, default info. */

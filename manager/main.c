@@ -9,17 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *f)
-{
-	fprintf(
-	    f,
-	    "usage: flare-manager -c FILE [--id N] [-f] [--check]\n"
-	    "  -c, --config FILE  the deployment config\n"
-	    "  --id N             which of manager.addresses this manager is (1-based, default 1)\n"
-	    "  -f, --foreground   stay in the foreground, log to stderr\n"
-	    "  --check            validate the config and exit\n");
-}
-
 int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id)
 {
 	memset(m, 0, sizeof(*m));
@@ -40,63 +29,79 @@ void manager_free(struct manager *m)
 	state_free(m);
 }
 
+struct manager_main {
+	struct manager m;
+	struct flare_config *cfg;
+	int id;
+};
+
+static int option(void *ctx, int opt, const char *arg)
+{
+	if (opt != 'i')
+		return -1;
+	char *end;
+	long id = strtol(arg, &end, 10);
+	if (*arg == '\0' || *end != '\0' || id < 1 || id > FLARE_MAX_MANAGERS) {
+		fprintf(stderr, "flare-manager: --id '%s': a number from 1 to %d\n", arg,
+			FLARE_MAX_MANAGERS);
+		return -1;
+	}
+	((struct manager_main *)ctx)->id = (int)id;
+	return 0;
+}
+
+static int prepare(void *ctx, const char *path, struct flare_config *cfg, char *err, size_t n)
+{
+	struct manager_main *mm = ctx;
+	(void)path;
+	mm->cfg = cfg;
+	if (mm->id > cfg->n_managers) {
+		snprintf(err, n, "--id %d: the config lists %d manager address(es)", mm->id,
+			 cfg->n_managers);
+		return -1;
+	}
+	return 0;
+}
+
+static void describe(void *ctx, const struct flare_config *cfg, char *out, size_t n)
+{
+	(void)ctx;
+	snprintf(out, n, "%d hosts, %d services, %d replicas", cfg->n_hosts, cfg->n_services,
+		 cfg->n_replicas);
+}
+
+static int start(void *ctx, struct event_base *base)
+{
+	struct manager_main *mm = ctx;
+	if (manager_init(&mm->m, mm->cfg, base, mm->id) < 0 || server_start(&mm->m) < 0)
+		return -1;
+	char a[FLARE_ADDR_STRLEN];
+	log_info("manager %d listening on %s: %d hosts, %d services, %d replicas", mm->id,
+		 flare_addr_format(&mm->m.addr, a, sizeof(a)), mm->cfg->n_hosts,
+		 mm->cfg->n_services, mm->cfg->n_replicas);
+	return 0;
+}
+
+static void stop(void *ctx) { manager_free(&((struct manager_main *)ctx)->m); }
+
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"id", required_argument, NULL, 'i'},
-	    {"foreground", no_argument, NULL, 'f'},   {"check", no_argument, NULL, 'k'},
-	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-	const char *path = NULL;
-	int id = 1, fg = 0, check = 0, o;
-	char err[512];
-	while ((o = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
-		switch (o) {
-		case 'c': path = optarg; break;
-		case 'i': id = atoi(optarg); break;
-		case 'f': fg = 1; break;
-		case 'k': check = 1; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (!path || optind != argc) {
-		usage(stderr);
-		return 2;
-	}
-	struct flare_config cfg;
-	if (flare_config_load(path, &cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "flare-manager: %s\n", err);
-		return 1;
-	}
-	if (id < 1 || id > cfg.n_managers) {
-		fprintf(stderr, "flare-manager: --id %d: the config lists %d manager address(es)\n",
-			id, cfg.n_managers);
-		flare_config_free(&cfg);
-		return 1;
-	}
-	if (check) {
-		printf("%s: ok (%d hosts, %d services, %d replicas)\n", path, cfg.n_hosts,
-		       cfg.n_services, cfg.n_replicas);
-		flare_config_free(&cfg);
-		return 0;
-	}
-	if (daemon_setup("flare-manager", fg) < 0)
-		return 1;
-	struct event_base *base = event_base_new();
-	struct manager m;
-	if (!base || manager_init(&m, &cfg, base, id) < 0 || server_start(&m) < 0) {
-		log_error("cannot start");
-		return 1;
-	}
-	char a[FLARE_ADDR_STRLEN];
-	log_info("manager %d listening on %s: %d hosts, %d services, %d replicas", id,
-		 flare_addr_format(&m.addr, a, sizeof(a)), cfg.n_hosts, cfg.n_services,
-		 cfg.n_replicas);
-	struct event **sigs = daemon_signals(base);
-	event_base_dispatch(base);
-	manager_free(&m);
-	daemon_signals_free(sigs);
-	event_base_free(base);
-	flare_config_free(&cfg);
-	return 0;
+	static const struct option opts[] = {{"id", required_argument, NULL, 'i'},
+					     {NULL, 0, NULL, 0}};
+	static const struct daemon_spec spec = {
+	    .name = "flare-manager",
+	    .usage = "usage: flare-manager -c FILE [--id N] [-f] [--check]\n"
+		     "  -c, --config FILE  the deployment config\n"
+		     "  --id N             which of manager.addresses this manager is (1-based, "
+		     "default 1)\n"
+		     "  -f, --foreground   stay in the foreground, log to stderr\n"
+		     "  --check            validate the config and exit\n",
+	    .long_opts = opts,
+	    .option = option,
+	    .prepare = prepare,
+	    .describe = describe,
+	    .start = start,
+	    .stop = stop};
+	struct manager_main mm = {.id = 1};
+	return daemon_main(&spec, &mm, argc, argv);
 }

@@ -3,80 +3,84 @@
 #include "log.h"
 #include "monitor.h"
 
-#include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-static void usage(FILE *f)
+struct monitor_main {
+	struct monitor m;
+	const char *host;
+};
+
+static int option(void *ctx, int opt, const char *arg)
 {
-	fprintf(f, "usage: flare-monitor -c FILE --host NAME [-f] [--check]\n"
-		   "  -c, --config FILE  the deployment config\n"
-		   "  --host NAME        the host this monitor watches (one of hosts[].name)\n"
-		   "  -f, --foreground   stay in the foreground, log to stderr\n"
-		   "  --check            validate the config (and the host) and exit\n");
+	if (opt != 'H')
+		return -1;
+	((struct monitor_main *)ctx)->host = arg;
+	return 0;
+}
+
+static int prepare(void *ctx, const char *path, struct flare_config *cfg, char *err, size_t n)
+{
+	struct monitor_main *mm = ctx;
+	struct monitor *m = &mm->m;
+	if (!mm->host) {
+		snprintf(err, n, "--host NAME is required");
+		return -1;
+	}
+	m->cfg = cfg;
+	m->host = flare_config_host_index(cfg, mm->host);
+	if (m->host < 0) {
+		snprintf(err, n, "%s: no host named '%s'", path, mm->host);
+		return -1;
+	}
+	char why[384];
+	if (util_open(&m->util, &cfg->hosts[m->host], why, sizeof(why)) < 0) {
+		snprintf(err, n, "%s:%d: %s", path, cfg->hosts[m->host].line, why);
+		return -1;
+	}
+	return 0;
+}
+
+static void describe(void *ctx, const struct flare_config *cfg, char *out, size_t n)
+{
+	(void)cfg;
+	snprintf(out, n, "host %s", ((struct monitor_main *)ctx)->host);
+}
+
+static int start(void *ctx, struct event_base *base)
+{
+	struct monitor *m = &((struct monitor_main *)ctx)->m;
+	m->base = base;
+	if (liveness_start(m) < 0 || report_start(m) < 0)
+		return -1;
+	log_info("monitoring host %s (%d replicas), registrations on %s",
+		 m->cfg->hosts[m->host].name, m->n_reps, m->cfg->hosts[m->host].monitor_socket);
+	return 0;
+}
+
+static void stop(void *ctx)
+{
+	struct monitor *m = &((struct monitor_main *)ctx)->m;
+	report_stop(m);
+	liveness_stop(m);
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"host", required_argument, NULL, 'H'},
-	    {"foreground", no_argument, NULL, 'f'},   {"check", no_argument, NULL, 'k'},
-	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-	const char *path = NULL, *host = NULL;
-	int fg = 0, check = 0, o;
-	char err[512];
-	while ((o = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
-		switch (o) {
-		case 'c': path = optarg; break;
-		case 'H': host = optarg; break;
-		case 'f': fg = 1; break;
-		case 'k': check = 1; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (!path || !host || optind != argc) {
-		usage(stderr);
-		return 2;
-	}
-	struct flare_config cfg;
-	if (flare_config_load(path, &cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "flare-monitor: %s\n", err);
-		return 1;
-	}
-	struct monitor m = {.cfg = &cfg, .host = flare_config_host_index(&cfg, host)};
-	if (m.host < 0) {
-		fprintf(stderr, "flare-monitor: %s: no host named '%s'\n", path, host);
-		flare_config_free(&cfg);
-		return 1;
-	}
-	if (util_open(&m.util, &cfg.hosts[m.host], err, sizeof(err)) < 0) {
-		fprintf(stderr, "flare-monitor: %s:%d: %s\n", path, cfg.hosts[m.host].line, err);
-		flare_config_free(&cfg);
-		return 1;
-	}
-	if (check) {
-		printf("%s: ok (host %s)\n", path, host);
-		flare_config_free(&cfg);
-		return 0;
-	}
-	if (daemon_setup("flare-monitor", fg) < 0)
-		return 1;
-	m.base = event_base_new();
-	m.utilization = m.reported_util = 0;
-	if (!m.base || liveness_start(&m) < 0 || report_start(&m) < 0) {
-		log_error("cannot start");
-		return 1;
-	}
-	log_info("monitoring host %s (%d replicas), registrations on %s", host, m.n_reps,
-		 cfg.hosts[m.host].monitor_socket);
-	struct event **sigs = daemon_signals(m.base);
-	event_base_dispatch(m.base);
-	report_stop(&m);
-	liveness_stop(&m);
-	daemon_signals_free(sigs);
-	event_base_free(m.base);
-	flare_config_free(&cfg);
-	return 0;
+	static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
+					     {NULL, 0, NULL, 0}};
+	static const struct daemon_spec spec = {
+	    .name = "flare-monitor",
+	    .usage = "usage: flare-monitor -c FILE --host NAME [-f] [--check]\n"
+		     "  -c, --config FILE  the deployment config\n"
+		     "  --host NAME        the host this monitor watches (one of hosts[].name)\n"
+		     "  -f, --foreground   stay in the foreground, log to stderr\n"
+		     "  --check            validate the config (and the host) and exit\n",
+	    .long_opts = opts,
+	    .option = option,
+	    .prepare = prepare,
+	    .describe = describe,
+	    .start = start,
+	    .stop = stop};
+	struct monitor_main mm = {0};
+	return daemon_main(&spec, &mm, argc, argv);
 }

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "evconn.h"
+#include "mlink.h"
 
 #include <event2/listener.h>
 #include <stdint.h>
@@ -45,14 +46,6 @@ struct registration {
 	struct registration *next;
 };
 
-struct manager_link {
-	struct flare_addr addr;
-	struct evconn *c;
-	struct event *retry;
-	int backoff_ms;
-	int up;
-};
-
 struct monitor {
 	struct flare_config *cfg;
 	struct event_base *base;
@@ -71,9 +64,9 @@ struct monitor {
 	int n_reps;
 	struct registration *regs;
 	struct evconnlistener *unix_listener;
-	struct manager_link links[FLARE_MAX_MANAGERS];
+	struct mlink links[FLARE_MAX_MANAGERS]; /* one per manager: reports go to all */
 
-	struct event *sample_timer, *probe_timer, *hb_timer;
+	struct event *sample_timer, *probe_timer;
 	int sample_ms;
 };
 

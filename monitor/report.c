@@ -12,8 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static void link_connect(struct monitor *m, int i);
-
 void report_send(struct monitor *m)
 {
 	struct fw_report_replica reps[m->n_reps > 0 ? m->n_reps : 1];
@@ -36,97 +34,38 @@ void report_send(struct monitor *m)
 	struct fw_buf b = {0};
 	if (fw_encode_report(&b, r) == 0)
 		for (int i = 0; i < m->cfg->n_managers; i++)
-			if (m->links[i].up)
-				evconn_send_raw(m->links[i].c, b.data, b.len);
+			mlink_send_raw(&m->links[i], b.data, b.len);
 	fw_buf_free(&b);
 	m->reported_util = m->utilization;
 	m->last_report_ns = flare_monotonic_ns();
 	m->liveness_dirty = 0;
 }
 
-static struct manager_link *link_of(struct monitor *m, struct evconn *c)
+static void on_up(struct mlink *l)
 {
-	for (int i = 0; i < m->cfg->n_managers; i++)
-		if (m->links[i].c == c)
-			return &m->links[i];
-	return NULL;
-}
-
-static void on_connect(struct evconn *c)
-{
-	struct monitor *m = c->owner;
-	struct manager_link *l = link_of(m, c);
-	struct fw_msg hello = {.type = FW_HELLO};
-	hello.u.hello.role = FW_ROLE_MONITOR;
-	hello.u.hello.pid = (uint32_t)getpid();
-	snprintf(hello.u.hello.name, sizeof(hello.u.hello.name), "%s", m->cfg->hosts[m->host].name);
-	evconn_send(c, &hello);
-	l->up = 1;
-	l->backoff_ms = m->cfg->reconnect_min_ms;
-	log_info("%s: connected", c->peer);
+	struct monitor *m = l->owner;
+	mlink_good(l);
+	log_info("%s: connected", mlink_peer(l));
 	report_send(m);
 }
 
-static void on_msg(struct evconn *c, struct fw_msg *msg)
+static void on_msg(struct mlink *l, struct fw_msg *msg)
 {
-	if (msg->type == FW_ERROR) {
-		log_error("%s: manager refused us: %s", c->peer, msg->u.text.text);
-		return;
-	}
-	if (msg->type != FW_HEARTBEAT)
-		log_debug("%s: ignoring %s frame", c->peer, fw_type_name(msg->type));
+	if (msg->type == FW_ERROR)
+		log_error("%s: manager refused us: %s", mlink_peer(l), msg->u.text.text);
+	else if (msg->type != FW_HEARTBEAT)
+		log_debug("%s: ignoring %s frame", mlink_peer(l), fw_type_name(msg->type));
 }
 
-static void on_retry(evutil_socket_t fd, short what, void *arg);
-
-static void on_close(struct evconn *c, const char *why)
+static void on_down(struct mlink *l, const char *why, int was_up)
 {
-	struct monitor *m = c->owner;
-	struct manager_link *l = link_of(m, c);
-	if (!l)
-		return;
-	if (l->up)
-		log_warn("%s: lost (%s), reconnecting", c->peer, why);
+	if (was_up)
+		log_warn("%s: lost (%s), reconnecting", mlink_peer(l), why);
 	else
-		log_debug("%s: %s, retrying in %d ms", c->peer, why, l->backoff_ms);
-	l->c = NULL;
-	l->up = 0;
-	struct timeval tv = {l->backoff_ms / 1000, (l->backoff_ms % 1000) * 1000};
-	event_add(l->retry, &tv);
-	l->backoff_ms = l->backoff_ms * 2 > m->cfg->reconnect_max_ms ? m->cfg->reconnect_max_ms
-								     : l->backoff_ms * 2;
+		log_debug("%s: %s, retrying in %d ms", mlink_peer(l), why, l->backoff_ms);
 }
 
-static const struct evconn_ops ops = {
-    .on_connect = on_connect, .on_msg = on_msg, .on_close = on_close};
-
-static void link_connect(struct monitor *m, int i)
-{
-	struct manager_link *l = &m->links[i];
-	struct sockaddr_storage ss;
-	char peer[96], a[FLARE_ADDR_STRLEN];
-	socklen_t len = flare_addr_to_sockaddr(&l->addr, &ss);
-	snprintf(peer, sizeof(peer), "manager %s", flare_addr_format(&l->addr, a, sizeof(a)));
-	l->c = evconn_connect(m->base, (struct sockaddr *)&ss, (int)len, peer,
-			      m->cfg->heartbeat_timeout_ms, &ops, m);
-	if (!l->c) {
-		struct timeval tv = {l->backoff_ms / 1000, (l->backoff_ms % 1000) * 1000};
-		event_add(l->retry, &tv);
-	}
-}
-
-struct retry_arg {
-	struct monitor *m;
-	int i;
-};
-
-static void on_retry(evutil_socket_t fd, short what, void *arg)
-{
-	struct retry_arg *ra = arg;
-	(void)fd;
-	(void)what;
-	link_connect(ra->m, ra->i);
-}
+static const struct mlink_ops ops = {.on_up = on_up, .on_msg = on_msg, .on_down = on_down};
 
 static double smoothed(struct monitor *m, double u)
 {
@@ -165,19 +104,6 @@ static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
 	liveness_probe_all(arg);
 }
 
-static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
-{
-	struct monitor *m = arg;
-	(void)fd;
-	(void)what;
-	struct fw_msg hb = {.type = FW_HEARTBEAT};
-	hb.u.heartbeat.seq = m->seq;
-	hb.u.heartbeat.time_ns = flare_monotonic_ns();
-	for (int i = 0; i < m->cfg->n_managers; i++)
-		if (m->links[i].up)
-			evconn_send(m->links[i].c, &hb);
-}
-
 static struct event *timer(struct monitor *m, int ms, event_callback_fn fn)
 {
 	struct event *ev = event_new(m->base, -1, EV_PERSIST, fn, m);
@@ -200,40 +126,32 @@ int report_start(struct monitor *m)
 		m->window_len = UTIL_WINDOW_MAX;
 	m->sample_timer = timer(m, m->sample_ms, on_sample);
 	m->probe_timer = timer(m, c->probe_interval_ms, on_probe_timer);
-	m->hb_timer = timer(m, c->heartbeat_interval_ms, on_heartbeat);
 	double u;
 	util_sample(&m->util, &u); /* prime the deltas */
 	liveness_probe_all(m);
 	for (int i = 0; i < c->n_managers; i++) {
-		struct retry_arg *ra = malloc(sizeof(*ra));
-		if (!ra)
+		struct mlink *l = &m->links[i];
+		l->base = m->base;
+		l->cfg = c;
+		l->addrs = &c->managers[i];
+		l->n_addrs = 1;
+		l->hello = (struct fw_hello){.role = FW_ROLE_MONITOR, .pid = (uint32_t)getpid()};
+		snprintf(l->hello.name, sizeof(l->hello.name), "%s", c->hosts[m->host].name);
+		l->hb_seq = &m->seq;
+		l->ops = &ops;
+		l->owner = m;
+		if (mlink_start(l) < 0)
 			return -1;
-		*ra = (struct retry_arg){m, i};
-		m->links[i].addr = c->managers[i];
-		m->links[i].backoff_ms = c->reconnect_min_ms;
-		m->links[i].retry = evtimer_new(m->base, on_retry, ra);
-		link_connect(m, i);
 	}
-	return m->sample_timer && m->probe_timer && m->hb_timer ? 0 : -1;
+	return m->sample_timer && m->probe_timer ? 0 : -1;
 }
 
 void report_stop(struct monitor *m)
 {
-	struct event *evs[] = {m->sample_timer, m->probe_timer, m->hb_timer};
-	for (size_t i = 0; i < 3; i++)
+	struct event *evs[] = {m->sample_timer, m->probe_timer};
+	for (size_t i = 0; i < 2; i++)
 		if (evs[i])
 			event_free(evs[i]);
-	for (int i = 0; i < m->cfg->n_managers; i++) {
-		struct manager_link *l = &m->links[i];
-		if (l->retry) {
-			free(event_get_callback_arg(l->retry));
-			event_free(l->retry);
-			l->retry = NULL;
-		}
-		if (l->c) {
-			struct evconn *c = l->c;
-			l->c = NULL; /* on_close finds no link: no reconnect */
-			evconn_close(c, "monitor stopping");
-		}
-	}
+	for (int i = 0; i < m->cfg->n_managers; i++)
+		mlink_stop(&m->links[i]);
 }
