@@ -5,6 +5,7 @@
 #include "clock.h"
 #include "config.h"
 #include "table.h"
+#include "fwcall.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -28,90 +29,42 @@ static void usage(FILE *f)
 		"  --json   as one JSON document\n");
 }
 
-static int wait_fd(int fd, short events)
-{
-	struct pollfd p = {.fd = fd, .events = events};
-	int n = poll(&p, 1, TIMEOUT_MS);
-	return n == 1 ? 0 : -1;
-}
+static const struct fw_io io = {connect, send, recv, poll, getsockopt};
 
-static int connect_to(const struct flare_addr *a)
+/* One manager's status text, or NULL with *why. */
+static char *ask_status(const struct flare_addr *a, int json, const char **why)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = flare_addr_to_sockaddr(a, &ss);
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err = 0;
-	socklen_t el = sizeof(err);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&ss, len) < 0 &&
-	    (errno != EINPROGRESS || wait_fd(fd, POLLOUT) < 0 ||
-	     getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err)) {
-		close(fd);
-		return -1;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*why = strerror(errno);
+		return NULL;
 	}
-	return fd;
-}
-
-static int send_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT) == 0)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
+	struct fw_buf req = {0}, in = {0};
+	struct fw_msg hello = {.type = FW_HELLO}, q = {.type = FW_STATUS_REQ}, ans;
+	hello.u.hello.role = FW_ROLE_CTL;
+	hello.u.hello.pid = (uint32_t)getpid();
+	q.u.text.format = (uint8_t)json;
+	fw_encode(&req, &hello);
+	fw_encode(&req, &q);
+	char *text = NULL;
+	if (req.err)
+		*why = "cannot encode the request";
+	else if (fw_call_connect(&io, fd, (struct sockaddr *)&ss, len, TIMEOUT_MS, why) == 0 &&
+		 fw_call(&io, fd, &req, FW_STATUS_RESP, &in, TIMEOUT_MS, &ans, why) == 0) {
+		if (ans.type == FW_STATUS_RESP) {
+			text = ans.u.text.text;
+			ans.u.text.text = NULL;
+		} else {
+			*why = "the manager refused the request";
+		}
+		fw_msg_free(&ans);
 	}
-	return 0;
-}
-
-/* Reads frames until a STATUS_RESP; heartbeats may come first. */
-static char *read_status(int fd, const char **why)
-{
-	struct fw_buf in = {0};
-	for (;;) {
-		struct fw_hdr h;
-		long n = fw_frame_check(in.data, in.len, &h, why);
-		if (n < 0)
-			break;
-		if (n > 0) {
-			struct fw_msg m;
-			if (fw_decode(h.type, in.data + FW_HDR_LEN, h.len, &m, why) < 0) {
-				fw_msg_free(&m);
-				break;
-			}
-			fw_buf_consume(&in, (size_t)n);
-			if (m.type == FW_STATUS_RESP) {
-				char *text = m.u.text.text;
-				m.u.text.text = NULL;
-				fw_msg_free(&m);
-				fw_buf_free(&in);
-				return text;
-			}
-			fw_msg_free(&m);
-			continue;
-		}
-		if (in.cap - in.len < 65536) {
-			uint8_t *d = realloc(in.data, in.cap * 2 + 65536);
-			if (!d)
-				break;
-			in.data = d;
-			in.cap = in.cap * 2 + 65536;
-		}
-		if (wait_fd(fd, POLLIN) < 0) {
-			*why = "no answer in time";
-			break;
-		}
-		ssize_t r = recv(fd, in.data + in.len, in.cap - in.len, 0);
-		if (r <= 0) {
-			*why = r == 0 ? "closed by the manager" : strerror(errno);
-			break;
-		}
-		in.len += (size_t)r;
-	}
+	fw_buf_free(&req);
 	fw_buf_free(&in);
-	return NULL;
+	close(fd);
+	return text;
 }
 
 /* Walks the table through the reader API only: services by index until
@@ -225,26 +178,12 @@ int main(int argc, char **argv)
 		char a[FLARE_ADDR_STRLEN];
 		const char *why = "cannot connect";
 		flare_addr_format(&cfg.managers[i], a, sizeof(a));
-		int fd = connect_to(&cfg.managers[i]);
-		if (fd >= 0) {
-			struct fw_buf b = {0};
-			struct fw_msg hello = {.type = FW_HELLO}, req = {.type = FW_STATUS_REQ};
-			hello.u.hello.role = FW_ROLE_CTL;
-			hello.u.hello.pid = (uint32_t)getpid();
-			req.u.text.format = (uint8_t)json;
-			fw_encode(&b, &hello);
-			fw_encode(&b, &req);
-			char *text = NULL;
-			if (!b.err && send_all(fd, b.data, b.len) == 0)
-				text = read_status(fd, &why);
-			fw_buf_free(&b);
-			close(fd);
-			if (text) {
-				fputs(text, stdout);
-				free(text);
-				flare_config_free(&cfg);
-				return 0;
-			}
+		char *text = ask_status(&cfg.managers[i], json, &why);
+		if (text) {
+			fputs(text, stdout);
+			free(text);
+			flare_config_free(&cfg);
+			return 0;
 		}
 		fprintf(stderr, "flarectl: manager %s: %s\n", a, why);
 	}

@@ -6,10 +6,10 @@
 #include "shim.h"
 
 #include "flare.h"
+#include "fwcall.h"
 #include "wire.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/un.h>
@@ -17,31 +17,18 @@
 
 #define QUERY_BUF 1024
 
-/* Waits for ev on fd within the question's time (see wait_deadline). */
-static int wait_for(int fd, short ev, int timeout_ms, int64_t end)
-{
-	for (;;) {
-		int left = wait_left(timeout_ms, end);
-		if (left == 0)
-			return -1;
-		struct pollfd p = {.fd = fd, .events = ev};
-		int n = real.poll(&p, 1, left);
-		if (n > 0)
-			return 0;
-		if (n == 0 || errno != EINTR)
-			return -1;
-	}
-}
-
 /* One question and its answer; 0 with *ans filled, or -1 with *why. */
 static int ask(const struct fw_msg *q, struct fw_msg *ans, int timeout_ms, const char **why)
 {
+	/* the real functions: a question asked from inside a heal must not
+	 * re-enter the library's own hooks */
+	const struct fw_io io = {real.connect, real.send, real.recv, real.poll, real.getsockopt};
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	char name[FLARE_QUERY_SOCKET_MAX];
 	flare_query_socket_name(route_shm_name(), name, sizeof(name));
 	size_t n = strlen(name);
-	if (n >= sizeof(un.sun_path)) {
-		*why = "socket name too long";
+	if (n >= sizeof(un.sun_path) || !io.poll) {
+		*why = !io.poll ? "no poll in libc" : "socket name too long";
 		return -1;
 	}
 	memcpy(un.sun_path, name, n);
@@ -51,55 +38,19 @@ static int ask(const struct fw_msg *q, struct fw_msg *ans, int timeout_ms, const
 		*why = strerror(errno);
 		return -1;
 	}
-	int64_t end = wait_deadline(timeout_ms);
-	uint8_t out[QUERY_BUF], in[QUERY_BUF];
-	struct fw_buf b;
-	fw_buf_init_fixed(&b, out, sizeof(out));
+	uint8_t out[QUERY_BUF], inmem[QUERY_BUF];
+	struct fw_buf req, in;
+	fw_buf_init_fixed(&req, out, sizeof(out));
+	fw_buf_init_fixed(&in, inmem, sizeof(inmem));
 	int rc = -1;
-	*why = "no agent answering";
-	if (real.connect(fd, (struct sockaddr *)&un,
-			 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0 ||
-	    fw_encode(&b, q) < 0)
-		goto out;
-	*why = "agent did not take the question";
-	for (size_t off = 0; off < b.len;) {
-		ssize_t w = real.send(fd, out + off, b.len - off, MSG_NOSIGNAL);
-		if (w > 0)
-			off += (size_t)w;
-		else if ((w < 0 && errno != EAGAIN && errno != EINTR) ||
-			 wait_for(fd, POLLOUT, timeout_ms, end) < 0)
-			goto out;
-	}
-	*why = "no answer in time";
-	size_t got = 0;
-	for (;;) {
-		struct fw_hdr h;
-		const char *bad = NULL;
-		long whole = fw_frame_check(in, got, &h, &bad);
-		if (whole < 0) {
-			*why = bad;
-			goto out;
-		}
-		if (whole > 0) {
-			if (fw_decode(h.type, in + FW_HDR_LEN, h.len, ans, why) == 0)
-				rc = 0;
-			goto out;
-		}
-		if (got == sizeof(in)) {
-			*why = "answer too long";
-			goto out;
-		}
-		ssize_t r = real.recv(fd, in + got, sizeof(in) - got, 0);
-		if (r > 0)
-			got += (size_t)r;
-		else if (r == 0) {
-			*why = "agent hung up";
-			goto out;
-		} else if ((errno != EAGAIN && errno != EINTR) ||
-			   wait_for(fd, POLLIN, timeout_ms, end) < 0)
-			goto out;
-	}
-out:
+	if (fw_encode(&req, q) < 0)
+		*why = "question too long";
+	else if (fw_call_connect(&io, fd, (struct sockaddr *)&un,
+				 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n),
+				 timeout_ms, why) < 0)
+		*why = "no agent answering";
+	else
+		rc = fw_call(&io, fd, &req, FW_QUERY_RESP, &in, timeout_ms, ans, why);
 	real.close(fd);
 	return rc;
 }
