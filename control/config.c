@@ -1,4 +1,5 @@
 #include "config.h"
+#include "config_keys.h"
 
 #include <libconfig.h>
 #include <stdarg.h>
@@ -96,8 +97,10 @@ static int line_of(const config_setting_t *s) { return s ? (int)config_setting_s
 
 /* Rejects keys this version does not know: a typo must not silently fall
  * back to a default. */
+/* Every member of a group is one of its own keys (allowed) or one of the
+ * numeric keys of table group `keys_group`. */
 static int check_keys(struct loader *ld, const config_setting_t *group, const char *what,
-		      const char *const *allowed)
+		      const char *keys_group, const char *const *allowed)
 {
 	int n = config_setting_length(group);
 	for (int i = 0; i < n; i++) {
@@ -106,6 +109,9 @@ static int check_keys(struct loader *ld, const config_setting_t *group, const ch
 		int ok = 0;
 		for (const char *const *a = allowed; *a; a++)
 			if (name && strcmp(name, *a) == 0)
+				ok = 1;
+		for (const struct config_key *k = flare_config_keys; k->name && keys_group; k++)
+			if (name && strcmp(k->group, keys_group) == 0 && strcmp(name, k->name) == 0)
 				ok = 1;
 		if (!ok)
 			return fail(ld, line_of(m), "unknown key '%s' in %s", name ? name : "?",
@@ -250,34 +256,50 @@ static int get_list(struct loader *ld, const config_setting_t *parent, const cha
 	return 0;
 }
 
+/* The table's defaults for one group, into base (a flare_config, or a
+ * flare_service_cfg for services[]). */
+static void set_key_defaults(const char *group, void *base)
+{
+	for (const struct config_key *k = flare_config_keys; k->name; k++) {
+		if (strcmp(k->group, group) != 0)
+			continue;
+		if (k->kind == KEY_INT)
+			*(int *)((char *)base + k->offset) = (int)k->def;
+		else
+			*(double *)((char *)base + k->offset) = k->def;
+	}
+}
+
+/* Every numeric key of the group that is present, bounds-checked. */
+static int get_keys(struct loader *ld, const config_setting_t *g, const char *group,
+		    const char *what, void *base)
+{
+	for (const struct config_key *k = flare_config_keys; k->name; k++) {
+		if (strcmp(k->group, group) != 0)
+			continue;
+		void *at = (char *)base + k->offset;
+		if (k->kind == KEY_INT
+			? get_int(ld, g, k->name, what, (long long)k->min, (long long)k->max, at)
+			: get_number(ld, g, k->name, what, k->min, k->max, at))
+			return -1;
+	}
+	return 0;
+}
+
 static void set_defaults(struct flare_config *cfg)
 {
-	cfg->report_interval_ms = 100;
-	cfg->heartbeat_interval_ms = 100;
-	cfg->heartbeat_timeout_ms = 500;
-	cfg->rank_interval_ms = 1000;
-	cfg->rank_threshold = 0.02;
-	cfg->monitor_util_threshold = 0.10;
-	cfg->monitor_util_window_ms = 1000;
-	cfg->probe_interval_ms = 200;
-	cfg->probe_timeout_ms = 100;
+	set_key_defaults("manager", cfg);
+	set_key_defaults("monitor", cfg);
+	set_key_defaults("agent", cfg);
 	snprintf(cfg->agent_shm, sizeof(cfg->agent_shm), "/flare");
-	cfg->table_stale_ms = 10000;
-	cfg->reconnect_min_ms = 50;
-	cfg->reconnect_max_ms = 2000;
 }
 
 static int load_manager(struct loader *ld, const config_setting_t *root, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"addresses",
-					   "report_interval_ms",
-					   "heartbeat_interval_ms",
-					   "heartbeat_timeout_ms",
-					   "rank_interval_ms",
-					   "rank_threshold",
-					   NULL};
+	static const char *const keys[] = {"addresses", NULL};
 	config_setting_t *g, *addrs;
-	if (get_group(ld, root, "manager", 1, &g) < 0 || check_keys(ld, g, "manager", keys) < 0)
+	if (get_group(ld, root, "manager", 1, &g) < 0 ||
+	    check_keys(ld, g, "manager", "manager", keys) < 0)
 		return -1;
 	addrs = member(ld, g, "addresses", "manager", 1);
 	if (!addrs)
@@ -302,13 +324,7 @@ static int load_manager(struct loader *ld, const config_setting_t *root, struct 
 				return fail(ld, line_of(e), "duplicate manager address '%s'", s);
 	}
 	cfg->n_managers = n;
-	if (get_int(ld, g, "report_interval_ms", "manager", 1, 60000, &cfg->report_interval_ms) ||
-	    get_int(ld, g, "heartbeat_interval_ms", "manager", 1, 60000,
-		    &cfg->heartbeat_interval_ms) ||
-	    get_int(ld, g, "heartbeat_timeout_ms", "manager", 2, 600000,
-		    &cfg->heartbeat_timeout_ms) ||
-	    get_int(ld, g, "rank_interval_ms", "manager", 10, 3600000, &cfg->rank_interval_ms) ||
-	    get_number(ld, g, "rank_threshold", "manager", 0, 1, &cfg->rank_threshold))
+	if (get_keys(ld, g, "manager", "manager", cfg))
 		return -1;
 	if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_interval_ms)
 		return fail(
@@ -321,29 +337,21 @@ static int load_manager(struct loader *ld, const config_setting_t *root, struct 
 static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 			      struct flare_config *cfg)
 {
-	static const char *const mkeys[] = {"util_threshold", "util_window_ms", "probe_interval_ms",
-					    "probe_timeout_ms", NULL};
-	static const char *const akeys[] = {"shm", "stale_ms", "reconnect_min_ms",
-					    "reconnect_max_ms", NULL};
+	static const char *const mkeys[] = {NULL};
+	static const char *const akeys[] = {"shm", NULL};
 	config_setting_t *g;
 	if (get_group(ld, root, "monitor", 0, &g) < 0)
 		return -1;
-	if (g &&
-	    (check_keys(ld, g, "monitor", mkeys) ||
-	     get_number(ld, g, "util_threshold", "monitor", 0, 1, &cfg->monitor_util_threshold) ||
-	     get_int(ld, g, "util_window_ms", "monitor", 0, 60000, &cfg->monitor_util_window_ms) ||
-	     get_int(ld, g, "probe_interval_ms", "monitor", 10, 600000, &cfg->probe_interval_ms) ||
-	     get_int(ld, g, "probe_timeout_ms", "monitor", 1, 60000, &cfg->probe_timeout_ms)))
+	if (g && (check_keys(ld, g, "monitor", "monitor", mkeys) ||
+		  get_keys(ld, g, "monitor", "monitor", cfg)))
 		return -1;
 	if (get_group(ld, root, "agent", 0, &g) < 0)
 		return -1;
 	if (!g)
 		return 0;
 	const char *shm = NULL;
-	if (check_keys(ld, g, "agent", akeys) || get_string(ld, g, "shm", "agent", 0, &shm) ||
-	    get_int(ld, g, "stale_ms", "agent", 100, 86400000, &cfg->table_stale_ms) ||
-	    get_int(ld, g, "reconnect_min_ms", "agent", 1, 60000, &cfg->reconnect_min_ms) ||
-	    get_int(ld, g, "reconnect_max_ms", "agent", 1, 600000, &cfg->reconnect_max_ms))
+	if (check_keys(ld, g, "agent", "agent", akeys) ||
+	    get_string(ld, g, "shm", "agent", 0, &shm) || get_keys(ld, g, "agent", "agent", cfg))
 		return -1;
 	if (shm) {
 		if (shm[0] != '/' || strchr(shm + 1, '/') || strlen(shm) < 2 ||
@@ -399,7 +407,7 @@ static int load_hosts(struct loader *ld, const config_setting_t *root, struct fl
 		h->line = line_of(e);
 		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
 			return fail(ld, h->line, "host %d must be a group { ... }", i + 1);
-		if (check_keys(ld, e, "host", keys) || get_name(ld, e, "host", h->name) ||
+		if (check_keys(ld, e, "host", NULL, keys) || get_name(ld, e, "host", h->name) ||
 		    get_string(ld, e, "utilization", "host", 0, &util) ||
 		    get_string(ld, e, "monitor_socket", "host", 0, &sock))
 			return -1;
@@ -434,7 +442,7 @@ static int load_replica(struct loader *ld, config_setting_t *e, struct flare_con
 	r->service = svc;
 	if (config_setting_type(e) != CONFIG_TYPE_GROUP)
 		return fail(ld, r->line, "replica must be a group { ... }");
-	if (check_keys(ld, e, "replica", keys) || get_name(ld, e, "replica", r->name) ||
+	if (check_keys(ld, e, "replica", NULL, keys) || get_name(ld, e, "replica", r->name) ||
 	    get_string(ld, e, "host", "replica", 1, &host) ||
 	    get_addr(ld, e, "address", "replica", &r->addr) ||
 	    get_number(ld, e, "load", "replica", 0.0, 1.0, &r->load))
@@ -460,45 +468,25 @@ static int load_replica(struct loader *ld, config_setting_t *e, struct flare_con
 
 static int load_service(struct loader *ld, config_setting_t *e, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"name",
-					   "address",
-					   "strategy",
-					   "failover",
-					   "replay",
-					   "replicas",
-					   "connect_timeout_ms",
-					   "user_timeout_ms",
-					   "keepalive_idle_s",
-					   "keepalive_interval_s",
-					   "keepalive_count",
-					   "replay_buffer",
-					   NULL};
+	static const char *const keys[] = {"name",   "address",  "strategy", "failover",
+					   "replay", "replicas", NULL};
 	int idx = cfg->n_services;
 	struct flare_service_cfg *s = &cfg->services[idx];
 	const char *strategy = NULL, *failover = NULL, *replay = NULL;
 	config_setting_t *reps;
 
 	s->line = line_of(e);
-	s->connect_timeout_ms = FLARE_DEFAULT_CONNECT_TIMEOUT_MS;
-	s->user_timeout_ms = 1000;
-	s->keepalive_idle_s = 1;
-	s->keepalive_interval_s = 1;
-	s->keepalive_count = 2;
-	s->replay_buffer = 65536;
+	set_key_defaults("services[]", s);
 	s->primary = -1;
 	if (config_setting_type(e) != CONFIG_TYPE_GROUP)
 		return fail(ld, s->line, "service must be a group { ... }");
-	if (check_keys(ld, e, "service", keys) || get_name(ld, e, "service", s->name) ||
+	if (check_keys(ld, e, "service", "services[]", keys) ||
+	    get_name(ld, e, "service", s->name) ||
 	    get_addr(ld, e, "address", "service", &s->addr) ||
 	    get_string(ld, e, "strategy", "service", 0, &strategy) ||
 	    get_string(ld, e, "failover", "service", 0, &failover) ||
 	    get_string(ld, e, "replay", "service", 0, &replay) ||
-	    get_int(ld, e, "connect_timeout_ms", "service", 1, 600000, &s->connect_timeout_ms) ||
-	    get_int(ld, e, "user_timeout_ms", "service", 0, 3600000, &s->user_timeout_ms) ||
-	    get_int(ld, e, "keepalive_idle_s", "service", 0, 32767, &s->keepalive_idle_s) ||
-	    get_int(ld, e, "keepalive_interval_s", "service", 1, 32767, &s->keepalive_interval_s) ||
-	    get_int(ld, e, "keepalive_count", "service", 1, 127, &s->keepalive_count) ||
-	    get_int(ld, e, "replay_buffer", "service", 0, 16 << 20, &s->replay_buffer))
+	    get_keys(ld, e, "services[]", "service", s))
 		return -1;
 	struct seen *dup = seen_check(ld, &ld->names, 's', s->name, strlen(s->name), s->line, idx);
 	if (dup)
@@ -585,7 +573,7 @@ static int load_root(struct loader *ld, config_t *lc, struct flare_config *cfg)
 					   "hosts",   "services", NULL};
 	const config_setting_t *root = config_root_setting(lc);
 	set_defaults(cfg);
-	if (check_keys(ld, root, "the top level", keys) || load_manager(ld, root, cfg) ||
+	if (check_keys(ld, root, "the top level", NULL, keys) || load_manager(ld, root, cfg) ||
 	    load_monitor_agent(ld, root, cfg) || load_hosts(ld, root, cfg) ||
 	    load_services(ld, root, cfg))
 		return -1;

@@ -1,4 +1,4 @@
-/* The deployment config (libconfig syntax, DESIGN.md), loaded into plain
+/* The deployment config (libconfig syntax, docs/DESIGN.md), loaded into plain
  * structs. Every mistake is reported as "FILE:LINE: reason". */
 #ifndef FLARE_CONFIG_H
 #define FLARE_CONFIG_H

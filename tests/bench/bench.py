@@ -1,6 +1,6 @@
 """make bench: every figure measured side by side in one run on this
 machine, printed as a table. Ratios are medians of interleaved rounds
-(A B C A B C ...), with min and max; see ../shared/MEASURING.md."""
+(A B C A B C ...), with min and max; see docs/MEASURING.md."""
 import os
 import re
 import shutil

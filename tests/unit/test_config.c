@@ -9,6 +9,9 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "config_keys.h"
+
+#include <stdlib.h>
 
 static const char *const good =
     "manager = { addresses = [ \"127.0.0.1:7400\", \"[::1]:7401\" ]; report_interval_ms = 50; };\n"
@@ -194,6 +197,62 @@ static void test_example_config_loads(void **state)
 	flare_config_free(&c);
 }
 
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	static char buf[1 << 18];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Every numeric key is documented in the README's reference with the
+ * loader's default and range, as the row
+ * | `group.name` | default | min..max | meaning | */
+static void test_readme_documents_every_key(void **state)
+{
+	(void)state;
+	const char *readme = read_file("README.md");
+	assert_non_null(readme);
+	int n = 0;
+	for (const struct config_key *k = flare_config_keys; k->name; k++, n++) {
+		char row[256];
+		snprintf(row, sizeof(row), "| `%s.%s` | %g | %.15g..%.15g |", k->group, k->name,
+			 k->def, k->min, k->max);
+		if (!strstr(readme, row))
+			fail_msg("README.md has no row starting '%s'", row);
+	}
+	assert_true(n >= 18);
+}
+
+/* The table's defaults are what a config that sets nothing gets. */
+static void test_key_defaults_apply(void **state)
+{
+	(void)state;
+	struct flare_config c;
+	char err[256];
+	const char *minimal =
+	    "manager = { addresses = [ \"127.0.0.1:7400\" ]; };\n"
+	    "hosts = ( { name = \"h\"; utilization = \"proc\"; } );\n"
+	    "services = ( { name = \"S\"; address = \"127.0.0.1:9000\"; replicas = (\n"
+	    "  { name = \"S-1\"; host = \"h\"; address = \"127.0.0.1:9001\"; } ); } );\n";
+	assert_int_equal(flare_config_load_string(minimal, "minimal", &c, err, sizeof(err)), 0);
+	for (const struct config_key *k = flare_config_keys; k->name; k++) {
+		const char *base = strcmp(k->group, "services[]") == 0
+				       ? (const char *)&c.services[0]
+				       : (const char *)&c;
+		double v = k->kind == KEY_INT ? *(const int *)(base + k->offset)
+					      : *(const double *)(base + k->offset);
+		if (v != k->def)
+			fail_msg("%s.%s: %g, default %g", k->group, k->name, v, k->def);
+	}
+	assert_int_equal(c.services[0].connect_timeout_ms, FLARE_DEFAULT_CONNECT_TIMEOUT_MS);
+	flare_config_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,6 +269,8 @@ int main(void)
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_example_config_loads),
+	    cmocka_unit_test(test_readme_documents_every_key),
+	    cmocka_unit_test(test_key_defaults_apply),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
