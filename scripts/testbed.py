@@ -25,13 +25,12 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-sys.argv, _argv = sys.argv[:2], sys.argv  # harness reads BUILD from argv[1]
-import harness  # noqa: E402
-from harness import BUILD, free_ports, spawn, wait_for  # noqa: E402
-from harness import manager_status as status  # noqa: E402
+import deploy  # noqa: E402 - beside this script
+from deploy import free_ports, spawn, wait_for  # noqa: E402
+from deploy import manager_status as status  # noqa: E402
 
-sys.argv = _argv
+BUILD = deploy.configure(sys.argv[1] if len(sys.argv) > 1 else "build")
+deploy.install_cleanup()
 
 HOSTS = ["TANGO", "ALPHA", "BETA", "LAMBADA", "CHARLIE"]
 BUDGET = 0.2  # CPUs per emulated host
@@ -219,7 +218,7 @@ def run_strategy(name, seconds, outdir, budgets_tag):
     names = ["manager"] + [r[0] for o in OBJECTS for r in o[1]]
     ports = dict(zip(names, free_ports(len(names))))
     shm = "/flare-demo-%d-%s" % (os.getpid(), name)
-    harness._shms.append(shm)
+    deploy.track_shm(shm)
     budgets = Budgets("%s-%s" % (budgets_tag, name))
     procutil = ProcUtil(tmpdir) if budgets.kind == "proc" else None
     conf = os.path.join(tmpdir, "flare.conf")
@@ -277,7 +276,7 @@ def run_strategy(name, seconds, outdir, budgets_tag):
                  "127.0.0.1:%d" % ports[primary], "-n", str(int(rate * dur)), "-r", str(rate),
                  "--log", log], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env=dict(os.environ, FLARE_LOG="info"))
-            harness._procs.append(p)
+            deploy.track(p)
             clients[cl] = (p, time.monotonic() - t0, log)
 
         for svc, _, cl, rate, _, late in OBJECTS:

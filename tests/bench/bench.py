@@ -10,9 +10,12 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-import harness  # noqa: E402
-from harness import BUILD, Stack, free_ports, rr_deployment, spawn, start_rr, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import deploy  # noqa: E402
+from deploy import Stack, free_ports, rr_deployment, spawn, start_rr, wait_for  # noqa: E402
+
+BUILD = deploy.configure(sys.argv[1] if len(sys.argv) > 1 else "build")
+deploy.install_cleanup()
 
 QUICK = "--quick" in sys.argv
 # --only a,b: just those sections (ranking, overhead, loops, penalty, memory,
@@ -172,17 +175,17 @@ def event_loops(s):
 def arm_crash(s, t):
     """Restarts the serving replica so that it kills itself on receiving
     request N (varied by trial); returns (its index, N)."""
-    victim = harness.serving_replica(s)
+    victim = deploy.serving_replica(s)
     s.kill("rr%d" % victim)
     n = 100 + (t * 37) % 200
-    harness.rr_server(s, victim, ["--crash-after", str(n)])
+    deploy.rr_server(s, victim, ["--crash-after", str(n)])
     wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
     return victim, n
 
 
 def revive(s, victim):
     s.procs.pop("rr%d" % victim, None)
-    harness.rr_server(s, victim)
+    deploy.rr_server(s, victim)
     wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 10, what="alive")
 
 
@@ -191,7 +194,7 @@ def penalty_trial(s, t):
     met the crash over the run's median, in us."""
     victim, n = arm_crash(s, t)
     log = os.path.join(s.dir, "pen.log")
-    r = harness.rr_client(s, ["-n", str(n + 100), "-r", "2000", "--log", log])
+    r = deploy.rr_client(s, ["-n", str(n + 100), "-r", "2000", "--log", log])
     st = client_stats(r.stdout)
     if st["errors"] or st["n"] != n + 100:
         raise RuntimeError("penalty trial: %s %s" % (r.stdout, r.stderr))
@@ -229,7 +232,7 @@ def failover_penalty(s):
     detect = []
     for t in range(trials // 2):
         victim, n = arm_crash(s, t)
-        r = harness.rr_client(s, ["-n", str(n + 100), "-r", "2000"], preload=False,
+        r = deploy.rr_client(s, ["-n", str(n + 100), "-r", "2000"], preload=False,
                               port=s.ports[victim])
         m = re.search(r"failed after ([\d.]+) us", r.stderr)
         if m:
@@ -255,7 +258,7 @@ def memory(s):
     for _ in range(5):
         vals = []
         for pre in (False, True):
-            p = harness.rr_client(s, ["-n", "100000", "-r", "50"], preload=pre, wait=False,
+            p = deploy.rr_client(s, ["-n", "100000", "-r", "50"], preload=pre, wait=False,
                                   port=None if pre else s.ports[0])
             time.sleep(0.6)
             vals.append(rss_kib(p.pid))
@@ -273,12 +276,12 @@ def propagation(s):
     kills = 20 if QUICK else 120
     helper = subprocess.Popen([BUILD + "/bench/propagation", s.shm, "0", "0"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    harness._procs.append(helper)
+    deploy.track(helper)
     times = []
     for _ in range(kills):
         if "rr0" in s.procs:
             s.kill("rr0")
-        p = harness.rr_server(s, 0)
+        p = deploy.rr_server(s, 0)
         # registered (not merely probed): wait for the registration
         wait_for(lambda: s.status()["services"][0]["replicas"][0]["registered"], 10,
                  what="registered")
@@ -358,7 +361,7 @@ def main():
     for i in range(s.n):
         s.start("rr%d" % i, pinned([BUILD + "/rr-server", "-l", "127.0.0.1:%d" % s.ports[i],
                                     "--tag", "A-%d" % (i + 1)]))
-    wait_for(lambda: harness.all_alive(s), 10, what="replicas alive")
+    wait_for(lambda: deploy.all_alive(s), 10, what="replicas alive")
     if wanted("overhead") or wanted("loops"):
         for i in (1, 2):  # the overhead runs use one replica only
             s.kill("rr%d" % i)
@@ -369,10 +372,10 @@ def main():
         if wanted("loops"):
             event_loops(s)
         for i in (1, 2):
-            harness.rr_server(s, i)
+            deploy.rr_server(s, i)
         s.kill("rr0")
-        harness.rr_server(s, 0)
-        wait_for(lambda: harness.all_alive(s), 10, what="replicas alive")
+        deploy.rr_server(s, 0)
+        wait_for(lambda: deploy.all_alive(s), 10, what="replicas alive")
     for name, fn in (("penalty", failover_penalty), ("memory", memory),
                      ("propagation", propagation), ("daemons", daemon_memory)):
         if wanted(name):

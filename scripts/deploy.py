@@ -1,0 +1,314 @@
+"""Starting and stopping flare deployments from Python: real daemons and
+helper processes on loopback, tracked by PID, and shared-memory tables
+tracked by name, so that cleanup() stops exactly what this process
+started. Shared by the integration tests (tests/integration/harness.py),
+make bench (tests/bench/bench.py) and make demo (scripts/testbed.py).
+
+Importing it has no side effects: callers set the build folder with
+configure() and decide themselves whether to install_cleanup() (atexit
+and SIGINT/SIGTERM handlers)."""
+import atexit
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.path.abspath("build")
+_procs = []
+_shms = []
+
+
+def configure(build):
+    """Where the binaries are (make's BUILD folder)."""
+    global BUILD
+    BUILD = os.path.abspath(build)
+    return BUILD
+
+
+def track(proc):
+    """A process started elsewhere that cleanup() must stop too."""
+    _procs.append(proc)
+    return proc
+
+
+def track_shm(name):
+    """A shared-memory table that cleanup() must remove."""
+    _shms.append(name)
+    return name
+
+
+def cleanup():
+    """Kills every tracked process still running (by PID) and removes every
+    tracked table; safe to call more than once."""
+    for p in _procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except OSError:
+                pass
+    for p in _procs:
+        try:
+            p.wait(timeout=5)
+        except Exception:
+            pass
+    for name in _shms:
+        try:
+            os.unlink("/dev/shm" + name)
+        except OSError:
+            pass
+    _procs.clear()
+
+
+def install_cleanup():
+    """cleanup() at exit and on SIGINT/SIGTERM."""
+    def on_signal(signum, _frame):
+        cleanup()
+        sys.exit(128 + signum)
+
+    atexit.register(cleanup)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def free_ports(n):
+    """n distinct free TCP ports on 127.0.0.1."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def spawn(args, log=None, env=None):
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT if log else None, env=e,
+                         stdin=subprocess.DEVNULL)
+    _procs.append(p)
+    return p
+
+
+def wait_for(pred, timeout, step=0.01, what="condition"):
+    """Polls pred() until it returns a true value; bounded in time."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+def manager_status(conf):
+    """What the deployment's manager believes (flarectl status --json), or None."""
+    r = subprocess.run([BUILD + "/flarectl", "-c", conf, "status", "--json"],
+                       capture_output=True, text=True, timeout=10)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+class Stack:
+    """A deployment described by one config, with its daemons."""
+
+    def __init__(self, conf_text, name="t"):
+        self.dir = tempfile.mkdtemp(prefix="flare-it-")
+        self.shm = "/flare-it-%d-%s" % (os.getpid(), name)
+        _shms.append(self.shm)
+        self.conf = os.path.join(self.dir, "flare.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf_text.replace("@SHM@", self.shm).replace("@DIR@", self.dir))
+        self.procs = {}
+
+    def log(self, name):
+        return os.path.join(self.dir, name + ".log")
+
+    def start(self, name, args):
+        self.procs[name] = spawn(args, log=self.log(name), env={"FLARE_LOG": "debug"})
+        return self.procs[name]
+
+    def manager(self, ident=1):
+        return self.start("manager%d" % ident, [BUILD + "/flare-manager", "-c", self.conf, "-f",
+                                                "--id", str(ident)])
+
+    def monitor(self, host):
+        return self.start("monitor-" + host, [BUILD + "/flare-monitor", "-c", self.conf,
+                                              "--host", host, "-f"])
+
+    def agent(self):
+        return self.start("agent", [BUILD + "/flare-agent", "-c", self.conf, "-f"])
+
+    def kill(self, name, sig=signal.SIGKILL):
+        p = self.procs.pop(name)
+        p.send_signal(sig)
+        p.wait(timeout=10)
+
+    def table(self):
+        """The shared table as a client reads it, or None."""
+        r = subprocess.run([BUILD + "/flarectl", "table", "--shm", self.shm, "--json"],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            return None
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return None
+
+    def status(self):
+        return manager_status(self.conf)
+
+    def replica(self, name):
+        t = self.table()
+        if not t:
+            return None
+        for s in t["services"]:
+            for r in s["replicas"]:
+                if r["name"] == name:
+                    return r
+        return None
+
+    def order(self, service):
+        t = self.table()
+        for s in (t or {}).get("services", []):
+            if s["name"] == service:
+                return s["order"]
+        return None
+
+    def read_log(self, name):
+        with open(self.log(name), errors="replace") as f:
+            return f.read()
+
+
+# ---- the wire protocol, for helper processes that speak it ----
+
+def frame(ftype, payload):
+    return struct.pack(">HBBI", 0xF1A3, 1, ftype, len(payload)) + payload
+
+
+def hello(role, pid, name=b""):
+    return frame(1, struct.pack(">BIH", role, pid, len(name)) + name)
+
+
+def register(pid, addrs):
+    body = struct.pack(">IH", pid, len(addrs))
+    for host, port in addrs:
+        body += struct.pack(">BH", 4, port) + socket.inet_aton(host)
+    return frame(3, body)
+
+
+REGISTERING_SERVER = r'''
+import socket, struct, sys, time, os
+path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, port)); srv.listen(16)
+u = socket.socket(socket.AF_UNIX)
+u.connect("\0" + path[1:] if path.startswith("@") else path)
+def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
+u.sendall(frame(1, struct.pack(">BIH", 4, os.getpid(), 0)) +
+          frame(3, struct.pack(">IH", os.getpid(), 1) + struct.pack(">BH", 4, port) + socket.inet_aton(host)))
+print("ready", flush=True)
+end = time.monotonic() + 120
+while time.monotonic() < end:
+    time.sleep(0.1)
+'''
+
+
+def registering_server(stack, monitor_socket, host, port, name):
+    """A real server process that registers its address with a monitor the
+    way libflare.so does, and listens on it."""
+    script = os.path.join(stack.dir, "regsrv.py")
+    with open(script, "w") as f:
+        f.write(REGISTERING_SERVER)
+    return stack.start(name, [sys.executable, script, monitor_socket, host, str(port)])
+
+
+# ---- a replicated request/response service, for the library's tests ----
+
+def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr"):
+    """n replicas of service A (rr-server) on n hosts with file: utilization,
+    the control plane, and helpers to start servers and clients."""
+    ports = free_ports(n + 2)
+    mport, svc = ports[0], ports[1]
+    reps = ports[2:]
+    if primary:
+        svc = reps[0]
+    hosts = ",\n".join('  { name = "h%d"; utilization = "file:@DIR@/h%d.util"; '
+                       'monitor_socket = "@DIR@/h%d.sock"; }' % (i, i, i) for i in range(n))
+    replicas = ",\n".join('      { name = "A-%d"; host = "h%d"; address = "127.0.0.1:%d"; '
+                          'load = 0.2; }' % (i + 1, i, p) for i, p in enumerate(reps))
+    conf = """
+manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 50;
+            heartbeat_interval_ms = 50; heartbeat_timeout_ms = 300; };
+monitor = { probe_interval_ms = 100; probe_timeout_ms = 100; };
+agent = { shm = "@SHM@"; stale_ms = %d; };
+hosts = (
+%s
+);
+services = (
+  { name = "A"; address = "127.0.0.1:%d"; connect_timeout_ms = 200; %s
+    replicas = (
+%s ); }
+);
+""" % (mport, stale_ms, hosts, svc, service_extra, replicas)
+    s = Stack(conf, name)
+    s.svc = svc
+    s.ports = reps
+    s.n = n
+    for i in range(n):
+        with open(os.path.join(s.dir, "h%d.util" % i), "w") as f:
+            f.write("%.2f\n" % (0.1 * (i + 1)))
+    return s
+
+
+def start_rr(s, servers=True):
+    s.manager()
+    for i in range(s.n):
+        s.monitor("h%d" % i)
+    s.agent()
+    if servers:
+        for i in range(s.n):
+            rr_server(s, i)
+        wait_for(lambda: all_alive(s), 10, what="every replica alive")
+
+
+def all_alive(s):
+    t = s.table()
+    return bool(t and t["services"] and all(r["alive"] for r in t["services"][0]["replicas"]))
+
+
+def rr_server(s, i, extra=()):
+    return s.start("rr%d" % i, [BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-server",
+                                "-l", "127.0.0.1:%d" % s.ports[i], "--tag", "A-%d" % (i + 1)]
+                   + list(extra))
+
+
+def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None):
+    cmd = ([BUILD + "/flare-run", "--shm", s.shm, "--"] if preload else []) + \
+        [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % (port or s.svc)] + list(args)
+    e = dict(os.environ)
+    e.update({"FLARE_LOG": "info"})
+    if preload and os.environ.get("FLARE_TEST_LIB"):
+        # the clients only: a sanitized libflare.so behind its runtime
+        e["FLARE_LIB"] = os.environ["FLARE_TEST_LIB"]
+        e["LD_PRELOAD"] = os.environ.get("FLARE_TEST_PRELOAD", "")
+    e.update(env or {})
+    if not wait:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+        _procs.append(p)
+        return p
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def serving_replica(s):
+    """Index of the replica a new connection goes to (first in the order)."""
+    order = s.order("A")
+    return int(order[0].split("-")[1]) - 1
