@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "unixaddr.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -68,28 +69,12 @@ struct evconnlistener *listen_tcp(struct event_base *base, const struct flare_ad
 	return l;
 }
 
-int unix_sockaddr(const char *path, struct sockaddr_storage *ss)
-{
-	struct sockaddr_un *un = (struct sockaddr_un *)ss;
-	size_t n = strlen(path);
-	memset(ss, 0, sizeof(*ss));
-	un->sun_family = AF_UNIX;
-	if (n == 0 || n >= sizeof(un->sun_path))
-		return -1;
-	memcpy(un->sun_path, path, n);
-	if (path[0] == '@') {
-		un->sun_path[0] = '\0'; /* abstract: the length, not a NUL, ends the name */
-		return (int)(offsetof(struct sockaddr_un, sun_path) + n);
-	}
-	return (int)sizeof(*un);
-}
-
 struct evconnlistener *listen_unix(struct event_base *base, const char *path, evconnlistener_cb cb,
 				   void *arg)
 {
-	struct sockaddr_storage ss;
-	int len = unix_sockaddr(path, &ss);
-	if (len < 0) {
+	struct sockaddr_un un;
+	socklen_t len = flare_unix_addr(path, &un);
+	if (!len) {
 		log_error("bad UNIX socket path '%s'", path);
 		return NULL;
 	}
@@ -97,7 +82,7 @@ struct evconnlistener *listen_unix(struct event_base *base, const char *path, ev
 		unlink(path);
 	struct evconnlistener *l =
 	    evconnlistener_new_bind(base, cb, arg, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-				    128, (struct sockaddr *)&ss, len);
+				    128, (struct sockaddr *)&un, (int)len);
 	if (!l)
 		log_error("cannot listen on %s: %s", path, strerror(errno));
 	return l;

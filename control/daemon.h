@@ -47,8 +47,6 @@ struct evconnlistener *listen_tcp(struct event_base *base, const struct flare_ad
 /* path "@name" is Linux's abstract namespace; a file path is unlinked first. */
 struct evconnlistener *listen_unix(struct event_base *base, const char *path, evconnlistener_cb cb,
 				   void *arg);
-/* sockaddr_un for path (abstract when it starts with '@'); returns its length. */
-int unix_sockaddr(const char *path, struct sockaddr_storage *ss);
 void describe_peer(const struct sockaddr *sa, int len, char *buf, size_t n);
 
 #endif

@@ -291,7 +291,40 @@ def rr_server(s, i, extra=()):
                    + list(extra))
 
 
+_stats_seq = [0]
+
+
+def stats_env(s):
+    """FLARE_STATS for a program run under flare-run: the library appends its
+    counters there at exit. Returns (environment additions, path)."""
+    _stats_seq[0] += 1
+    path = os.path.join(s.dir, "lib-%d.stats" % _stats_seq[0])
+    return {"FLARE_STATS": path}, path
+
+
+def library_stats(path):
+    """The library's counters (FLARE_STATS lines), summed over every process
+    that wrote one; every counter is there, 0 when nothing wrote."""
+    names = ("managed connect_failovers failovers heals_async replays replay_bytes "
+             "passed_errors table_dead_wakeups queries_answered queries_failed").split()
+    total = dict.fromkeys(names, 0)
+    total["processes"] = 0
+    try:
+        with open(path) as f:
+            for line in f:
+                total["processes"] += 1
+                for kv in line.split():
+                    k, v = kv.split("=")
+                    if k != "pid":
+                        total[k] = total.get(k, 0) + int(v)
+    except OSError:
+        pass
+    return total
+
+
 def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None):
+    """rr-client against the service (or port); the result (a Popen with
+    wait=False) carries .stats, the library's FLARE_STATS file."""
     cmd = ([BUILD + "/flare-run", "--shm", s.shm, "--"] if preload else []) + \
         [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % (port or s.svc)] + list(args)
     e = dict(os.environ)
@@ -300,12 +333,17 @@ def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None
         # the clients only: a sanitized libflare.so behind its runtime
         e["FLARE_LIB"] = os.environ["FLARE_TEST_LIB"]
         e["LD_PRELOAD"] = os.environ.get("FLARE_TEST_PRELOAD", "")
+    senv, stats = stats_env(s)
+    e.update(senv)
     e.update(env or {})
     if not wait:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
         _procs.append(p)
+        p.stats = stats
         return p
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+    r.stats = stats
+    return r
 
 
 def serving_replica(s):

@@ -178,6 +178,8 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 			break;
 		fc->cur = idx;
 		STAT_INC(failovers);
+		if (async)
+			STAT_INC(heals_async);
 		heal_done(fc, order, n, k, len, async, err == EINPROGRESS);
 		log_info("service %s: %s -> %s (%s), %u request byte(s) %s, in %.0f us",
 			 rt.svc.name, from, rt.reps[idx].name, why, len,

@@ -4,11 +4,13 @@
 #include "shim.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -83,12 +85,35 @@ void flare_init(void)
 
 __attribute__((constructor)) static void flare_ctor(void) { flare_init(); }
 
+/* FLARE_STATS=PATH: the counters, appended to PATH as one line. */
+static void write_stats(const struct flare_stats *s)
+{
+	const char *path = getenv("FLARE_STATS");
+	if (!path || !*path)
+		return;
+	char line[512];
+	int n = snprintf(line, sizeof(line), "pid=%d", (int)flare_pid);
+#define FLARE_STATS_PRINT(name)                                                                    \
+	n += snprintf(line + n, sizeof(line) - (size_t)n, " " #name "=%llu",                       \
+		      (unsigned long long)s->name);
+	FLARE_STATS_FIELDS(FLARE_STATS_PRINT)
+#undef FLARE_STATS_PRINT
+	n += snprintf(line + n, sizeof(line) - (size_t)n, "\n");
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (real.write(fd, line, (size_t)n) < 0)
+		log_debug("FLARE_STATS %s: %s", path, strerror(errno));
+	real.close(fd);
+}
+
 /* The per-process summary: FLARE_LOG=info shows it at exit. */
 __attribute__((destructor)) static void flare_dtor(void)
 {
 	if (!flare_ready || flare_disabled || flare_in_foreign_child())
 		return;
 	struct flare_stats s = flare_stats;
+	write_stats(&s);
 	if (s.managed || s.failovers || s.passed_errors)
 		log_info("pid %d: %llu managed connection(s), %llu connect failover(s), %llu "
 			 "failover(s), %llu replay(s) of %llu byte(s), %llu wake-up(s) on a dead "

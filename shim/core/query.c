@@ -7,6 +7,7 @@
 
 #include "flare.h"
 #include "fwcall.h"
+#include "unixaddr.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -23,16 +24,14 @@ static int ask(const struct fw_msg *q, struct fw_msg *ans, int timeout_ms, const
 	/* the real functions: a question asked from inside a heal must not
 	 * re-enter the library's own hooks */
 	const struct fw_io io = {real.connect, real.send, real.recv, real.poll, real.getsockopt};
-	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct sockaddr_un un;
 	char name[FLARE_QUERY_SOCKET_MAX];
 	flare_query_socket_name(route_shm_name(), name, sizeof(name));
-	size_t n = strlen(name);
-	if (n >= sizeof(un.sun_path) || !io.poll) {
+	socklen_t ulen = flare_unix_addr(name, &un);
+	if (!ulen || !io.poll) {
 		*why = !io.poll ? "no poll in libc" : "socket name too long";
 		return -1;
 	}
-	memcpy(un.sun_path, name, n);
-	un.sun_path[0] = '\0'; /* abstract */
 	int fd = real.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		*why = strerror(errno);
@@ -45,9 +44,7 @@ static int ask(const struct fw_msg *q, struct fw_msg *ans, int timeout_ms, const
 	int rc = -1;
 	if (fw_encode(&req, q) < 0)
 		*why = "question too long";
-	else if (fw_call_connect(&io, fd, (struct sockaddr *)&un,
-				 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n),
-				 timeout_ms, why) < 0)
+	else if (fw_call_connect(&io, fd, (struct sockaddr *)&un, ulen, timeout_ms, why) < 0)
 		*why = "no agent answering";
 	else
 		rc = fw_call(&io, fd, &req, FW_QUERY_RESP, &in, timeout_ms, ans, why);
@@ -66,6 +63,7 @@ int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t 
 			  : FLARE_QUERY_TIMEOUT_MAX_MS;
 	memset(&a, 0, sizeof(a));
 	if (ask(&q, &a, timeout, &why) < 0) {
+		STAT_INC(queries_failed);
 		log_warn("service %s: reactive failover query failed (%s): using the table's "
 			 "ranking",
 			 rt->svc.name, why);
@@ -81,6 +79,7 @@ int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t 
 			 "the table's ranking",
 			 rt->svc.name, fw_type_name(a.type));
 	else {
+		STAT_INC(queries_answered);
 		/* only replicas this table knows, each once */
 		uint8_t seen[FLARE_MAX_REPLICAS] = {0};
 		n = 0;
@@ -95,6 +94,8 @@ int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t 
 			  n ? rt->reps[out[0]].name : "nothing", n > 1 ? " first" : "",
 			  rt->reps[fc->cur].name);
 	}
+	if (n < 0)
+		STAT_INC(queries_failed);
 	fw_msg_free(&a);
 	return n;
 }

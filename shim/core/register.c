@@ -6,6 +6,7 @@
  * accept (the monitor's probes cause one) at most every 100 ms. */
 #include "shim.h"
 
+#include "unixaddr.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -39,18 +40,10 @@ int register_knows(int fd)
 
 static int monitor_connect(const char *path)
 {
-	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	size_t n = strlen(path);
-	socklen_t len;
-	if (n == 0 || n >= sizeof(un.sun_path))
+	struct sockaddr_un un;
+	socklen_t len = flare_unix_addr(path, &un);
+	if (!len)
 		return -1;
-	memcpy(un.sun_path, path, n);
-	if (path[0] == '@') {
-		un.sun_path[0] = '\0';
-		len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-	} else {
-		len = sizeof(un);
-	}
 	int fd = real.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;

@@ -25,10 +25,17 @@
 #define FLARE_SLICE_MS 50
 
 /* ---- statistics ---- */
+/* Counted as things happen (relaxed atomics); FLARE_LOG=info logs them at
+ * exit, and FLARE_STATS=PATH appends them to PATH as one line of
+ * name=value pairs (init.c), for tests and scripts. */
+#define FLARE_STATS_FIELDS(X)                                                                      \
+	X(managed) X(connect_failovers) X(failovers) X(heals_async) X(replays) X(replay_bytes)   \
+	    X(passed_errors) X(table_dead_wakeups) X(queries_answered) X(queries_failed)
+#define FLARE_STATS_FIELD(name) uint64_t name;
 struct flare_stats {
-	uint64_t managed, connect_failovers, failovers, replays, replay_bytes, passed_errors,
-	    table_dead_wakeups;
+	FLARE_STATS_FIELDS(FLARE_STATS_FIELD)
 };
+#undef FLARE_STATS_FIELD
 extern struct flare_stats flare_stats;
 #define STAT_INC(f) __atomic_add_fetch(&flare_stats.f, 1, __ATOMIC_RELAXED)
 #define STAT_ADD(f, n) __atomic_add_fetch(&flare_stats.f, (n), __ATOMIC_RELAXED)
