@@ -47,11 +47,11 @@ static const struct evconn_ops ops = {
 static void try_connect(struct mlink *l)
 {
 	struct sockaddr_storage ss;
-	char peer[96], s[FLARE_ADDR_STRLEN];
+	char s[FLARE_ADDR_STRLEN];
 	const struct flare_addr *addr = &l->addrs[l->current];
 	socklen_t len = flare_addr_to_sockaddr(addr, &ss);
-	snprintf(peer, sizeof(peer), "manager %s", flare_addr_format(addr, s, sizeof(s)));
-	l->c = evconn_connect(l->base, (struct sockaddr *)&ss, (int)len, peer,
+	snprintf(l->peer, sizeof(l->peer), "manager %s", flare_addr_format(addr, s, sizeof(s)));
+	l->c = evconn_connect(l->base, (struct sockaddr *)&ss, (int)len, l->peer,
 			      l->cfg->heartbeat_timeout_ms, &ops, l);
 	if (!l->c) {
 		l->current = (l->current + 1) % l->n_addrs;
@@ -144,4 +144,4 @@ void mlink_drop(struct mlink *l, const char *why)
 		evconn_close(l->c, why);
 }
 
-const char *mlink_peer(const struct mlink *l) { return l->c ? l->c->peer : "manager"; }
+const char *mlink_peer(const struct mlink *l) { return l->peer[0] ? l->peer : "manager"; }

@@ -37,6 +37,7 @@ struct mlink {
 	int tries;        /* failed attempts since the last mlink_good */
 	int backoff_ms;
 	struct event *retry, *hb_timer;
+	char peer[96]; /* "manager ADDR" of the last attempt, for log lines */
 };
 
 int mlink_start(struct mlink *l);
