@@ -294,12 +294,18 @@ def rr_server(s, i, extra=()):
 _stats_seq = [0]
 
 
-def stats_env(s):
-    """FLARE_STATS for a program run under flare-run: the library appends its
-    counters there at exit. Returns (environment additions, path)."""
+def client_env(s):
+    """The environment additions for a client program run under flare-run:
+    FLARE_STATS (the library appends its counters there at exit) and, when
+    FLARE_TEST_LIB names a sanitized libflare.so, that library behind its
+    runtime. Returns (environment additions, the stats path)."""
     _stats_seq[0] += 1
     path = os.path.join(s.dir, "lib-%d.stats" % _stats_seq[0])
-    return {"FLARE_STATS": path}, path
+    env = {"FLARE_STATS": path}
+    if os.environ.get("FLARE_TEST_LIB"):
+        env["FLARE_LIB"] = os.environ["FLARE_TEST_LIB"]
+        env["LD_PRELOAD"] = os.environ.get("FLARE_TEST_PRELOAD", "")
+    return env, path
 
 
 def library_stats(path):
@@ -329,11 +335,9 @@ def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None
         [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % (port or s.svc)] + list(args)
     e = dict(os.environ)
     e.update({"FLARE_LOG": "info"})
-    if preload and os.environ.get("FLARE_TEST_LIB"):
-        # the clients only: a sanitized libflare.so behind its runtime
-        e["FLARE_LIB"] = os.environ["FLARE_TEST_LIB"]
-        e["LD_PRELOAD"] = os.environ.get("FLARE_TEST_PRELOAD", "")
-    senv, stats = stats_env(s)
+    senv, stats = client_env(s)
+    if not preload:
+        senv = {"FLARE_STATS": stats}
     e.update(senv)
     e.update(env or {})
     if not wait:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, check, library_stats, rr_client, rr_deployment, rr_server,
-                     run, serving_replica, spawn, start_rr, stats_env, wait_for)
+from harness import (BUILD, all_alive, check, client_env, library_stats, rr_client, rr_deployment,
+                     rr_server, run, serving_replica, spawn, start_rr, wait_for)
 
 
 def parse(out):
@@ -230,7 +230,7 @@ def test_nonblocking_connect_moves_down_the_ranking():
     wait_for(lambda: all_alive(s), 10, what="A-1 registered, A-2 and A-3 up")
     check(s.order("A")[0] == "A-1", "the dead A-1 is ranked first: %s" % s.order("A"))
     for mode in ("poll", "ppoll", "select", "pselect", "epoll", "epollet", "epoll_pwait"):
-        senv, stats = stats_env(s)
+        senv, stats = client_env(s)
         r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--",
                             BUILD + "/tests/progs/nbconnect", mode, "127.0.0.1", str(s.svc)],
                            capture_output=True, text=True, timeout=30,
@@ -332,7 +332,7 @@ def test_python_client_spawning_children():
     with open(script, "w") as f:
         f.write(PY_CLIENT)
     victim = serving_replica(s)
-    senv, stats = stats_env(s)
+    senv, stats = client_env(s)
     p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, script,
                           "127.0.0.1", str(s.svc), "200"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True,
