@@ -165,7 +165,7 @@ lib-sanitizers: all $(PROGS)
 # tracked with -MMD
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -g -O1 -Icommon -Icontrol \
 	-fsanitize=fuzzer,address,undefined
-FUZZ_SRC := $(COMMON_LIBC) control/config.c
+FUZZ_SRC := $(COMMON_LIBC) control/config.c control/config_keys.c
 FUZZ_HDR := $(wildcard common/*.h control/*.h)
 $(BUILD)/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c $(FUZZ_SRC) $(FUZZ_HDR)
 	@mkdir -p $(dir $@)
