@@ -422,12 +422,14 @@ static int load_hosts(struct loader *ld, const config_setting_t *root, struct fl
 		if (sock && (!*sock || strlen(sock) >= sizeof(h->monitor_socket)))
 			return fail(ld, h->line, "monitor_socket must be 1..%zu characters",
 				    sizeof(h->monitor_socket) - 1);
-		/* abstract UNIX socket by default: nothing to clean up, no stale file */
+		/* abstract UNIX socket by default: nothing to clean up, no stale
+		 * file; named after the deployment's table as well as the host, so
+		 * two deployments on one machine never share one */
 		if (sock)
 			snprintf(h->monitor_socket, sizeof(h->monitor_socket), "%s", sock);
 		else
-			snprintf(h->monitor_socket, sizeof(h->monitor_socket), "@flare-monitor-%s",
-				 h->name);
+			snprintf(h->monitor_socket, sizeof(h->monitor_socket), "@flare-monitor%s-%s",
+				 cfg->agent_shm, h->name);
 		cfg->n_hosts++;
 	}
 	return 0;

@@ -11,6 +11,7 @@
 #define MAX_PENDING 256
 
 int flare_n_pending;
+int flare_n_managed;
 static struct fconn *pending[MAX_PENDING];
 static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 

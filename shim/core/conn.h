@@ -48,6 +48,19 @@
  * replay = none) and in REQUEST when the service replays requests; in
  * OVERSIZE and ANSWERED it surfaces, as it would without the library.
  *
+ * Two more rules bound every heal, whatever the protocol:
+ * - A request goes to each replica at most once by a heal: fc->replayed
+ *   holds the replicas this request (or this fresh connection) was moved
+ *   to since the last reply byte; a heal skips them, and when none is left
+ *   the failure surfaces. A replica that fails a replayed request at once
+ *   is so never tried again for it, and a protocol flare cannot read (a
+ *   session the new replica rejects) cannot make heals go round forever.
+ * - A session protocol (PostgreSQL: recognised from its startup or
+ *   SSLRequest packet) is healed only during its startup exchange, before
+ *   the server's first reply byte; after that fc->session_bound is set and
+ *   every failure surfaces, since a new connection would not carry the
+ *   session (authentication, settings, transactions).
+ *
  * Who may write what (the code agrees; see each field):
  *   [init]  set by fconn_new/the connect before the connection is attached
  *           to a descriptor, read-only afterwards
@@ -88,6 +101,9 @@ enum fconn_state {
 
 enum fconn_xchg { FX_FRESH, FX_REQUEST, FX_OVERSIZE, FX_ANSWERED };
 
+/* Protocols whose connections carry a session a heal cannot rebuild. */
+enum flare_session_proto { SESSION_NONE, SESSION_POSTGRES };
+
 struct fconn {
 	/* kept across recycling */
 	pthread_mutex_t lock;               /* see [lock] */
@@ -126,9 +142,12 @@ struct fconn {
 	uint64_t timeouts_due_ms;     /* published by timeouts_owed (release) */
 
 	/* the exchange */
-	int xchg;     /* [atom] enum fconn_xchg; moved under [lock] by writes */
-	uint32_t len; /* [lock] bytes of the outstanding request in buf */
-	int shut_wr;  /* [atom] the program half-closed: repeat it after a replay */
+	int xchg;          /* [atom] enum fconn_xchg; moved under [lock] by writes */
+	uint32_t len;      /* [lock] bytes of the outstanding request in buf */
+	int shut_wr;       /* [atom] the program half-closed: repeat it after a replay */
+	uint32_t replayed; /* [atom] replicas (bits) a heal moved this request to */
+	int session;       /* [atom] enum flare_session_proto, from the first bytes written */
+	int session_bound; /* [atom] a session protocol's startup was answered: no heals */
 
 	/* the replicas still to try, in order: [claim] */
 	uint8_t cand[FLARE_MAX_REPLICAS];
@@ -179,7 +198,8 @@ int fconn_claimed(const struct fconn *fc);
 void conn_atfork_child(void);
 
 /* Connections on the pending list for which want() holds (at most max). */
-extern int flare_n_pending; /* [atom] fast exit for readiness hooks */
+extern int flare_n_pending; /* [atom] connections on the pending list */
+extern int flare_n_managed; /* [atom] live connections: readiness hooks exit at 0 */
 int pending_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max);
 
 /* ---- the exchange (exchange.c): pure, no system calls ---- */
@@ -197,5 +217,7 @@ int exchange_healable(struct fconn *fc);
 /* The outstanding request's length, read under the lock: a heal resends
  * buf[0, len). Later writes only append, so the prefix stays valid. */
 uint32_t exchange_replay_len(struct fconn *fc);
+/* Which session protocol the first bytes a connection writes start, if any. */
+int exchange_session_proto(const uint8_t *p, size_t n);
 
 #endif

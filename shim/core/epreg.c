@@ -59,9 +59,7 @@ struct ep_key {
 static int registered(struct fconn *fc, void *arg)
 {
 	struct ep_key *k = arg;
-	int st = fconn_state(fc), found = 0;
-	if (st != FC_CONNECTING && st != FC_HEAL_CONNECTING)
-		return 0;
+	int found = 0;
 	pthread_mutex_lock(&fc->lock);
 	for (int i = 0; i < fc->n_ep && !found; i++)
 		if (fc->ep[i].epfd == k->epfd && fc->ep[i].data == k->data) {
@@ -72,9 +70,22 @@ static int registered(struct fconn *fc, void *arg)
 	return found;
 }
 
+static int connecting_registered(struct fconn *fc, void *arg)
+{
+	int st = fconn_state(fc);
+	return (st == FC_CONNECTING || st == FC_HEAL_CONNECTING) && registered(fc, arg);
+}
+
 int ep_find_connecting(int epfd, uint64_t data)
 {
 	struct ep_key k = {epfd, -1, data};
 	struct fconn *fc;
-	return pending_collect(registered, &k, &fc, 1) ? k.fd : -1;
+	return pending_collect(connecting_registered, &k, &fc, 1) ? k.fd : -1;
+}
+
+int ep_find(int epfd, uint64_t data)
+{
+	struct ep_key k = {epfd, -1, data};
+	struct fconn *fc;
+	return fdtab_collect(registered, &k, &fc, 1) ? k.fd : -1;
 }

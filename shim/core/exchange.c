@@ -15,7 +15,29 @@ static int xchg_load(const struct fconn *fc)
 void exchange_reset(struct fconn *fc)
 {
 	fc->len = 0;
+	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->session, SESSION_NONE, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->session_bound, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&fc->xchg, FX_FRESH, __ATOMIC_RELEASE);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int exchange_session_proto(const uint8_t *p, size_t n)
+{
+	/* PostgreSQL's first packet: a length, then the protocol version 3.0,
+	 * or the SSLRequest, GSSENCRequest or CancelRequest code */
+	if (n >= 8) {
+		uint32_t len = be32(p), code = be32(p + 4);
+		if (len >= 8 && len <= 10000 &&
+		    (code == 196608u || code == 80877103u || code == 80877104u ||
+		     code == 80877102u))
+			return SESSION_POSTGRES;
+	}
+	return SESSION_NONE;
 }
 
 void exchange_wrote_buf(struct fconn *fc, const void *data, size_t n)
@@ -28,6 +50,11 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 {
 	pthread_mutex_lock(&fc->lock);
 	int from = xchg_load(fc), to = from;
+	if (from == FX_FRESH && n && iovcnt > 0)
+		__atomic_store_n(&fc->session,
+				 exchange_session_proto(iov[0].iov_base,
+							iov[0].iov_len < n ? iov[0].iov_len : n),
+				 __ATOMIC_RELAXED);
 	if (from == FX_ANSWERED) {
 		fc->len = 0; /* the first byte written after a reply starts a new request */
 		if (n)
@@ -54,8 +81,13 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 
 void exchange_read(struct fconn *fc)
 {
-	if (xchg_load(fc) != FX_ANSWERED)
-		__atomic_store_n(&fc->xchg, FX_ANSWERED, __ATOMIC_RELEASE);
+	if (xchg_load(fc) == FX_ANSWERED)
+		return;
+	/* progress: the next failure may go to every replica again */
+	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&fc->session, __ATOMIC_RELAXED) != SESSION_NONE)
+		__atomic_store_n(&fc->session_bound, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->xchg, FX_ANSWERED, __ATOMIC_RELEASE);
 }
 
 int exchange_outstanding(const struct fconn *fc)
@@ -66,6 +98,8 @@ int exchange_outstanding(const struct fconn *fc)
 
 int exchange_healable(struct fconn *fc)
 {
+	if (__atomic_load_n(&fc->session_bound, __ATOMIC_RELAXED))
+		return 0; /* the session would not survive a new connection */
 	switch (xchg_load(fc)) {
 	case FX_FRESH: return 1;
 	case FX_REQUEST: return fc->replay == FLARE_REPLAY_REQUEST_REPLY;

@@ -73,6 +73,7 @@ struct fconn *fconn_new(void)
 	fc->pending_fd = -1;
 	exchange_reset(fc);
 	fconn_enter(fc, FC_READY);
+	__atomic_add_fetch(&flare_n_managed, 1, __ATOMIC_RELEASE);
 	return fc;
 }
 
@@ -128,7 +129,8 @@ void fconn_release(struct fconn *fc)
 {
 	timeouts_forget(fc);
 	fconn_leave_pending(fc);
-	__atomic_store_n(&fc->state, FC_FREE, __ATOMIC_RELEASE);
+	if (__atomic_exchange_n(&fc->state, FC_FREE, __ATOMIC_ACQ_REL) != FC_FREE)
+		__atomic_sub_fetch(&flare_n_managed, 1, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&tab_lock);
 	fc->next_free = free_list;
@@ -206,12 +208,12 @@ void fdtab_detach_range(unsigned first, unsigned last)
 	} while (n == 64);
 }
 
-int fdtab_collect(int (*want)(struct fconn *), struct fconn **out, int max)
+int fdtab_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max)
 {
 	int n = 0;
 	pthread_mutex_lock(&tab_lock);
 	for (struct fconn *fc = all_list; fc && n < max; fc = fc->all_next)
-		if (want(fc))
+		if (fconn_state(fc) != FC_FREE && want(fc, arg))
 			out[n++] = fc;
 	pthread_mutex_unlock(&tab_lock);
 	return n;

@@ -9,6 +9,7 @@
 #include "shim.h"
 
 #include <errno.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <string.h>
 #include <time.h>
@@ -58,8 +59,9 @@ static int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
 static int targets(const struct fconn *fc, const struct flare_route *rt, uint8_t *out)
 {
 	uint8_t asked[FLARE_MAX_REPLICAS];
+	uint32_t tried = __atomic_load_n(&fc->replayed, __ATOMIC_RELAXED);
 	int n_asked = fc->failover == FLARE_FAILOVER_REACTIVE ? query_targets(fc, rt, asked) : -1;
-	return order_failover(rt, fc->cur, fc->failover, asked, n_asked, out);
+	return order_failover(rt, fc->cur, fc->failover, asked, n_asked, tried, out);
 }
 
 static void sleep_ms(int ms)
@@ -165,6 +167,12 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	uint32_t len = exchange_replay_len(fc);
 	int n = targets(fc, &rt, order);
 	const char *from = rt.reps[fc->cur].name;
+	if (n == 0) {
+		log_warn("service %s: %s (%s): every replica already had this request from a heal "
+			 "and failed it; the failure surfaces",
+			 rt.svc.name, from, why);
+		goto out;
+	}
 	for (int k = 0; k < n; k++) {
 		int idx = order[k], err = 0;
 		int nfd = heal_dial(fc, &rt, idx, len, async, &err);
@@ -177,6 +185,7 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 		if (swapped < 0)
 			break;
 		fc->cur = idx;
+		__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
 		STAT_INC(failovers);
 		if (async)
 			STAT_INC(heals_async);
@@ -195,4 +204,26 @@ out:
 		STAT_INC(passed_errors);
 	fconn_unclaim(fc);
 	return rc;
+}
+
+int heal_on_event(int fd, int peek)
+{
+	struct fconn *fc = fdtab_get(fd);
+	if (!fc || fconn_state(fc) != FC_READY || !exchange_healable(fc) ||
+	    flare_in_foreign_child())
+		return 0;
+	/* reply bytes (perhaps all of a reply, then the close) are the
+	 * program's to read first: after them, a failure is its to see */
+	int avail = 0;
+	if (real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0)
+		return 0;
+	if (peek) {
+		/* select says only "readable": data, EOF or an error */
+		char c;
+		ssize_t r = real.recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (r > 0 || (r < 0 && !is_conn_failure(errno)))
+			return 0;
+	}
+	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
+	return heal(fc, gen, "error or hang-up in the program's wait", 1) == 0;
 }

@@ -43,6 +43,8 @@ int nb_advance(struct fconn *fc, int fd, int err)
 			 rt.svc.name, rt.reps[fc->cur].name, strerror(err), rt.reps[idx].name);
 		fc->cur = idx;
 		fc->replay_off = 0; /* a new connection needs the whole request */
+		if (!connect)
+			__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
 		STAT_INC(connect_failovers);
 		if (e == 0) /* connected at once */

@@ -37,7 +37,7 @@ int order_connect(const struct flare_route *rt, uint8_t *out)
 }
 
 int order_failover(const struct flare_route *rt, int cur, int failover, const uint8_t *asked,
-		   int n_asked, uint8_t *out)
+		   int n_asked, uint32_t exclude, uint8_t *out)
 {
 	const struct flare_tbl_replica *me = &rt->reps[cur];
 	uint8_t base[3 * FLARE_MAX_REPLICAS], seen[FLARE_MAX_REPLICAS] = {0};
@@ -50,8 +50,12 @@ int order_failover(const struct flare_route *rt, int cur, int failover, const ui
 			base[nb++] = me->failover[k];
 	for (uint32_t i = 0; i < rt->svc.n_replicas && i < FLARE_MAX_REPLICAS; i++)
 		base[nb++] = (uint8_t)i;
+	for (int i = 0; i < FLARE_MAX_REPLICAS; i++)
+		if (exclude >> i & 1u)
+			seen[i] = 1;
 	seen[cur] = 1;
 	int n = order_live_first(rt, base, nb, seen, out);
-	out[n++] = (uint8_t)cur;
+	if (!(exclude >> cur & 1u))
+		out[n++] = (uint8_t)cur;
 	return n;
 }

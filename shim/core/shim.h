@@ -29,7 +29,8 @@
  * exit, and FLARE_STATS=PATH appends them to PATH as one line of
  * name=value pairs (init.c), for tests and scripts. */
 #define FLARE_STATS_FIELDS(X)                                                                      \
-	X(managed) X(connect_failovers) X(failovers) X(heals_async) X(replays) X(replay_bytes)   \
+	X(managed)                                                                                 \
+	X(connect_failovers) X(failovers) X(heals_async) X(replays) X(replay_bytes)                \
 	    X(passed_errors) X(table_dead_wakeups) X(queries_answered) X(queries_failed)
 #define FLARE_STATS_FIELD(name) uint64_t name;
 struct flare_stats {
@@ -74,7 +75,7 @@ int fdtab_opts(int fd);
 void fdtab_clear_opts(int fd);
 void fdtab_atfork_child(void);
 /* up to max live connections for which want() holds */
-int fdtab_collect(int (*want)(struct fconn *), struct fconn **out, int max);
+int fdtab_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max);
 
 /* ---- route.c: the shared table ---- */
 int route_lookup(const struct flare_addr *a, struct flare_route *out);
@@ -92,9 +93,10 @@ int order_live_first(const struct flare_route *rt, const uint8_t *base, int nb, 
 int order_connect(const struct flare_route *rt, uint8_t *out);
 /* After replica cur failed: the manager's answer (n_asked >= 0, reactive)
  * or cur's pushed ranking (none under static), then every other replica,
- * live first, and cur itself last (it may have been restarted). */
+ * live first, and cur itself last (it may have been restarted); replicas
+ * in the exclude mask (already tried for this request) are left out. */
 int order_failover(const struct flare_route *rt, int cur, int failover, const uint8_t *asked,
-		   int n_asked, uint8_t *out);
+		   int n_asked, uint32_t exclude, uint8_t *out);
 
 /* ---- dial.c: new sockets to replicas ---- */
 /* A non-blocking connect of a new socket to replica idx, options copied
@@ -127,6 +129,12 @@ int fconn_swap(struct fconn *fc, int nfd);
  * by another thread), -1 when the failure must surface. */
 int heal(struct fconn *fc, uint32_t gen, const char *why, int async);
 int is_conn_failure(int err);
+/* A readiness hook saw an error or hang-up (ERR, HUP, RDHUP; for select,
+ * a readable descriptor) on fd. When the connection failed while a heal is
+ * possible, the heal starts there (asynchronously: the wait goes on) and
+ * the event must be hidden: returns 1. Reply bytes waiting in the kernel,
+ * an idle connection or a failure that must surface: 0, the event stands. */
+int heal_on_event(int fd, int peek);
 
 /* ---- nbconnect.c: moving down the candidates without blocking ---- */
 /* Candidates cand[pos..n) are left to try. [claim or init] */
@@ -178,6 +186,8 @@ void ep_unregister(struct fconn *fc, int epfd, int fd);
 void ep_redo(struct fconn *fc);
 /* fd behind (epfd, data) among connecting connections, or -1 */
 int ep_find_connecting(int epfd, uint64_t data);
+/* the same among every live connection (an error event: rare) */
+int ep_find(int epfd, uint64_t data);
 
 /* ---- timeouts.c: TCP_USER_TIMEOUT and keepalive on managed sockets,
  * applied once a connection outlives FLARE_TIMEOUTS_DEFER_MS ---- */
@@ -190,11 +200,13 @@ void timeouts_forget(struct fconn *fc);
 void timeouts_settle(struct fconn *fc, int due_only);
 void timeouts_settle_all(void);
 
-/* readiness hooks with nothing to do but the real call */
+/* Readiness hooks with nothing to do but the real call: no managed
+ * connection in the process. With one, every wait goes through the sliced
+ * loop, whose filters look at an event only for its error and hang-up
+ * bits (and, while connects are pending, its writability). */
 static inline int wait_is_plain(void)
 {
-	return !__atomic_load_n(&flare_n_pending, __ATOMIC_ACQUIRE) &&
-	       !__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE);
+	return !__atomic_load_n(&flare_n_managed, __ATOMIC_ACQUIRE);
 }
 
 /* ---- query.c: reactive failover ---- */

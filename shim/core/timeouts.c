@@ -87,8 +87,9 @@ void timeouts_settle(struct fconn *fc, int due_only)
 	settle_locked(fc);
 }
 
-static int owes_timeouts(struct fconn *fc)
+static int owes_timeouts(struct fconn *fc, void *arg)
 {
+	(void)arg;
 	return __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED);
 }
 
@@ -98,7 +99,7 @@ void timeouts_settle_all(void)
 	int n, settled;
 	do {
 		/* one still being connected (no descriptor yet) is left for later */
-		n = fdtab_collect(owes_timeouts, work, 64);
+		n = fdtab_collect(owes_timeouts, NULL, work, 64);
 		settled = 0;
 		for (int i = 0; i < n; i++)
 			settled += settle_locked(work[i]);

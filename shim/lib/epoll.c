@@ -21,13 +21,20 @@ FLARE_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	return r;
 }
 
+/* Hides the events of failed connects the library moved on from, and of
+ * failed connections it is healing; only events with error or hang-up
+ * bits (or, while connects are pending, writability) are looked at. */
 static int filter(int epfd, struct epoll_event *evs, int n)
 {
-	int k = 0;
+	int k = 0, pending = __atomic_load_n(&flare_n_pending, __ATOMIC_ACQUIRE);
 	for (int i = 0; i < n; i++) {
-		int fd = ep_find_connecting(epfd, evs[i].data.u64);
 		uint32_t e = evs[i].events;
-		if (fd >= 0 && nb_event(fd, !!(e & EPOLLOUT), !!(e & (EPOLLERR | EPOLLHUP))))
+		int bad = !!(e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)), fd;
+		if (pending && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) &&
+		    (fd = ep_find_connecting(epfd, evs[i].data.u64)) >= 0 &&
+		    nb_event(fd, !!(e & EPOLLOUT), bad))
+			continue;
+		if (bad && (fd = ep_find(epfd, evs[i].data.u64)) >= 0 && heal_on_event(fd, 0))
 			continue;
 		evs[k++] = evs[i];
 	}

@@ -6,16 +6,22 @@
 
 extern void __chk_fail(void) __attribute__((noreturn));
 
-/* Hides the events of failed connects the library moved on from; returns
- * the count left. */
+/* Hides the events of failed connects the library moved on from, and of
+ * failed connections it is healing; returns the count left. */
 static int filter(struct pollfd *fds, nfds_t nfds, int n)
 {
-	for (nfds_t i = 0; i < nfds && n > 0; i++)
-		if (fds[i].revents && nb_event(fds[i].fd, !!(fds[i].revents & POLLOUT),
-					       !!(fds[i].revents & (POLLERR | POLLHUP)))) {
+	int pending = __atomic_load_n(&flare_n_pending, __ATOMIC_ACQUIRE);
+	for (nfds_t i = 0; i < nfds && n > 0; i++) {
+		short r = fds[i].revents;
+		int bad = !!(r & (POLLERR | POLLHUP | POLLRDHUP));
+		if (!r || (!bad && !(pending && (r & POLLOUT))))
+			continue;
+		if ((pending && nb_event(fds[i].fd, !!(r & POLLOUT), bad)) ||
+		    (bad && heal_on_event(fds[i].fd, 0))) {
 			fds[i].revents = 0;
 			n--;
 		}
+	}
 	return n;
 }
 

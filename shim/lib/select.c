@@ -5,14 +5,18 @@
 #include <sys/select.h>
 
 /* Clears the descriptors of failed connects the library moved on from
- * (select cannot tell a failed connect from a good one: both are writable);
- * returns the count left. */
+ * (select cannot tell a failed connect from a good one: both are
+ * writable), and of failed connections it is healing (readable: a peek
+ * tells data from an error); returns the count left. */
 static int filter(int nfds, fd_set *r, fd_set *w, fd_set *e, int n)
 {
+	int pending = __atomic_load_n(&flare_n_pending, __ATOMIC_ACQUIRE);
 	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && n > 0; fd++) {
 		int in_r = r && FD_ISSET(fd, r), in_w = w && FD_ISSET(fd, w),
 		    in_e = e && FD_ISSET(fd, e);
-		if (!(in_r || in_w || in_e) || !nb_event(fd, in_w, 1))
+		if (!(in_r || in_w || in_e) || !fdtab_get(fd))
+			continue;
+		if (!(pending && nb_event(fd, in_w, 1)) && !(in_r && heal_on_event(fd, 1)))
 			continue;
 		if (in_r)
 			FD_CLR(fd, r);

@@ -46,7 +46,9 @@ static void test_good_config_loads(void **state)
 	assert_int_equal(c.hosts[0].util_kind, FLARE_UTIL_CGROUP);
 	assert_string_equal(c.hosts[0].util_arg, "flare/tango");
 	assert_int_equal(c.hosts[1].util_kind, FLARE_UTIL_PROC);
-	assert_string_equal(c.hosts[1].monitor_socket, "@flare-monitor-alpha");
+	/* the deployment's table is in the default name: two deployments on one
+	 * machine with the same host names never share a monitor socket */
+	assert_string_equal(c.hosts[1].monitor_socket, "@flare-monitor/flare-alpha");
 	assert_string_equal(c.hosts[2].monitor_socket, "/tmp/b.sock");
 	assert_int_equal(c.n_services, 2);
 	assert_int_equal(c.n_replicas, 4);

@@ -227,25 +227,93 @@ static void test_order_failover(void **state)
 	rt.reps[0].n_failover = 3;
 	memcpy(rt.reps[0].failover, (uint8_t[]){1, 3, 2}, 3);
 	/* pushed ranking, dead 1 after the live ones, the failed one last */
-	int n = order_failover(&rt, 0, FLARE_FAILOVER_PROACTIVE, NULL, -1, out);
+	int n = order_failover(&rt, 0, FLARE_FAILOVER_PROACTIVE, NULL, -1, 0, out);
 	assert_order(out, n, "3210");
 	/* reactive: the manager's answer replaces the pushed ranking */
-	n = order_failover(&rt, 0, FLARE_FAILOVER_REACTIVE, (uint8_t[]){2}, 1, out);
+	n = order_failover(&rt, 0, FLARE_FAILOVER_REACTIVE, (uint8_t[]){2}, 1, 0, out);
 	assert_order(out, n, "2310");
 	/* reactive with no answer (-1): the table's ranking */
-	n = order_failover(&rt, 0, FLARE_FAILOVER_REACTIVE, NULL, -1, out);
+	n = order_failover(&rt, 0, FLARE_FAILOVER_REACTIVE, NULL, -1, 0, out);
 	assert_order(out, n, "3210");
 	/* static: the configured order only */
-	n = order_failover(&rt, 0, FLARE_FAILOVER_STATIC, NULL, -1, out);
+	n = order_failover(&rt, 0, FLARE_FAILOVER_STATIC, NULL, -1, 0, out);
 	assert_order(out, n, "2310");
 	/* sixteen replicas, every one dead: no overflow, each once */
 	route(&rt, FLARE_MAX_REPLICAS, "0000000000000000", FLARE_FAILOVER_PROACTIVE);
 	rt.reps[5].n_failover = FLARE_MAX_REPLICAS;
 	for (int i = 0; i < FLARE_MAX_REPLICAS; i++)
 		rt.reps[5].failover[i] = (uint8_t)(FLARE_MAX_REPLICAS - 1 - i);
-	n = order_failover(&rt, 5, FLARE_FAILOVER_PROACTIVE, NULL, -1, out);
+	n = order_failover(&rt, 5, FLARE_FAILOVER_PROACTIVE, NULL, -1, 0, out);
 	assert_int_equal(n, FLARE_MAX_REPLICAS);
 	assert_int_equal(out[n - 1], 5);
+}
+
+/* A request goes to each replica at most once by a heal: the replicas it
+ * was already moved to are left out, the failed one too once tried. */
+static void test_order_failover_bounded(void **state)
+{
+	(void)state;
+	struct flare_route rt;
+	uint8_t out[FLARE_MAX_REPLICAS + 1];
+	route(&rt, 3, "111", FLARE_FAILOVER_PROACTIVE);
+	rt.reps[0].n_failover = 2;
+	memcpy(rt.reps[0].failover, (uint8_t[]){1, 2}, 2);
+	int n = order_failover(&rt, 0, FLARE_FAILOVER_PROACTIVE, NULL, -1, 1u << 1, out);
+	assert_order(out, n, "20");
+	/* moved to 1 then 2 (both failed it at once); 0 the original, dead */
+	rt.reps[0].alive = 0;
+	n = order_failover(&rt, 2, FLARE_FAILOVER_PROACTIVE, NULL, -1, 1u << 1 | 1u << 2, out);
+	assert_order(out, n, "0");
+	n = order_failover(&rt, 0, FLARE_FAILOVER_PROACTIVE, NULL, -1, 7, out);
+	assert_int_equal(n, 0); /* every replica had it: the failure surfaces */
+}
+
+/* PostgreSQL is a session protocol: healed during its startup exchange
+ * only. Its first packet is recognised; other protocols are not. */
+static void test_exchange_session_protocols(void **state)
+{
+	(void)state;
+	static const uint8_t ssl[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+	static const uint8_t startup[12] = {0, 0, 0, 12, 0, 3, 0, 0, 'u', 0, 0, 0};
+	assert_int_equal(exchange_session_proto(ssl, sizeof(ssl)), SESSION_POSTGRES);
+	assert_int_equal(exchange_session_proto(startup, sizeof(startup)), SESSION_POSTGRES);
+	assert_int_equal(exchange_session_proto((const uint8_t *)"GET / HTTP/1.1\r\n", 16),
+			 SESSION_NONE);
+	assert_int_equal(exchange_session_proto((const uint8_t *)"*1\r\n$4\r\nPING\r\n", 14),
+			 SESSION_NONE);
+	assert_int_equal(exchange_session_proto(ssl, 7), SESSION_NONE);
+
+	struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
+	exchange_wrote_buf(fc, ssl, sizeof(ssl));
+	assert_true(exchange_healable(fc)); /* startup: replayed on a new connection */
+	exchange_read(fc);                  /* the server's answer: the session begins */
+	exchange_wrote_buf(fc, startup, sizeof(startup));
+	assert_int_equal(fc->xchg, FX_REQUEST);
+	assert_false(exchange_healable(fc)); /* a new connection would lack the session */
+	fconn_release(fc);
+	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
+	exchange_wrote_buf(fc, "PING\r\n", 6);
+	exchange_read(fc);
+	exchange_wrote_buf(fc, "PING\r\n", 6);
+	assert_true(exchange_healable(fc)); /* not a session protocol */
+	fconn_release(fc);
+}
+
+/* A reply byte is progress: a request may go to every replica again. */
+static void test_exchange_reply_resets_replayed(void **state)
+{
+	(void)state;
+	struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
+	exchange_wrote_buf(fc, "a", 1);
+	__atomic_store_n(&fc->replayed, 6u, __ATOMIC_RELAXED);
+	exchange_wrote_buf(fc, "b", 1); /* the same request: still 6 */
+	assert_int_equal(fc->replayed, 6u);
+	exchange_read(fc);
+	assert_int_equal(fc->replayed, 0u);
+	fconn_release(fc);
+	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
+	assert_int_equal(fc->replayed, 0u); /* recycled clean */
+	fconn_release(fc);
 }
 
 /* ---- the descriptor table ---- */
@@ -315,6 +383,9 @@ int main(void)
 	    cmocka_unit_test(test_exchange_replay_none),
 	    cmocka_unit_test(test_order_connect),
 	    cmocka_unit_test(test_order_failover),
+	    cmocka_unit_test(test_order_failover_bounded),
+	    cmocka_unit_test(test_exchange_session_protocols),
+	    cmocka_unit_test(test_exchange_reply_resets_replayed),
 	    cmocka_unit_test(test_fdtab_aliases_and_detaches),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
