@@ -233,16 +233,19 @@ def registering_server(stack, monitor_socket, host, port, name):
 
 # ---- a replicated request/response service, for the library's tests ----
 
-def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr"):
+def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr",
+                  monitor_sockets=True):
     """n replicas of service A (rr-server) on n hosts with file: utilization,
-    the control plane, and helpers to start servers and clients."""
+    the control plane, and helpers to start servers and clients. Without
+    monitor_sockets the monitors use their default (abstract) socket names."""
     ports = free_ports(n + 2)
     mport, svc = ports[0], ports[1]
     reps = ports[2:]
     if primary:
         svc = reps[0]
-    hosts = ",\n".join('  { name = "h%d"; utilization = "file:@DIR@/h%d.util"; '
-                       'monitor_socket = "@DIR@/h%d.sock"; }' % (i, i, i) for i in range(n))
+    hosts = ",\n".join('  { name = "h%d"; utilization = "file:@DIR@/h%d.util"; %s}'
+                       % (i, i, 'monitor_socket = "@DIR@/h%d.sock"; ' % i
+                          if monitor_sockets else "") for i in range(n))
     replicas = ",\n".join('      { name = "A-%d"; host = "h%d"; address = "127.0.0.1:%d"; '
                           'load = 0.2; }' % (i + 1, i, p) for i, p in enumerate(reps))
     conf = """

@@ -7,7 +7,7 @@ pkgs_for() {
 	case "$1" in
 	build) echo "gcc libc6-dev make pkg-config libconfig-dev uthash-dev libcmocka-dev libevent-dev" ;;
 	fuzz) echo "clang libclang-rt-14-dev" ;;
-	test) echo "python3 iproute2 procps curl wget redis-server redis-tools" ;;
+	test) echo "python3 iproute2 procps util-linux curl wget redis-server redis-tools apache2-utils nginx-light memcached libmemcached-tools nodejs postgresql postgresql-client" ;;
 	demo) echo "gnuplot-nox python3 procps" ;;
 	bench) echo "python3 procps util-linux haproxy" ;;
 	*) echo "deps.sh: unknown group '$1'" >&2; exit 2 ;;
@@ -28,6 +28,18 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 echo "deps.sh: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
+# the servers the tests run (nginx, memcached, PostgreSQL) are started by
+# the tests on their own ports: keep their packages from starting system
+# services (Debian's policy-rc.d), unless the machine has its own policy
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [ ! -e "$policy" ]; then
+	own_policy=1
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+	$SUDO chmod 755 "$policy"
+fi
 $SUDO apt-get update -qq >/dev/null
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+[ -n "$own_policy" ] && $SUDO rm -f "$policy"
+exit ${rc:-0}

@@ -41,8 +41,8 @@
  *   FX_REQUEST   bytes written since the last     write -> REQUEST (appended), or OVERSIZE;
  *                byte read, all kept in buf          read -> ANSWERED
  *   FX_OVERSIZE  the request outgrew buf          read -> ANSWERED
- *   FX_ANSWERED  a reply byte was read since      write -> REQUEST (buf restarts) | OVERSIZE
- *                the last write
+ *   FX_ANSWERED  a reply byte was read since      write -> REQUEST (buf restarts) | OVERSIZE;
+ *                the last write                   a write that sent nothing failed -> FRESH
  *
  * A failure is healed in FRESH (reconnecting re-runs nothing, even with
  * replay = none) and in REQUEST when the service replays requests; in
@@ -210,6 +210,10 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 void exchange_wrote_buf(struct fconn *fc, const void *data, size_t n);
 /* The program read reply bytes. */
 void exchange_read(struct fconn *fc);
+/* A write that sent nothing failed on a connection with nothing
+ * outstanding (a keep-alive connection the server closed): the new
+ * request has not started, so reconnecting re-runs nothing (FRESH). */
+void exchange_write_failed(struct fconn *fc);
 /* A request is written and no byte of its reply read. */
 int exchange_outstanding(const struct fconn *fc);
 /* May a failure now be healed? (see the table above) */

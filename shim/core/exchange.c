@@ -79,6 +79,18 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	pthread_mutex_unlock(&fc->lock);
 }
 
+void exchange_write_failed(struct fconn *fc)
+{
+	pthread_mutex_lock(&fc->lock);
+	int from = xchg_load(fc);
+	if (from == FX_ANSWERED) {
+		fc->len = 0;
+		__atomic_compare_exchange_n(&fc->xchg, &from, FX_FRESH, 0, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE);
+	}
+	pthread_mutex_unlock(&fc->lock);
+}
+
 void exchange_read(struct fconn *fc)
 {
 	if (xchg_load(fc) == FX_ANSWERED)

@@ -164,8 +164,8 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 		if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
 			continue;
 		if (is_conn_failure(err)) {
-			/* this write starts a new request if a reply was being read */
-			exchange_wrote_buf(fc, NULL, 0);
+			/* nothing of this request went out: a reconnect re-runs nothing */
+			exchange_write_failed(fc);
 			if (heal(fc, gen, strerror(err), nonblocking(fd, flags)) == 0)
 				continue;
 		}

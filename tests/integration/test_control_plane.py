@@ -6,7 +6,8 @@ import socket
 import struct
 import time
 
-from harness import (Stack, check, free_ports, frame, registering_server, run, wait_for)
+from harness import (Stack, all_alive, check, free_ports, frame, registering_server, rr_deployment,
+                     rr_server, run, start_rr, wait_for)
 
 REPORT_MS = 100
 HB_TIMEOUT_MS = 500
@@ -159,8 +160,33 @@ def test_garbage_frames_rejected():
     check(all(p.poll() is None for p in s.procs.values()), "no daemon died")
 
 
+def test_two_deployments_one_machine():
+    """Two deployments with the same host names and default monitor
+    sockets: each monitor listens on its own name (the deployment's table
+    is in it), and each deployment's servers register with their own."""
+    a = rr_deployment(name="one", monitor_sockets=False)
+    b = rr_deployment(name="two", monitor_sockets=False)
+    for s in (a, b):
+        start_rr(s, servers=False)
+        for i in range(s.n):
+            rr_server(s, i)
+    for s in (a, b):
+        wait_for(lambda: all_alive(s), 10, what="%s: every replica registered" % s.shm)
+        status = s.status()
+        check(status is not None, "%s: the manager answers" % s.shm)
+        for i in range(s.n):
+            log = s.read_log("monitor-h%d" % i)
+            check("cannot listen" not in log, "%s h%d: %s" % (s.shm, i, log[-400:]))
+            check(("@flare-monitor%s-h%d" % (s.shm, i)) in log,
+                  "%s h%d listens on its own name: %s" % (s.shm, i, log[-400:]))
+    # killing a server of one deployment marks it dead there only
+    a.kill("rr0")
+    wait_for(lambda: not a.replica("A-1")["alive"], 5, what="A-1 dead in deployment one")
+    check(b.replica("A-1")["alive"], "deployment two still has its A-1")
+
+
 if __name__ == "__main__":
     run([test_utilization_reorders_table, test_sigkill_registered_server_marks_dead,
          test_monitor_death_marks_host_dead, test_silent_monitor_marks_host_dead_after_timeout,
          test_manager_restart_resubscribes,
-         test_garbage_frames_rejected])
+         test_garbage_frames_rejected, test_two_deployments_one_machine])

@@ -168,6 +168,15 @@ static void test_exchange_replay_none(void **state)
 	exchange_wrote_buf(fc, "INCR k\r\n", 8);
 	assert_true(exchange_outstanding(fc));
 	assert_false(exchange_healable(fc)); /* never run twice */
+	exchange_write_failed(fc);           /* a request went out: nothing changes */
+	assert_false(exchange_healable(fc));
+	exchange_read(fc);
+	assert_false(exchange_healable(fc)); /* idle: an EOF may be a legitimate close */
+	/* the next write found the connection closed and sent nothing: a new
+	 * connection re-runs nothing */
+	exchange_write_failed(fc);
+	assert_int_equal(fc->xchg, FX_FRESH);
+	assert_true(exchange_healable(fc));
 	fconn_release(fc);
 }
 
