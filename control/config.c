@@ -428,8 +428,8 @@ static int load_hosts(struct loader *ld, const config_setting_t *root, struct fl
 		if (sock)
 			snprintf(h->monitor_socket, sizeof(h->monitor_socket), "%s", sock);
 		else
-			snprintf(h->monitor_socket, sizeof(h->monitor_socket), "@flare-monitor%s-%s",
-				 cfg->agent_shm, h->name);
+			snprintf(h->monitor_socket, sizeof(h->monitor_socket),
+				 "@flare-monitor%s-%s", cfg->agent_shm, h->name);
 		cfg->n_hosts++;
 	}
 	return 0;
