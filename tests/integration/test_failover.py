@@ -406,6 +406,44 @@ def test_idle_waits_keep_deadline_and_settle_timeouts():
         check(opts == "1000,1,1", "%s: timeouts on the idle connection: %s" % (mode, opts))
 
 
+REJECTING_SERVER = r'''
+import socket, sys, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(64)
+end = time.monotonic() + 120
+while time.monotonic() < end:
+    c, _ = srv.accept()
+    c.recv(65536)  # the request: read, and answered with a close
+    c.close()
+'''
+
+
+def test_heals_are_bounded():
+    """Every replica accepts and then closes on a request without a reply
+    byte (a protocol flare cannot read; a session the replica rejects).
+    Each replica gets the request at most once from a heal, then the
+    failure surfaces: no loop, no hang."""
+    s = rr_deployment()
+    start_rr(s, servers=False)
+    script = os.path.join(s.dir, "reject.py")
+    with open(script, "w") as f:
+        f.write(REJECTING_SERVER)
+    for i in range(s.n):
+        s.start("rr%d" % i, [BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, script,
+                             str(s.ports[i])])
+    wait_for(lambda: all_alive(s), 10, what="every rejecting replica registered")
+    t0 = time.monotonic()
+    r = rr_client(s, ["-n", "1"], timeout=60)
+    secs = time.monotonic() - t0
+    st = library_stats(r.stats)
+    check(r.returncode != 0, "the failure surfaced: rc %d %r" % (r.returncode, r.stderr[-400:]))
+    check(st["failovers"] == s.n and st["passed_errors"] >= 1,
+          "each replica had the request once from a heal: %r" % st)
+    check(secs < 10, "surfaced after %.1f s" % secs)
+
+
 def test_reactive_failover_asks_the_manager():
     """failover = "reactive": the heal asks the agent, which asks the
     manager; with the agent frozen the question times out and the heal
@@ -443,4 +481,4 @@ if __name__ == "__main__":
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
          test_flare_run_warns_about_static_programs,
          test_tcp_timeouts_set_once_a_connection_lives,
-    test_idle_waits_keep_deadline_and_settle_timeouts, test_reactive_failover_asks_the_manager])
+    test_idle_waits_keep_deadline_and_settle_timeouts, test_heals_are_bounded, test_reactive_failover_asks_the_manager])
