@@ -80,7 +80,8 @@ _Static_assert(sizeof(struct flare_tbl_replica) % 8 == 0, "replica must be 8-byt
 enum flare_tbl_rc {
 	FLARE_TBL_OK = 0,
 	FLARE_TBL_NOTFOUND = 1, /* destination not managed */
-	FLARE_TBL_STALE = 2,    /* no news from a manager for stale_ms */
+	FLARE_TBL_STALE = 2,    /* no news from a manager for stale_ms; lookups
+				 * still fill their result (the last ranking) */
 	FLARE_TBL_CORRUPT = 3,  /* failed validation */
 	FLARE_TBL_RETIRED = 4,  /* re-open by name */
 	FLARE_TBL_BUSY = 5,     /* the writer held the lock through every retry */

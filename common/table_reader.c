@@ -298,14 +298,24 @@ static int do_lookup_service(const uint8_t *base, const struct layout *l,
 	return copy_route(base, l, idx, out) ? FLARE_TBL_OK : FLARE_TBL_CORRUPT;
 }
 
+static int lookup_service(const struct flare_tbl_reader *r, const struct flare_addr *a,
+			  struct flare_route *out)
+{
+	struct layout l;
+	SEQ_READ(r, l, do_lookup_service(r->base, &l, a, out));
+}
+
+/* A stale table is still read (fail-static: its readers keep the last
+ * ranking); the result says it is stale when the read itself succeeded. */
+static int with_health(int health, int rc) { return rc == FLARE_TBL_OK ? health : rc; }
+
 int flare_tbl_lookup_service(const struct flare_tbl_reader *r, const struct flare_addr *a,
 			     struct flare_route *out)
 {
-	struct layout l;
 	int health = flare_tbl_health(r, flare_monotonic_ns());
-	if (health != FLARE_TBL_OK)
+	if (health != FLARE_TBL_OK && health != FLARE_TBL_STALE)
 		return health;
-	SEQ_READ(r, l, do_lookup_service(r->base, &l, a, out));
+	return with_health(health, lookup_service(r, a, out));
 }
 
 static int do_read_route(const uint8_t *base, const struct layout *l, uint32_t idx,
@@ -317,14 +327,19 @@ static int do_read_route(const uint8_t *base, const struct layout *l, uint32_t i
 	return copy_route(base, l, idx, out) ? FLARE_TBL_OK : FLARE_TBL_CORRUPT;
 }
 
+static int read_route(const struct flare_tbl_reader *r, uint32_t svc_index, struct flare_route *out)
+{
+	struct layout l;
+	SEQ_READ(r, l, do_read_route(r->base, &l, svc_index, out));
+}
+
 int flare_tbl_read_route(const struct flare_tbl_reader *r, uint32_t svc_index,
 			 struct flare_route *out)
 {
-	struct layout l;
 	int health = flare_tbl_health(r, flare_monotonic_ns());
-	if (health != FLARE_TBL_OK)
+	if (health != FLARE_TBL_OK && health != FLARE_TBL_STALE)
 		return health;
-	SEQ_READ(r, l, do_read_route(r->base, &l, svc_index, out));
+	return with_health(health, read_route(r, svc_index, out));
 }
 
 static int do_lookup_replica(const uint8_t *base, const struct layout *l,

@@ -86,13 +86,9 @@ static int print_table(const char *shm, int json)
 	struct flare_route route;
 	char a[FLARE_ADDR_STRLEN];
 	for (uint32_t s = 0;; s++) {
-		/* read_route refuses a stale table: the raw layout is what we show */
+		/* a stale table is shown as clients read it: their last ranking */
 		rc = flare_tbl_read_route(&r, s, &route);
-		if (rc == FLARE_TBL_STALE) {
-			fprintf(stderr, "flarectl: table is stale: clients pass through\n");
-			break;
-		}
-		if (rc != FLARE_TBL_OK)
+		if (rc != FLARE_TBL_OK && rc != FLARE_TBL_STALE)
 			break;
 		const struct flare_tbl_service *sv = &route.svc;
 		if (json) {

@@ -2,7 +2,12 @@
  * connect; when missing it is retried at most once a second; a retired
  * segment is re-opened at once. Old mappings are never unmapped, because
  * another thread may still be reading them (they only appear when the
- * deployment's layout changes). Every fail-open reason is logged once. */
+ * deployment's layout changes). Every fail-open reason is logged once.
+ *
+ * A stale table (no news from a manager for agent.stale_ms) is used all
+ * the same: its last ranking is better than none, and connection errors
+ * move down it (fail-static). Only a missing or corrupt table means
+ * passing through. */
 #include "shim.h"
 
 #include <fcntl.h>
@@ -36,8 +41,13 @@ static void say_once(int rc, const char *why)
 		return;
 	if (__atomic_exchange_n(&said[rc], 1, __ATOMIC_RELAXED))
 		return;
-	log_warn("table %s is %s%s%s: passing connections through unchanged", route_shm_name(),
-		 flare_tbl_rc_name(rc), why ? ": " : "", why ? why : "");
+	if (rc == FLARE_TBL_STALE)
+		log_warn("table %s is stale (no news from a manager): failing over on its last "
+			 "ranking",
+			 route_shm_name());
+	else
+		log_warn("table %s is %s%s%s: passing connections through unchanged",
+			 route_shm_name(), flare_tbl_rc_name(rc), why ? ": " : "", why ? why : "");
 }
 
 static ino_t name_ino(void)
@@ -132,7 +142,8 @@ static struct table *reader(void)
 			}                                                                          \
 		}                                                                                  \
 		say_once(rc, NULL);                                                                \
-		return rc;                                                                         \
+		/* fail-static: a stale table's last ranking still serves */                       \
+		return rc == FLARE_TBL_STALE ? FLARE_TBL_OK : rc;                                  \
 	} while (0)
 
 int route_lookup(const struct flare_addr *a, struct flare_route *out)

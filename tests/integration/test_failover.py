@@ -108,6 +108,25 @@ def test_fail_open_tables():
     check("corrupt" in r.stderr, "says the table is corrupt: %r" % r.stderr)
 
 
+def test_stale_table_still_fails_over():
+    """Fail-static: with the only manager gone for longer than stale_ms,
+    the table is stale, and a replica that dies then is still moved past,
+    on the table's last ranking (the library used to pass everything
+    through, and new connections were refused)."""
+    s = rr_deployment(primary=True, stale_ms=300)
+    start_rr(s)
+    s.kill("manager1")
+    time.sleep(0.6)  # the agent keeps the table, which goes stale
+    s.kill("rr0")	 # the primary dies; nobody tells the table
+    r = rr_client(s, ["-n", "50"])
+    n, errors, served = parse(r.stdout)
+    check(r.returncode == 0 and n == 50 and errors == 0 and "A-1" not in served,
+          "stale table, dead primary: rc %d %s %s" % (r.returncode, r.stdout, r.stderr[-600:]))
+    st = library_stats(r.stats)
+    check(st["connect_failovers"] == 1, "moved past the dead primary: %r" % st)
+    check("stale" in r.stderr, "says the table is stale: %r" % r.stderr[-600:])
+
+
 def test_16_threads_through_failovers():
     s = rr_deployment()
     start_rr(s)
@@ -475,7 +494,8 @@ def test_reactive_failover_asks_the_manager():
 
 if __name__ == "__main__":
     run([test_random_sigkills_20_trials, test_every_replica_dead, test_fail_open_tables,
-         test_16_threads_through_failovers, test_sigpipe_not_raised_when_healed,
+         test_stale_table_still_fails_over, test_16_threads_through_failovers,
+         test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,

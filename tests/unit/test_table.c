@@ -209,7 +209,14 @@ static void test_stale(void **state)
 	flare_addr_parse("127.0.0.1:9000", &a, NULL);
 	assert_int_equal(flare_tbl_lookup_service(&r, &a, &route), FLARE_TBL_OK);
 	usleep(150 * 1000);
+	memset(&route, 0, sizeof(route));
 	assert_int_equal(flare_tbl_lookup_service(&r, &a, &route), FLARE_TBL_STALE);
+	/* stale, but read: readers keep the last ranking (fail-static) */
+	assert_int_equal(route.svc.n_replicas, NR);
+	assert_true(flare_addr_equal(&route.svc.addr, &a));
+	memset(&route, 0, sizeof(route));
+	assert_int_equal(flare_tbl_read_route(&r, 1, &route), FLARE_TBL_STALE);
+	assert_int_equal(route.svc.n_replicas, NR);
 	/* the server side still finds its monitor */
 	assert_int_equal(flare_tbl_lookup_replica(&r, &a, &info), FLARE_TBL_OK);
 	flare_tbl_touch(&w);
