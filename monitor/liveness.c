@@ -214,8 +214,34 @@ static void probe_start(struct monitor *m, int rep)
 	event_add(r->probe_ev, &tv);
 }
 
+/* A registered process that is stopped (SIGSTOP, a debugger) is alive but
+ * serves nobody: its replicas are dead until it runs again. A replica
+ * several processes registered lives while any of them runs. */
+static void check_stopped(struct monitor *m)
+{
+	for (int i = 0; i < m->n_reps; i++)
+		m->reps[i].running = 0;
+	for (struct registration *g = m->regs; g; g = g->next) {
+		int st = proc_state(g->pid);
+		int stopped = st == 'T' || st == 't';
+		if (stopped != g->stopped)
+			log_info("pid %u %s", g->pid,
+				 stopped ? "is stopped: its replicas are dead until it runs"
+					 : "runs again");
+		g->stopped = stopped;
+		for (int k = 0; k < g->n && !stopped; k++)
+			m->reps[g->reps[k]].running++;
+	}
+	for (int i = 0; i < m->n_reps; i++)
+		if (m->reps[i].registrations > 0)
+			liveness_set(m, i, m->reps[i].running > 0,
+				     m->reps[i].running ? "its process runs"
+							: "its process is stopped");
+}
+
 void liveness_probe_all(struct monitor *m)
 {
+	check_stopped(m);
 	for (int i = 0; i < m->n_reps; i++)
 		probe_start(m, i);
 }

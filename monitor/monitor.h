@@ -30,6 +30,7 @@ struct mon_replica {
 	int cfg; /* index into cfg->replicas */
 	int alive;
 	int registrations; /* live registrations naming this replica */
+	int running;       /* of which by a process that is not stopped */
 	uint32_t pid;
 	double load; /* measured share, < 0 unknown */
 	/* probe state (replicas nobody registered) */
@@ -43,6 +44,7 @@ struct registration {
 	int n;
 	int reps[FW_MAX_REG_ADDRS]; /* indexes into monitor->reps */
 	uint64_t prev_ticks, prev_ns;
+	int stopped; /* its process is stopped (SIGSTOP, a debugger): not serving */
 	struct registration *next;
 };
 
@@ -76,6 +78,8 @@ int util_open(struct util_source *u, const struct flare_host_cfg *h, char *err, 
 int util_sample(struct util_source *u, double *out);
 /* CPU ticks (utime + stime) of a process, or -1 when it is gone */
 int64_t proc_cpu_ticks(uint32_t pid);
+/* the state letter of a process (/proc/PID/stat), 0 when it is gone */
+int proc_state(uint32_t pid);
 
 /* liveness.c */
 int liveness_start(struct monitor *m);

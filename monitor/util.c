@@ -212,6 +212,17 @@ int util_sample(struct util_source *u, double *out)
 	return rc;
 }
 
+/* The state letter of /proc/PID/stat (R, S, D, T, t, Z, ...), 0 when gone. */
+int proc_state(uint32_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%" PRIu32 "/stat", pid);
+	if (read_small(path, buf, sizeof(buf)) < 0)
+		return 0;
+	char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+	return p && p[1] == ' ' && p[2] ? (unsigned char)p[2] : 0;
+}
+
 int64_t proc_cpu_ticks(uint32_t pid)
 {
 	char path[64], buf[1024];

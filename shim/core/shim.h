@@ -33,7 +33,8 @@
 	X(connect_failovers)                                                                       \
 	X(failovers)                                                                               \
 	X(heals_async)                                                                             \
-	X(replays) X(replay_bytes) X(passed_errors) X(table_dead_wakeups) X(queries_answered)      \
+	X(replays)                                                                                 \
+	X(replay_bytes) X(passed_errors) X(table_dead_wakeups) X(queries_answered)                 \
 	    X(queries_failed)
 #define FLARE_STATS_FIELD(name) uint64_t name;
 struct flare_stats {

@@ -344,6 +344,34 @@ print("ok", n)
 '''
 
 
+def test_stopped_replica_is_dead():
+    """A replica process that stops serving without dying (SIGSTOP): its
+    monitor sees the stopped state, the table marks it dead, and a client
+    waiting on it gets its reply from another replica within a second."""
+    s = rr_deployment()
+    start_rr(s)
+    victim = serving_replica(s)
+    lat = os.path.join(s.dir, "lat.log")
+    p = rr_client(s, ["-n", "300", "-r", "100", "--log", lat], wait=False)
+    time.sleep(0.5)
+    s.procs["rr%d" % victim].send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: not s.replica("A-%d" % (victim + 1))["alive"], 5,
+                 what="the stopped replica dead in the table")
+        out, err = p.communicate(timeout=60)
+    finally:
+        s.procs["rr%d" % victim].send_signal(signal.SIGCONT)
+    n, errors, served = parse(out)
+    check(p.returncode == 0 and n == 300 and errors == 0, "rc %d: %s %s" % (p.returncode, out,
+                                                                         err[-600:]))
+    worst = max(float(line.split()[2]) for line in open(lat)) / 1000
+    print("     SIGSTOPped replica: worst request %.0f ms (probe interval 100 ms)" % worst)
+    check(worst < 1000, "the request on the stopped replica waited %.0f ms" % worst)
+    check(len(served) >= 2, "served by another replica after the stop: %s" % served)
+    # running again, it is alive again
+    wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 5, what="alive after SIGCONT")
+
+
 def test_python_client_spawning_children():
     s = rr_deployment()
     start_rr(s)
@@ -497,6 +525,7 @@ if __name__ == "__main__":
          test_stale_table_still_fails_over, test_16_threads_through_failovers,
          test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
+         test_stopped_replica_is_dead,
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
          test_flare_run_warns_about_static_programs,
