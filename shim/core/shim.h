@@ -34,8 +34,7 @@
 	X(failovers)                                                                               \
 	X(heals_async)                                                                             \
 	X(replays)                                                                                 \
-	X(replay_bytes) X(passed_errors) X(table_dead_wakeups) X(queries_answered)                 \
-	    X(queries_failed)
+	X(replay_bytes) X(passed_errors) X(table_dead_wakeups) X(queries_answered) X(queries_failed)
 #define FLARE_STATS_FIELD(name) uint64_t name;
 struct flare_stats {
 	FLARE_STATS_FIELDS(FLARE_STATS_FIELD)
