@@ -9,6 +9,7 @@ configure() and decide themselves whether to install_cleanup() (atexit
 and SIGINT/SIGTERM handlers)."""
 import atexit
 import json
+import shutil
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ import time
 BUILD = os.path.abspath("build")
 _procs = []
 _shms = []
+_dirs = []
 
 
 def configure(build):
@@ -62,6 +64,11 @@ def cleanup():
         except OSError:
             pass
     _procs.clear()
+    # the deployments' folders (configs, logs): FLARE_KEEP=1 keeps them
+    if not os.environ.get("FLARE_KEEP"):
+        for d in _dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        _dirs.clear()
 
 
 def install_cleanup():
@@ -122,6 +129,7 @@ class Stack:
 
     def __init__(self, conf_text, name="t"):
         self.dir = tempfile.mkdtemp(prefix="flare-it-")
+        _dirs.append(self.dir)
         self.shm = "/flare-it-%d-%s" % (os.getpid(), name)
         _shms.append(self.shm)
         self.conf = os.path.join(self.dir, "flare.conf")
@@ -351,6 +359,24 @@ def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
     r.stats = stats
     return r
+
+
+def busiest_replica(s):
+    """Index of the replica with the most established client connections
+    right now (ss), or None: where the clients really are, whatever the
+    table's order says by then."""
+    out = subprocess.run(["ss", "-Htn", "state", "established"], capture_output=True,
+                         text=True).stdout
+    counts = [0] * s.n
+    for line in out.splitlines():
+        cols = line.split()
+        if len(cols) >= 3:
+            port = cols[2].rsplit(":", 1)[-1]
+            for i, p in enumerate(s.ports):
+                if port == str(p):
+                    counts[i] += 1
+    best = max(range(s.n), key=lambda i: counts[i])
+    return best if counts[best] else None
 
 
 def serving_replica(s):

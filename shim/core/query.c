@@ -42,10 +42,13 @@ static int ask(const struct fw_msg *q, struct fw_msg *ans, int timeout_ms, const
 	fw_buf_init_fixed(&req, out, sizeof(out));
 	fw_buf_init_fixed(&in, inmem, sizeof(inmem));
 	int rc = -1;
+	uid_t peer;
 	if (fw_encode(&req, q) < 0)
 		*why = "question too long";
 	else if (fw_call_connect(&io, fd, (struct sockaddr *)&un, ulen, timeout_ms, why) < 0)
 		*why = "no agent answering";
+	else if (!route_peer_trusted(fd, &peer))
+		*why = "the agent's socket is held by another user";
 	else
 		rc = fw_call(&io, fd, &req, FW_QUERY_RESP, &in, timeout_ms, ans, why);
 	real.close(fd);

@@ -24,6 +24,7 @@ struct reg {
 	int sock;      /* connection to the monitor, -1 while pending */
 	struct flare_addr addr;
 	uint64_t next_try_ns;
+	int squatted; /* said once: the monitor's name is held by another user */
 };
 
 static struct reg regs[MAX_REGS];
@@ -69,6 +70,17 @@ static void try_register(struct reg *g)
 	if (fd < 0) {
 		log_debug("replica %s: monitor %s not reachable yet", info.rep.name,
 			  info.host.monitor_socket);
+		return;
+	}
+	uid_t peer;
+	if (!route_peer_trusted(fd, &peer)) {
+		/* a squatter on the monitor's name: no registration for it */
+		if (!g->squatted)
+			log_warn("replica %s: %s is held by uid %d, not the deployment's: not "
+				 "registering",
+				 info.rep.name, info.host.monitor_socket, (int)peer);
+		g->squatted = 1;
+		real.close(fd);
 		return;
 	}
 	uint8_t mem[512];

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@
 struct table {
 	struct flare_tbl_reader r; /* first: the API takes &t->r */
 	ino_t ino;
+	uid_t owner; /* who made the segment: the deployment's agent */
 };
 static struct table *cur; /* immutable once published */
 static uint64_t next_check_ns;
@@ -50,13 +52,18 @@ static void say_once(int rc, const char *why)
 			 route_shm_name(), flare_tbl_rc_name(rc), why ? ": " : "", why ? why : "");
 }
 
-static ino_t name_ino(void)
+static ino_t name_ino(uid_t *owner)
 {
 	struct stat st;
 	int fd = shm_open(route_shm_name(), O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	ino_t ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
+	ino_t ino = 0;
+	if (fstat(fd, &st) == 0) {
+		ino = st.st_ino;
+		if (owner)
+			*owner = st.st_uid;
+	}
 	real.close(fd);
 	return ino;
 }
@@ -74,13 +81,15 @@ static struct table *reopen(struct table *seen)
 	__atomic_store_n(&next_try_ns, now + RETRY_NS, __ATOMIC_RELEASE);
 	struct flare_tbl_reader tmp;
 	const char *why = NULL;
-	ino_t ino = name_ino();
+	uid_t owner = 0;
+	ino_t ino = name_ino(&owner);
 	int rc = flare_tbl_reader_open(&tmp, route_shm_name(), &why);
 	if (rc == FLARE_TBL_OK) {
 		struct table *n = malloc(sizeof(*n));
 		if (n) {
 			n->r = tmp;
 			n->ino = ino;
+			n->owner = owner;
 			__atomic_store_n(&cur, n, __ATOMIC_RELEASE);
 			r = n;
 			memset(said, 0, sizeof(said));
@@ -106,7 +115,7 @@ static struct table *replaced(struct table *t)
 	if (now < __atomic_load_n(&next_check_ns, __ATOMIC_RELAXED))
 		return NULL;
 	__atomic_store_n(&next_check_ns, now + RETRY_NS, __ATOMIC_RELAXED);
-	ino_t ino = name_ino();
+	ino_t ino = name_ino(NULL);
 	return ino && ino != t->ino ? reopen(t) : NULL;
 }
 
@@ -159,4 +168,20 @@ int route_read(uint32_t svc_index, struct flare_route *out)
 int route_lookup_replica(const struct flare_addr *a, struct flare_replica_info *out)
 {
 	WITH_TABLE(flare_tbl_lookup_replica(&t->r, a, out));
+}
+
+int route_peer_trusted(int fd, uid_t *peer_uid)
+{
+	/* a local socket's peer speaks for the deployment when it runs as the
+	 * user who made the table (its agent) or as root: another user holding
+	 * the socket's name first cannot steer clients or hear servers */
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
+	if (real.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		*peer_uid = (uid_t)-1;
+		return 0;
+	}
+	*peer_uid = cred.uid;
+	return cred.uid == 0 || (t && cred.uid == t->owner);
 }

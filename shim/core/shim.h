@@ -85,6 +85,9 @@ int route_lookup(const struct flare_addr *a, struct flare_route *out);
 const char *route_shm_name(void); /* FLARE_SHM, or /flare */
 int route_read(uint32_t svc_index, struct flare_route *out);
 int route_lookup_replica(const struct flare_addr *a, struct flare_replica_info *out);
+/* Is the peer of local socket fd the deployment's (root, or the table's
+ * owner)? Its uid goes in *peer_uid. */
+int route_peer_trusted(int fd, uid_t *peer_uid);
 
 /* ---- order.c: which replicas to try, in which order (pure) ---- */
 /* base's replicas, live ones first then dead ones, each once, skipping and

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, check, client_env, library_stats, rr_client, rr_deployment,
-                     rr_server, run, serving_replica, spawn, start_rr, wait_for)
+from harness import (BUILD, all_alive, busiest_replica, check, client_env, library_stats, rr_client,
+                     rr_deployment, rr_server, run, serving_replica, spawn, start_rr, wait_for)
 
 
 def parse(out):
@@ -133,7 +133,9 @@ def test_16_threads_through_failovers():
     p = rr_client(s, ["--threads", "16", "-n", "400", "-r", "400"], wait=False)
     for _ in range(3):
         time.sleep(0.25)
-        victim = serving_replica(s)
+        # where the clients are (the table's order may have moved since)
+        victim = busiest_replica(s)
+        victim = serving_replica(s) if victim is None else victim
         s.kill("rr%d" % victim)
         wait_for(lambda: not s.replica("A-%d" % (victim + 1))["alive"], 5, what="death seen")
         restart(s, victim)
@@ -491,6 +493,55 @@ def test_heals_are_bounded():
     check(secs < 10, "surfaced after %.1f s" % secs)
 
 
+SQUATTER = r'''
+import socket, struct, sys
+name, svc_port, target_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def addr(port):
+    return struct.pack(">BH", 4, port) + socket.inet_aton("127.0.0.1")
+srv = socket.socket(socket.AF_UNIX)
+srv.bind("\0" + name[1:])
+srv.listen(16)
+print("ready", flush=True)
+while True:
+    c, _ = srv.accept()
+    c.recv(4096)
+    # a well-formed answer that would steer the heal to target_port
+    body = addr(svc_port) + addr(svc_port) + struct.pack(">B", 1) + addr(target_port)
+    c.sendall(struct.pack(">HBBI", 0xF1A3, 1, 9, len(body)) + body)
+    c.close()
+'''
+
+
+def test_squatted_agent_socket_is_not_heard():
+    """Another local user holds the agent's query socket name (the agent
+    died): the library asks it, sees by its peer credentials that it is not
+    the deployment's, and heals on the table's ranking instead."""
+    s = rr_deployment(service_extra='failover = "reactive";')
+    start_rr(s)
+    s.kill("agent")
+    script = os.path.join(s.dir, "squatter.py")
+    with open(script, "w") as f:
+        f.write(SQUATTER)
+    os.chmod(s.dir, 0o755)
+    victim = serving_replica(s)
+    other = (victim + 1) % s.n
+    sq = s.start("squatter", ["runuser", "-u", "nobody", "--", "/usr/bin/python3", script,
+                              "@flare-agent" + s.shm, str(s.svc), str(s.ports[other])])
+    wait_for(lambda: "ready" in s.read_log("squatter"), 10, what="the squatter listening")
+    p = rr_client(s, ["-n", "1500", "-r", "2000"], wait=False)
+    time.sleep(0.4)
+    s.kill("rr%d" % victim)
+    out, err = p.communicate(timeout=60)
+    n, errors, served = parse(out)
+    check(p.returncode == 0 and n == 1500 and errors == 0, "rc %d %r %s" % (p.returncode, out,
+                                                                        err[-600:]))
+    st = library_stats(p.stats)
+    check(st["queries_failed"] >= 1 and st["queries_answered"] == 0,
+          "the squatter's answer was not taken: %r %s" % (st, err[-600:]))
+    check("held by another user" in err, "says why: %r" % err[-600:])
+    del sq
+
+
 def test_reactive_failover_asks_the_manager():
     """failover = "reactive": the heal asks the agent, which asks the
     manager; with the agent frozen the question times out and the heal
@@ -530,4 +581,5 @@ if __name__ == "__main__":
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
          test_flare_run_warns_about_static_programs,
          test_tcp_timeouts_set_once_a_connection_lives,
-    test_idle_waits_keep_deadline_and_settle_timeouts, test_heals_are_bounded, test_reactive_failover_asks_the_manager])
+         test_idle_waits_keep_deadline_and_settle_timeouts, test_heals_are_bounded,
+         test_squatted_agent_socket_is_not_heard, test_reactive_failover_asks_the_manager])
