@@ -62,6 +62,9 @@ struct manager {
 
 	struct evconn *conns; /* every connection */
 	int n_agents;
+	/* a manager that just started knows nothing yet: agents' subscriptions
+	 * are held until it has heard the monitors (server.c) */
+	int warm;
 };
 
 int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id);

@@ -49,6 +49,44 @@ static void send_error(struct evconn *c, const char *text)
 	evconn_send(c, &e);
 }
 
+/* An agent's connection carries 1 in c->data once its full table went out:
+ * deltas and heartbeats go to those only. */
+static int subscribed(const struct evconn *c) { return c->role == FW_ROLE_AGENT && c->data; }
+
+static void subscribe(struct manager *m, struct evconn *c)
+{
+	struct fw_buf b = {0};
+	if (state_encode_full(m, &b) == 0 && evconn_send_raw(c, b.data, b.len) == 0) {
+		c->data = (void *)1;
+		log_info("%s: subscribed, full table sent (gen %llu)", c->peer,
+			 (unsigned long long)m->gen);
+	}
+	fw_buf_free(&b);
+}
+
+/* A manager that just started has every host dead until its monitors
+ * report: publishing that would mark every replica dead in the agents'
+ * tables (an agent moves here when the manager it followed dies). So it
+ * serves subscriptions once every host's monitor has reported, or two
+ * heartbeat timeouts after it started (a host whose monitor is gone
+ * stays dead). Managers that heard the same reports rank the same. */
+static void check_warm(struct manager *m, uint64_t now)
+{
+	if (m->warm)
+		return;
+	int all = 1;
+	for (int h = 0; h < m->cfg->n_hosts && all; h++)
+		all = m->hosts[h].reports > 0;
+	if (!all && now - m->start_ns < 2ull * (uint64_t)m->cfg->heartbeat_timeout_ms * 1000000ull)
+		return;
+	m->warm = 1;
+	log_info("caught up (%s): serving agents", all ? "every monitor reported" : "timeout");
+	state_rerank(m, "caught up");
+	for (struct evconn *c = m->conns; c; c = c->next)
+		if (c->role == FW_ROLE_AGENT && !c->data)
+			subscribe(m, c);
+}
+
 static void on_hello(struct manager *m, struct evconn *c, const struct fw_hello *h)
 {
 	if (c->role) {
@@ -79,18 +117,16 @@ static void on_hello(struct manager *m, struct evconn *c, const struct fw_hello 
 		log_info("%s: connected", c->peer);
 		break;
 	}
-	case FW_ROLE_AGENT: {
-		struct fw_buf b = {0};
+	case FW_ROLE_AGENT:
 		c->role = FW_ROLE_AGENT;
 		m->n_agents++;
 		snprintf(c->peer + strlen(c->peer), sizeof(c->peer) - strlen(c->peer), " (agent)");
-		if (state_encode_full(m, &b) == 0)
-			evconn_send_raw(c, b.data, b.len);
-		fw_buf_free(&b);
-		log_info("%s: subscribed, full table sent (gen %llu)", c->peer,
-			 (unsigned long long)m->gen);
+		if (m->warm)
+			subscribe(m, c);
+		else
+			log_info("%s: subscription held until this manager has heard its monitors",
+				 c->peer);
 		break;
-	}
 	case FW_ROLE_CTL: c->role = FW_ROLE_CTL; break;
 	default:
 		log_warn("%s: role %d cannot talk to a manager, closing", c->peer, h->role);
@@ -123,6 +159,7 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 		}
 		if (state_apply_report(m, host_of(c), &msg->u.report))
 			state_rerank(m, "report");
+		check_warm(m, flare_monotonic_ns());
 		break;
 	case FW_STATUS_REQ: {
 		struct fw_msg r = {.type = FW_STATUS_RESP};
@@ -175,7 +212,7 @@ void server_broadcast_agents(struct manager *m, const void *frame, size_t len)
 {
 	for (struct evconn *c = m->conns, *next; c; c = next) {
 		next = c->next;
-		if (c->role == FW_ROLE_AGENT)
+		if (subscribed(c))
 			evconn_send_raw(c, frame, len);
 	}
 }
@@ -191,9 +228,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	hb.u.heartbeat.time_ns = now;
 	for (struct evconn *c = m->conns, *next; c; c = next) {
 		next = c->next;
-		if (c->role == FW_ROLE_AGENT || c->role == FW_ROLE_MONITOR)
+		if (subscribed(c) || c->role == FW_ROLE_MONITOR)
 			evconn_send(c, &hb);
 	}
+	check_warm(m, now);
 	if (now - m->last_rank_ns >= (uint64_t)m->cfg->rank_interval_ms * 1000000ull)
 		state_rerank(m, "periodic");
 }

@@ -242,13 +242,14 @@ def registering_server(stack, monitor_socket, host, port, name):
 # ---- a replicated request/response service, for the library's tests ----
 
 def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr",
-                  monitor_sockets=True):
+                  monitor_sockets=True, managers=1):
     """n replicas of service A (rr-server) on n hosts with file: utilization,
-    the control plane, and helpers to start servers and clients. Without
-    monitor_sockets the monitors use their default (abstract) socket names."""
-    ports = free_ports(n + 2)
-    mport, svc = ports[0], ports[1]
-    reps = ports[2:]
+    the control plane (`managers` of them), and helpers to start servers and
+    clients. Without monitor_sockets the monitors use their default
+    (abstract) socket names."""
+    ports = free_ports(n + 1 + managers)
+    mports, svc = ports[:managers], ports[managers]
+    reps = ports[managers + 1:]
     if primary:
         svc = reps[0]
     hosts = ",\n".join('  { name = "h%d"; utilization = "file:@DIR@/h%d.util"; %s}'
@@ -257,7 +258,7 @@ def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr
     replicas = ",\n".join('      { name = "A-%d"; host = "h%d"; address = "127.0.0.1:%d"; '
                           'load = 0.2; }' % (i + 1, i, p) for i, p in enumerate(reps))
     conf = """
-manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 50;
+manager = { addresses = [ %s ]; report_interval_ms = 50;
             heartbeat_interval_ms = 50; heartbeat_timeout_ms = 300; };
 monitor = { probe_interval_ms = 100; probe_timeout_ms = 100; };
 agent = { shm = "@SHM@"; stale_ms = %d; };
@@ -269,8 +270,11 @@ services = (
     replicas = (
 %s ); }
 );
-""" % (mport, stale_ms, hosts, svc, service_extra, replicas)
+""" % (", ".join('"127.0.0.1:%d"' % p for p in mports), stale_ms, hosts, svc, service_extra,
+       replicas)
     s = Stack(conf, name)
+    s.managers = managers
+    s.mports = mports
     s.svc = svc
     s.ports = reps
     s.n = n
@@ -281,7 +285,8 @@ services = (
 
 
 def start_rr(s, servers=True):
-    s.manager()
+    for ident in range(1, s.managers + 1):
+        s.manager(ident)
     for i in range(s.n):
         s.monitor("h%d" % i)
     s.agent()
@@ -359,6 +364,14 @@ def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
     r.stats = stats
     return r
+
+
+def all_registered(s):
+    """Every replica's server registered with its monitor (the manager's
+    status), not merely answering probes."""
+    st = s.status()
+    reps = [r for svc in (st or {}).get("services", []) for r in svc.get("replicas", [])]
+    return bool(reps) and all(r.get("registered") for r in reps)
 
 
 def busiest_replica(s):

@@ -68,12 +68,12 @@ static ino_t name_ino(uid_t *owner)
 	return ino;
 }
 
-static struct table *reopen(struct table *seen)
+static struct table *reopen(struct table *seen, int eager)
 {
 	uint64_t now = flare_monotonic_ns();
 	pthread_mutex_lock(&open_lock);
 	struct table *r = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
-	if (r != seen || (!seen && now < next_try_ns)) {
+	if (r != seen || (!seen && !eager && now < next_try_ns)) {
 		pthread_mutex_unlock(&open_lock); /* someone else did it, or too soon */
 		return r;
 	}
@@ -116,10 +116,13 @@ static struct table *replaced(struct table *t)
 		return NULL;
 	__atomic_store_n(&next_check_ns, now + RETRY_NS, __ATOMIC_RELAXED);
 	ino_t ino = name_ino(NULL);
-	return ino && ino != t->ino ? reopen(t) : NULL;
+	return ino && ino != t->ino ? reopen(t, 0) : NULL;
 }
 
-static struct table *reader(void)
+/* eager: a server's registration (its callers retry at most every 100 ms)
+ * looks for the table every time, so that a server started before its
+ * agent published registers as soon as the table is there */
+static struct table *reader_of(int eager)
 {
 	struct table *r = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
 	if (r)
@@ -127,20 +130,20 @@ static struct table *reader(void)
 	/* too soon after a failed open: pass through without the lock; but
 	 * while another thread is opening it, wait for its result (the first
 	 * connects of a multi-threaded program arrive together) */
-	if (flare_monotonic_ns() < __atomic_load_n(&next_try_ns, __ATOMIC_ACQUIRE) &&
+	if (!eager && flare_monotonic_ns() < __atomic_load_n(&next_try_ns, __ATOMIC_ACQUIRE) &&
 	    !__atomic_load_n(&opening, __ATOMIC_ACQUIRE))
 		return __atomic_load_n(&cur, __ATOMIC_ACQUIRE); /* an open that just ended */
-	return reopen(NULL);
+	return reopen(NULL, eager);
 }
 
-#define WITH_TABLE(call)                                                                           \
+#define WITH_TABLE(eager, call)                                                                    \
 	do {                                                                                       \
-		struct table *t = reader();                                                        \
+		struct table *t = reader_of(eager);                                                \
 		if (!t)                                                                            \
 			return FLARE_TBL_ABSENT;                                                   \
 		int rc = (call);                                                                   \
 		if (rc == FLARE_TBL_RETIRED) {                                                     \
-			t = reopen(t);                                                             \
+			t = reopen(t, 0);                                                          \
 			rc = t ? (call) : FLARE_TBL_ABSENT;                                        \
 		} else if (rc == FLARE_TBL_STALE || rc == FLARE_TBL_BUSY ||                        \
 			   rc == FLARE_TBL_CORRUPT) {                                              \
@@ -157,17 +160,17 @@ static struct table *reader(void)
 
 int route_lookup(const struct flare_addr *a, struct flare_route *out)
 {
-	WITH_TABLE(flare_tbl_lookup_service(&t->r, a, out));
+	WITH_TABLE(0, flare_tbl_lookup_service(&t->r, a, out));
 }
 
 int route_read(uint32_t svc_index, struct flare_route *out)
 {
-	WITH_TABLE(flare_tbl_read_route(&t->r, svc_index, out));
+	WITH_TABLE(0, flare_tbl_read_route(&t->r, svc_index, out));
 }
 
 int route_lookup_replica(const struct flare_addr *a, struct flare_replica_info *out)
 {
-	WITH_TABLE(flare_tbl_lookup_replica(&t->r, a, out));
+	WITH_TABLE(1, flare_tbl_lookup_replica(&t->r, a, out));
 }
 
 int route_peer_trusted(int fd, uid_t *peer_uid)

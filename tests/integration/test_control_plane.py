@@ -1,13 +1,16 @@
 """Control plane end to end: manager + monitors on file: sources + an agent,
 with real server processes, checked through the shared table."""
 import os
+import re
 import signal
 import socket
 import struct
+import subprocess
 import time
 
-from harness import (Stack, all_alive, check, free_ports, frame, registering_server, rr_deployment,
-                     rr_server, run, start_rr, wait_for)
+from harness import (BUILD, Stack, all_alive, check, client_env, free_ports, frame, library_stats,
+                     registering_server, rr_deployment, rr_server, run, serving_replica,
+                     start_rr, wait_for)
 
 REPORT_MS = 100
 HB_TIMEOUT_MS = 500
@@ -160,6 +163,52 @@ def test_garbage_frames_rejected():
     check(all(p.poll() is None for p in s.procs.values()), "no daemon died")
 
 
+def test_replicated_managers():
+    """Two managers: monitors report to both, the agent follows the first.
+    Killing it while a client fails over loses no request, and the agent
+    moves to the second; a manager that restarts catches up on its
+    monitors before it serves, so an agent that moves to it never
+    publishes a table with every replica dead."""
+    s = rr_deployment(managers=2)
+    start_rr(s)
+    victim = serving_replica(s)
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-client", "-c",
+                          "127.0.0.1:%d" % s.svc, "-n", "3000", "-r", "2000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, **senv))
+    time.sleep(0.3)
+    s.kill("manager1")
+    time.sleep(0.3)
+    s.kill("rr%d" % victim)
+    # the death reaches the table through the second manager
+    wait_for(lambda: not s.replica("A-%d" % (victim + 1))["alive"], 3,
+             what="the death published by manager 2")
+    out, err = p.communicate(timeout=60)
+    m = re.search(r"requests=(\d+) errors=(\d+)", out)
+    check(p.returncode == 0 and m and m.group(1) == "3000" and m.group(2) == "0",
+          "no request lost: rc %d %r %s" % (p.returncode, out, err[-400:]))
+    check(library_stats(stats)["failovers"] >= 1, "the client healed: %s" % err[-400:])
+    check("manager 127.0.0.1:%d: subscribed" % s.mports[1] in s.read_log("agent"),
+          "the agent follows manager 2: %s" % s.read_log("agent")[-600:])
+    # manager 1 comes back; at once manager 2 dies: the agent moves to a
+    # manager that has just started, and the table must never say that
+    # every replica died
+    s.manager(1)
+    s.kill("manager2")
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        t = s.table()
+        if t and t["services"]:
+            alive = [r["alive"] for r in t["services"][0]["replicas"]]
+            check(any(alive), "a catching-up manager published every replica dead: %r" % t)
+        time.sleep(0.01)
+    check("caught up" in s.read_log("manager1"), "manager 1 caught up first: %s"
+          % s.read_log("manager1")[-600:])
+    wait_for(lambda: "manager 127.0.0.1:%d: subscribed" % s.mports[0]
+             in s.read_log("agent").split("lost", 1)[-1], 5, what="the agent back on manager 1")
+
+
 def test_two_deployments_one_machine():
     """Two deployments with the same host names and default monitor
     sockets: each monitor listens on its own name (the deployment's table
@@ -189,4 +238,5 @@ if __name__ == "__main__":
     run([test_utilization_reorders_table, test_sigkill_registered_server_marks_dead,
          test_monitor_death_marks_host_dead, test_silent_monitor_marks_host_dead_after_timeout,
          test_manager_restart_resubscribes,
-         test_garbage_frames_rejected, test_two_deployments_one_machine])
+         test_garbage_frames_rejected, test_two_deployments_one_machine,
+         test_replicated_managers])

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, busiest_replica, check, client_env, library_stats, rr_client,
-                     rr_deployment, rr_server, run, serving_replica, spawn, start_rr, wait_for)
+from harness import (BUILD, all_alive, all_registered, busiest_replica, check, client_env,
+                     library_stats, rr_client, rr_deployment, rr_server, run, serving_replica,
+                     spawn, start_rr, wait_for)
 
 
 def parse(out):
@@ -352,6 +353,9 @@ def test_stopped_replica_is_dead():
     waiting on it gets its reply from another replica within a second."""
     s = rr_deployment()
     start_rr(s)
+    # a stopped process still accepts (the kernel's backlog): only its
+    # registration tells the monitor who it is
+    wait_for(lambda: all_registered(s), 10, what="every server registered")
     victim = serving_replica(s)
     lat = os.path.join(s.dir, "lat.log")
     p = rr_client(s, ["-n", "300", "-r", "100", "--log", lat], wait=False)
