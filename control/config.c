@@ -425,11 +425,14 @@ static int load_hosts(struct loader *ld, const config_setting_t *root, struct fl
 		/* abstract UNIX socket by default: nothing to clean up, no stale
 		 * file; named after the deployment's table as well as the host, so
 		 * two deployments on one machine never share one */
-		if (sock)
-			snprintf(h->monitor_socket, sizeof(h->monitor_socket), "%s", sock);
-		else
-			snprintf(h->monitor_socket, sizeof(h->monitor_socket),
-				 "@flare-monitor%s-%s", cfg->agent_shm, h->name);
+		int len = sock ? snprintf(h->monitor_socket, sizeof(h->monitor_socket), "%s", sock)
+			       : snprintf(h->monitor_socket, sizeof(h->monitor_socket),
+					  "@flare-monitor%s-%s", cfg->agent_shm, h->name);
+		if (len < 0 || (size_t)len >= sizeof(h->monitor_socket))
+			return fail(ld, h->line,
+				    "host '%s': the default monitor_socket name is too long for "
+				    "agent.shm '%s' (set monitor_socket)",
+				    h->name, cfg->agent_shm);
 		cfg->n_hosts++;
 	}
 	return 0;
