@@ -88,6 +88,15 @@ static void on_reg_msg(struct evconn *c, struct fw_msg *msg)
 		evconn_close(c, "protocol error");
 		return;
 	}
+	const char *why = NULL;
+	if (verify_registration((int)bufferevent_getfd(c->bev), &msg->u.reg, &why) < 0) {
+		log_warn("%s: registration of pid %u refused: %s", c->peer, msg->u.reg.pid, why);
+		struct fw_msg e = {.type = FW_ERROR};
+		e.u.text.text = (char *)why;
+		evconn_send(c, &e);
+		evconn_close(c, "registration refused");
+		return;
+	}
 	struct registration *g = calloc(1, sizeof(*g));
 	if (!g) {
 		evconn_close(c, "out of memory");

@@ -88,6 +88,10 @@ void liveness_probe_all(struct monitor *m);
 void liveness_measure_loads(struct monitor *m, uint64_t now);
 void liveness_set(struct monitor *m, int rep, int alive, const char *why);
 
+/* verify.c: 0 when the registering peer on sock is the process it names
+ * and listens on every address it registers; -1 with *why otherwise */
+int verify_registration(int sock, const struct fw_register *r, const char **why);
+
 /* report.c */
 int report_start(struct monitor *m);
 void report_stop(struct monitor *m);

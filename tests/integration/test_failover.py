@@ -226,12 +226,21 @@ def test_silent_host_moves_on_when_table_says_dead():
 REGISTER_ONLY = r'''
 import os, socket, struct, sys, time
 path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# it listens when it registers (the monitor checks), then stops listening:
+# registered, alive in the table, and refusing connections
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, port))
+srv.listen(1)
 u = socket.socket(socket.AF_UNIX)
 u.connect(path)
 def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
 u.sendall(frame(1, struct.pack(">BIH", 4, os.getpid(), 0)) +
           frame(3, struct.pack(">IH", os.getpid(), 1) + struct.pack(">BH", 4, port) +
                 socket.inet_aton(host)))
+time.sleep(0.5)
+srv.close()
+print("closed", flush=True)
 time.sleep(120)
 '''
 
@@ -250,6 +259,7 @@ def test_nonblocking_connect_moves_down_the_ranking():
     for i in (1, 2):
         rr_server(s, i)
     wait_for(lambda: all_alive(s), 10, what="A-1 registered, A-2 and A-3 up")
+    wait_for(lambda: "closed" in s.read_log("ghost"), 10, what="A-1 no longer listening")
     check(s.order("A")[0] == "A-1", "the dead A-1 is ranked first: %s" % s.order("A"))
     for mode in ("poll", "ppoll", "select", "pselect", "epoll", "epollet", "epoll_pwait"):
         senv, stats = client_env(s)
@@ -546,6 +556,44 @@ def test_squatted_agent_socket_is_not_heard():
     del sq
 
 
+NOT_LISTENING = r'''
+import os, socket, struct, sys, time
+path, host, port, claimed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+u = socket.socket(socket.AF_UNIX)
+u.connect(path)
+def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
+pid = claimed or os.getpid()
+u.sendall(frame(1, struct.pack(">BIH", 4, pid, 0)) +
+          frame(3, struct.pack(">IH", pid, 1) + struct.pack(">BH", 4, port) +
+                socket.inet_aton(host)))
+print("answer", u.recv(4096)[:200], flush=True)
+time.sleep(120)
+'''
+
+
+def test_false_registrations_refused():
+    """A local process may not claim a replica alive: a registration from
+    a process that does not listen on the address, or one naming another
+    process (a real replica's pid), is refused and the replica stays dead."""
+    s = rr_deployment()
+    start_rr(s, servers=False)
+    rr_server(s, 1)
+    wait_for(lambda: s.replica("A-2")["alive"], 10, what="A-2 registered")
+    real_pid = s.status()["services"][0]["replicas"][1]["pid"]
+    script = os.path.join(s.dir, "liar.py")
+    with open(script, "w") as f:
+        f.write(NOT_LISTENING)
+    for name, claimed in (("liar", 0), ("impostor", real_pid)):
+        s.start(name, [sys.executable, script, os.path.join(s.dir, "h0.sock"), "127.0.0.1",
+                       str(s.ports[0]), str(claimed)])
+        wait_for(lambda: "answer" in s.read_log(name), 10, what="%s answered" % name)
+    time.sleep(0.3)
+    check(not s.replica("A-1")["alive"], "A-1 claimed alive: %r" % s.replica("A-1"))
+    log = s.read_log("monitor-h0")
+    check(log.count("registration of pid") == 2 and "does not listen" in log and
+          "another process" in log, "both refused: %s" % log[-800:])
+
+
 def test_reactive_failover_asks_the_manager():
     """failover = "reactive": the heal asks the agent, which asks the
     manager; with the agent frozen the question times out and the heal
@@ -586,4 +634,5 @@ if __name__ == "__main__":
          test_flare_run_warns_about_static_programs,
          test_tcp_timeouts_set_once_a_connection_lives,
          test_idle_waits_keep_deadline_and_settle_timeouts, test_heals_are_bounded,
-         test_squatted_agent_socket_is_not_heard, test_reactive_failover_asks_the_manager])
+         test_squatted_agent_socket_is_not_heard, test_false_registrations_refused,
+         test_reactive_failover_asks_the_manager])
