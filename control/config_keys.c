@@ -25,7 +25,7 @@ const struct config_key flare_config_keys[] = {
     {"monitor", "probe_timeout_ms", KEY_INT, 1, 60000, 100, TOP(probe_timeout_ms),
      "a probe not answered this fast fails"},
     {"agent", "stale_ms", KEY_INT, 100, 86400000, 10000, TOP(table_stale_ms),
-     "clients ignore a table with no news from a manager for this long"},
+     "a table with no news from a manager this long is stale: clients keep its last ranking"},
     {"agent", "reconnect_min_ms", KEY_INT, 1, 60000, 50, TOP(reconnect_min_ms),
      "first backoff towards managers"},
     {"agent", "reconnect_max_ms", KEY_INT, 1, 600000, 2000, TOP(reconnect_max_ms),
