@@ -34,11 +34,12 @@ static void render_text(struct manager *m, struct evbuffer *b, uint64_t now)
 	for (int i = 0; i < c->n_hosts; i++)
 		monitors += m->hosts[i].monitor != NULL;
 	evbuffer_add_printf(b,
-			    "manager %d at %s: gen %llu, up %.1f s, %d agent(s), %d/%d monitor(s), "
-			    "last ranking %.0f us\n\n",
+			    "manager %d at %s: gen %llu, up %.1f s%s, %d agent(s), %d/%d "
+			    "monitor(s), last ranking %.0f us\n\n",
 			    m->id, flare_addr_format(&m->addr, a, sizeof(a)),
 			    (unsigned long long)m->gen, (double)(now - m->start_ns) / 1e9,
-			    m->n_agents, monitors, c->n_hosts, m->last_rank_us);
+			    m->warm ? "" : " (catching up: agents held)", m->n_agents, monitors,
+			    c->n_hosts, m->last_rank_us);
 	evbuffer_add_printf(b, "%-20s %-6s %-6s %s\n", "HOST", "ALIVE", "UTIL", "LAST REPORT");
 	for (int i = 0; i < c->n_hosts; i++) {
 		evbuffer_add_printf(b, "%-20s %-6s %-6.2f ", c->hosts[i].name,
@@ -77,10 +78,11 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 	evbuffer_add_printf(
 	    b,
 	    "{\"manager\":{\"id\":%d,\"address\":\"%s\",\"gen\":%llu,\"uptime_ms\":%.0f,"
-	    "\"agents\":%d,\"rank_us\":%.1f,\"rankings\":%llu,\"pushes\":%llu},\"hosts\":[",
+	    "\"caught_up\":%s,\"agents\":%d,\"rank_us\":%.1f,\"rankings\":%llu,"
+	    "\"pushes\":%llu},\"hosts\":[",
 	    m->id, flare_addr_format(&m->addr, a, sizeof(a)), (unsigned long long)m->gen,
-	    (double)(now - m->start_ns) / 1e6, m->n_agents, m->last_rank_us,
-	    (unsigned long long)m->rank_count, (unsigned long long)m->push_count);
+	    (double)(now - m->start_ns) / 1e6, m->warm ? "true" : "false", m->n_agents,
+	    m->last_rank_us, (unsigned long long)m->rank_count, (unsigned long long)m->push_count);
 	for (int i = 0; i < c->n_hosts; i++) {
 		const struct mhost *h = &m->hosts[i];
 		evbuffer_add_printf(b,
