@@ -121,7 +121,10 @@ def manager_status(conf):
     """What the deployment's manager believes (flarectl status --json), or None."""
     r = subprocess.run([BUILD + "/flarectl", "-c", conf, "status", "--json"],
                        capture_output=True, text=True, timeout=10)
-    return json.loads(r.stdout) if r.returncode == 0 else None
+    if r.returncode != 0:
+        sys.stderr.write("flarectl status: %s\n" % r.stderr.strip())
+        return None
+    return json.loads(r.stdout)
 
 
 class Stack:
@@ -165,6 +168,7 @@ class Stack:
         r = subprocess.run([BUILD + "/flarectl", "table", "--shm", self.shm, "--json"],
                            capture_output=True, text=True, timeout=10)
         if r.returncode != 0:
+            sys.stderr.write("flarectl table: %s\n" % r.stderr.strip())
             return None
         try:
             return json.loads(r.stdout)
