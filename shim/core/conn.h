@@ -171,9 +171,14 @@ static inline int fconn_state(const struct fconn *fc)
 {
 	return __atomic_load_n(&fc->state, __ATOMIC_ACQUIRE);
 }
+/* a socket still connecting: the program's connect, or a heal's */
+static inline int fconn_is_connecting(int state)
+{
+	return state == FC_CONNECTING || state == FC_HEAL_CONNECTING;
+}
 static inline int fconn_is_pending(int state)
 {
-	return state == FC_CONNECTING || state == FC_HEAL_CONNECTING || state == FC_REPLAYING;
+	return fconn_is_connecting(state) || state == FC_REPLAYING;
 }
 const char *fconn_state_name(int state);
 /* Is from -> to one of the transitions in the table above? */

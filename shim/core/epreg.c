@@ -73,7 +73,7 @@ static int registered(struct fconn *fc, void *arg)
 static int connecting_registered(struct fconn *fc, void *arg)
 {
 	int st = fconn_state(fc);
-	return (st == FC_CONNECTING || st == FC_HEAL_CONNECTING) && registered(fc, arg);
+	return fconn_is_connecting(st) && registered(fc, arg);
 }
 
 int ep_find_connecting(int epfd, uint64_t data)

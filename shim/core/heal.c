@@ -213,15 +213,17 @@ int heal_on_event(int fd, int peek)
 	    flare_in_foreign_child())
 		return 0;
 	/* reply bytes (perhaps all of a reply, then the close) are the
-	 * program's to read first: after them, a failure is its to see */
-	int avail = 0;
-	if (real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0)
-		return 0;
+	 * program's to read first: after them, a failure is its to see. For
+	 * select, which says only "readable", one peek tells data, EOF or an
+	 * error apart; for poll and epoll the error bits were seen already. */
 	if (peek) {
-		/* select says only "readable": data, EOF or an error */
 		char c;
 		ssize_t r = real.recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 		if (r > 0 || (r < 0 && !is_conn_failure(errno)))
+			return 0;
+	} else {
+		int avail = 0;
+		if (real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0)
 			return 0;
 	}
 	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);

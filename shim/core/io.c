@@ -42,12 +42,15 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		deadline = flare_monotonic_ns() + (uint64_t)pt->tv_sec * 1000000000ull +
 			   (uint64_t)pt->tv_usec * 1000ull;
 	for (;;) {
-		if (fconn_is_pending(fconn_state(fc)))
-			nb_progress(fc, fd);
-		int owed = fconn_take_owed_error(fc);
-		if (owed) {
-			errno = owed; /* an asynchronous heal found no replica */
-			return -1;
+		/* one load on the common path: READY, nothing owed or pending */
+		if (fconn_state(fc) != FC_READY) {
+			if (fconn_is_pending(fconn_state(fc)))
+				nb_progress(fc, fd);
+			int owed = fconn_take_owed_error(fc);
+			if (owed) {
+				errno = owed; /* an asynchronous heal found no replica */
+				return -1;
+			}
 		}
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		ssize_t n = do_read(op, fd, buf, len, msg, flags);
@@ -149,8 +152,10 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 			     const struct msghdr *msg, int flags)
 {
 	for (;;) {
-		if (fconn_is_pending(fconn_state(fc))) {
-			nb_progress(fc, fd);
+		/* one load on the common path: READY, nothing owed or pending */
+		if (fconn_state(fc) != FC_READY) {
+			if (fconn_is_pending(fconn_state(fc)))
+				nb_progress(fc, fd);
 			if (fconn_is_pending(fconn_state(fc))) {
 				/* still connecting, or the replayed request goes first */
 				if (nonblocking(fd, flags)) {
@@ -160,11 +165,11 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 				if (wait_pending(fc, fd) < 0)
 					return -1;
 			}
-		}
-		int owed = fconn_take_owed_error(fc);
-		if (owed) {
-			errno = owed;
-			return -1;
+			int owed = fconn_take_owed_error(fc);
+			if (owed) {
+				errno = owed;
+				return -1;
+			}
 		}
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		ssize_t n = msg ? real.sendmsg(fd, msg, flags | MSG_NOSIGNAL)

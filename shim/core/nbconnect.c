@@ -9,6 +9,7 @@
 #include "shim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 
 void nb_start(struct fconn *fc, const uint8_t *cand, int n, int pos, int first_err)
@@ -72,17 +73,15 @@ static void connected(struct fconn *fc, int fd)
 	replay_progress(fc, fd);
 }
 
-static int connecting(int st) { return st == FC_CONNECTING || st == FC_HEAL_CONNECTING; }
-
 int nb_event(int fd, int writable, int error)
 {
 	struct fconn *fc = fdtab_get(fd);
-	if (!fc || !connecting(fconn_state(fc)) || !fconn_claim_wait(fc))
+	if (!fc || !fconn_is_connecting(fconn_state(fc)) || !fconn_claim_wait(fc))
 		return 0;
 	int hide = 0, err = 0;
 	socklen_t l = sizeof(err);
 	/* writable with no error flag: connected, no need to ask */
-	if (!connecting(fconn_state(fc)) ||
+	if (!fconn_is_connecting(fconn_state(fc)) ||
 	    ((!writable || error) && real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0))
 		goto out;
 	if (err)
@@ -97,15 +96,28 @@ out:
 int nb_take_error(struct fconn *fc, int fd, int always, int *moved_on)
 {
 	*moved_on = 0;
+	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 	int err = fconn_take_owed_error(fc);
-	if (err || (!always && !connecting(fconn_state(fc))))
+	if (err || (!always && !fconn_is_connecting(fconn_state(fc))))
 		return err;
 	socklen_t l = sizeof(err);
 	if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
 		return -1;
-	if (!err || !connecting(fconn_state(fc)) || !fconn_claim_wait(fc))
+	if (!err)
+		return 0;
+	if (!fconn_is_connecting(fconn_state(fc))) {
+		/* an established connection failed (an owed error returned
+		 * above): healed here, where the program looks (libmemcached asks
+		 * SO_ERROR instead of reading), and then it reads as none */
+		int async = !!(real.fcntl(fd, F_GETFL) & O_NONBLOCK);
+		if (fconn_state(fc) == FC_READY && is_conn_failure(err) &&
+		    heal(fc, gen, strerror(err), async) == 0)
+			return 0;
 		return err;
-	if (connecting(fconn_state(fc))) {
+	}
+	if (!fconn_claim_wait(fc))
+		return err;
+	if (fconn_is_connecting(fconn_state(fc))) {
 		if (nb_advance(fc, fd, err)) {
 			*moved_on = 1;
 			err = 0;

@@ -12,7 +12,7 @@
 void replay_progress(struct fconn *fc, int fd)
 {
 	int st = fconn_state(fc);
-	if (st == FC_CONNECTING || st == FC_HEAL_CONNECTING) {
+	if (fconn_is_connecting(st)) {
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 		int err = 0;
 		socklen_t l = sizeof(err);

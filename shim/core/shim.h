@@ -156,7 +156,9 @@ int nb_event(int fd, int writable, int error);
 /* The connection's error as the program should learn it: one the library
  * owes, else (when always, or while connecting) the kernel's SO_ERROR, read
  * and cleared; a failed connect with candidates left is replaced
- * (*moved_on = 1) and reads as none. -1 when SO_ERROR cannot be read. */
+ * (*moved_on = 1) and reads as none, and so does the failure of an
+ * established connection that could be healed. -1 when SO_ERROR cannot be
+ * read. */
 int nb_take_error(struct fconn *fc, int fd, int always, int *moved_on);
 
 /* ---- replay.c: asynchronous heals, moved on without blocking ---- */

@@ -1,6 +1,5 @@
 #include "hook.h"
 
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -42,22 +41,14 @@ FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, sockle
 
 /* SO_ERROR is read-and-clear: the library owes the program the error it
  * read itself when no replica was left; a failed attempt with replicas left
- * is replaced, and the program reads 0 (in progress) as it would have. An
- * established connection that failed while a heal is possible is healed
- * here (libmemcached asks SO_ERROR instead of reading), and reads 0. */
+ * is replaced, and so is a failed established connection that can be
+ * healed: the program reads 0, as it would have (nb_take_error). */
 static int so_error(struct fconn *fc, int fd, void *val, socklen_t *len)
 {
 	int moved_on;
-	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
-	/* only the kernel's error on an established connection: an error the
-	 * library owes (every replica refused) is the program's to see */
-	int established = fconn_state(fc) == FC_READY;
 	int err = nb_take_error(fc, fd, 1, &moved_on);
 	if (err < 0)
 		return -1;
-	if (err && established && !moved_on && is_conn_failure(err) &&
-	    heal(fc, gen, strerror(err), !!(real.fcntl(fd, F_GETFL) & O_NONBLOCK)) == 0)
-		err = 0;
 	memcpy(val, &err, sizeof(err));
 	*len = sizeof(err);
 	return 0;

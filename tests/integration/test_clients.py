@@ -49,11 +49,15 @@ def under_flare(s, cmd, env=None):
     return [BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd, e, stats
 
 
-def run_killing(s, cmd, after, victim=None, kill=None, env=None, timeout=120):
-    """Runs cmd under flare-run and kills the serving replica after `after`
-    seconds; returns (rc, stdout, stderr, the library's counters, seconds)."""
+def run_killing(s, cmd, after, victim=None, kill=None, env=None, timeout=120, preload=True):
+    """Runs cmd under flare-run (or, without preload, as it is) and kills
+    the serving replica after `after` seconds; returns (rc, stdout, stderr,
+    the library's counters, seconds)."""
     victim = serving_replica(s) if victim is None else victim
-    argv, e, stats = under_flare(s, cmd, env)
+    if preload:
+        argv, e, stats = under_flare(s, cmd, env)
+    else:
+        argv, e, stats = cmd, dict(os.environ, **(env or {})), None
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
                          stdin=subprocess.DEVNULL)
@@ -70,7 +74,7 @@ def run_killing(s, cmd, after, victim=None, kill=None, env=None, timeout=120):
         raise AssertionError("%s hung: killed after %d s\n%s" % (cmd[0], timeout,
                                                                  err.decode()[-1500:]))
     return (p.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
-            library_stats(stats), time.monotonic() - t0)
+            library_stats(stats) if stats else None, time.monotonic() - t0)
 
 
 def start_replicas(s, start):
@@ -322,17 +326,8 @@ PG_ENV = {"PGUSER": "postgres", "PGDATABASE": "postgres", "PGCONNECT_TIMEOUT": "
 def pg_run(s, cmd, port, preload, after, victim):
     """Runs a libpq client (with or without flare) and crashes the victim
     replica after `after` seconds."""
-    if preload:
-        return run_killing(s, cmd + ["-h", "127.0.0.1", "-p", str(port)], after, victim=victim,
-                           kill=pg_kill(s), env=PG_ENV)
-    p = subprocess.Popen(cmd + ["-h", "127.0.0.1", "-p", str(port)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=dict(os.environ, **PG_ENV),
-                         stdin=subprocess.DEVNULL)
-    t0 = time.monotonic()
-    time.sleep(after)
-    pg_kill(s)(victim)
-    out, err = p.communicate(timeout=120)
-    return p.returncode, out.decode(), err.decode(), None, time.monotonic() - t0
+    return run_killing(s, cmd + ["-h", "127.0.0.1", "-p", str(port)], after, victim=victim,
+                       kill=pg_kill(s), env=PG_ENV, preload=preload)
 
 
 def test_pgbench_and_psql_sessions():
