@@ -16,8 +16,8 @@ STD := -std=gnu11 -D_GNU_SOURCE -MMD -MP $(WARN)
 # so it cannot include control-plane code by mistake.
 LIB_CPPFLAGS := -Icommon -Ishim/core
 BASE := $(STD) -fPIC -Icommon -Icontrol
-DAEMON_LIBS := -lconfig -levent
-TEST_LIBS := -lcmocka -lconfig -levent -lpthread -lm
+DAEMON_LIBS := -lconfig -levent -lsodium
+TEST_LIBS := -lcmocka -lconfig -levent -lsodium -lpthread -lm
 
 COMMON_LIBC := $(wildcard common/*.c)
 CONTROL_SRC := $(wildcard control/*.c)
@@ -27,7 +27,7 @@ COMMON_ALL := $(COMMON_LIBC) $(CONTROL_SRC)
 SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/core/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text fuzz_query \
-	fuzz_table fuzz_config
+	fuzz_table fuzz_config fuzz_auth
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -176,6 +176,10 @@ $(BUILD)/fuzz/fuzz_table: tests/fuzz/fuzz_table.c $(FUZZ_SRC) $(FUZZ_HDR)
 $(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_SRC) $(FUZZ_HDR)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lconfig
+$(BUILD)/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c $(FUZZ_SRC) control/auth.c control/evconn.c \
+		$(FUZZ_HDR)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lconfig -levent -lsodium
 # one target per message decoder, from one source
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_decoder.c $(FUZZ_SRC) $(FUZZ_HDR)
 	@mkdir -p $(dir $@)

@@ -9,6 +9,7 @@
 #include "wire.h"
 
 #include <poll.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct fw_io {
@@ -28,5 +29,13 @@ int fw_call_connect(const struct fw_io *io, int fd, const struct sockaddr *sa, s
  * with *why. */
 int fw_call(const struct fw_io *io, int fd, const struct fw_buf *req, int want, struct fw_buf *in,
 	    int timeout_ms, struct fw_msg *ans, const char **why);
+
+/* The two halves of fw_call, for exchanges of their own (control/auth):
+ * sends all of data, or reads at least one more byte into `in`, before
+ * the deadline (CLOCK_MONOTONIC ms); 0 or -1 with *why. */
+int fw_send_all(const struct fw_io *io, int fd, const void *data, size_t len, uint64_t end_ms,
+		const char **why);
+int fw_recv_more(const struct fw_io *io, int fd, struct fw_buf *in, uint64_t end_ms,
+		 const char **why);
 
 #endif

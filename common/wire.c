@@ -33,7 +33,7 @@ void fw_buf_consume(struct fw_buf *b, size_t n)
 	b->len -= n;
 }
 
-static uint8_t *reserve(struct fw_buf *b, size_t n)
+uint8_t *fw_buf_reserve(struct fw_buf *b, size_t n)
 {
 	if (b->err)
 		return NULL;
@@ -56,14 +56,14 @@ static uint8_t *reserve(struct fw_buf *b, size_t n)
 
 static void put_u8(struct fw_buf *b, uint8_t v)
 {
-	uint8_t *p = reserve(b, 1);
+	uint8_t *p = fw_buf_reserve(b, 1);
 	if (p)
 		p[0] = v;
 }
 
 static void put_u16(struct fw_buf *b, uint16_t v)
 {
-	uint8_t *p = reserve(b, 2);
+	uint8_t *p = fw_buf_reserve(b, 2);
 	if (p) {
 		p[0] = (uint8_t)(v >> 8);
 		p[1] = (uint8_t)v;
@@ -72,7 +72,7 @@ static void put_u16(struct fw_buf *b, uint16_t v)
 
 static void put_u32(struct fw_buf *b, uint32_t v)
 {
-	uint8_t *p = reserve(b, 4);
+	uint8_t *p = fw_buf_reserve(b, 4);
 	if (p)
 		for (int i = 0; i < 4; i++)
 			p[i] = (uint8_t)(v >> (24 - 8 * i));
@@ -86,7 +86,7 @@ static void put_u64(struct fw_buf *b, uint64_t v)
 
 static void put_bytes(struct fw_buf *b, const void *s, size_t n)
 {
-	uint8_t *p = reserve(b, n);
+	uint8_t *p = fw_buf_reserve(b, n);
 	if (p && n)
 		memcpy(p, s, n);
 }
@@ -106,6 +106,16 @@ static void put_addr(struct fw_buf *b, const struct flare_addr *a)
 		put_bytes(b, a->ip, 4);
 	else if (a->family == AF_INET6)
 		put_bytes(b, a->ip, 16);
+}
+
+void fw_put_header(uint8_t *out, uint8_t type, uint32_t len)
+{
+	out[0] = (uint8_t)(FW_MAGIC >> 8);
+	out[1] = (uint8_t)FW_MAGIC;
+	out[2] = FW_VERSION;
+	out[3] = type;
+	for (int i = 0; i < 4; i++)
+		out[4 + i] = (uint8_t)(len >> (24 - 8 * i));
 }
 
 static size_t frame_begin(struct fw_buf *b, uint8_t type)
@@ -631,6 +641,8 @@ int fw_decode(uint8_t type, const uint8_t *payload, size_t len, struct fw_msg *o
 	case FW_ERROR: dec_text(&r, &out->u.text); break;
 	case FW_QUERY_REQ:
 	case FW_QUERY_RESP: dec_query(&r, &out->u.query); break;
+	case FW_AUTH:
+	case FW_SEALED: r.err = "an authentication frame where none belongs"; break;
 	default: r.err = "unknown frame type";
 	}
 	if (!r.err && r.off != r.len)
@@ -661,8 +673,8 @@ void fw_msg_free(struct fw_msg *m)
 
 const char *fw_type_name(int type)
 {
-	static const char *const names[] = {"?",         "hello",      "heartbeat",  "register",
-					    "report",    "rank",       "status-req", "status-resp",
-					    "query-req", "query-resp", "error"};
+	static const char *const names[] = {
+	    "?",           "hello",     "heartbeat",  "register", "report", "rank",  "status-req",
+	    "status-resp", "query-req", "query-resp", "error",    "auth",   "sealed"};
 	return type > 0 && type <= FW_TYPE_MAX ? names[type] : "?";
 }

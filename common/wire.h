@@ -36,7 +36,10 @@ enum fw_type {
 	FW_QUERY_REQ = 8,   /* library -> agent -> manager (reactive failover) */
 	FW_QUERY_RESP = 9,  /* manager -> agent -> library */
 	FW_ERROR = 10,      /* a peer explains why it closes */
-	FW_TYPE_MAX = FW_ERROR,
+	/* with auth_key_file: the envelope (control/auth.h), never inside it */
+	FW_AUTH = 11,   /* first frame each way: a fresh nonce */
+	FW_SEALED = 12, /* authenticated, encrypted frames */
+	FW_TYPE_MAX = FW_SEALED,
 };
 
 enum fw_role {
@@ -161,11 +164,17 @@ struct fw_buf {
 void fw_buf_init_fixed(struct fw_buf *b, void *mem, size_t cap);
 void fw_buf_free(struct fw_buf *b);
 void fw_buf_consume(struct fw_buf *b, size_t n);
+/* Appends n bytes to b and returns them to fill; NULL (b->err set) when
+ * a fixed buffer is full or malloc failed. */
+uint8_t *fw_buf_reserve(struct fw_buf *b, size_t n);
 
 struct fw_hdr {
 	uint8_t version, type;
 	uint32_t len;
 };
+
+/* Writes the 8-byte header of a frame of `type` carrying len payload bytes. */
+void fw_put_header(uint8_t *out, uint8_t type, uint32_t len);
 
 /* Returns the whole frame's length when buf holds a complete one, 0 when
  * more bytes are needed, -1 (reason in *why) for a bad header. */

@@ -572,15 +572,34 @@ static int load_services(struct loader *ld, const config_setting_t *root, struct
 	return check_cross_addresses(ld, cfg);
 }
 
+/* auth_key_file: a relative path is relative to the config file's folder,
+ * so a deployment's files can move together. The key itself is read by
+ * auth_config_key (the daemons and flarectl), not here. */
+static int load_auth(struct loader *ld, const config_setting_t *root, struct flare_config *cfg)
+{
+	const char *s = NULL;
+	if (get_string(ld, root, "auth_key_file", "the top level", 0, &s) < 0 || !s)
+		return ld->failed ? -1 : 0;
+	cfg->auth_key_line = line_of(config_setting_get_member(root, "auth_key_file"));
+	if (!s[0])
+		return fail(ld, cfg->auth_key_line, "auth_key_file is empty");
+	const char *slash = strrchr(ld->file, '/');
+	int dir = s[0] == '/' || !slash ? 0 : (int)(slash - ld->file + 1);
+	if ((size_t)snprintf(cfg->auth_key_file, sizeof(cfg->auth_key_file), "%.*s%s", dir,
+			     ld->file, s) >= sizeof(cfg->auth_key_file))
+		return fail(ld, cfg->auth_key_line, "auth_key_file path is too long");
+	return 0;
+}
+
 static int load_root(struct loader *ld, config_t *lc, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"manager", "monitor",  "agent",
-					   "hosts",   "services", NULL};
+	static const char *const keys[] = {"manager",  "monitor",       "agent", "hosts",
+					   "services", "auth_key_file", NULL};
 	const config_setting_t *root = config_root_setting(lc);
 	set_defaults(cfg);
-	if (check_keys(ld, root, "the top level", NULL, keys) || load_manager(ld, root, cfg) ||
-	    load_monitor_agent(ld, root, cfg) || load_hosts(ld, root, cfg) ||
-	    load_services(ld, root, cfg))
+	if (check_keys(ld, root, "the top level", NULL, keys) || load_auth(ld, root, cfg) ||
+	    load_manager(ld, root, cfg) || load_monitor_agent(ld, root, cfg) ||
+	    load_hosts(ld, root, cfg) || load_services(ld, root, cfg))
 		return -1;
 	return 0;
 }

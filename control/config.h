@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+struct auth_key;
+
 struct flare_host_cfg {
 	char name[FLARE_NAME_MAX];
 	int util_kind;                            /* enum flare_util_kind */
@@ -41,6 +43,9 @@ struct flare_service_cfg {
 
 struct flare_config {
 	char path[256];
+	char auth_key_file[512]; /* "" when control connections are not authenticated */
+	int auth_key_line;
+	const struct auth_key *auth; /* loaded by the daemon (auth_config_key), or NULL */
 	struct flare_addr managers[FLARE_MAX_MANAGERS];
 	int n_managers;
 	int report_interval_ms;

@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "unixaddr.h"
@@ -139,6 +140,15 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 		fprintf(stderr, "%s: %s\n", spec->name, err);
 		return 1;
 	}
+	static struct auth_key key; /* lives as long as the daemon */
+	int keyed = auth_config_key(&cfg, &key, err, sizeof(err));
+	if (keyed < 0) {
+		fprintf(stderr, "%s: %s\n", spec->name, err);
+		flare_config_free(&cfg);
+		return 1;
+	}
+	if (keyed)
+		cfg.auth = &key;
 	if (spec->prepare && spec->prepare(ctx, path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s\n", spec->name, err);
 		flare_config_free(&cfg);
@@ -156,6 +166,10 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 		flare_config_free(&cfg);
 		return 1;
 	}
+	if (!cfg.auth)
+		log_warn("%s sets no auth_key_file: control connections are not authenticated, "
+			 "anyone who reaches the manager's port can steer clients",
+			 path);
 	struct event_base *base = event_base_new();
 	if (!base || spec->start(ctx, base) < 0) {
 		/* what did start stays: stopping a half-started daemon could

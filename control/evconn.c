@@ -16,6 +16,14 @@ static void free_conn(struct evconn *c)
 	if (c->ops->on_close)
 		c->ops->on_close(c, c->close_why ? c->close_why : "closed");
 	bufferevent_free(c->bev);
+	if (c->auth) {
+		auth_session_wipe(c->auth);
+		free(c->auth);
+	}
+	if (c->opened)
+		evbuffer_free(c->opened);
+	if (c->unsent)
+		evbuffer_free(c->unsent);
 	free(c);
 }
 
@@ -29,29 +37,43 @@ void evconn_close(struct evconn *c, const char *why)
 		free_conn(c);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* The next whole frame at the head of in: its length, 0 while incomplete,
+ * -1 for a bad header (the connection is closed). */
+static long next_frame(struct evconn *c, struct evbuffer *in, struct fw_hdr *h, uint8_t **frame)
 {
-	struct evconn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	c->in_callback = 1;
-	c->last_rx_ns = flare_monotonic_ns();
+	size_t avail = evbuffer_get_length(in);
+	size_t head_len = avail < FW_HDR_LEN ? avail : FW_HDR_LEN;
+	const char *why = NULL;
+	if (avail == 0)
+		return 0;
+	if (fw_frame_check(evbuffer_pullup(in, (ssize_t)head_len), head_len, h, &why) < 0) {
+		log_warn("%s: bad frame header (%s), closing", c->peer, why);
+		evconn_close(c, "bad frame");
+		return -1;
+	}
+	if (avail < FW_HDR_LEN || avail < FW_HDR_LEN + (size_t)h->len)
+		return 0;
+	*frame = evbuffer_pullup(in, (ssize_t)(FW_HDR_LEN + h->len));
+	return (long)(FW_HDR_LEN + h->len);
+}
+
+/* Decodes the whole frames in `in` and hands them to the owner. */
+static void deliver(struct evconn *c, struct evbuffer *in)
+{
 	while (!c->closing) {
-		size_t avail = evbuffer_get_length(in);
 		struct fw_hdr h;
+		uint8_t *frame;
 		const char *why = NULL;
-		if (avail == 0)
+		long n = next_frame(c, in, &h, &frame);
+		if (n <= 0)
 			break;
-		uint8_t *head =
-		    evbuffer_pullup(in, avail < FW_HDR_LEN ? (ssize_t)avail : FW_HDR_LEN);
-		long n = fw_frame_check(head, avail < FW_HDR_LEN ? avail : FW_HDR_LEN, &h, &why);
-		if (n < 0) {
-			log_warn("%s: bad frame header (%s), closing", c->peer, why);
-			evconn_close(c, "bad frame");
+		if (h.type == FW_AUTH && !c->auth) {
+			log_warn("%s: the peer authenticates but this side has no auth_key_file, "
+				 "closing",
+				 c->peer);
+			evconn_close(c, "unexpected authentication");
 			break;
 		}
-		if (avail < FW_HDR_LEN || avail < FW_HDR_LEN + (size_t)h.len)
-			break;
-		uint8_t *frame = evbuffer_pullup(in, (ssize_t)(FW_HDR_LEN + h.len));
 		struct fw_msg m;
 		if (fw_decode(h.type, frame + FW_HDR_LEN, h.len, &m, &why) < 0) {
 			log_warn("%s: bad %s frame (%s), closing", c->peer, fw_type_name(h.type),
@@ -62,8 +84,77 @@ static void on_read(struct bufferevent *bev, void *arg)
 		}
 		c->ops->on_msg(c, &m);
 		fw_msg_free(&m);
-		evbuffer_drain(in, FW_HDR_LEN + h.len);
+		evbuffer_drain(in, (size_t)n);
 	}
+}
+
+static void reject(struct evconn *c, const char *why)
+{
+	log_warn("%s: rejected: %s", c->peer, why);
+	c->auth_rejected = 1;
+	evconn_close(c, "failed to authenticate");
+}
+
+static int seal_out(struct evconn *c, const uint8_t *data, size_t len);
+
+/* Authenticated connections: the peer's nonce first, then sealed frames
+ * only, opened into c->opened and delivered from there. */
+static void unseal(struct evconn *c, struct evbuffer *in)
+{
+	while (!c->closing) {
+		struct fw_hdr h;
+		uint8_t *frame;
+		const char *why = NULL;
+		long n = next_frame(c, in, &h, &frame);
+		if (n <= 0)
+			break;
+		if (h.type == FW_AUTH && !c->auth->keyed) {
+			if (auth_take_hello(c->auth, frame + FW_HDR_LEN, h.len, &why) < 0) {
+				reject(c, why);
+				break;
+			}
+			/* what the owner sent before the keys existed */
+			size_t held = evbuffer_get_length(c->unsent);
+			if (held &&
+			    seal_out(c, evbuffer_pullup(c->unsent, (ssize_t)held), held) < 0)
+				break;
+			evbuffer_drain(c->unsent, held);
+		} else if (h.type == FW_SEALED && c->auth->keyed) {
+			struct evbuffer_iovec v;
+			size_t room = h.len >= AUTH_TAG_BYTES ? h.len - AUTH_TAG_BYTES : 0;
+			if (evbuffer_reserve_space(c->opened, (ev_ssize_t)(room + 1), &v, 1) < 1) {
+				evconn_close(c, "out of memory");
+				break;
+			}
+			long got = auth_open(c->auth, frame, (size_t)n, v.iov_base, &why);
+			if (got < 0) {
+				reject(c, why);
+				break;
+			}
+			v.iov_len = (size_t)got;
+			evbuffer_commit_space(c->opened, &v, 1);
+		} else {
+			reject(c, h.type == FW_AUTH ? "a second auth frame"
+				  : c->auth->keyed  ? "an unsealed frame"
+						    : "no auth frame first (is auth_key_file "
+						      "set on both sides?)");
+			break;
+		}
+		evbuffer_drain(in, (size_t)n);
+	}
+	deliver(c, c->opened);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct evconn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	c->in_callback = 1;
+	c->last_rx_ns = flare_monotonic_ns();
+	if (c->auth)
+		unseal(c, in);
+	else
+		deliver(c, in);
 	c->in_callback = 0;
 	if (c->closing)
 		free_conn(c);
@@ -168,19 +259,64 @@ int evconn_send(struct evconn *c, const struct fw_msg *m)
 	return rc;
 }
 
+/* Seals data into sealed frames written straight into the output buffer. */
+static int seal_out(struct evconn *c, const uint8_t *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	for (size_t off = 0; off < len;) {
+		size_t n = len - off < AUTH_RECORD_MAX ? len - off : AUTH_RECORD_MAX;
+		size_t whole = FW_HDR_LEN + n + AUTH_TAG_BYTES;
+		struct evbuffer_iovec v;
+		struct fw_buf b;
+		if (evbuffer_reserve_space(out, (ev_ssize_t)whole, &v, 1) < 1) {
+			evconn_close(c, "out of memory");
+			return -1;
+		}
+		fw_buf_init_fixed(&b, v.iov_base, whole);
+		if (auth_seal(c->auth, data + off, n, &b) < 0) {
+			evconn_close(c, "cannot seal a frame");
+			return -1;
+		}
+		v.iov_len = whole;
+		evbuffer_commit_space(out, &v, 1);
+		off += n;
+	}
+	return 0;
+}
+
 int evconn_send_raw(struct evconn *c, const void *data, size_t len)
 {
 	if (c->closing)
 		return -1;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > MAX_OUTPUT) {
+	if (evconn_pending_output(c) > MAX_OUTPUT) {
 		log_warn("%s: peer does not read its frames, closing", c->peer);
 		evconn_close(c, "output backlog");
 		return -1;
 	}
-	return bufferevent_write(c->bev, data, len);
+	if (!c->auth)
+		return bufferevent_write(c->bev, data, len);
+	if (!c->auth->keyed)
+		return evbuffer_add(c->unsent, data, len);
+	return seal_out(c, data, len);
+}
+
+int evconn_auth(struct evconn *c, const struct auth_key *key, int client)
+{
+	struct fw_buf b = {0};
+	c->auth = calloc(1, sizeof(*c->auth));
+	c->opened = evbuffer_new();
+	c->unsent = evbuffer_new();
+	if (!c->auth || !c->opened || !c->unsent || auth_session_init(c->auth, key, client) < 0 ||
+	    auth_hello(c->auth, &b) < 0 || bufferevent_write(c->bev, b.data, b.len) < 0) {
+		fw_buf_free(&b);
+		return -1;
+	}
+	fw_buf_free(&b);
+	return 0;
 }
 
 size_t evconn_pending_output(const struct evconn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) +
+	       (c->unsent ? evbuffer_get_length(c->unsent) : 0);
 }

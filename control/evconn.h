@@ -6,6 +6,7 @@
 #ifndef FLARE_EVCONN_H
 #define FLARE_EVCONN_H
 
+#include "auth.h"
 #include "wire.h"
 
 #include <event2/bufferevent.h>
@@ -31,6 +32,11 @@ struct evconn {
 	int in_callback, closing;
 	const char *close_why;
 	uint64_t last_rx_ns;
+	/* with a key (evconn_auth): the session, the opened bytes waiting to
+	 * be framed, and what was sent before the peer's nonce came */
+	struct auth_session *auth;
+	struct evbuffer *opened, *unsent;
+	int auth_rejected;          /* closed because the peer failed to authenticate */
 	struct evconn *next, *prev; /* the owner's list, if it keeps one */
 };
 
@@ -42,6 +48,10 @@ struct evconn *evconn_accept(struct event_base *base, evutil_socket_t fd, const 
 struct evconn *evconn_connect(struct event_base *base, const struct sockaddr *sa, int salen,
 			      const char *peer, int idle_ms, const struct evconn_ops *ops,
 			      void *owner);
+/* From now on the connection is authenticated (control/auth.h): sends this
+ * side's nonce and seals everything sent. Call right after evconn_accept or
+ * evconn_connect. -1 closes nothing: the caller closes. */
+int evconn_auth(struct evconn *c, const struct auth_key *key, int client);
 int evconn_send(struct evconn *c, const struct fw_msg *m);
 int evconn_send_raw(struct evconn *c, const void *data, size_t len);
 void evconn_close(struct evconn *c, const char *why);

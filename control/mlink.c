@@ -53,6 +53,11 @@ static void try_connect(struct mlink *l)
 	snprintf(l->peer, sizeof(l->peer), "manager %s", flare_addr_format(addr, s, sizeof(s)));
 	l->c = evconn_connect(l->base, (struct sockaddr *)&ss, (int)len, l->peer,
 			      l->cfg->heartbeat_timeout_ms, &ops, l);
+	if (l->c && l->cfg->auth && evconn_auth(l->c, l->cfg->auth, 1) < 0) {
+		log_error("%s: cannot start authentication", l->peer);
+		evconn_close(l->c, "no authentication"); /* on_close retries */
+		return;
+	}
 	if (!l->c) {
 		l->current = (l->current + 1) % l->n_addrs;
 		schedule_retry(l);

@@ -65,6 +65,7 @@ struct manager {
 	/* a manager that just started knows nothing yet: agents' subscriptions
 	 * are held until it has heard the monitors (server.c) */
 	int warm;
+	uint64_t auth_rejected; /* peers that failed to authenticate */
 };
 
 int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id);

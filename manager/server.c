@@ -28,6 +28,8 @@ static void on_close(struct evconn *c, const char *why)
 {
 	struct manager *m = c->owner;
 	conn_unlink(m, c);
+	if (c->auth_rejected)
+		m->auth_rejected++;
 	if (c->role == FW_ROLE_MONITOR && host_of(c) >= 0) {
 		int h = host_of(c);
 		if (m->hosts[h].monitor == c) {
@@ -206,6 +208,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (m->conns)
 		m->conns->prev = c;
 	m->conns = c;
+	if (m->cfg->auth && evconn_auth(c, m->cfg->auth, 0) < 0) {
+		log_error("%s: cannot start authentication", peer);
+		evconn_close(c, "no authentication");
+	}
 }
 
 void server_broadcast_agents(struct manager *m, const void *frame, size_t len)

@@ -35,11 +35,16 @@ static void render_text(struct manager *m, struct evbuffer *b, uint64_t now)
 		monitors += m->hosts[i].monitor != NULL;
 	evbuffer_add_printf(b,
 			    "manager %d at %s: gen %llu, up %.1f s%s, %d agent(s), %d/%d "
-			    "monitor(s), last ranking %.0f us\n\n",
+			    "monitor(s), last ranking %.0f us\n",
 			    m->id, flare_addr_format(&m->addr, a, sizeof(a)),
 			    (unsigned long long)m->gen, (double)(now - m->start_ns) / 1e9,
 			    m->warm ? "" : " (catching up: agents held)", m->n_agents, monitors,
 			    c->n_hosts, m->last_rank_us);
+	if (c->auth)
+		evbuffer_add_printf(b, "authentication on: %llu peer(s) rejected\n\n",
+				    (unsigned long long)m->auth_rejected);
+	else
+		evbuffer_add_printf(b, "authentication OFF (no auth_key_file)\n\n");
 	evbuffer_add_printf(b, "%-20s %-6s %-6s %s\n", "HOST", "ALIVE", "UTIL", "LAST REPORT");
 	for (int i = 0; i < c->n_hosts; i++) {
 		evbuffer_add_printf(b, "%-20s %-6s %-6.2f ", c->hosts[i].name,
@@ -79,10 +84,11 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 	    b,
 	    "{\"manager\":{\"id\":%d,\"address\":\"%s\",\"gen\":%llu,\"uptime_ms\":%.0f,"
 	    "\"caught_up\":%s,\"agents\":%d,\"rank_us\":%.1f,\"rankings\":%llu,"
-	    "\"pushes\":%llu},\"hosts\":[",
+	    "\"pushes\":%llu,\"auth\":%s,\"auth_rejected\":%llu},\"hosts\":[",
 	    m->id, flare_addr_format(&m->addr, a, sizeof(a)), (unsigned long long)m->gen,
 	    (double)(now - m->start_ns) / 1e6, m->warm ? "true" : "false", m->n_agents,
-	    m->last_rank_us, (unsigned long long)m->rank_count, (unsigned long long)m->push_count);
+	    m->last_rank_us, (unsigned long long)m->rank_count, (unsigned long long)m->push_count,
+	    c->auth ? "true" : "false", (unsigned long long)m->auth_rejected);
 	for (int i = 0; i < c->n_hosts; i++) {
 		const struct mhost *h = &m->hosts[i];
 		evbuffer_add_printf(b,

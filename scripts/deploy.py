@@ -247,11 +247,12 @@ def registering_server(stack, monitor_socket, host, port, name):
 # ---- a replicated request/response service, for the library's tests ----
 
 def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr",
-                  monitor_sockets=True, managers=1):
+                  monitor_sockets=True, managers=1, auth=False):
     """n replicas of service A (rr-server) on n hosts with file: utilization,
     the control plane (`managers` of them), and helpers to start servers and
     clients. Without monitor_sockets the monitors use their default
-    (abstract) socket names."""
+    (abstract) socket names. With auth, the deployment shares a fresh key
+    (auth.key next to the config, mode 0600)."""
     ports = free_ports(n + 1 + managers)
     mports, svc = ports[:managers], ports[managers]
     reps = ports[managers + 1:]
@@ -262,7 +263,7 @@ def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr
                           if monitor_sockets else "") for i in range(n))
     replicas = ",\n".join('      { name = "A-%d"; host = "h%d"; address = "127.0.0.1:%d"; '
                           'load = 0.2; }' % (i + 1, i, p) for i, p in enumerate(reps))
-    conf = """
+    conf = ('auth_key_file = "auth.key";\n' if auth else "") + """
 manager = { addresses = [ %s ]; report_interval_ms = 50;
             heartbeat_interval_ms = 50; heartbeat_timeout_ms = 300; };
 monitor = { probe_interval_ms = 100; probe_timeout_ms = 100; };
@@ -278,6 +279,8 @@ services = (
 """ % (", ".join('"127.0.0.1:%d"' % p for p in mports), stale_ms, hosts, svc, service_extra,
        replicas)
     s = Stack(conf, name)
+    if auth:
+        write_key(os.path.join(s.dir, "auth.key"))
     s.managers = managers
     s.mports = mports
     s.svc = svc
@@ -287,6 +290,13 @@ services = (
         with open(os.path.join(s.dir, "h%d.util" % i), "w") as f:
             f.write("%.2f\n" % (0.1 * (i + 1)))
     return s
+
+
+def write_key(path):
+    """A fresh random key file, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.urandom(32))
 
 
 def start_rr(s, servers=True):

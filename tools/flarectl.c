@@ -2,6 +2,7 @@
  * it believes and prints it.
  * flarectl [-c FILE] table [--shm NAME] [--json]: prints the shared table
  * exactly as this host's libflare.so reads it. */
+#include "authcall.h"
 #include "clock.h"
 #include "config.h"
 #include "table.h"
@@ -32,7 +33,8 @@ static void usage(FILE *f)
 static const struct fw_io io = {connect, send, recv, poll, getsockopt};
 
 /* One manager's status text, or NULL with *why. */
-static char *ask_status(const struct flare_addr *a, int json, const char **why)
+static char *ask_status(const struct flare_addr *a, const struct auth_key *key, int json,
+			const char **why)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = flare_addr_to_sockaddr(a, &ss);
@@ -52,7 +54,8 @@ static char *ask_status(const struct flare_addr *a, int json, const char **why)
 	if (req.err)
 		*why = "cannot encode the request";
 	else if (fw_call_connect(&io, fd, (struct sockaddr *)&ss, len, TIMEOUT_MS, why) == 0 &&
-		 fw_call(&io, fd, &req, FW_STATUS_RESP, &in, TIMEOUT_MS, &ans, why) == 0) {
+		 (key ? auth_call(&io, fd, key, &req, FW_STATUS_RESP, TIMEOUT_MS, &ans, why)
+		      : fw_call(&io, fd, &req, FW_STATUS_RESP, &in, TIMEOUT_MS, &ans, why)) == 0) {
 		if (ans.type == FW_STATUS_RESP) {
 			text = ans.u.text.text;
 			ans.u.text.text = NULL;
@@ -170,11 +173,18 @@ int main(int argc, char **argv)
 			flare_config_free(&cfg);
 		return rc;
 	}
+	struct auth_key key;
+	int keyed = auth_config_key(&cfg, &key, err, sizeof(err));
+	if (keyed < 0) {
+		fprintf(stderr, "flarectl: %s\n", err);
+		flare_config_free(&cfg);
+		return 1;
+	}
 	for (int i = 0; i < cfg.n_managers; i++) {
 		char a[FLARE_ADDR_STRLEN];
 		const char *why = "cannot connect";
 		flare_addr_format(&cfg.managers[i], a, sizeof(a));
-		char *text = ask_status(&cfg.managers[i], json, &why);
+		char *text = ask_status(&cfg.managers[i], keyed ? &key : NULL, json, &why);
 		if (text) {
 			fputs(text, stdout);
 			free(text);

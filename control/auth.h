@@ -1,0 +1,69 @@
+/* Authenticated control connections (auth_key_file), with libsodium.
+ *
+ * Every TCP control connection starts with one FW_AUTH frame each way:
+ * u8 version | 32-byte random nonce. Both sides then derive two session
+ * keys (one per direction) as BLAKE2b-512 keyed with the deployment's key
+ * over "flare-auth-v1" | client nonce | server nonce, and from then on send
+ * only FW_SEALED frames: ChaCha20-Poly1305 (IETF) of whole inner frames,
+ * the outer header as additional data, the nonce a per-direction counter.
+ *
+ * So a peer proves it holds the key with its first sealed frame; a frame
+ * recorded on another connection does not open (the keys differ: both
+ * nonces are fresh), and a frame replayed, dropped or reordered within a
+ * connection does not open either (the counter moved). Nothing before the
+ * first sealed frame is acted on. */
+#ifndef FLARE_AUTH_H
+#define FLARE_AUTH_H
+
+#include "wire.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_KEY_BYTES 32
+#define AUTH_NONCE_BYTES 32
+#define AUTH_TAG_BYTES 16
+#define AUTH_HELLO_LEN (1 + AUTH_NONCE_BYTES)
+/* plaintext per sealed frame: larger writes are split */
+#define AUTH_RECORD_MAX (64u << 10)
+
+struct auth_key {
+	uint8_t k[AUTH_KEY_BYTES];
+};
+
+/* Reads the deployment's key from PATH: a regular file of at least 32
+ * bytes (any content, e.g. `head -c 32 /dev/urandom`), readable by its
+ * owner only. The key is the BLAKE2b hash of the whole file. 0, or -1 with
+ * "PATH: reason" in err. */
+int auth_key_load(const char *path, struct auth_key *key, char *err, size_t errlen);
+
+struct flare_config;
+/* The config's key: 1 loaded into key, 0 when the config names none, -1
+ * with "FILE:LINE: auth_key_file PATH: reason" in err. */
+int auth_config_key(const struct flare_config *cfg, struct auth_key *key, char *err, size_t errlen);
+
+struct auth_session {
+	int client; /* this side connected (it chose the first nonce) */
+	int keyed;  /* the peer's nonce arrived: sealing works */
+	uint8_t key[AUTH_KEY_BYTES];
+	uint8_t nonce[AUTH_NONCE_BYTES];
+	uint8_t tx[AUTH_KEY_BYTES], rx[AUTH_KEY_BYTES];
+	uint64_t tx_seq, rx_seq;
+};
+
+/* Draws this side's nonce; 0, or -1 when libsodium cannot start. */
+int auth_session_init(struct auth_session *s, const struct auth_key *key, int client);
+/* Appends this side's FW_AUTH frame to b. */
+int auth_hello(const struct auth_session *s, struct fw_buf *b);
+/* Takes the peer's FW_AUTH payload and derives the session keys. */
+int auth_take_hello(struct auth_session *s, const uint8_t *payload, size_t len, const char **why);
+/* Appends one FW_SEALED frame holding plain (at most AUTH_RECORD_MAX). */
+int auth_seal(struct auth_session *s, const void *plain, size_t len, struct fw_buf *b);
+/* Opens one FW_SEALED frame (whole, header included) into out, which has
+ * room for len - FW_HDR_LEN - AUTH_TAG_BYTES bytes; returns the plaintext
+ * length, or -1 with *why. */
+long auth_open(struct auth_session *s, const uint8_t *frame, size_t len, uint8_t *out,
+	       const char **why);
+void auth_session_wipe(struct auth_session *s);
+
+#endif

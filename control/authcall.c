@@ -1,0 +1,107 @@
+#include "authcall.h"
+
+#include "clock.h"
+
+#include <string.h>
+
+/* Takes whole frames off the front of raw: the peer's nonce, then sealed
+ * frames opened into plain. 0 when it needs more bytes, -1 on an error. */
+static int unseal(struct auth_session *s, struct fw_buf *raw, struct fw_buf *plain,
+		  const char **why)
+{
+	for (;;) {
+		struct fw_hdr h;
+		long whole = fw_frame_check(raw->data, raw->len, &h, why);
+		if (whole <= 0)
+			return (int)whole;
+		if (h.type == FW_AUTH && !s->keyed) {
+			if (auth_take_hello(s, raw->data + FW_HDR_LEN, h.len, why) < 0)
+				return -1;
+		} else if (h.type == FW_SEALED && s->keyed) {
+			uint8_t *out = fw_buf_reserve(plain, h.len);
+			long n = out ? auth_open(s, raw->data, (size_t)whole, out, why) : -1;
+			if (!out)
+				*why = "out of memory";
+			if (n < 0)
+				return -1;
+			plain->len -= h.len - (size_t)n;
+		} else {
+			*why = s->keyed
+				   ? "an unsealed frame from the manager"
+				   : "the manager does not authenticate (no auth_key_file there?)";
+			return -1;
+		}
+		fw_buf_consume(raw, (size_t)whole);
+	}
+}
+
+static int send_sealed(const struct fw_io *io, int fd, struct auth_session *s,
+		       const struct fw_buf *req, uint64_t end, const char **why)
+{
+	struct fw_buf out = {0};
+	for (size_t off = 0; off < req->len;) {
+		size_t n = req->len - off < AUTH_RECORD_MAX ? req->len - off : AUTH_RECORD_MAX;
+		auth_seal(s, req->data + off, n, &out);
+		off += n;
+	}
+	int rc = out.err ? -1 : fw_send_all(io, fd, out.data, out.len, end, why);
+	if (out.err)
+		*why = "cannot seal the request";
+	fw_buf_free(&out);
+	return rc;
+}
+
+int auth_call(const struct fw_io *io, int fd, const struct auth_key *key, const struct fw_buf *req,
+	      int want, int timeout_ms, struct fw_msg *ans, const char **why)
+{
+	uint64_t end = flare_monotonic_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	struct auth_session s;
+	struct fw_buf hello = {0}, raw = {0}, plain = {0};
+	int rc = -1, sent = 0;
+	memset(ans, 0, sizeof(*ans));
+	if (auth_session_init(&s, key, 1) < 0 || auth_hello(&s, &hello) < 0) {
+		*why = "cannot start authentication";
+		goto out;
+	}
+	if (fw_send_all(io, fd, hello.data, hello.len, end, why) < 0)
+		goto out;
+	for (;;) {
+		struct fw_hdr h;
+		long whole = fw_frame_check(plain.data, plain.len, &h, why);
+		if (whole < 0)
+			goto out;
+		if (whole > 0) {
+			if (fw_decode(h.type, plain.data + FW_HDR_LEN, h.len, ans, why) < 0)
+				goto out;
+			fw_buf_consume(&plain, (size_t)whole);
+			if (ans->type == want || ans->type == FW_ERROR) {
+				rc = 0;
+				goto out;
+			}
+			fw_msg_free(ans);
+			continue;
+		}
+		if (fw_recv_more(io, fd, &raw, end, why) < 0) {
+			/* the manager closes on a frame that does not open */
+			if (sent && s.rx_seq == 0 && strcmp(*why, "closed by the peer") == 0)
+				*why = "the manager refused our frames: the keys differ "
+				       "(check auth_key_file)";
+			goto out;
+		}
+		if (unseal(&s, &raw, &plain, why) < 0)
+			goto out;
+		if (s.keyed && !sent) {
+			if (send_sealed(io, fd, &s, req, end, why) < 0)
+				goto out;
+			sent = 1;
+		}
+	}
+out:
+	if (rc < 0)
+		fw_msg_free(ans);
+	auth_session_wipe(&s);
+	fw_buf_free(&hello);
+	fw_buf_free(&raw);
+	fw_buf_free(&plain);
+	return rc;
+}
