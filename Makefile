@@ -31,7 +31,7 @@ FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text f
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo install clean \
+.PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo soak install clean \
 	deps format help lib-sanitizers lib-asan lib-tsan
 DAEMONS := flare-manager flare-monitor flare-agent flarectl
 BINS := $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/libflare.so $(BUILD)/flare-run \
@@ -105,6 +105,9 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread
 
 BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation $(BUILD)/bench/nbclient
+$(BUILD)/bench/nbclient: tests/bench/nbclient.c $(BUILD)/obj/examples/rr-proto.o
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) -Iexamples $^ -o $@
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libflare-common.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libflare-common.a $(DAEMON_LIBS) -lm
@@ -113,6 +116,12 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libflare-common.a
 bench: deps all $(BENCH_PROGS)
 	@sh scripts/deps.sh bench
 	@python3 tests/bench/bench.py $(BUILD) $(BENCH_ARGS)
+
+# SIGKILLs of serving replicas under checked load (not in check):
+# SOAK_ARGS="--kills 10000" by default; docs/EVALUATION.md has the figures
+soak: all $(BUILD)/bench/nbclient
+	@sh scripts/deps.sh test
+	@python3 scripts/soak.py $(BUILD) $(SOAK_ARGS)
 
 # FLARe's testbed experiment; DEMO_SECONDS per strategy (default 36)
 demo: deps all
@@ -201,6 +210,7 @@ help:
 	@echo "make check    install missing packages, build, run unit + integration tests and a short fuzz"
 	@echo "make demo     run the FLARe experiment on this machine"
 	@echo "make bench    benchmarks (ratios measured side by side)"
+	@echo "make soak     10,000 SIGKILLs of serving replicas under checked load (SOAK_ARGS=)"
 	@echo "make asan     unit tests under ASan+UBSan;  make tsan: under ThreadSanitizer"
 	@echo "make fuzz FUZZ_SECONDS=N   every fuzz target for N seconds"
 	@echo "make install PREFIX=/usr/local DESTDIR="

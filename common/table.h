@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define FLARE_TBL_MAGIC 0x54524c46u /* "FLRT" little endian */
-#define FLARE_TBL_VERSION 1u
+#define FLARE_TBL_VERSION 2u
 #define FLARE_TBL_FLAG_RETIRED 1u
 
 struct flare_tbl_hdr {
@@ -60,6 +60,7 @@ struct flare_tbl_service {
 	uint16_t keepalive_idle_s, keepalive_interval_s, keepalive_count, pad;
 	uint32_t first_replica, n_replicas;
 	int32_t primary;                   /* local index, -1 for a virtual address */
+	uint32_t request_timeout_ms;       /* 0: none */
 	uint8_t order[FLARE_MAX_REPLICAS]; /* for new connections, best first */
 } __attribute__((aligned(8)));
 

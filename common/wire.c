@@ -412,6 +412,7 @@ static void enc_rank_service(struct fw_buf *b, const struct fw_rank_service *s)
 	put_u32(b, s->connect_timeout_ms);
 	put_u32(b, s->user_timeout_ms);
 	put_u32(b, s->replay_buffer);
+	put_u32(b, s->request_timeout_ms);
 	put_u16(b, s->keepalive_idle_s);
 	put_u16(b, s->keepalive_interval_s);
 	put_u16(b, s->keepalive_count);
@@ -433,6 +434,7 @@ static void dec_rank_service(struct rd *r, struct fw_rank_service *s)
 	s->connect_timeout_ms = get_u32(r);
 	s->user_timeout_ms = get_u32(r);
 	s->replay_buffer = get_u32(r);
+	s->request_timeout_ms = get_u32(r);
 	s->keepalive_idle_s = get_u16(r);
 	s->keepalive_interval_s = get_u16(r);
 	s->keepalive_count = get_u16(r);

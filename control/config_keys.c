@@ -42,5 +42,7 @@ const struct config_key flare_config_keys[] = {
      "keepalive probes before the connection is dead"},
     {"services[]", "replay_buffer", KEY_INT, 0, 16 << 20, 65536, SVC(replay_buffer),
      "request bytes kept per descriptor for replay"},
+    {"services[]", "request_timeout_ms", KEY_INT, 0, 3600000, 0, SVC(request_timeout_ms),
+     "a request whose reply has not begun this long is replayed elsewhere (0: never)"},
     {NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };

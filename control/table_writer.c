@@ -98,6 +98,7 @@ static void fill_service(struct flare_tbl_service *t, const struct fw_rank_servi
 	t->connect_timeout_ms = s->connect_timeout_ms;
 	t->user_timeout_ms = s->user_timeout_ms;
 	t->replay_buffer = s->replay_buffer;
+	t->request_timeout_ms = s->request_timeout_ms;
 	t->keepalive_idle_s = s->keepalive_idle_s;
 	t->keepalive_interval_s = s->keepalive_interval_s;
 	t->keepalive_count = s->keepalive_count;

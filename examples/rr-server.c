@@ -3,7 +3,11 @@
  * server's tag after an optional CPU cost.
  *
  *   rr-server -l ADDR:PORT [--tag NAME] [--size N] [--lp] [--cpu-us N]
- *             [--crash-after N] [--ready-file PATH] */
+ *             [--crash-after N] [--hang-after N] [--ready-file PATH]
+ *
+ * --crash-after N: SIGKILLs itself on request N+1 (a crash);
+ * --hang-after N: from request N+1 on, reads requests and never answers,
+ * alive and running (a deadlock: what no monitor sees). */
 #include "rr-proto.h"
 
 #include <arpa/inet.h>
@@ -22,7 +26,7 @@
 static size_t msg_size = 64;
 static int length_prefixed;
 static long cpu_us;
-static long crash_after = -1;
+static long crash_after = -1, hang_after = -1;
 static long served;
 static char tag[RR_TAG_LEN] = "rr-server";
 
@@ -45,9 +49,11 @@ static void *serve(void *arg)
 		if (rr_read_full(fd, buf + 4, n) != 0)
 			break;
 		rr_burn_cpu_us(cpu_us);
-		if (crash_after >= 0 &&
-		    __atomic_add_fetch(&served, 1, __ATOMIC_RELAXED) > crash_after)
+		long nth = __atomic_add_fetch(&served, 1, __ATOMIC_RELAXED);
+		if (crash_after >= 0 && nth > crash_after)
 			raise(SIGKILL); /* a crash, as abrupt as it gets */
+		while (hang_after >= 0 && nth > hang_after)
+			pause(); /* stuck for good, the request unanswered */
 		rr_set_tag(buf + 4, tag);
 		memcpy(buf, &be, 4);
 		if (rr_write_full(fd, length_prefixed ? buf : buf + 4,
@@ -67,6 +73,7 @@ int main(int argc, char **argv)
 					     {"lp", no_argument, NULL, 'p'},
 					     {"cpu-us", required_argument, NULL, 'u'},
 					     {"crash-after", required_argument, NULL, 'k'},
+					     {"hang-after", required_argument, NULL, 'H'},
 					     {"ready-file", required_argument, NULL, 'r'},
 					     {NULL, 0, NULL, 0}};
 	const char *listen_at = NULL, *ready = NULL;
@@ -79,11 +86,12 @@ int main(int argc, char **argv)
 		case 'p': length_prefixed = 1; break;
 		case 'u': cpu_us = atol(optarg); break;
 		case 'k': crash_after = atol(optarg); break;
+		case 'H': hang_after = atol(optarg); break;
 		case 'r': ready = optarg; break;
 		default:
 			fprintf(stderr,
 				"usage: rr-server -l ADDR:PORT [--tag NAME] [--size N] [--lp] "
-				"[--cpu-us N] [--crash-after N] [--ready-file PATH]\n");
+				"[--cpu-us N] [--crash-after N] [--hang-after N] [--ready-file PATH]\n");
 			return 2;
 		}
 	}

@@ -44,6 +44,7 @@ int state_init(struct manager *m)
 		p->connect_timeout_ms = (uint32_t)s->connect_timeout_ms;
 		p->user_timeout_ms = (uint32_t)s->user_timeout_ms;
 		p->replay_buffer = (uint32_t)s->replay_buffer;
+		p->request_timeout_ms = (uint32_t)s->request_timeout_ms;
 		p->keepalive_idle_s = (uint16_t)s->keepalive_idle_s;
 		p->keepalive_interval_s = (uint16_t)s->keepalive_interval_s;
 		p->keepalive_count = (uint16_t)s->keepalive_count;

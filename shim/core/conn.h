@@ -128,7 +128,7 @@ struct fconn {
 	socklen_t dialed_len;
 	uint32_t svc_index;
 	uint8_t replay, failover;
-	uint32_t connect_timeout_ms, user_timeout_ms;
+	uint32_t connect_timeout_ms, user_timeout_ms, request_timeout_ms;
 	uint16_t ka_idle, ka_intvl, ka_cnt;
 	int has_bind;
 	struct sockaddr_storage bind_sa;
@@ -142,12 +142,13 @@ struct fconn {
 	uint64_t timeouts_due_ms;     /* published by timeouts_owed (release) */
 
 	/* the exchange */
-	int xchg;          /* [atom] enum fconn_xchg; moved under [lock] by writes */
-	uint32_t len;      /* [lock] bytes of the outstanding request in buf */
-	int shut_wr;       /* [atom] the program half-closed: repeat it after a replay */
-	uint32_t replayed; /* [atom] replicas (bits) a heal moved this request to */
-	int session;       /* [atom] enum flare_session_proto, from the first bytes written */
-	int session_bound; /* [atom] a session protocol's startup was answered: no heals */
+	int xchg;              /* [atom] enum fconn_xchg; moved under [lock] by writes */
+	uint32_t len;          /* [lock] bytes of the outstanding request in buf */
+	uint64_t req_start_ms; /* [atom] when the outstanding request went out (or was replayed) */
+	int shut_wr;           /* [atom] the program half-closed: repeat it after a replay */
+	uint32_t replayed;     /* [atom] replicas (bits) a heal moved this request to */
+	int session;           /* [atom] enum flare_session_proto, from the first bytes written */
+	int session_bound;     /* [atom] a session protocol's startup was answered: no heals */
 
 	/* the replicas still to try, in order: [claim] */
 	uint8_t cand[FLARE_MAX_REPLICAS];
@@ -207,8 +208,13 @@ extern int flare_n_pending; /* [atom] connections on the pending list */
 extern int flare_n_managed; /* [atom] live connections: readiness hooks exit at 0 */
 int pending_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max);
 
-/* ---- the exchange (exchange.c): pure, no system calls ---- */
+/* ---- the exchange (exchange.c): no system calls but the clock ---- */
+/* Connections with a request outstanding (REQUEST, OVERSIZE): while there
+ * are any, readiness waits are sliced to look at them (watch.c). */
+extern int flare_n_outstanding; /* [atom] */
 void exchange_reset(struct fconn *fc);
+/* The connection is let go (closed): it waits for no reply any more. */
+void exchange_retire(struct fconn *fc);
 /* The program wrote n bytes (n may be 0: a write that failed before
  * sending anything still ends an answered exchange). */
 void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);

@@ -2,14 +2,33 @@
  * read on a connection since its last request began, and so whether a
  * failure may be healed. A request is "outstanding" from its first byte
  * written until the first byte of its reply is read; only then may it be
- * replayed on another replica. No system calls here. */
+ * replayed on another replica. No system calls here but the clock (when a
+ * request began, for request_timeout_ms). */
 #include "shim.h"
 
 #include <string.h>
 
+int flare_n_outstanding;
+
 static int xchg_load(const struct fconn *fc)
 {
 	return __atomic_load_n(&fc->xchg, __ATOMIC_ACQUIRE);
+}
+
+static int is_outstanding(int x) { return x == FX_REQUEST || x == FX_OVERSIZE; }
+
+/* Every move of fc->xchg goes through here once it happened: the count of
+ * connections waiting for a reply, which slices the readiness waits. */
+static void moved(int from, int to)
+{
+	int d = is_outstanding(to) - is_outstanding(from);
+	if (d)
+		__atomic_add_fetch(&flare_n_outstanding, d, __ATOMIC_RELEASE);
+}
+
+void exchange_retire(struct fconn *fc)
+{
+	moved(__atomic_exchange_n(&fc->xchg, FX_FRESH, __ATOMIC_ACQ_REL), FX_FRESH);
 }
 
 void exchange_reset(struct fconn *fc)
@@ -18,7 +37,7 @@ void exchange_reset(struct fconn *fc)
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&fc->session, SESSION_NONE, __ATOMIC_RELAXED);
 	__atomic_store_n(&fc->session_bound, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->xchg, FX_FRESH, __ATOMIC_RELEASE);
+	exchange_retire(fc);
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -73,9 +92,12 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 		n -= k;
 	}
 	/* a reader thread may have seen reply bytes meanwhile: it wins */
-	if (to != from)
-		__atomic_compare_exchange_n(&fc->xchg, &from, to, 0, __ATOMIC_ACQ_REL,
-					    __ATOMIC_ACQUIRE);
+	if (to != from && __atomic_compare_exchange_n(&fc->xchg, &from, to, 0, __ATOMIC_ACQ_REL,
+						      __ATOMIC_ACQUIRE)) {
+		moved(from, to);
+		if (!is_outstanding(from))
+			__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
+	}
 	pthread_mutex_unlock(&fc->lock);
 }
 
@@ -93,13 +115,18 @@ void exchange_write_failed(struct fconn *fc)
 
 void exchange_read(struct fconn *fc)
 {
-	if (xchg_load(fc) == FX_ANSWERED)
+	int from = xchg_load(fc);
+	if (from == FX_ANSWERED)
 		return;
 	/* progress: the next failure may go to every replica again */
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
 	if (__atomic_load_n(&fc->session, __ATOMIC_RELAXED) != SESSION_NONE)
 		__atomic_store_n(&fc->session_bound, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->xchg, FX_ANSWERED, __ATOMIC_RELEASE);
+	while (!__atomic_compare_exchange_n(&fc->xchg, &from, FX_ANSWERED, 0, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE))
+		if (from == FX_ANSWERED)
+			return;
+	moved(from, FX_ANSWERED);
 }
 
 int exchange_outstanding(const struct fconn *fc)

@@ -129,6 +129,7 @@ void fconn_release(struct fconn *fc)
 {
 	timeouts_forget(fc);
 	fconn_leave_pending(fc);
+	exchange_retire(fc); /* no longer waiting for a reply */
 	if (__atomic_exchange_n(&fc->state, FC_FREE, __ATOMIC_ACQ_REL) != FC_FREE)
 		__atomic_sub_fetch(&flare_n_managed, 1, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);

@@ -164,6 +164,7 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	}
 	uint8_t order[FLARE_MAX_REPLICAS + 1];
 	uint64_t t0 = flare_monotonic_ns();
+	watch_demote(&rt);
 	uint32_t len = exchange_replay_len(fc);
 	int n = targets(fc, &rt, order);
 	const char *from = rt.reps[fc->cur].name;
@@ -185,6 +186,8 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 		if (swapped < 0)
 			break;
 		fc->cur = idx;
+		/* the replayed request's own time starts now (request_timeout_ms) */
+		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 		__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
 		STAT_INC(failovers);
 		if (async)

@@ -117,10 +117,11 @@ __attribute__((destructor)) static void flare_dtor(void)
 	if (s.managed || s.failovers || s.passed_errors)
 		log_info("pid %d: %llu managed connection(s), %llu connect failover(s), %llu "
 			 "failover(s), %llu replay(s) of %llu byte(s), %llu wake-up(s) on a dead "
-			 "replica, %llu error(s) passed through",
+			 "replica, %llu request timeout(s), %llu error(s) passed through",
 			 (int)flare_pid, (unsigned long long)s.managed,
 			 (unsigned long long)s.connect_failovers, (unsigned long long)s.failovers,
 			 (unsigned long long)s.replays, (unsigned long long)s.replay_bytes,
 			 (unsigned long long)s.table_dead_wakeups,
+			 (unsigned long long)s.request_timeouts,
 			 (unsigned long long)s.passed_errors);
 }

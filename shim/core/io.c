@@ -1,8 +1,8 @@
 /* The read and write families on managed descriptors. Reads wait in the
  * kernel for at most one slice (the socket's SO_RCVTIMEO, set by the
  * library) so that, between slices, a program blocked for a reply learns
- * from the table that its replica died; the program's own receive timeout
- * is enforced here. */
+ * from the table that its replica died, or that its request's reply is
+ * overdue (watch.c); the program's own receive timeout is enforced here. */
 #include "shim.h"
 
 #include <errno.h>
@@ -19,13 +19,6 @@ static ssize_t do_read(enum rop op, int fd, void *buf, size_t len, struct msghdr
 	case R_RECVMSG: return real.recvmsg(fd, msg, flags);
 	default: return real.readv(fd, msg->msg_iov, (int)msg->msg_iovlen);
 	}
-}
-
-static int replica_dead(struct fconn *fc)
-{
-	struct flare_route rt;
-	return route_read(fc->svc_index, &rt) == FLARE_TBL_OK &&
-	       (uint32_t)fc->cur < rt.svc.n_replicas && !rt.reps[fc->cur].alive;
 }
 
 static int nonblocking(int fd, int flags)
@@ -74,11 +67,10 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 				errno = EAGAIN;
 				return -1;
 			}
+			const char *why = NULL;
 			if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) == gen &&
-			    exchange_outstanding(fc) && replica_dead(fc)) {
-				STAT_INC(table_dead_wakeups);
-				heal(fc, gen, "replica dead in the table", 0);
-			}
+			    (why = watch_why(fc)) != NULL)
+				heal(fc, gen, why, 0);
 			continue;
 		}
 		if (err == ENOTSOCK || err == EBADF) {

@@ -34,6 +34,7 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 	fc->connect_timeout_ms = rt->svc.connect_timeout_ms ? rt->svc.connect_timeout_ms
 							    : FLARE_DEFAULT_CONNECT_TIMEOUT_MS;
 	fc->user_timeout_ms = rt->svc.user_timeout_ms;
+	fc->request_timeout_ms = rt->svc.request_timeout_ms;
 	fc->ka_idle = rt->svc.keepalive_idle_s;
 	fc->ka_intvl = rt->svc.keepalive_interval_s;
 	fc->ka_cnt = rt->svc.keepalive_count;
@@ -102,6 +103,12 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 		 const struct flare_addr *dst, const struct flare_route *rt)
 {
 	uint8_t order[FLARE_MAX_REPLICAS];
+	struct flare_route demoted;
+	if (__atomic_load_n(&flare_stats.request_timeouts, __ATOMIC_RELAXED)) {
+		demoted = *rt; /* only once a request timed out in this process */
+		if (watch_demote(&demoted))
+			rt = &demoted;
+	}
 	int n = order_connect(rt, order), first_err = 0;
 	int blocking = !(real.fcntl(fd, F_GETFL) & O_NONBLOCK);
 	struct fconn *fc = n ? fconn_for(fd, type, sa, len, dst, rt) : NULL;

@@ -34,7 +34,9 @@
 	X(failovers)                                                                               \
 	X(heals_async)                                                                             \
 	X(replays)                                                                                 \
-	X(replay_bytes) X(passed_errors) X(table_dead_wakeups) X(queries_answered) X(queries_failed)
+	X(replay_bytes)                                                                            \
+	X(passed_errors)                                                                           \
+	X(table_dead_wakeups) X(request_timeouts) X(queries_answered) X(queries_failed)
 #define FLARE_STATS_FIELD(name) uint64_t name;
 struct flare_stats {
 	FLARE_STATS_FIELDS(FLARE_STATS_FIELD)
@@ -187,6 +189,16 @@ struct sliced_wait {
 	int left_ms;
 };
 int wait_sliced(struct sliced_wait *w, int timeout_ms);
+
+/* ---- watch.c: requests on replicas that will not answer ---- */
+/* Why fc's outstanding request should be replayed elsewhere now (its
+ * replica is dead in the table, or request_timeout_ms passed), or NULL. */
+const char *watch_why(struct fconn *fc);
+/* Heals every such connection; at most once a slice, from readiness waits. */
+void watch_all(void);
+/* Marks the replicas that let a request time out lately as dead in this
+ * copy of a route, so orders try them last; how many. */
+int watch_demote(struct flare_route *rt);
 
 /* ---- epreg.c: epoll registrations that follow a swap ---- */
 void ep_register(struct fconn *fc, int epfd, int fd, uint32_t events, uint64_t data);

@@ -20,16 +20,19 @@ int wait_left(int timeout_ms, int64_t deadline)
 	return left > 0 ? (int)left : 0;
 }
 
+static int at_most(int timeout, int ms) { return timeout < 0 || timeout > ms ? ms : timeout; }
+
 int wait_slice(int timeout)
 {
 	/* a pending replay is moved on every millisecond: the program is not
 	 * waiting for the new socket's POLLOUT */
-	if (__atomic_load_n(&flare_n_pending, __ATOMIC_ACQUIRE) && nb_progress_all() &&
-	    (timeout < 0 || timeout > 1))
-		return 1;
-	if (__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE) &&
-	    (timeout < 0 || timeout > FLARE_TIMEOUTS_DEFER_MS))
-		return FLARE_TIMEOUTS_DEFER_MS;
+	if (__atomic_load_n(&flare_n_pending, __ATOMIC_ACQUIRE) && nb_progress_all())
+		return at_most(timeout, 1);
+	if (__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE))
+		timeout = at_most(timeout, FLARE_TIMEOUTS_DEFER_MS);
+	/* a reply awaited: its replica may die or hang meanwhile (watch.c) */
+	if (__atomic_load_n(&flare_n_outstanding, __ATOMIC_ACQUIRE))
+		timeout = at_most(timeout, FLARE_SLICE_MS);
 	return timeout;
 }
 
@@ -47,6 +50,8 @@ int wait_sliced(struct sliced_wait *w, int timeout)
 		int n = w->wait(w, wait_slice(timeout));
 		if (n < 0)
 			return n;
+		if (__atomic_load_n(&flare_n_outstanding, __ATOMIC_ACQUIRE))
+			watch_all();
 		if (n == 0)
 			wait_slept();
 		int left = n ? w->filter(w, n) : 0;

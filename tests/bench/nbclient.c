@@ -1,10 +1,16 @@
-/* nbclient MODE ADDR PORT COUNT: event-loop style clients for the overhead
- * benchmark, speaking rr-server's 64-byte echo.
+/* nbclient MODE ADDR PORT COUNT [SECONDS]: event-loop style clients for the
+ * overhead benchmark, the tests and the soak, speaking rr-server's 64-byte
+ * echo.
  *   connect-loop: per request, a non-blocking socket, connect, poll for
  *                 POLLOUT, SO_ERROR, send, poll for POLLIN, recv, close
  *                 (curl's pattern)
- *   epoll:        one non-blocking connection driven by epoll_wait
- * Prints "requests=N mean_us=X". */
+ *   epoll:        one non-blocking connection driven by edge-triggered
+ *                 epoll_wait; every reply is checked to be its request's
+ *                 (rr-proto ids), so a lost, repeated or mixed reply fails
+ * COUNT requests, or fewer when SECONDS pass first. Prints "requests=N
+ * mean_us=X"; exits 1 naming the first failure. */
+#include "rr-proto.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -74,7 +80,7 @@ static void connect_loop(long count)
 	}
 }
 
-static void epoll_loop(long count)
+static long epoll_loop(long count, double end_us)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
 	int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -84,9 +90,9 @@ static void epoll_loop(long count)
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET}, out[4];
 	ev.data.fd = fd;
 	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-	char req[64], rep[64];
-	memset(req, 'e', sizeof(req));
+	uint8_t req[64], rep[64];
 	long done = 0;
+	rr_fill(req, sizeof(req), 1);
 	size_t sent = 0, got = 0;
 	int writable = 0;
 	while (done < count) {
@@ -112,29 +118,39 @@ static void epoll_loop(long count)
 				die("recv");
 			got += (size_t)r;
 			if (got == sizeof(rep)) {
+				if (rr_verify(rep, sizeof(rep), (uint64_t)done + 1) != 0) {
+					fprintf(stderr, "nbclient: request %ld: the reply is not its own\n",
+						done + 1);
+					exit(1);
+				}
 				got = sent = 0;
-				if (++done == count)
+				if (++done == count || (end_us > 0 && (done & 63) == 0 && now_us() >= end_us))
 					break;
+				rr_fill(req, sizeof(req), (uint64_t)done + 1);
 			}
 		}
+		if (end_us > 0 && (done & 63) == 0 && done && now_us() >= end_us)
+			break;
 	}
 	close(ep);
 	close(fd);
+	return done;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc != 5)
+	if (argc != 5 && argc != 6)
 		return 2;
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)atoi(argv[3]));
 	inet_pton(AF_INET, argv[2], &sa.sin_addr);
 	long count = atol(argv[4]);
 	double t = now_us();
+	double end = argc == 6 ? t + atof(argv[5]) * 1e6 : 0;
 	if (strcmp(argv[1], "connect-loop") == 0)
 		connect_loop(count);
 	else
-		epoll_loop(count);
+		count = epoll_loop(count, end);
 	printf("requests=%ld mean_us=%.2f\n", count, (now_us() - t) / (double)count);
 	return 0;
 }

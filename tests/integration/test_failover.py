@@ -388,6 +388,75 @@ def test_stopped_replica_is_dead():
     wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 5, what="alive after SIGCONT")
 
 
+def nbclient(s, count):
+    """The edge-triggered epoll client (one non-blocking connection)."""
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/bench/nbclient",
+                          "epoll", "127.0.0.1", str(s.svc), str(count)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, FLARE_LOG="info", **senv))
+    p.stats = stats
+    return p
+
+
+def test_stopped_replica_epoll_client():
+    """The same for a program waiting in epoll_wait: its wait is sliced
+    while a reply is awaited, and the request moves on once the table says
+    the replica is dead."""
+    s = rr_deployment()
+    start_rr(s)
+    wait_for(lambda: all_registered(s), 10, what="every server registered")
+    victim = serving_replica(s)
+    p = nbclient(s, 40000)
+    time.sleep(0.3)
+    s.procs["rr%d" % victim].send_signal(signal.SIGSTOP)
+    try:
+        out, err = p.communicate(timeout=60)
+    finally:
+        s.procs["rr%d" % victim].send_signal(signal.SIGCONT)
+    st = library_stats(p.stats)
+    check(p.returncode == 0 and "requests=40000" in out, "epoll client: rc %d %r %s" % (
+        p.returncode, out, err[-800:]))
+    check(st["table_dead_wakeups"] >= 1 and st["failovers"] >= 1,
+          "healed on the table's word: %r" % st)
+
+
+def test_request_timeout_heals_hung_replica():
+    """A replica that hangs while staying alive and running (it reads the
+    request and never answers: nothing a monitor sees) is left after the
+    service's request_timeout_ms, by a blocking client and by an epoll one,
+    and the request is answered by another replica."""
+    s = rr_deployment(service_extra="request_timeout_ms = 300;")
+    start_rr(s, servers=False)
+    for i in range(s.n):
+        rr_server(s, i, ["--hang-after", "150"])
+    wait_for(lambda: all_alive(s), 10, what="every replica alive")
+    lat = os.path.join(s.dir, "lat.log")
+    p = rr_client(s, ["-n", "400", "-r", "500", "--log", lat], wait=False)
+    out, err = p.communicate(timeout=60)
+    n, errors, served = parse(out)
+    check(p.returncode == 0 and n == 400 and errors == 0, "rc %d: %s %s" % (p.returncode, out,
+                                                                         err[-600:]))
+    st = library_stats(p.stats)
+    check(st["request_timeouts"] >= 2 and len(served) == 3,
+          "two replicas hung, three served: %r %s" % (st, served))
+    worst = max(float(line.split()[2]) for line in open(lat)) / 1000
+    print("     hung replica, request_timeout_ms = 300: worst request %.0f ms" % worst)
+    # one timeout per hung replica: a suspect is not tried twice
+    check(300 <= worst < 600, "the request on the hung replica waited %.0f ms" % worst)
+    # the epoll client, on fresh replicas
+    for i in range(s.n):
+        s.kill("rr%d" % i)
+        rr_server(s, i, ["--hang-after", "2000"])
+    wait_for(lambda: all_alive(s), 10, what="every replica alive again")
+    q = nbclient(s, 5000)
+    out, err = q.communicate(timeout=60)
+    st = library_stats(q.stats)
+    check(q.returncode == 0 and "requests=5000" in out, "epoll client: rc %d %r %s" % (
+        q.returncode, out, err[-800:]))
+    check(st["request_timeouts"] >= 2, "left two hung replicas: %r" % st)
+
+
 def test_python_client_spawning_children():
     s = rr_deployment()
     start_rr(s)
@@ -632,7 +701,8 @@ if __name__ == "__main__":
          test_stale_table_still_fails_over, test_16_threads_through_failovers,
          test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
-         test_stopped_replica_is_dead,
+         test_stopped_replica_is_dead, test_stopped_replica_epoll_client,
+         test_request_timeout_heals_hung_replica,
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
          test_flare_run_warns_about_static_programs,
