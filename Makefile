@@ -27,7 +27,7 @@ COMMON_ALL := $(COMMON_LIBC) $(CONTROL_SRC)
 SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/core/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text fuzz_query \
-	fuzz_table fuzz_config fuzz_auth
+	fuzz_table fuzz_config fuzz_auth fuzz_framer
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -84,6 +84,9 @@ $(BUILD)/libflare-core.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 $(BUILD)/tests/test_core: tests/unit/test_core.c $(BUILD)/libflare-core.a
+	@mkdir -p $(dir $@)
+	$(CC) $(STD) $(LIB_CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libflare-core.a -lcmocka -lpthread
+$(BUILD)/tests/test_frame: tests/unit/test_frame.c $(BUILD)/libflare-core.a
 	@mkdir -p $(dir $@)
 	$(CC) $(STD) $(LIB_CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libflare-core.a -lcmocka -lpthread
 # the manager's state, without its main()
@@ -189,6 +192,10 @@ $(BUILD)/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c $(FUZZ_SRC) control/auth.c contr
 		$(FUZZ_HDR)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lconfig -levent -lsodium
+FRAMER_SRC := $(wildcard shim/core/frame*.c)
+$(BUILD)/fuzz/fuzz_framer: tests/fuzz/fuzz_framer.c $(FRAMER_SRC) $(wildcard shim/core/frame*.h)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -Ishim/core $(filter %.c,$^) -o $@
 # one target per message decoder, from one source
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_decoder.c $(FUZZ_SRC) $(FUZZ_HDR)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,434 @@
+/* HTTP/1.1: requests (request line, headers, a body by Content-Length or
+ * chunked) and replies (status line, headers, a body by Content-Length,
+ * chunked, or none for HEAD, 1xx, 204 and 304), pipelined. A reply whose
+ * body ends only at the close, a 101 (WebSocket, h2c) and CONNECT end
+ * framing; Connection: close and HTTP/1.0 replies say the server will
+ * close. GET, HEAD, OPTIONS, TRACE, PUT and DELETE may run twice (RFC 9110
+ * idempotent methods); POST, PATCH and any other method only with an
+ * Idempotency-Key header. */
+#include "frame_int.h"
+
+enum {
+	H_START,   /* before a request or status line */
+	H_FIRST,   /* in it */
+	H_HDR,     /* at the start of a header line */
+	H_NAME,    /* in a header name */
+	H_VALUE,   /* in a header value */
+	H_HDR_END, /* the empty line's '\n' */
+	H_BODY,    /* Content-Length bytes */
+	H_CHUNK,   /* a chunk-size line */
+	H_CHUNK_DATA,
+	H_CHUNK_CRLF,
+	H_TRAILER, /* header lines after the last chunk */
+};
+
+/* the state both directions share, so one set of line rules serves both */
+struct hline {
+	uint8_t *st, *wlen, *vlen, *chunked, *crlf;
+	uint32_t *line;
+	int64_t *cl, *need, *num;
+	uint8_t *neg, *digits;
+	char *word, *val;
+};
+
+static int hex_val(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (uint8_t)(c | 0x20);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Content-Length and Transfer-Encoding, for either direction; -1 when
+ * they cannot be read (framing is over). */
+static int body_header(struct hline *h)
+{
+	size_t vl = *h->vlen;
+	if (fr_is(h->word, *h->wlen, "CONTENT-LENGTH")) {
+		int64_t v = 0;
+		if (vl == 0 || vl >= FR_WORD)
+			return -1;
+		for (size_t i = 0; i < vl; i++) {
+			if (h->val[i] < '0' || h->val[i] > '9' || i >= FR_NUM_DIGITS)
+				return -1;
+			v = v * 10 + (h->val[i] - '0');
+		}
+		if (*h->cl >= 0 && *h->cl != v)
+			return -1; /* two lengths that differ: request smuggling territory */
+		*h->cl = v;
+	} else if (fr_is(h->word, *h->wlen, "TRANSFER-ENCODING")) {
+		if (vl >= FR_WORD)
+			return -1;
+		/* chunked must be the last coding */
+		*h->chunked = vl >= 7 && fr_is(h->val + vl - 7, 7, "CHUNKED");
+		if (!*h->chunked)
+			return -1;
+	}
+	return 0;
+}
+
+/* One byte of the chunked body; 1 when the body (and its trailers) ended. */
+static int chunk_byte(struct hline *h, uint8_t c)
+{
+	switch (*h->st) {
+	case H_CHUNK:
+		if (++*h->line > FR_LINE_MAX)
+			return -1;
+		if (c == '\n') {
+			if (!*h->digits)
+				return -1;
+			*h->need = *h->num;
+			*h->st = *h->num ? H_CHUNK_DATA : H_TRAILER;
+			*h->line = 0;
+			return 0;
+		}
+		if (*h->neg) /* in a chunk extension: skipped */
+			return 0;
+		if (c == ';' || c == ' ' || c == '\t' || c == '\r') {
+			*h->neg = 1;
+			return 0;
+		}
+		if (hex_val(c) < 0 || ++*h->digits > 15)
+			return -1;
+		*h->num = *h->num * 16 + hex_val(c);
+		return 0;
+	case H_CHUNK_CRLF:
+		if (c != (*h->crlf ? '\n' : '\r'))
+			return -1;
+		if ((*h->crlf)++) {
+			*h->st = H_CHUNK;
+			*h->num = 0;
+			*h->neg = *h->digits = 0;
+		}
+		return 0;
+	default: /* H_TRAILER: lines up to an empty one */
+		if (++*h->line > FR_LINE_MAX)
+			return -1;
+		if (c == '\n') {
+			int empty = *h->line <= 2;
+			*h->line = 0;
+			return empty ? 1 : 0;
+		}
+		return 0;
+	}
+}
+
+/* One byte of a header section (after the first line). 1 at its end. */
+static int header_byte(struct hline *h, uint8_t c, int (*take)(void *, struct hline *), void *owner)
+{
+	switch (*h->st) {
+	case H_HDR:
+		if (c == '\r') {
+			*h->st = H_HDR_END;
+			return 0;
+		}
+		if (c == '\n')
+			return 1;
+		*h->wlen = *h->vlen = 0;
+		*h->line = 1;
+		fr_keep(h->word, h->wlen, c);
+		*h->st = H_NAME;
+		return 0;
+	case H_HDR_END: return c == '\n' ? 1 : -1;
+	case H_NAME:
+		if (++*h->line > FR_LINE_MAX || c == '\n')
+			return -1;
+		if (c == ':')
+			*h->st = H_VALUE;
+		else
+			fr_keep(h->word, h->wlen, c);
+		return 0;
+	default: /* H_VALUE */
+		if (++*h->line > FR_LINE_MAX)
+			return -1;
+		if (c == '\n') {
+			while (*h->vlen &&
+			       (h->val[*h->vlen - 1] == ' ' || h->val[*h->vlen - 1] == '\t'))
+				(*h->vlen)--;
+			*h->st = H_HDR;
+			return take(owner, h) < 0 ? -1 : 0;
+		}
+		if (c == '\r' || ((c == ' ' || c == '\t') && *h->vlen == 0))
+			return 0;
+		if (*h->vlen < FR_WORD)
+			h->val[(*h->vlen)++] = (char)c;
+		else
+			*h->vlen = FR_WORD; /* too long to be one we read */
+		return 0;
+	}
+}
+
+/* ---- requests ---- */
+
+static struct hline req_line(struct fr_req *f)
+{
+	return (struct hline){&f->st,   &f->wlen, &f->vlen, &f->chunked, &f->crlf, &f->line, &f->cl,
+			      &f->need, &f->num,  &f->neg,  &f->digits,  f->word,  f->cmd};
+}
+
+static int req_header(void *owner, struct hline *h)
+{
+	struct fr_req *f = owner;
+	if (fr_is(h->word, *h->wlen, "IDEMPOTENCY-KEY"))
+		f->unsafe = 0;
+	return body_header(h);
+}
+
+static long req_done(struct fr_req *f, long used, int *ended, uint16_t *flags)
+{
+	*flags = (uint16_t)(f->flags | (f->unsafe ? RQ_UNSAFE : 0));
+	*ended = 1;
+	fr_req_init(f, PROTO_HTTP);
+	return used;
+}
+
+/* The request line's method, kept in word: its flags. */
+static void method(struct fr_req *f)
+{
+	const char *w = f->word;
+	size_t n = f->wlen;
+	if (fr_is(w, n, "HEAD"))
+		f->flags |= RQ_HEAD;
+	else if (fr_is(w, n, "CONNECT"))
+		f->flags |= RQ_ENDS;
+	f->unsafe = !(fr_is(w, n, "GET") || fr_is(w, n, "HEAD") || fr_is(w, n, "OPTIONS") ||
+		      fr_is(w, n, "TRACE") || fr_is(w, n, "PUT") || fr_is(w, n, "DELETE"));
+}
+
+long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags)
+{
+	struct hline h = req_line(f);
+	size_t i = 0;
+	*ended = 0;
+	while (i < n) {
+		uint8_t c = p[i];
+		int r;
+		switch (f->st) {
+		case H_START:
+			i++;
+			if (c == '\r' || c == '\n')
+				break; /* empty lines before a request are allowed */
+			f->wlen = 0;
+			f->line = 1;
+			fr_keep(f->word, &f->wlen, c);
+			f->st = H_FIRST;
+			f->arg = 0;
+			break;
+		case H_FIRST:
+			i++;
+			if (++f->line > FR_LINE_MAX)
+				return -1;
+			if (c == ' ' && f->arg == 0) {
+				method(f);
+				f->arg = 1;
+			} else if (c == '\n') {
+				if (f->arg == 0)
+					return -1;
+				f->st = H_HDR;
+			} else if (f->arg == 0) {
+				fr_keep(f->word, &f->wlen, c);
+			}
+			break;
+		case H_HDR:
+		case H_HDR_END:
+		case H_NAME:
+		case H_VALUE:
+			i++;
+			r = header_byte(&h, c, req_header, f);
+			if (r < 0)
+				return -1;
+			if (r == 0)
+				break;
+			if (f->flags & RQ_ENDS)
+				return req_done(f, (long)i, ended, flags);
+			if (f->chunked) {
+				f->st = H_CHUNK;
+				fr_num_reset(&f->num, &f->neg, &f->digits);
+			} else if (f->cl > 0) {
+				f->need = f->cl;
+				f->st = H_BODY;
+			} else {
+				return req_done(f, (long)i, ended, flags);
+			}
+			break;
+		case H_BODY:
+		case H_CHUNK_DATA: {
+			size_t k = n - i < (size_t)f->need ? n - i : (size_t)f->need;
+			i += k;
+			f->need -= (int64_t)k;
+			if (f->need == 0 && f->st == H_BODY)
+				return req_done(f, (long)i, ended, flags);
+			if (f->need == 0) {
+				f->st = H_CHUNK_CRLF;
+				f->crlf = 0;
+			}
+			break;
+		}
+		default:
+			i++;
+			r = chunk_byte(&h, c);
+			if (r < 0)
+				return -1;
+			if (r == 1)
+				return req_done(f, (long)i, ended, flags);
+		}
+	}
+	return (long)i;
+}
+
+/* ---- replies ---- */
+
+static struct hline rep_line(struct fr_rep *f)
+{
+	return (struct hline){&f->st,   &f->wlen, &f->vlen, &f->chunked, &f->crlf, &f->line, &f->cl,
+			      &f->need, &f->num,  &f->neg,  &f->digits,  f->word,  f->val};
+}
+
+static int has_token(const char *v, size_t n, const char *tok)
+{
+	size_t t = strlen(tok);
+	for (size_t i = 0; i + t <= n; i++)
+		if ((i == 0 || v[i - 1] == ' ' || v[i - 1] == ',') && fr_is(v + i, t, tok) &&
+		    (i + t == n || v[i + t] == ' ' || v[i + t] == ','))
+			return 1;
+	return 0;
+}
+
+static int rep_header(void *owner, struct hline *h)
+{
+	struct fr_rep *f = owner;
+	if (fr_is(h->word, *h->wlen, "CONNECTION")) {
+		if (has_token(h->val, *h->vlen, "CLOSE"))
+			f->flags |= RP_CLOSE;
+		if (has_token(h->val, *h->vlen, "KEEP-ALIVE"))
+			f->keep_alive = 1;
+	}
+	return body_header(h);
+}
+
+static long rep_done(struct fr_rep *f, long used, int *ended, uint8_t *flags)
+{
+	*flags = f->flags;
+	*ended = 1;
+	uint16_t rq = f->rq;
+	fr_rep_init(f, PROTO_HTTP);
+	f->rq = rq;
+	return used;
+}
+
+/* "HTTP/1.x NNN": the status, or -1. */
+static int status_line(struct fr_rep *f)
+{
+	const char *w = f->word;
+	if (f->wlen < 12 || memcmp(w, "HTTP/1.", 7) != 0 || w[8] != ' ')
+		return -1;
+	int code = 0;
+	for (int i = 9; i < 12; i++) {
+		if (w[i] < '0' || w[i] > '9')
+			return -1;
+		code = code * 10 + (w[i] - '0');
+	}
+	f->status = (uint16_t)code;
+	f->http10 = w[7] == '0'; /* HTTP/1.0, until its headers say keep-alive */
+	return code;
+}
+
+/* The headers of a reply are read: where its body is. */
+static long rep_headers_done(struct fr_rep *f, long used, int *ended, uint8_t *flags)
+{
+	if (f->http10 && !f->keep_alive)
+		f->flags |= RP_CLOSE;
+	if (f->status == 101) {
+		f->flags |= RP_ENDS; /* another protocol from here */
+		return rep_done(f, used, ended, flags);
+	}
+	if (f->status >= 100 && f->status < 200) {
+		/* interim: the real reply follows, for the same request */
+		uint16_t rq = f->rq;
+		uint8_t keep = f->flags & RP_CLOSE;
+		fr_rep_init(f, PROTO_HTTP);
+		f->rq = rq;
+		f->flags = keep;
+		*ended = 0;
+		return used;
+	}
+	if ((f->rq & RQ_HEAD) || f->status == 204 || f->status == 304)
+		return rep_done(f, used, ended, flags);
+	if (f->chunked) {
+		f->st = H_CHUNK;
+		fr_num_reset(&f->num, &f->neg, &f->digits);
+		return used;
+	}
+	if (f->cl >= 0) {
+		if (f->cl == 0)
+			return rep_done(f, used, ended, flags);
+		f->need = f->cl;
+		f->st = H_BODY;
+		return used;
+	}
+	/* a body that ends with the connection: no boundary to heal at */
+	f->flags |= RP_ENDS | RP_CLOSE;
+	return rep_done(f, used, ended, flags);
+}
+
+long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
+{
+	struct hline h = rep_line(f);
+	size_t i = 0;
+	*ended = 0;
+	while (i < n) {
+		uint8_t c = p[i];
+		int r;
+		switch (f->st) {
+		case H_START:
+		case H_FIRST:
+			i++;
+			if (++f->line > FR_LINE_MAX)
+				return -1;
+			if (c == '\n') {
+				if (status_line(f) < 0)
+					return -1;
+				f->st = H_HDR;
+			} else if (c != '\r') {
+				f->st = H_FIRST;
+				fr_keep(f->word, &f->wlen, c);
+			}
+			break;
+		case H_HDR:
+		case H_HDR_END:
+		case H_NAME:
+		case H_VALUE:
+			i++;
+			r = header_byte(&h, c, rep_header, f);
+			if (r < 0)
+				return -1;
+			if (r == 1) {
+				long used = rep_headers_done(f, (long)i, ended, flags);
+				if (*ended)
+					return used;
+			}
+			break;
+		case H_BODY:
+		case H_CHUNK_DATA: {
+			size_t k = n - i < (size_t)f->need ? n - i : (size_t)f->need;
+			i += k;
+			f->need -= (int64_t)k;
+			if (f->need == 0 && f->st == H_BODY)
+				return rep_done(f, (long)i, ended, flags);
+			if (f->need == 0) {
+				f->st = H_CHUNK_CRLF;
+				f->crlf = 0;
+			}
+			break;
+		}
+		default:
+			i++;
+			r = chunk_byte(&h, c);
+			if (r < 0)
+				return -1;
+			if (r == 1)
+				return rep_done(f, (long)i, ended, flags);
+		}
+	}
+	return (long)i;
+}

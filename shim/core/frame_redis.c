@@ -1,0 +1,295 @@
+/* Redis RESP2 and RESP3: requests (arrays of bulk strings, or inline
+ * command lines) and replies (every RESP3 type but the streamed ones),
+ * pipelined. The command name classifies a request: session commands
+ * (SELECT, AUTH, HELLO, CLIENT SETNAME, READONLY...), transactions
+ * (MULTI/WATCH ... EXEC/DISCARD/UNWATCH), and the commands after which the
+ * connection is no longer request/reply (SUBSCRIBE, MONITOR, QUIT...). */
+#include "frame_int.h"
+
+enum { R_START, R_ARRAY_NUM, R_BULK_TYPE, R_BULK_NUM, R_BULK_DATA, R_BULK_CRLF, R_INLINE };
+
+static uint16_t classify(const struct fr_req *f)
+{
+	const char *c = f->cmd, *w = f->word;
+	size_t cl = strnlen(f->cmd, FR_WORD), wl = f->wlen;
+	if (fr_is(c, cl, "SELECT") || fr_is(c, cl, "AUTH") || fr_is(c, cl, "HELLO") ||
+	    fr_is(c, cl, "READONLY") || fr_is(c, cl, "READWRITE"))
+		return RQ_SESSION;
+	if (fr_is(c, cl, "CLIENT")) {
+		if (fr_is(w, wl, "SETNAME") || fr_is(w, wl, "SETINFO") ||
+		    fr_is(w, wl, "NO-EVICT") || fr_is(w, wl, "NO-TOUCH"))
+			return RQ_SESSION;
+		if (fr_is(w, wl, "REPLY") || fr_is(w, wl, "TRACKING"))
+			return RQ_ENDS; /* replies stop coming one for one */
+		return 0;
+	}
+	if (fr_is(c, cl, "MULTI") || fr_is(c, cl, "WATCH"))
+		return RQ_TXN_BEGIN;
+	if (fr_is(c, cl, "EXEC") || fr_is(c, cl, "DISCARD") || fr_is(c, cl, "UNWATCH"))
+		return RQ_TXN_END;
+	if (fr_is(c, cl, "RESET"))
+		return RQ_TXN_END | RQ_RESET;
+	if (fr_is(c, cl, "SUBSCRIBE") || fr_is(c, cl, "PSUBSCRIBE") || fr_is(c, cl, "SSUBSCRIBE") ||
+	    fr_is(c, cl, "MONITOR") || fr_is(c, cl, "SYNC") || fr_is(c, cl, "PSYNC") ||
+	    fr_is(c, cl, "QUIT") || fr_is(c, cl, "SHUTDOWN"))
+		return RQ_ENDS;
+	return 0;
+}
+
+/* The request is over: its flags, and the parser back at a boundary. */
+static long req_end(struct fr_req *f, long used, int *ended, uint16_t *flags)
+{
+	*flags = classify(f);
+	*ended = 1;
+	fr_req_init(f, PROTO_REDIS);
+	return used;
+}
+
+long fr_redis_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags)
+{
+	size_t i = 0;
+	*ended = 0;
+	while (i < n) {
+		uint8_t c = p[i];
+		int r;
+		switch (f->st) {
+		case R_START:
+			if (c == '*') {
+				f->st = R_ARRAY_NUM;
+				fr_num_reset(&f->num, &f->neg, &f->digits);
+			} else if (c == '\r' || c == '\n') {
+				/* an empty inline line: the server ignores it */
+			} else {
+				f->st = R_INLINE;
+				f->wlen = 0;
+				fr_keep(f->cmd, &f->wlen, c);
+				f->line = 1;
+			}
+			i++;
+			break;
+		case R_ARRAY_NUM:
+			r = fr_num_byte(&f->num, &f->neg, &f->digits, c);
+			i++;
+			if (r < 0)
+				return -1;
+			if (r == 1) {
+				if (f->num <=
+				    0) /* an empty command: nothing runs, nothing answers */
+					fr_req_init(f, PROTO_REDIS);
+				else {
+					f->n = f->num;
+					f->arg = 0;
+					f->st = R_BULK_TYPE;
+				}
+			}
+			break;
+		case R_BULK_TYPE:
+			if (c != '$')
+				return -1;
+			fr_num_reset(&f->num, &f->neg, &f->digits);
+			f->st = R_BULK_NUM;
+			i++;
+			break;
+		case R_BULK_NUM:
+			r = fr_num_byte(&f->num, &f->neg, &f->digits, c);
+			i++;
+			if (r < 0 || (r == 1 && f->num < 0))
+				return -1;
+			if (r == 1) {
+				f->need = f->num;
+				if (f->arg == 0)
+					f->wlen = 0;
+				f->st = R_BULK_DATA;
+			}
+			break;
+		case R_BULK_DATA: {
+			size_t k = n - i < (size_t)f->need ? n - i : (size_t)f->need;
+			if (f->arg <= 1)
+				for (size_t j = 0; j < k && f->wlen < FR_WORD; j++)
+					fr_keep(f->arg ? f->word : f->cmd, &f->wlen, p[i + j]);
+			i += k;
+			f->need -= (int64_t)k;
+			if (f->need == 0) {
+				if (f->arg == 0 && f->wlen < FR_WORD)
+					f->cmd[f->wlen] = '\0';
+				f->st = R_BULK_CRLF;
+				f->crlf = 0;
+			}
+			break;
+		}
+		case R_BULK_CRLF:
+			if (c != (f->crlf ? '\n' : '\r'))
+				return -1;
+			i++;
+			if (f->crlf++ == 0)
+				break;
+			f->arg = f->arg < 2 ? f->arg + 1 : 2;
+			if (f->arg == 1)
+				f->wlen = 0; /* the subcommand goes to word */
+			if (--f->n == 0)
+				return req_end(f, (long)i, ended, flags);
+			f->st = R_BULK_TYPE;
+			break;
+		case R_INLINE:
+			i++;
+			if (++f->line > FR_LINE_MAX)
+				return -1;
+			if (c == '\n') {
+				if (f->arg == 0) {
+					if (f->wlen < FR_WORD)
+						f->cmd[f->wlen] = '\0';
+					f->wlen = 0;
+				}
+				return req_end(f, (long)i, ended, flags);
+			}
+			if (c == '\r')
+				break;
+			if (c == ' ') {
+				if (f->arg == 0) {
+					if (f->wlen < FR_WORD)
+						f->cmd[f->wlen] = '\0';
+					f->arg = 1;
+					f->wlen = 0;
+				} else if (f->arg == 1 && f->wlen) {
+					f->arg = 2;
+				}
+			} else if (f->arg < 2) {
+				fr_keep(f->arg ? f->word : f->cmd, &f->wlen, c);
+			}
+			break;
+		}
+	}
+	return (long)i;
+}
+
+/* ---- replies ---- */
+
+enum { P_TYPE, P_LINE, P_NUM, P_BULK, P_BULK_CRLF };
+
+/* One element finished: close the aggregates it completes. 1 when the
+ * whole reply is over. */
+static int element_done(struct fr_rep *f)
+{
+	while (f->depth > 0) {
+		int lvl = f->depth - 1;
+		if (--f->left[lvl] > 0)
+			return 0;
+		f->depth--;
+		if (f->attr_mask >> lvl & 1u) {
+			/* an attribute ended: the value it annotates comes next */
+			f->attr_mask &= (uint16_t) ~(1u << lvl);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static long rep_end(struct fr_rep *f, long used, int *ended, uint8_t *flags)
+{
+	*ended = 1;
+	*flags = f->flags;
+	uint16_t rq = f->rq;
+	fr_rep_init(f, PROTO_REDIS);
+	f->rq = rq;
+	return used;
+}
+
+long fr_redis_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
+{
+	size_t i = 0;
+	*ended = 0;
+	while (i < n) {
+		uint8_t c = p[i];
+		int r;
+		switch (f->st) {
+		case P_TYPE:
+			i++;
+			f->wlen = c; /* the type, until its line is read */
+			fr_num_reset(&f->num, &f->neg, &f->digits);
+			switch (c) {
+			case '-':
+				if (f->depth == 0)
+					f->flags |= RP_ERROR;
+				/* fall through */
+			case '+':
+			case ':':
+			case '_':
+			case ',':
+			case '#':
+			case '(': f->st = P_LINE; break;
+			case '$':
+			case '!':
+			case '=':
+			case '*':
+			case '~':
+			case '%':
+			case '|':
+			case '>':
+				if (c == '>' && f->depth == 0)
+					f->flags |= RP_PUSH;
+				if (c == '!' && f->depth == 0)
+					f->flags |= RP_ERROR;
+				f->st = P_NUM;
+				break;
+			default: return -1; /* streamed types, or not RESP */
+			}
+			break;
+		case P_LINE:
+			i++;
+			if (c == '\n') {
+				f->st = P_TYPE;
+				if (element_done(f))
+					return rep_end(f, (long)i, ended, flags);
+			}
+			break;
+		case P_NUM:
+			r = fr_num_byte(&f->num, &f->neg, &f->digits, c);
+			i++;
+			if (r < 0)
+				return -1;
+			if (r == 0)
+				break;
+			f->st = P_TYPE;
+			if (f->wlen == '$' || f->wlen == '!' || f->wlen == '=') {
+				if (f->num >= 0) {
+					f->need = f->num;
+					f->st = P_BULK;
+					break;
+				}
+			} else if (f->num > 0) {
+				if (f->depth == FR_DEPTH)
+					return -1;
+				int pairs = f->wlen == '%' || f->wlen == '|';
+				if (f->wlen == '|')
+					f->attr_mask |= (uint16_t)(1u << f->depth);
+				f->left[f->depth++] = f->num * (pairs ? 2 : 1);
+				break;
+			}
+			/* a null, or an empty aggregate: one whole element */
+			if (element_done(f))
+				return rep_end(f, (long)i, ended, flags);
+			break;
+		case P_BULK: {
+			size_t k = n - i < (size_t)f->need ? n - i : (size_t)f->need;
+			i += k;
+			f->need -= (int64_t)k;
+			if (f->need == 0) {
+				f->st = P_BULK_CRLF;
+				f->crlf = 0;
+			}
+			break;
+		}
+		case P_BULK_CRLF:
+			if (c != (f->crlf ? '\n' : '\r'))
+				return -1;
+			i++;
+			if (f->crlf++ == 0)
+				break;
+			f->st = P_TYPE;
+			if (element_done(f))
+				return rep_end(f, (long)i, ended, flags);
+			break;
+		}
+	}
+	return (long)i;
+}
