@@ -42,6 +42,16 @@ enum flare_replay {
 	FLARE_REPLAY_NONE = 1,
 };
 
+/* A service's wire protocol: how the library finds request and reply
+ * boundaries (shim/core/frame.h). AUTO: from a connection's first bytes. */
+enum flare_protocol {
+	FLARE_PROTO_AUTO = 0,
+	FLARE_PROTO_OPAQUE = 1,
+	FLARE_PROTO_REDIS = 2,
+	FLARE_PROTO_HTTP = 3,
+	FLARE_PROTO_MEMCACHED = 4,
+};
+
 /* A fraction as parts per million, clamped to [0, 1] (NaN is 0). */
 uint32_t flare_ppm(double v);
 
@@ -55,5 +65,7 @@ int flare_failover_parse(const char *s);
 #define FLARE_QUERY_SOCKET_MAX 108
 void flare_query_socket_name(const char *shm, char *out, size_t n);
 int flare_replay_parse(const char *s);
+const char *flare_protocol_name(int p);
+int flare_protocol_parse(const char *s);
 
 #endif

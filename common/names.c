@@ -6,6 +6,7 @@
 static const char *const strategy_names[] = {"static", "least-loaded"};
 static const char *const failover_names[] = {"proactive", "reactive", "static"};
 static const char *const replay_names[] = {"request-reply", "none"};
+static const char *const protocol_names[] = {"auto", "opaque", "redis", "http", "memcached"};
 
 #define NAME_OF(tbl, i) ((i) >= 0 && (size_t)(i) < sizeof(tbl) / sizeof(tbl[0]) ? tbl[i] : "?")
 
@@ -23,6 +24,8 @@ const char *flare_replay_name(int r) { return NAME_OF(replay_names, r); }
 int flare_strategy_parse(const char *s) { return index_of(strategy_names, 2, s); }
 int flare_failover_parse(const char *s) { return index_of(failover_names, 3, s); }
 int flare_replay_parse(const char *s) { return index_of(replay_names, 2, s); }
+const char *flare_protocol_name(int p) { return NAME_OF(protocol_names, p); }
+int flare_protocol_parse(const char *s) { return index_of(protocol_names, 5, s); }
 
 void flare_query_socket_name(const char *shm, char *out, size_t n)
 {

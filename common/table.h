@@ -61,6 +61,8 @@ struct flare_tbl_service {
 	uint32_t first_replica, n_replicas;
 	int32_t primary;                   /* local index, -1 for a virtual address */
 	uint32_t request_timeout_ms;       /* 0: none */
+	uint8_t protocol, replay_unsafe;   /* enum flare_protocol; POST may be replayed */
+	uint8_t pad2[6];
 	uint8_t order[FLARE_MAX_REPLICAS]; /* for new connections, best first */
 } __attribute__((aligned(8)));
 

@@ -409,6 +409,8 @@ static void enc_rank_service(struct fw_buf *b, const struct fw_rank_service *s)
 	put_u8(b, s->strategy);
 	put_u8(b, s->failover);
 	put_u8(b, s->replay);
+	put_u8(b, s->protocol);
+	put_u8(b, s->replay_unsafe);
 	put_u32(b, s->connect_timeout_ms);
 	put_u32(b, s->user_timeout_ms);
 	put_u32(b, s->replay_buffer);
@@ -431,6 +433,8 @@ static void dec_rank_service(struct rd *r, struct fw_rank_service *s)
 	s->strategy = get_u8(r);
 	s->failover = get_u8(r);
 	s->replay = get_u8(r);
+	s->protocol = get_u8(r);
+	s->replay_unsafe = get_u8(r);
 	s->connect_timeout_ms = get_u32(r);
 	s->user_timeout_ms = get_u32(r);
 	s->replay_buffer = get_u32(r);
@@ -444,8 +448,9 @@ static void dec_rank_service(struct rd *r, struct fw_rank_service *s)
 	if (r->err)
 		return;
 	if (s->strategy > FLARE_STRATEGY_LEAST_LOADED || s->failover > FLARE_FAILOVER_STATIC ||
-	    s->replay > FLARE_REPLAY_NONE)
-		r->err = "unknown strategy, failover or replay";
+	    s->replay > FLARE_REPLAY_NONE || s->protocol > FLARE_PROTO_MEMCACHED ||
+	    s->replay_unsafe > 1)
+		r->err = "unknown strategy, failover, replay or protocol";
 	else if (s->n_replicas == 0 || s->n_replicas > FLARE_MAX_REPLICAS)
 		r->err = "service replica count out of range";
 	else if (s->primary < -1 || s->primary >= (int32_t)s->n_replicas)

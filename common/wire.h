@@ -96,7 +96,7 @@ struct fw_rank_service {
 	uint32_t idx;
 	char name[FLARE_NAME_MAX];
 	struct flare_addr addr;
-	uint8_t strategy, failover, replay;
+	uint8_t strategy, failover, replay, protocol, replay_unsafe;
 	uint32_t connect_timeout_ms, user_timeout_ms, replay_buffer, request_timeout_ms;
 	uint16_t keepalive_idle_s, keepalive_interval_s, keepalive_count;
 	uint32_t first_replica, n_replicas;

@@ -473,12 +473,13 @@ static int load_replica(struct loader *ld, config_setting_t *e, struct flare_con
 
 static int load_service(struct loader *ld, config_setting_t *e, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"name",   "address",  "strategy", "failover",
-					   "replay", "replicas", NULL};
+	static const char *const keys[] = {"name",     "address",  "strategy",      "failover",
+					   "replay",   "replicas", "protocol",      "replay_unsafe",
+					   NULL};
 	int idx = cfg->n_services;
 	struct flare_service_cfg *s = &cfg->services[idx];
-	const char *strategy = NULL, *failover = NULL, *replay = NULL;
-	config_setting_t *reps;
+	const char *strategy = NULL, *failover = NULL, *replay = NULL, *protocol = NULL;
+	config_setting_t *reps, *unsafe;
 
 	s->line = line_of(e);
 	set_key_defaults("services[]", s);
@@ -491,6 +492,7 @@ static int load_service(struct loader *ld, config_setting_t *e, struct flare_con
 	    get_string(ld, e, "strategy", "service", 0, &strategy) ||
 	    get_string(ld, e, "failover", "service", 0, &failover) ||
 	    get_string(ld, e, "replay", "service", 0, &replay) ||
+	    get_string(ld, e, "protocol", "service", 0, &protocol) ||
 	    get_keys(ld, e, "services[]", "service", s))
 		return -1;
 	struct seen *dup = seen_check(ld, &ld->names, 's', s->name, strlen(s->name), s->line, idx);
@@ -514,6 +516,15 @@ static int load_service(struct loader *ld, config_setting_t *e, struct flare_con
 	if (s->replay < 0)
 		return fail(ld, line_of(config_setting_get_member(e, "replay")),
 			    "unknown replay '%s' (request-reply | none)", replay);
+	s->protocol = protocol ? flare_protocol_parse(protocol) : FLARE_PROTO_AUTO;
+	if (s->protocol < 0)
+		return fail(ld, line_of(config_setting_get_member(e, "protocol")),
+			    "unknown protocol '%s' (auto | redis | http | memcached | opaque)",
+			    protocol);
+	unsafe = config_setting_get_member(e, "replay_unsafe");
+	if (unsafe && config_setting_type(unsafe) != CONFIG_TYPE_BOOL)
+		return fail(ld, line_of(unsafe), "'replay_unsafe' in service must be true or false");
+	s->replay_unsafe = unsafe ? config_setting_get_bool(unsafe) : 0;
 	if (get_list(ld, e, "replicas", "service", &reps) < 0)
 		return -1;
 	int n = config_setting_length(reps);

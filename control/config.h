@@ -36,6 +36,8 @@ struct flare_service_cfg {
 	int keepalive_idle_s, keepalive_interval_s, keepalive_count;
 	int replay_buffer;      /* bytes of request kept per descriptor for replay */
 	int request_timeout_ms; /* a reply not begun this long heals (0: never) */
+	int protocol;           /* enum flare_protocol */
+	int replay_unsafe;      /* HTTP POST/PATCH without Idempotency-Key may be replayed */
 	int first_replica;      /* replicas of a service are contiguous */
 	int n_replicas;
 	int primary; /* replica index whose address equals the service's, or -1 */

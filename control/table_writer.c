@@ -94,6 +94,8 @@ static void fill_service(struct flare_tbl_service *t, const struct fw_rank_servi
 	t->strategy = s->strategy;
 	t->failover = s->failover;
 	t->replay = s->replay;
+	t->protocol = s->protocol;
+	t->replay_unsafe = s->replay_unsafe;
 	t->n_order = s->n_order;
 	t->connect_timeout_ms = s->connect_timeout_ms;
 	t->user_timeout_ms = s->user_timeout_ms;

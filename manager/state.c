@@ -41,6 +41,8 @@ int state_init(struct manager *m)
 		p->strategy = (uint8_t)s->strategy;
 		p->failover = (uint8_t)s->failover;
 		p->replay = (uint8_t)s->replay;
+		p->protocol = (uint8_t)s->protocol;
+		p->replay_unsafe = (uint8_t)s->replay_unsafe;
 		p->connect_timeout_ms = (uint32_t)s->connect_timeout_ms;
 		p->user_timeout_ms = (uint32_t)s->user_timeout_ms;
 		p->replay_buffer = (uint32_t)s->replay_buffer;

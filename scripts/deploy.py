@@ -404,6 +404,19 @@ def busiest_replica(s):
     return best if counts[best] else None
 
 
+def connected_replicas(s):
+    """Indexes of the replicas with an established TCP connection on their
+    port (from /proc/net/tcp): the ones clients are talking to now."""
+    ports = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[3] == "01":
+                ports.add(int(parts[1].split(":")[1], 16))
+    return [i for i, p in enumerate(s.ports) if p in ports]
+
+
 def serving_replica(s):
     """Index of the replica a new connection goes to (first in the order)."""
     order = s.order("A")

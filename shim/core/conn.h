@@ -78,6 +78,7 @@
 
 #include "addr.h"
 #include "flare.h"
+#include "frame.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -88,6 +89,11 @@
 
 #define FLARE_MAX_ALIASES 8
 #define FLARE_MAX_EPOLL 4
+/* framed connections: requests awaiting replies that are tracked, and
+ * the session log's size (framed.c, session.c) */
+#define FLARE_MAX_PIPELINE 64
+#define FLARE_SESSION_LOG 2048
+#define FLARE_SESSION_REPLY 64
 
 enum fconn_state {
 	FC_FREE,
@@ -110,6 +116,7 @@ struct fconn {
 	uint32_t gen;                       /* [atom] bumped on every swap and recycle */
 	uint8_t *buf;                       /* [lock] the outstanding request, cap bytes */
 	uint32_t cap;                       /* [init] */
+	uint8_t *sess;                      /* [lock] the session log, FLARE_SESSION_LOG bytes */
 	struct fconn *next_free, *all_next; /* under tab_lock (fdtab.c) */
 
 	/* reset for every connection, from here on */
@@ -149,6 +156,25 @@ struct fconn {
 	uint32_t replayed;     /* [atom] replicas (bits) a heal moved this request to */
 	int session;           /* [atom] enum flare_session_proto, from the first bytes written */
 	int session_bound;     /* [atom] a session protocol's startup was answered: no heals */
+
+	/* framing (framed.c) for a service whose protocol has a framer: [lock] */
+	uint8_t proto;         /* enum flare_proto; AUTO until the first write */
+	uint8_t unsafe_ok;     /* [init] the service's replay_unsafe */
+	uint8_t framing_over;  /* a request or reply ended framing: no heal again */
+	uint8_t server_closes; /* the last reply said the server closes after it */
+	uint8_t in_txn;        /* MULTI/WATCH written, its end not answered */
+	uint8_t overflow;      /* requests outgrew buf: not replayable until answered */
+	uint8_t sess_broken;   /* the session log could not keep a command */
+	uint32_t head;         /* buf[head, len) is not answered yet */
+	uint32_t rep_read;     /* bytes of the oldest reply the program has read */
+	uint32_t sess_len;     /* bytes in sess */
+	uint32_t sess_rep_len; /* of the session command's reply being read */
+	uint8_t sess_rep[FLARE_SESSION_REPLY];
+	int q_n;                              /* requests written whose replies are not whole: */
+	uint32_t q_end[FLARE_MAX_PIPELINE];   /* where each ends in buf */
+	uint16_t q_flags[FLARE_MAX_PIPELINE]; /* RQ_* */
+	struct fr_req frq;
+	struct fr_rep frp;
 
 	/* the replicas still to try, in order: [claim] */
 	uint8_t cand[FLARE_MAX_REPLICAS];
@@ -219,8 +245,9 @@ void exchange_retire(struct fconn *fc);
  * sending anything still ends an answered exchange). */
 void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);
 void exchange_wrote_buf(struct fconn *fc, const void *data, size_t n);
-/* The program read reply bytes. */
-void exchange_read(struct fconn *fc);
+/* The program read n reply bytes (iov: where they are, for a framed
+ * connection; NULL when unknown, a peek). */
+void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);
 /* A write that sent nothing failed on a connection with nothing
  * outstanding (a keep-alive connection the server closed): the new
  * request has not started, so reconnecting re-runs nothing (FRESH). */
@@ -234,5 +261,19 @@ int exchange_healable(struct fconn *fc);
 uint32_t exchange_replay_len(struct fconn *fc);
 /* Which session protocol the first bytes a connection writes start, if any. */
 int exchange_session_proto(const uint8_t *p, size_t n);
+/* Where the bytes to replay start in buf (a framed connection's oldest
+ * unanswered request; 0 otherwise). [claim] */
+uint32_t exchange_replay_from(struct fconn *fc);
+/* The connection moved to a new socket (a heal). */
+void exchange_healed(struct fconn *fc);
+
+/* ---- framed exchanges (framed.c), called by exchange.c under [lock] ---- */
+static inline int fconn_framed(const struct fconn *fc) { return fc->proto >= PROTO_REDIS; }
+/* Moves fc->xchg (framed connections, under [lock]), keeping the count. */
+void exchange_set(struct fconn *fc, int to);
+void framed_start(struct fconn *fc, int proto);
+void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);
+void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);
+int framed_healable(struct fconn *fc);
 
 #endif

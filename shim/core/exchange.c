@@ -26,6 +26,14 @@ static void moved(int from, int to)
 		__atomic_add_fetch(&flare_n_outstanding, d, __ATOMIC_RELEASE);
 }
 
+void exchange_set(struct fconn *fc, int to)
+{
+	int from = __atomic_exchange_n(&fc->xchg, to, __ATOMIC_ACQ_REL);
+	moved(from, to);
+	if (is_outstanding(to) && !is_outstanding(from))
+		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
+}
+
 void exchange_retire(struct fconn *fc)
 {
 	moved(__atomic_exchange_n(&fc->xchg, FX_FRESH, __ATOMIC_ACQ_REL), FX_FRESH);
@@ -65,9 +73,27 @@ void exchange_wrote_buf(struct fconn *fc, const void *data, size_t n)
 	exchange_wrote(fc, &iov, 1, n);
 }
 
+static int proto_of(const struct fconn *fc)
+{
+	return __atomic_load_n(&fc->proto, __ATOMIC_ACQUIRE);
+}
+
 void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
 	pthread_mutex_lock(&fc->lock);
+	if (fc->proto == PROTO_AUTO && n && iovcnt > 0) {
+		/* the first bytes written say which protocol this is */
+		int p = fr_detect(iov[0].iov_base, iov[0].iov_len < n ? iov[0].iov_len : n);
+		if (p == PROTO_OPAQUE)
+			__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
+		else
+			framed_start(fc, p);
+	}
+	if (fconn_framed(fc)) {
+		framed_wrote(fc, iov, iovcnt, n);
+		pthread_mutex_unlock(&fc->lock);
+		return;
+	}
 	int from = xchg_load(fc), to = from;
 	if (from == FX_FRESH && n && iovcnt > 0)
 		__atomic_store_n(&fc->session,
@@ -103,6 +129,8 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 
 void exchange_write_failed(struct fconn *fc)
 {
+	if (proto_of(fc) >= PROTO_REDIS)
+		return; /* framed: nothing of it was taken as written */
 	pthread_mutex_lock(&fc->lock);
 	int from = xchg_load(fc);
 	if (from == FX_ANSWERED) {
@@ -113,8 +141,16 @@ void exchange_write_failed(struct fconn *fc)
 	pthread_mutex_unlock(&fc->lock);
 }
 
-void exchange_read(struct fconn *fc)
+void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
+	if (proto_of(fc) >= PROTO_REDIS) {
+		if (!iov)
+			return;
+		pthread_mutex_lock(&fc->lock);
+		framed_read(fc, iov, iovcnt, n);
+		pthread_mutex_unlock(&fc->lock);
+		return;
+	}
 	int from = xchg_load(fc);
 	if (from == FX_ANSWERED)
 		return;
@@ -137,6 +173,12 @@ int exchange_outstanding(const struct fconn *fc)
 
 int exchange_healable(struct fconn *fc)
 {
+	if (proto_of(fc) >= PROTO_REDIS) {
+		pthread_mutex_lock(&fc->lock);
+		int ok = framed_healable(fc);
+		pthread_mutex_unlock(&fc->lock);
+		return ok;
+	}
 	if (__atomic_load_n(&fc->session_bound, __ATOMIC_RELAXED))
 		return 0; /* the session would not survive a new connection */
 	switch (xchg_load(fc)) {
@@ -149,7 +191,22 @@ int exchange_healable(struct fconn *fc)
 uint32_t exchange_replay_len(struct fconn *fc)
 {
 	pthread_mutex_lock(&fc->lock);
-	uint32_t len = xchg_load(fc) == FX_REQUEST ? fc->len : 0;
+	uint32_t len = fconn_framed(fc) ? fc->len : xchg_load(fc) == FX_REQUEST ? fc->len : 0;
 	pthread_mutex_unlock(&fc->lock);
 	return len;
+}
+
+uint32_t exchange_replay_from(struct fconn *fc)
+{
+	pthread_mutex_lock(&fc->lock);
+	uint32_t from = fconn_framed(fc) ? fc->head : 0;
+	pthread_mutex_unlock(&fc->lock);
+	return from;
+}
+
+void exchange_healed(struct fconn *fc)
+{
+	pthread_mutex_lock(&fc->lock);
+	fc->server_closes = 0; /* a new connection, a new server */
+	pthread_mutex_unlock(&fc->lock);
 }

@@ -10,21 +10,6 @@ long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8
 long fr_mc_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags);
 long fr_mc_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags);
 
-static const char *const names[] = {"auto", "opaque", "redis", "http", "memcached"};
-
-int fr_proto_parse(const char *s)
-{
-	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
-		if (strcmp(s, names[i]) == 0)
-			return i;
-	return -1;
-}
-
-const char *fr_proto_name(int proto)
-{
-	return proto >= 0 && proto < (int)(sizeof(names) / sizeof(names[0])) ? names[proto] : "?";
-}
-
 /* the first token of p, if it is one of words (followed by a space or the
  * end of the line) */
 static int first_word(const uint8_t *p, size_t n, const char *const *words)

@@ -12,15 +12,18 @@
 #ifndef FLARE_FRAME_H
 #define FLARE_FRAME_H
 
+#include "flare.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-enum flare_proto {
-	PROTO_AUTO = 0, /* recognised from the first bytes written */
-	PROTO_OPAQUE = 1,
-	PROTO_REDIS = 2,
-	PROTO_HTTP = 3,
-	PROTO_MEMCACHED = 4,
+/* the service's protocol (flare.h), as the framers name it */
+enum {
+	PROTO_AUTO = FLARE_PROTO_AUTO,
+	PROTO_OPAQUE = FLARE_PROTO_OPAQUE,
+	PROTO_REDIS = FLARE_PROTO_REDIS,
+	PROTO_HTTP = FLARE_PROTO_HTTP,
+	PROTO_MEMCACHED = FLARE_PROTO_MEMCACHED,
 };
 
 /* What a request is (fr_req_step's *flags). */
@@ -87,9 +90,6 @@ struct fr_rep {
 /* The protocol the first bytes a connection writes start, or OPAQUE
  * (n may be short: the first write of a request is rarely split). */
 int fr_detect(const uint8_t *p, size_t n);
-/* Parses a service's `protocol` value; -1 when unknown. */
-int fr_proto_parse(const char *s);
-const char *fr_proto_name(int proto);
 
 void fr_req_init(struct fr_req *f, int proto);
 void fr_rep_init(struct fr_rep *f, int proto);

@@ -84,10 +84,11 @@ static int wait_other_healer(struct fconn *fc, uint32_t gen)
 	return -1;
 }
 
-/* The new socket for target idx, the request resent on it when the
- * program blocks; -1 to try the next target. */
-static int heal_dial(struct fconn *fc, const struct flare_route *rt, int idx, uint32_t len,
-		     int async, int *err)
+/* The new socket for target idx, the session replayed and the requests
+ * buf[from, len) resent on it when the program blocks; -1 to try the next
+ * target. */
+static int heal_dial(struct fconn *fc, const struct flare_route *rt, int idx, uint32_t from,
+		     uint32_t len, int async, int *err)
 {
 	int like = fconn_first_fd(fc);
 	if (like < 0) {
@@ -98,7 +99,14 @@ static int heal_dial(struct fconn *fc, const struct flare_route *rt, int idx, ui
 	if (nfd < 0 || async)
 		return nfd;
 	fc->pending_fd = nfd; /* closed by the next heal if a siglongjmp ends this one */
-	if (len && send_all(nfd, fc->buf, len, (int)fc->connect_timeout_ms) < 0) {
+	if (session_replay(fc, nfd, (int)fc->connect_timeout_ms, rt->reps[idx].name) < 0) {
+		*err = EPROTO;
+		real.close(nfd);
+		fc->pending_fd = -1;
+		return -1;
+	}
+	if (len > from &&
+	    send_all(nfd, fc->buf + from, len - from, (int)fc->connect_timeout_ms) < 0) {
 		*err = errno;
 		log_debug("replay to %s failed: %s", rt->reps[idx].name, strerror(errno));
 		real.close(nfd);
@@ -111,21 +119,22 @@ static int heal_dial(struct fconn *fc, const struct flare_route *rt, int idx, ui
 }
 
 /* The new socket is in place: the link's next state. [claim] */
-static void heal_done(struct fconn *fc, const uint8_t *order, int n, int k, uint32_t len, int async,
-		      int in_progress)
+static void heal_done(struct fconn *fc, const uint8_t *order, int n, int k, uint32_t from,
+		      uint32_t len, int async, int in_progress)
 {
+	exchange_healed(fc);
 	if (!async) {
-		if (len) {
+		if (len > from) {
 			STAT_INC(replays);
-			STAT_ADD(replay_bytes, len);
+			STAT_ADD(replay_bytes, len - from);
 		}
 		fconn_enter(fc, FC_READY);
 		return;
 	}
-	fc->replay_off = 0;
+	fc->replay_off = from;
 	fc->replay_len = len;
 	nb_start(fc, order, n, k + 1, 0);
-	int resend = len > 0 || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
+	int resend = len > from || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
 	if (resend)
 		fconn_enter(fc, in_progress ? FC_HEAL_CONNECTING : FC_REPLAYING);
 	else
@@ -165,18 +174,20 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	uint8_t order[FLARE_MAX_REPLICAS + 1];
 	uint64_t t0 = flare_monotonic_ns();
 	watch_demote(&rt);
-	uint32_t len = exchange_replay_len(fc);
+	uint32_t len = exchange_replay_len(fc), from = exchange_replay_from(fc);
 	int n = targets(fc, &rt, order);
-	const char *from = rt.reps[fc->cur].name;
+	if (async && session_pending(fc))
+		async = 0; /* the session's replies are read before the program goes on */
+	const char *name = rt.reps[fc->cur].name;
 	if (n == 0) {
 		log_warn("service %s: %s (%s): every replica already had this request from a heal "
 			 "and failed it; the failure surfaces",
-			 rt.svc.name, from, why);
+			 rt.svc.name, name, why);
 		goto out;
 	}
 	for (int k = 0; k < n; k++) {
 		int idx = order[k], err = 0;
-		int nfd = heal_dial(fc, &rt, idx, len, async, &err);
+		int nfd = heal_dial(fc, &rt, idx, from, len, async, &err);
 		if (nfd < 0) {
 			log_debug("failover to %s: %s", rt.reps[idx].name, strerror(err));
 			continue;
@@ -192,16 +203,16 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 		STAT_INC(failovers);
 		if (async)
 			STAT_INC(heals_async);
-		heal_done(fc, order, n, k, len, async, err == EINPROGRESS);
+		heal_done(fc, order, n, k, from, len, async, err == EINPROGRESS);
 		log_info("service %s: %s -> %s (%s), %u request byte(s) %s, in %.0f us",
-			 rt.svc.name, from, rt.reps[idx].name, why, len,
+			 rt.svc.name, name, rt.reps[idx].name, why, len - from,
 			 async ? "to replay once connected" : "replayed",
 			 (double)(flare_monotonic_ns() - t0) / 1000.0);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
 		rc = 0;
 		goto out;
 	}
-	log_warn("service %s: no replica could take over from %s (%s)", rt.svc.name, from, why);
+	log_warn("service %s: no replica could take over from %s (%s)", rt.svc.name, name, why);
 out:
 	if (rc < 0)
 		STAT_INC(passed_errors);

@@ -48,8 +48,14 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		ssize_t n = do_read(op, fd, buf, len, msg, flags);
 		if (n > 0) {
-			if (!(flags & MSG_PEEK))
-				exchange_read(fc);
+			if (!(flags & MSG_PEEK)) {
+				struct iovec one = {buf, (size_t)n};
+				if (op == R_RECV)
+					exchange_read(fc, &one, 1, (size_t)n);
+				else
+					exchange_read(fc, msg->msg_iov, (int)msg->msg_iovlen,
+						      (size_t)n);
+			}
 			return n;
 		}
 		int err = n < 0 ? errno : 0;

@@ -35,6 +35,11 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 							    : FLARE_DEFAULT_CONNECT_TIMEOUT_MS;
 	fc->user_timeout_ms = rt->svc.user_timeout_ms;
 	fc->request_timeout_ms = rt->svc.request_timeout_ms;
+	fc->unsafe_ok = rt->svc.replay_unsafe;
+	if (rt->svc.protocol >= PROTO_REDIS && rt->svc.protocol <= PROTO_MEMCACHED)
+		framed_start(fc, rt->svc.protocol);
+	else
+		fc->proto = rt->svc.protocol == PROTO_AUTO ? PROTO_AUTO : PROTO_OPAQUE;
 	fc->ka_idle = rt->svc.keepalive_idle_s;
 	fc->ka_intvl = rt->svc.keepalive_interval_s;
 	fc->ka_cnt = rt->svc.keepalive_count;

@@ -190,6 +190,12 @@ struct sliced_wait {
 };
 int wait_sliced(struct sliced_wait *w, int timeout_ms);
 
+/* ---- session.c: a framed connection's session state, replayed ---- */
+int session_pending(struct fconn *fc);
+/* Replays the session log on connected socket fd, checking each reply; 0,
+ * or -1 (logged) when the new connection must not be used. */
+int session_replay(struct fconn *fc, int fd, int timeout_ms, const char *replica);
+
 /* ---- watch.c: requests on replicas that will not answer ---- */
 /* Why fc's outstanding request should be replayed elsewhere now (its
  * replica is dead in the table, or request_timeout_ms passed), or NULL. */

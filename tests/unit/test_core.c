@@ -117,7 +117,112 @@ static struct fconn *conn_with(int replay, uint32_t cap)
 		fc->cap = cap;
 	}
 	fc->replay = (uint8_t)replay;
+	fc->proto = PROTO_OPAQUE; /* the strict request/reply rules */
 	return fc;
+}
+
+static void wrote(struct fconn *fc, const char *s) { exchange_wrote_buf(fc, s, strlen(s)); }
+
+static void got(struct fconn *fc, const char *s)
+{
+	struct iovec v = {(void *)s, strlen(s)};
+	exchange_read(fc, &v, 1, v.iov_len);
+}
+
+static struct fconn *framed_conn(int proto, uint32_t cap)
+{
+	struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, cap);
+	framed_start(fc, proto);
+	return fc;
+}
+
+/* Redis, pipelined: every unanswered request is replayed, from the oldest;
+ * a half-read reply is never healed; idle at a boundary is. */
+static void test_framed_pipeline(void **state)
+{
+	(void)state;
+	struct fconn *fc = framed_conn(PROTO_REDIS, 256);
+	const char *three = "*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n"
+			    "*2\r\n$3\r\nGET\r\n$1\r\nc\r\n";
+	wrote(fc, three);
+	assert_int_equal(fc->q_n, 3);
+	assert_true(exchange_outstanding(fc));
+	assert_true(exchange_healable(fc));
+	assert_int_equal(exchange_replay_from(fc), 0);
+	assert_int_equal(exchange_replay_len(fc), strlen(three));
+	got(fc, "$1\r\nA\r\n$1\r");
+	/* the first reply is the program's: the replay starts at the second */
+	assert_int_equal(fc->q_n, 2);
+	assert_int_equal(exchange_replay_from(fc), strlen(three) / 3);
+	assert_false(exchange_healable(fc)); /* half of the second reply was read */
+	got(fc, "\nB\r\n");
+	assert_true(exchange_healable(fc));
+	assert_int_equal(exchange_replay_from(fc), 2 * strlen(three) / 3);
+	got(fc, "$-1\r\n");
+	assert_int_equal(fc->q_n, 0);
+	assert_false(exchange_outstanding(fc));
+	assert_int_equal(fc->xchg, FX_ANSWERED);
+	assert_true(exchange_healable(fc)); /* idle at a boundary: the next request goes on */
+	assert_int_equal(exchange_replay_len(fc) - exchange_replay_from(fc), 0);
+	/* a partial request is replayed too (its rest follows on the new socket) */
+	wrote(fc, "*1\r\n$4\r\nPI");
+	assert_true(exchange_outstanding(fc));
+	assert_int_equal(exchange_replay_len(fc) - exchange_replay_from(fc), 10);
+	fconn_release(fc);
+}
+
+/* Redis session state, transactions and pub/sub. */
+static void test_framed_session(void **state)
+{
+	(void)state;
+	struct fconn *fc = framed_conn(PROTO_REDIS, 256);
+	wrote(fc, "*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n");
+	got(fc, "+OK\r\n");
+	assert_true(fc->sess_len > 0);
+	assert_true(session_pending(fc));
+	uint32_t one = fc->sess_len;
+	wrote(fc, "*2\r\n$6\r\nSELECT\r\n$2\r\n99\r\n");
+	got(fc, "-ERR DB index is out of range\r\n");
+	assert_int_equal(fc->sess_len, one); /* a failed command changed nothing */
+	wrote(fc, "*1\r\n$5\r\nMULTI\r\n");
+	got(fc, "+OK\r\n");
+	wrote(fc, "*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n");
+	assert_false(exchange_healable(fc)); /* inside MULTI ... EXEC */
+	got(fc, "+QUEUED\r\n");
+	wrote(fc, "*1\r\n$4\r\nEXEC\r\n");
+	assert_false(exchange_healable(fc));
+	got(fc, "*1\r\n:1\r\n");
+	assert_true(exchange_healable(fc));
+	wrote(fc, "*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n");
+	assert_false(exchange_healable(fc)); /* pub/sub: never healed */
+	got(fc, "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+	assert_false(exchange_healable(fc));
+	fconn_release(fc);
+}
+
+/* HTTP: what may run twice, and the server's announced close. */
+static void test_framed_http(void **state)
+{
+	(void)state;
+	struct fconn *fc = framed_conn(PROTO_HTTP, 512);
+	wrote(fc, "POST /order HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
+	assert_false(exchange_healable(fc)); /* it may have run */
+	got(fc, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+	assert_true(exchange_healable(fc));
+	wrote(fc, "POST /order HTTP/1.1\r\nIdempotency-Key: k1\r\nContent-Length: 0\r\n\r\n");
+	assert_true(exchange_healable(fc));
+	got(fc, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+	assert_false(exchange_healable(fc)); /* the EOF that follows is the server's close */
+	exchange_healed(fc);
+	assert_true(exchange_healable(fc));
+	fc->unsafe_ok = 1; /* replay_unsafe = true */
+	wrote(fc, "PATCH / HTTP/1.1\r\n\r\n");
+	assert_true(exchange_healable(fc));
+	got(fc, "HTTP/1.1 204 No Content\r\n\r\n");
+	assert_true(exchange_healable(fc));
+	fc->shut_wr = 1; /* the program half-closed: the EOF that follows is the answer */
+	assert_false(exchange_healable(fc));
+	fconn_release(fc);
 }
 
 static void test_exchange_heal_rules(void **state)
@@ -134,7 +239,7 @@ static void test_exchange_heal_rules(void **state)
 	assert_true(exchange_healable(fc));
 	assert_int_equal(exchange_replay_len(fc), 7);
 	assert_memory_equal(fc->buf, "GET a\r\n", 7);
-	exchange_read(fc);
+	exchange_read(fc, NULL, 0, 1);
 	assert_int_equal(fc->xchg, FX_ANSWERED);
 	assert_false(exchange_healable(fc)); /* part of a reply was delivered */
 	assert_int_equal(exchange_replay_len(fc), 0);
@@ -153,7 +258,7 @@ static void test_exchange_heal_rules(void **state)
 	assert_false(exchange_healable(fc));
 	exchange_wrote_buf(fc, "x", 1);
 	assert_int_equal(fc->xchg, FX_OVERSIZE);
-	exchange_read(fc);
+	exchange_read(fc, NULL, 0, 1);
 	exchange_wrote_buf(fc, "y", 1);
 	assert_int_equal(fc->xchg, FX_REQUEST);
 	assert_int_equal(exchange_replay_len(fc), 1);
@@ -170,7 +275,7 @@ static void test_exchange_replay_none(void **state)
 	assert_false(exchange_healable(fc)); /* never run twice */
 	exchange_write_failed(fc);           /* a request went out: nothing changes */
 	assert_false(exchange_healable(fc));
-	exchange_read(fc);
+	exchange_read(fc, NULL, 0, 1);
 	assert_false(exchange_healable(fc)); /* idle: an EOF may be a legitimate close */
 	/* the next write found the connection closed and sent nothing: a new
 	 * connection re-runs nothing */
@@ -295,14 +400,14 @@ static void test_exchange_session_protocols(void **state)
 	struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
 	exchange_wrote_buf(fc, ssl, sizeof(ssl));
 	assert_true(exchange_healable(fc)); /* startup: replayed on a new connection */
-	exchange_read(fc);                  /* the server's answer: the session begins */
+	exchange_read(fc, NULL, 0, 1);      /* the server's answer: the session begins */
 	exchange_wrote_buf(fc, startup, sizeof(startup));
 	assert_int_equal(fc->xchg, FX_REQUEST);
 	assert_false(exchange_healable(fc)); /* a new connection would lack the session */
 	fconn_release(fc);
 	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
 	exchange_wrote_buf(fc, "PING\r\n", 6);
-	exchange_read(fc);
+	exchange_read(fc, NULL, 0, 1);
 	exchange_wrote_buf(fc, "PING\r\n", 6);
 	assert_true(exchange_healable(fc)); /* not a session protocol */
 	fconn_release(fc);
@@ -317,7 +422,7 @@ static void test_exchange_reply_resets_replayed(void **state)
 	__atomic_store_n(&fc->replayed, 6u, __ATOMIC_RELAXED);
 	exchange_wrote_buf(fc, "b", 1); /* the same request: still 6 */
 	assert_int_equal(fc->replayed, 6u);
-	exchange_read(fc);
+	exchange_read(fc, NULL, 0, 1);
 	assert_int_equal(fc->replayed, 0u);
 	fconn_release(fc);
 	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
@@ -390,6 +495,9 @@ int main(void)
 	    cmocka_unit_test(test_claim_is_exclusive),
 	    cmocka_unit_test(test_exchange_heal_rules),
 	    cmocka_unit_test(test_exchange_replay_none),
+	    cmocka_unit_test(test_framed_pipeline),
+	    cmocka_unit_test(test_framed_session),
+	    cmocka_unit_test(test_framed_http),
 	    cmocka_unit_test(test_order_connect),
 	    cmocka_unit_test(test_order_failover),
 	    cmocka_unit_test(test_order_failover_bounded),

@@ -230,8 +230,8 @@ static void test_detect(void **state)
 	assert_int_equal(fr_detect((const uint8_t *)"GETX / HTTP/1.1", 15), PROTO_OPAQUE);
 	assert_int_equal(fr_detect((const uint8_t *)"\x00\x00\x00\x08\x04\xd2\x16\x2f", 8),
 			 PROTO_OPAQUE);
-	assert_int_equal(fr_proto_parse("memcached"), PROTO_MEMCACHED);
-	assert_int_equal(fr_proto_parse("gopher"), -1);
+	assert_int_equal(flare_protocol_parse("memcached"), PROTO_MEMCACHED);
+	assert_int_equal(flare_protocol_parse("gopher"), -1);
 }
 
 int main(void)

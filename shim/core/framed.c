@@ -1,0 +1,228 @@
+/* Framed exchanges: a connection whose protocol has a framer (frame.h)
+ * knows where each request and reply ends. buf[head, len) holds every
+ * request written whose reply the program has not read whole (a pipeline,
+ * in order), q_* where each ends and what it is. A heal replays them all,
+ * after the session log (session.c), and never while a reply is half
+ * read: what the program has is never delivered twice or spliced. At a
+ * reply boundary with nothing outstanding, a failure is healed too (the
+ * next request goes to a live replica), unless the server said it closes.
+ * Everything here runs under the connection's lock. */
+#include "shim.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void framed_start(struct fconn *fc, int proto)
+{
+	fr_req_init(&fc->frq, proto);
+	fr_rep_init(&fc->frp, proto);
+	fc->head = fc->len = 0;
+	fc->q_n = 0;
+	__atomic_store_n(&fc->proto, (uint8_t)proto, __ATOMIC_RELEASE);
+}
+
+/* The framer met what it does not know: the connection is opaque from
+ * here, and nothing written so far can be replayed (boundaries lost). */
+static void lose_framing(struct fconn *fc, const char *why)
+{
+	log_debug("framing %s ends (%s): opaque from here", flare_protocol_name(fc->proto), why);
+	__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
+	fc->len = fc->head = 0;
+	fc->q_n = 0;
+	exchange_set(fc, FX_OVERSIZE); /* no heal until a reply byte (exchange.c) */
+}
+
+/* Everything written was answered and framing is at a boundary: buf can
+ * start over, an overflow is forgotten. */
+static void settle(struct fconn *fc, int read)
+{
+	int busy = fc->q_n > 0 || fc->frq.st != 0;
+	if (!busy) {
+		fc->overflow = 0;
+		fc->len = fc->head = 0;
+	}
+	int from = __atomic_load_n(&fc->xchg, __ATOMIC_ACQUIRE);
+	int to = busy ? FX_REQUEST : read || from != FX_FRESH ? FX_ANSWERED : FX_FRESH;
+	if (to != from)
+		exchange_set(fc, to);
+}
+
+/* Old answered bytes out of the way, when no replay reads buf. */
+static void compact(struct fconn *fc, size_t incoming)
+{
+	if (!fc->head || fconn_state(fc) != FC_READY ||
+	    (fc->head < fc->len && (uint64_t)fc->len + incoming <= fc->cap))
+		return;
+	memmove(fc->buf, fc->buf + fc->head, fc->len - fc->head);
+	for (int i = 0; i < fc->q_n; i++)
+		fc->q_end[i] -= fc->head;
+	fc->len -= fc->head;
+	fc->head = 0;
+}
+
+/* A request ended at buf offset end (meaningless while overflowing). */
+static void request_ended(struct fconn *fc, uint32_t end, uint16_t flags)
+{
+	if (flags & RQ_ENDS)
+		fc->framing_over = 1;
+	if (flags & RQ_TXN_BEGIN)
+		fc->in_txn = 1;
+	if (flags & RQ_NOREPLY) {
+		if (!fc->q_n && !fc->overflow)
+			fc->head = end; /* nothing answers it: it is done */
+		return;
+	}
+	if (fc->q_n == FLARE_MAX_PIPELINE) {
+		fc->framing_over = 1; /* deeper than we track: no more heals here */
+		return;
+	}
+	fc->q_end[fc->q_n] = end;
+	fc->q_flags[fc->q_n++] = flags;
+}
+
+void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
+{
+	compact(fc, n);
+	for (int i = 0; i < iovcnt && n && fconn_framed(fc); i++) {
+		const uint8_t *p = iov[i].iov_base;
+		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
+		n -= k;
+		uint32_t base = fc->len;
+		if (!fc->overflow && (uint64_t)fc->len + k <= fc->cap) {
+			memcpy(fc->buf + fc->len, p, k);
+			fc->len += (uint32_t)k;
+		} else {
+			fc->overflow = 1;
+		}
+		for (size_t off = 0; off < k;) {
+			int ended;
+			uint16_t flags;
+			long used = fr_req_step(&fc->frq, p + off, k - off, &ended, &flags);
+			if (used < 0) {
+				lose_framing(fc, "a request it cannot read");
+				return;
+			}
+			off += (size_t)used;
+			if (ended)
+				request_ended(fc, base + (uint32_t)off, flags);
+		}
+	}
+	settle(fc, 0);
+}
+
+/* A session command's reply ended: the command and the reply go into the
+ * session log, to be replayed and checked on a new connection. */
+static void session_keep(struct fconn *fc, uint32_t req_end, int error)
+{
+	uint32_t req = req_end - fc->head;
+	uint32_t need = 2 + req + 1 + 2 + fc->sess_rep_len;
+	if (error)
+		return; /* it changed nothing */
+	if (fc->overflow || req > 0xffff) {
+		fc->sess_broken = 1;
+		return;
+	}
+	if (!fc->sess)
+		fc->sess = malloc(FLARE_SESSION_LOG);
+	if (!fc->sess || fc->sess_len + need > FLARE_SESSION_LOG) {
+		fc->sess_broken = 1;
+		return;
+	}
+	uint8_t *o = fc->sess + fc->sess_len;
+	int whole = fc->rep_read <= FLARE_SESSION_REPLY; /* the reply was kept whole */
+	o[0] = (uint8_t)(req >> 8);
+	o[1] = (uint8_t)req;
+	memcpy(o + 2, fc->buf + fc->head, req);
+	o += 2 + req;
+	o[0] = (uint8_t)whole;
+	o[1] = (uint8_t)(fc->sess_rep_len >> 8);
+	o[2] = (uint8_t)fc->sess_rep_len;
+	memcpy(o + 3, fc->sess_rep, fc->sess_rep_len);
+	fc->sess_len += need;
+}
+
+/* The oldest request's reply is whole. */
+static void reply_ended(struct fconn *fc, uint8_t rflags)
+{
+	if (rflags & RP_ENDS)
+		fc->framing_over = 1;
+	if (rflags & RP_CLOSE)
+		fc->server_closes = 1;
+	uint16_t f = fc->q_flags[0];
+	if (f & RQ_SESSION)
+		session_keep(fc, fc->q_end[0], rflags & RP_ERROR);
+	if (f & RQ_RESET) {
+		fc->sess_len = 0;
+		fc->sess_broken = 0;
+	}
+	if (f & RQ_TXN_END)
+		fc->in_txn = 0;
+	if (!fc->overflow)
+		fc->head = fc->q_end[0];
+	fc->q_n--;
+	memmove(fc->q_end, fc->q_end + 1, sizeof(fc->q_end[0]) * (size_t)fc->q_n);
+	memmove(fc->q_flags, fc->q_flags + 1, sizeof(fc->q_flags[0]) * (size_t)fc->q_n);
+	fc->sess_rep_len = 0;
+	/* progress: the next failure may go to every replica again */
+	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
+	if (fc->q_n) /* the next reply's time starts (request_timeout_ms) */
+		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
+}
+
+void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
+{
+	for (int i = 0; i < iovcnt && n && fconn_framed(fc) && !fc->framing_over; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
+		n -= k;
+		for (size_t off = 0; off < k && !fc->framing_over;) {
+			int ended;
+			uint8_t flags;
+			if (!fc->rep_read)
+				fc->frp.rq = fc->q_n ? fc->q_flags[0] : 0;
+			long used = fr_rep_step(&fc->frp, p + off, k - off, &ended, &flags);
+			if (used < 0) {
+				lose_framing(fc, "a reply it cannot read");
+				return;
+			}
+			if (fc->q_n && (fc->q_flags[0] & RQ_SESSION)) {
+				size_t room = FLARE_SESSION_REPLY - fc->sess_rep_len;
+				size_t c = (size_t)used < room ? (size_t)used : room;
+				memcpy(fc->sess_rep + fc->sess_rep_len, p + off, c);
+				fc->sess_rep_len += (uint32_t)c;
+			}
+			off += (size_t)used;
+			fc->rep_read += (uint32_t)used;
+			if (!ended)
+				continue;
+			uint32_t whole = fc->rep_read;
+			fc->rep_read = 0;
+			if (flags & RP_PUSH)
+				continue; /* out of band, answers nothing */
+			if (!fc->q_n) {
+				lose_framing(fc, "a reply nobody asked for");
+				return;
+			}
+			fc->rep_read = whole; /* for session_keep */
+			reply_ended(fc, flags);
+			fc->rep_read = 0;
+		}
+	}
+	if (fconn_framed(fc))
+		settle(fc, 1);
+}
+
+int framed_healable(struct fconn *fc)
+{
+	if (fc->framing_over || fc->in_txn || fc->rep_read || fc->overflow || fc->sess_broken)
+		return 0;
+	for (int i = 0; i < fc->q_n; i++)
+		if ((fc->q_flags[i] & RQ_UNSAFE) && !fc->unsafe_ok)
+			return 0;
+	int busy = fc->q_n > 0 || fc->frq.st != 0;
+	if (!busy && (fc->server_closes || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE)))
+		return 0; /* the close it announced, or the answer to the program's own FIN */
+	if (busy && fc->replay == FLARE_REPLAY_NONE)
+		return 0;
+	return 1;
+}
