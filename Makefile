@@ -107,7 +107,13 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread
 
-BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation $(BUILD)/bench/nbclient
+BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation $(BUILD)/bench/nbclient \
+	$(BUILD)/bench/framecost
+# the framers as they are compiled into the library
+$(BUILD)/bench/framecost: tests/bench/framecost.c \
+		$(filter-out %/framed.o,$(filter $(BUILD)/shimobj/shim/core/frame%,$(SHIM_OBJ)))
+	@mkdir -p $(dir $@)
+	$(CC) $(STD) $(LIB_CPPFLAGS) $(CFLAGS) $^ -o $@
 $(BUILD)/bench/nbclient: tests/bench/nbclient.c $(BUILD)/obj/examples/rr-proto.o
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) -Iexamples $^ -o $@
@@ -192,7 +198,7 @@ $(BUILD)/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c $(FUZZ_SRC) control/auth.c contr
 		$(FUZZ_HDR)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lconfig -levent -lsodium
-FRAMER_SRC := $(wildcard shim/core/frame*.c)
+FRAMER_SRC := $(addprefix shim/core/,frame.c frame_http.c frame_mc.c frame_redis.c)
 $(BUILD)/fuzz/fuzz_framer: tests/fuzz/fuzz_framer.c $(FRAMER_SRC) $(wildcard shim/core/frame*.h)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -Ishim/core $(filter %.c,$^) -o $@

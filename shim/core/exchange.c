@@ -30,7 +30,7 @@ void exchange_set(struct fconn *fc, int to)
 {
 	int from = __atomic_exchange_n(&fc->xchg, to, __ATOMIC_ACQ_REL);
 	moved(from, to);
-	if (is_outstanding(to) && !is_outstanding(from))
+	if (fc->request_timeout_ms && is_outstanding(to) && !is_outstanding(from))
 		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 }
 
@@ -121,7 +121,7 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	if (to != from && __atomic_compare_exchange_n(&fc->xchg, &from, to, 0, __ATOMIC_ACQ_REL,
 						      __ATOMIC_ACQUIRE)) {
 		moved(from, to);
-		if (!is_outstanding(from))
+		if (fc->request_timeout_ms && !is_outstanding(from))
 			__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&fc->lock);

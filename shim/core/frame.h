@@ -61,7 +61,7 @@ struct fr_req {
 	int64_t cl;      /* HTTP: Content-Length, -1 none */
 	uint32_t line;   /* bytes of the current line seen */
 	int64_t num;     /* a number being read */
-	uint8_t neg, digits, vlen;
+	uint8_t neg, digits, vlen, keep;
 	char word[FR_WORD];
 	char cmd[FR_WORD]; /* RESP: the command name; HTTP: a header value's first bytes */
 };
@@ -81,7 +81,7 @@ struct fr_rep {
 	int64_t left[FR_DEPTH]; /* RESP: elements left at each level */
 	uint32_t line;
 	int64_t num;
-	uint8_t neg, digits, vlen, keep_alive;
+	uint8_t neg, digits, vlen, keep_alive, keep;
 	uint16_t status;
 	char val[FR_WORD]; /* HTTP: a header value's first bytes */
 	char word[FR_WORD];

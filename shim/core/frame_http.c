@@ -24,7 +24,7 @@ enum {
 
 /* the state both directions share, so one set of line rules serves both */
 struct hline {
-	uint8_t *st, *wlen, *vlen, *chunked, *crlf;
+	uint8_t *st, *wlen, *vlen, *chunked, *crlf, *keep;
 	uint32_t *line;
 	int64_t *cl, *need, *num;
 	uint8_t *neg, *digits;
@@ -113,6 +113,17 @@ static int chunk_byte(struct hline *h, uint8_t c)
 	}
 }
 
+/* The headers whose values framing reads; the others are only passed. */
+static int wanted(const char *name, size_t n)
+{
+	switch (n ? fr_upper(name[0]) : 0) {
+	case 'C': return fr_is(name, n, "CONTENT-LENGTH") || fr_is(name, n, "CONNECTION");
+	case 'T': return fr_is(name, n, "TRANSFER-ENCODING");
+	case 'I': return fr_is(name, n, "IDEMPOTENCY-KEY");
+	default: return 0;
+	}
+}
+
 /* One byte of a header section (after the first line). 1 at its end. */
 static int header_byte(struct hline *h, uint8_t c, int (*take)(void *, struct hline *), void *owner)
 {
@@ -133,10 +144,12 @@ static int header_byte(struct hline *h, uint8_t c, int (*take)(void *, struct hl
 	case H_NAME:
 		if (++*h->line > FR_LINE_MAX || c == '\n')
 			return -1;
-		if (c == ':')
+		if (c == ':') {
 			*h->st = H_VALUE;
-		else
+			*h->keep = (uint8_t)wanted(h->word, *h->wlen);
+		} else {
 			fr_keep(h->word, h->wlen, c);
+		}
 		return 0;
 	default: /* H_VALUE */
 		if (++*h->line > FR_LINE_MAX)
@@ -146,9 +159,9 @@ static int header_byte(struct hline *h, uint8_t c, int (*take)(void *, struct hl
 			       (h->val[*h->vlen - 1] == ' ' || h->val[*h->vlen - 1] == '\t'))
 				(*h->vlen)--;
 			*h->st = H_HDR;
-			return take(owner, h) < 0 ? -1 : 0;
+			return *h->keep && take(owner, h) < 0 ? -1 : 0;
 		}
-		if (c == '\r' || ((c == ' ' || c == '\t') && *h->vlen == 0))
+		if (!*h->keep || c == '\r' || ((c == ' ' || c == '\t') && *h->vlen == 0))
 			return 0;
 		if (*h->vlen < FR_WORD)
 			h->val[(*h->vlen)++] = (char)c;
@@ -158,12 +171,59 @@ static int header_byte(struct hline *h, uint8_t c, int (*take)(void *, struct hl
 	}
 }
 
+/* Bytes of p[0, n) before the next '\n' (all of them when none). */
+static size_t to_eol(const uint8_t *p, size_t n)
+{
+	const uint8_t *nl = memchr(p, '\n', n);
+	return nl ? (size_t)(nl - p) : n;
+}
+
+/* The fast path through lines: a header name up to its ':', a header
+ * value up to its end of line (the first FR_WORD bytes kept for the
+ * headers framing reads, leading blanks and CRs not), and the rest of a
+ * first line once what is needed of it is kept; taken as header_byte
+ * would one at a time. Returns the bytes passed; 0 when the next byte
+ * must go the slow way. */
+static inline size_t line_run(uint8_t st, int skip_first, struct hline *h, const uint8_t *p,
+			      size_t n)
+{
+	size_t k = 0;
+	if (st == H_NAME) {
+		while (k < n && p[k] != ':' && p[k] != '\n') {
+			if (*h->wlen < FR_WORD)
+				h->word[(*h->wlen)++] = (char)p[k];
+			k++;
+		}
+	} else if (st == H_VALUE || (st == H_FIRST && skip_first)) {
+		k = to_eol(p, n);
+		for (size_t j = 0; st == H_VALUE && *h->keep && j < k && *h->vlen < FR_WORD; j++) {
+			uint8_t c = p[j];
+			if (c != '\r' && !((c == ' ' || c == '\t') && *h->vlen == 0))
+				h->val[(*h->vlen)++] = (char)c;
+		}
+	}
+	*h->line += (uint32_t)k;
+	return k;
+}
+
 /* ---- requests ---- */
 
 static struct hline req_line(struct fr_req *f)
 {
-	return (struct hline){&f->st,   &f->wlen, &f->vlen, &f->chunked, &f->crlf, &f->line, &f->cl,
-			      &f->need, &f->num,  &f->neg,  &f->digits,  f->word,  f->cmd};
+	return (struct hline){.st = &f->st,
+			      .wlen = &f->wlen,
+			      .vlen = &f->vlen,
+			      .chunked = &f->chunked,
+			      .crlf = &f->crlf,
+			      .keep = &f->keep,
+			      .line = &f->line,
+			      .cl = &f->cl,
+			      .need = &f->need,
+			      .num = &f->num,
+			      .neg = &f->neg,
+			      .digits = &f->digits,
+			      .word = f->word,
+			      .val = f->cmd};
 }
 
 static int req_header(void *owner, struct hline *h)
@@ -201,6 +261,13 @@ long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint1
 	size_t i = 0;
 	*ended = 0;
 	while (i < n) {
+		size_t run = line_run(f->st, f->arg == 1, &h, p + i, n - i);
+		if (run) {
+			if (f->line > FR_LINE_MAX)
+				return -1;
+			i += run;
+			continue;
+		}
 		uint8_t c = p[i];
 		int r;
 		switch (f->st) {
@@ -280,8 +347,20 @@ long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint1
 
 static struct hline rep_line(struct fr_rep *f)
 {
-	return (struct hline){&f->st,   &f->wlen, &f->vlen, &f->chunked, &f->crlf, &f->line, &f->cl,
-			      &f->need, &f->num,  &f->neg,  &f->digits,  f->word,  f->val};
+	return (struct hline){.st = &f->st,
+			      .wlen = &f->wlen,
+			      .vlen = &f->vlen,
+			      .chunked = &f->chunked,
+			      .crlf = &f->crlf,
+			      .keep = &f->keep,
+			      .line = &f->line,
+			      .cl = &f->cl,
+			      .need = &f->need,
+			      .num = &f->num,
+			      .neg = &f->neg,
+			      .digits = &f->digits,
+			      .word = f->word,
+			      .val = f->val};
 }
 
 static int has_token(const char *v, size_t n, const char *tok)
@@ -377,6 +456,14 @@ long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8
 	size_t i = 0;
 	*ended = 0;
 	while (i < n) {
+		/* of the status line, "HTTP/1.x NNN" is all that is read */
+		size_t run = line_run(f->st, f->wlen >= 12, &h, p + i, n - i);
+		if (run) {
+			if (f->line > FR_LINE_MAX)
+				return -1;
+			i += run;
+			continue;
+		}
 		uint8_t c = p[i];
 		int r;
 		switch (f->st) {

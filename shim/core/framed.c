@@ -165,7 +165,7 @@ static void reply_ended(struct fconn *fc, uint8_t rflags)
 	fc->sess_rep_len = 0;
 	/* progress: the next failure may go to every replica again */
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
-	if (fc->q_n) /* the next reply's time starts (request_timeout_ms) */
+	if (fc->q_n && fc->request_timeout_ms) /* the next reply's time starts */
 		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 }
 

@@ -18,8 +18,8 @@ BUILD = deploy.configure(sys.argv[1] if len(sys.argv) > 1 else "build")
 deploy.install_cleanup()
 
 QUICK = "--quick" in sys.argv
-# --only a,b: just those sections (ranking, overhead, loops, penalty, memory,
-# propagation, daemons), for iterating on one figure
+# --only a,b: just those sections (ranking, overhead, loops, protocols,
+# penalty, memory, propagation, daemons), for iterating on one figure
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
@@ -170,6 +170,90 @@ def event_loops(s):
             "goal <= 1.03")
         row("event loops", "%s: direct mean per request (pinned)" % mode,
             "%.1f us" % statistics.median(res["direct"]))
+
+
+NGINX_CONF = """daemon off; master_process off; worker_processes 1;
+pid {dir}/nginx.pid; error_log {dir}/nginx.err warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/t/body; proxy_temp_path {dir}/t/proxy;
+  fastcgi_temp_path {dir}/t/fcgi; uwsgi_temp_path {dir}/t/uwsgi; scgi_temp_path {dir}/t/scgi;
+  keepalive_requests 100000000; keepalive_timeout 60s;
+  server {{ listen 127.0.0.1:{port}; root {dir}/www; }}
+}}
+"""
+
+
+def protocols():
+    """Issue 12's overhead: the framers on, managed against direct, one
+    replica pinned with its client to CPU 0, interleaved rounds. Redis GET
+    with redis-benchmark at -P 1 and -P 16; small HTTP GETs over keep-alive
+    with ab against nginx. And the framers' own cost per request."""
+    r = subprocess.run([BUILD + "/bench/framecost", "1000000"], capture_output=True, text=True)
+    m = re.search(r"redis_ns=([\d.]+) http_ns=([\d.]+)", r.stdout)
+    row("protocols", "framer cost per request+reply: Redis GET", "%s ns" % m.group(1))
+    row("protocols", "framer cost per request+reply: HTTP GET (6 headers each)", "%s ns" % m.group(2))
+    have = {t: shutil.which(t) for t in ("redis-server", "redis-benchmark", "nginx", "ab")}
+    s = rr_deployment(n=1, name="proto", service_extra='protocol = "auto";')
+    start_rr(s, servers=False)
+    port = s.ports[0]
+    clients = {}
+    if have["redis-server"] and have["redis-benchmark"]:
+        s.start("rr0", pinned([BUILD + "/flare-run", "--shm", s.shm, "--", "redis-server",
+                               "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"]))
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "SET", "key:__rand_int__",
+                                         "x" * 32], capture_output=True).returncode == 0, 10,
+                 what="redis up")
+        n = 20000 if QUICK else 100000
+        for pipe in (1, 16):
+            clients["redis GET -P %d" % pipe] = (
+                lambda p, pipe=pipe, n=n * (4 if pipe > 1 else 1): [
+                    "redis-benchmark", "-p", str(p), "-c", "1", "-n", str(n), "-P", str(pipe),
+                    "-t", "get", "-q"], r"GET: ([\d.]+) requests per second")
+        wait_for(lambda: deploy.all_alive(s), 10, what="redis replica alive")
+        run_protocol_rounds(s, port, clients)
+        s.kill("rr0")
+    else:
+        row("protocols", "redis-server/redis-benchmark", "not installed: skipped")
+    if have["nginx"] and have["ab"]:
+        os.makedirs(os.path.join(s.dir, "www"))
+        os.makedirs(os.path.join(s.dir, "t"))
+        with open(os.path.join(s.dir, "www", "index.html"), "w") as f:
+            f.write("hello from nginx\n" * 8)
+        conf = os.path.join(s.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=s.dir, port=port))
+        s.start("rr0", pinned([BUILD + "/flare-run", "--shm", s.shm, "--", "nginx", "-c", conf,
+                               "-p", s.dir]))
+        wait_for(lambda: deploy.all_alive(s), 10, what="nginx replica alive")
+        n = 20000 if QUICK else 100000
+        run_protocol_rounds(s, port, {"HTTP GET keep-alive (ab -k, 136 B)": (
+            lambda p: ["ab", "-q", "-k", "-n", str(n), "-c", "1",
+                       "http://127.0.0.1:%d/index.html" % p],
+            r"Requests per second:\s+([\d.]+)")})
+    else:
+        row("protocols", "nginx/ab", "not installed: skipped")
+
+
+def run_protocol_rounds(s, port, clients):
+    for name, (cmd, pattern) in clients.items():
+        res = {"direct": [], "managed": []}
+        for _ in range(ROUNDS):
+            for k in ("direct", "managed"):
+                pre = [BUILD + "/flare-run", "--shm", s.shm, "--"] if k == "managed" else []
+                r = subprocess.run(pinned(pre + cmd(s.svc if k == "managed" else port)),
+                                   capture_output=True, text=True, timeout=600)
+                m = re.search(pattern, r.stdout)
+                if r.returncode != 0 or not m:
+                    raise RuntimeError("%s %s: %s %s" % (name, k, r.stdout[-500:], r.stderr))
+                res[k].append(float(m.group(1)))
+        ratios = [res["managed"][i] / res["direct"][i] for i in range(ROUNDS)]
+        row("protocols", "%s: managed throughput / direct" % name, ratio_summary(ratios),
+            "goal >= 0.97")
+        row("protocols", "%s: direct requests/s (pinned)" % name,
+            "%.0f" % statistics.median(res["direct"]))
 
 
 def arm_crash(s, t):
@@ -376,6 +460,8 @@ def main():
         s.kill("rr0")
         deploy.rr_server(s, 0)
         wait_for(lambda: deploy.all_alive(s), 10, what="replicas alive")
+    if wanted("protocols"):
+        protocols()
     for name, fn in (("penalty", failover_penalty), ("memory", memory),
                      ("propagation", propagation), ("daemons", daemon_memory)):
         if wanted(name):
