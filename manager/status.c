@@ -56,9 +56,13 @@ static void render_text(struct manager *m, struct evbuffer *b, uint64_t now)
 		const struct flare_service_cfg *sv = &c->services[s];
 		const struct fw_rank_service *p = &m->pub_svcs[s];
 		evbuffer_add_printf(
-		    b, "\nSERVICE %s %s  strategy %s, failover %s, replay %s\n  order: ", sv->name,
-		    flare_addr_format(&sv->addr, a, sizeof(a)), flare_strategy_name(sv->strategy),
-		    flare_failover_name(sv->failover), flare_replay_name(sv->replay));
+		    b,
+		    "\nSERVICE %s %s  strategy %s, failover %s, replay %s, protocol %s%s\n  "
+		    "order: ",
+		    sv->name, flare_addr_format(&sv->addr, a, sizeof(a)),
+		    flare_strategy_name(sv->strategy), flare_failover_name(sv->failover),
+		    flare_replay_name(sv->replay), flare_protocol_name(sv->protocol),
+		    sv->replay_unsafe ? " (unsafe requests replayed)" : "");
 		order_names(b, c, sv->first_replica, p->n_order, p->order, 0);
 		evbuffer_add_printf(b, "\n  %-16s %-12s %-24s %-6s %-6s %s\n", "REPLICA", "HOST",
 				    "ADDRESS", "ALIVE", "LOAD", "FAILOVER");
@@ -108,10 +112,12 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 		evbuffer_add_printf(
 		    b,
 		    "%s{\"name\":\"%s\",\"address\":\"%s\",\"strategy\":\"%s\","
-		    "\"failover\":\"%s\",\"replay\":\"%s\",\"order\":[",
+		    "\"failover\":\"%s\",\"replay\":\"%s\",\"protocol\":\"%s\","
+		    "\"replay_unsafe\":%s,\"order\":[",
 		    s ? "," : "", sv->name, flare_addr_format(&sv->addr, a, sizeof(a)),
 		    flare_strategy_name(sv->strategy), flare_failover_name(sv->failover),
-		    flare_replay_name(sv->replay));
+		    flare_replay_name(sv->replay), flare_protocol_name(sv->protocol),
+		    sv->replay_unsafe ? "true" : "false");
 		order_names(b, c, sv->first_replica, p->n_order, p->order, 1);
 		evbuffer_add_printf(b, "],\"replicas\":[");
 		for (int r = sv->first_replica; r < sv->first_replica + sv->n_replicas; r++) {

@@ -29,6 +29,7 @@ static const char *const good =
     "      { name = \"A-2\"; host = \"alpha\"; address = \"127.0.0.1:9102\"; load = 0.40; },\n"
     "      { name = \"A-3\"; host = \"beta\";  address = \"[::1]:9103\"; load = 1; } ); },\n"
     "  { name = \"B\"; address = \"127.0.0.1:9201\"; strategy = \"static\"; replay = \"none\";\n"
+    "    protocol = \"http\"; replay_unsafe = true;\n"
     "    replicas = ( { name = \"B-1\"; host = \"beta\"; address = \"127.0.0.1:9201\"; } ); }\n"
     ");\n";
 
@@ -57,6 +58,10 @@ static void test_good_config_loads(void **state)
 	assert_int_equal(c.services[0].n_replicas, 3);
 	assert_int_equal(c.services[0].primary, -1);
 	assert_int_equal(c.services[1].replay, FLARE_REPLAY_NONE);
+	assert_int_equal(c.services[0].protocol, FLARE_PROTO_AUTO);
+	assert_int_equal(c.services[1].protocol, FLARE_PROTO_HTTP);
+	assert_int_equal(c.services[0].replay_unsafe, 0);
+	assert_int_equal(c.services[1].replay_unsafe, 1);
 	assert_int_equal(c.services[1].failover, FLARE_FAILOVER_PROACTIVE);
 	assert_int_equal(c.services[1].primary, 3);
 	assert_int_equal(c.replicas[2].host, 2);
@@ -161,6 +166,8 @@ static void test_unknown_enums(void **state)
 		     "unknown strategy 'fastest'");
 	expect_error("failover = \"proactive\"", "failover = \"eventually\"", "unknown failover");
 	expect_error("replay = \"none\"", "replay = \"twice\"", "unknown replay");
+	expect_error("protocol = \"http\"", "protocol = \"gopher\"", "unknown protocol 'gopher'");
+	expect_error("replay_unsafe = true", "replay_unsafe = 1", "must be true or false");
 	expect_error("utilization = \"proc\"", "utilization = \"sar\"",
 		     "unknown utilization source 'sar'");
 	expect_error("utilization = \"proc\"", "utilization = \"file:\"", "needs a path");

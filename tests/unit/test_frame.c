@@ -160,7 +160,7 @@ static void test_http_requests(void **state)
 static void test_http_replies(void **state)
 {
 	(void)state;
-	static const uint16_t rq[] = {0, RQ_HEAD, 0, 0, 0, 0, 0, 0};
+	static const uint16_t rq[] = {0, RQ_HEAD, 0, 0, 0, 0, 0, 0, 0}; /* one past the last */
 	struct result r =
 	    check_splits(PROTO_HTTP, 1,
 			 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
@@ -208,7 +208,7 @@ static void test_memcached(void **state)
 	r = check_splits(PROTO_MEMCACHED, 0, "mg k v q\r\n", NULL); /* quiet mode */
 	assert_true(r.failed_at >= 0);
 	static const uint16_t rq[] = {0, RQ_MC_MULTI, RQ_MC_MULTI, 0,
-				      0, RQ_MC_MULTI, RQ_MC_MULTI, 0};
+				      0, RQ_MC_MULTI, RQ_MC_MULTI, 0, 0};
 	r = check_splits(PROTO_MEMCACHED, 1,
 			 "STORED\r\nVALUE a 0 2\r\nhi\r\nVALUE b 5 1 77\r\nx\r\nEND\r\nEND\r\n"
 			 "VA 2 v\r\nhi\r\nEN\r\nSTAT pid 1\r\nSTAT x y\r\nEND\r\n"
