@@ -285,7 +285,12 @@ def post_while_killing(s, extra):
                           "-d", "hello"] + extra + ["http://127.0.0.1:%d/order" % s.svc],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=dict(os.environ, FLARE_LOG="info", **senv))
-    wait_for(lambda: sum(posts(s).values()) == 1, 10, what="the POST received")
+    try:
+        wait_for(lambda: sum(posts(s).values()) == 1, 10, what="the POST received")
+    except Exception:
+        p.kill()
+        p.communicate()
+        raise
     victim = [i for i, n in posts(s).items() if n][0]
     s.kill("rr%d" % victim)
     out, err = p.communicate(timeout=30)
