@@ -113,6 +113,41 @@ static int chunk_byte(struct hline *h, uint8_t c)
 	}
 }
 
+/* After the headers: where the body is. 0 when there is none. */
+static int body_start(struct hline *h)
+{
+	if (*h->chunked) {
+		*h->st = H_CHUNK;
+		fr_num_reset(h->num, h->neg, h->digits);
+		return 1;
+	}
+	if (*h->cl <= 0)
+		return 0;
+	*h->need = *h->cl;
+	*h->st = H_BODY;
+	return 1;
+}
+
+/* The body's bytes at p[*i] (Content-Length, or chunked with its
+ * trailers): 1 when the body ended there, 0 to go on, -1 when it cannot
+ * be read. */
+static int body_step(struct hline *h, const uint8_t *p, size_t n, size_t *i)
+{
+	if (*h->st == H_BODY || *h->st == H_CHUNK_DATA) {
+		size_t k = n - *i < (size_t)*h->need ? n - *i : (size_t)*h->need;
+		*i += k;
+		*h->need -= (int64_t)k;
+		if (*h->need > 0)
+			return 0;
+		if (*h->st == H_BODY)
+			return 1;
+		*h->st = H_CHUNK_CRLF;
+		*h->crlf = 0;
+		return 0;
+	}
+	return chunk_byte(h, p[(*i)++]);
+}
+
 /* The headers whose values framing reads; the others are only passed. */
 static int wanted(const char *name, size_t n)
 {
@@ -306,34 +341,11 @@ long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint1
 				return -1;
 			if (r == 0)
 				break;
-			if (f->flags & RQ_ENDS)
+			if ((f->flags & RQ_ENDS) || !body_start(&h))
 				return req_done(f, (long)i, ended, flags);
-			if (f->chunked) {
-				f->st = H_CHUNK;
-				fr_num_reset(&f->num, &f->neg, &f->digits);
-			} else if (f->cl > 0) {
-				f->need = f->cl;
-				f->st = H_BODY;
-			} else {
-				return req_done(f, (long)i, ended, flags);
-			}
 			break;
-		case H_BODY:
-		case H_CHUNK_DATA: {
-			size_t k = n - i < (size_t)f->need ? n - i : (size_t)f->need;
-			i += k;
-			f->need -= (int64_t)k;
-			if (f->need == 0 && f->st == H_BODY)
-				return req_done(f, (long)i, ended, flags);
-			if (f->need == 0) {
-				f->st = H_CHUNK_CRLF;
-				f->crlf = 0;
-			}
-			break;
-		}
 		default:
-			i++;
-			r = chunk_byte(&h, c);
+			r = body_step(&h, p, n, &i);
 			if (r < 0)
 				return -1;
 			if (r == 1)
@@ -433,21 +445,13 @@ static long rep_headers_done(struct fr_rep *f, long used, int *ended, uint8_t *f
 	}
 	if ((f->rq & RQ_HEAD) || f->status == 204 || f->status == 304)
 		return rep_done(f, used, ended, flags);
-	if (f->chunked) {
-		f->st = H_CHUNK;
-		fr_num_reset(&f->num, &f->neg, &f->digits);
-		return used;
+	if (f->cl < 0 && !f->chunked) {
+		/* a body that ends with the connection: no boundary to heal at */
+		f->flags |= RP_ENDS | RP_CLOSE;
+		return rep_done(f, used, ended, flags);
 	}
-	if (f->cl >= 0) {
-		if (f->cl == 0)
-			return rep_done(f, used, ended, flags);
-		f->need = f->cl;
-		f->st = H_BODY;
-		return used;
-	}
-	/* a body that ends with the connection: no boundary to heal at */
-	f->flags |= RP_ENDS | RP_CLOSE;
-	return rep_done(f, used, ended, flags);
+	struct hline h = rep_line(f);
+	return body_start(&h) ? used : rep_done(f, used, ended, flags);
 }
 
 long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
@@ -495,22 +499,8 @@ long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8
 					return used;
 			}
 			break;
-		case H_BODY:
-		case H_CHUNK_DATA: {
-			size_t k = n - i < (size_t)f->need ? n - i : (size_t)f->need;
-			i += k;
-			f->need -= (int64_t)k;
-			if (f->need == 0 && f->st == H_BODY)
-				return rep_done(f, (long)i, ended, flags);
-			if (f->need == 0) {
-				f->st = H_CHUNK_CRLF;
-				f->crlf = 0;
-			}
-			break;
-		}
 		default:
-			i++;
-			r = chunk_byte(&h, c);
+			r = body_step(&h, p, n, &i);
 			if (r < 0)
 				return -1;
 			if (r == 1)

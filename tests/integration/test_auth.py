@@ -87,6 +87,24 @@ def record_session(listen_port, target_port, got):
     return th
 
 
+def say_to_manager(s, data):
+    """Sends data on a new connection to the manager; what came back
+    before it closed (or 5 s passed)."""
+    c = socket.create_connection(("127.0.0.1", s.mports[0]), timeout=5)
+    c.sendall(data)
+    answer = b""
+    try:
+        while True:
+            d = c.recv(4096)
+            if not d:
+                break
+            answer += d
+    except OSError:
+        pass
+    c.close()
+    return answer
+
+
 def frames_of(data):
     out, off = [], 0
     while off + 8 <= len(data):
@@ -114,18 +132,7 @@ def test_authenticated_control_plane():
 
     # 1. a stranger speaking the plain protocol as h0's monitor
     before = rejected(s)
-    c = socket.create_connection(("127.0.0.1", s.mports[0]), timeout=5)
-    c.sendall(hello(1, os.getpid(), b"h0") + frame(2, struct.pack(">QQ", 1, 1)))
-    answer = b""
-    try:
-        while True:
-            d = c.recv(4096)
-            if not d:
-                break
-            answer += d
-    except OSError:
-        pass
-    c.close()
+    answer = say_to_manager(s, hello(1, os.getpid(), b"h0") + frame(2, struct.pack(">QQ", 1, 1)))
     check([t for t, _ in frames_of(answer)] == [11], "only the manager's nonce came back, "
           "then the close: %r" % frames_of(answer))
     wait_for(lambda: rejected(s) >= before + 1, 5, what="the stranger counted")
@@ -155,18 +162,7 @@ def test_authenticated_control_plane():
     check(got and [t for t, _ in frames_of(got[0])][:2] == [11, 12],
           "recorded a nonce and sealed frames: %r" % frames_of(got[0] if got else b""))
     before = rejected(s)
-    c = socket.create_connection(("127.0.0.1", s.mports[0]), timeout=5)
-    c.sendall(got[0])
-    answer = b""
-    try:
-        while True:
-            d = c.recv(4096)
-            if not d:
-                break
-            answer += d
-    except OSError:
-        pass
-    c.close()
+    answer = say_to_manager(s, got[0])
     check([t for t, _ in frames_of(answer)] == [11], "the replay got no answer: %r"
           % frames_of(answer))
     wait_for(lambda: rejected(s) >= before + 1, 5, what="the replay counted")

@@ -135,30 +135,40 @@ print("then", f.readline().strip().decode(), f.readline().strip().decode(), flus
 '''
 
 
+def kill_after_first_reply(s, client, marker):
+    """Runs the Python client under flare-run, and once its output shows
+    marker (its first reply) SIGKILLs the one replica it is connected to.
+    Returns (its output lines, stderr, the library's counters, the victim)."""
+    script = os.path.join(s.dir, "client.py")
+    with open(script, "w") as f:
+        f.write(client)
+    senv, stats = client_env(s)
+    out = os.path.join(s.dir, "client.out")
+    with open(out, "w") as o:
+        p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable,
+                              script, str(s.svc)], stdout=o, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, FLARE_LOG="info", **senv))
+    try:
+        wait_for(lambda: marker in open(out).read(), 10, what="the first reply")
+        serving = connected_replicas(s)
+        check(len(serving) == 1, "one replica serves the client: %r" % serving)
+    except Exception:
+        p.kill()
+        p.communicate()
+        raise
+    s.kill("rr%d" % serving[0])
+    _, err = p.communicate(timeout=30)
+    return open(out).read().splitlines(), err, library_stats(stats), serving[0]
+
+
 def test_redis_pipeline_broken_midway():
     """A pipelined batch whose first reply the program already has: only
     the unanswered requests are replayed, in order, on the new replica;
     the answered one is neither delivered nor run again."""
     s = redis_deployment()
-    script = os.path.join(s.dir, "pipe.py")
-    with open(script, "w") as f:
-        f.write(PIPELINE_CLIENT)
-    senv, stats = client_env(s)
-    out = os.path.join(s.dir, "pipe.out")
-    with open(out, "w") as o:
-        p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable,
-                              script, str(s.svc)], stdout=o, stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, FLARE_LOG="info", **senv))
-    wait_for(lambda: "first" in open(out).read(), 10, what="the first reply")
-    serving = connected_replicas(s)
-    check(len(serving) == 1, "one replica serves the client: %r" % serving)
-    victim = serving[0]
-    s.kill("rr%d" % victim)
-    _, err = p.communicate(timeout=30)
-    got = open(out).read().split("\n")
-    check(got[:2] == ["first :1", "then *-1 :1"], "replies %r %s" % (got, err[-1500:]))
+    got, err, st, victim = kill_after_first_reply(s, PIPELINE_CLIENT, "first")
+    check(got == ["first :1", "then *-1 :1"], "replies %r %s" % (got, err[-1500:]))
     # on the replica that took over: b ran once, a never
-    st = library_stats(stats)
     check(st["replays"] == 1, "one replay: %r" % st)
     other = [i for i in range(s.n) if i != victim]
     runs = {i: (redis_cli(s.ports[i], "GET", "a").stdout.strip(),
@@ -351,25 +361,11 @@ def test_http_pipelined_gets():
     """Three pipelined GETs, the replica killed after the first reply: the
     second and third are replayed, in order, the first never again."""
     s = http_deployment()
-    script = os.path.join(s.dir, "pipe.py")
-    with open(script, "w") as f:
-        f.write(HTTP_PIPELINE)
-    senv, stats = client_env(s)
-    out = os.path.join(s.dir, "pipe.out")
-    with open(out, "w") as o:
-        p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable,
-                              script, str(s.svc)], stdout=o, stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, FLARE_LOG="info", **senv))
-    wait_for(lambda: "/one" in open(out).read(), 10, what="the first reply")
-    serving = connected_replicas(s)
-    check(len(serving) == 1, "one replica serves the client: %r" % serving)
-    s.kill("rr%d" % serving[0])
-    _, err = p.communicate(timeout=30)
-    lines = open(out).read().splitlines()
+    lines, err, st, _ = kill_after_first_reply(s, HTTP_PIPELINE, "/one")
     want = ["200 1900 the answer to /one", "200 1900 the answer to /two",
             "200 2100 the answer to /three"]
     check(lines == want, "replies %r %s" % (lines, err[-1200:]))
-    check(library_stats(stats)["replays"] == 1, "one replay")
+    check(st["replays"] == 1, "one replay: %r" % st)
 
 
 def test_curl_chunked_keepalive():
