@@ -31,6 +31,24 @@ struct hline {
 	char *word, *val;
 };
 
+/* The line state of a request or a reply parser (fr_req and fr_rep name
+ * these fields alike); value: where a header value's first bytes go. */
+#define HLINE_OF(f, value)                                                                         \
+	((struct hline){.st = &(f)->st,                                                            \
+			.wlen = &(f)->wlen,                                                        \
+			.vlen = &(f)->vlen,                                                        \
+			.chunked = &(f)->chunked,                                                  \
+			.crlf = &(f)->crlf,                                                        \
+			.keep = &(f)->keep,                                                        \
+			.line = &(f)->line,                                                        \
+			.cl = &(f)->cl,                                                            \
+			.need = &(f)->need,                                                        \
+			.num = &(f)->num,                                                          \
+			.neg = &(f)->neg,                                                          \
+			.digits = &(f)->digits,                                                    \
+			.word = (f)->word,                                                         \
+			.val = (f)->value})
+
 static int hex_val(uint8_t c)
 {
 	if (c >= '0' && c <= '9')
@@ -243,24 +261,6 @@ static inline size_t line_run(uint8_t st, int skip_first, struct hline *h, const
 
 /* ---- requests ---- */
 
-static struct hline req_line(struct fr_req *f)
-{
-	return (struct hline){.st = &f->st,
-			      .wlen = &f->wlen,
-			      .vlen = &f->vlen,
-			      .chunked = &f->chunked,
-			      .crlf = &f->crlf,
-			      .keep = &f->keep,
-			      .line = &f->line,
-			      .cl = &f->cl,
-			      .need = &f->need,
-			      .num = &f->num,
-			      .neg = &f->neg,
-			      .digits = &f->digits,
-			      .word = f->word,
-			      .val = f->cmd};
-}
-
 static int req_header(void *owner, struct hline *h)
 {
 	struct fr_req *f = owner;
@@ -292,7 +292,7 @@ static void method(struct fr_req *f)
 
 long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags)
 {
-	struct hline h = req_line(f);
+	struct hline h = HLINE_OF(f, cmd);
 	size_t i = 0;
 	*ended = 0;
 	while (i < n) {
@@ -356,24 +356,6 @@ long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint1
 }
 
 /* ---- replies ---- */
-
-static struct hline rep_line(struct fr_rep *f)
-{
-	return (struct hline){.st = &f->st,
-			      .wlen = &f->wlen,
-			      .vlen = &f->vlen,
-			      .chunked = &f->chunked,
-			      .crlf = &f->crlf,
-			      .keep = &f->keep,
-			      .line = &f->line,
-			      .cl = &f->cl,
-			      .need = &f->need,
-			      .num = &f->num,
-			      .neg = &f->neg,
-			      .digits = &f->digits,
-			      .word = f->word,
-			      .val = f->val};
-}
 
 static int has_token(const char *v, size_t n, const char *tok)
 {
@@ -450,13 +432,13 @@ static long rep_headers_done(struct fr_rep *f, long used, int *ended, uint8_t *f
 		f->flags |= RP_ENDS | RP_CLOSE;
 		return rep_done(f, used, ended, flags);
 	}
-	struct hline h = rep_line(f);
+	struct hline h = HLINE_OF(f, val);
 	return body_start(&h) ? used : rep_done(f, used, ended, flags);
 }
 
 long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
 {
-	struct hline h = rep_line(f);
+	struct hline h = HLINE_OF(f, val);
 	size_t i = 0;
 	*ended = 0;
 	while (i < n) {
