@@ -1,8 +1,9 @@
-/* libFuzzer target for the protocol framers (shim/core/frame*.c). The
- * first input byte picks the protocol, the direction and the request
- * flags replies answer; the second seeds the splits. The rest is framed
- * whole, one byte at a time and in random pieces: where messages end,
- * their flags and where framing fails must not depend on the split. */
+/* libFuzzer targets for the protocol framers (shim/core/frame*.c), one per
+ * framer (FUZZ_PROTO: PROTO_REDIS, PROTO_HTTP, PROTO_MEMCACHED). The first
+ * input byte picks the direction and the request flags replies answer; the
+ * second seeds the splits. The rest is framed whole, one byte at a time
+ * and in random pieces: where messages end, their flags and where framing
+ * fails must not depend on the split. */
 #include "frame.h"
 
 #include <stdint.h>
@@ -67,9 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
 		return 0;
-	static const int protos[] = {PROTO_REDIS, PROTO_HTTP, PROTO_MEMCACHED};
 	static const uint16_t rqs[] = {0, RQ_HEAD, RQ_MC_MULTI, RQ_HEAD | RQ_MC_MULTI};
-	int proto = protos[data[0] % 3], reply = (data[0] >> 2) & 1;
+	int proto = FUZZ_PROTO, reply = (data[0] >> 2) & 1;
 	uint16_t rq = rqs[(data[0] >> 3) & 3];
 	for (int mode = 0; mode < 3; mode++)
 		frame(&runs[mode], proto, reply, rq, data + 2, size - 2, mode, data[1]);
