@@ -205,6 +205,19 @@ print("done %d" % done, flush=True)
 '''
 
 
+def test_redis_subscriber_not_healed():
+    """A subscribed connection is never healed (a new one would silently
+    lack the subscriptions): redis-cli SUBSCRIBE sees the close as it would
+    without flare, and ends."""
+    s = redis_deployment()
+    publisher = lambda: redis_cli(s.svc, "PUBLISH", "news", "hello")  # noqa: E731
+    rc, out, err, st = run_killing(s, ["redis-cli", "-p", str(s.svc), "SUBSCRIBE", "news"], 0.8)
+    check(rc != 0 or "closed" in out + err, "redis-cli saw the close: rc %d %r %s" % (
+        rc, out[-200:], err[-400:]))
+    check(st["failovers"] == 0, "no heal of a subscriber: %r" % st)
+    check(publisher() is not None, "the service still answers")
+
+
 def test_redis_transaction_not_healed():
     """Inside MULTI ... EXEC there is no heal: the failure surfaces to the
     client (as without flare), and no transaction ran twice."""
@@ -287,12 +300,19 @@ def posts(s):
     return out
 
 
-def post_while_killing(s, extra):
-    """curl POSTs once; the replica that received it is SIGKILLed while it
-    works on it. Returns curl's exit code, output, and the POST counts."""
+FIRST = "the answer to /first\n" * 100
+
+
+def post_while_killing(s, extra, keepalive=True):
+    """curl GETs, then POSTs on the same kept-alive connection (or only
+    POSTs); the replica that received the POST is SIGKILLed while it works
+    on it. Returns curl's exit code, output, the POST counts and the
+    library's counters."""
     senv, stats = client_env(s)
-    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", "curl", "-s", "-X", "POST",
-                          "-d", "hello"] + extra + ["http://127.0.0.1:%d/order" % s.svc],
+    get = ["http://127.0.0.1:%d/first" % s.svc, "--next"] if keepalive else []
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", "curl", "-s"] + get +
+                         ["-X", "POST", "-d", "hello"] + extra +
+                         ["http://127.0.0.1:%d/order" % s.svc],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=dict(os.environ, FLARE_LOG="info", **senv))
     try:
@@ -310,11 +330,15 @@ def post_while_killing(s, extra):
 
 def test_http_post_not_replayed():
     """A POST the dead replica may have run surfaces as it would without
-    flare (curl: empty reply, exit 52) and runs nowhere else."""
+    flare (curl: empty reply, exit 52) and runs nowhere else. On a fresh
+    connection: on a reused one curl itself sends the POST again after such
+    a failure, with or without flare."""
     s = http_deployment()
-    rc, out, err, counts, st = post_while_killing(s, [])
-    check(rc == 52, "curl saw the failure: rc %d %r %s" % (rc, out, err[-600:]))
+    rc, out, err, counts, st = post_while_killing(s, [], keepalive=False)
+    check(rc == 52 and out == "", "curl saw the failure: rc %d %r %s" % (rc, out[-80:],
+                                                                       err[-600:]))
     check(sum(counts.values()) == 1, "the POST ran once: %r" % counts)
+    check(st["passed_errors"] >= 1 and st["failovers"] == 0, "not healed: %r" % st)
 
 
 def test_http_post_with_idempotency_key_replayed():
@@ -322,15 +346,18 @@ def test_http_post_with_idempotency_key_replayed():
     replayed on another replica and curl gets its answer."""
     s = http_deployment()
     rc, out, err, counts, st = post_while_killing(s, ["-H", "Idempotency-Key: order-1"])
-    check(rc == 0 and out == "created hello\n", "curl: rc %d %r %s" % (rc, out, err[-600:]))
-    check(sum(counts.values()) == 2 and st["replays"] == 1, "replayed once: %r %r" % (counts, st))
+    check(rc == 0 and out == FIRST + "created hello\n", "curl: rc %d %r %s" % (
+        rc, out[-80:], err[-600:]))
+    check(sum(counts.values()) == 2 and st["replays"] == 1 and st["managed"] == 1,
+          "replayed once by flare on the kept-alive connection: %r %r" % (counts, st))
 
 
 def test_http_replay_unsafe_service():
     """replay_unsafe = true: the service says its POSTs may run twice."""
     s = http_deployment(service_extra="replay_unsafe = true;")
     rc, out, err, counts, st = post_while_killing(s, [])
-    check(rc == 0 and out == "created hello\n", "curl: rc %d %r %s" % (rc, out, err[-600:]))
+    check(rc == 0 and out == FIRST + "created hello\n", "curl: rc %d %r %s" % (
+        rc, out[-80:], err[-600:]))
 
 
 HTTP_PIPELINE = r"""
@@ -384,6 +411,7 @@ def test_curl_chunked_keepalive():
 if __name__ == "__main__":
     run([test_redis_selected_database, test_redis_password, test_redis_session_reply_must_match,
          test_redis_benchmark_pipelined, test_redis_pipeline_broken_midway,
-         test_redis_transaction_not_healed, test_http_post_not_replayed,
+         test_redis_subscriber_not_healed, test_redis_transaction_not_healed,
+         test_http_post_not_replayed,
          test_http_post_with_idempotency_key_replayed, test_http_replay_unsafe_service,
          test_http_pipelined_gets, test_curl_chunked_keepalive])
