@@ -61,6 +61,7 @@ struct flare_config {
 	int monitor_util_window_ms;    /* proc/cgroup utilization: mean over this long */
 	int probe_interval_ms;
 	int probe_timeout_ms;
+	int monitor_hung_ms; /* unread requests this long with no progress: hung */
 
 	char agent_shm[FLARE_NAME_MAX * 2];
 	int table_stale_ms;

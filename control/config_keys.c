@@ -24,6 +24,8 @@ const struct config_key flare_config_keys[] = {
      "TCP probes of replicas no process registered"},
     {"monitor", "probe_timeout_ms", KEY_INT, 1, 60000, 100, TOP(probe_timeout_ms),
      "a probe not answered this fast fails"},
+    {"monitor", "hung_ms", KEY_INT, 0, 600000, 1000, TOP(monitor_hung_ms),
+     "a registered process that leaves requests unread this long is hung (0: never)"},
     {"agent", "stale_ms", KEY_INT, 100, 86400000, 10000, TOP(table_stale_ms),
      "a table with no news from a manager this long is stale: clients keep its last ranking"},
     {"agent", "reconnect_min_ms", KEY_INT, 1, 60000, 50, TOP(reconnect_min_ms),

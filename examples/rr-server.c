@@ -6,8 +6,8 @@
  *             [--crash-after N] [--hang-after N] [--ready-file PATH]
  *
  * --crash-after N: SIGKILLs itself on request N+1 (a crash);
- * --hang-after N: from request N+1 on, reads requests and never answers,
- * alive and running (a deadlock: what no monitor sees). */
+ * --hang-after N: after N requests, stops reading its connections for
+ * good, alive and running (a deadlock): requests sit unread. */
 #include "rr-proto.h"
 
 #include <arpa/inet.h>
@@ -38,6 +38,8 @@ static void *serve(void *arg)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	while (buf) {
 		size_t n = msg_size;
+		while (hang_after >= 0 && __atomic_load_n(&served, __ATOMIC_RELAXED) >= hang_after)
+			pause(); /* stuck for good, the next request unread */
 		uint32_t be;
 		if (length_prefixed) {
 			if (rr_read_full(fd, &be, 4) != 0)
@@ -52,8 +54,6 @@ static void *serve(void *arg)
 		long nth = __atomic_add_fetch(&served, 1, __ATOMIC_RELAXED);
 		if (crash_after >= 0 && nth > crash_after)
 			raise(SIGKILL); /* a crash, as abrupt as it gets */
-		while (hang_after >= 0 && nth > hang_after)
-			pause(); /* stuck for good, the request unanswered */
 		rr_set_tag(buf + 4, tag);
 		memcpy(buf, &be, 4);
 		if (rr_write_full(fd, length_prefixed ? buf : buf + 4,

@@ -243,13 +243,15 @@ static void check_stopped(struct monitor *m)
 	}
 	for (int i = 0; i < m->n_reps; i++)
 		if (m->reps[i].registrations > 0)
-			liveness_set(m, i, m->reps[i].running > 0,
-				     m->reps[i].running ? "its process runs"
-							: "its process is stopped");
+			liveness_set(m, i, m->reps[i].running > 0 && !m->reps[i].hung,
+				     !m->reps[i].running ? "its process is stopped"
+				     : m->reps[i].hung   ? "its process does not read"
+							 : "its process runs");
 }
 
 void liveness_probe_all(struct monitor *m)
 {
+	hung_check(m);
 	check_stopped(m);
 	for (int i = 0; i < m->n_reps; i++)
 		probe_start(m, i);

@@ -33,6 +33,11 @@ struct mon_replica {
 	int running;       /* of which by a process that is not stopped */
 	uint32_t pid;
 	double load; /* measured share, < 0 unknown */
+	/* hung.c: unread bytes on its connections, whether any was consumed
+	 * since the last pass, since when nothing was, and the verdict */
+	uint64_t hung_unread;
+	int hung_progress, hung;
+	uint64_t stalled_since;
 	/* probe state (replicas nobody registered) */
 	evutil_socket_t probe_fd;
 	struct event *probe_ev;
@@ -71,6 +76,9 @@ struct monitor {
 	struct event *sample_timer, *probe_timer;
 	int sample_ms;
 };
+
+/* hung.c: marks replicas whose process stopped reading (r->hung) */
+void hung_check(struct monitor *m);
 
 /* util.c */
 int util_open(struct util_source *u, const struct flare_host_cfg *h, char *err, size_t n);

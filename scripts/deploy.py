@@ -247,7 +247,7 @@ def registering_server(stack, monitor_socket, host, port, name):
 # ---- a replicated request/response service, for the library's tests ----
 
 def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr",
-                  monitor_sockets=True, managers=1, auth=False):
+                  monitor_sockets=True, managers=1, auth=False, monitor_extra=""):
     """n replicas of service A (rr-server) on n hosts with file: utilization,
     the control plane (`managers` of them), and helpers to start servers and
     clients. Without monitor_sockets the monitors use their default
@@ -266,7 +266,7 @@ def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr
     conf = ('auth_key_file = "auth.key";\n' if auth else "") + """
 manager = { addresses = [ %s ]; report_interval_ms = 50;
             heartbeat_interval_ms = 50; heartbeat_timeout_ms = 300; };
-monitor = { probe_interval_ms = 100; probe_timeout_ms = 100; };
+monitor = { probe_interval_ms = 100; probe_timeout_ms = 100; %s};
 agent = { shm = "@SHM@"; stale_ms = %d; };
 hosts = (
 %s
@@ -276,8 +276,8 @@ services = (
     replicas = (
 %s ); }
 );
-""" % (", ".join('"127.0.0.1:%d"' % p for p in mports), stale_ms, hosts, svc, service_extra,
-       replicas)
+""" % (", ".join('"127.0.0.1:%d"' % p for p in mports), monitor_extra, stale_ms, hosts, svc,
+       service_extra, replicas)
     s = Stack(conf, name)
     if auth:
         write_key(os.path.join(s.dir, "auth.key"))

@@ -457,6 +457,32 @@ def test_request_timeout_heals_hung_replica():
     check(st["request_timeouts"] >= 2, "left two hung replicas: %r" % st)
 
 
+def test_hung_replica_found_by_monitor():
+    """A replica process that stops reading its connections (alive and
+    running: no registration EOF, no stopped state) is found by its monitor
+    through the kernel's socket queues and marked dead; a client waiting on
+    it, with no request_timeout_ms, gets its reply from another replica."""
+    s = rr_deployment(monitor_extra="hung_ms = 300; ")
+    start_rr(s, servers=False)
+    for i in range(s.n):
+        rr_server(s, i, ["--hang-after", "200"])
+    wait_for(lambda: all_alive(s) and all_registered(s), 10, what="every replica registered")
+    victim = serving_replica(s)
+    lat = os.path.join(s.dir, "lat.log")
+    p = rr_client(s, ["-n", "350", "-r", "500", "--log", lat], wait=False)
+    out, err = p.communicate(timeout=60)
+    n, errors, served = parse(out)
+    check(p.returncode == 0 and n == 350 and errors == 0, "rc %d: %s %s" % (p.returncode, out,
+                                                                         err[-600:]))
+    check(not s.replica("A-%d" % (victim + 1))["alive"], "the hung replica is dead in the table")
+    check("stopped reading its connections" in s.read_log("monitor-h%d" % victim),
+          "the monitor says why")
+    worst = max(float(line.split()[2]) for line in open(lat)) / 1000
+    print("     hung replica, monitor.hung_ms = 300: worst request %.0f ms" % worst)
+    check(worst < 1000, "the request on the hung replica waited %.0f ms" % worst)
+    check(len(served) >= 2, "another replica served after the hang: %s" % served)
+
+
 def test_python_client_spawning_children():
     s = rr_deployment()
     start_rr(s)
@@ -702,7 +728,7 @@ if __name__ == "__main__":
          test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
          test_stopped_replica_is_dead, test_stopped_replica_epoll_client,
-         test_request_timeout_heals_hung_replica,
+         test_request_timeout_heals_hung_replica, test_hung_replica_found_by_monitor,
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
          test_flare_run_warns_about_static_programs,

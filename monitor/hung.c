@@ -1,0 +1,165 @@
+/* Replica processes that stop reading their sockets (a deadlock, a stuck
+ * disk, a GC gone wrong): alive and running, so neither the registration
+ * nor the process state says anything. The kernel does: for every TCP
+ * connection to a replica's port, sock_diag gives the bytes received
+ * (tcp_info) and the bytes still unread (the receive queue), so the bytes
+ * the process consumed. A replica whose connections hold unread bytes and
+ * none of which consumed a byte for monitor.hung_ms is hung: dead until
+ * it reads again. Idle servers (nothing unread) are never hung. */
+#include "monitor.h"
+
+#include "clock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* the kernel's TCP states (include/net/tcp_states.h) */
+#define ST_ESTABLISHED 1
+#define ST_CLOSE_WAIT 8
+
+#define MAX_TRACKED 4096 /* connections remembered from one pass to the next */
+
+struct seen {
+	uint32_t inode;
+	uint64_t consumed;
+};
+
+struct pass {
+	struct monitor *m;
+	uint64_t now;
+	struct seen *next;
+	int n_next;
+};
+
+static struct seen *prev_seen;
+static int n_prev;
+
+static int by_inode(const void *a, const void *b)
+{
+	uint32_t x = ((const struct seen *)a)->inode, y = ((const struct seen *)b)->inode;
+	return x < y ? -1 : x > y;
+}
+
+static int replica_at_port(struct monitor *m, uint16_t port)
+{
+	for (int i = 0; i < m->n_reps; i++)
+		if (m->reps[i].registrations > 0 && m->cfg->replicas[m->reps[i].cfg].addr.port == port)
+			return i;
+	return -1;
+}
+
+static void one_socket(struct pass *p, const struct inet_diag_msg *d, const struct tcp_info *ti)
+{
+	int rep = replica_at_port(p->m, ntohs(d->id.idiag_sport));
+	if (rep < 0 || !ti)
+		return;
+	struct mon_replica *r = &p->m->reps[rep];
+	uint64_t consumed = ti->tcpi_bytes_received - d->idiag_rqueue;
+	struct seen key = {.inode = d->idiag_inode}, *old = NULL;
+	if (prev_seen)
+		old = bsearch(&key, prev_seen, (size_t)n_prev, sizeof(key), by_inode);
+	if (old && consumed > old->consumed)
+		r->hung_progress = 1;
+	if (d->idiag_rqueue > 0)
+		r->hung_unread += d->idiag_rqueue;
+	if (p->n_next < MAX_TRACKED)
+		p->next[p->n_next++] = (struct seen){d->idiag_inode, consumed};
+}
+
+/* One sock_diag dump of a family's TCP connections; -1 when it failed. */
+static int dump(struct pass *p, int family)
+{
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -1;
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 r;
+	} req = {.nlh = {.nlmsg_len = sizeof(req),
+			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+		 .r = {.sdiag_family = (uint8_t)family,
+		       .sdiag_protocol = IPPROTO_TCP,
+		       .idiag_ext = 1 << (INET_DIAG_INFO - 1),
+		       .idiag_states = (1u << ST_ESTABLISHED) | (1u << ST_CLOSE_WAIT)}};
+	int rc = -1;
+	if (send(fd, &req, sizeof(req), 0) < 0)
+		goto out;
+	for (int rounds = 0; rounds < 100000; rounds++) {
+		long buf[8192];
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			goto out;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
+		     h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_type == NLMSG_DONE) {
+				rc = 0;
+				goto out;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR)
+				goto out;
+			const struct inet_diag_msg *d = NLMSG_DATA(h);
+			const struct tcp_info *ti = NULL;
+			int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*d));
+			for (struct rtattr *a = (struct rtattr *)(d + 1); RTA_OK(a, len);
+			     a = RTA_NEXT(a, len))
+				if (a->rta_type == INET_DIAG_INFO &&
+				    RTA_PAYLOAD(a) >= offsetof(struct tcp_info, tcpi_bytes_received) +
+							  sizeof(ti->tcpi_bytes_received))
+					ti = RTA_DATA(a);
+			one_socket(p, d, ti);
+		}
+	}
+out:
+	close(fd);
+	return rc;
+}
+
+void hung_check(struct monitor *m)
+{
+	static int failed_once;
+	int limit = m->cfg->monitor_hung_ms;
+	if (limit <= 0)
+		return;
+	struct pass p = {.m = m, .now = flare_monotonic_ms(),
+			 .next = malloc(MAX_TRACKED * sizeof(struct seen))};
+	if (!p.next)
+		return;
+	for (int i = 0; i < m->n_reps; i++)
+		m->reps[i].hung_unread = m->reps[i].hung_progress = 0;
+	if (dump(&p, AF_INET) < 0 || dump(&p, AF_INET6) < 0) {
+		if (!failed_once++)
+			log_warn("sock_diag: %s: hung replicas cannot be seen",
+				 errno ? strerror(errno) : "no answer");
+		free(p.next);
+		return;
+	}
+	qsort(p.next, (size_t)p.n_next, sizeof(*p.next), by_inode);
+	free(prev_seen);
+	prev_seen = p.next;
+	n_prev = p.n_next;
+	for (int i = 0; i < m->n_reps; i++) {
+		struct mon_replica *r = &m->reps[i];
+		if (!r->hung_unread || r->hung_progress || !r->registrations)
+			r->stalled_since = 0; /* nothing waits, or it reads */
+		else if (!r->stalled_since)
+			r->stalled_since = p.now;
+		int hung = r->stalled_since && p.now - r->stalled_since >= (uint64_t)limit;
+		if (hung != r->hung)
+			log_info("replica %s: %s", m->cfg->replicas[r->cfg].name,
+				 hung ? "its process stopped reading its connections (hung)"
+				      : "its process reads again");
+		r->hung = hung;
+	}
+}
