@@ -279,10 +279,40 @@ static long rep_end(struct fr_rep *f, long used, int *ended, uint8_t *flags)
 	return used;
 }
 
+/* The common replies, whole in the buffer at a boundary, in one pass: a
+ * bulk string, or a simple string, error or integer line. Their length,
+ * or 0 for anything else (the state machine reads it). */
+static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
+{
+	size_t i = 1;
+	int64_t len;
+	if (p[0] == '$') {
+		if (whole_num(p, n, &i, &len) < 0 || (uint64_t)len + 2 > n - i ||
+		    p[i + (size_t)len] != '\r' || p[i + (size_t)len + 1] != '\n')
+			return 0;
+		i += (size_t)len + 2;
+	} else if (p[0] == '+' || p[0] == '-' || p[0] == ':') {
+		const uint8_t *nl = memchr(p, '\n', n);
+		if (!nl)
+			return 0;
+		i = (size_t)(nl - p) + 1;
+		if (p[0] == '-')
+			f->flags |= RP_ERROR;
+	} else {
+		return 0;
+	}
+	return rep_end(f, (long)i, ended, flags);
+}
+
 long fr_redis_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
 {
 	size_t i = 0;
 	*ended = 0;
+	if (f->st == P_TYPE && f->depth == 0 && n > 1) {
+		long whole = whole_reply(f, p, n, ended, flags);
+		if (whole)
+			return whole;
+	}
 	while (i < n) {
 		uint8_t c = p[i];
 		int r;

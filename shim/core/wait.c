@@ -50,7 +50,11 @@ int wait_sliced(struct sliced_wait *w, int timeout)
 		int n = w->wait(w, wait_slice(timeout));
 		if (n < 0)
 			return n;
-		if (__atomic_load_n(&flare_n_outstanding, __ATOMIC_ACQUIRE))
+		/* a busy loop looks once in 64 waits (watch_all reads the clock),
+		 * an idle one after every slice it slept */
+		static unsigned waits;
+		if (__atomic_load_n(&flare_n_outstanding, __ATOMIC_ACQUIRE) &&
+		    (n == 0 || (__atomic_add_fetch(&waits, 1, __ATOMIC_RELAXED) & 63) == 0))
 			watch_all();
 		if (n == 0)
 			wait_slept();
