@@ -91,7 +91,7 @@
 #define FLARE_MAX_EPOLL 4
 /* framed connections: requests awaiting replies that are tracked, and
  * the session log's size (framed.c, session.c) */
-#define FLARE_MAX_PIPELINE 64
+#define FLARE_MAX_PIPELINE 64 /* a power of two */
 #define FLARE_SESSION_LOG 2048
 #define FLARE_SESSION_REPLY 64
 
@@ -170,9 +170,12 @@ struct fconn {
 	uint32_t sess_len;     /* bytes in sess */
 	uint32_t sess_rep_len; /* of the session command's reply being read */
 	uint8_t sess_rep[FLARE_SESSION_REPLY];
-	int q_n;                              /* requests written whose replies are not whole: */
-	uint32_t q_end[FLARE_MAX_PIPELINE];   /* where each ends in buf */
-	uint16_t q_flags[FLARE_MAX_PIPELINE]; /* RQ_* */
+	/* requests written whose replies are not whole, oldest at q_first (a
+	 * ring of FLARE_MAX_PIPELINE, a power of two): where each ends in buf
+	 * and its RQ_* flags */
+	int q_n, q_first;
+	uint32_t q_end[FLARE_MAX_PIPELINE];
+	uint16_t q_flags[FLARE_MAX_PIPELINE];
 	struct fr_req frq;
 	struct fr_rep frp;
 

@@ -280,13 +280,15 @@ static long rep_end(struct fr_rep *f, long used, int *ended, uint8_t *flags)
 }
 
 /* The common replies, whole in the buffer at a boundary, in one pass: a
- * bulk string, or a simple string, error or integer line. Their length,
+ * bulk string or nil, or a simple string, error or integer line. Their length,
  * or 0 for anything else (the state machine reads it). */
 static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
 {
 	size_t i = 1;
 	int64_t len;
-	if (p[0] == '$') {
+	if (p[0] == '$' && n >= 5 && memcmp(p, "$-1\r\n", 5) == 0) {
+		i = 5; /* nil */
+	} else if (p[0] == '$') {
 		if (whole_num(p, n, &i, &len) < 0 || (uint64_t)len + 2 > n - i ||
 		    p[i + (size_t)len] != '\r' || p[i + (size_t)len + 1] != '\n')
 			return 0;

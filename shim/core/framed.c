@@ -12,12 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the i-th oldest unanswered request's slot */
+static inline int q_at(const struct fconn *fc, int i)
+{
+	return (fc->q_first + i) & (FLARE_MAX_PIPELINE - 1);
+}
+
 void framed_start(struct fconn *fc, int proto)
 {
 	fr_req_init(&fc->frq, proto);
 	fr_rep_init(&fc->frp, proto);
 	fc->head = fc->len = 0;
-	fc->q_n = 0;
+	fc->q_n = fc->q_first = 0;
 	__atomic_store_n(&fc->proto, (uint8_t)proto, __ATOMIC_RELEASE);
 }
 
@@ -28,7 +34,7 @@ static void lose_framing(struct fconn *fc, const char *why)
 	log_debug("framing %s ends (%s): opaque from here", flare_protocol_name(fc->proto), why);
 	__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
 	fc->len = fc->head = 0;
-	fc->q_n = 0;
+	fc->q_n = fc->q_first = 0;
 	exchange_set(fc, FX_OVERSIZE); /* no heal until a reply byte (exchange.c) */
 }
 
@@ -55,7 +61,7 @@ static void compact(struct fconn *fc, size_t incoming)
 		return;
 	memmove(fc->buf, fc->buf + fc->head, fc->len - fc->head);
 	for (int i = 0; i < fc->q_n; i++)
-		fc->q_end[i] -= fc->head;
+		fc->q_end[q_at(fc, i)] -= fc->head;
 	fc->len -= fc->head;
 	fc->head = 0;
 }
@@ -76,8 +82,9 @@ static void request_ended(struct fconn *fc, uint32_t end, uint16_t flags)
 		fc->framing_over = 1; /* deeper than we track: no more heals here */
 		return;
 	}
-	fc->q_end[fc->q_n] = end;
-	fc->q_flags[fc->q_n++] = flags;
+	int at = q_at(fc, fc->q_n++);
+	fc->q_end[at] = end;
+	fc->q_flags[at] = flags;
 }
 
 void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
@@ -148,9 +155,10 @@ static void reply_ended(struct fconn *fc, uint8_t rflags)
 		fc->framing_over = 1;
 	if (rflags & RP_CLOSE)
 		fc->server_closes = 1;
-	uint16_t f = fc->q_flags[0];
+	int at = fc->q_first;
+	uint16_t f = fc->q_flags[at];
 	if (f & RQ_SESSION)
-		session_keep(fc, fc->q_end[0], rflags & RP_ERROR);
+		session_keep(fc, fc->q_end[at], rflags & RP_ERROR);
 	if (f & RQ_RESET) {
 		fc->sess_len = 0;
 		fc->sess_broken = 0;
@@ -158,10 +166,9 @@ static void reply_ended(struct fconn *fc, uint8_t rflags)
 	if (f & RQ_TXN_END)
 		fc->in_txn = 0;
 	if (!fc->overflow)
-		fc->head = fc->q_end[0];
+		fc->head = fc->q_end[at];
 	fc->q_n--;
-	memmove(fc->q_end, fc->q_end + 1, sizeof(fc->q_end[0]) * (size_t)fc->q_n);
-	memmove(fc->q_flags, fc->q_flags + 1, sizeof(fc->q_flags[0]) * (size_t)fc->q_n);
+	fc->q_first = q_at(fc, 1);
 	fc->sess_rep_len = 0;
 	/* progress: the next failure may go to every replica again */
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
@@ -179,13 +186,13 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 			int ended;
 			uint8_t flags;
 			if (!fc->rep_read)
-				fc->frp.rq = fc->q_n ? fc->q_flags[0] : 0;
+				fc->frp.rq = fc->q_n ? fc->q_flags[fc->q_first] : 0;
 			long used = fr_rep_step(&fc->frp, p + off, k - off, &ended, &flags);
 			if (used < 0) {
 				lose_framing(fc, "a reply it cannot read");
 				return;
 			}
-			if (fc->q_n && (fc->q_flags[0] & RQ_SESSION)) {
+			if (fc->q_n && (fc->q_flags[fc->q_first] & RQ_SESSION)) {
 				size_t room = FLARE_SESSION_REPLY - fc->sess_rep_len;
 				size_t c = (size_t)used < room ? (size_t)used : room;
 				memcpy(fc->sess_rep + fc->sess_rep_len, p + off, c);
@@ -216,8 +223,8 @@ int framed_healable(struct fconn *fc)
 {
 	if (fc->framing_over || fc->in_txn || fc->rep_read || fc->overflow || fc->sess_broken)
 		return 0;
-	for (int i = 0; i < fc->q_n; i++)
-		if ((fc->q_flags[i] & RQ_UNSAFE) && !fc->unsafe_ok)
+	for (int i = 0; i < fc->q_n && !fc->unsafe_ok; i++)
+		if (fc->q_flags[q_at(fc, i)] & RQ_UNSAFE)
 			return 0;
 	int busy = fc->q_n > 0 || fc->frq.st != 0;
 	if (!busy && (fc->server_closes || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE)))
