@@ -83,7 +83,10 @@ int auth_call(const struct fw_io *io, int fd, const struct auth_key *key, const 
 		}
 		if (fw_recv_more(io, fd, &raw, end, why) < 0) {
 			/* the manager closes on a frame that does not open */
-			if (sent && s.rx_seq == 0 && strcmp(*why, "closed by the peer") == 0)
+			if (strcmp(*why, "closed by the peer") == 0 && !s.keyed)
+				*why = "the manager closed without authenticating (no "
+				       "auth_key_file there?)";
+			else if (sent && s.rx_seq == 0 && strcmp(*why, "closed by the peer") == 0)
 				*why = "the manager refused our frames: the keys differ "
 				       "(check auth_key_file)";
 			goto out;
