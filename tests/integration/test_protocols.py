@@ -395,6 +395,36 @@ def test_http_pipelined_gets():
     check(st["replays"] == 1, "one replay: %r" % st)
 
 
+IDLE_CLIENT = r"""
+import http.client, select, socket, sys
+# http.client on one keep-alive connection: a GET, then an idle wait in
+# select() (the test kills the replica meanwhile), then the check urllib3
+# makes before reusing a pooled connection (readable with nothing to read
+# means dropped), then another GET.
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+for path in ("/before", "/after"):
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    print(path, r.status, len(body), flush=True)
+    if path == "/before":
+        readable, _, _ = select.select([c.sock], [], [], 1.0)
+        if readable and c.sock.recv(1, socket.MSG_PEEK) == b"":
+            print("dropped while idle", flush=True)
+            sys.exit(3)
+"""
+
+
+def test_http_idle_connection_healed():
+    """The replica dies while a keep-alive connection is idle between two
+    requests: the next request goes to a live replica on the same socket,
+    where a client without retries would have failed."""
+    s = http_deployment()
+    lines, err, st, _ = kill_after_first_reply(s, IDLE_CLIENT, "/before")
+    check(lines == ["/before 200 2200", "/after 200 2100"], "replies %r %s" % (lines, err[-1200:]))
+    check(st["managed"] == 1 and st["failovers"] >= 1, "healed on its one connection: %r" % st)
+
+
 def test_curl_chunked_keepalive():
     """curl over one keep-alive connection, chunked replies: the output is
     the same as without a failure."""
@@ -414,4 +444,5 @@ if __name__ == "__main__":
          test_redis_subscriber_not_healed, test_redis_transaction_not_healed,
          test_http_post_not_replayed,
          test_http_post_with_idempotency_key_replayed, test_http_replay_unsafe_service,
-         test_http_pipelined_gets, test_curl_chunked_keepalive])
+         test_http_pipelined_gets, test_http_idle_connection_healed,
+         test_curl_chunked_keepalive])
