@@ -185,6 +185,7 @@ struct fconn {
 	int first_err;       /* the first refusal, what a connect reports at the end */
 	uint32_t replay_len; /* bytes of buf to resend (HEAL_CONNECTING, REPLAYING) */
 	uint32_t replay_off; /* of which sent so far */
+	uint64_t dial_ms;    /* when the socket being connected was dialed */
 	int conn_err;        /* [atom] the error owed in FC_FAILED */
 
 	/* the program's epoll registrations of this connection: [lock] */

@@ -198,6 +198,7 @@ int dial_start(struct fconn *fc, int like, const struct flare_route *route, int 
 			real.bind(fd, (struct sockaddr *)&b, fc->bind_len);
 		}
 	}
+	fc->dial_ms = flare_monotonic_ms();
 	*err = real.connect(fd, (struct sockaddr *)&ss, len) == 0 ? 0 : errno;
 	if (*err && *err != EINPROGRESS) {
 		real.close(fd);

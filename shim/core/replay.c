@@ -16,8 +16,15 @@ void replay_progress(struct fconn *fc, int fd)
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 		int err = 0;
 		socklen_t l = sizeof(err);
-		if (real.poll(&p, 1, 0) <= 0)
+		if (real.poll(&p, 1, 0) <= 0) {
+			/* a heal's connect has the service's connect timeout too (a
+			 * host that died silently drops the SYN: the kernel would
+			 * retry for minutes); the program's own connect has its own */
+			if (st == FC_HEAL_CONNECTING &&
+			    flare_monotonic_ms() - fc->dial_ms >= fc->connect_timeout_ms)
+				nb_advance(fc, fd, ETIMEDOUT);
 			return; /* still connecting */
+		}
 		if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err) {
 			nb_advance(fc, fd, err);
 			return;

@@ -483,6 +483,65 @@ def test_hung_replica_found_by_monitor():
     check(len(served) >= 2, "another replica served after the hang: %s" % served)
 
 
+BLACKHOLE = r'''
+import os, socket, struct, sys, time
+# a replica whose SYNs go unanswered (a host that died silently): it listens
+# with a full accept queue it never serves, and registers like libflare.so
+path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, port))
+srv.listen(0)
+fill = []
+for i in range(3):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect((host, port))
+    except BlockingIOError:
+        pass
+    fill.append(c)
+time.sleep(0.3)
+u = socket.socket(socket.AF_UNIX)
+u.connect(path)
+def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
+u.sendall(frame(1, struct.pack(">BIH", 4, os.getpid(), 0)) +
+          frame(3, struct.pack(">IH", os.getpid(), 1) + struct.pack(">BH", 4, port) +
+                socket.inet_aton(host)))
+print("ready", flush=True)
+time.sleep(120)
+'''
+
+
+def test_async_heal_connect_times_out():
+    """An epoll client's heal dials the next ranked replica, whose host
+    drops SYNs: that connect gives up after the service's connect timeout
+    (the kernel would retry for minutes) and the heal goes on to the next.
+    TCP_USER_TIMEOUT off, so only flare's own connect timeout can end it."""
+    s = rr_deployment(service_extra="user_timeout_ms = 0;")
+    start_rr(s, servers=False)
+    rr_server(s, 0)
+    rr_server(s, 2)
+    script = os.path.join(s.dir, "blackhole.py")
+    with open(script, "w") as f:
+        f.write(BLACKHOLE)
+    s.start("rr1", [sys.executable, script, os.path.join(s.dir, "h1.sock"), "127.0.0.1",
+                    str(s.ports[1])])
+    wait_for(lambda: all_alive(s) and s.order("A")[:2] == ["A-1", "A-2"], 10,
+             what="A-1 first, the silent A-2 next")
+    p = nbclient(s, 30000)
+    time.sleep(0.3)
+    s.kill("rr0")
+    out, err = p.communicate(timeout=60)
+    check(p.returncode == 0 and "requests=30000" in out,
+          "the epoll client finished (before: its 5 s wait ran out): rc %d %r %s" % (
+              p.returncode, out, err[-800:]))
+    st = library_stats(p.stats)
+    check(st["heals_async"] >= 1, "healed asynchronously: %r" % st)
+    check("A-2 refused or timed out" in err and "A-3" in err,
+          "the heal left A-2 for A-3: %s" % err[-800:])
+
+
 def test_python_client_spawning_children():
     s = rr_deployment()
     start_rr(s)
@@ -729,6 +788,7 @@ if __name__ == "__main__":
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
          test_stopped_replica_is_dead, test_stopped_replica_epoll_client,
          test_request_timeout_heals_hung_replica, test_hung_replica_found_by_monitor,
+         test_async_heal_connect_times_out,
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
          test_replay_none_fails_over_at_connect_only, test_reused_descriptor_numbers_are_forgotten,
          test_flare_run_warns_about_static_programs,
