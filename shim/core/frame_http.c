@@ -136,6 +136,7 @@ static int body_start(struct hline *h)
 {
 	if (*h->chunked) {
 		*h->st = H_CHUNK;
+		*h->line = 0;
 		fr_num_reset(h->num, h->neg, h->digits);
 		return 1;
 	}
@@ -169,10 +170,11 @@ static int body_step(struct hline *h, const uint8_t *p, size_t n, size_t *i)
 /* The headers whose values framing reads; the others are only passed. */
 static int wanted(const char *name, size_t n)
 {
-	switch (n ? fr_upper(name[0]) : 0) {
-	case 'C': return fr_is(name, n, "CONTENT-LENGTH") || fr_is(name, n, "CONNECTION");
-	case 'T': return fr_is(name, n, "TRANSFER-ENCODING");
-	case 'I': return fr_is(name, n, "IDEMPOTENCY-KEY");
+	switch (n) { /* by length first: most names are rejected there */
+	case 14: return fr_is(name, n, "CONTENT-LENGTH");
+	case 10: return fr_is(name, n, "CONNECTION");
+	case 17: return fr_is(name, n, "TRANSFER-ENCODING");
+	case 15: return fr_is(name, n, "IDEMPOTENCY-KEY");
 	default: return 0;
 	}
 }
@@ -259,6 +261,51 @@ static inline size_t line_run(uint8_t st, int skip_first, struct hline *h, const
 	return k;
 }
 
+/* The common case in one pass: a whole header section in the buffer at a
+ * message boundary. Each header line is found with memchr and only the
+ * ones framing reads are looked at, taken exactly as header_byte takes
+ * them one byte at a time. Returns the section's length, with first (the
+ * first line's length, its '\n' included) for the caller to read; 0 for
+ * anything else (the state machine reads it, and refuses what it must).
+ * The fuzz targets hold the two paths to the same answers. */
+static size_t whole_headers(struct hline *h, const uint8_t *p, size_t n, size_t *first,
+			    int (*take)(void *, struct hline *), void *owner)
+{
+	const uint8_t *nl = memchr(p, '\n', n);
+	if (!nl || p[0] == '\r' || p[0] == '\n')
+		return 0;
+	*first = (size_t)(nl - p) + 1;
+	if (*first > FR_LINE_MAX)
+		return 0;
+	for (size_t i = *first; i < n; i = (size_t)(nl - p) + 1) {
+		nl = memchr(p + i, '\n', n - i);
+		if (!nl)
+			return 0; /* the section goes on past the buffer */
+		size_t len = (size_t)(nl - p) - i;
+		if (len == 0 || (len == 1 && p[i] == '\r'))
+			return (size_t)(nl - p) + 1; /* the empty line */
+		/* the first byte is the name's, whatever it is (header_byte) */
+		const uint8_t *colon = memchr(p + i + 1, ':', len - 1);
+		if (!colon || len + 1 > FR_LINE_MAX || p[i] == '\r')
+			return 0;
+		size_t nlen = (size_t)(colon - p) - i;
+		*h->wlen = (uint8_t)(nlen < FR_WORD ? nlen : FR_WORD);
+		if (!wanted((const char *)p + i, *h->wlen))
+			continue;
+		memcpy(h->word, p + i, *h->wlen);
+		*h->keep = 1;
+		*h->vlen = 0;
+		for (const uint8_t *v = colon + 1; v < nl && *h->vlen < FR_WORD; v++)
+			if (*v != '\r' && !((*v == ' ' || *v == '\t') && *h->vlen == 0))
+				h->val[(*h->vlen)++] = (char)*v;
+		while (*h->vlen && (h->val[*h->vlen - 1] == ' ' || h->val[*h->vlen - 1] == '\t'))
+			(*h->vlen)--;
+		if (take(owner, h) < 0)
+			return 0;
+	}
+	return 0;
+}
+
 /* ---- requests ---- */
 
 static int req_header(void *owner, struct hline *h)
@@ -290,11 +337,37 @@ static void method(struct fr_req *f)
 		      fr_is(w, n, "TRACE") || fr_is(w, n, "PUT") || fr_is(w, n, "DELETE"));
 }
 
+/* A whole request head in one pass (whole_headers); 0 when it is not. */
+static long whole_request(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags)
+{
+	struct hline h = HLINE_OF(f, cmd);
+	size_t first;
+	const uint8_t *nl = memchr(p, '\n', n), *sp = nl ? memchr(p, ' ', (size_t)(nl - p)) : NULL;
+	if (!sp || sp == p)
+		return 0;
+	f->wlen = (uint8_t)(sp - p < FR_WORD ? sp - p : FR_WORD);
+	memcpy(f->word, p, f->wlen);
+	method(f);
+	size_t used = whole_headers(&h, p, n, &first, req_header, f);
+	if (!used)
+		return 0;
+	if ((f->flags & RQ_ENDS) || !body_start(&h))
+		return req_done(f, (long)used, ended, flags);
+	return (long)used; /* the body follows */
+}
+
 long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags)
 {
 	struct hline h = HLINE_OF(f, cmd);
 	size_t i = 0;
 	*ended = 0;
+	if (f->st == H_START && n > 4) {
+		struct fr_req saved = *f;
+		long whole = whole_request(f, p, n, ended, flags);
+		if (whole)
+			return whole;
+		*f = saved;
+	}
 	while (i < n) {
 		size_t run = line_run(f->st, f->arg == 1, &h, p + i, n - i);
 		if (run) {
@@ -436,11 +509,39 @@ static long rep_headers_done(struct fr_rep *f, long used, int *ended, uint8_t *f
 	return body_start(&h) ? used : rep_done(f, used, ended, flags);
 }
 
+/* A whole reply head in one pass (whole_headers); 0 when it is not. */
+static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
+{
+	struct hline h = HLINE_OF(f, val);
+	size_t first;
+	const uint8_t *nl = memchr(p, '\n', n);
+	if (!nl)
+		return 0;
+	/* of the status line the slow path keeps the first 12 bytes but CRs */
+	f->wlen = 0;
+	for (const uint8_t *c = p; c < nl && f->wlen < 12; c++)
+		if (*c != '\r')
+			f->word[f->wlen++] = (char)*c;
+	if (status_line(f) < 0)
+		return 0;
+	size_t used = whole_headers(&h, p, n, &first, rep_header, f);
+	if (!used)
+		return 0;
+	return rep_headers_done(f, (long)used, ended, flags);
+}
+
 long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
 {
 	struct hline h = HLINE_OF(f, val);
 	size_t i = 0;
 	*ended = 0;
+	if (f->st == H_START && n > 4) {
+		struct fr_rep saved = *f;
+		long whole = whole_reply(f, p, n, ended, flags);
+		if (whole)
+			return whole;
+		*f = saved;
+	}
 	while (i < n) {
 		/* of the status line, "HTTP/1.x NNN" is all that is read */
 		size_t run = line_run(f->st, f->wlen >= 12, &h, p + i, n - i);
