@@ -165,4 +165,25 @@ long auth_open(struct auth_session *s, const uint8_t *frame, size_t len, uint8_t
 	return (long)n;
 }
 
+long auth_receive(struct auth_session *s, const struct fw_hdr *h, const uint8_t *frame,
+		  uint8_t *out, int *hello, const char **why)
+{
+	*hello = 0;
+	if (h->type == FW_AUTH && !s->keyed) {
+		*hello = 1;
+		return auth_take_hello(s, frame + FW_HDR_LEN, h->len, why) < 0 ? -1 : 0;
+	}
+	if (h->type == FW_SEALED && s->keyed) {
+		if (!out) {
+			*why = "out of memory";
+			return -1;
+		}
+		return auth_open(s, frame, FW_HDR_LEN + (size_t)h->len, out, why);
+	}
+	*why = h->type == FW_AUTH ? "a second auth frame"
+	       : s->keyed         ? "an unsealed frame"
+				  : "no auth frame first (is auth_key_file set on both sides?)";
+	return -1;
+}
+
 void auth_session_wipe(struct auth_session *s) { sodium_memzero(s, sizeof(*s)); }

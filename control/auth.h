@@ -64,6 +64,13 @@ int auth_seal(struct auth_session *s, const void *plain, size_t len, struct fw_b
  * length, or -1 with *why. */
 long auth_open(struct auth_session *s, const uint8_t *frame, size_t len, uint8_t *out,
 	       const char **why);
+/* One whole envelope frame (header h) as it arrives: the peer's nonce
+ * first (*hello set), then sealed frames opened into out (room for h->len
+ * bytes; the caller reserves it for FW_SEALED only). Returns the opened
+ * length (0 for the nonce), or -1 with *why for anything the protocol does
+ * not allow here: the peer is to be rejected. */
+long auth_receive(struct auth_session *s, const struct fw_hdr *h, const uint8_t *frame,
+		  uint8_t *out, int *hello, const char **why);
 void auth_session_wipe(struct auth_session *s);
 
 #endif

@@ -14,23 +14,13 @@ static int unseal(struct auth_session *s, struct fw_buf *raw, struct fw_buf *pla
 		long whole = fw_frame_check(raw->data, raw->len, &h, why);
 		if (whole <= 0)
 			return (int)whole;
-		if (h.type == FW_AUTH && !s->keyed) {
-			if (auth_take_hello(s, raw->data + FW_HDR_LEN, h.len, why) < 0)
-				return -1;
-		} else if (h.type == FW_SEALED && s->keyed) {
-			uint8_t *out = fw_buf_reserve(plain, h.len);
-			long n = out ? auth_open(s, raw->data, (size_t)whole, out, why) : -1;
-			if (!out)
-				*why = "out of memory";
-			if (n < 0)
-				return -1;
-			plain->len -= h.len - (size_t)n;
-		} else {
-			*why = s->keyed
-				   ? "an unsealed frame from the manager"
-				   : "the manager does not authenticate (no auth_key_file there?)";
+		int hello;
+		uint8_t *out = h.type == FW_SEALED ? fw_buf_reserve(plain, h.len) : NULL;
+		long n = auth_receive(s, &h, raw->data, out, &hello, why);
+		if (n < 0)
 			return -1;
-		}
+		if (!hello)
+			plain->len -= h.len - (size_t)n; /* the tag, and what was reserved */
 		fw_buf_consume(raw, (size_t)whole);
 	}
 }

@@ -108,37 +108,28 @@ static void unseal(struct evconn *c, struct evbuffer *in)
 		long n = next_frame(c, in, &h, &frame);
 		if (n <= 0)
 			break;
-		if (h.type == FW_AUTH && !c->auth->keyed) {
-			if (auth_take_hello(c->auth, frame + FW_HDR_LEN, h.len, &why) < 0) {
-				reject(c, why);
-				break;
-			}
+		struct evbuffer_iovec v = {0};
+		int hello;
+		if (h.type == FW_SEALED &&
+		    evbuffer_reserve_space(c->opened, (ev_ssize_t)h.len + 1, &v, 1) < 1) {
+			evconn_close(c, "out of memory");
+			break;
+		}
+		long got = auth_receive(c->auth, &h, frame, v.iov_base, &hello, &why);
+		if (got < 0) {
+			reject(c, why);
+			break;
+		}
+		if (hello) {
 			/* what the owner sent before the keys existed */
 			size_t held = evbuffer_get_length(c->unsent);
 			if (held &&
 			    seal_out(c, evbuffer_pullup(c->unsent, (ssize_t)held), held) < 0)
 				break;
 			evbuffer_drain(c->unsent, held);
-		} else if (h.type == FW_SEALED && c->auth->keyed) {
-			struct evbuffer_iovec v;
-			size_t room = h.len >= AUTH_TAG_BYTES ? h.len - AUTH_TAG_BYTES : 0;
-			if (evbuffer_reserve_space(c->opened, (ev_ssize_t)(room + 1), &v, 1) < 1) {
-				evconn_close(c, "out of memory");
-				break;
-			}
-			long got = auth_open(c->auth, frame, (size_t)n, v.iov_base, &why);
-			if (got < 0) {
-				reject(c, why);
-				break;
-			}
+		} else {
 			v.iov_len = (size_t)got;
 			evbuffer_commit_space(c->opened, &v, 1);
-		} else {
-			reject(c, h.type == FW_AUTH ? "a second auth frame"
-				  : c->auth->keyed  ? "an unsealed frame"
-						    : "no auth frame first (is auth_key_file "
-						      "set on both sides?)");
-			break;
 		}
 		evbuffer_drain(in, (size_t)n);
 	}

@@ -218,16 +218,27 @@ def register(pid, addrs):
     return frame(3, body)
 
 
-REGISTERING_SERVER = r'''
-import socket, struct, sys, time, os
+# The start of the test servers' scripts: their arguments (monitor socket,
+# host, port), and register(pid), which registers host:port with the
+# monitor as libflare.so does (HELLO, then REGISTER) and returns the socket.
+REGISTER_PY = r'''
+import os, socket, struct, sys, time
 path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
+def register(pid=None):
+    pid = pid or os.getpid()
+    u = socket.socket(socket.AF_UNIX)
+    u.connect("\0" + path[1:] if path.startswith("@") else path)
+    u.sendall(frame(1, struct.pack(">BIH", 4, pid, 0)) +
+              frame(3, struct.pack(">IH", pid, 1) + struct.pack(">BH", 4, port) +
+                    socket.inet_aton(host)))
+    return u
+'''
+
+REGISTERING_SERVER = REGISTER_PY + r'''
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((host, port)); srv.listen(16)
-u = socket.socket(socket.AF_UNIX)
-u.connect("\0" + path[1:] if path.startswith("@") else path)
-def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
-u.sendall(frame(1, struct.pack(">BIH", 4, os.getpid(), 0)) +
-          frame(3, struct.pack(">IH", os.getpid(), 1) + struct.pack(">BH", 4, port) + socket.inet_aton(host)))
+u = register()
 print("ready", flush=True)
 end = time.monotonic() + 120
 while time.monotonic() < end:

@@ -272,7 +272,11 @@ uint32_t exchange_replay_from(struct fconn *fc);
 void exchange_healed(struct fconn *fc);
 
 /* ---- framed exchanges (framed.c), called by exchange.c under [lock] ---- */
-static inline int fconn_framed(const struct fconn *fc) { return fc->proto >= PROTO_REDIS; }
+/* proto is set once, under [lock], from AUTO; read without it here */
+static inline int fconn_framed(const struct fconn *fc)
+{
+	return __atomic_load_n(&fc->proto, __ATOMIC_ACQUIRE) >= PROTO_REDIS;
+}
 /* Moves fc->xchg (framed connections, under [lock]), keeping the count. */
 void exchange_set(struct fconn *fc, int to);
 void framed_start(struct fconn *fc, int proto);

@@ -26,12 +26,17 @@ static void moved(int from, int to)
 		__atomic_add_fetch(&flare_n_outstanding, d, __ATOMIC_RELEASE);
 }
 
-void exchange_set(struct fconn *fc, int to)
+/* fc->xchg moved from -> to: the count, and a new request's start time */
+static void entered(struct fconn *fc, int from, int to)
 {
-	int from = __atomic_exchange_n(&fc->xchg, to, __ATOMIC_ACQ_REL);
 	moved(from, to);
 	if (fc->request_timeout_ms && is_outstanding(to) && !is_outstanding(from))
 		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
+}
+
+void exchange_set(struct fconn *fc, int to)
+{
+	entered(fc, __atomic_exchange_n(&fc->xchg, to, __ATOMIC_ACQ_REL), to);
 }
 
 void exchange_retire(struct fconn *fc)
@@ -71,11 +76,6 @@ void exchange_wrote_buf(struct fconn *fc, const void *data, size_t n)
 {
 	struct iovec iov = {(void *)data, n};
 	exchange_wrote(fc, &iov, 1, n);
-}
-
-static int proto_of(const struct fconn *fc)
-{
-	return __atomic_load_n(&fc->proto, __ATOMIC_ACQUIRE);
 }
 
 void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
@@ -119,17 +119,14 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	}
 	/* a reader thread may have seen reply bytes meanwhile: it wins */
 	if (to != from && __atomic_compare_exchange_n(&fc->xchg, &from, to, 0, __ATOMIC_ACQ_REL,
-						      __ATOMIC_ACQUIRE)) {
-		moved(from, to);
-		if (fc->request_timeout_ms && !is_outstanding(from))
-			__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
-	}
+						      __ATOMIC_ACQUIRE))
+		entered(fc, from, to);
 	pthread_mutex_unlock(&fc->lock);
 }
 
 void exchange_write_failed(struct fconn *fc)
 {
-	if (proto_of(fc) >= PROTO_REDIS)
+	if (fconn_framed(fc))
 		return; /* framed: nothing of it was taken as written */
 	pthread_mutex_lock(&fc->lock);
 	int from = xchg_load(fc);
@@ -143,7 +140,7 @@ void exchange_write_failed(struct fconn *fc)
 
 void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
-	if (proto_of(fc) >= PROTO_REDIS) {
+	if (fconn_framed(fc)) {
 		if (!iov)
 			return;
 		pthread_mutex_lock(&fc->lock);
@@ -162,7 +159,7 @@ void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t
 					    __ATOMIC_ACQUIRE))
 		if (from == FX_ANSWERED)
 			return;
-	moved(from, FX_ANSWERED);
+	entered(fc, from, FX_ANSWERED);
 }
 
 int exchange_outstanding(const struct fconn *fc)
@@ -173,7 +170,7 @@ int exchange_outstanding(const struct fconn *fc)
 
 int exchange_healable(struct fconn *fc)
 {
-	if (proto_of(fc) >= PROTO_REDIS) {
+	if (fconn_framed(fc)) {
 		pthread_mutex_lock(&fc->lock);
 		int ok = framed_healable(fc);
 		pthread_mutex_unlock(&fc->lock);

@@ -119,7 +119,7 @@ void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t 
 
 /* A session command's reply ended: the command and the reply go into the
  * session log, to be replayed and checked on a new connection. */
-static void session_keep(struct fconn *fc, uint32_t req_end, int error)
+static void session_keep(struct fconn *fc, uint32_t req_end, uint32_t rep_len, int error)
 {
 	uint32_t req = req_end - fc->head;
 	uint32_t need = 2 + req + 1 + 2 + fc->sess_rep_len;
@@ -136,7 +136,7 @@ static void session_keep(struct fconn *fc, uint32_t req_end, int error)
 		return;
 	}
 	uint8_t *o = fc->sess + fc->sess_len;
-	int whole = fc->rep_read <= FLARE_SESSION_REPLY; /* the reply was kept whole */
+	int whole = rep_len <= FLARE_SESSION_REPLY; /* the reply was kept whole */
 	o[0] = (uint8_t)(req >> 8);
 	o[1] = (uint8_t)req;
 	memcpy(o + 2, fc->buf + fc->head, req);
@@ -149,7 +149,7 @@ static void session_keep(struct fconn *fc, uint32_t req_end, int error)
 }
 
 /* The oldest request's reply is whole. */
-static void reply_ended(struct fconn *fc, uint8_t rflags)
+static void reply_ended(struct fconn *fc, uint32_t rep_len, uint8_t rflags)
 {
 	if (rflags & RP_ENDS)
 		fc->framing_over = 1;
@@ -158,7 +158,7 @@ static void reply_ended(struct fconn *fc, uint8_t rflags)
 	int at = fc->q_first;
 	uint16_t f = fc->q_flags[at];
 	if (f & RQ_SESSION)
-		session_keep(fc, fc->q_end[at], rflags & RP_ERROR);
+		session_keep(fc, fc->q_end[at], rep_len, rflags & RP_ERROR);
 	if (f & RQ_RESET) {
 		fc->sess_len = 0;
 		fc->sess_broken = 0;
@@ -210,9 +210,7 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 				lose_framing(fc, "a reply nobody asked for");
 				return;
 			}
-			fc->rep_read = whole; /* for session_keep */
-			reply_ended(fc, flags);
-			fc->rep_read = 0;
+			reply_ended(fc, whole, flags);
 		}
 	}
 	if (fconn_framed(fc))

@@ -31,8 +31,7 @@ int is_conn_failure(int err)
 	}
 }
 
-/* Sends a replayed request on a connected socket within the timeout. */
-static int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
+int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
 {
 	int64_t end = wait_deadline(timeout_ms);
 	while (n) {

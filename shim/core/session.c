@@ -19,30 +19,13 @@ int session_pending(struct fconn *fc)
 	return n;
 }
 
-static int wait_fd(int fd, short ev, int64_t end)
+static int wait_readable(int fd, int64_t end)
 {
 	int64_t left = end - (int64_t)flare_monotonic_ms();
 	if (left <= 0)
 		return -1;
-	struct pollfd p = {.fd = fd, .events = ev};
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 	return real.poll(&p, 1, (int)left) == 1 ? 0 : -1;
-}
-
-static int send_within(int fd, const uint8_t *p, size_t n, int64_t end)
-{
-	while (n) {
-		ssize_t w = real.send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w > 0) {
-			p += w;
-			n -= (size_t)w;
-		} else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if (wait_fd(fd, POLLOUT, end) < 0)
-				return -1;
-		} else {
-			return -1;
-		}
-	}
-	return 0;
 }
 
 /* Reads one reply, keeping its first bytes; -1 on anything but exactly
@@ -59,7 +42,7 @@ static int read_reply(int fd, int proto, uint8_t *kept, uint32_t *kept_len, uint
 		if (r == 0)
 			return -1;
 		if (r < 0) {
-			if ((errno != EAGAIN && errno != EINTR) || wait_fd(fd, POLLIN, end) < 0)
+			if ((errno != EAGAIN && errno != EINTR) || wait_readable(fd, end) < 0)
 				return -1;
 			continue;
 		}
@@ -99,7 +82,8 @@ int session_replay(struct fconn *fc, int fd, int timeout_ms, const char *replica
 		uint8_t got[FLARE_SESSION_REPLY], rflags = 0;
 		uint32_t got_len;
 		off += 5 + req + rep_len;
-		if (send_within(fd, cmd, req, end) < 0 ||
+		int left = (int)(end - (int64_t)flare_monotonic_ms());
+		if (left <= 0 || send_all(fd, cmd, req, left) < 0 ||
 		    read_reply(fd, proto, got, &got_len, &rflags, end) < 0) {
 			log_warn("session replay to %s: no reply in time", replica);
 			return -1;

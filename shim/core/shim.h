@@ -136,6 +136,9 @@ int fconn_swap(struct fconn *fc, int nfd);
  * `gen`. Returns 0 when the caller should retry its call (healed, or healed
  * by another thread), -1 when the failure must surface. */
 int heal(struct fconn *fc, uint32_t gen, const char *why, int async);
+/* Sends all of p on the library's own connected socket fd (a replay, a
+ * session command) within timeout_ms; 0 or -1. */
+int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms);
 int is_conn_failure(int err);
 /* A readiness hook saw an error or hang-up (ERR, HUP, RDHUP; for select,
  * a readable descriptor) on fd. When the connection failed while a heal is

@@ -51,11 +51,15 @@ int wait_sliced(struct sliced_wait *w, int timeout)
 		if (n < 0)
 			return n;
 		/* a busy loop looks once in 64 waits (watch_all reads the clock),
-		 * an idle one after every slice it slept */
+		 * an idle one after every slice it slept; the count is only a
+		 * throttle: no locked instruction per wait, a lost update is fine */
 		static unsigned waits;
-		if (__atomic_load_n(&flare_n_outstanding, __ATOMIC_ACQUIRE) &&
-		    (n == 0 || (__atomic_add_fetch(&waits, 1, __ATOMIC_RELAXED) & 63) == 0))
-			watch_all();
+		if (__atomic_load_n(&flare_n_outstanding, __ATOMIC_ACQUIRE)) {
+			unsigned k = __atomic_load_n(&waits, __ATOMIC_RELAXED) + 1;
+			__atomic_store_n(&waits, k, __ATOMIC_RELAXED);
+			if (n == 0 || (k & 63) == 0)
+				watch_all();
+		}
 		if (n == 0)
 			wait_slept();
 		int left = n ? w->filter(w, n) : 0;

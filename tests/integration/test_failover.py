@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, all_registered, busiest_replica, check, client_env,
+from harness import (BUILD, REGISTER_PY, all_alive, all_registered, busiest_replica, check, client_env,
                      library_stats, rr_client, rr_deployment, rr_server, run, serving_replica,
                      spawn, start_rr, wait_for)
 
@@ -223,21 +223,14 @@ def test_silent_host_moves_on_when_table_says_dead():
     check(worst / 1000 < 3000, "the blocked request waited %.0f ms" % (worst / 1000))
 
 
-REGISTER_ONLY = r'''
-import os, socket, struct, sys, time
-path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+REGISTER_ONLY = REGISTER_PY + r'''
 # it listens when it registers (the monitor checks), then stops listening:
 # registered, alive in the table, and refusing connections
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((host, port))
 srv.listen(1)
-u = socket.socket(socket.AF_UNIX)
-u.connect(path)
-def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
-u.sendall(frame(1, struct.pack(">BIH", 4, os.getpid(), 0)) +
-          frame(3, struct.pack(">IH", os.getpid(), 1) + struct.pack(">BH", 4, port) +
-                socket.inet_aton(host)))
+u = register()
 time.sleep(0.5)
 srv.close()
 print("closed", flush=True)
@@ -483,11 +476,9 @@ def test_hung_replica_found_by_monitor():
     check(len(served) >= 2, "another replica served after the hang: %s" % served)
 
 
-BLACKHOLE = r'''
-import os, socket, struct, sys, time
+BLACKHOLE = REGISTER_PY + r'''
 # a replica whose SYNs go unanswered (a host that died silently): it listens
 # with a full accept queue it never serves, and registers like libflare.so
-path, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((host, port))
@@ -502,12 +493,7 @@ for i in range(3):
         pass
     fill.append(c)
 time.sleep(0.3)
-u = socket.socket(socket.AF_UNIX)
-u.connect(path)
-def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
-u.sendall(frame(1, struct.pack(">BIH", 4, os.getpid(), 0)) +
-          frame(3, struct.pack(">IH", os.getpid(), 1) + struct.pack(">BH", 4, port) +
-                socket.inet_aton(host)))
+u = register()
 print("ready", flush=True)
 time.sleep(120)
 '''
@@ -710,16 +696,8 @@ def test_squatted_agent_socket_is_not_heard():
     del sq
 
 
-NOT_LISTENING = r'''
-import os, socket, struct, sys, time
-path, host, port, claimed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-u = socket.socket(socket.AF_UNIX)
-u.connect(path)
-def frame(t, p): return struct.pack(">HBBI", 0xF1A3, 1, t, len(p)) + p
-pid = claimed or os.getpid()
-u.sendall(frame(1, struct.pack(">BIH", 4, pid, 0)) +
-          frame(3, struct.pack(">IH", pid, 1) + struct.pack(">BH", 4, port) +
-                socket.inet_aton(host)))
+NOT_LISTENING = REGISTER_PY + r'''
+u = register(int(sys.argv[4]))
 print("answer", u.recv(4096)[:200], flush=True)
 time.sleep(120)
 '''
