@@ -8,7 +8,7 @@ import struct
 import subprocess
 import time
 
-from harness import (BUILD, Stack, all_alive, check, client_env, free_ports, frame, library_stats,
+from harness import (BUILD, Stack, all_alive, all_registered, check, client_env, free_ports, frame, library_stats,
                      registering_server, rr_deployment, rr_server, run, serving_replica,
                      start_rr, wait_for)
 
@@ -58,8 +58,10 @@ def start_all(s):
         registering_server(s, os.path.join(s.dir, h + ".sock"), "127.0.0.1", s.ports[rep],
                            "server-" + rep)
     s.agent()
-    wait_for(lambda: s.order("A") and all(r["alive"] for r in s.table()["services"][0]["replicas"]),
-             10, what="all replicas alive in the table")
+    # alive can come from a probe before the registration is verified:
+    # wait for both, so the tests start from registered servers
+    wait_for(lambda: s.order("A") and all(r["alive"] for r in s.table()["services"][0]["replicas"])
+             and all_registered(s), 10, what="all replicas alive in the table and registered")
 
 
 def test_utilization_reorders_table():
@@ -128,7 +130,9 @@ def test_manager_restart_resubscribes():
              what="agent resubscribed")
     wait_for(lambda: all(r["alive"] for r in s.table()["services"][0]["replicas"]), 10,
              what="table complete again")
-    check("subscribed" in s.read_log("agent").split("lost", 1)[-1], "agent log shows resubscription")
+    # the manager counts the agent before the agent has logged its table
+    wait_for(lambda: "subscribed" in s.read_log("agent").split("lost", 1)[-1], 5,
+             what="agent log shows resubscription")
 
 
 def test_garbage_frames_rejected():
