@@ -52,6 +52,28 @@ enum flare_protocol {
 	FLARE_PROTO_MEMCACHED = 4,
 };
 
+/* How new bindings are spread over a service's live replicas (TAO's
+ * policies; docs/DESIGN.md "Load balancing"). PRIMARY: FLARe's, the dialed
+ * primary while it lives, else the best ranked. */
+enum flare_balance {
+	FLARE_BALANCE_PRIMARY = 0,
+	FLARE_BALANCE_ROUND_ROBIN = 1,
+	FLARE_BALANCE_RANDOM = 2,
+	FLARE_BALANCE_LEAST_LOADED = 3,
+	FLARE_BALANCE_HEADROOM = 4,
+};
+
+/* When a connection may be bound to another replica: at connect only
+ * (SESSION), when the manager moves it (ON_DEMAND), or per request. */
+enum flare_binding {
+	FLARE_BINDING_SESSION = 0,
+	FLARE_BINDING_ON_DEMAND = 1,
+	FLARE_BINDING_REQUEST = 2,
+};
+
+/* Connections the manager asks to move at once (on-demand rebinding) */
+#define FLARE_MAX_MOVES 256
+
 /* A fraction as parts per million, clamped to [0, 1] (NaN is 0). */
 uint32_t flare_ppm(double v);
 
@@ -67,5 +89,9 @@ void flare_query_socket_name(const char *shm, char *out, size_t n);
 int flare_replay_parse(const char *s);
 const char *flare_protocol_name(int p);
 int flare_protocol_parse(const char *s);
+const char *flare_balance_name(int b);
+int flare_balance_parse(const char *s);
+const char *flare_binding_name(int b);
+int flare_binding_parse(const char *s);
 
 #endif

@@ -7,6 +7,9 @@ static const char *const strategy_names[] = {"static", "least-loaded"};
 static const char *const failover_names[] = {"proactive", "reactive", "static"};
 static const char *const replay_names[] = {"request-reply", "none"};
 static const char *const protocol_names[] = {"auto", "opaque", "redis", "http", "memcached"};
+static const char *const balance_names[] = {"primary", "round-robin", "random", "least-loaded",
+					    "headroom"};
+static const char *const binding_names[] = {"session", "on-demand", "request"};
 
 #define NAME_OF(tbl, i) ((i) >= 0 && (size_t)(i) < sizeof(tbl) / sizeof(tbl[0]) ? tbl[i] : "?")
 
@@ -26,6 +29,10 @@ int flare_failover_parse(const char *s) { return index_of(failover_names, 3, s);
 int flare_replay_parse(const char *s) { return index_of(replay_names, 2, s); }
 const char *flare_protocol_name(int p) { return NAME_OF(protocol_names, p); }
 int flare_protocol_parse(const char *s) { return index_of(protocol_names, 5, s); }
+const char *flare_balance_name(int b) { return NAME_OF(balance_names, b); }
+int flare_balance_parse(const char *s) { return index_of(balance_names, 5, s); }
+const char *flare_binding_name(int b) { return NAME_OF(binding_names, b); }
+int flare_binding_parse(const char *s) { return index_of(binding_names, 3, s); }
 
 void flare_query_socket_name(const char *shm, char *out, size_t n)
 {

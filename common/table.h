@@ -3,7 +3,7 @@
  * no pointers):
  *
  *   header | hosts[n_hosts] | services[n_services] | replicas[n_replicas]
- *          | svc_slots[n_slots] | rep_slots[n_slots]
+ *          | svc_slots[n_slots] | rep_slots[n_slots] | moves[FLARE_MAX_MOVES]
  *
  * The slot arrays are open-addressing hash indexes (linear probing) keyed by
  * address: slot = index + 1, 0 = empty. Services and replicas have one each,
@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define FLARE_TBL_MAGIC 0x54524c46u /* "FLRT" little endian */
-#define FLARE_TBL_VERSION 2u
+#define FLARE_TBL_VERSION 3u
 #define FLARE_TBL_FLAG_RETIRED 1u
 
 struct flare_tbl_hdr {
@@ -41,7 +41,9 @@ struct flare_tbl_hdr {
 	uint32_t n_hosts, n_services, n_replicas, n_slots;
 	uint32_t off_hosts, off_services, off_replicas, off_svc_slots, off_rep_slots;
 	uint32_t writer_pid;
-	uint64_t reserved[4];
+	uint32_t n_moves, off_moves; /* on-demand rebinding: moves[n_moves] */
+	uint64_t moves_gen;          /* changes whenever the moves do */
+	uint64_t reserved[2];
 };
 
 struct flare_tbl_host {
@@ -59,10 +61,13 @@ struct flare_tbl_service {
 	uint32_t connect_timeout_ms, user_timeout_ms, replay_buffer;
 	uint16_t keepalive_idle_s, keepalive_interval_s, keepalive_count, pad;
 	uint32_t first_replica, n_replicas;
-	int32_t primary;                   /* local index, -1 for a virtual address */
-	uint32_t request_timeout_ms;       /* 0: none */
-	uint8_t protocol, replay_unsafe;   /* enum flare_protocol; POST may be replayed */
-	uint8_t pad2[6];
+	int32_t primary;                 /* local index, -1 for a virtual address */
+	uint32_t request_timeout_ms;     /* 0: none */
+	uint8_t protocol, replay_unsafe; /* enum flare_protocol; POST may be replayed */
+	uint8_t balance, binding;        /* enum flare_balance, enum flare_binding */
+	uint8_t pad2[4];
+	uint32_t rebind_interval_ms;       /* least time between rebinds of a connection */
+	uint32_t band_ppm;                 /* least-loaded: rates this close to the least tie */
 	uint8_t order[FLARE_MAX_REPLICAS]; /* for new connections, best first */
 } __attribute__((aligned(8)));
 
@@ -70,15 +75,32 @@ struct flare_tbl_replica {
 	char name[FLARE_NAME_MAX];
 	struct flare_addr addr;
 	uint32_t service, host;
-	uint32_t load_ppm, weight_ppm;
+	uint32_t load_ppm, weight_ppm; /* CPU share; headroom weight (spare x ramp) */
+	uint32_t rate_milli;           /* smoothed requests/s it serves, x1000 */
+	uint32_t ramp_ppm;             /* slow start: its share of new bindings so far */
 	uint8_t alive, flags, n_failover, pad;
 	uint8_t failover[FLARE_MAX_REPLICAS]; /* local indexes to try when this one fails */
 } __attribute__((aligned(8)));
 
+/* The connection from `client` to replica `from` is to move to replica `to`
+ * (global replica indexes of one service) at its next request boundary. */
+struct flare_tbl_move {
+	struct flare_addr client;
+	uint32_t from, to;
+} __attribute__((aligned(8)));
+
+_Static_assert(sizeof(struct flare_tbl_move) % 8 == 0, "move must be 8-byte sized");
 _Static_assert(sizeof(struct flare_tbl_hdr) % 8 == 0, "header must be 8-byte sized");
 _Static_assert(sizeof(struct flare_tbl_host) % 8 == 0, "host must be 8-byte sized");
 _Static_assert(sizeof(struct flare_tbl_service) % 8 == 0, "service must be 8-byte sized");
 _Static_assert(sizeof(struct flare_tbl_replica) % 8 == 0, "replica must be 8-byte sized");
+
+/* The round-robin segment: FLARE_RR_SLOTS counters, one per service index
+ * modulo the count, that clients of any user increment atomically: mode
+ * 0666, the one segment clients write (a writer can only skew whose turn
+ * it is among a service's live replicas) */
+#define FLARE_RR_SLOTS 512
+#define FLARE_RR_SUFFIX ".rr"
 
 enum flare_tbl_rc {
 	FLARE_TBL_OK = 0,
@@ -133,5 +155,11 @@ int flare_tbl_lookup_replica(const struct flare_tbl_reader *r, const struct flar
 int flare_tbl_read_route(const struct flare_tbl_reader *r, uint32_t svc_index,
 			 struct flare_route *out);
 uint64_t flare_tbl_gen(const struct flare_tbl_reader *r);
+/* Changes whenever the manager's list of moves does (one load). */
+uint64_t flare_tbl_moves_gen(const struct flare_tbl_reader *r);
+/* The replica (global index) the connection from `client` to replica `from`
+ * is to move to: OK with *to set, or NOTFOUND. */
+int flare_tbl_find_move(const struct flare_tbl_reader *r, const struct flare_addr *client,
+			uint32_t from, uint32_t *to);
 
 #endif

@@ -75,6 +75,7 @@ static int region_ok(uint64_t off, uint64_t count, uint64_t elem, uint64_t size)
 struct layout {
 	uint32_t n_hosts, n_services, n_replicas, n_slots;
 	uint32_t off_hosts, off_services, off_replicas, off_svc_slots, off_rep_slots;
+	uint32_t off_moves;
 };
 
 static int read_layout(const uint8_t *base, size_t size, struct layout *l, const char **why)
@@ -105,6 +106,7 @@ static int read_layout(const uint8_t *base, size_t size, struct layout *l, const
 	l->off_replicas = ld32(&h->off_replicas);
 	l->off_svc_slots = ld32(&h->off_svc_slots);
 	l->off_rep_slots = ld32(&h->off_rep_slots);
+	l->off_moves = ld32(&h->off_moves);
 	if (l->n_slots == 0 || (l->n_slots & (l->n_slots - 1)) != 0 || l->n_slots < l->n_services ||
 	    l->n_slots < l->n_replicas) {
 		*why = "hash index size is not a power of two above the counts";
@@ -114,7 +116,8 @@ static int read_layout(const uint8_t *base, size_t size, struct layout *l, const
 	    !region_ok(l->off_services, l->n_services, sizeof(struct flare_tbl_service), size) ||
 	    !region_ok(l->off_replicas, l->n_replicas, sizeof(struct flare_tbl_replica), size) ||
 	    !region_ok(l->off_svc_slots, l->n_slots, sizeof(uint32_t), size) ||
-	    !region_ok(l->off_rep_slots, l->n_slots, sizeof(uint32_t), size)) {
+	    !region_ok(l->off_rep_slots, l->n_slots, sizeof(uint32_t), size) ||
+	    !region_ok(l->off_moves, FLARE_MAX_MOVES, sizeof(struct flare_tbl_move), size)) {
 		*why = "a section lies outside the segment";
 		return -1;
 	}
@@ -175,6 +178,13 @@ uint64_t flare_tbl_gen(const struct flare_tbl_reader *r)
 	if (!r->base)
 		return 0;
 	return ld64(&((const struct flare_tbl_hdr *)r->base)->gen);
+}
+
+uint64_t flare_tbl_moves_gen(const struct flare_tbl_reader *r)
+{
+	if (!r->base)
+		return 0;
+	return ld64(&((const struct flare_tbl_hdr *)r->base)->moves_gen);
 }
 
 int flare_tbl_health(const struct flare_tbl_reader *r, uint64_t now_ns)
@@ -371,4 +381,32 @@ int flare_tbl_lookup_replica(const struct flare_tbl_reader *r, const struct flar
 {
 	struct layout l;
 	SEQ_READ(r, l, do_lookup_replica(r->base, &l, a, out));
+}
+
+static int do_find_move(const uint8_t *base, const struct layout *l,
+			const struct flare_addr *client, uint32_t from, uint32_t *to)
+{
+	const struct flare_tbl_hdr *h = (const void *)base;
+	uint32_t n = ld32(&h->n_moves);
+	if (n > FLARE_MAX_MOVES)
+		return FLARE_TBL_CORRUPT;
+	const struct flare_tbl_move *mv = (const void *)(base + l->off_moves);
+	for (uint32_t i = 0; i < n; i++) {
+		struct flare_tbl_move m;
+		copy_in(&m, &mv[i], sizeof(m));
+		if (m.from == from && flare_addr_equal(&m.client, client)) {
+			if (m.to >= l->n_replicas)
+				return FLARE_TBL_CORRUPT;
+			*to = m.to;
+			return FLARE_TBL_OK;
+		}
+	}
+	return FLARE_TBL_NOTFOUND;
+}
+
+int flare_tbl_find_move(const struct flare_tbl_reader *r, const struct flare_addr *client,
+			uint32_t from, uint32_t *to)
+{
+	struct layout l;
+	SEQ_READ(r, l, do_find_move(r->base, &l, client, from, to));
 }

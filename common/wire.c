@@ -359,6 +359,13 @@ int fw_encode_report(struct fw_buf *b, const struct fw_report *m)
 		put_u8(b, rr->registered);
 		put_u32(b, rr->pid);
 		put_u32(b, rr->load_ppm);
+		put_u32(b, rr->rate_milli);
+	}
+	put_u32(b, m->n_conns);
+	for (uint32_t i = 0; i < m->n_conns; i++) {
+		put_u16(b, m->conns[i].replica);
+		put_addr(b, &m->conns[i].peer);
+		put_u32(b, m->conns[i].rate_milli);
 	}
 	return frame_end(b, s);
 }
@@ -369,7 +376,7 @@ static void dec_report(struct rd *r, struct fw_report *m)
 	m->seq = get_u64(r);
 	m->util_ppm = get_ppm(r, 0);
 	uint32_t n = get_u32(r);
-	m->replicas = get_array(r, n, 12, sizeof(*m->replicas));
+	m->replicas = get_array(r, n, 16, sizeof(*m->replicas));
 	if (r->err)
 		return;
 	m->n_replicas = n;
@@ -380,6 +387,19 @@ static void dec_report(struct rd *r, struct fw_report *m)
 		rr->registered = get_bool(r);
 		rr->pid = get_u32(r);
 		rr->load_ppm = get_ppm(r, 1);
+		rr->rate_milli = get_u32(r);
+	}
+	n = get_u32(r);
+	if (!r->err && n > FW_MAX_REPORT_CONNS)
+		r->err = "too many connections in a report";
+	m->conns = get_array(r, n, 13, sizeof(*m->conns));
+	for (uint32_t i = 0; i < n && !r->err; i++, m->n_conns++) {
+		struct fw_report_conn *c = &m->conns[i];
+		c->replica = get_u16(r);
+		get_addr(r, &c->peer);
+		c->rate_milli = get_u32(r);
+		if (!r->err && c->replica >= m->n_replicas)
+			r->err = "connection of a replica out of range";
 	}
 }
 
@@ -421,6 +441,10 @@ static void enc_rank_service(struct fw_buf *b, const struct fw_rank_service *s)
 	put_u32(b, s->first_replica);
 	put_u32(b, s->n_replicas);
 	put_u32(b, (uint32_t)s->primary);
+	put_u8(b, s->balance);
+	put_u8(b, s->binding);
+	put_u32(b, s->rebind_interval_ms);
+	put_u32(b, s->band_ppm);
 	put_u8(b, s->n_order);
 	put_bytes(b, s->order, s->n_order);
 }
@@ -445,12 +469,17 @@ static void dec_rank_service(struct rd *r, struct fw_rank_service *s)
 	s->first_replica = get_u32(r);
 	s->n_replicas = get_u32(r);
 	s->primary = (int32_t)get_u32(r);
+	s->balance = get_u8(r);
+	s->binding = get_u8(r);
+	s->rebind_interval_ms = get_u32(r);
+	s->band_ppm = get_u32(r);
 	if (r->err)
 		return;
 	if (s->strategy > FLARE_STRATEGY_LEAST_LOADED || s->failover > FLARE_FAILOVER_STATIC ||
 	    s->replay > FLARE_REPLAY_NONE || s->protocol > FLARE_PROTO_MEMCACHED ||
-	    s->replay_unsafe > 1)
-		r->err = "unknown strategy, failover, replay or protocol";
+	    s->replay_unsafe > 1 || s->balance > FLARE_BALANCE_HEADROOM ||
+	    s->binding > FLARE_BINDING_REQUEST)
+		r->err = "unknown strategy, failover, replay, protocol, balance or binding";
 	else if (s->n_replicas == 0 || s->n_replicas > FLARE_MAX_REPLICAS)
 		r->err = "service replica count out of range";
 	else if (s->primary < -1 || s->primary >= (int32_t)s->n_replicas)
@@ -469,6 +498,8 @@ static void enc_rank_replica(struct fw_buf *b, const struct fw_rank_replica *p)
 	put_u8(b, p->alive);
 	put_u32(b, p->load_ppm);
 	put_u32(b, p->weight_ppm);
+	put_u32(b, p->rate_milli);
+	put_u32(b, p->ramp_ppm);
 	put_u8(b, p->n_failover);
 	put_bytes(b, p->failover, p->n_failover);
 }
@@ -483,6 +514,8 @@ static void dec_rank_replica(struct rd *r, struct fw_rank_replica *p)
 	p->alive = get_bool(r);
 	p->load_ppm = get_ppm(r, 0);
 	p->weight_ppm = get_ppm(r, 0);
+	p->rate_milli = get_u32(r);
+	p->ramp_ppm = get_ppm(r, 0);
 	/* range of the failover indexes is checked against the service by the
 	 * table builder, which knows it */
 	get_order(r, &p->n_failover, p->failover, FLARE_MAX_REPLICAS);
@@ -502,6 +535,15 @@ int fw_encode_rank(struct fw_buf *b, const struct fw_rank *m)
 	put_u32(b, m->n_replicas);
 	for (uint32_t i = 0; i < m->n_replicas; i++)
 		enc_rank_replica(b, &m->replicas[i]);
+	put_u8(b, m->has_moves);
+	if (m->has_moves) {
+		put_u32(b, m->n_moves);
+		for (uint32_t i = 0; i < m->n_moves; i++) {
+			put_addr(b, &m->moves[i].client);
+			put_u32(b, m->moves[i].from);
+			put_u32(b, m->moves[i].to);
+		}
+	}
 	return frame_end(b, s);
 }
 
@@ -519,9 +561,21 @@ static void dec_rank(struct rd *r, struct fw_rank *m)
 	for (uint32_t i = 0; i < n && !r->err; i++, m->n_services++)
 		dec_rank_service(r, &m->services[i]);
 	n = get_u32(r);
-	m->replicas = get_array(r, n, 27, sizeof(*m->replicas));
+	m->replicas = get_array(r, n, 35, sizeof(*m->replicas));
 	for (uint32_t i = 0; i < n && !r->err; i++, m->n_replicas++)
 		dec_rank_replica(r, &m->replicas[i]);
+	m->has_moves = get_bool(r);
+	if (!m->has_moves || r->err)
+		return;
+	n = get_u32(r);
+	if (!r->err && n > FLARE_MAX_MOVES)
+		r->err = "too many moves";
+	m->moves = get_array(r, n, 15, sizeof(*m->moves));
+	for (uint32_t i = 0; i < n && !r->err; i++, m->n_moves++) {
+		get_addr(r, &m->moves[i].client);
+		m->moves[i].from = get_u32(r);
+		m->moves[i].to = get_u32(r);
+	}
 }
 
 int fw_encode_text(struct fw_buf *b, uint8_t type, const struct fw_text *m)
@@ -664,11 +718,15 @@ int fw_decode(uint8_t type, const uint8_t *payload, size_t len, struct fw_msg *o
 void fw_msg_free(struct fw_msg *m)
 {
 	switch (m->type) {
-	case FW_REPORT: free(m->u.report.replicas); break;
+	case FW_REPORT:
+		free(m->u.report.replicas);
+		free(m->u.report.conns);
+		break;
 	case FW_RANK:
 		free(m->u.rank.hosts);
 		free(m->u.rank.services);
 		free(m->u.rank.replicas);
+		free(m->u.rank.moves);
 		break;
 	case FW_STATUS_REQ:
 	case FW_STATUS_RESP:

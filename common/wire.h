@@ -73,8 +73,19 @@ struct fw_report_replica {
 	uint8_t alive;
 	uint8_t registered; /* liveness comes from a registration, not a probe */
 	uint32_t pid;
-	uint32_t load_ppm; /* measured CPU share, FW_LOAD_UNKNOWN when not measured */
+	uint32_t load_ppm;   /* measured CPU share, FW_LOAD_UNKNOWN when not measured */
+	uint32_t rate_milli; /* requests/s it serves, x1000 (data segments received) */
 };
+
+/* One client connection to a replica, for on-demand rebinding: the client's
+ * address as the replica sees it and its request rate */
+struct fw_report_conn {
+	uint16_t replica; /* index into the report's replicas */
+	struct flare_addr peer;
+	uint32_t rate_milli;
+};
+
+#define FW_MAX_REPORT_CONNS 65535
 
 struct fw_report {
 	char host[FLARE_NAME_MAX];
@@ -82,6 +93,8 @@ struct fw_report {
 	uint32_t util_ppm;
 	uint32_t n_replicas;
 	struct fw_report_replica *replicas;
+	uint32_t n_conns;
+	struct fw_report_conn *conns;
 };
 
 struct fw_rank_host {
@@ -100,7 +113,9 @@ struct fw_rank_service {
 	uint32_t connect_timeout_ms, user_timeout_ms, replay_buffer, request_timeout_ms;
 	uint16_t keepalive_idle_s, keepalive_interval_s, keepalive_count;
 	uint32_t first_replica, n_replicas;
-	int32_t primary; /* local index of the primary replica, -1 when virtual */
+	int32_t primary;          /* local index of the primary replica, -1 when virtual */
+	uint8_t balance, binding; /* enum flare_balance, enum flare_binding */
+	uint32_t rebind_interval_ms, band_ppm;
 	uint8_t n_order;
 	uint8_t order[FLARE_MAX_REPLICAS]; /* local replica indexes, best first */
 };
@@ -111,13 +126,23 @@ struct fw_rank_replica {
 	struct flare_addr addr;
 	uint32_t service, host;
 	uint8_t alive;
-	uint32_t load_ppm, weight_ppm;
+	uint32_t load_ppm, weight_ppm; /* CPU share; headroom weight (spare x ramp) */
+	uint32_t rate_milli;           /* smoothed requests/s x1000 */
+	uint32_t ramp_ppm;             /* slow start: its share of new bindings so far */
 	uint8_t n_failover;
 	uint8_t failover[FLARE_MAX_REPLICAS]; /* local indexes to try if this one fails */
 };
 
+/* On-demand rebinding: the connection from `client` to replica `from`
+ * (global indexes) is to move to replica `to` at its next request boundary */
+struct fw_move {
+	struct flare_addr client;
+	uint32_t from, to;
+};
+
 /* full = 1: the whole table (n_* are the totals, idx = position).
- * full = 0: only changed entries, replacing the ones at idx. */
+ * full = 0: only changed entries, replacing the ones at idx.
+ * has_moves: the list of moves replaces the table's (always in a full one) */
 struct fw_rank {
 	uint8_t full;
 	uint64_t gen;
@@ -125,6 +150,9 @@ struct fw_rank {
 	struct fw_rank_host *hosts;
 	struct fw_rank_service *services;
 	struct fw_rank_replica *replicas;
+	uint8_t has_moves;
+	uint32_t n_moves;
+	struct fw_move *moves;
 };
 
 struct fw_text {

@@ -440,7 +440,7 @@ static int load_hosts(struct loader *ld, const config_setting_t *root, struct fl
 
 static int load_replica(struct loader *ld, config_setting_t *e, struct flare_config *cfg, int svc)
 {
-	static const char *const keys[] = {"name", "host", "address", "load", NULL};
+	static const char *const keys[] = {"name", "host", "address", "load", "capacity", NULL};
 	struct flare_replica_cfg *r = &cfg->replicas[cfg->n_replicas];
 	const char *host = NULL;
 	r->line = line_of(e);
@@ -450,7 +450,8 @@ static int load_replica(struct loader *ld, config_setting_t *e, struct flare_con
 	if (check_keys(ld, e, "replica", NULL, keys) || get_name(ld, e, "replica", r->name) ||
 	    get_string(ld, e, "host", "replica", 1, &host) ||
 	    get_addr(ld, e, "address", "replica", &r->addr) ||
-	    get_number(ld, e, "load", "replica", 0.0, 1.0, &r->load))
+	    get_number(ld, e, "load", "replica", 0.0, 1.0, &r->load) ||
+	    get_number(ld, e, "capacity", "replica", 0.0, 1e9, &r->capacity))
 		return -1;
 	struct seen *h = seen_find(ld->names, 'h', host, strlen(host));
 	r->host = h ? h->index : -1;
@@ -473,12 +474,13 @@ static int load_replica(struct loader *ld, config_setting_t *e, struct flare_con
 
 static int load_service(struct loader *ld, config_setting_t *e, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"name",     "address",  "strategy",      "failover",
-					   "replay",   "replicas", "protocol",      "replay_unsafe",
-					   NULL};
+	static const char *const keys[] = {"name",    "address",  "strategy", "failover",
+					   "replay",  "replicas", "protocol", "replay_unsafe",
+					   "balance", "binding",  NULL};
 	int idx = cfg->n_services;
 	struct flare_service_cfg *s = &cfg->services[idx];
 	const char *strategy = NULL, *failover = NULL, *replay = NULL, *protocol = NULL;
+	const char *balance = NULL, *binding = NULL;
 	config_setting_t *reps, *unsafe;
 
 	s->line = line_of(e);
@@ -493,6 +495,8 @@ static int load_service(struct loader *ld, config_setting_t *e, struct flare_con
 	    get_string(ld, e, "failover", "service", 0, &failover) ||
 	    get_string(ld, e, "replay", "service", 0, &replay) ||
 	    get_string(ld, e, "protocol", "service", 0, &protocol) ||
+	    get_string(ld, e, "balance", "service", 0, &balance) ||
+	    get_string(ld, e, "binding", "service", 0, &binding) ||
 	    get_keys(ld, e, "services[]", "service", s))
 		return -1;
 	struct seen *dup = seen_check(ld, &ld->names, 's', s->name, strlen(s->name), s->line, idx);
@@ -521,9 +525,20 @@ static int load_service(struct loader *ld, config_setting_t *e, struct flare_con
 		return fail(ld, line_of(config_setting_get_member(e, "protocol")),
 			    "unknown protocol '%s' (auto | redis | http | memcached | opaque)",
 			    protocol);
+	s->balance = balance ? flare_balance_parse(balance) : FLARE_BALANCE_PRIMARY;
+	if (s->balance < 0)
+		return fail(ld, line_of(config_setting_get_member(e, "balance")),
+			    "unknown balance '%s' (primary | round-robin | random | least-loaded | "
+			    "headroom)",
+			    balance);
+	s->binding = binding ? flare_binding_parse(binding) : FLARE_BINDING_SESSION;
+	if (s->binding < 0)
+		return fail(ld, line_of(config_setting_get_member(e, "binding")),
+			    "unknown binding '%s' (session | on-demand | request)", binding);
 	unsafe = config_setting_get_member(e, "replay_unsafe");
 	if (unsafe && config_setting_type(unsafe) != CONFIG_TYPE_BOOL)
-		return fail(ld, line_of(unsafe), "'replay_unsafe' in service must be true or false");
+		return fail(ld, line_of(unsafe),
+			    "'replay_unsafe' in service must be true or false");
 	s->replay_unsafe = unsafe ? config_setting_get_bool(unsafe) : 0;
 	if (get_list(ld, e, "replicas", "service", &reps) < 0)
 		return -1;

@@ -23,7 +23,8 @@ struct flare_replica_cfg {
 	int service; /* index into services */
 	int host;    /* index into hosts */
 	struct flare_addr addr;
-	double load; /* configured load, 0..1 */
+	double load;     /* configured load, 0..1 */
+	double capacity; /* requests/s it can serve (headroom balancing); 0: unknown */
 	int line;
 };
 
@@ -38,6 +39,10 @@ struct flare_service_cfg {
 	int request_timeout_ms; /* a reply not begun this long heals (0: never) */
 	int protocol;           /* enum flare_protocol */
 	int replay_unsafe;      /* HTTP POST/PATCH without Idempotency-Key may be replayed */
+	int balance, binding;   /* enum flare_balance, enum flare_binding */
+	int rebind_interval_ms; /* least time between two rebinds of a connection */
+	double balance_band;    /* imbalance tolerated before connections move (hysteresis) */
+	int slow_start_ms;      /* a new or recovered replica's share ramps up this long */
 	int first_replica;      /* replicas of a service are contiguous */
 	int n_replicas;
 	int primary; /* replica index whose address equals the service's, or -1 */
@@ -56,6 +61,7 @@ struct flare_config {
 	int heartbeat_timeout_ms;
 	int rank_interval_ms;
 	double rank_threshold; /* utilization change that triggers a re-rank */
+	int load_smoothing_ms; /* time constant of the replicas' smoothed request rates */
 
 	double monitor_util_threshold; /* change that triggers an immediate report */
 	int monitor_util_window_ms;    /* proc/cgroup utilization: mean over this long */

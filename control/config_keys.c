@@ -16,6 +16,8 @@ const struct config_key flare_config_keys[] = {
      "periodic re-ranking besides the event-driven one"},
     {"manager", "rank_threshold", KEY_NUMBER, 0, 1, 0.02, TOP(rank_threshold),
      "a utilization or load move that triggers a re-rank at once"},
+    {"manager", "load_smoothing_ms", KEY_INT, 0, 600000, 1000, TOP(load_smoothing_ms),
+     "dampening: time constant of the replicas' smoothed request rates (0: raw samples)"},
     {"monitor", "util_threshold", KEY_NUMBER, 0, 1, 0.10, TOP(monitor_util_threshold),
      "a utilization move that triggers an immediate report"},
     {"monitor", "util_window_ms", KEY_INT, 0, 60000, 1000, TOP(monitor_util_window_ms),
@@ -46,5 +48,12 @@ const struct config_key flare_config_keys[] = {
      "request bytes kept per descriptor for replay"},
     {"services[]", "request_timeout_ms", KEY_INT, 0, 3600000, 0, SVC(request_timeout_ms),
      "a request whose reply has not begun this long is replayed elsewhere (0: never)"},
+    {"services[]", "rebind_interval_ms", KEY_INT, 100, 3600000, 1000, SVC(rebind_interval_ms),
+     "least time between two rebinds of one connection, and between two rebalancing rounds"},
+    {"services[]", "balance_band", KEY_NUMBER, 0, 10, 0.10, SVC(balance_band),
+     "hysteresis: a replica's rate may exceed its fair share by this fraction before "
+     "connections move off it"},
+    {"services[]", "slow_start_ms", KEY_INT, 0, 3600000, 2000, SVC(slow_start_ms),
+     "a new or recovered replica's share of new bindings ramps up over this long"},
     {NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };

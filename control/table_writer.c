@@ -107,6 +107,10 @@ static void fill_service(struct flare_tbl_service *t, const struct fw_rank_servi
 	t->first_replica = s->first_replica;
 	t->n_replicas = s->n_replicas;
 	t->primary = s->primary;
+	t->balance = s->balance;
+	t->binding = s->binding;
+	t->rebind_interval_ms = s->rebind_interval_ms;
+	t->band_ppm = s->band_ppm;
 	memcpy(t->order, s->order, s->n_order);
 }
 
@@ -120,6 +124,8 @@ static void fill_replica(struct flare_tbl_replica *t, const struct fw_rank_repli
 	t->alive = p->alive;
 	t->load_ppm = p->load_ppm;
 	t->weight_ppm = p->weight_ppm;
+	t->rate_milli = p->rate_milli;
+	t->ramp_ppm = p->ramp_ppm;
 	t->n_failover = p->n_failover;
 	memcpy(t->failover, p->failover, p->n_failover);
 }
@@ -174,6 +180,27 @@ static const char *check_order(const struct flare_tbl_service *s)
 	return NULL;
 }
 
+/* Replaces the image's moves; every move must stay within one service. */
+static const char *put_moves(uint8_t *img, const struct fw_rank *m)
+{
+	struct view v = view_of(img);
+	struct flare_tbl_move *mv = (void *)(img + v.h->off_moves);
+	if (m->n_moves > FLARE_MAX_MOVES)
+		return "too many moves";
+	for (uint32_t i = 0; i < m->n_moves; i++) {
+		const struct fw_move *x = &m->moves[i];
+		if (x->from >= v.h->n_replicas || x->to >= v.h->n_replicas ||
+		    v.reps[x->from].service != v.reps[x->to].service)
+			return "a move between replicas of different services or out of range";
+	}
+	for (uint32_t i = 0; i < m->n_moves; i++)
+		mv[i] =
+		    (struct flare_tbl_move){m->moves[i].client, m->moves[i].from, m->moves[i].to};
+	v.h->n_moves = m->n_moves;
+	v.h->moves_gen++;
+	return NULL;
+}
+
 /* Builds a complete private image from a full ranking. */
 static uint8_t *build_image(const struct fw_rank *m, uint32_t stale_ms, size_t *size_out,
 			    const char **why)
@@ -199,6 +226,8 @@ static uint8_t *build_image(const struct fw_rank *m, uint32_t stale_ms, size_t *
 	off = align8(off + n_slots * sizeof(uint32_t));
 	size_t off_rs = off;
 	off = align8(off + n_slots * sizeof(uint32_t));
+	size_t off_mv = off;
+	off += FLARE_MAX_MOVES * sizeof(struct flare_tbl_move);
 	uint8_t *img = calloc(1, off);
 	if (!img) {
 		*why = "out of memory";
@@ -219,6 +248,7 @@ static uint8_t *build_image(const struct fw_rank *m, uint32_t stale_ms, size_t *
 	h->off_replicas = (uint32_t)off_reps;
 	h->off_svc_slots = (uint32_t)off_ss;
 	h->off_rep_slots = (uint32_t)off_rs;
+	h->off_moves = (uint32_t)off_mv;
 	h->writer_pid = (uint32_t)getpid();
 	struct view v = view_of(img);
 	*why = NULL;
@@ -251,6 +281,8 @@ static uint8_t *build_image(const struct fw_rank *m, uint32_t stale_ms, size_t *
 					 offsetof(struct flare_tbl_replica, addr)) < 0)
 			*why = "two replicas with one address";
 	}
+	if (!*why && m->has_moves)
+		*why = put_moves(img, m);
 	if (*why) {
 		free(img);
 		return NULL;
@@ -312,8 +344,25 @@ static int same_layout(const uint8_t *a, const uint8_t *b)
 	       x->n_replicas == y->n_replicas && x->n_slots == y->n_slots;
 }
 
+static void *create_rr(const char *name)
+{
+	char rr[96];
+	snprintf(rr, sizeof(rr), "%s" FLARE_RR_SUFFIX, name);
+	int fd = shm_open(rr, O_CREAT | O_RDWR | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return NULL;
+	size_t size = FLARE_RR_SLOTS * sizeof(uint64_t);
+	void *p = MAP_FAILED;
+	if (fchmod(fd, 0666) == 0 && ftruncate(fd, (off_t)size) == 0)
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 int flare_tbl_write_full(struct flare_tbl_writer *w, const struct fw_rank *m, const char **why)
 {
+	if (!w->rr)
+		w->rr = create_rr(w->name); /* without it clients count on their own */
 	const char *dummy;
 	size_t size;
 	if (!why)
@@ -322,6 +371,8 @@ int flare_tbl_write_full(struct flare_tbl_writer *w, const struct fw_rank *m, co
 	if (!img)
 		return -1;
 	hdr_of(img)->updated_ns = flare_monotonic_ns();
+	if (w->img) /* readers compare it for change: it never goes back */
+		hdr_of(img)->moves_gen = hdr_of(w->img)->moves_gen + 1;
 	if (w->seg && same_layout(w->seg, img)) {
 		struct flare_tbl_hdr *h = hdr_of(w->seg);
 		/* header first 16 bytes (magic, version, size) are equal; the seq
@@ -410,9 +461,30 @@ int flare_tbl_write_delta(struct flare_tbl_writer *w, const struct fw_rank *m, c
 				return -1;
 			}
 	}
+	if (m->has_moves && m->n_moves > FLARE_MAX_MOVES) {
+		*why = "too many moves";
+		return -1;
+	}
+	if (m->has_moves)
+		for (uint32_t i = 0; i < m->n_moves; i++) {
+			const struct fw_move *x = &m->moves[i];
+			if (x->from >= v.h->n_replicas || x->to >= v.h->n_replicas ||
+			    v.reps[x->from].service != v.reps[x->to].service) {
+				*why =
+				    "a move between replicas of different services or out of range";
+				return -1;
+			}
+		}
 	struct flare_tbl_hdr *sh = w->seg ? hdr_of(w->seg) : NULL;
 	if (sh)
 		seq_enter(sh);
+	if (m->has_moves && (*why = put_moves(w->img, m)) == NULL && sh) {
+		size_t mv = v.h->off_moves;
+		copy_out(w->seg + mv, w->img + mv, v.h->n_moves * sizeof(struct flare_tbl_move));
+		__atomic_store_n(&sh->n_moves, v.h->n_moves, __ATOMIC_RELEASE);
+		__atomic_store_n(&sh->moves_gen, v.h->moves_gen, __ATOMIC_RELEASE);
+	}
+	*why = NULL;
 	for (uint32_t i = 0; i < m->n_hosts; i++) {
 		struct flare_tbl_host *t = &v.hosts[m->hosts[i].idx];
 		fill_host(t, &m->hosts[i]);
@@ -460,7 +532,16 @@ void flare_tbl_writer_close(struct flare_tbl_writer *w, int unlink_segment)
 			munmap(w->seg, w->size);
 		}
 	}
+	if (w->rr) {
+		munmap(w->rr, FLARE_RR_SLOTS * sizeof(uint64_t));
+		if (unlink_segment) {
+			char rr[96];
+			snprintf(rr, sizeof(rr), "%s" FLARE_RR_SUFFIX, w->name);
+			shm_unlink(rr);
+		}
+	}
 	free(w->img);
 	w->img = w->seg = NULL;
+	w->rr = NULL;
 	w->size = 0;
 }

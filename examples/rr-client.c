@@ -4,7 +4,7 @@
  * exit status 1 and a line saying which request and why.
  *
  *   rr-client -c ADDR:PORT [-n COUNT] [-r HZ] [--size N] [--lp] [--threads T]
- *             [--log FILE] [--duration SECONDS] [--first-id N] [--split-us N] */
+ *             [--log FILE] [--log-mono] [--duration SECONDS] [--first-id N] [--split-us N] */
 #include "rr-proto.h"
 
 #include <arpa/inet.h>
@@ -32,6 +32,7 @@ static long split_us = -1; /* >= 0: each request in two writes, this far apart *
 static FILE *latency_log;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t t0;
+static int log_mono; /* --log-mono: the log's times are CLOCK_MONOTONIC, not since the start */
 
 struct worker {
 	long index;
@@ -135,9 +136,9 @@ static void *run(void *arg)
 		count_tag(w, rep + 4);
 		if (latency_log) {
 			pthread_mutex_lock(&log_lock);
-			fprintf(latency_log, "%.3f %llu %.1f %.16s\n", (double)(t - t0) / 1e6,
-				(unsigned long long)id, (double)lat / 1e3,
-				((struct rr_hdr *)(rep + 4))->tag);
+			fprintf(latency_log, "%.3f %llu %.1f %.16s\n",
+				(double)(t - (log_mono ? 0 : t0)) / 1e6, (unsigned long long)id,
+				(double)lat / 1e3, ((struct rr_hdr *)(rep + 4))->tag);
 			pthread_mutex_unlock(&log_lock);
 		}
 	}
@@ -162,6 +163,7 @@ int main(int argc, char **argv)
 					     {"lp", no_argument, NULL, 'p'},
 					     {"threads", required_argument, NULL, 'T'},
 					     {"log", required_argument, NULL, 'L'},
+					     {"log-mono", no_argument, NULL, 'M'},
 					     {"duration", required_argument, NULL, 'd'},
 					     {"first-id", required_argument, NULL, 'i'},
 					     {"split-us", required_argument, NULL, 'S'},
@@ -177,6 +179,7 @@ int main(int argc, char **argv)
 		case 'p': length_prefixed = 1; break;
 		case 'T': threads = atol(optarg); break;
 		case 'L': log_path = optarg; break;
+		case 'M': log_mono = 1; break;
 		case 'd': duration_s = atof(optarg); break;
 		case 'i': first_id = atol(optarg); break;
 		case 'S': split_us = atol(optarg); break;

@@ -40,15 +40,27 @@ int state_delta(struct manager *m, struct fw_rank *d)
 		struct fw_rank_replica *p = &m->pub_reps[i];
 		uint8_t alive = (uint8_t)(m->reps[i].alive && m->hosts[c->replicas[i].host].alive);
 		uint32_t load = flare_ppm(state_object_load(m, i));
-		if (p->alive != alive || p->load_ppm != load ||
+		struct fw_rank_replica bal = *p;
+		balance_fill(m, i, &bal);
+		if (p->alive != alive || p->load_ppm != load || p->rate_milli != bal.rate_milli ||
+		    p->ramp_ppm != bal.ramp_ppm || p->weight_ppm != bal.weight_ppm ||
 		    !order_equal(p->n_failover, p->failover, m->failover[i].n,
 				 m->failover[i].idx)) {
 			p->alive = alive;
 			p->load_ppm = load;
+			p->rate_milli = bal.rate_milli;
+			p->ramp_ppm = bal.ramp_ppm;
+			p->weight_ppm = bal.weight_ppm;
 			p->n_failover = m->failover[i].n;
 			memcpy(p->failover, m->failover[i].idx, p->n_failover);
 			d->replicas[d->n_replicas++] = *p;
 		}
+	}
+	if (m->moves_dirty) {
+		d->has_moves = 1;
+		d->n_moves = (uint32_t)m->n_moves;
+		d->moves = m->moves;
+		m->moves_dirty = 0;
 	}
 	return (int)(d->n_hosts + d->n_services + d->n_replicas);
 }

@@ -20,11 +20,24 @@ struct mhost {
 	uint64_t reports;
 };
 
+/* A client connection to a replica, as the replica's monitor reported it */
+struct mconn {
+	struct flare_addr peer;
+	double rate;       /* smoothed requests/s */
+	uint64_t first_ns; /* first reported */
+};
+
 struct mreplica {
 	int alive;
 	int registered;
 	uint32_t pid;
 	double measured; /* CPU share measured by the monitor, < 0 when unknown */
+	/* balance.c */
+	double rate;           /* smoothed requests/s */
+	uint64_t rate_ns;      /* last sample */
+	uint64_t ramp_from_ns; /* came alive: slow start from here (0: none) */
+	struct mconn *conns;   /* on-demand services: its client connections */
+	int n_conns;
 };
 
 struct manager {
@@ -66,6 +79,14 @@ struct manager {
 	 * are held until it has heard the monitors (server.c) */
 	int warm;
 	uint64_t auth_rejected; /* peers that failed to authenticate */
+
+	/* on-demand rebinding (balance.c): the moves published, when each was
+	 * planned, when each service was last planned */
+	struct fw_move moves[FLARE_MAX_MOVES];
+	uint64_t move_ns[FLARE_MAX_MOVES];
+	int n_moves, moves_dirty;
+	uint64_t *plan_ns;
+	uint64_t rebinds; /* moves planned */
 };
 
 int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id);
@@ -89,6 +110,19 @@ double state_object_load(const struct manager *m, int r);
 int state_encode_full(struct manager *m, struct fw_buf *b);
 /* Reactive failover: targets for a failed replica of a service, best first. */
 void state_query(struct manager *m, struct fw_query *q);
+
+/* balance.c: smoothed rates and connections from a report; 1 when what is
+ * published changed */
+int balance_apply_report(struct manager *m, int host, const struct fw_report *r, uint64_t now);
+/* A replica's liveness changed (first_report: its host's first report) */
+void balance_liveness(struct manager *m, int i, int was_alive, int alive, int first_report);
+/* The balancing fields of a published replica */
+void balance_fill(struct manager *m, int i, struct fw_rank_replica *q);
+/* Plans on-demand moves where due; returns how many connections move */
+int balance_plan(struct manager *m, uint64_t now);
+/* Drops moves carried out or expired; 1 when any was */
+int balance_moves_done(struct manager *m, uint64_t now);
+void balance_free(struct manager *m);
 
 /* server.c */
 int server_start(struct manager *m);

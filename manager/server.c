@@ -159,7 +159,8 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 			    c->peer, msg->u.report.host);
 			break;
 		}
-		if (state_apply_report(m, host_of(c), &msg->u.report))
+		if (state_apply_report(m, host_of(c), &msg->u.report) |
+		    balance_plan(m, flare_monotonic_ns()))
 			state_rerank(m, "report");
 		check_warm(m, flare_monotonic_ns());
 		break;

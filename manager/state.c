@@ -21,6 +21,7 @@ int state_init(struct manager *m)
 	    !CALLOC(m->pub_hosts, c->n_hosts) || !CALLOC(m->pub_svcs, c->n_services) ||
 	    !CALLOC(m->pub_reps, c->n_replicas) || !CALLOC(m->delta_hosts, c->n_hosts) ||
 	    !CALLOC(m->delta_svcs, c->n_services) || !CALLOC(m->delta_reps, c->n_replicas) ||
+	    !CALLOC(m->plan_ns, c->n_services) ||
 	    rank_scratch_init(&m->scratch, c->n_hosts, c->n_replicas) < 0)
 		return -1;
 	for (int i = 0; i < c->n_replicas; i++)
@@ -53,6 +54,10 @@ int state_init(struct manager *m)
 		p->first_replica = (uint32_t)s->first_replica;
 		p->n_replicas = (uint32_t)s->n_replicas;
 		p->primary = s->primary < 0 ? -1 : s->primary - s->first_replica;
+		p->balance = (uint8_t)s->balance;
+		p->binding = (uint8_t)s->binding;
+		p->rebind_interval_ms = (uint32_t)s->rebind_interval_ms;
+		p->band_ppm = (uint32_t)(s->balance_band * FLARE_PPM);
 		m->rs[i] =
 		    (struct rank_service){s->first_replica, s->n_replicas, s->strategy, p->primary};
 	}
@@ -64,13 +69,14 @@ int state_init(struct manager *m)
 		p->addr = r->addr;
 		p->service = (uint32_t)r->service;
 		p->host = (uint32_t)r->host;
-		p->weight_ppm = FLARE_PPM;
+		p->weight_ppm = p->ramp_ppm = FLARE_PPM;
 	}
 	return 0;
 }
 
 void state_free(struct manager *m)
 {
+	balance_free(m);
 	free(m->hosts);
 	free(m->reps);
 	free(m->rh);
@@ -92,7 +98,7 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 {
 	struct mhost *h = &m->hosts[host];
 	const struct flare_config *c = m->cfg;
-	int changed = !h->alive;
+	int changed = !h->alive, first_report = h->reports == 0;
 	h->alive = 1;
 	h->util = (double)r->util_ppm / FLARE_PPM;
 	h->last_report_ns = flare_monotonic_ns();
@@ -112,6 +118,7 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 		if (p->alive != rr->alive) {
 			log_info("replica %s on %s: %s", rr->name, c->hosts[host].name,
 				 rr->alive ? "alive" : "dead");
+			balance_liveness(m, idx, p->alive, rr->alive, first_report);
 			changed = 1;
 		}
 		p->alive = rr->alive;
@@ -124,7 +131,7 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 			changed = 1;
 		p->measured = measured;
 	}
-	return changed;
+	return balance_apply_report(m, host, r, flare_monotonic_ns()) | changed;
 }
 
 void state_host_lost(struct manager *m, int host, const char *why)
@@ -135,8 +142,11 @@ void state_host_lost(struct manager *m, int host, const char *why)
 	log_warn("host %s is dead: its monitor %s", m->cfg->hosts[host].name, why);
 	h->alive = 0;
 	for (int i = 0; i < m->cfg->n_replicas; i++)
-		if (m->cfg->replicas[i].host == host)
+		if (m->cfg->replicas[i].host == host) {
+			balance_liveness(m, i, m->reps[i].alive, 0, 0);
 			m->reps[i].alive = 0;
+		}
+	balance_moves_done(m, flare_monotonic_ns());
 	state_rerank(m, "host lost");
 }
 
@@ -173,7 +183,7 @@ void state_rerank(struct manager *m, const char *reason)
 
 	struct fw_rank d;
 	state_delta(m, &d);
-	if (d.n_hosts + d.n_services + d.n_replicas == 0)
+	if (d.n_hosts + d.n_services + d.n_replicas == 0 && !d.has_moves)
 		return;
 	d.gen = ++m->gen;
 	struct fw_buf b = {0};
@@ -198,7 +208,10 @@ int state_encode_full(struct manager *m, struct fw_buf *b)
 			    .n_replicas = (uint32_t)m->cfg->n_replicas,
 			    .hosts = m->pub_hosts,
 			    .services = m->pub_svcs,
-			    .replicas = m->pub_reps};
+			    .replicas = m->pub_reps,
+			    .has_moves = 1,
+			    .n_moves = (uint32_t)m->n_moves,
+			    .moves = m->moves};
 	return fw_encode_rank(b, &f);
 }
 

@@ -58,20 +58,23 @@ static void render_text(struct manager *m, struct evbuffer *b, uint64_t now)
 		evbuffer_add_printf(
 		    b,
 		    "\nSERVICE %s %s  strategy %s, failover %s, replay %s, protocol %s%s\n  "
-		    "order: ",
+		    "balance %s, binding %s\n  order: ",
 		    sv->name, flare_addr_format(&sv->addr, a, sizeof(a)),
 		    flare_strategy_name(sv->strategy), flare_failover_name(sv->failover),
 		    flare_replay_name(sv->replay), flare_protocol_name(sv->protocol),
-		    sv->replay_unsafe ? " (unsafe requests replayed)" : "");
+		    sv->replay_unsafe ? " (unsafe requests replayed)" : "",
+		    flare_balance_name(sv->balance), flare_binding_name(sv->binding));
 		order_names(b, c, sv->first_replica, p->n_order, p->order, 0);
-		evbuffer_add_printf(b, "\n  %-16s %-12s %-24s %-6s %-6s %s\n", "REPLICA", "HOST",
-				    "ADDRESS", "ALIVE", "LOAD", "FAILOVER");
+		evbuffer_add_printf(b, "\n  %-16s %-12s %-24s %-6s %-6s %-9s %-6s %s\n", "REPLICA",
+				    "HOST", "ADDRESS", "ALIVE", "LOAD", "RATE/S", "WEIGHT",
+				    "FAILOVER");
 		for (int r = sv->first_replica; r < sv->first_replica + sv->n_replicas; r++) {
 			const struct fw_rank_replica *q = &m->pub_reps[r];
-			evbuffer_add_printf(b, "  %-16s %-12s %-24s %-6s %-6.2f ",
+			evbuffer_add_printf(b, "  %-16s %-12s %-24s %-6s %-6.2f %-9.1f %-6.2f ",
 					    c->replicas[r].name, c->hosts[c->replicas[r].host].name,
 					    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)),
-					    yes(q->alive), (double)q->load_ppm / FLARE_PPM);
+					    yes(q->alive), (double)q->load_ppm / FLARE_PPM,
+					    m->reps[r].rate, (double)q->weight_ppm / FLARE_PPM);
 			order_names(b, c, sv->first_replica, q->n_failover, q->failover, 0);
 			evbuffer_add_printf(b, "\n");
 		}
@@ -88,11 +91,13 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 	    b,
 	    "{\"manager\":{\"id\":%d,\"address\":\"%s\",\"gen\":%llu,\"uptime_ms\":%.0f,"
 	    "\"caught_up\":%s,\"agents\":%d,\"rank_us\":%.1f,\"rankings\":%llu,"
-	    "\"pushes\":%llu,\"auth\":%s,\"auth_rejected\":%llu},\"hosts\":[",
+	    "\"pushes\":%llu,\"auth\":%s,\"auth_rejected\":%llu,\"rebinds\":%llu,"
+	    "\"moves_pending\":%d},\"hosts\":[",
 	    m->id, flare_addr_format(&m->addr, a, sizeof(a)), (unsigned long long)m->gen,
 	    (double)(now - m->start_ns) / 1e6, m->warm ? "true" : "false", m->n_agents,
 	    m->last_rank_us, (unsigned long long)m->rank_count, (unsigned long long)m->push_count,
-	    c->auth ? "true" : "false", (unsigned long long)m->auth_rejected);
+	    c->auth ? "true" : "false", (unsigned long long)m->auth_rejected,
+	    (unsigned long long)m->rebinds, m->n_moves);
 	for (int i = 0; i < c->n_hosts; i++) {
 		const struct mhost *h = &m->hosts[i];
 		evbuffer_add_printf(b,
@@ -113,11 +118,12 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 		    b,
 		    "%s{\"name\":\"%s\",\"address\":\"%s\",\"strategy\":\"%s\","
 		    "\"failover\":\"%s\",\"replay\":\"%s\",\"protocol\":\"%s\","
-		    "\"replay_unsafe\":%s,\"order\":[",
+		    "\"replay_unsafe\":%s,\"balance\":\"%s\",\"binding\":\"%s\",\"order\":[",
 		    s ? "," : "", sv->name, flare_addr_format(&sv->addr, a, sizeof(a)),
 		    flare_strategy_name(sv->strategy), flare_failover_name(sv->failover),
 		    flare_replay_name(sv->replay), flare_protocol_name(sv->protocol),
-		    sv->replay_unsafe ? "true" : "false");
+		    sv->replay_unsafe ? "true" : "false", flare_balance_name(sv->balance),
+		    flare_binding_name(sv->binding));
 		order_names(b, c, sv->first_replica, p->n_order, p->order, 1);
 		evbuffer_add_printf(b, "],\"replicas\":[");
 		for (int r = sv->first_replica; r < sv->first_replica + sv->n_replicas; r++) {
@@ -126,12 +132,15 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 			    b,
 			    "%s{\"name\":\"%s\",\"host\":\"%s\",\"address\":\"%s\","
 			    "\"alive\":%s,\"registered\":%s,\"pid\":%u,\"load\":%.4f,"
+			    "\"rate\":%.3f,\"weight\":%.4f,\"ramp\":%.2f,\"connections\":%d,"
 			    "\"failover\":[",
 			    r > sv->first_replica ? "," : "", c->replicas[r].name,
 			    c->hosts[c->replicas[r].host].name,
 			    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)),
 			    q->alive ? "true" : "false", m->reps[r].registered ? "true" : "false",
-			    m->reps[r].pid, (double)q->load_ppm / FLARE_PPM);
+			    m->reps[r].pid, (double)q->load_ppm / FLARE_PPM, m->reps[r].rate,
+			    (double)q->weight_ppm / FLARE_PPM, (double)q->ramp_ppm / FLARE_PPM,
+			    m->reps[r].n_conns);
 			order_names(b, c, sv->first_replica, q->n_failover, q->failover, 1);
 			evbuffer_add_printf(b, "]}");
 		}

@@ -1,4 +1,14 @@
-/* Replica processes that stop reading their sockets (a deadlock, a stuck
+/* The replicas' TCP connections as the kernel sees them (sock_diag), read
+ * once per probe interval for two things.
+ *
+ * Request rates, for load balancing: the data segments each connection
+ * received since the last pass (tcp_info's data_segs_in). A request/reply
+ * client sends one segment per request, so this is its request rate,
+ * measured without any change to the server; pipelined requests that share
+ * a segment count once. Per connection too, with the client's address,
+ * for services that rebind on demand (the manager decides which move).
+ *
+ * Replica processes that stop reading their sockets (a deadlock, a stuck
  * disk, a GC gone wrong): alive and running, so neither the registration
  * nor the process state says anything. The kernel does: for every TCP
  * connection to a replica's port, sock_diag gives the bytes received
@@ -32,6 +42,7 @@
 
 struct seen {
 	uint32_t inode;
+	uint32_t segs; /* data segments received */
 	uint64_t consumed;
 };
 
@@ -40,6 +51,8 @@ struct pass {
 	uint64_t now;
 	struct seen *next;
 	int n_next;
+	struct fw_report_conn *conns;
+	int n_conns;
 };
 
 static struct seen *prev_seen;
@@ -54,9 +67,33 @@ static int by_inode(const void *a, const void *b)
 static int replica_at_port(struct monitor *m, uint16_t port)
 {
 	for (int i = 0; i < m->n_reps; i++)
-		if (m->reps[i].registrations > 0 && m->cfg->replicas[m->reps[i].cfg].addr.port == port)
+		if (m->reps[i].registrations > 0 &&
+		    m->cfg->replicas[m->reps[i].cfg].addr.port == port)
 			return i;
 	return -1;
+}
+
+/* The client's address as the replica sees it */
+static struct flare_addr peer_of(const struct inet_diag_msg *d)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t len;
+	if (d->idiag_family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = d->id.idiag_dport;
+		memcpy(&s4->sin_addr, d->id.idiag_dst, 4);
+		len = sizeof(*s4);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = d->id.idiag_dport;
+		memcpy(&s6->sin6_addr, d->id.idiag_dst, 16);
+		len = sizeof(*s6);
+	}
+	struct flare_addr a = {0};
+	flare_addr_from_sockaddr((struct sockaddr *)&ss, len, &a);
+	return a;
 }
 
 static void one_socket(struct pass *p, const struct inet_diag_msg *d, const struct tcp_info *ti)
@@ -73,8 +110,18 @@ static void one_socket(struct pass *p, const struct inet_diag_msg *d, const stru
 		r->hung_progress = 1;
 	if (d->idiag_rqueue > 0)
 		r->hung_unread += d->idiag_rqueue;
+	/* a connection the last pass did not see opened since then: all its
+	 * segments are new (on the first pass nothing is known: none are) */
+	uint32_t segs = ti->tcpi_data_segs_in;
+	uint32_t fresh = old ? segs - old->segs : prev_seen ? segs : 0;
+	r->segs += fresh;
+	const struct flare_config *c = p->m->cfg;
+	if (c->services[c->replicas[r->cfg].service].binding == FLARE_BINDING_ON_DEMAND &&
+	    p->n_conns < MAX_TRACKED)
+		p->conns[p->n_conns++] = (struct fw_report_conn){
+		    .replica = (uint16_t)rep, .peer = peer_of(d), .rate_milli = fresh};
 	if (p->n_next < MAX_TRACKED)
-		p->next[p->n_next++] = (struct seen){d->idiag_inode, consumed};
+		p->next[p->n_next++] = (struct seen){d->idiag_inode, segs, consumed};
 }
 
 /* One sock_diag dump of a family's TCP connections; -1 when it failed. */
@@ -115,8 +162,9 @@ static int dump(struct pass *p, int family)
 			for (struct rtattr *a = (struct rtattr *)(d + 1); RTA_OK(a, len);
 			     a = RTA_NEXT(a, len))
 				if (a->rta_type == INET_DIAG_INFO &&
-				    RTA_PAYLOAD(a) >= offsetof(struct tcp_info, tcpi_bytes_received) +
-							  sizeof(ti->tcpi_bytes_received))
+				    RTA_PAYLOAD(a) >=
+					offsetof(struct tcp_info, tcpi_bytes_received) +
+					    sizeof(ti->tcpi_bytes_received))
 					ti = RTA_DATA(a);
 			one_socket(p, d, ti);
 		}
@@ -126,29 +174,55 @@ out:
 	return rc;
 }
 
+/* Segment counts over the pass's interval become rates (x1000 per second) */
+static void rates(struct monitor *m, struct pass *p)
+{
+	uint64_t dt = m->traffic_ms && p->now > m->traffic_ms ? p->now - m->traffic_ms : 0;
+	m->traffic_ms = p->now;
+	for (int i = 0; i < m->n_reps; i++) {
+		m->reps[i].rate = dt ? (double)m->reps[i].segs * 1000.0 / (double)dt : 0;
+		m->reps[i].segs = 0;
+	}
+	for (int i = 0; i < p->n_conns; i++)
+		p->conns[i].rate_milli =
+		    dt ? (uint32_t)((uint64_t)p->conns[i].rate_milli * 1000000ull / dt) : 0;
+	free(m->conns);
+	m->conns = p->conns;
+	m->n_conns = p->n_conns;
+}
+
 void hung_check(struct monitor *m)
 {
 	static int failed_once;
 	int limit = m->cfg->monitor_hung_ms;
-	if (limit <= 0)
+	if (limit <= 0 && !m->want_traffic)
 		return;
-	struct pass p = {.m = m, .now = flare_monotonic_ms(),
-			 .next = malloc(MAX_TRACKED * sizeof(struct seen))};
-	if (!p.next)
+	struct pass p = {.m = m,
+			 .now = flare_monotonic_ms(),
+			 .next = malloc(MAX_TRACKED * sizeof(struct seen)),
+			 .conns = malloc(MAX_TRACKED * sizeof(struct fw_report_conn))};
+	if (!p.next || !p.conns) {
+		free(p.next);
+		free(p.conns);
 		return;
+	}
 	for (int i = 0; i < m->n_reps; i++)
 		m->reps[i].hung_unread = m->reps[i].hung_progress = 0;
 	if (dump(&p, AF_INET) < 0 || dump(&p, AF_INET6) < 0) {
 		if (!failed_once++)
-			log_warn("sock_diag: %s: hung replicas cannot be seen",
+			log_warn("sock_diag: %s: hung replicas and request rates cannot be seen",
 				 errno ? strerror(errno) : "no answer");
 		free(p.next);
+		free(p.conns);
 		return;
 	}
 	qsort(p.next, (size_t)p.n_next, sizeof(*p.next), by_inode);
 	free(prev_seen);
 	prev_seen = p.next;
 	n_prev = p.n_next;
+	rates(m, &p);
+	if (limit <= 0)
+		return;
 	for (int i = 0; i < m->n_reps; i++) {
 		struct mon_replica *r = &m->reps[i];
 		if (!r->hung_unread || r->hung_progress || !r->registrations)

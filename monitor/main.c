@@ -3,6 +3,8 @@
 #include "log.h"
 #include "monitor.h"
 
+#include <stdlib.h>
+
 #include <stdio.h>
 
 struct monitor_main {
@@ -37,6 +39,11 @@ static int prepare(void *ctx, const char *path, struct flare_config *cfg, char *
 		snprintf(err, n, "%s:%d: %s", path, cfg->hosts[m->host].line, why);
 		return -1;
 	}
+	/* request rates are measured only where something balances on them */
+	for (int i = 0; i < cfg->n_services; i++)
+		if (cfg->services[i].balance != FLARE_BALANCE_PRIMARY ||
+		    cfg->services[i].binding != FLARE_BINDING_SESSION)
+			m->want_traffic = 1;
 	return 0;
 }
 
@@ -62,6 +69,8 @@ static void stop(void *ctx)
 	struct monitor *m = &((struct monitor_main *)ctx)->m;
 	report_stop(m);
 	liveness_stop(m);
+	free(m->conns);
+	m->conns = NULL;
 }
 
 int main(int argc, char **argv)

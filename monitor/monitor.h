@@ -38,6 +38,10 @@ struct mon_replica {
 	uint64_t hung_unread;
 	int hung_progress, hung;
 	uint64_t stalled_since;
+	/* its request rate: data segments its connections received per second
+	 * over the last sock_diag pass (hung.c) */
+	uint64_t segs;
+	double rate;
 	/* probe state (replicas nobody registered) */
 	evutil_socket_t probe_fd;
 	struct event *probe_ev;
@@ -73,11 +77,20 @@ struct monitor {
 	struct evconnlistener *unix_listener;
 	struct mlink links[FLARE_MAX_MANAGERS]; /* one per manager: reports go to all */
 
+	/* the last pass's client connections to replicas of on-demand services
+	 * (hung.c), and when it ran */
+	struct fw_report_conn *conns;
+	int n_conns;
+	uint64_t traffic_ms;
+	int want_traffic; /* a service balances on measured rates */
+
 	struct event *sample_timer, *probe_timer;
 	int sample_ms;
 };
 
-/* hung.c: marks replicas whose process stopped reading (r->hung) */
+/* hung.c: one sock_diag pass over the replicas' connections: marks
+ * replicas whose process stopped reading (r->hung) and measures request
+ * rates (r->rate, m->conns) */
 void hung_check(struct monitor *m);
 
 /* util.c */

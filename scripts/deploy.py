@@ -60,10 +60,11 @@ def cleanup():
         except Exception:
             pass
     for name in _shms:
-        try:
-            os.unlink("/dev/shm" + name)
-        except OSError:
-            pass
+        for seg in (name, name + ".rr"):  # the table and its round-robin tickets
+            try:
+                os.unlink("/dev/shm" + seg)
+            except OSError:
+                pass
     _procs.clear()
     # the deployments' folders (configs, logs): FLARE_KEEP=1 keeps them
     if not os.environ.get("FLARE_KEEP"):

@@ -195,6 +195,19 @@ struct fconn {
 		uint64_t data;
 	} ep[FLARE_MAX_EPOLL];
 	int n_ep;
+
+	/* load balancing (rebind.c) */
+	uint8_t balance, binding; /* [init] the service's enum flare_balance, flare_binding */
+	uint32_t rebind_ms;       /* [init] least time between two rebinds */
+	struct flare_addr local;  /* [claim] this socket's address, as its replica sees it */
+	uint32_t local_gen;       /* [claim] the generation `local` was read at */
+	uint64_t bound_ms;        /* [claim] when the connection was last bound */
+	uint64_t moves_seen;      /* [claim] the table's moves generation last looked at */
+	int rb_fd1, rb_to;        /* [claim] on demand: a socket (fd + 1) connecting to rb_to */
+	int pool1[FLARE_MAX_REPLICAS]; /* [claim] per request: a socket per replica (fd + 1) */
+	uint32_t pool_ready;           /* [claim] pool sockets (bits) known to be connected */
+	uint32_t pool_gen; /* [claim] fc->gen when pool1[cur] was the program's socket */
+	uint32_t turn;     /* [claim] per request: this connection's round-robin turn */
 };
 
 /* ---- the link state machine (conn.c) ---- */
@@ -260,6 +273,11 @@ void exchange_write_failed(struct fconn *fc);
 int exchange_outstanding(const struct fconn *fc);
 /* May a failure now be healed? (see the table above) */
 int exchange_healable(struct fconn *fc);
+/* Between two exchanges: nothing outstanding, no reply partly read, no
+ * transaction or session protocol that a new connection would lack (and,
+ * with sessionless, no session state at all): the connection may move to
+ * another replica before the program's next request. */
+int exchange_boundary(struct fconn *fc, int sessionless);
 /* The outstanding request's length, read under the lock: a heal resends
  * buf[0, len). Later writes only append, so the prefix stays valid. */
 uint32_t exchange_replay_len(struct fconn *fc);

@@ -185,6 +185,25 @@ int exchange_healable(struct fconn *fc)
 	}
 }
 
+int exchange_boundary(struct fconn *fc, int sessionless)
+{
+	if (__atomic_load_n(&fc->session_bound, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&fc->session, __ATOMIC_RELAXED) != SESSION_NONE ||
+	    __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
+		return 0;
+	int x = xchg_load(fc);
+	if (x == FX_REQUEST || x == FX_OVERSIZE)
+		return 0;
+	if (!fconn_framed(fc))
+		return 1;
+	pthread_mutex_lock(&fc->lock);
+	int ok = !fc->framing_over && !fc->in_txn && !fc->rep_read && !fc->overflow &&
+		 !fc->sess_broken && !fc->server_closes && fc->q_n == 0 && fc->frq.st == 0 &&
+		 (!sessionless || fc->sess_len == 0);
+	pthread_mutex_unlock(&fc->lock);
+	return ok;
+}
+
 uint32_t exchange_replay_len(struct fconn *fc)
 {
 	pthread_mutex_lock(&fc->lock);

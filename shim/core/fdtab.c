@@ -127,6 +127,7 @@ int fconn_first_fd(struct fconn *fc)
 
 void fconn_release(struct fconn *fc)
 {
+	rebind_release(fc);
 	timeouts_forget(fc);
 	fconn_leave_pending(fc);
 	exchange_retire(fc); /* no longer waiting for a reply */

@@ -169,6 +169,8 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 				return -1;
 			}
 		}
+		if (fc->binding != FLARE_BINDING_SESSION)
+			rebind_at_write(fc, fd);
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		ssize_t n = msg ? real.sendmsg(fd, msg, flags | MSG_NOSIGNAL)
 				: real.send(fd, buf, len, flags | MSG_NOSIGNAL);

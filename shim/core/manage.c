@@ -40,6 +40,10 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 		framed_start(fc, rt->svc.protocol);
 	else
 		fc->proto = rt->svc.protocol == PROTO_AUTO ? PROTO_AUTO : PROTO_OPAQUE;
+	fc->balance = rt->svc.balance;
+	fc->binding = rt->svc.binding;
+	fc->rebind_ms = rt->svc.rebind_interval_ms;
+	fc->bound_ms = flare_monotonic_ms();
 	fc->ka_idle = rt->svc.keepalive_idle_s;
 	fc->ka_intvl = rt->svc.keepalive_interval_s;
 	fc->ka_cnt = rt->svc.keepalive_count;
@@ -114,7 +118,14 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 		if (watch_demote(&demoted))
 			rt = &demoted;
 	}
-	int n = order_connect(rt, order), first_err = 0;
+	int pick = rt->svc.balance == FLARE_BALANCE_PRIMARY
+		       ? -1
+		       : balance_pick(rt, balance_random(),
+				      rt->svc.balance == FLARE_BALANCE_ROUND_ROBIN
+					  ? route_rr_ticket(rt->svc_index)
+					  : 0,
+				      -1);
+	int n = order_balanced(rt, pick, order), first_err = 0;
 	int blocking = !(real.fcntl(fd, F_GETFL) & O_NONBLOCK);
 	struct fconn *fc = n ? fconn_for(fd, type, sa, len, dst, rt) : NULL;
 	if (!fc)

@@ -15,7 +15,9 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RETRY_NS 1000000000ull
 
@@ -187,4 +189,50 @@ int route_peer_trusted(int fd, uid_t *peer_uid)
 	}
 	*peer_uid = cred.uid;
 	return cred.uid == 0 || (t && cred.uid == t->owner);
+}
+
+/* Round-robin tickets shared by every client on the host (the agent's
+ * NAME.rr segment, the one a client writes), so turns alternate across
+ * processes as TAO's central balancer's did; a segment that is missing or
+ * not the table owner's leaves each process counting on its own. */
+static uint64_t *rr_slots;
+static int rr_tried;
+
+uint64_t route_rr_ticket(uint32_t svc_index)
+{
+	static uint64_t own;
+	uint64_t *slots = __atomic_load_n(&rr_slots, __ATOMIC_ACQUIRE);
+	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
+	if (!slots && t && !__atomic_exchange_n(&rr_tried, 1, __ATOMIC_ACQ_REL)) {
+		char name[128];
+		snprintf(name, sizeof(name), "%s" FLARE_RR_SUFFIX, route_shm_name());
+		int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == t->owner &&
+		    st.st_size >= (off_t)(FLARE_RR_SLOTS * sizeof(uint64_t))) {
+			void *p = mmap(NULL, FLARE_RR_SLOTS * sizeof(uint64_t),
+				       PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			if (p != MAP_FAILED)
+				__atomic_store_n(&rr_slots, (uint64_t *)p, __ATOMIC_RELEASE);
+		}
+		if (fd >= 0)
+			real.close(fd);
+		slots = __atomic_load_n(&rr_slots, __ATOMIC_ACQUIRE);
+	}
+	if (slots)
+		return __atomic_fetch_add(&slots[svc_index % FLARE_RR_SLOTS], 1, __ATOMIC_RELAXED);
+	uint64_t k = __atomic_fetch_add(&own, 1, __ATOMIC_RELAXED);
+	return k + (uint64_t)getpid(); /* processes start their turns apart */
+}
+
+uint64_t route_moves_gen(void)
+{
+	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
+	return t ? flare_tbl_moves_gen(&t->r) : 0;
+}
+
+int route_find_move(const struct flare_addr *client, uint32_t from, uint32_t *to)
+{
+	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
+	return t ? flare_tbl_find_move(&t->r, client, from, to) : FLARE_TBL_ABSENT;
 }

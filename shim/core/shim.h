@@ -36,7 +36,8 @@
 	X(replays)                                                                                 \
 	X(replay_bytes)                                                                            \
 	X(passed_errors)                                                                           \
-	X(table_dead_wakeups) X(request_timeouts) X(queries_answered) X(queries_failed)
+	X(table_dead_wakeups)                                                                      \
+	X(request_timeouts) X(queries_answered) X(queries_failed) X(rebinds) X(switches)
 #define FLARE_STATS_FIELD(name) uint64_t name;
 struct flare_stats {
 	FLARE_STATS_FIELDS(FLARE_STATS_FIELD)
@@ -87,6 +88,13 @@ int route_lookup(const struct flare_addr *a, struct flare_route *out);
 const char *route_shm_name(void); /* FLARE_SHM, or /flare */
 int route_read(uint32_t svc_index, struct flare_route *out);
 int route_lookup_replica(const struct flare_addr *a, struct flare_replica_info *out);
+/* A round-robin ticket for a service: shared by the host's clients when
+ * the agent's counters are there, else this process's own. */
+uint64_t route_rr_ticket(uint32_t svc_index);
+/* The table's moves generation (0: no table), and the move asked of the
+ * connection from client to replica `from` (global indexes). */
+uint64_t route_moves_gen(void);
+int route_find_move(const struct flare_addr *client, uint32_t from, uint32_t *to);
 /* Is the peer of local socket fd the deployment's (root, or the table's
  * owner)? Its uid goes in *peer_uid. */
 int route_peer_trusted(int fd, uid_t *peer_uid);
@@ -105,6 +113,22 @@ int order_connect(const struct flare_route *rt, uint8_t *out);
  * in the exclude mask (already tried for this request) are left out. */
 int order_failover(const struct flare_route *rt, int cur, int failover, const uint8_t *asked,
 		   int n_asked, uint32_t exclude, uint8_t *out);
+
+/* ---- balance.c: the replica a new binding goes to ---- */
+/* Under the service's balance policy, among live replicas but exclude;
+ * -1 for `primary` (the ranking's order decides) or when none is live. */
+int balance_pick(const struct flare_route *rt, uint64_t rnd, uint64_t ticket, int exclude);
+uint64_t balance_random(void);
+/* order_connect's candidates with pick (if >= 0) first */
+int order_balanced(const struct flare_route *rt, int pick, uint8_t *out);
+
+/* ---- rebind.c: moving a live connection at a request boundary ---- */
+/* Before a write on a connection whose service rebinds (on demand or per
+ * request): moves it to another replica when it is at a boundary and the
+ * manager or the policy says so. Never blocks, never fails the write. */
+void rebind_at_write(struct fconn *fc, int fd);
+/* Closes the sockets a rebinding connection keeps (it is recycled). */
+void rebind_release(struct fconn *fc);
 
 /* ---- dial.c: new sockets to replicas ---- */
 /* A non-blocking connect of a new socket to replica idx, options copied

@@ -1,0 +1,212 @@
+/* Moving a live connection to another replica at a request boundary, for
+ * services that balance beyond the connect (docs/DESIGN.md "Load
+ * balancing"). Both run just before the program's next request is written,
+ * when nothing is outstanding, and never block or fail that write: when
+ * anything is not ready the request goes where it would have gone.
+ *
+ * On demand: the manager publishes moves (this connection, from its
+ * replica, to another). A connection named there starts a non-blocking
+ * connect to the target and, at a later boundary once it is connected,
+ * takes it (the session log replayed first, as a heal would), at most once
+ * per rebind_interval_ms.
+ *
+ * Per request: one socket per replica, kept open (pool1); before each
+ * request the policy picks a replica and its socket is put on the
+ * program's descriptor number with dup3 (the one it leaves stays in the
+ * pool). The program's epoll registrations follow: removed before the
+ * dup3 (epoll keys them by number and open file, and the old file stays
+ * open in the pool), added after. A connection with session state (Redis
+ * SELECT, AUTH) stays where it is: its other sockets lack the session.
+ * No proxy hop: the request goes straight to the replica. */
+#include "shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static int unread(int fd)
+{
+	int avail = 0;
+	return real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0;
+}
+
+/* 1 connected, 0 still connecting, -1 failed */
+static int dial_state(struct fconn *fc, int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	if (real.poll(&p, 1, 0) <= 0)
+		return flare_monotonic_ms() - fc->dial_ms > fc->connect_timeout_ms ? -1 : 0;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if ((p.revents & (POLLERR | POLLHUP)) ||
+	    real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
+		return -1;
+	return 1;
+}
+
+/* This connection's address as its replica sees it (the moves name it) */
+static void refresh_local(struct fconn *fc, int fd)
+{
+	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
+	if (fc->local_gen == gen && fc->local.family)
+		return;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    flare_addr_from_sockaddr((struct sockaddr *)&ss, len, &fc->local) == 0)
+		fc->local_gen = gen;
+}
+
+static void on_demand(struct fconn *fc, int fd)
+{
+	struct flare_route rt;
+	if (fc->rb_fd1) {
+		int nfd = fc->rb_fd1 - 1, st = dial_state(fc, nfd);
+		if (st == 0 || (st > 0 && unread(fd)))
+			return; /* not yet: this request goes where the last one went */
+		fc->rb_fd1 = 0;
+		if (st < 0 || route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
+		    (uint32_t)fc->rb_to >= rt.svc.n_replicas ||
+		    session_replay(fc, nfd, (int)fc->connect_timeout_ms, rt.reps[fc->rb_to].name) <
+			0) {
+			real.close(nfd);
+			return;
+		}
+		const char *from = rt.reps[fc->cur].name;
+		if (fconn_swap(fc, nfd) < 0)
+			return;
+		fc->cur = fc->rb_to;
+		fc->bound_ms = flare_monotonic_ms();
+		__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
+		exchange_healed(fc);
+		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
+		STAT_INC(rebinds);
+		log_info("service %s: %s -> %s (rebalanced at a request boundary)", rt.svc.name,
+			 from, rt.reps[fc->cur].name);
+		return;
+	}
+	if (flare_monotonic_ms() - fc->bound_ms < fc->rebind_ms)
+		return;
+	uint64_t mg = route_moves_gen();
+	if (mg == fc->moves_seen)
+		return;
+	fc->moves_seen = mg;
+	refresh_local(fc, fd);
+	uint32_t to;
+	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
+	    route_find_move(&fc->local, rt.svc.first_replica + (uint32_t)fc->cur, &to) !=
+		FLARE_TBL_OK ||
+	    to < rt.svc.first_replica || to - rt.svc.first_replica >= rt.svc.n_replicas)
+		return;
+	int idx = (int)(to - rt.svc.first_replica), err = 0;
+	if (idx == fc->cur || !rt.reps[idx].alive)
+		return;
+	int nfd = dial_start(fc, fd, &rt, idx, &err);
+	if (nfd >= 0) {
+		fc->rb_fd1 = nfd + 1;
+		fc->rb_to = idx;
+	}
+}
+
+/* The program's descriptor(s) now name pool socket p (replica t). */
+static int switch_to(struct fconn *fc, int fd, int p)
+{
+	pthread_mutex_lock(&fc->lock);
+	int fl = real.fcntl(fd, F_GETFL);
+	if (fl >= 0 && (real.fcntl(p, F_GETFL) ^ fl) & O_NONBLOCK)
+		real.fcntl(p, F_SETFL, fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
+	for (int i = 0; i < fc->n_ep; i++)
+		real.epoll_ctl(fc->ep[i].epfd, EPOLL_CTL_DEL, fc->ep[i].fd, NULL);
+	int rc = fc->n_fds ? 0 : -1;
+	for (int i = 0; i < fc->n_fds && rc == 0; i++) {
+		int fdfl = real.fcntl(fc->fds[i], F_GETFD);
+		if (real.dup3(p, fc->fds[i], fdfl >= 0 && (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+			rc = -1;
+	}
+	pthread_mutex_unlock(&fc->lock);
+	ep_redo(fc);
+	return rc;
+}
+
+static void per_request(struct fconn *fc, int fd)
+{
+	struct flare_route rt;
+	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK)
+		return;
+	int t = balance_pick(&rt, balance_random(), fc->turn++, -1);
+	if (t < 0 || t == fc->cur || (uint32_t)fc->cur >= rt.svc.n_replicas)
+		return;
+	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
+	if (fc->pool_gen != gen || !fc->pool1[fc->cur]) {
+		/* the program's socket is new (connected, or healed: then the
+		 * replica that failed may have others' sockets dead too, so the
+		 * pool starts afresh): keep it */
+		rebind_release(fc);
+		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		fc->pool1[fc->cur] = keep >= 0 ? keep + 1 : 0;
+		fc->pool_ready |= 1u << fc->cur;
+		fc->pool_gen = gen;
+		if (keep < 0)
+			return;
+	}
+	int p = fc->pool1[t] - 1, err = 0;
+	if (p < 0) {
+		/* this request stays; the replica's socket serves a later one */
+		int nfd = dial_start(fc, fd, &rt, t, &err);
+		fc->pool1[t] = nfd >= 0 ? nfd + 1 : 0;
+		fc->pool_ready &= ~(1u << t);
+		return;
+	}
+	if (!(fc->pool_ready >> t & 1u)) {
+		int st = dial_state(fc, p);
+		if (st < 0) {
+			real.close(p);
+			fc->pool1[t] = 0;
+		}
+		if (st <= 0)
+			return;
+		fc->pool_ready |= 1u << t;
+	}
+	if (!fconn_framed(fc) && unread(fd))
+		return; /* the reply did not end where the program stopped reading */
+	if (switch_to(fc, fd, p) < 0)
+		return;
+	fc->cur = t;
+	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
+	fc->pool_gen = __atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
+	STAT_INC(switches);
+}
+
+void rebind_at_write(struct fconn *fc, int fd)
+{
+	int per_req = fc->binding == FLARE_BINDING_REQUEST;
+	if (fconn_state(fc) != FC_READY || flare_in_foreign_child() ||
+	    !exchange_boundary(fc, per_req) || !fconn_claim(fc))
+		return;
+	if (fconn_state(fc) == FC_READY) {
+		if (per_req)
+			per_request(fc, fd);
+		else
+			on_demand(fc, fd);
+	}
+	fconn_unclaim(fc);
+}
+
+void rebind_release(struct fconn *fc)
+{
+	if (flare_in_foreign_child())
+		return; /* a vfork child must not close its parent's sockets */
+	if (fc->rb_fd1)
+		real.close(fc->rb_fd1 - 1);
+	fc->rb_fd1 = 0;
+	for (int i = 0; i < FLARE_MAX_REPLICAS; i++) {
+		if (fc->pool1[i])
+			real.close(fc->pool1[i] - 1);
+		fc->pool1[i] = 0;
+	}
+	fc->pool_ready = 0;
+}
