@@ -91,7 +91,8 @@ $(BUILD)/tests/test_frame: tests/unit/test_frame.c $(BUILD)/libflare-core.a
 	$(CC) $(STD) $(LIB_CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libflare-core.a -lcmocka -lpthread
 # the manager's state, without its main()
 MANAGER_OBJ := $(call obj,$(filter-out manager/main.c,$(wildcard manager/*.c)))
-$(BUILD)/tests/test_delta: tests/unit/test_delta.c $(MANAGER_OBJ) $(BUILD)/libflare-common.a
+$(BUILD)/tests/test_delta $(BUILD)/tests/test_plan: $(BUILD)/tests/%: tests/unit/%.c $(MANAGER_OBJ) \
+		$(BUILD)/libflare-common.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -Imanager $(CFLAGS) $< -o $@ $(MANAGER_OBJ) $(BUILD)/libflare-common.a \
 		$(TEST_LIBS)

@@ -95,14 +95,18 @@ static int print_table(const char *shm, int json)
 			break;
 		const struct flare_tbl_service *sv = &route.svc;
 		if (json) {
-			printf("%s{\"name\":\"%s\",\"address\":\"%s\",\"order\":[", s ? "," : "",
-			       sv->name, flare_addr_format(&sv->addr, a, sizeof(a)));
+			printf("%s{\"name\":\"%s\",\"address\":\"%s\",\"balance\":\"%s\","
+			       "\"binding\":\"%s\",\"moves\":%llu,\"order\":[",
+			       s ? "," : "", sv->name, flare_addr_format(&sv->addr, a, sizeof(a)),
+			       flare_balance_name(sv->balance), flare_binding_name(sv->binding),
+			       (unsigned long long)flare_tbl_moves_gen(&r));
 			for (int k = 0; k < sv->n_order; k++)
 				printf("%s\"%s\"", k ? "," : "", route.reps[sv->order[k]].name);
 			printf("],\"replicas\":[");
 		} else {
-			printf("service %s %s order:", sv->name,
-			       flare_addr_format(&sv->addr, a, sizeof(a)));
+			printf("service %s %s balance %s, binding %s; order:", sv->name,
+			       flare_addr_format(&sv->addr, a, sizeof(a)),
+			       flare_balance_name(sv->balance), flare_binding_name(sv->binding));
 			for (int k = 0; k < sv->n_order; k++)
 				printf(" %s", route.reps[sv->order[k]].name);
 			printf("\n");
@@ -111,16 +115,20 @@ static int print_table(const char *shm, int json)
 			const struct flare_tbl_replica *p = &route.reps[i];
 			if (json)
 				printf("%s{\"name\":\"%s\",\"address\":\"%s\",\"alive\":%s,"
-				       "\"load\":%.4f,\"failover\":[",
+				       "\"load\":%.4f,\"rate\":%.3f,\"weight\":%.4f,\"ramp\":%.2f,"
+				       "\"failover\":[",
 				       i ? "," : "", p->name,
 				       flare_addr_format(&p->addr, a, sizeof(a)),
-				       p->alive ? "true" : "false",
-				       (double)p->load_ppm / FLARE_PPM);
+				       p->alive ? "true" : "false", (double)p->load_ppm / FLARE_PPM,
+				       p->rate_milli / 1000.0, (double)p->weight_ppm / FLARE_PPM,
+				       (double)p->ramp_ppm / FLARE_PPM);
 			else
-				printf("  %-16s %-24s %-5s load %.2f failover:", p->name,
-				       flare_addr_format(&p->addr, a, sizeof(a)),
-				       p->alive ? "alive" : "dead",
-				       (double)p->load_ppm / FLARE_PPM);
+				printf("  %-16s %-24s %-5s load %.2f rate %.1f/s weight %.2f ramp "
+				       "%.1f failover:",
+				       p->name, flare_addr_format(&p->addr, a, sizeof(a)),
+				       p->alive ? "alive" : "dead", (double)p->load_ppm / FLARE_PPM,
+				       p->rate_milli / 1000.0, (double)p->weight_ppm / FLARE_PPM,
+				       (double)p->ramp_ppm / FLARE_PPM);
 			for (int k = 0; k < p->n_failover; k++)
 				printf(json ? "%s\"%s\"" : "%s%s", json && k ? "," : " ",
 				       route.reps[p->failover[k]].name);

@@ -19,7 +19,7 @@ deploy.install_cleanup()
 
 QUICK = "--quick" in sys.argv
 # --only a,b: just those sections (ranking, overhead, loops, protocols,
-# penalty, memory, propagation, daemons), for iterating on one figure
+# balancing, penalty, memory, propagation, daemons), for iterating on one figure
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
@@ -256,6 +256,147 @@ def run_protocol_rounds(s, port, clients):
             "%.0f" % statistics.median(res["direct"]))
 
 
+HAPROXY_HTTP_CFG = """global
+    nbthread 1
+    maxconn 1000
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend be
+backend be
+    balance roundrobin
+%s
+"""
+
+
+def lb_stack(name, binding, ports):
+    """A control plane for two replicas at ports (started elsewhere, found
+    by probes) behind a virtual service address, round-robin."""
+    mport, svc = free_ports(2)
+    hosts = ",\n".join('  { name = "h%d"; utilization = "file:@DIR@/h.util"; }' % i
+                       for i in range(len(ports)))
+    reps = ",\n".join('    { name = "A-%d"; host = "h%d"; address = "127.0.0.1:%d"; }'
+                      % (i + 1, i, p) for i, p in enumerate(ports))
+    s = Stack("""manager = { addresses = [ "127.0.0.1:%d" ]; };
+agent = { shm = "@SHM@"; };
+hosts = (
+%s
+);
+services = ( { name = "A"; address = "127.0.0.1:%d"; balance = "round-robin";
+  binding = "%s"; slow_start_ms = 0; replicas = (
+%s ); } );
+""" % (mport, hosts, svc, binding, reps), name)
+    with open(os.path.join(s.dir, "h.util"), "w") as f:
+        f.write("0.1\n")
+    s.svc = svc
+    s.manager(1)
+    for i in range(len(ports)):
+        s.monitor("h%d" % i)
+    s.agent()
+    wait_for(lambda: deploy.all_alive(s), 10, what="replicas alive (%s)" % name)
+    return s
+
+
+def balancing():
+    """TAO's overhead experiment (its Figures 3 and 4) for the binding
+    granularities: one client over one connection, two replicas, client,
+    servers and proxy pinned to CPU 0, interleaved rounds. Direct to one
+    replica; flare per-session (round-robin at connect); flare per-request
+    (round-robin: every request on the other replica, switched inside the
+    client); HAProxy in HTTP mode balancing every request (the forwarding
+    proxy of TAO's per-request architecture). Two workloads: rr-client
+    (blocking, 64-byte request/reply) and ab -k against nginx (epoll)."""
+    ports = free_ports(4)
+    base = Stack("", "lbsrv")
+    for i in range(2):
+        base.start("rr%d" % i, pinned([BUILD + "/rr-server", "-l", "127.0.0.1:%d" % ports[i],
+                                       "--tag", "A-%d" % (i + 1)]))
+    have_web = shutil.which("nginx") and shutil.which("ab")
+    if have_web:
+        os.makedirs(os.path.join(base.dir, "www"))
+        with open(os.path.join(base.dir, "www", "index.html"), "w") as f:
+            f.write("hello from nginx\n" * 8)
+        for i in range(2):
+            d = os.path.join(base.dir, "n%d" % i)
+            os.makedirs(os.path.join(d, "t"))
+            os.symlink(os.path.join(base.dir, "www"), os.path.join(d, "www"))
+            conf = os.path.join(d, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(NGINX_CONF.format(dir=d, port=ports[2 + i]))
+            base.start("web%d" % i, pinned(["nginx", "-c", conf, "-p", d]))
+    sess = {"rr": lb_stack("lbs", "session", ports[:2]), "web": None}
+    req = {"rr": lb_stack("lbr", "request", ports[:2]), "web": None}
+    if have_web:
+        sess["web"] = lb_stack("lbsw", "session", ports[2:])
+        req["web"] = lb_stack("lbrw", "request", ports[2:])
+    hp = None
+    if shutil.which("haproxy") and have_web:
+        hp = free_ports(1)[0]
+        cfg = os.path.join(base.dir, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(HAPROXY_HTTP_CFG % (hp, "\n".join(
+                "    server A-%d 127.0.0.1:%d" % (i + 1, ports[2 + i]) for i in range(2))))
+        base.start("haproxy", pinned(["haproxy", "-db", "-f", cfg]))
+        wait_for(lambda: subprocess.run(["curl", "-sf", "http://127.0.0.1:%d/index.html" % hp],
+                                        capture_output=True).returncode == 0, 10, step=0.05,
+                 what="haproxy forwarding")
+
+    def flare(st):
+        return [BUILD + "/flare-run", "--shm", st.shm, "--"]
+    n = 5000 if QUICK else 30000
+    rr = [BUILD + "/rr-client", "-n", str(n), "-c"]
+    work = {"rr-client (blocking)": (
+        {"direct": rr + ["127.0.0.1:%d" % ports[0]],
+         "per-session": flare(sess["rr"]) + rr + ["127.0.0.1:%d" % sess["rr"].svc],
+         "per-request": flare(req["rr"]) + rr + ["127.0.0.1:%d" % req["rr"].svc]},
+        lambda out: client_stats(out))}
+    if have_web:
+        ab = ["ab", "-k", "-c", "1", "-n", str(n)]
+
+        def ab_stats(out):
+            rps = re.search(r"Requests per second:\s+([\d.]+)", out)
+            failed = re.search(r"Failed requests:\s+(\d+)", out)
+            if not rps or not failed or failed.group(1) != "0":
+                raise RuntimeError("ab: %r" % out[-600:])
+            return {"rps": float(rps.group(1)), "mean": 1e6 / float(rps.group(1)), "errors": 0}
+        v = {"direct": ab + ["http://127.0.0.1:%d/index.html" % ports[2]],
+             "per-session": flare(sess["web"]) + ab +
+             ["http://127.0.0.1:%d/index.html" % sess["web"].svc],
+             "per-request": flare(req["web"]) + ab +
+             ["http://127.0.0.1:%d/index.html" % req["web"].svc]}
+        if hp:
+            v["haproxy per-request"] = ab + ["http://127.0.0.1:%d/index.html" % hp]
+        work["ab -k nginx (epoll)"] = (v, ab_stats)
+    for wname, (variants, parse) in work.items():
+        res = {k: [] for k in variants}
+        for _ in range(ROUNDS):
+            for k, cmd in variants.items():
+                r = subprocess.run(pinned(cmd), capture_output=True, text=True, timeout=300)
+                st = parse(r.stdout)
+                if st["errors"]:
+                    raise RuntimeError("%s %s: %s %s" % (wname, k, r.stdout, r.stderr))
+                res[k].append(st)
+        for k in [v for v in variants if v != "direct"]:
+            goal = {"per-session": "goal >= 0.99", "per-request": "goal >= 0.90"}.get(k, "")
+            thr = [res[k][i]["rps"] / res["direct"][i]["rps"] for i in range(ROUNDS)]
+            lat = [res[k][i]["mean"] / res["direct"][i]["mean"] for i in range(ROUNDS)]
+            row("balancing", "%s, %s: throughput / direct" % (wname, k), ratio_summary(thr),
+                goal)
+            row("balancing", "%s, %s: mean latency / direct" % (wname, k), ratio_summary(lat))
+        row("balancing", "%s: direct mean latency, requests/s" % wname,
+            "%.1f us, %.0f/s" % (statistics.median(r["mean"] for r in res["direct"]),
+                                statistics.median(r["rps"] for r in res["direct"])))
+    for st in [base] + [x for x in list(sess.values()) + list(req.values()) if x]:
+        for name in list(st.procs):
+            st.kill(name, signal.SIGTERM)
+
+
 def arm_crash(s, t):
     """Restarts the serving replica so that it kills itself on receiving
     request N (varied by trial); returns (its index, N)."""
@@ -462,6 +603,8 @@ def main():
         wait_for(lambda: deploy.all_alive(s), 10, what="replicas alive")
     if wanted("protocols"):
         protocols()
+    if wanted("balancing"):
+        balancing()
     for name, fn in (("penalty", failover_penalty), ("memory", memory),
                      ("propagation", propagation), ("daemons", daemon_memory)):
         if wanted(name):

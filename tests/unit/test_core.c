@@ -332,6 +332,86 @@ static void test_order_connect(void **state)
 	assert_order(out, n, "10");
 }
 
+/* ---- balance.c: the replica a new binding goes to ---- */
+
+static void balanced(struct flare_route *rt, int policy, const char *alive)
+{
+	route(rt, (int)strlen(alive), alive, FLARE_FAILOVER_PROACTIVE);
+	rt->svc.balance = (uint8_t)policy;
+	rt->svc.band_ppm = 100000;
+	for (uint32_t i = 0; i < rt->svc.n_replicas; i++)
+		rt->reps[i].ramp_ppm = rt->reps[i].weight_ppm = FLARE_PPM;
+}
+
+static void picks(const struct flare_route *rt, int draws, int *count)
+{
+	memset(count, 0, FLARE_MAX_REPLICAS * sizeof(int));
+	for (int k = 0; k < draws; k++) {
+		int i = balance_pick(rt, balance_random(), (uint64_t)k, -1);
+		assert_in_range(i, 0, (int)rt->svc.n_replicas - 1);
+		count[i]++;
+	}
+}
+
+static void test_balance_policies(void **state)
+{
+	(void)state;
+	struct flare_route rt;
+	int count[FLARE_MAX_REPLICAS];
+	/* primary: the ranking decides */
+	balanced(&rt, FLARE_BALANCE_PRIMARY, "111");
+	assert_int_equal(balance_pick(&rt, 1, 0, -1), -1);
+	/* round-robin: turns over the live replicas, in order */
+	balanced(&rt, FLARE_BALANCE_ROUND_ROBIN, "1011");
+	static const int turns[3] = {0, 2, 3};
+	for (uint64_t t = 0; t < 6; t++)
+		assert_int_equal(balance_pick(&rt, 0, t, -1), turns[t % 3]);
+	/* nothing live: no pick (the ranking's order and its errors) */
+	balanced(&rt, FLARE_BALANCE_RANDOM, "000");
+	assert_int_equal(balance_pick(&rt, 7, 0, -1), -1);
+	/* random: every live replica, about evenly */
+	balanced(&rt, FLARE_BALANCE_RANDOM, "1101");
+	picks(&rt, 3000, count);
+	assert_int_equal(count[2], 0);
+	for (int i = 0; i < 4; i++)
+		if (i != 2)
+			assert_in_range(count[i], 800, 1200);
+	/* least-loaded: the lowest rate, jittered among those within the band */
+	balanced(&rt, FLARE_BALANCE_LEAST_LOADED, "1111");
+	rt.reps[0].rate_milli = 300000;
+	rt.reps[1].rate_milli = 100000;
+	rt.reps[2].rate_milli = 104000; /* within 10% of the mean of the lowest */
+	rt.reps[3].rate_milli = 200000;
+	picks(&rt, 2000, count);
+	assert_int_equal(count[0] + count[3], 0);
+	assert_in_range(count[1], 800, 1200);
+	/* headroom: drawn by spare capacity */
+	balanced(&rt, FLARE_BALANCE_HEADROOM, "111");
+	rt.reps[0].weight_ppm = 600000;
+	rt.reps[1].weight_ppm = 300000;
+	rt.reps[2].weight_ppm = 100000;
+	picks(&rt, 5000, count);
+	assert_in_range(count[0], 2700, 3300);
+	assert_in_range(count[1], 1300, 1700);
+	assert_in_range(count[2], 350, 650);
+	/* slow start: a replica at a fifth of its ramp gets about a fifth of
+	 * its turns, but replicas ramping together hold nobody back */
+	balanced(&rt, FLARE_BALANCE_RANDOM, "11");
+	rt.reps[1].ramp_ppm = 200000;
+	picks(&rt, 3000, count);
+	assert_in_range(count[1], 350, 650);
+	rt.reps[0].ramp_ppm = 200000;
+	picks(&rt, 3000, count);
+	assert_in_range(count[1], 1300, 1700);
+	/* the pick comes first, then the ranking's order without it */
+	balanced(&rt, FLARE_BALANCE_RANDOM, "111");
+	rt.svc.n_order = 3;
+	memcpy(rt.svc.order, (uint8_t[]){0, 1, 2}, 3);
+	uint8_t out[FLARE_MAX_REPLICAS];
+	int n = order_balanced(&rt, 2, out);
+	assert_order(out, n, "201");
+}
+
 static void test_order_failover(void **state)
 {
 	(void)state;
@@ -499,6 +579,7 @@ int main(void)
 	    cmocka_unit_test(test_framed_session),
 	    cmocka_unit_test(test_framed_http),
 	    cmocka_unit_test(test_order_connect),
+	    cmocka_unit_test(test_balance_policies),
 	    cmocka_unit_test(test_order_failover),
 	    cmocka_unit_test(test_order_failover_bounded),
 	    cmocka_unit_test(test_exchange_session_protocols),

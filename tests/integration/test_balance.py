@@ -1,0 +1,292 @@
+"""Load balancing (TAO's policies and bindings) with real programs and real
+servers: where connections and requests go under each policy and binding,
+every reply still the client's own after a rebind or a per-request switch,
+nothing moved while a request is outstanding, and failover while it all
+happens."""
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+from harness import (BUILD, all_alive, check, client_env, library_stats, rr_deployment, run,
+                     start_rr, wait_for)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "scripts"))
+import tao  # noqa: E402
+
+from test_clients import NODE_HTTP, NGINX_CONF  # noqa: E402
+from test_protocols import redis_cli  # noqa: E402
+
+
+def served_by(out):
+    """rr-client's requests per replica tag."""
+    m = re.search(r"served_by=(\S+)", out)
+    return dict((k, int(v)) for k, v in (kv.split(":") for kv in m.group(1).split(","))) \
+        if m else {}
+
+
+def under_flare(s, cmd, timeout=120, stdin=None):
+    senv, stats = client_env(s)
+    r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd, input=stdin,
+                       capture_output=True, text=True, timeout=timeout,
+                       env=dict(os.environ, FLARE_LOG="info", **senv))
+    return r, library_stats(stats)
+
+
+def test_tao_round_robin_per_session():
+    """TAO's Figure 5: per-session round-robin binds the 100 and 50 Hz
+    clients in turn, leaving two replicas at 200 Hz and two at 100 Hz."""
+    r = tao.effectiveness("round-robin", "session", 5)
+    check(not r["failed"], "every client's replies were its own: %r" % r["failed"])
+    final = sorted(r["final"].values())
+    check(all(abs(a - b) <= 15 for a, b in zip(final, [100, 100, 200, 200])),
+          "two replicas at 200 Hz and two at 100 Hz: %r" % r["final"])
+    check(r["rebinds"] == 0, "session binding never moves: %r" % r["rebinds"])
+
+
+def test_tao_least_loaded_on_demand():
+    """TAO's Figure 6, its goal: within 10% of 150 Hz on every replica in
+    at most 5 s, no 2-s window outside 25% after that, and a handful of
+    rebinds at most once converged."""
+    r = tao.effectiveness("least-loaded", "on-demand", 9)
+    check(not r["failed"], "every client's replies were its own: %r" % r["failed"])
+    check(r["convergence_s"] is not None and r["convergence_s"] <= 5,
+          "converged within 5 s: %r, last %r" % (r["convergence_s"], r["final"]))
+    check(r["steady"], "no 2-s window outside 25%% of 150 Hz: %r" % r["series"][-8:])
+    check(r["rebinds_after"] is not None and r["rebinds_after"] <= 4,
+          "rebinds after convergence: %r" % r["rebinds_after"])
+
+
+def test_herding_least_loaded_vs_headroom():
+    """50 clients connecting at once read one table: least-loaded sends
+    them all to the idle replica, headroom spreads them by spare capacity."""
+    ll = tao.herding("least-loaded")
+    hr = tao.herding("headroom")
+    check(not ll["failed"] and not hr["failed"], "clients ok: %r %r" % (ll["failed"],
+                                                                        hr["failed"]))
+    check(ll["new_clients"]["R1"] >= 45, "least-loaded herds: %r" % ll["new_clients"])
+    check(hr["new_clients"]["R1"] <= 30 and min(hr["new_clients"].values()) >= 3,
+          "headroom spreads: %r" % hr["new_clients"])
+    check(hr["spread"] < ll["spread"], "headroom ends better balanced: %.2f vs %.2f"
+          % (hr["spread"], ll["spread"]))
+
+
+def test_connect_policies():
+    """At connect: primary keeps FLARe's choice; random reaches every live
+    replica and never a dead one."""
+    s = rr_deployment(n=4, service_extra='balance = "random"; slow_start_ms = 0;')
+    start_rr(s)
+    s.kill("rr2")
+    wait_for(lambda: not s.replica("A-3")["alive"], 10, what="A-3 dead in the table")
+    seen = {}
+    for _ in range(40):
+        r, _ = under_flare(s, [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % s.svc, "-n", "1"])
+        check(r.returncode == 0, "client: %s" % r.stderr[-300:])
+        for k, v in served_by(r.stdout).items():
+            seen[k] = seen.get(k, 0) + v
+    check(set(seen) == {"A-1", "A-2", "A-4"}, "random over the live replicas: %r" % seen)
+    s2 = rr_deployment(n=3, name="prim")
+    start_rr(s2)
+    first = s2.order("A")[0]
+    for _ in range(5):
+        r, _ = under_flare(s2, [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % s2.svc, "-n", "1"])
+        check(served_by(r.stdout) == {first: 1}, "primary: the ranking's first, %s: %r"
+              % (first, r.stdout))
+
+
+def test_per_request_rr_client():
+    """A blocking client under per-request round-robin: its requests go to
+    every replica in turn over its one connection, every reply its own."""
+    s = rr_deployment(n=3, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;')
+    start_rr(s)
+    r, st = under_flare(s, [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % s.svc, "-n", "3000"])
+    by = served_by(r.stdout)
+    check(r.returncode == 0 and "errors=0" in r.stdout, "client: %s %s" % (r.stdout,
+                                                                          r.stderr[-300:]))
+    check(len(by) == 3 and all(900 <= v <= 1100 for v in by.values()),
+          "round-robin per request: %r" % by)
+    check(st["managed"] == 1 and st["switches"] >= 2900, "one connection, switched: %r" % st)
+
+
+# A pipelining Redis client that checks every reply: batches of GETs (some
+# written in two pieces), each reply must be the value of its own key.
+REDIS_PIPELINE = r"""
+import socket, sys
+port, rounds = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+f = s.makefile("rb")
+for r in range(rounds):
+    keys = ["key:%d" % ((r * 7 + i) % 50) for i in range(1 + r % 12)]
+    req = b"".join(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k.encode()) for k in keys)
+    if r % 5 == 0:
+        s.sendall(req[:7]); s.sendall(req[7:])
+    else:
+        s.sendall(req)
+    for k in keys:
+        head = f.readline()
+        n = int(head[1:])
+        val = f.read(n + 2)[:-2].decode()
+        if val != "value of " + k:
+            print("round %d: %s answered %r" % (r, k, val), flush=True)
+            sys.exit(3)
+print("ok", rounds, flush=True)
+"""
+
+
+def redis_replicas(service_extra, n=3):
+    s = rr_deployment(n=n, service_extra=service_extra, name="redis")
+    start_rr(s, servers=False)
+    for i in range(n):
+        s.start("rr%d" % i, [BUILD + "/flare-run", "--shm", s.shm, "--", "redis-server", "--port",
+                             str(s.ports[i]), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"])
+    for i in range(n):
+        wait_for(lambda: redis_cli(s.ports[i], "PING").stdout.strip() == "PONG", 10,
+                 what="redis %d" % i)
+        cmds = "".join("SET key:%d \"value of key:%d\"\n" % (k, k) for k in range(50))
+        subprocess.run(["redis-cli", "-p", str(s.ports[i])], input=cmds, capture_output=True,
+                       text=True, timeout=10)
+    wait_for(lambda: all_alive(s), 15, what="redis replicas alive")
+    return s
+
+
+def gets(port):
+    out = redis_cli(port, "INFO", "commandstats").stdout
+    m = re.search(r"cmdstat_get:calls=(\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
+def test_per_request_redis_pipelined():
+    """Pipelined batches under per-request round-robin: a switch only
+    between batches (nothing outstanding), every reply its own key's."""
+    s = redis_replicas('balance = "round-robin"; binding = "request"; protocol = "redis"; slow_start_ms = 0;')
+    script = os.path.join(s.dir, "pipe.py")
+    with open(script, "w") as f:
+        f.write(REDIS_PIPELINE)
+    r, st = under_flare(s, [sys.executable, script, str(s.svc), "600"])
+    check(r.returncode == 0 and r.stdout.strip() == "ok 600",
+          "client: %r %s" % (r.stdout, r.stderr[-500:]))
+    per = [gets(p) for p in s.ports]
+    check(all(g > 600 for g in per), "GETs reached every replica: %r" % per)
+    check(st["switches"] >= 300, "switched between batches: %r" % st)
+
+
+def test_per_request_redis_session_pinned():
+    """A connection that selected a database carries session state its
+    other sockets lack: it stays on its replica, and its replies are right."""
+    s = redis_replicas('balance = "round-robin"; binding = "request"; protocol = "redis"; slow_start_ms = 0;')
+    for p in s.ports:
+        redis_cli(p, "-n", "3", "SET", "k", "three")
+    before = [gets(p) for p in s.ports]
+    r, st = under_flare(s, ["redis-cli", "-p", str(s.svc)],
+                        stdin="SELECT 3\n" + "GET k\n" * 200)
+    lines = r.stdout.split()
+    check(lines == ["OK"] + ["three"] * 200, "replies: %r %s" % (lines[:6], r.stderr[-300:]))
+    moved = [gets(p) - b for p, b in zip(s.ports, before)]
+    check(sorted(moved)[-1] == 200, "every GET on the replica that has the session: %r" % moved)
+
+
+def nginx_replicas(service_extra):
+    s = rr_deployment(n=3, name="nginx", service_extra=service_extra)
+    start_rr(s, servers=False)
+    os.makedirs(os.path.join(s.dir, "www"))
+    s.page = "".join("line %04d of the page every replica serves\n" % k for k in range(40))
+    with open(os.path.join(s.dir, "www", "index.html"), "w") as f:
+        f.write(s.page)
+    for i in range(s.n):
+        os.makedirs(os.path.join(s.dir, "t%d" % i), exist_ok=True)
+        conf = os.path.join(s.dir, "nginx%d.conf" % i)
+        text = NGINX_CONF.format(dir=s.dir, i=i, port=s.ports[i]).replace(
+            "access_log off;", "access_log %s/access%d.log;" % (s.dir, i))
+        with open(conf, "w") as f:
+            f.write(text)
+        s.start("rr%d" % i, [BUILD + "/flare-run", "--shm", s.shm, "--", "nginx", "-c", conf,
+                             "-p", s.dir])
+    wait_for(lambda: all_alive(s), 15, what="nginx replicas alive")
+    return s
+
+
+def access_counts(s):
+    out = []
+    for i in range(s.n):
+        try:
+            with open(os.path.join(s.dir, "access%d.log" % i)) as f:
+                out.append(sum(1 for _ in f))
+        except OSError:
+            out.append(0)
+    return out
+
+
+def test_per_request_ab_epoll():
+    """ab (APR's epoll pollset, keep-alive) under per-request binding: its
+    registrations follow every switch; every response whole."""
+    s = nginx_replicas('balance = "round-robin"; binding = "request"; protocol = "http"; slow_start_ms = 0;')
+    r, st = under_flare(s, ["ab", "-k", "-n", "3000", "-c", "2", "-s", "20",
+                            "http://127.0.0.1:%d/index.html" % s.svc])
+    complete = re.search(r"Complete requests:\s+(\d+)", r.stdout)
+    failed = re.search(r"Failed requests:\s+(\d+)", r.stdout)
+    check(r.returncode == 0 and complete and complete.group(1) == "3000" and failed and
+          failed.group(1) == "0", "ab: %s %s" % (r.stdout[-800:], r.stderr[-500:]))
+    counts = access_counts(s)
+    check(sum(counts) == 3000 and min(counts) >= 800, "spread over the replicas: %r" % counts)
+
+
+def test_per_request_node_and_curl():
+    """Node's keep-alive agent (libuv, epoll) and curl reusing one
+    connection: every body checked, the requests spread."""
+    s = nginx_replicas('balance = "random"; binding = "request"; protocol = "http"; slow_start_ms = 0;')
+    script = os.path.join(s.dir, "http-client.js")
+    with open(script, "w") as f:
+        f.write(NODE_HTTP)
+    r, st = under_flare(s, ["node", script, str(s.svc), "1500", str(len(s.page))])
+    check(r.returncode == 0 and r.stdout.strip() == "ok 1500",
+          "node: %r %s" % (r.stdout, r.stderr[-800:]))
+    check(st["managed"] == 1 and st["switches"] > 300, "one socket, switched: %r" % st)
+    before = access_counts(s)
+    urls = ["http://127.0.0.1:%d/index.html" % s.svc] * 60
+    r, st = under_flare(s, ["curl", "-s", "--fail"] + urls)
+    check(r.returncode == 0 and r.stdout == s.page * 60, "curl: %d bytes %s" % (
+        len(r.stdout), r.stderr[-300:]))
+    delta = [a - b for a, b in zip(access_counts(s), before)]
+    check(min(delta) >= 5 and st["managed"] == 1, "curl's requests spread: %r %r" % (delta, st))
+
+
+def test_failover_while_rebinding():
+    """A replica killed while on-demand rebinding moves connections, and
+    one killed under per-request switching: no client request fails."""
+    s = tao.deployment("least-loaded", "on-demand", name="kill")
+    procs = []
+    for k in range(8):
+        procs.append(tao.client(s, 100 if k % 2 == 0 else 50, 6, "c%d" % k))
+        time.sleep(0.02)
+    time.sleep(1.8)  # the first plan is being carried out about now
+    s.kill("rr1")
+    bad = tao.finish(procs, 40)
+    check(not bad, "every client's requests answered, its own: %r" % bad)
+    s2 = rr_deployment(n=3, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;',
+                       name="preq")
+    start_rr(s2)
+    senv, stats = client_env(s2)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s2.shm, "--", BUILD + "/rr-client",
+                          "-c", "127.0.0.1:%d" % s2.svc, "-n", "20000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, **senv))
+    time.sleep(0.5)
+    s2.kill("rr1")
+    out, err = p.communicate(timeout=120)
+    check(p.returncode == 0 and "errors=0" in out and "requests=20000" in out,
+          "per-request client through the kill: %s %s" % (out, err[-400:]))
+    st = library_stats(stats)
+    check(st["failovers"] + st["connect_failovers"] >= 1 or "A-2" not in served_by(out),
+          "the kill met the client: %r %r" % (st, out))
+
+
+if __name__ == "__main__":
+    run([test_tao_round_robin_per_session, test_tao_least_loaded_on_demand,
+         test_herding_least_loaded_vs_headroom, test_connect_policies,
+         test_per_request_rr_client, test_per_request_redis_pipelined,
+         test_per_request_redis_session_pinned, test_per_request_ab_epoll,
+         test_per_request_node_and_curl, test_failover_while_rebinding])
