@@ -133,10 +133,12 @@ soak: all $(BUILD)/bench/nbclient
 	@sh scripts/deps.sh test
 	@python3 scripts/soak.py $(BUILD) $(SOAK_ARGS)
 
-# FLARe's testbed experiment; DEMO_SECONDS per strategy (default 36)
+# FLARe's testbed experiment (DEMO_ARGS), then TAO's load-balancing
+# experiments (TAO_ARGS, e.g. --seconds 20)
 demo: deps all
 	@sh scripts/deps.sh demo
 	@python3 scripts/testbed.py $(BUILD) $(DEMO_ARGS)
+	@python3 scripts/tao.py $(BUILD) $(TAO_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/flare $(DESTDIR)$(PREFIX)/share/flare

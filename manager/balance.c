@@ -196,18 +196,45 @@ struct plan {
 	struct mconn *conns[FLARE_MAX_REPLICAS];
 	int n_conns[FLARE_MAX_REPLICAS];
 	int *home[FLARE_MAX_REPLICAS]; /* per connection: where the plan puts it */
+	struct fw_move steps[MAX_PLAN_STEPS * 2];
+	int n_steps;
 };
 
-static double worst(const struct plan *p, int a, int b, double la, double lb)
+/* How far the plan is from the fair shares: the worst deviation first,
+ * then the sum of squares (which a step that only shifts the worst
+ * elsewhere does not improve) */
+struct score {
+	double worst, sse;
+};
+
+static struct score score_with(const struct plan *p, int a, double la, int b, double lb)
 {
-	double x = fabs(la - p->share[a]), y = fabs(lb - p->share[b]);
-	return x > y ? x : y;
+	struct score sc = {0, 0};
+	for (int i = 0; i < p->n; i++) {
+		double d = (i == a ? la : i == b ? lb : p->load[i]) - p->share[i];
+		sc.worst = fabs(d) > sc.worst ? fabs(d) : sc.worst;
+		sc.sse += d * d;
+	}
+	return sc;
 }
 
-/* One step between the most loaded replica (above its share) and the
- * least: the single move or swap that brings both closest to their shares.
- * Returns 0 when none helps. */
-static int plan_step(struct manager *m, struct plan *p, uint64_t now, double min_gain)
+static int better(struct score x, struct score y, double eps)
+{
+	return x.worst < y.worst - eps || (x.worst <= y.worst + eps && x.sse < y.sse - eps * eps);
+}
+
+static int movable(const struct manager *m, const struct plan *p, int r, int c, uint64_t now)
+{
+	return p->home[r][c] == r && !young(m, &p->conns[r][c], now);
+}
+
+/* One step: among the pairs of replicas that involve the most or the least
+ * loaded one, the single move or swap of connections (each moved once per
+ * plan at most) that leaves the plan closest to the fair shares. A step
+ * that only keeps the score (a swap that shifts the worst replica) is
+ * taken too: the next may then improve, and the plan keeps only the best
+ * prefix of its steps. Returns 0 when every step makes things worse. */
+static int plan_step(struct manager *m, struct plan *p, uint64_t now, double eps)
 {
 	int hi = 0, lo = 0;
 	for (int i = 1; i < p->n; i++) {
@@ -216,50 +243,47 @@ static int plan_step(struct manager *m, struct plan *p, uint64_t now, double min
 		if (p->load[i] - p->share[i] < p->load[lo] - p->share[lo])
 			lo = i;
 	}
-	if (hi == lo)
-		return 0;
-	double now_worst = worst(p, hi, lo, p->load[hi], p->load[lo]);
-	double best = now_worst - min_gain;
-	int bc = -1, bd = -1;
-	for (int c = 0; c < p->n_conns[hi]; c++) {
-		const struct mconn *x = &p->conns[hi][c];
-		if (p->home[hi][c] != hi || young(m, x, now))
-			continue;
-		double w = worst(p, hi, lo, p->load[hi] - x->rate, p->load[lo] + x->rate);
-		if (w < best) {
-			best = w;
-			bc = c;
-			bd = -1;
-		}
-		for (int d = 0; d < p->n_conns[lo]; d++) {
-			const struct mconn *y = &p->conns[lo][d];
-			if (p->home[lo][d] != lo || young(m, y, now))
+	struct score cur = score_with(p, -1, 0, -1, 0), best = cur;
+	int bi = -1, bj = -1, bc = -1, bd = -1, found = 0;
+	for (int i = 0; i < p->n; i++)
+		for (int j = 0; j < p->n; j++) {
+			if (i == j || (i != hi && j != lo))
 				continue;
-			double delta = x->rate - y->rate;
-			w = worst(p, hi, lo, p->load[hi] - delta, p->load[lo] + delta);
-			if (w < best) {
-				best = w;
-				bc = c;
-				bd = d;
+			for (int c = 0; c < p->n_conns[i]; c++) {
+				if (!movable(m, p, i, c, now))
+					continue;
+				double x = p->conns[i][c].rate;
+				for (int d = -1; d < p->n_conns[j]; d++) {
+					if (d >= 0 && !movable(m, p, j, d, now))
+						continue;
+					double delta = x - (d >= 0 ? p->conns[j][d].rate : 0);
+					if (delta <= eps)
+						continue; /* load must flow from i to j */
+					struct score sc = score_with(p, i, p->load[i] - delta, j,
+								     p->load[j] + delta);
+					if (better(cur, sc, eps) ||
+					    (found && !better(sc, best, eps)))
+						continue;
+					best = sc;
+					bi = i, bj = j, bc = c, bd = d;
+					found = 1;
+				}
 			}
 		}
-	}
-	if (bc < 0 || m->n_moves >= FLARE_MAX_MOVES - 1)
+	if (!found || p->n_steps + 2 > (int)(sizeof(p->steps) / sizeof(p->steps[0])))
 		return 0;
-	double delta = p->conns[hi][bc].rate - (bd >= 0 ? p->conns[lo][bd].rate : 0);
-	p->load[hi] -= delta;
-	p->load[lo] += delta;
-	p->home[hi][bc] = lo;
-	m->move_ns[m->n_moves] = now;
-	m->moves[m->n_moves++] =
-	    (struct fw_move){p->conns[hi][bc].peer, (uint32_t)p->rep[hi], (uint32_t)p->rep[lo]};
+	double delta = p->conns[bi][bc].rate - (bd >= 0 ? p->conns[bj][bd].rate : 0);
+	p->load[bi] -= delta;
+	p->load[bj] += delta;
+	p->home[bi][bc] = bj;
+	p->steps[p->n_steps++] =
+	    (struct fw_move){p->conns[bi][bc].peer, (uint32_t)p->rep[bi], (uint32_t)p->rep[bj]};
 	if (bd >= 0) {
-		p->home[lo][bd] = hi;
-		m->move_ns[m->n_moves] = now;
-		m->moves[m->n_moves++] = (struct fw_move){
-		    p->conns[lo][bd].peer, (uint32_t)p->rep[lo], (uint32_t)p->rep[hi]};
+		p->home[bj][bd] = bi;
+		p->steps[p->n_steps++] = (struct fw_move){
+		    p->conns[bj][bd].peer, (uint32_t)p->rep[bj], (uint32_t)p->rep[bi]};
 	}
-	return 1 + (bd >= 0);
+	return 1;
 }
 
 static int service_settled(struct manager *m, int s, uint64_t now)
@@ -310,12 +334,24 @@ static int plan_service(struct manager *m, int s, uint64_t now)
 		over |= p.load[i] > p.share[i] + band;
 	}
 	m->plan_ns[s] = now;
+	/* the best prefix of the steps: the plan ends where it was closest */
+	double eps = 0.01 * mean;
+	struct score start = score_with(&p, -1, 0, -1, 0), best = start;
+	int keep = 0;
 	for (int step = 0; ok && over && step < MAX_PLAN_STEPS; step++) {
-		int k = plan_step(m, &p, now, 0.01 * mean);
-		if (!k)
+		if (!plan_step(m, &p, now, eps))
 			break;
-		moved += k;
+		struct score sc = score_with(&p, -1, 0, -1, 0);
+		if (better(sc, best, eps)) {
+			best = sc;
+			keep = p.n_steps;
+		}
 	}
+	for (int k = 0; k < keep && m->n_moves < FLARE_MAX_MOVES; k++) {
+		m->move_ns[m->n_moves] = now;
+		m->moves[m->n_moves++] = p.steps[k];
+	}
+	moved = keep;
 	for (int i = 0; i < p.n; i++)
 		free(p.home[i]);
 	if (moved) {

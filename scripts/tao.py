@@ -15,7 +15,8 @@ them by spare capacity.
 
 Every request's reply is checked by rr-client (its own id, echoed); the
 rate each replica serves comes from the replies' tags in the clients'
-logs. Usage: python3 scripts/tao.py BUILD [--seconds S] [--out DIR]"""
+logs. Usage: python3 scripts/tao.py BUILD [--seconds S] [--out DIR]
+(make demo runs it after the FLARe testbed; TAO_ARGS passes options)."""
 import argparse
 import json
 import os
@@ -268,9 +269,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
     ap.add_argument("--seconds", type=float, default=20)
-    ap.add_argument("--out", default="demo-out")
-    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--out", default=os.path.join(
+        "results", time.strftime("tao-%Y%m%d-%H%M%S")))
     a = ap.parse_args()
+    a.out = os.path.abspath(a.out)
     deploy.configure(a.build)
     deploy.install_cleanup()
     print("TAO effectiveness (Figures 5 and 6): 4 replicas, 8 clients (4 x 100 Hz, "
@@ -291,10 +293,11 @@ def main():
         print("  %-13s new clients per replica: %s  busiest replica / mean: %.2f  failed: %d"
               % (balance, " ".join("%s %d" % kv for kv in sorted(h["new_clients"].items())),
                  h["spread"], len(h["failed"])))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump([dict((k, v) for k, v in r.items() if k != "series") for r in results],
-                      f, indent=1)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "summary.json"), "w") as f:
+        json.dump([dict((k, v) for k, v in r.items() if k != "series") for r in results],
+                  f, indent=1)
+    print("results (plots tao-*.png, summary.json): %s" % a.out)
     bad = any(r["failed"] for r in results)
     sys.exit(1 if bad else 0)
 

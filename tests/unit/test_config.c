@@ -29,8 +29,10 @@ static const char *const good =
     "      { name = \"A-2\"; host = \"alpha\"; address = \"127.0.0.1:9102\"; load = 0.40; },\n"
     "      { name = \"A-3\"; host = \"beta\";  address = \"[::1]:9103\"; load = 1; } ); },\n"
     "  { name = \"B\"; address = \"127.0.0.1:9201\"; strategy = \"static\"; replay = \"none\";\n"
-    "    protocol = \"http\"; replay_unsafe = true;\n"
-    "    replicas = ( { name = \"B-1\"; host = \"beta\"; address = \"127.0.0.1:9201\"; } ); }\n"
+    "    protocol = \"http\"; replay_unsafe = true; balance = \"headroom\";\n"
+    "    binding = \"request\";\n"
+    "    replicas = ( { name = \"B-1\"; host = \"beta\"; address = \"127.0.0.1:9201\";\n"
+    "                   capacity = 2500; } ); }\n"
     ");\n";
 
 static void test_good_config_loads(void **state)
@@ -62,6 +64,12 @@ static void test_good_config_loads(void **state)
 	assert_int_equal(c.services[1].protocol, FLARE_PROTO_HTTP);
 	assert_int_equal(c.services[0].replay_unsafe, 0);
 	assert_int_equal(c.services[1].replay_unsafe, 1);
+	assert_int_equal(c.services[0].balance, FLARE_BALANCE_PRIMARY);
+	assert_int_equal(c.services[0].binding, FLARE_BINDING_SESSION);
+	assert_int_equal(c.services[1].balance, FLARE_BALANCE_HEADROOM);
+	assert_int_equal(c.services[1].binding, FLARE_BINDING_REQUEST);
+	assert_true(c.replicas[3].capacity > 2499 && c.replicas[3].capacity < 2501);
+	assert_true(c.replicas[0].capacity == 0);
 	assert_int_equal(c.services[1].failover, FLARE_FAILOVER_PROACTIVE);
 	assert_int_equal(c.services[1].primary, 3);
 	assert_int_equal(c.replicas[2].host, 2);
@@ -167,6 +175,10 @@ static void test_unknown_enums(void **state)
 	expect_error("failover = \"proactive\"", "failover = \"eventually\"", "unknown failover");
 	expect_error("replay = \"none\"", "replay = \"twice\"", "unknown replay");
 	expect_error("protocol = \"http\"", "protocol = \"gopher\"", "unknown protocol 'gopher'");
+	expect_error("balance = \"headroom\"", "balance = \"fastest\"",
+		     "unknown balance 'fastest'");
+	expect_error("binding = \"request\"", "binding = \"sticky\"", "unknown binding 'sticky'");
+	expect_error("capacity = 2500;", "capacity = -1;", "outside");
 	expect_error("replay_unsafe = true", "replay_unsafe = 1", "must be true or false");
 	expect_error("utilization = \"proc\"", "utilization = \"sar\"",
 		     "unknown utilization source 'sar'");
@@ -179,7 +191,8 @@ static void test_limits(void **state)
 	expect_error("{ name = \"alpha\";", "{ name = \"a name that is far too long for flare\";",
 		     "name must be 1..31 characters");
 	expect_error(
-	    "replicas = ( { name = \"B-1\"; host = \"beta\"; address = \"127.0.0.1:9201\"; } );",
+	    "replicas = ( { name = \"B-1\"; host = \"beta\"; address = \"127.0.0.1:9201\";\n"
+	    "                   capacity = 2500; } );",
 	    "replicas = ();", "'replicas' in service is empty");
 	expect_error("report_interval_ms = 50",
 		     "report_interval_ms = 50; heartbeat_timeout_ms = 50",

@@ -134,6 +134,34 @@ static void test_tao_experiment_settles_in_one_plan(void **state)
 	assert_int_equal(balance_plan(m, flare_monotonic_ns()), 0);
 }
 
+/* Where no single move or swap between the most and the least loaded
+ * replica helps: a swap that only shifts the excess, then a move that
+ * removes it (a run of the TAO experiment ended here before). */
+static void test_plateau_is_crossed(void **state)
+{
+	struct manager *m = &((struct fixture *)*state)->m;
+	static const int hz[4][4] = {{100, 0}, {50, 50, 50, 0}, {100, 100, 0}, {100, 50, 0}};
+	int ports[4][3] = {{1000}, {2000, 2001, 2002}, {3000, 3001}, {4000, 4001}};
+	for (int round = 0; round < 2; round++) {
+		for (int h = 0; h < 4; h++)
+			report(m, h, hz[h], ports[h]);
+		sleep_ms(120);
+	}
+	assert_true(balance_plan(m, flare_monotonic_ns()) > 0);
+	int load[4] = {0};
+	for (int h = 0; h < 4; h++)
+		for (int k = 0; hz[h][k]; k++) {
+			int to = h;
+			for (int i = 0; i < m->n_moves; i++)
+				if (m->moves[i].from == (uint32_t)h &&
+				    m->moves[i].client.port == ports[h][k])
+					to = (int)m->moves[i].to;
+			load[to] += hz[h][k];
+		}
+	for (int r = 0; r < 4; r++)
+		assert_int_equal(load[r], 150);
+}
+
 static void test_inside_the_band_nothing_moves(void **state)
 {
 	struct manager *m = &((struct fixture *)*state)->m;
@@ -176,6 +204,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_tao_experiment_settles_in_one_plan, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_plateau_is_crossed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inside_the_band_nothing_moves, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_moves_end_with_their_connection, setup, teardown),
 	};
