@@ -4,7 +4,8 @@
  * exit status 1 and a line saying which request and why.
  *
  *   rr-client -c ADDR:PORT [-n COUNT] [-r HZ] [--size N] [--lp] [--threads T]
- *             [--log FILE] [--log-mono] [--duration SECONDS] [--first-id N] [--split-us N] */
+ *             [--log FILE] [--log-mono] [--alternate ADDR:PORT] [--duration SECONDS]
+ *             [--first-id N] [--split-us N] */
 #include "rr-proto.h"
 
 #include <arpa/inet.h>
@@ -32,7 +33,9 @@ static long split_us = -1; /* >= 0: each request in two writes, this far apart *
 static FILE *latency_log;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t t0;
-static int log_mono; /* --log-mono: the log's times are CLOCK_MONOTONIC, not since the start */
+static int log_mono;
+static struct sockaddr_storage alt; /* --alternate */
+static unsigned alt_len; /* --log-mono: the log's times are CLOCK_MONOTONIC, not since the start */
 
 struct worker {
 	long index;
@@ -73,8 +76,24 @@ static void *run(void *arg)
 		return NULL;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* --alternate: a second connection takes every other request, the
+	 * hand-written per-request balancing a library switch is measured by */
+	int fds[2] = {fd, fd};
+	if (alt_len) {
+		fds[1] = socket(alt.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fds[1] < 0 || connect(fds[1], (struct sockaddr *)&alt, alt_len) < 0) {
+			fprintf(stderr, "rr-client: connect --alternate: %s\n", strerror(errno));
+			w->failed = 1;
+			close(fd);
+			free(req);
+			free(rep);
+			return NULL;
+		}
+		setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	uint64_t start = rr_now_ns(), next = start;
 	for (long i = 0; i < count; i++) {
+		fd = fds[i & 1];
 		if (duration_s > 0 && rr_now_ns() - start > (uint64_t)(duration_s * 1e9))
 			break;
 		if (rate_hz > 0) {
@@ -142,7 +161,9 @@ static void *run(void *arg)
 			pthread_mutex_unlock(&log_lock);
 		}
 	}
-	close(fd);
+	close(fds[0]);
+	if (fds[1] != fds[0])
+		close(fds[1]);
 	free(req);
 	free(rep);
 	return NULL;
@@ -164,6 +185,7 @@ int main(int argc, char **argv)
 					     {"threads", required_argument, NULL, 'T'},
 					     {"log", required_argument, NULL, 'L'},
 					     {"log-mono", no_argument, NULL, 'M'},
+					     {"alternate", required_argument, NULL, 'A'},
 					     {"duration", required_argument, NULL, 'd'},
 					     {"first-id", required_argument, NULL, 'i'},
 					     {"split-us", required_argument, NULL, 'S'},
@@ -180,6 +202,12 @@ int main(int argc, char **argv)
 		case 'T': threads = atol(optarg); break;
 		case 'L': log_path = optarg; break;
 		case 'M': log_mono = 1; break;
+		case 'A':
+			if (rr_parse_addr(optarg, &alt, &alt_len) < 0) {
+				fprintf(stderr, "rr-client: bad --alternate %s\n", optarg);
+				return 2;
+			}
+			break;
 		case 'd': duration_s = atof(optarg); break;
 		case 'i': first_id = atol(optarg); break;
 		case 'S': split_us = atol(optarg); break;

@@ -25,11 +25,12 @@ static uint64_t mix(uint64_t x)
 uint64_t balance_random(void)
 {
 	static uint64_t state;
-	uint64_t s = __atomic_add_fetch(&state, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED);
-	if (s == 0x9e3779b97f4a7c15ull) /* first use in this process: seed it */
-		__atomic_add_fetch(&state, flare_monotonic_ns() ^ (uint64_t)getpid() << 32,
-				   __ATOMIC_RELAXED);
-	return mix(s ^ flare_monotonic_ns());
+	/* splitmix64: a Weyl sequence through the finalizer; seeded from the
+	 * clock and pid on first use (a race seeds it twice: harmless) */
+	if (!__atomic_load_n(&state, __ATOMIC_RELAXED))
+		__atomic_store_n(&state, (flare_monotonic_ns() ^ (uint64_t)getpid() << 32) | 1,
+				 __ATOMIC_RELAXED);
+	return mix(__atomic_add_fetch(&state, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED));
 }
 
 /* One draw among n weights; uniform when they are all zero. */

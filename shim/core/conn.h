@@ -118,6 +118,7 @@ struct fconn {
 	uint32_t cap;                       /* [init] */
 	uint8_t *sess;                      /* [lock] the session log, FLARE_SESSION_LOG bytes */
 	struct fconn *next_free, *all_next; /* under tab_lock (fdtab.c) */
+	struct flare_route *route;          /* [claim] per request: the route, cached (rebind.c) */
 
 	/* reset for every connection, from here on */
 	int state;                  /* [claim] enum fconn_state, read with atomic loads */
@@ -206,8 +207,16 @@ struct fconn {
 	int rb_fd1, rb_to;        /* [claim] on demand: a socket (fd + 1) connecting to rb_to */
 	int pool1[FLARE_MAX_REPLICAS]; /* [claim] per request: a socket per replica (fd + 1) */
 	uint32_t pool_ready;           /* [claim] pool sockets (bits) known to be connected */
-	uint32_t pool_gen; /* [claim] fc->gen when pool1[cur] was the program's socket */
-	uint32_t turn;     /* [claim] per request: this connection's round-robin turn */
+	uint32_t pool_gen;  /* [claim] fc->gen when pool1[cur] was the program's socket */
+	uint32_t turn;      /* [claim] per request: this connection's round-robin turn */
+	uint64_t route_gen; /* [claim] the table generation fc->route was read at */
+	int route_ok;       /* [claim] fc->route holds this connection's service */
+	/* per request: the program's file flags and close-on-exec per number,
+	 * read again when the program changes them (fcntl, ioctl hooks) */
+	int flags_dirty; /* [atom] */
+	int prog_fl, flags_nfds, flags_ok;
+	uint32_t prog_cloexec; /* [claim] bits by index in fds[] */
+	uint32_t pool_fl_ok;   /* [claim] pool sockets (bits) whose flags match prog_fl */
 };
 
 /* ---- the link state machine (conn.c) ---- */

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -112,33 +113,60 @@ static void on_demand(struct fconn *fc, int fd)
 	}
 }
 
-/* The program's descriptor(s) now name pool socket p (replica t). */
-static int switch_to(struct fconn *fc, int fd, int p)
+/* The program's descriptor(s) now name pool socket p (replica t). Its
+ * flags and close-on-exec bits are cached: a switch costs the dup3 (and,
+ * for an epoll program, one delete and one add per registration). */
+static int switch_to(struct fconn *fc, int fd, int p, int t)
 {
 	pthread_mutex_lock(&fc->lock);
-	int fl = real.fcntl(fd, F_GETFL);
-	if (fl >= 0 && (real.fcntl(p, F_GETFL) ^ fl) & O_NONBLOCK)
-		real.fcntl(p, F_SETFL, fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
+	if (__atomic_exchange_n(&fc->flags_dirty, 0, __ATOMIC_ACQ_REL) || !fc->flags_ok ||
+	    fc->flags_nfds != fc->n_fds) {
+		fc->prog_fl = real.fcntl(fd, F_GETFL);
+		fc->prog_cloexec = 0;
+		for (int i = 0; i < fc->n_fds; i++) {
+			int fdfl = real.fcntl(fc->fds[i], F_GETFD);
+			if (fdfl >= 0 && (fdfl & FD_CLOEXEC))
+				fc->prog_cloexec |= 1u << i;
+		}
+		fc->flags_nfds = fc->n_fds;
+		fc->flags_ok = fc->prog_fl >= 0;
+		fc->pool_fl_ok = 0;
+	}
+	if (fc->flags_ok && !(fc->pool_fl_ok >> t & 1u)) {
+		real.fcntl(p, F_SETFL, fc->prog_fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
+		fc->pool_fl_ok |= 1u << t;
+	}
 	for (int i = 0; i < fc->n_ep; i++)
 		real.epoll_ctl(fc->ep[i].epfd, EPOLL_CTL_DEL, fc->ep[i].fd, NULL);
 	int rc = fc->n_fds ? 0 : -1;
-	for (int i = 0; i < fc->n_fds && rc == 0; i++) {
-		int fdfl = real.fcntl(fc->fds[i], F_GETFD);
-		if (real.dup3(p, fc->fds[i], fdfl >= 0 && (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+	for (int i = 0; i < fc->n_fds && rc == 0; i++)
+		if (real.dup3(p, fc->fds[i], fc->prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
 			rc = -1;
-	}
 	pthread_mutex_unlock(&fc->lock);
 	ep_redo(fc);
 	return rc;
 }
 
+/* The connection's route, read again only when the table changed */
+static const struct flare_route *cached_route(struct fconn *fc)
+{
+	uint64_t gen = route_table_gen();
+	if (fc->route_ok && gen == fc->route_gen)
+		return fc->route;
+	if (!fc->route && !(fc->route = malloc(sizeof(*fc->route))))
+		return NULL;
+	fc->route_ok = route_read(fc->svc_index, fc->route) == FLARE_TBL_OK;
+	fc->route_gen = gen;
+	return fc->route_ok ? fc->route : NULL;
+}
+
 static void per_request(struct fconn *fc, int fd)
 {
-	struct flare_route rt;
-	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK)
+	const struct flare_route *rt = cached_route(fc);
+	if (!rt)
 		return;
-	int t = balance_pick(&rt, balance_random(), fc->turn++, -1);
-	if (t < 0 || t == fc->cur || (uint32_t)fc->cur >= rt.svc.n_replicas)
+	int t = balance_pick(rt, balance_random(), fc->turn++, -1);
+	if (t < 0 || t == fc->cur || (uint32_t)fc->cur >= rt->svc.n_replicas)
 		return;
 	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 	if (fc->pool_gen != gen || !fc->pool1[fc->cur]) {
@@ -149,6 +177,7 @@ static void per_request(struct fconn *fc, int fd)
 		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		fc->pool1[fc->cur] = keep >= 0 ? keep + 1 : 0;
 		fc->pool_ready |= 1u << fc->cur;
+		fc->pool_fl_ok |= 1u << fc->cur;
 		fc->pool_gen = gen;
 		if (keep < 0)
 			return;
@@ -156,9 +185,10 @@ static void per_request(struct fconn *fc, int fd)
 	int p = fc->pool1[t] - 1, err = 0;
 	if (p < 0) {
 		/* this request stays; the replica's socket serves a later one */
-		int nfd = dial_start(fc, fd, &rt, t, &err);
+		int nfd = dial_start(fc, fd, rt, t, &err);
 		fc->pool1[t] = nfd >= 0 ? nfd + 1 : 0;
 		fc->pool_ready &= ~(1u << t);
+		fc->pool_fl_ok &= ~(1u << t);
 		return;
 	}
 	if (!(fc->pool_ready >> t & 1u)) {
@@ -173,7 +203,7 @@ static void per_request(struct fconn *fc, int fd)
 	}
 	if (!fconn_framed(fc) && unread(fd))
 		return; /* the reply did not end where the program stopped reading */
-	if (switch_to(fc, fd, p) < 0)
+	if (switch_to(fc, fd, p, t) < 0)
 		return;
 	fc->cur = t;
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
@@ -184,13 +214,19 @@ static void per_request(struct fconn *fc, int fd)
 void rebind_at_write(struct fconn *fc, int fd)
 {
 	int per_req = fc->binding == FLARE_BINDING_REQUEST;
-	if (fconn_state(fc) != FC_READY || flare_in_foreign_child() ||
-	    !exchange_boundary(fc, per_req) || !fconn_claim(fc))
+	if (fconn_state(fc) != FC_READY || !exchange_boundary(fc, per_req) || !fconn_claim(fc))
 		return;
+	/* A vfork child shares the parent's memory, not its descriptors: it
+	 * must change nothing. It may not write to a socket either (POSIX
+	 * allows it only exec and _exit: posix_spawn's file actions are
+	 * close, dup2 and open), so the per-request path, which runs on every
+	 * request, spares itself the getpid; the on-demand one looks only when
+	 * something may change. */
 	if (fconn_state(fc) == FC_READY) {
 		if (per_req)
 			per_request(fc, fd);
-		else
+		else if ((fc->rb_fd1 || route_moves_gen() != fc->moves_seen) &&
+			 !flare_in_foreign_child())
 			on_demand(fc, fd);
 	}
 	fconn_unclaim(fc);
@@ -208,5 +244,5 @@ void rebind_release(struct fconn *fc)
 			real.close(fc->pool1[i] - 1);
 		fc->pool1[i] = 0;
 	}
-	fc->pool_ready = 0;
+	fc->pool_ready = fc->pool_fl_ok = 0;
 }

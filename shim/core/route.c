@@ -225,6 +225,12 @@ uint64_t route_rr_ticket(uint32_t svc_index)
 	return k + (uint64_t)getpid(); /* processes start their turns apart */
 }
 
+uint64_t route_table_gen(void)
+{
+	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
+	return t ? flare_tbl_gen(&t->r) : 0;
+}
+
 uint64_t route_moves_gen(void)
 {
 	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);

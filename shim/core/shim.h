@@ -94,6 +94,8 @@ uint64_t route_rr_ticket(uint32_t svc_index);
 /* The table's moves generation (0: no table), and the move asked of the
  * connection from client to replica `from` (global indexes). */
 uint64_t route_moves_gen(void);
+/* The table's ranking generation (one load; 0: no table) */
+uint64_t route_table_gen(void);
 int route_find_move(const struct flare_addr *client, uint32_t from, uint32_t *to);
 /* Is the peer of local socket fd the deployment's (root, or the table's
  * owner)? Its uid goes in *peer_uid. */

@@ -14,6 +14,9 @@ FLARE_EXPORT int ioctl(int fd, unsigned long req, ...)
 	HOOK_ENTER(ioctl, (int)syscall(SYS_ioctl, fd, req, arg));
 	int r = real.ioctl(fd, req, arg);
 	struct fconn *fc;
+	if (r == 0 && (req == FIONBIO || req == FIOCLEX || req == FIONCLEX || req == FIOASYNC) &&
+	    (fc = fdtab_get(fd)))
+		__atomic_store_n(&fc->flags_dirty, 1, __ATOMIC_RELEASE); /* per-request switches */
 	if (r == 0 && req == FIONBIO && arg && !*(int *)arg && (fc = fdtab_get(fd)) &&
 	    !__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED))
 		slice_apply(fc, fd);

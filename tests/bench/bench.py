@@ -353,6 +353,9 @@ def balancing():
     rr = [BUILD + "/rr-client", "-n", str(n), "-c"]
     work = {"rr-client (blocking)": (
         {"direct": rr + ["127.0.0.1:%d" % ports[0]],
+         # the client alternating two connections itself: per-request
+         # balancing without a library, what the switch adds to
+         "by hand": rr + ["127.0.0.1:%d" % ports[0], "--alternate", "127.0.0.1:%d" % ports[1]],
          "per-session": flare(sess["rr"]) + rr + ["127.0.0.1:%d" % sess["rr"].svc],
          "per-request": flare(req["rr"]) + rr + ["127.0.0.1:%d" % req["rr"].svc]},
         lambda out: client_stats(out))}
@@ -389,6 +392,15 @@ def balancing():
             row("balancing", "%s, %s: throughput / direct" % (wname, k), ratio_summary(thr),
                 goal)
             row("balancing", "%s, %s: mean latency / direct" % (wname, k), ratio_summary(lat))
+        if "by hand" in variants:
+            thr = [res["per-request"][i]["rps"] / res["by hand"][i]["rps"] for i in range(ROUNDS)]
+            row("balancing", "%s, per-request: throughput / alternating by hand" % wname,
+                ratio_summary(thr))
+        if "haproxy per-request" in variants:
+            thr = [res["per-request"][i]["rps"] / res["haproxy per-request"][i]["rps"]
+                   for i in range(ROUNDS)]
+            row("balancing", "%s, per-request: throughput / haproxy's" % wname,
+                ratio_summary(thr))
         row("balancing", "%s: direct mean latency, requests/s" % wname,
             "%.1f us, %.0f/s" % (statistics.median(r["mean"] for r in res["direct"]),
                                 statistics.median(r["rps"] for r in res["direct"])))
