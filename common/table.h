@@ -3,7 +3,7 @@
  * no pointers):
  *
  *   header | hosts[n_hosts] | services[n_services] | replicas[n_replicas]
- *          | svc_slots[n_slots] | rep_slots[n_slots] | moves[FLARE_MAX_MOVES]
+ *          | svc_slots[n_slots] | rep_slots[n_slots] | moves[moves_cap]
  *
  * The slot arrays are open-addressing hash indexes (linear probing) keyed by
  * address: slot = index + 1, 0 = empty. Services and replicas have one each,
@@ -43,7 +43,8 @@ struct flare_tbl_hdr {
 	uint32_t writer_pid;
 	uint32_t n_moves, off_moves; /* on-demand rebinding: moves[n_moves] */
 	uint64_t moves_gen;          /* changes whenever the moves do */
-	uint64_t reserved[2];
+	uint32_t moves_cap, pad;     /* room for this many moves (FLARE_MAX_MOVES) */
+	uint64_t reserved[1];
 };
 
 struct flare_tbl_host {

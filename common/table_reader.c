@@ -75,7 +75,7 @@ static int region_ok(uint64_t off, uint64_t count, uint64_t elem, uint64_t size)
 struct layout {
 	uint32_t n_hosts, n_services, n_replicas, n_slots;
 	uint32_t off_hosts, off_services, off_replicas, off_svc_slots, off_rep_slots;
-	uint32_t off_moves;
+	uint32_t off_moves, moves_cap;
 };
 
 static int read_layout(const uint8_t *base, size_t size, struct layout *l, const char **why)
@@ -107,6 +107,7 @@ static int read_layout(const uint8_t *base, size_t size, struct layout *l, const
 	l->off_svc_slots = ld32(&h->off_svc_slots);
 	l->off_rep_slots = ld32(&h->off_rep_slots);
 	l->off_moves = ld32(&h->off_moves);
+	l->moves_cap = ld32(&h->moves_cap);
 	if (l->n_slots == 0 || (l->n_slots & (l->n_slots - 1)) != 0 || l->n_slots < l->n_services ||
 	    l->n_slots < l->n_replicas) {
 		*why = "hash index size is not a power of two above the counts";
@@ -117,7 +118,8 @@ static int read_layout(const uint8_t *base, size_t size, struct layout *l, const
 	    !region_ok(l->off_replicas, l->n_replicas, sizeof(struct flare_tbl_replica), size) ||
 	    !region_ok(l->off_svc_slots, l->n_slots, sizeof(uint32_t), size) ||
 	    !region_ok(l->off_rep_slots, l->n_slots, sizeof(uint32_t), size) ||
-	    !region_ok(l->off_moves, FLARE_MAX_MOVES, sizeof(struct flare_tbl_move), size)) {
+	    l->moves_cap > FLARE_MAX_MOVES ||
+	    !region_ok(l->off_moves, l->moves_cap, sizeof(struct flare_tbl_move), size)) {
 		*why = "a section lies outside the segment";
 		return -1;
 	}
@@ -388,7 +390,7 @@ static int do_find_move(const uint8_t *base, const struct layout *l,
 {
 	const struct flare_tbl_hdr *h = (const void *)base;
 	uint32_t n = ld32(&h->n_moves);
-	if (n > FLARE_MAX_MOVES)
+	if (n > l->moves_cap)
 		return FLARE_TBL_CORRUPT;
 	const struct flare_tbl_move *mv = (const void *)(base + l->off_moves);
 	for (uint32_t i = 0; i < n; i++) {

@@ -249,6 +249,7 @@ static uint8_t *build_image(const struct fw_rank *m, uint32_t stale_ms, size_t *
 	h->off_svc_slots = (uint32_t)off_ss;
 	h->off_rep_slots = (uint32_t)off_rs;
 	h->off_moves = (uint32_t)off_mv;
+	h->moves_cap = FLARE_MAX_MOVES;
 	h->writer_pid = (uint32_t)getpid();
 	struct view v = view_of(img);
 	*why = NULL;

@@ -36,6 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		flare_tbl_lookup_service(&r, &a, &route);
 		flare_tbl_lookup_replica(&r, &a, &info);
 		flare_tbl_read_route(&r, a.port, &route);
+		uint32_t to;
+		flare_tbl_find_move(&r, &a, a.port, &to);
 	}
 	free(mem);
 	return 0;
