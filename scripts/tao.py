@@ -87,7 +87,8 @@ def client(s, hz, seconds, tag, env=None):
     e.update(env or {})
     p = subprocess.Popen([deploy.BUILD + "/flare-run", "--shm", s.shm, "--",
                           deploy.BUILD + "/rr-client", "-c", "127.0.0.1:%d" % s.svc,
-                          "-r", str(hz), "--duration", str(seconds), "--log", log,
+                          "-r", str(hz), "-n", str(int(hz * seconds) + 100),
+                          "--duration", str(seconds), "--log", log,
                           "--log-mono"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
     deploy.track(p)
@@ -250,7 +251,7 @@ def write_series(res, outdir):
                 "set title 'flare, %s: requests/s per replica (1-s windows; 8 clients, "
                 "4 x 100 Hz + 4 x 50 Hz)'\n"
                 "set xlabel 'seconds since the clients started'\nset ylabel 'requests/s'\n"
-                "set yrange [0:260]\nset grid\n" % (png, res["policy"]))
+                "set yrange [0:360]\nset grid\n" % (png, res["policy"]))
         f.write("plot " + ", ".join("'%s' using 1:%d with lines lw 2 title 'R%d'"
                                     % (dat, i + 2, i + 1) for i in range(N_REPLICAS))
                 + ", 150 with lines dt 2 lc rgb 'gray' title '150 Hz'\n")
