@@ -4,31 +4,28 @@
 # their runtimes (servers run the normal build). A sanitizer report makes the
 # client exit non-zero: the test fails.
 build=$(cd "$1" && pwd)
-tests="test_random_sigkills_20_trials,test_16_threads_through_failovers,test_sigpipe_not_raised_when_healed,test_every_replica_dead,test_reactive_failover_asks_the_manager,test_nonblocking_connect_moves_down_the_ranking,test_idle_waits_keep_deadline_and_settle_timeouts"
+failover="test_random_sigkills_20_trials,test_16_threads_through_failovers,test_sigpipe_not_raised_when_healed,test_every_replica_dead,test_reactive_failover_asks_the_manager,test_nonblocking_connect_moves_down_the_ranking,test_idle_waits_keep_deadline_and_settle_timeouts"
 # event loops: asynchronous heals and epoll registrations that follow a swap
 programs="test_python_asyncio_epoll,test_native_epoll_edge_triggered"
 # framed connections: session replay, pipelines (curl is left out: it hangs
 # with a sanitizer runtime preloaded, with or without flare)
 protocols="test_redis_selected_database,test_redis_benchmark_pipelined,test_redis_pipeline_broken_midway,test_http_pipelined_gets"
+# load balancing: per-request switches (blocking, pipelined, epoll) and
+# connections moved on demand while a replica dies
+balance="test_per_request_rr_client,test_per_request_redis_pipelined,test_per_request_ab_epoll,test_failover_while_rebinding"
 rc=0
 for san in asan tsan; do
 	rt=$(${CC:-cc} -print-file-name=lib$san.so)
 	[ -e "$rt" ] || { echo "lib-sanitizers: no lib$san.so, skipped"; rc=1; continue; }
 	echo "== libflare.so under $san"
-	FLARE_TEST_LIB="$build/lib-$san/libflare.so" FLARE_TEST_PRELOAD="$rt" FLARE_TESTS="$tests" \
-	ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:abort_on_error=1 \
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	TSAN_OPTIONS=exitcode=66:report_signal_unsafe=0 \
-		python3 -u tests/integration/test_failover.py "$build" || rc=1
-	FLARE_TEST_LIB="$build/lib-$san/libflare.so" FLARE_TEST_PRELOAD="$rt" FLARE_TESTS="$programs" \
-	ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:abort_on_error=1 \
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	TSAN_OPTIONS=exitcode=66:report_signal_unsafe=0 \
-		python3 -u tests/integration/test_programs.py "$build" || rc=1
-	FLARE_TEST_LIB="$build/lib-$san/libflare.so" FLARE_TEST_PRELOAD="$rt" FLARE_TESTS="$protocols" \
-	ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:abort_on_error=1 \
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	TSAN_OPTIONS=exitcode=66:report_signal_unsafe=0 \
-		python3 -u tests/integration/test_protocols.py "$build" || rc=1
+	for pair in failover:"$failover" programs:"$programs" protocols:"$protocols" \
+		balance:"$balance"; do
+		FLARE_TEST_LIB="$build/lib-$san/libflare.so" FLARE_TEST_PRELOAD="$rt" \
+		FLARE_TESTS="${pair#*:}" \
+		ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		TSAN_OPTIONS=exitcode=66:report_signal_unsafe=0 \
+			python3 -u "tests/integration/test_${pair%%:*}.py" "$build" || rc=1
+	done
 done
 exit $rc

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, check, client_env, library_stats, rr_deployment, run,
-                     serving_replica, start_rr, wait_for)
+from harness import (BUILD, all_alive, busiest_replica, check, client_env, library_stats,
+                     rr_deployment, run, serving_replica, start_rr, wait_for)
 
 # HTTP/1.1 keep-alive file server; each request waits 15 ms before any byte
 # of the reply, so a kill lands between a request and its reply
@@ -53,13 +53,15 @@ def http_deployment():
 def run_killing(s, cmd, after):
     """Runs cmd under flare-run, SIGKILLs the serving replica after `after`
     seconds, returns (rc, stdout, stderr, the library's counters)."""
-    victim = serving_replica(s)
     senv, stats = client_env(s)
     p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=dict(os.environ, FLARE_LOG="info", **senv))
     time.sleep(after)
-    s.kill("rr%d" % victim)
+    # where the client really is (the table's first may have changed since
+    # it connected), else the table's first
+    victim = busiest_replica(s)
+    s.kill("rr%d" % (victim if victim is not None else serving_replica(s)))
     out, err = p.communicate(timeout=120)
     return p.returncode, out, err.decode(errors="replace"), library_stats(stats)
 
