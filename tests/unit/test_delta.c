@@ -8,45 +8,15 @@
 
 #include <cmocka.h>
 
-#include "manager.h"
+#include "manager_fixture.h"
 
-static const char *conf =
+static const char *conf_text =
     "manager = { addresses = [ \"127.0.0.1:1\" ]; rank_threshold = 0.05; };\n"
     "hosts = ( { name = \"h0\"; utilization = \"file:/nonexistent\"; },\n"
     "          { name = \"h1\"; utilization = \"file:/nonexistent\"; } );\n"
     "services = ( { name = \"A\"; address = \"127.0.0.1:2\"; replicas = (\n"
     "  { name = \"A-1\"; host = \"h0\"; address = \"127.0.0.1:3\"; load = 0.2; },\n"
     "  { name = \"A-2\"; host = \"h1\"; address = \"127.0.0.1:4\"; load = 0.2; } ); } );\n";
-
-struct fixture {
-	struct flare_config cfg;
-	struct manager m;
-};
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	char err[256];
-	if (!f || flare_config_load_string(conf, "test", &f->cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "config: %s\n", err);
-		return -1;
-	}
-	f->m.cfg = &f->cfg;
-	if (state_init(&f->m) < 0)
-		return -1;
-	state_rerank(&f->m, "start"); /* everything dead until monitors report */
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	state_free(&f->m);
-	flare_config_free(&f->cfg);
-	free(f);
-	return 0;
-}
 
 static void test_nothing_changed_nothing_pushed(void **state)
 {
@@ -129,6 +99,7 @@ static void test_rerank_pushes_new_orders(void **state)
 
 int main(void)
 {
+	conf = conf_text;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_nothing_changed_nothing_pushed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hosts_beyond_threshold, setup, teardown),

@@ -13,9 +13,9 @@
 #include <time.h>
 
 #include "clock.h"
-#include "manager.h"
+#include "manager_fixture.h"
 
-static const char *conf =
+static const char *conf_text =
     "manager = { addresses = [ \"127.0.0.1:1\" ]; load_smoothing_ms = 0; };\n"
     "monitor = { probe_interval_ms = 10; };\n"
     "hosts = ( { name = \"h0\"; utilization = \"file:/x\"; },\n"
@@ -28,35 +28,6 @@ static const char *conf =
     "  { name = \"R2\"; host = \"h1\"; address = \"127.0.0.1:12\"; },\n"
     "  { name = \"R3\"; host = \"h2\"; address = \"127.0.0.1:13\"; },\n"
     "  { name = \"R4\"; host = \"h3\"; address = \"127.0.0.1:14\"; } ); } );\n";
-
-struct fixture {
-	struct flare_config cfg;
-	struct manager m;
-};
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	char err[256];
-	if (!f || flare_config_load_string(conf, "test", &f->cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "config: %s\n", err);
-		return -1;
-	}
-	f->m.cfg = &f->cfg;
-	if (state_init(&f->m) < 0)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	state_free(&f->m);
-	flare_config_free(&f->cfg);
-	free(f);
-	return 0;
-}
 
 /* A report of host h: its replica alive with clients at the given rates
  * (0 ends the list), client k's port 1000 * (h + 1) + k unless moved[] */
@@ -99,55 +70,11 @@ static double replica_load(const struct manager *m, int r)
 	return sum;
 }
 
-static void test_tao_experiment_settles_in_one_plan(void **state)
+/* Carries the planned moves out as clients would (each connection
+ * reappears on its target) and checks every replica ends at 150 Hz. */
+static void assert_balanced_after_moves(const struct manager *m, const int (*hz)[4],
+					const int (*ports)[4])
 {
-	struct manager *m = &((struct fixture *)*state)->m;
-	static const int hz[4][3] = {{100, 100, 0}, {50, 50, 0}, {100, 100, 0}, {50, 50, 0}};
-	int ports[4][2] = {{1000, 1001}, {2000, 2001}, {3000, 3001}, {4000, 4001}};
-	for (int h = 0; h < 4; h++)
-		report(m, h, hz[h], ports[h]);
-	/* connections are measured whole after two sock_diag passes: no plan
-	 * on a first sighting */
-	assert_int_equal(balance_plan(m, flare_monotonic_ns()), 0);
-	sleep_ms(120);
-	for (int h = 0; h < 4; h++)
-		report(m, h, hz[h], ports[h]);
-	int moved = balance_plan(m, flare_monotonic_ns());
-	assert_int_equal(moved, 4); /* two swaps of a 100 Hz and a 50 Hz client */
-	assert_int_equal(m->n_moves, 4);
-	/* carry the moves out as clients would: each connection reappears on
-	 * its target with a new port */
-	int load[4] = {0};
-	for (int h = 0; h < 4; h++)
-		for (int k = 0; k < 2; k++) {
-			int to = h;
-			for (int i = 0; i < m->n_moves; i++)
-				if (m->moves[i].from == (uint32_t)h &&
-				    m->moves[i].client.port == ports[h][k])
-					to = (int)m->moves[i].to;
-			load[to] += hz[h][k];
-		}
-	for (int r = 0; r < 4; r++)
-		assert_int_equal(load[r], 150);
-	/* no second plan while the first is not carried out */
-	sleep_ms(120);
-	assert_int_equal(balance_plan(m, flare_monotonic_ns()), 0);
-}
-
-/* Where no single move or swap between the most and the least loaded
- * replica helps: a swap that only shifts the excess, then a move that
- * removes it (a run of the TAO experiment ended here before). */
-static void test_plateau_is_crossed(void **state)
-{
-	struct manager *m = &((struct fixture *)*state)->m;
-	static const int hz[4][4] = {{100, 0}, {50, 50, 50, 0}, {100, 100, 0}, {100, 50, 0}};
-	int ports[4][3] = {{1000}, {2000, 2001, 2002}, {3000, 3001}, {4000, 4001}};
-	for (int round = 0; round < 2; round++) {
-		for (int h = 0; h < 4; h++)
-			report(m, h, hz[h], ports[h]);
-		sleep_ms(120);
-	}
-	assert_true(balance_plan(m, flare_monotonic_ns()) > 0);
 	int load[4] = {0};
 	for (int h = 0; h < 4; h++)
 		for (int k = 0; hz[h][k]; k++) {
@@ -160,6 +87,45 @@ static void test_plateau_is_crossed(void **state)
 		}
 	for (int r = 0; r < 4; r++)
 		assert_int_equal(load[r], 150);
+}
+
+static void test_tao_experiment_settles_in_one_plan(void **state)
+{
+	struct manager *m = &((struct fixture *)*state)->m;
+	static const int hz[4][4] = {{100, 100, 0}, {50, 50, 0}, {100, 100, 0}, {50, 50, 0}};
+	static const int ports[4][4] = {{1000, 1001}, {2000, 2001}, {3000, 3001}, {4000, 4001}};
+	for (int h = 0; h < 4; h++)
+		report(m, h, hz[h], ports[h]);
+	/* connections are measured whole after two sock_diag passes: no plan
+	 * on a first sighting */
+	assert_int_equal(balance_plan(m, flare_monotonic_ns()), 0);
+	sleep_ms(120);
+	for (int h = 0; h < 4; h++)
+		report(m, h, hz[h], ports[h]);
+	int moved = balance_plan(m, flare_monotonic_ns());
+	assert_int_equal(moved, 4); /* two swaps of a 100 Hz and a 50 Hz client */
+	assert_int_equal(m->n_moves, 4);
+	assert_balanced_after_moves(m, hz, ports);
+	/* no second plan while the first is not carried out */
+	sleep_ms(120);
+	assert_int_equal(balance_plan(m, flare_monotonic_ns()), 0);
+}
+
+/* Where no single move or swap between the most and the least loaded
+ * replica helps: a swap that only shifts the excess, then a move that
+ * removes it (a run of the TAO experiment ended here before). */
+static void test_plateau_is_crossed(void **state)
+{
+	struct manager *m = &((struct fixture *)*state)->m;
+	static const int hz[4][4] = {{100, 0}, {50, 50, 50, 0}, {100, 100, 0}, {100, 50, 0}};
+	static const int ports[4][4] = {{1000}, {2000, 2001, 2002}, {3000, 3001}, {4000, 4001}};
+	for (int round = 0; round < 2; round++) {
+		for (int h = 0; h < 4; h++)
+			report(m, h, hz[h], ports[h]);
+		sleep_ms(120);
+	}
+	assert_true(balance_plan(m, flare_monotonic_ns()) > 0);
+	assert_balanced_after_moves(m, hz, ports);
 }
 
 static void test_inside_the_band_nothing_moves(void **state)
@@ -201,6 +167,7 @@ static void test_moves_end_with_their_connection(void **state)
 
 int main(void)
 {
+	conf = conf_text;
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_tao_experiment_settles_in_one_plan, setup,
 					    teardown),
