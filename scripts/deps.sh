@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages flare needs that are missing; silent when all are present.
-# usage: scripts/deps.sh GROUP...   (build | fuzz | test | demo | bench)
+# usage: scripts/deps.sh GROUP...   (build | fuzz | test | demo | bench | hosts)
 set -e
 
 pkgs_for() {
@@ -10,6 +10,7 @@ pkgs_for() {
 	test) echo "python3 iproute2 procps util-linux curl wget redis-server redis-tools apache2-utils nginx-light memcached libmemcached-tools nodejs postgresql postgresql-client" ;;
 	demo) echo "gnuplot-nox python3 procps" ;;
 	bench) echo "python3 procps util-linux haproxy" ;;
+	hosts) echo "python3 iproute2 nftables procps" ;;
 	*) echo "deps.sh: unknown group '$1'" >&2; exit 2 ;;
 	esac
 }
