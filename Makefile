@@ -109,7 +109,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread
 
 BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation $(BUILD)/bench/nbclient \
-	$(BUILD)/bench/framecost
+	$(BUILD)/bench/framecost $(BUILD)/bench/fleet
 # the framers as they are compiled into the library
 $(BUILD)/bench/framecost: tests/bench/framecost.c \
 		$(filter-out %/framed.o,$(filter $(BUILD)/shimobj/shim/core/frame%,$(SHIM_OBJ)))

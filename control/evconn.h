@@ -53,6 +53,8 @@ struct evconn *evconn_connect(struct event_base *base, const struct sockaddr *sa
  * evconn_connect. -1 closes nothing: the caller closes. */
 int evconn_auth(struct evconn *c, const struct auth_key *key, int client);
 int evconn_send(struct evconn *c, const struct fw_msg *m);
+/* Writes what is queued for c to its socket now (as much as it takes). */
+void evconn_flush(struct evconn *c);
 int evconn_send_raw(struct evconn *c, const void *data, size_t len);
 void evconn_close(struct evconn *c, const char *why);
 size_t evconn_pending_output(const struct evconn *c);

@@ -101,45 +101,35 @@ static void publishable(struct manager *m, int i, uint64_t now, uint32_t *rate, 
 	*weight = flare_ppm((spare < 0.01 ? 0.01 : spare) * r);
 }
 
-int balance_apply_report(struct manager *m, int host, const struct fw_report *r, uint64_t now)
+int balance_replica_report(struct manager *m, int idx, const struct fw_report *r, uint32_t ri,
+			   uint64_t now)
 {
 	const struct flare_config *c = m->cfg;
-	int changed = 0;
-	for (uint32_t i = 0; i < r->n_replicas; i++) {
-		int idx = flare_config_replica_index(c, r->replicas[i].name);
-		if (idx < 0 || c->replicas[idx].host != host)
-			continue;
-		struct mreplica *p = &m->reps[idx];
-		double raw = r->replicas[i].rate_milli / 1000.0;
-		uint64_t dt = p->rate_ns ? now - p->rate_ns : 0;
-		p->rate = p->rate_ns ? ewma(p->rate, raw, dt, c->load_smoothing_ms) : raw;
-		p->rate_ns = now;
-		if (c->services[c->replicas[idx].service].binding == FLARE_BINDING_ON_DEMAND)
-			take_conns(m, idx, r, i, dt, now);
-	}
-	for (int i = 0; i < c->n_replicas; i++) {
-		if (c->replicas[i].host != host || !balances(&c->services[c->replicas[i].service]))
-			continue;
-		uint32_t rate, ramp, weight;
-		publishable(m, i, now, &rate, &ramp, &weight);
-		const struct fw_rank_replica *q = &m->pub_reps[i];
-		uint32_t d = rate > q->rate_milli ? rate - q->rate_milli : q->rate_milli - rate;
-		if ((d > 1000 && d > q->rate_milli / 20) || ramp != q->ramp_ppm ||
-		    weight != q->weight_ppm)
-			changed = 1;
-	}
-	return changed | balance_moves_done(m, now);
+	if (!balances(&c->services[c->replicas[idx].service]))
+		return 0; /* nothing to smooth or publish: no cost per report */
+	struct mreplica *p = &m->reps[idx];
+	double raw = r->replicas[ri].rate_milli / 1000.0;
+	uint64_t dt = p->rate_ns ? now - p->rate_ns : 0;
+	p->rate = p->rate_ns ? ewma(p->rate, raw, dt, c->load_smoothing_ms) : raw;
+	p->rate_ns = now;
+	if (c->services[c->replicas[idx].service].binding == FLARE_BINDING_ON_DEMAND)
+		take_conns(m, idx, r, ri, dt, now);
+	uint32_t rate, ramp, weight;
+	publishable(m, idx, now, &rate, &ramp, &weight);
+	const struct fw_rank_replica *q = &m->pub_reps[idx];
+	uint32_t d = rate > q->rate_milli ? rate - q->rate_milli : q->rate_milli - rate;
+	return (d > 1000 && d > q->rate_milli / 20) || ramp != q->ramp_ppm ||
+	       weight != q->weight_ppm;
 }
 
 void balance_fill(struct manager *m, int i, struct fw_rank_replica *q)
 {
-	uint64_t now = flare_monotonic_ns();
 	if (!balances(&m->cfg->services[m->cfg->replicas[i].service])) {
 		q->rate_milli = 0;
 		q->ramp_ppm = q->weight_ppm = FLARE_PPM;
 		return;
 	}
-	publishable(m, i, now, &q->rate_milli, &q->ramp_ppm, &q->weight_ppm);
+	publishable(m, i, flare_monotonic_ns(), &q->rate_milli, &q->ramp_ppm, &q->weight_ppm);
 }
 
 void balance_liveness(struct manager *m, int i, int was_alive, int alive, int first_report)
@@ -366,17 +356,29 @@ static int plan_service(struct manager *m, int s, uint64_t now)
 int balance_plan(struct manager *m, uint64_t now)
 {
 	int moved = 0;
-	for (int s = 0; s < m->cfg->n_services; s++)
-		if (m->cfg->services[s].binding == FLARE_BINDING_ON_DEMAND &&
-		    service_settled(m, s, now))
-			moved += plan_service(m, s, now);
+	for (int k = 0; k < m->n_on_demand; k++)
+		if (service_settled(m, m->on_demand[k], now))
+			moved += plan_service(m, m->on_demand[k], now);
 	if (moved)
 		m->moves_dirty = 1;
 	return moved;
 }
 
+int balance_init(struct manager *m)
+{
+	/* the services the planner looks at on every report: only these */
+	m->on_demand = calloc((size_t)m->cfg->n_services + 1, sizeof(int));
+	if (!m->on_demand)
+		return -1;
+	for (int s = 0; s < m->cfg->n_services; s++)
+		if (m->cfg->services[s].binding == FLARE_BINDING_ON_DEMAND)
+			m->on_demand[m->n_on_demand++] = s;
+	return 0;
+}
+
 void balance_free(struct manager *m)
 {
+	free(m->on_demand);
 	for (int i = 0; m->reps && i < m->cfg->n_replicas; i++)
 		free(m->reps[i].conns);
 	free(m->plan_ns);

@@ -86,7 +86,8 @@ struct manager {
 	uint64_t move_ns[FLARE_MAX_MOVES];
 	int n_moves, moves_dirty;
 	uint64_t *plan_ns;
-	uint64_t rebinds; /* moves planned */
+	int *on_demand, n_on_demand; /* the services that rebind on demand */
+	uint64_t rebinds;            /* moves planned */
 };
 
 int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id);
@@ -111,9 +112,10 @@ int state_encode_full(struct manager *m, struct fw_buf *b);
 /* Reactive failover: targets for a failed replica of a service, best first. */
 void state_query(struct manager *m, struct fw_query *q);
 
-/* balance.c: smoothed rates and connections from a report; 1 when what is
- * published changed */
-int balance_apply_report(struct manager *m, int host, const struct fw_report *r, uint64_t now);
+/* balance.c: replica idx's smoothed rate and connections from entry ri of a
+ * report (its host's); 1 when what is published for it changed */
+int balance_replica_report(struct manager *m, int idx, const struct fw_report *r, uint32_t ri,
+			   uint64_t now);
 /* A replica's liveness changed (first_report: its host's first report) */
 void balance_liveness(struct manager *m, int i, int was_alive, int alive, int first_report);
 /* The balancing fields of a published replica */
@@ -122,6 +124,7 @@ void balance_fill(struct manager *m, int i, struct fw_rank_replica *q);
 int balance_plan(struct manager *m, uint64_t now);
 /* Drops moves carried out or expired; 1 when any was */
 int balance_moves_done(struct manager *m, uint64_t now);
+int balance_init(struct manager *m);
 void balance_free(struct manager *m);
 
 /* server.c */

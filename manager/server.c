@@ -219,8 +219,8 @@ void server_broadcast_agents(struct manager *m, const void *frame, size_t len)
 {
 	for (struct evconn *c = m->conns, *next; c; c = next) {
 		next = c->next;
-		if (subscribed(c))
-			evconn_send_raw(c, frame, len);
+		if (subscribed(c) && evconn_send_raw(c, frame, len) == 0)
+			evconn_flush(c);
 	}
 }
 

@@ -21,7 +21,7 @@ int state_init(struct manager *m)
 	    !CALLOC(m->pub_hosts, c->n_hosts) || !CALLOC(m->pub_svcs, c->n_services) ||
 	    !CALLOC(m->pub_reps, c->n_replicas) || !CALLOC(m->delta_hosts, c->n_hosts) ||
 	    !CALLOC(m->delta_svcs, c->n_services) || !CALLOC(m->delta_reps, c->n_replicas) ||
-	    !CALLOC(m->plan_ns, c->n_services) ||
+	    !CALLOC(m->plan_ns, c->n_services) || balance_init(m) < 0 ||
 	    rank_scratch_init(&m->scratch, c->n_hosts, c->n_replicas) < 0)
 		return -1;
 	for (int i = 0; i < c->n_replicas; i++)
@@ -98,10 +98,11 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 {
 	struct mhost *h = &m->hosts[host];
 	const struct flare_config *c = m->cfg;
+	uint64_t now = flare_monotonic_ns();
 	int changed = !h->alive, first_report = h->reports == 0;
 	h->alive = 1;
 	h->util = (double)r->util_ppm / FLARE_PPM;
-	h->last_report_ns = flare_monotonic_ns();
+	h->last_report_ns = now;
 	h->reports++;
 	if (fabs(h->util - m->util_at_rank[host]) > c->rank_threshold)
 		changed = 1;
@@ -130,8 +131,9 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 		    fabs(measured - p->measured) > c->rank_threshold)
 			changed = 1;
 		p->measured = measured;
+		changed |= balance_replica_report(m, idx, r, i, now);
 	}
-	return balance_apply_report(m, host, r, flare_monotonic_ns()) | changed;
+	return balance_moves_done(m, now) | changed;
 }
 
 void state_host_lost(struct manager *m, int host, const char *why)

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -19,7 +20,7 @@ deploy.install_cleanup()
 
 QUICK = "--quick" in sys.argv
 # --only a,b: just those sections (ranking, overhead, loops, protocols,
-# balancing, penalty, memory, propagation, daemons), for iterating on one figure
+# balancing, penalty, memory, propagation, daemons, scale), for iterating on one figure
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
@@ -559,6 +560,59 @@ def big_config(path, mport):
         f.write("0.3\n")
 
 
+def fleet(_s):
+    """Issue 15's scale: one manager, 1,000 hosts (a monitor connection
+    each, reporting every 100 ms), 10,000 objects of two replicas, and 100
+    then 1,000 agent subscriptions, all played by one process
+    (tests/bench/fleet.c): a replica's death to every agent's RANK frame,
+    p50 and p99 over agents x deaths; the manager's CPU and memory at rest."""
+    d = deploy.Stack("", "fleet").dir
+    path = os.path.join(d, "fleet.conf")
+    mport = free_ports(1)[0]
+    hosts = ['{ name = "h%d"; utilization = "file:%s.util"; }' % (h, path) for h in range(1000)]
+    services = []
+    for o in range(10000):
+        reps = ['{ name = "o%d-%d"; host = "h%d"; address = "127.1.%d.%d:%d"; load = 0.01; }'
+                % (o, j, (o + j * 7919) % 1000, (o // 250) % 250, o % 250 + 1, 20000 + j)
+                for j in range(2)]
+        services.append('{ name = "o%d"; address = "127.2.%d.%d:20000"; replicas = ( %s ); }'
+                        % (o, (o // 250) % 250, o % 250 + 1, ", ".join(reps)))
+    with open(path, "w") as f:
+        f.write('manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 100;\n'
+                '  heartbeat_interval_ms = 100; heartbeat_timeout_ms = 600000; };\n' % mport)
+        f.write("hosts = ( %s );\nservices = ( %s );\n" % (",\n".join(hosts),
+                                                         ",\n".join(services)))
+    with open(path + ".util", "w") as f:
+        f.write("0.3\n")
+    trials = 5 if QUICK else 20
+    for agents in (100, 1000):
+        m = spawn([BUILD + "/flare-manager", "-c", path, "-f"],
+                  log=os.path.join(d, "manager-%d.log" % agents))
+        deploy.track(m)
+        wait_for(lambda: socket_open(mport), 30, what="fleet manager listening")
+        r = subprocess.run([BUILD + "/bench/fleet", path, str(m.pid), str(agents), str(trials),
+                            "5" if QUICK else "10"], capture_output=True, text=True, timeout=900)
+        m.terminate()
+        m.wait(timeout=30)
+        got = dict(kv.split("=") for kv in r.stdout.split())
+        if r.returncode != 0 or "p99_us" not in got:
+            raise RuntimeError("fleet: %s %s" % (r.stdout, r.stderr[-500:]))
+        row("scale", "%d agents, 1,000 hosts, 20,000 replicas: death -> every agent, p50"
+            % agents, "%s us" % got["p50_us"])
+        row("scale", "%d agents: death -> every agent, p99 (%s samples)" % (agents, got["samples"]),
+            "%s us" % got["p99_us"], "goal p99 < 50 ms" if agents == 1000 else "")
+        row("scale", "%d agents: manager at rest (1,000 reports / 100 ms): CPU, RSS" % agents,
+            "%s%% of a core, %d MiB" % (got["rest_cpu_pct"], int(got["rss_kib"]) // 1024))
+
+
+def socket_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 def daemon_memory(small):
     for name in ("manager1", "monitor-h0", "agent"):
         row("daemon memory", "%s VmRSS at rest (3 replicas)" % name.split("-")[0].rstrip("1"),
@@ -618,7 +672,7 @@ def main():
     if wanted("balancing"):
         balancing()
     for name, fn in (("penalty", failover_penalty), ("memory", memory),
-                     ("propagation", propagation), ("daemons", daemon_memory)):
+                     ("propagation", propagation), ("daemons", daemon_memory), ("scale", fleet)):
         if wanted(name):
             fn(s)
     print("\n%-18s | %-62s | %-34s | %s" % ("section", "measure", "value", "goal"))
