@@ -18,6 +18,11 @@ struct mhost {
 	struct evconn *monitor; /* the connected monitor, NULL when none */
 	uint64_t last_report_ns;
 	uint64_t reports;
+	/* a monitor names its replicas in the same order every time: entry i
+	 * of its last report was replica seen[i] (one compare instead of a
+	 * name lookup per replica per report) */
+	int *seen;
+	uint32_t n_seen;
 };
 
 /* A client connection to a replica, as the replica's monitor reported it */

@@ -77,6 +77,8 @@ int state_init(struct manager *m)
 void state_free(struct manager *m)
 {
 	balance_free(m);
+	for (int i = 0; m->hosts && i < m->cfg->n_hosts; i++)
+		free(m->hosts[i].seen);
 	free(m->hosts);
 	free(m->reps);
 	free(m->rh);
@@ -106,9 +108,23 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 	h->reports++;
 	if (fabs(h->util - m->util_at_rank[host]) > c->rank_threshold)
 		changed = 1;
+	if (h->n_seen != r->n_replicas) {
+		int *seen = realloc(h->seen, (r->n_replicas + 1) * sizeof(int));
+		if (seen) {
+			h->seen = seen;
+			h->n_seen = r->n_replicas;
+			for (uint32_t i = 0; i < r->n_replicas; i++)
+				h->seen[i] = -1;
+		}
+	}
 	for (uint32_t i = 0; i < r->n_replicas; i++) {
 		const struct fw_report_replica *rr = &r->replicas[i];
-		int idx = flare_config_replica_index(c, rr->name);
+		int idx = i < h->n_seen ? h->seen[i] : -1;
+		if (idx < 0 || strcmp(c->replicas[idx].name, rr->name) != 0) {
+			idx = flare_config_replica_index(c, rr->name);
+			if (i < h->n_seen)
+				h->seen[i] = idx;
+		}
 		if (idx < 0 || c->replicas[idx].host != host) {
 			log_warn(
 			    "report from host '%s' names replica '%s', which is not on it: ignored",
