@@ -590,8 +590,10 @@ def fleet(_s):
                   log=os.path.join(d, "manager-%d.log" % agents))
         deploy.track(m)
         wait_for(lambda: socket_open(mport), 30, what="fleet manager listening")
+        drops0 = loopback_drops()
         r = subprocess.run([BUILD + "/bench/fleet", path, str(m.pid), str(agents), str(trials),
                             "5" if QUICK else "10"], capture_output=True, text=True, timeout=900)
+        drops = loopback_drops() - drops0
         m.terminate()
         m.wait(timeout=30)
         got = dict(kv.split("=") for kv in r.stdout.split())
@@ -601,8 +603,18 @@ def fleet(_s):
             % agents, "%s us" % got["p50_us"])
         row("scale", "%d agents: death -> every agent, p99 (%s samples)" % (agents, got["samples"]),
             "%s us" % got["p99_us"], "goal p99 < 50 ms" if agents == 1000 else "")
+        row("scale", "%d agents: packets the kernel dropped meanwhile (each a TCP RTO)" % agents,
+            "%d" % drops)
         row("scale", "%d agents: manager at rest (1,000 reports / 100 ms): CPU, RSS" % agents,
             "%s%% of a core, %d MiB" % (got["rest_cpu_pct"], int(got["rss_kib"]) // 1024))
+
+
+def loopback_drops():
+    """Packets the kernel dropped from its receive backlogs (all CPUs): on
+    loopback a dropped packet costs its TCP connection a retransmission
+    timeout (200 ms and up)"""
+    with open("/proc/net/softnet_stat") as f:
+        return sum(int(line.split()[1], 16) for line in f)
 
 
 def socket_open(port):
