@@ -71,6 +71,9 @@ enum flare_binding {
 	FLARE_BINDING_REQUEST = 2,
 };
 
+/* Replica flags in the table and RANK frames */
+#define FLARE_REP_DRAINED 1u /* no new bindings; failover only when nothing else lives */
+
 /* Connections the manager asks to move at once (on-demand rebinding) */
 #define FLARE_MAX_MOVES 256
 

@@ -500,6 +500,7 @@ static void enc_rank_replica(struct fw_buf *b, const struct fw_rank_replica *p)
 	put_u32(b, p->weight_ppm);
 	put_u32(b, p->rate_milli);
 	put_u32(b, p->ramp_ppm);
+	put_u8(b, p->flags);
 	put_u8(b, p->n_failover);
 	put_bytes(b, p->failover, p->n_failover);
 }
@@ -516,6 +517,9 @@ static void dec_rank_replica(struct rd *r, struct fw_rank_replica *p)
 	p->weight_ppm = get_ppm(r, 0);
 	p->rate_milli = get_u32(r);
 	p->ramp_ppm = get_ppm(r, 0);
+	p->flags = get_u8(r);
+	if (!r->err && p->flags & ~FLARE_REP_DRAINED)
+		r->err = "unknown replica flags";
 	/* range of the failover indexes is checked against the service by the
 	 * table builder, which knows it */
 	get_order(r, &p->n_failover, p->failover, FLARE_MAX_REPLICAS);
@@ -644,6 +648,7 @@ int fw_encode(struct fw_buf *b, const struct fw_msg *m)
 	case FW_RANK: return fw_encode_rank(b, &m->u.rank);
 	case FW_STATUS_REQ:
 	case FW_STATUS_RESP:
+	case FW_COMMAND:
 	case FW_ERROR: return fw_encode_text(b, m->type, &m->u.text);
 	case FW_QUERY_REQ:
 	case FW_QUERY_RESP: return fw_encode_query(b, m->type, &m->u.query);
@@ -699,6 +704,7 @@ int fw_decode(uint8_t type, const uint8_t *payload, size_t len, struct fw_msg *o
 	case FW_RANK: dec_rank(&r, &out->u.rank); break;
 	case FW_STATUS_REQ:
 	case FW_STATUS_RESP:
+	case FW_COMMAND:
 	case FW_ERROR: dec_text(&r, &out->u.text); break;
 	case FW_QUERY_REQ:
 	case FW_QUERY_RESP: dec_query(&r, &out->u.query); break;
@@ -730,6 +736,7 @@ void fw_msg_free(struct fw_msg *m)
 		break;
 	case FW_STATUS_REQ:
 	case FW_STATUS_RESP:
+	case FW_COMMAND:
 	case FW_ERROR: free(m->u.text.text); break;
 	default: break;
 	}
@@ -740,6 +747,6 @@ const char *fw_type_name(int type)
 {
 	static const char *const names[] = {
 	    "?",           "hello",     "heartbeat",  "register", "report", "rank",  "status-req",
-	    "status-resp", "query-req", "query-resp", "error",    "auth",   "sealed"};
+	    "status-resp", "query-req", "query-resp", "error",    "auth",   "sealed", "command"};
 	return type > 0 && type <= FW_TYPE_MAX ? names[type] : "?";
 }

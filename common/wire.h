@@ -39,7 +39,8 @@ enum fw_type {
 	/* with auth_key_file: the envelope (control/auth.h), never inside it */
 	FW_AUTH = 11,   /* first frame each way: a fresh nonce */
 	FW_SEALED = 12, /* authenticated, encrypted frames */
-	FW_TYPE_MAX = FW_SEALED,
+	FW_COMMAND = 13, /* flarectl -> manager: an operator's command (text), STATUS_RESP back */
+	FW_TYPE_MAX = FW_COMMAND,
 };
 
 enum fw_role {
@@ -129,6 +130,7 @@ struct fw_rank_replica {
 	uint32_t load_ppm, weight_ppm; /* CPU share; headroom weight (spare x ramp) */
 	uint32_t rate_milli;           /* smoothed requests/s x1000 */
 	uint32_t ramp_ppm;             /* slow start: its share of new bindings so far */
+	uint8_t flags;                 /* FLARE_REP_DRAINED */
 	uint8_t n_failover;
 	uint8_t failover[FLARE_MAX_REPLICAS]; /* local indexes to try if this one fails */
 };
@@ -176,7 +178,7 @@ struct fw_msg {
 		struct fw_register reg;
 		struct fw_report report;
 		struct fw_rank rank;
-		struct fw_text text; /* STATUS_REQ (format only), STATUS_RESP, ERROR */
+		struct fw_text text; /* STATUS_REQ (format only), STATUS_RESP, ERROR, COMMAND */
 		struct fw_query query;
 	} u;
 };

@@ -126,6 +126,7 @@ static void fill_replica(struct flare_tbl_replica *t, const struct fw_rank_repli
 	t->weight_ppm = p->weight_ppm;
 	t->rate_milli = p->rate_milli;
 	t->ramp_ppm = p->ramp_ppm;
+	t->flags = p->flags;
 	t->n_failover = p->n_failover;
 	memcpy(t->failover, p->failover, p->n_failover);
 }

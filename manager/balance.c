@@ -302,7 +302,7 @@ static int plan_service(struct manager *m, int s, uint64_t now)
 		uint32_t rate, ramp, weight;
 		publishable(m, r, now, &rate, &ramp, &weight);
 		p.rep[i] = r;
-		p.share[i] = (double)ramp / FLARE_PPM;
+		p.share[i] = q->drained ? 0 : (double)ramp / FLARE_PPM; /* drained: all move off */
 		ramps += p.share[i];
 		p.conns[i] = q->conns;
 		p.n_conns[i] = q->n_conns;

@@ -42,12 +42,15 @@ int state_delta(struct manager *m, struct fw_rank *d)
 		uint32_t load = flare_ppm(state_object_load(m, i));
 		struct fw_rank_replica bal = *p;
 		balance_fill(m, i, &bal);
-		if (p->alive != alive || p->load_ppm != load || p->rate_milli != bal.rate_milli ||
+		uint8_t flags = m->reps[i].drained ? FLARE_REP_DRAINED : 0;
+		if (p->alive != alive || p->load_ppm != load || p->flags != flags ||
+		    p->rate_milli != bal.rate_milli ||
 		    p->ramp_ppm != bal.ramp_ppm || p->weight_ppm != bal.weight_ppm ||
 		    !order_equal(p->n_failover, p->failover, m->failover[i].n,
 				 m->failover[i].idx)) {
 			p->alive = alive;
 			p->load_ppm = load;
+			p->flags = flags;
 			p->rate_milli = bal.rate_milli;
 			p->ramp_ppm = bal.ramp_ppm;
 			p->weight_ppm = bal.weight_ppm;

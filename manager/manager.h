@@ -37,6 +37,7 @@ struct mreplica {
 	int registered;
 	uint32_t pid;
 	double measured; /* CPU share measured by the monitor, < 0 when unknown */
+	int drained; /* flarectl drain: no new bindings, connections move off */
 	/* balance.c */
 	double rate;           /* smoothed requests/s */
 	uint64_t rate_ns;      /* last sample */
@@ -136,6 +137,10 @@ void balance_free(struct manager *m);
 int server_start(struct manager *m);
 void server_stop(struct manager *m);
 void server_broadcast_agents(struct manager *m, const void *frame, size_t len);
+
+/* command.c: an operator's command ("drain NAME", "undrain NAME"); the
+ * answer's text (malloc'd), *ok 0 when it was refused. */
+char *command_run(struct manager *m, const char *text, int *ok);
 
 /* status.c: a status report, text or JSON (malloc'd). */
 char *status_render(struct manager *m, int json);

@@ -176,6 +176,22 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 		free(r.u.text.text);
 		break;
 	}
+	case FW_COMMAND: {
+		if (c->role != FW_ROLE_CTL)
+			goto unexpected;
+		int ok = 0;
+		struct fw_msg r = {.type = FW_STATUS_RESP};
+		r.u.text.text = command_run(m, msg->u.text.text, &ok);
+		if (!r.u.text.text) {
+			evconn_close(c, "out of memory");
+			break;
+		}
+		if (!ok)
+			r.type = FW_ERROR;
+		evconn_send(c, &r);
+		free(r.u.text.text);
+		break;
+	}
 	case FW_QUERY_REQ: {
 		struct fw_msg r = {.type = FW_QUERY_RESP};
 		r.u.query = msg->u.query;

@@ -76,7 +76,7 @@ static void render_text(struct manager *m, struct evbuffer *b, uint64_t now)
 					    yes(q->alive), (double)q->load_ppm / FLARE_PPM,
 					    m->reps[r].rate, (double)q->weight_ppm / FLARE_PPM);
 			order_names(b, c, sv->first_replica, q->n_failover, q->failover, 0);
-			evbuffer_add_printf(b, "\n");
+			evbuffer_add_printf(b, "%s\n", m->reps[r].drained ? "  (DRAINED)" : "");
 		}
 	}
 }
@@ -133,14 +133,14 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 			    "%s{\"name\":\"%s\",\"host\":\"%s\",\"address\":\"%s\","
 			    "\"alive\":%s,\"registered\":%s,\"pid\":%u,\"load\":%.4f,"
 			    "\"rate\":%.3f,\"weight\":%.4f,\"ramp\":%.2f,\"connections\":%d,"
-			    "\"failover\":[",
+			    "\"drained\":%s,\"failover\":[",
 			    r > sv->first_replica ? "," : "", c->replicas[r].name,
 			    c->hosts[c->replicas[r].host].name,
 			    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)),
 			    q->alive ? "true" : "false", m->reps[r].registered ? "true" : "false",
 			    m->reps[r].pid, (double)q->load_ppm / FLARE_PPM, m->reps[r].rate,
 			    (double)q->weight_ppm / FLARE_PPM, (double)q->ramp_ppm / FLARE_PPM,
-			    m->reps[r].n_conns);
+			    m->reps[r].n_conns, m->reps[r].drained ? "true" : "false");
 			order_names(b, c, sv->first_replica, q->n_failover, q->failover, 1);
 			evbuffer_add_printf(b, "]}");
 		}

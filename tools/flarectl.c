@@ -1,5 +1,9 @@
 /* flarectl -c FILE status [--json]: asks the first reachable manager what
  * it believes and prints it.
+ * flarectl -c FILE drain|undrain REPLICA: tells every manager.
+ * flarectl -c FILE health: exit 0 when the first reachable manager has
+ * heard every host and every service has a live replica, 1 otherwise (why
+ * on stderr), for scripts and probes.
  * flarectl [-c FILE] table [--shm NAME] [--json]: prints the shared table
  * exactly as this host's libflare.so reads it. */
 #include "authcall.h"
@@ -25,16 +29,25 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: flarectl -c FILE status [--json]\n"
 		"       flarectl [-c FILE] table [--shm NAME] [--json]\n"
+		"       flarectl -c FILE drain|undrain REPLICA\n"
+		"       flarectl -c FILE health\n"
 		"  status   hosts, replicas, rankings and the age of the last reports (manager)\n"
 		"  table    the shared-memory table as the library reads it (this host)\n"
+		"  drain    no new connections to REPLICA (and on-demand ones move off it);\n"
+		"           failover goes to it only when nothing else lives (every manager)\n"
+		"  undrain  takes REPLICA back\n"
+		"  health   exit 0 when the manager heard every host and every service has a\n"
+		"           live replica; 1 with the reasons on stderr\n"
 		"  --json   as one JSON document\n");
 }
 
 static const struct fw_io io = {connect, send, recv, poll, getsockopt};
 
-/* One manager's status text, or NULL with *why. */
-static char *ask_status(const struct flare_addr *a, const struct auth_key *key, int json,
-			const char **why)
+/* One manager's answer to a request of `type` (STATUS_REQ with format, or
+ * COMMAND with text): its text, or NULL with *why; *refused when it
+ * answered with an error. */
+static char *ask(const struct flare_addr *a, const struct auth_key *key, uint8_t type, int json,
+		 const char *command, const char **why, int *refused)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = flare_addr_to_sockaddr(a, &ss);
@@ -44,10 +57,12 @@ static char *ask_status(const struct flare_addr *a, const struct auth_key *key, 
 		return NULL;
 	}
 	struct fw_buf req = {0}, in = {0};
-	struct fw_msg hello = {.type = FW_HELLO}, q = {.type = FW_STATUS_REQ}, ans;
+	struct fw_msg hello = {.type = FW_HELLO}, q = {.type = type}, ans;
 	hello.u.hello.role = FW_ROLE_CTL;
 	hello.u.hello.pid = (uint32_t)getpid();
 	q.u.text.format = (uint8_t)json;
+	q.u.text.text = type == FW_COMMAND ? (char *)command : NULL;
+	*refused = 0;
 	fw_encode(&req, &hello);
 	fw_encode(&req, &q);
 	char *text = NULL;
@@ -56,7 +71,8 @@ static char *ask_status(const struct flare_addr *a, const struct auth_key *key, 
 	else if (fw_call_connect(&io, fd, (struct sockaddr *)&ss, len, TIMEOUT_MS, why) == 0 &&
 		 (key ? auth_call(&io, fd, key, &req, FW_STATUS_RESP, TIMEOUT_MS, &ans, why)
 		      : fw_call(&io, fd, &req, FW_STATUS_RESP, &in, TIMEOUT_MS, &ans, why)) == 0) {
-		if (ans.type == FW_STATUS_RESP) {
+		if (ans.type == FW_STATUS_RESP || (type == FW_COMMAND && ans.type == FW_ERROR)) {
+			*refused = ans.type == FW_ERROR;
 			text = ans.u.text.text;
 			ans.u.text.text = NULL;
 		} else {
@@ -162,12 +178,18 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	int table = optind == argc - 1 && strcmp(argv[optind], "table") == 0;
-	if (optind != argc - 1 || (!table && strcmp(argv[optind], "status") != 0) ||
+	const char *verb = optind < argc ? argv[optind] : "";
+	int table = strcmp(verb, "table") == 0, status = strcmp(verb, "status") == 0;
+	int health = strcmp(verb, "health") == 0;
+	int drain = strcmp(verb, "drain") == 0 || strcmp(verb, "undrain") == 0;
+	int args = drain ? 2 : 1;
+	if (argc - optind != args || !(table || status || health || drain) ||
 	    (!path && !(table && shm))) {
 		usage(stderr);
 		return 2;
 	}
+	char command[80];
+	snprintf(command, sizeof(command), "%s %s", verb, drain ? argv[optind + 1] : "");
 	struct flare_config cfg;
 	if (path && flare_config_load(path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flarectl: %s\n", err);
@@ -188,19 +210,30 @@ int main(int argc, char **argv)
 		flare_config_free(&cfg);
 		return 1;
 	}
-	for (int i = 0; i < cfg.n_managers; i++) {
+	/* status and health: the first manager that answers; drain: all of
+	 * them, so that whichever an agent follows agrees */
+	int answered = 0, refused_any = 0;
+	for (int i = 0; i < cfg.n_managers && !(answered && !drain); i++) {
 		char a[FLARE_ADDR_STRLEN];
 		const char *why = "cannot connect";
+		int refused = 0;
 		flare_addr_format(&cfg.managers[i], a, sizeof(a));
-		char *text = ask_status(&cfg.managers[i], keyed ? &key : NULL, json, &why);
-		if (text) {
-			fputs(text, stdout);
-			free(text);
-			flare_config_free(&cfg);
-			return 0;
+		char *text = ask(&cfg.managers[i], keyed ? &key : NULL,
+				 status ? FW_STATUS_REQ : FW_COMMAND, json, command, &why, &refused);
+		if (!text) {
+			fprintf(stderr, "flarectl: manager %s: %s\n", a, why);
+			continue;
 		}
-		fprintf(stderr, "flarectl: manager %s: %s\n", a, why);
+		answered = 1;
+		refused_any |= refused;
+		if (status)
+			fputs(text, stdout);
+		else if (drain)
+			printf("manager %s: %s\n", a, text);
+		else
+			fprintf(refused ? stderr : stdout, "%s\n", text);
+		free(text);
 	}
 	flare_config_free(&cfg);
-	return 1;
+	return answered && !refused_any ? 0 : 1;
 }

@@ -7,11 +7,16 @@ int order_live_first(const struct flare_route *rt, const uint8_t *base, int nb, 
 		     uint8_t *out)
 {
 	int n = 0;
-	for (int pass = 0; pass < 2; pass++)
+	/* live ones, then live but drained (an operator took them out: only
+	 * when nothing else lives), then dead ones */
+	for (int pass = 0; pass < 3; pass++)
 		for (int i = 0; i < nb; i++) {
 			int r = base[i];
-			if (r >= (int)rt->svc.n_replicas || seen[r] ||
-			    (rt->reps[r].alive != 0) == pass)
+			if (r >= (int)rt->svc.n_replicas || seen[r])
+				continue;
+			int drained = (rt->reps[r].flags & FLARE_REP_DRAINED) != 0;
+			int cls = !rt->reps[r].alive ? 2 : drained ? 1 : 0;
+			if (cls != pass)
 				continue;
 			seen[r] = 1;
 			out[n++] = (uint8_t)r;

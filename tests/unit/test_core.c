@@ -324,6 +324,18 @@ static void test_order_connect(void **state)
 	memcpy(rt.svc.order, (uint8_t[]){0, 1, 2}, 3);
 	n = order_connect(&rt, out);
 	assert_order(out, n, "210");
+	/* a drained replica comes after every live one, before the dead */
+	route(&rt, 4, "1110", FLARE_FAILOVER_PROACTIVE);
+	rt.svc.n_order = 4;
+	memcpy(rt.svc.order, (uint8_t[]){0, 1, 2, 3}, 4);
+	rt.reps[0].flags = FLARE_REP_DRAINED;
+	n = order_connect(&rt, out);
+	assert_order(out, n, "1203");
+	/* and balancing never picks it */
+	rt.svc.balance = FLARE_BALANCE_RANDOM;
+	for (int k = 0; k < 200; k++)
+		assert_int_not_equal(balance_pick(&rt, balance_random(), (uint64_t)k, -1), 0);
+	rt.svc.balance = FLARE_BALANCE_PRIMARY;
 	/* out-of-range indexes in a table are skipped, not followed */
 	route(&rt, 2, "11", FLARE_FAILOVER_PROACTIVE);
 	rt.svc.n_order = 2;
