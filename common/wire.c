@@ -746,7 +746,7 @@ void fw_msg_free(struct fw_msg *m)
 const char *fw_type_name(int type)
 {
 	static const char *const names[] = {
-	    "?",           "hello",     "heartbeat",  "register", "report", "rank",  "status-req",
+	    "?",           "hello",     "heartbeat",  "register", "report", "rank",   "status-req",
 	    "status-resp", "query-req", "query-resp", "error",    "auth",   "sealed", "command"};
 	return type > 0 && type <= FW_TYPE_MAX ? names[type] : "?";
 }

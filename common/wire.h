@@ -37,8 +37,8 @@ enum fw_type {
 	FW_QUERY_RESP = 9,  /* manager -> agent -> library */
 	FW_ERROR = 10,      /* a peer explains why it closes */
 	/* with auth_key_file: the envelope (control/auth.h), never inside it */
-	FW_AUTH = 11,   /* first frame each way: a fresh nonce */
-	FW_SEALED = 12, /* authenticated, encrypted frames */
+	FW_AUTH = 11,    /* first frame each way: a fresh nonce */
+	FW_SEALED = 12,  /* authenticated, encrypted frames */
 	FW_COMMAND = 13, /* flarectl -> manager: an operator's command (text), STATUS_RESP back */
 	FW_TYPE_MAX = FW_COMMAND,
 };

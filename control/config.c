@@ -296,8 +296,8 @@ static void set_defaults(struct flare_config *cfg)
 
 static int load_manager(struct loader *ld, const config_setting_t *root, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"addresses", NULL};
-	config_setting_t *g, *addrs;
+	static const char *const keys[] = {"addresses", "metrics", NULL};
+	config_setting_t *g, *addrs, *metrics;
 	if (get_group(ld, root, "manager", 1, &g) < 0 ||
 	    check_keys(ld, g, "manager", "manager", keys) < 0)
 		return -1;
@@ -324,6 +324,29 @@ static int load_manager(struct loader *ld, const config_setting_t *root, struct 
 				return fail(ld, line_of(e), "duplicate manager address '%s'", s);
 	}
 	cfg->n_managers = n;
+	/* metrics: one HTTP address per manager, in the order of addresses */
+	metrics = config_setting_get_member(g, "metrics");
+	if (metrics) {
+		t = config_setting_type(metrics);
+		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+			return fail(ld, line_of(metrics),
+				    "'metrics' in manager must be an array [ \"ADDR:PORT\", ... ]");
+		int nm = config_setting_length(metrics);
+		if (nm > n)
+			return fail(ld, line_of(metrics),
+				    "manager has %d metrics addresses for %d managers", nm, n);
+		for (int i = 0; i < nm; i++) {
+			config_setting_t *e = config_setting_get_elem(metrics, (unsigned)i);
+			const char *s = config_setting_get_string(e);
+			const char *why;
+			if (!s)
+				return fail(ld, line_of(e), "metrics address %d must be a string",
+					    i + 1);
+			if (flare_addr_parse(s, &cfg->manager_metrics[i], &why) < 0)
+				return fail(ld, line_of(e), "bad metrics address '%s': %s", s, why);
+		}
+		cfg->n_manager_metrics = nm;
+	}
 	if (get_keys(ld, g, "manager", "manager", cfg))
 		return -1;
 	if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_interval_ms)

@@ -56,6 +56,9 @@ struct flare_config {
 	const struct auth_key *auth; /* loaded by the daemon (auth_config_key), or NULL */
 	struct flare_addr managers[FLARE_MAX_MANAGERS];
 	int n_managers;
+	/* manager.metrics: where manager N (--id N) serves Prometheus metrics */
+	struct flare_addr manager_metrics[FLARE_MAX_MANAGERS];
+	int n_manager_metrics;
 	int report_interval_ms;
 	int heartbeat_interval_ms;
 	int heartbeat_timeout_ms;

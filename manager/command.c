@@ -33,14 +33,17 @@ static char *health(struct manager *m, int *ok)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "catching up (agents held); ");
 	for (int h = 0; h < c->n_hosts && n < sizeof(buf) - 64; h++)
 		if (!m->hosts[h].alive)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "host %s dead; ", c->hosts[h].name);
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "host %s dead; ",
+					      c->hosts[h].name);
 	for (int s = 0; s < c->n_services && n < sizeof(buf) - 64; s++) {
 		int live = 0;
 		for (int r = c->services[s].first_replica;
 		     r < c->services[s].first_replica + c->services[s].n_replicas; r++)
-			live += m->reps[r].alive && !m->reps[r].drained && m->hosts[c->replicas[r].host].alive;
+			live += m->reps[r].alive && !m->reps[r].drained &&
+				m->hosts[c->replicas[r].host].alive;
 		if (!live)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "service %s has no live replica; ",
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n,
+					      "service %s has no live replica; ",
 					      c->services[s].name);
 	}
 	*ok = n == 0;

@@ -25,6 +25,7 @@ int manager_init(struct manager *m, struct flare_config *cfg, struct event_base 
 
 void manager_free(struct manager *m)
 {
+	metrics_stop(m);
 	server_stop(m);
 	state_free(m);
 }
@@ -73,7 +74,8 @@ static void describe(void *ctx, const struct flare_config *cfg, char *out, size_
 static int start(void *ctx, struct event_base *base)
 {
 	struct manager_main *mm = ctx;
-	if (manager_init(&mm->m, mm->cfg, base, mm->id) < 0 || server_start(&mm->m) < 0)
+	if (manager_init(&mm->m, mm->cfg, base, mm->id) < 0 || server_start(&mm->m) < 0 ||
+	    metrics_start(&mm->m) < 0)
 		return -1;
 	char a[FLARE_ADDR_STRLEN];
 	log_info("manager %d listening on %s: %d hosts, %d services, %d replicas", mm->id,

@@ -37,7 +37,7 @@ struct mreplica {
 	int registered;
 	uint32_t pid;
 	double measured; /* CPU share measured by the monitor, < 0 when unknown */
-	int drained; /* flarectl drain: no new bindings, connections move off */
+	int drained;     /* flarectl drain: no new bindings, connections move off */
 	/* balance.c */
 	double rate;           /* smoothed requests/s */
 	uint64_t rate_ns;      /* last sample */
@@ -50,6 +50,7 @@ struct manager {
 	struct flare_config *cfg;
 	struct event_base *base;
 	struct evconnlistener *listener;
+	struct evhttp *metrics; /* manager.metrics, when this manager has an address there */
 	struct flare_addr addr;
 	int id;
 	struct event *tick;
@@ -84,7 +85,8 @@ struct manager {
 	/* a manager that just started knows nothing yet: agents' subscriptions
 	 * are held until it has heard the monitors (server.c) */
 	int warm;
-	uint64_t auth_rejected; /* peers that failed to authenticate */
+	uint64_t auth_rejected;   /* peers that failed to authenticate */
+	uint64_t frames_rejected; /* frames out of place from peers (closed) */
 
 	/* on-demand rebinding (balance.c): the moves published, when each was
 	 * planned, when each service was last planned */
@@ -141,6 +143,10 @@ void server_broadcast_agents(struct manager *m, const void *frame, size_t len);
 /* command.c: an operator's command ("drain NAME", "undrain NAME"); the
  * answer's text (malloc'd), *ok 0 when it was refused. */
 char *command_run(struct manager *m, const char *text, int *ok);
+
+/* metrics.c: Prometheus text exposition over HTTP (GET /metrics) */
+int metrics_start(struct manager *m);
+void metrics_stop(struct manager *m);
 
 /* status.c: a status report, text or JSON (malloc'd). */
 char *status_render(struct manager *m, int json);

@@ -145,6 +145,7 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 	}
 	if (!c->role) {
 		log_warn("%s: %s before HELLO, closing", c->peer, fw_type_name(msg->type));
+		m->frames_rejected++;
 		evconn_close(c, "protocol error");
 		return;
 	}
@@ -202,6 +203,7 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 	case FW_ERROR: log_warn("%s: says '%s'", c->peer, msg->u.text.text); break;
 	default:
 	unexpected:
+		m->frames_rejected++;
 		log_warn("%s: unexpected %s frame, closing", c->peer, fw_type_name(msg->type));
 		evconn_close(c, "protocol error");
 	}

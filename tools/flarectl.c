@@ -218,8 +218,9 @@ int main(int argc, char **argv)
 		const char *why = "cannot connect";
 		int refused = 0;
 		flare_addr_format(&cfg.managers[i], a, sizeof(a));
-		char *text = ask(&cfg.managers[i], keyed ? &key : NULL,
-				 status ? FW_STATUS_REQ : FW_COMMAND, json, command, &why, &refused);
+		char *text =
+		    ask(&cfg.managers[i], keyed ? &key : NULL, status ? FW_STATUS_REQ : FW_COMMAND,
+			json, command, &why, &refused);
 		if (!text) {
 			fprintf(stderr, "flarectl: manager %s: %s\n", a, why);
 			continue;

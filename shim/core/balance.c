@@ -59,7 +59,8 @@ int balance_pick(const struct flare_route *rt, uint64_t rnd, uint64_t ticket, in
 	if (s->balance == FLARE_BALANCE_PRIMARY || s->balance > FLARE_BALANCE_HEADROOM)
 		return -1;
 	for (uint32_t i = 0; i < s->n_replicas && i < FLARE_MAX_REPLICAS; i++)
-		if (rt->reps[i].alive && !(rt->reps[i].flags & FLARE_REP_DRAINED) && (int)i != exclude)
+		if (rt->reps[i].alive && !(rt->reps[i].flags & FLARE_REP_DRAINED) &&
+		    (int)i != exclude)
 			live[n++] = (uint8_t)i;
 	if (n == 0)
 		return -1;

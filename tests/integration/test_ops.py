@@ -1,11 +1,14 @@
 """Operations with real clients: draining a replica (flarectl drain and
-undrain, sent to the manager) and the health exit code for scripts."""
+undrain, sent to the manager), the health exit code for scripts, and the
+manager's Prometheus metrics read by a real parser."""
+import json
 import os
+import urllib.request
 import subprocess
 import sys
 import time
 
-from harness import BUILD, check, run, rr_deployment, start_rr, wait_for
+from harness import BUILD, check, free_ports, run, rr_deployment, start_rr, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "scripts"))
@@ -79,5 +82,68 @@ def test_drain_moves_on_demand_connections():
           % (late.count("R1"), len(late)))
 
 
+# Debian's parser (python3-prometheus-client), in Debian's interpreter: the
+# families it reads, as JSON {family: {"type": t, "samples": [[name, labels, value]]}}
+PARSE = r"""
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    out[fam.name] = {"type": fam.type,
+                     "samples": [[s.name, s.labels, s.value] for s in fam.samples]}
+print(json.dumps(out))
+"""
+
+
+def scrape(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        check(r.headers["Content-Type"].startswith("text/plain; version=0.0.4"),
+              "content type %r" % r.headers["Content-Type"])
+        text = r.read().decode()
+    p = subprocess.run(["/usr/bin/python3", "-c", PARSE], input=text, capture_output=True,
+                       text=True, timeout=30)
+    check(p.returncode == 0, "the Prometheus parser rejects the page: %s\n%s"
+          % (p.stderr[-800:], text[:600]))
+    return json.loads(p.stdout)
+
+
+def value(fams, name, **labels):
+    for fam in fams.values():
+        for sname, lab, v in fam["samples"]:
+            if sname == name and all(lab.get(k) == v2 for k, v2 in labels.items()):
+                return v
+    raise AssertionError("no sample %s %r" % (name, labels))
+
+
+def test_manager_metrics_scraped():
+    """GET /metrics on manager.metrics: a real parser accepts it, and it
+    follows a replica's death and a drain."""
+    port = free_ports(1)[0]
+    s = rr_deployment(n=3, name="metrics")
+    with open(s.conf) as f:
+        conf = f.read().replace("manager = { addresses = [ ",
+                                'manager = { metrics = [ "127.0.0.1:%d" ]; addresses = [ ' % port)
+    with open(s.conf, "w") as f:
+        f.write(conf)
+    start_rr(s)
+    wait_for(lambda: flarectl(s, "health")[0] == 0, 10, what="healthy")
+    fams = scrape(port)
+    check(fams["flare_rankings"]["type"] == "counter", "counters are counters: %r"
+          % fams["flare_rankings"])
+    check(value(fams, "flare_monitors_connected") == 3 and
+          value(fams, "flare_agents_connected") == 1, "peers counted")
+    check(all(value(fams, "flare_host_up", host="h%d" % i) == 1 for i in range(3)), "hosts up")
+    check(value(fams, "flare_host_utilization_ratio", host="h2") == 0.3, "utilization")
+    check(value(fams, "flare_replica_up", replica="A-2") == 1, "A-2 up")
+    s.kill("rr1")
+    wait_for(lambda: not s.replica("A-2")["alive"], 10, what="A-2 dead")
+    flarectl(s, "drain", "A-3")
+    fams = scrape(port)
+    check(value(fams, "flare_replica_up", replica="A-2") == 0, "A-2 down after its death")
+    check(value(fams, "flare_replica_drained", replica="A-3") == 1, "A-3 drained")
+    check(value(fams, "flare_rankings_total") >= 2, "rankings counted")
+
+
 if __name__ == "__main__":
-    run([test_drain_and_health, test_drain_moves_on_demand_connections])
+    run([test_drain_and_health, test_drain_moves_on_demand_connections,
+         test_manager_metrics_scraped])
