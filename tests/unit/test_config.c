@@ -190,6 +190,12 @@ static void test_limits(void **state)
 	(void)state;
 	expect_error("{ name = \"alpha\";", "{ name = \"a name that is far too long for flare\";",
 		     "name must be 1..31 characters");
+	expect_error("report_interval_ms = 50", "metrics = [ \"nope\" ]; report_interval_ms = 50",
+		     "bad metrics address 'nope'");
+	expect_error("report_interval_ms = 50",
+		     "metrics = [ \"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\" ]; "
+		     "report_interval_ms = 50",
+		     "3 metrics addresses for 2 managers");
 	expect_error(
 	    "replicas = ( { name = \"B-1\"; host = \"beta\"; address = \"127.0.0.1:9201\";\n"
 	    "                   capacity = 2500; } );",
