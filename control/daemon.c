@@ -10,8 +10,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+/* systemd's readiness (Type=notify): "READY=1" to $NOTIFY_SOCKET once the
+ * daemon listens and is connected. The protocol is one datagram on a UNIX
+ * socket (a path, or '@' for the abstract namespace), so no libsystemd. */
+static void notify_ready(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t n = path ? strlen(path) : 0;
+	if (n < 2 || n >= sizeof(sa.sun_path) || (path[0] != '/' && path[0] != '@'))
+		return;
+	memcpy(sa.sun_path, path, n);
+	if (path[0] == '@')
+		sa.sun_path[0] = '\0';
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	static const char msg[] = "READY=1";
+	if (sendto(fd, msg, sizeof(msg) - 1, 0, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+		log_warn("systemd readiness: %s", strerror(errno));
+	close(fd);
+}
 
 int daemon_setup(const char *ident, int foreground)
 {
@@ -178,6 +203,7 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 		return 1;
 	}
 	struct event **sigs = daemon_signals(base);
+	notify_ready();
 	event_base_dispatch(base);
 	daemon_signals_free(sigs);
 	spec->stop(ctx);
