@@ -140,12 +140,25 @@ demo: deps all
 	@python3 scripts/testbed.py $(BUILD) $(DEMO_ARGS)
 	@python3 scripts/tao.py $(BUILD) $(TAO_ARGS)
 
+# binaries, the library, man pages, systemd units (for PREFIX's binaries and
+# SYSCONFDIR/flare/flare.conf) and the example config
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/flare $(DESTDIR)$(PREFIX)/share/flare
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/flare $(DESTDIR)$(PREFIX)/share/flare \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+		$(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(UNITDIR)
 	install -m 755 $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/flare-run $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(BUILD)/rr-server $(BUILD)/rr-client $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(BUILD)/libflare.so $(DESTDIR)$(PREFIX)/lib/flare/
 	install -m 644 conf/example.conf $(DESTDIR)$(PREFIX)/share/flare/
+	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	for u in dist/systemd/*; do \
+		sed 's|@BINDIR@|$(PREFIX)/bin|g; s|@CONFDIR@|$(SYSCONFDIR)/flare|g' $$u \
+			> $(DESTDIR)$(UNITDIR)/$$(basename $$u); \
+	done
 
 integration: all $(PROGS) $(BUILD)/bench/nbclient
 	@sh tests/run-integration.sh $(BUILD)

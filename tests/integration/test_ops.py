@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 
-from harness import BUILD, check, free_ports, run, rr_deployment, start_rr, track, wait_for
+from harness import (BUILD, check, client_env, free_ports, library_stats, run, rr_deployment,
+                     start_rr, track, wait_for)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "scripts"))
@@ -187,6 +188,42 @@ def test_systemd_units_and_readiness():
     sock.close()
 
 
+def test_staged_install():
+    """make install into a staging root: the binaries, the library where
+    flare-run finds it, man pages that groff renders without a warning,
+    units pointing at the installed binaries; the installed flare-run
+    manages a connection."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    s = rr_deployment(n=2, name="inst")
+    start_rr(s)
+    stage = os.path.join(s.dir, "stage")
+    r = subprocess.run(["make", "-s", "-C", root, "install", "BUILD=" + BUILD,
+                        "DESTDIR=" + stage, "PREFIX=/usr"], capture_output=True, text=True,
+                       timeout=300)
+    check(r.returncode == 0, "make install: %s" % r.stderr[-800:])
+    for f in ("usr/bin/flare-run", "usr/bin/flarectl", "usr/lib/flare/libflare.so",
+              "usr/share/man/man5/flare.conf.5", "usr/lib/systemd/system/flare-agent.service"):
+        check(os.path.exists(os.path.join(stage, f)), "installed: %s" % f)
+    with open(os.path.join(stage, "usr/lib/systemd/system/flare-manager@.service")) as f:
+        check("ExecStart=/usr/bin/flare-manager -c /etc/flare/flare.conf --id %i -f" in f.read(),
+              "the unit runs the installed manager")
+    for sec, page in (("1", "flare-run"), ("1", "flarectl"), ("5", "flare.conf"),
+                      ("8", "flare-manager"), ("8", "flare-monitor"), ("8", "flare-agent")):
+        g = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z",
+                            os.path.join(stage, "usr/share/man/man%s/%s.%s" % (sec, page, sec))],
+                           capture_output=True, text=True)
+        check(g.returncode == 0 and not g.stderr.strip(), "%s(%s): %s" % (page, sec, g.stderr))
+    senv, stats = client_env(s)
+    env = dict(os.environ, FLARE_STATS=stats)
+    env.pop("FLARE_LIB", None)  # the installed flare-run finds its own library
+    r = subprocess.run([os.path.join(stage, "usr/bin/flare-run"), "--shm", s.shm, "--",
+                        BUILD + "/rr-client", "-c", "127.0.0.1:%d" % s.svc, "-n", "5"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    check(r.returncode == 0 and library_stats(stats)["managed"] == 1,
+          "the installed flare-run manages the connection: %s %s" % (r.stdout, r.stderr))
+
+
 if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
-         test_manager_metrics_scraped, test_systemd_units_and_readiness])
+         test_manager_metrics_scraped, test_systemd_units_and_readiness,
+         test_staged_install])
