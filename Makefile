@@ -32,7 +32,7 @@ FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text f
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 .PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo soak install clean \
-	deps format help lib-sanitizers lib-asan lib-tsan check-hosts
+	deps format help lib-sanitizers lib-asan lib-tsan check-hosts deb check-deb
 DAEMONS := flare-manager flare-monitor flare-agent flarectl
 BINS := $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/libflare.so $(BUILD)/flare-run \
 	$(BUILD)/rr-server $(BUILD)/rr-client
@@ -171,6 +171,18 @@ check: deps
 		$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${CHECK_FUZZ_SECONDS:-3}; \
 	else echo "fuzz: clang not found, fuzz run skipped"; fi
 
+# a Debian package from the tree (debian/, debhelper): build/deb/flare_*.deb
+deb: deps
+	@sh scripts/deps.sh deb
+	dpkg-buildpackage -b -us -uc
+	@mkdir -p $(BUILD)/deb
+	mv ../flare_$$(dpkg-parsechangelog -S Version)_* $(BUILD)/deb/
+	@ls $(BUILD)/deb/*.deb
+
+# the package installed by dpkg into a root of its own, then run from there
+check-deb: deb
+	@sh tests/deb/check-deb.sh $(BUILD)
+
 # flare across real links: hosts as network namespaces on a bridge (root)
 check-hosts: deps all
 	@sh scripts/deps.sh hosts
@@ -247,6 +259,7 @@ help:
 	@echo "make check    install missing packages, build, run unit + integration tests and a short fuzz"
 	@echo "make demo     run the FLARe experiment, then TAO's load-balancing ones, on this machine"
 	@echo "make check-hosts   failures across hosts in network namespaces (root)"
+	@echo "make deb      a Debian package (build/deb/)"
 	@echo "make bench    benchmarks (ratios measured side by side)"
 	@echo "make soak     10,000 SIGKILLs of serving replicas under checked load (SOAK_ARGS=)"
 	@echo "make asan     unit tests under ASan+UBSan;  make tsan: under ThreadSanitizer"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages flare needs that are missing; silent when all are present.
-# usage: scripts/deps.sh GROUP...   (build | fuzz | test | demo | bench | hosts)
+# usage: scripts/deps.sh GROUP...   (build | fuzz | test | demo | bench | hosts | deb)
 set -e
 
 pkgs_for() {
@@ -11,6 +11,7 @@ pkgs_for() {
 	demo) echo "gnuplot-nox python3 procps" ;;
 	bench) echo "python3 procps util-linux haproxy" ;;
 	hosts) echo "python3 iproute2 nftables procps" ;;
+	deb) echo "debhelper dpkg-dev" ;;
 	*) echo "deps.sh: unknown group '$1'" >&2; exit 2 ;;
 	esac
 }
