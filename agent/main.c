@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <stdio.h>
+#include <string.h>
 
 struct agent_main {
 	struct agent a;
@@ -67,6 +68,32 @@ static void stop(void *ctx)
 	flare_tbl_writer_close(&a->writer, !am->keep);
 }
 
+/* SIGHUP: the agent's own settings; the topology comes from the manager.
+ * A changed manager list is followed at once (the link starts over). */
+static int reload(void *ctx, struct flare_config *cfg)
+{
+	struct agent *a = &((struct agent_main *)ctx)->a;
+	int moved = cfg->n_managers != a->cfg->n_managers ||
+		    memcmp(cfg->managers, a->cfg->managers,
+			   sizeof(cfg->managers[0]) * (size_t)cfg->n_managers) != 0;
+	if (moved)
+		mlink_stop(&a->link);
+	a->cfg = cfg;
+	a->link.cfg = cfg;
+	a->link.addrs = cfg->managers;
+	a->link.n_addrs = cfg->n_managers;
+	a->link.current = a->link.tries = 0;
+	a->writer.stale_ms = (uint32_t)cfg->table_stale_ms;
+	if (moved) {
+		log_info("SIGHUP: following the new manager list (%d address(es))",
+			 cfg->n_managers);
+		a->subscribed = 0;
+		if (mlink_start(&a->link) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"shm", required_argument, NULL, 's'},
@@ -87,7 +114,8 @@ int main(int argc, char **argv)
 	    .prepare = prepare,
 	    .describe = describe,
 	    .start = start,
-	    .stop = stop};
+	    .stop = stop,
+	    .reload = reload};
 	struct agent_main am = {0};
 	return daemon_main(&spec, &am, argc, argv);
 }

@@ -38,6 +38,53 @@ static void notify_ready(void)
 	close(fd);
 }
 
+/* SIGHUP: the config re-read; a bad one is refused with FILE:LINE: reason
+ * and the one in use kept. The authentication key stays the one read at
+ * start (changing it needs a restart, as every peer's must change too). */
+struct reload_ctx {
+	const struct daemon_spec *spec;
+	void *ctx;
+	const char *path;
+	struct flare_config *cur; /* in use; the first is daemon_main's own */
+	int cur_heap;
+};
+
+static void on_hup(evutil_socket_t fd, short what, void *arg)
+{
+	struct reload_ctx *r = arg;
+	(void)fd;
+	(void)what;
+	char err[512];
+	if (!r->spec->reload) {
+		log_warn("SIGHUP: %s applies a new config only when restarted", r->spec->name);
+		return;
+	}
+	struct flare_config *n = calloc(1, sizeof(*n));
+	if (!n)
+		return;
+	if (flare_config_load(r->path, n, err, sizeof(err)) < 0) {
+		log_error("SIGHUP: %s; keeping the config in use", err);
+		free(n);
+		return;
+	}
+	if (strcmp(n->auth_key_file, r->cur->auth_key_file) != 0)
+		log_warn("SIGHUP: auth_key_file changed: it takes effect on a restart");
+	n->auth = r->cur->auth;
+	if (r->spec->reload(r->ctx, n) < 0) {
+		log_error("SIGHUP: %s: the new config was not applied; keeping the one in use",
+			  r->path);
+		flare_config_free(n);
+		free(n);
+		return;
+	}
+	flare_config_free(r->cur);
+	if (r->cur_heap)
+		free(r->cur);
+	r->cur = n;
+	r->cur_heap = 1;
+	log_info("SIGHUP: %s reloaded", r->path);
+}
+
 int daemon_setup(const char *ident, int foreground)
 {
 	int level = FLARE_LOG_INFO;
@@ -203,11 +250,19 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 		return 1;
 	}
 	struct event **sigs = daemon_signals(base);
+	struct reload_ctx rl = {spec, ctx, path, &cfg, 0};
+	struct event *hup = evsignal_new(base, SIGHUP, on_hup, &rl);
+	if (hup)
+		event_add(hup, NULL);
 	notify_ready();
 	event_base_dispatch(base);
+	if (hup)
+		event_free(hup);
 	daemon_signals_free(sigs);
 	spec->stop(ctx);
 	event_base_free(base);
-	flare_config_free(&cfg);
+	flare_config_free(rl.cur);
+	if (rl.cur_heap)
+		free(rl.cur);
 	return 0;
 }

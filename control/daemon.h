@@ -27,6 +27,11 @@ struct daemon_spec {
 	void (*describe)(void *ctx, const struct flare_config *cfg, char *out, size_t n);
 	int (*start)(void *ctx, struct event_base *base);
 	void (*stop)(void *ctx);
+	/* SIGHUP: the re-read config (loaded and valid; not passed to prepare:
+	 * the daemon checks what it needs and logs why it refuses); 0 when
+	 * the daemon now uses it (the old one is then freed), -1 when it
+	 * keeps the old one. NULL: SIGHUP changes nothing (and says so). */
+	int (*reload)(void *ctx, struct flare_config *cfg);
 };
 
 /* The whole life of a daemon: options (-c FILE, -f, --check, --help and

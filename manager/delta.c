@@ -44,8 +44,8 @@ int state_delta(struct manager *m, struct fw_rank *d)
 		balance_fill(m, i, &bal);
 		uint8_t flags = m->reps[i].drained ? FLARE_REP_DRAINED : 0;
 		if (p->alive != alive || p->load_ppm != load || p->flags != flags ||
-		    p->rate_milli != bal.rate_milli ||
-		    p->ramp_ppm != bal.ramp_ppm || p->weight_ppm != bal.weight_ppm ||
+		    p->rate_milli != bal.rate_milli || p->ramp_ppm != bal.ramp_ppm ||
+		    p->weight_ppm != bal.weight_ppm ||
 		    !order_equal(p->n_failover, p->failover, m->failover[i].n,
 				 m->failover[i].idx)) {
 			p->alive = alive;

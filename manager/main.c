@@ -86,6 +86,15 @@ static int start(void *ctx, struct event_base *base)
 
 static void stop(void *ctx) { manager_free(&((struct manager_main *)ctx)->m); }
 
+static int reload(void *ctx, struct flare_config *cfg)
+{
+	struct manager_main *mm = ctx;
+	if (manager_reload(&mm->m, cfg) < 0)
+		return -1;
+	mm->cfg = cfg;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"id", required_argument, NULL, 'i'},
@@ -103,7 +112,8 @@ int main(int argc, char **argv)
 	    .prepare = prepare,
 	    .describe = describe,
 	    .start = start,
-	    .stop = stop};
+	    .stop = stop,
+	    .reload = reload};
 	struct manager_main mm = {.id = 1};
 	return daemon_main(&spec, &mm, argc, argv);
 }

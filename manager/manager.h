@@ -87,6 +87,7 @@ struct manager {
 	int warm;
 	uint64_t auth_rejected;   /* peers that failed to authenticate */
 	uint64_t frames_rejected; /* frames out of place from peers (closed) */
+	int reloading;            /* SIGHUP: ranking without pushing deltas */
 
 	/* on-demand rebinding (balance.c): the moves published, when each was
 	 * planned, when each service was last planned */
@@ -99,6 +100,8 @@ struct manager {
 };
 
 int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id);
+/* reload.c: SIGHUP's new config, in place; 0, or -1 (the old one kept) */
+int manager_reload(struct manager *m, struct flare_config *cfg);
 void manager_free(struct manager *m);
 
 /* state.c */

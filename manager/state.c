@@ -204,6 +204,8 @@ void state_rerank(struct manager *m, const char *reason)
 	if (d.n_hosts + d.n_services + d.n_replicas == 0 && !d.has_moves)
 		return;
 	d.gen = ++m->gen;
+	if (m->reloading)
+		return; /* the new layout goes out whole (reload.c), not as a delta */
 	struct fw_buf b = {0};
 	if (fw_encode_rank(&b, &d) == 0) {
 		server_broadcast_agents(m, b.data, b.len);

@@ -325,3 +325,70 @@ void liveness_stop(struct monitor *m)
 	free(m->reps);
 	m->reps = NULL;
 }
+
+/* SIGHUP: this host's replicas from the new config, matched by name: what
+ * was known of those that stay (registrations, liveness, loads, rates) is
+ * kept and the registrations point at their new entries; probes start
+ * over. A replica added at an address a server already registered is
+ * probed until that server registers again (the registration named
+ * replicas, not addresses). */
+int liveness_reload(struct monitor *m, const struct flare_config *cfg, int host)
+{
+	struct mon_replica *reps = calloc((size_t)cfg->n_replicas + 1, sizeof(*reps));
+	int *map = calloc((size_t)m->n_reps + 1, sizeof(int));
+	if (!reps || !map) {
+		free(reps);
+		free(map);
+		return -1;
+	}
+	for (int o = 0; o < m->n_reps; o++)
+		map[o] = -1;
+	int n = 0;
+	for (int i = 0; i < cfg->n_replicas; i++) {
+		if (cfg->replicas[i].host != host)
+			continue;
+		struct mon_replica *r = &reps[n];
+		r->cfg = i;
+		r->load = -1;
+		r->probe_fd = -1;
+		for (int o = 0; o < m->n_reps; o++)
+			if (strcmp(m->cfg->replicas[m->reps[o].cfg].name, cfg->replicas[i].name) ==
+			    0) {
+				const struct mon_replica *p = &m->reps[o];
+				r->alive = p->alive;
+				r->registrations = p->registrations;
+				r->running = p->running;
+				r->pid = p->pid;
+				r->load = p->load;
+				r->hung_unread = p->hung_unread;
+				r->hung_progress = p->hung_progress;
+				r->hung = p->hung;
+				r->stalled_since = p->stalled_since;
+				r->segs = p->segs;
+				r->rate = p->rate;
+				map[o] = n;
+			}
+		n++;
+	}
+	for (struct registration *g = m->regs; g; g = g->next) {
+		int k = 0;
+		for (int j = 0; j < g->n; j++)
+			if (map[g->reps[j]] >= 0)
+				g->reps[k++] = map[g->reps[j]];
+		g->n = k;
+	}
+	for (int o = 0; o < m->n_reps; o++) {
+		if (m->reps[o].probe_ev) {
+			free(event_get_callback_arg(m->reps[o].probe_ev));
+			event_free(m->reps[o].probe_ev);
+		}
+		if (m->reps[o].probe_fd >= 0)
+			close(m->reps[o].probe_fd);
+	}
+	free(map);
+	free(m->reps);
+	m->reps = reps;
+	m->n_reps = n;
+	m->liveness_dirty = 1;
+	return 0;
+}

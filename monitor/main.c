@@ -4,6 +4,7 @@
 #include "monitor.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <stdio.h>
 
@@ -73,6 +74,58 @@ static void stop(void *ctx)
 	m->conns = NULL;
 }
 
+/* SIGHUP: the host's replicas, utilization source and thresholds from the
+ * new config; its links to the managers keep going (the manager list and
+ * this host's monitor socket change on a restart). */
+static int reload(void *ctx, struct flare_config *cfg)
+{
+	struct monitor *m = &((struct monitor_main *)ctx)->m;
+	const char *name = m->cfg->hosts[m->host].name;
+	int host = flare_config_host_index(cfg, name);
+	if (host < 0) {
+		log_error("SIGHUP: host %s is not in the new config", name);
+		return -1;
+	}
+	if (cfg->n_managers != m->cfg->n_managers ||
+	    memcmp(cfg->managers, m->cfg->managers,
+		   sizeof(cfg->managers[0]) * (size_t)cfg->n_managers) != 0) {
+		log_error("SIGHUP: manager.addresses changed: restart the monitor to follow them");
+		return -1;
+	}
+	if (strcmp(cfg->hosts[host].monitor_socket, m->cfg->hosts[m->host].monitor_socket) != 0)
+		log_warn("SIGHUP: host %s's monitor_socket changes on a restart", name);
+	const struct flare_host_cfg *oh = &m->cfg->hosts[m->host], *nh = &cfg->hosts[host];
+	if (oh->util_kind != nh->util_kind || strcmp(oh->util_arg, nh->util_arg) != 0) {
+		struct util_source u = {0};
+		char why[384];
+		if (util_open(&u, nh, why, sizeof(why)) < 0) {
+			log_error("SIGHUP: %s:%d: %s", cfg->path, nh->line, why);
+			return -1;
+		}
+		m->util = u;
+		m->window_n = m->window_pos = 0;
+	}
+	if (liveness_reload(m, cfg, host) < 0)
+		return -1;
+	free(m->conns); /* they name replicas by their old places: the next pass measures again */
+	m->conns = NULL;
+	m->n_conns = 0;
+	m->cfg = cfg;
+	m->host = host;
+	for (int i = 0; i < cfg->n_managers; i++) {
+		m->links[i].cfg = cfg;
+		m->links[i].addrs = &cfg->managers[i];
+	}
+	m->want_traffic = 0;
+	for (int i = 0; i < cfg->n_services; i++)
+		if (cfg->services[i].balance != FLARE_BALANCE_PRIMARY ||
+		    cfg->services[i].binding != FLARE_BINDING_SESSION)
+			m->want_traffic = 1;
+	log_info("SIGHUP: host %s has %d replica(s)", name, m->n_reps);
+	report_send(m);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
@@ -89,7 +142,8 @@ int main(int argc, char **argv)
 	    .prepare = prepare,
 	    .describe = describe,
 	    .start = start,
-	    .stop = stop};
+	    .stop = stop,
+	    .reload = reload};
 	struct monitor_main mm = {0};
 	return daemon_main(&spec, &mm, argc, argv);
 }

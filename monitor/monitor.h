@@ -108,6 +108,8 @@ void liveness_stop(struct monitor *m);
 void liveness_probe_all(struct monitor *m);
 void liveness_measure_loads(struct monitor *m, uint64_t now);
 void liveness_set(struct monitor *m, int rep, int alive, const char *why);
+/* SIGHUP: the host's replicas from cfg (host: its index there) */
+int liveness_reload(struct monitor *m, const struct flare_config *cfg, int host);
 
 /* verify.c: 0 when the registering peer on sock is the process it names
  * and listens on every address it registers; -1 with *why otherwise */

@@ -30,7 +30,8 @@ void report_send(struct monitor *m)
 		reps[i].registered = p->registrations > 0;
 		reps[i].pid = p->pid;
 		reps[i].load_ppm = p->load < 0 ? FW_LOAD_UNKNOWN : flare_ppm(p->load);
-		reps[i].rate_milli = p->rate * 1000 > 4e9 ? 4000000000u : (uint32_t)(p->rate * 1000);
+		reps[i].rate_milli =
+		    p->rate * 1000 > 4e9 ? 4000000000u : (uint32_t)(p->rate * 1000);
 	}
 	r->n_conns = (uint32_t)m->n_conns;
 	r->conns = m->conns;

@@ -4,6 +4,7 @@ manager's Prometheus metrics read by a real parser."""
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import urllib.request
@@ -223,7 +224,63 @@ def test_staged_install():
           "the installed flare-run manages the connection: %s %s" % (r.stdout, r.stderr))
 
 
+def test_reload_under_load():
+    """SIGHUP to every daemon while a client runs: a new host and replica
+    (listed first) appear in the manager's picture and the clients' table,
+    the agent's subscription and the client's connection stay, no request
+    fails; a bad config is refused with FILE:LINE and the old one kept."""
+    s = rr_deployment(n=3, name="reload")
+    start_rr(s)
+    senv, stats = client_env(s)
+    client = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-client",
+                               "-c", "127.0.0.1:%d" % s.svc, "-r", "500", "-n", "2500"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, **senv))
+    track(client)
+    time.sleep(0.5)
+    with open(s.conf) as f:
+        old = f.read()
+    port = free_ports(1)[0]
+    with open(os.path.join(s.dir, "h3.util"), "w") as f:
+        f.write("0.05\n")
+    new = old.replace('hosts = (\n', 'hosts = (\n  { name = "h3"; utilization = "file:%s/h3.util"; '
+                      'monitor_socket = "%s/h3.sock"; },\n' % (s.dir, s.dir))
+    new = new.replace("replicas = (\n", 'replicas = (\n      { name = "A-4"; host = "h3"; '
+                      'address = "127.0.0.1:%d"; load = 0.2; },\n' % port)
+    new = new.replace("connect_timeout_ms = 200;", "connect_timeout_ms = 150;")
+    with open(s.conf, "w") as f:
+        f.write(new)
+    for name, p in list(s.procs.items()):
+        if name.startswith(("manager", "monitor", "agent")):
+            p.send_signal(signal.SIGHUP)
+    s.monitor("h3")
+    s.start("rr3", [BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-server", "-l",
+                    "127.0.0.1:%d" % port, "--tag", "A-4"])
+    wait_for(lambda: (s.replica("A-4") or {}).get("alive"), 10, what="A-4 alive in the table")
+    # a bad config: refused, the one in use kept
+    with open(s.conf, "w") as f:
+        f.write(new.replace("connect_timeout_ms = 150;", "connect_timeout_ms = -5;"))
+    s.procs["manager1"].send_signal(signal.SIGHUP)
+    wait_for(lambda: "keeping the config in use" in s.read_log("manager1"), 5,
+             what="the bad config refused")
+    with open(s.conf, "w") as f:  # flarectl below reads it too
+        f.write(new)
+    out, err = client.communicate(timeout=60)
+    check(client.returncode == 0 and "errors=0" in out and "requests=2500" in out,
+          "the client through the reloads: %s %s" % (out, err[-500:]))
+    check(library_stats(stats)["managed"] == 1, "one connection, never dropped")
+    log = s.read_log("manager1")
+    check(log.count("(agent): subscribed") == 1, "the agent stayed subscribed")
+    check("flare.conf:" in log.split("keeping the config in use")[0].splitlines()[-1],
+          "the refusal names FILE:LINE: %s" % log[-400:])
+    st = s.status()
+    check(len(st["services"][0]["replicas"]) == 4 and len(st["hosts"]) == 4,
+          "the manager uses the reloaded config: %r" % [r["name"] for r in
+                                                         st["services"][0]["replicas"]])
+    check(st["services"][0]["replicas"][0]["name"] == "A-4", "A-4 first, as the new config has it")
+
+
 if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
          test_manager_metrics_scraped, test_systemd_units_and_readiness,
-         test_staged_install])
+         test_staged_install, test_reload_under_load])
