@@ -31,6 +31,7 @@ static void usage(FILE *f)
 		"       flarectl [-c FILE] table [--shm NAME] [--json]\n"
 		"       flarectl -c FILE drain|undrain REPLICA\n"
 		"       flarectl -c FILE health\n"
+		"       flarectl -c FILE top [--interval S] [--count N]\n"
 		"  status   hosts, replicas, rankings and the age of the last reports (manager)\n"
 		"  table    the shared-memory table as the library reads it (this host)\n"
 		"  drain    no new connections to REPLICA (and on-demand ones move off it);\n"
@@ -38,6 +39,7 @@ static void usage(FILE *f)
 		"  undrain  takes REPLICA back\n"
 		"  health   exit 0 when the manager heard every host and every service has a\n"
 		"           live replica; 1 with the reasons on stderr\n"
+		"  top      status, refreshed every --interval seconds (default 1)\n"
 		"  --json   as one JSON document\n");
 }
 
@@ -164,26 +166,37 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
 					     {"shm", required_argument, NULL, 's'},
 					     {"json", no_argument, NULL, 'j'},
+					     {"interval", required_argument, NULL, 'I'},
+					     {"count", required_argument, NULL, 'n'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	const char *path = NULL, *shm = NULL;
-	int json = 0, o;
+	int json = 0, o, count = 0;
+	double interval = 1.0;
 	char err[512];
 	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': path = optarg; break;
 		case 's': shm = optarg; break;
 		case 'j': json = 1; break;
+		case 'I': interval = atof(optarg); break;
+		case 'n': count = atoi(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	const char *verb = optind < argc ? argv[optind] : "";
 	int table = strcmp(verb, "table") == 0, status = strcmp(verb, "status") == 0;
-	int health = strcmp(verb, "health") == 0;
+	int health = strcmp(verb, "health") == 0, top = strcmp(verb, "top") == 0;
+	if (top) {
+		/* status, again and again: a live view until interrupted (or --count) */
+		status = 1;
+		if (interval < 0.1)
+			interval = 0.1;
+	}
 	int drain = strcmp(verb, "drain") == 0 || strcmp(verb, "undrain") == 0;
 	int args = drain ? 2 : 1;
-	if (argc - optind != args || !(table || status || health || drain) ||
+	if (argc - optind != args || !(table || status || health || drain || top) ||
 	    (!path && !(table && shm))) {
 		usage(stderr);
 		return 2;
@@ -213,7 +226,28 @@ int main(int argc, char **argv)
 	/* status and health: the first manager that answers; drain: all of
 	 * them, so that whichever an agent follows agrees */
 	int answered = 0, refused_any = 0;
-	for (int i = 0; i < cfg.n_managers && !(answered && !drain); i++) {
+	for (int round = 0; top && (count <= 0 || round < count); round++) {
+		int shown = 0;
+		for (int i = 0; i < cfg.n_managers && !shown; i++) {
+			const char *why = "cannot connect";
+			int refused = 0;
+			char *text = ask(&cfg.managers[i], keyed ? &key : NULL, FW_STATUS_REQ, json,
+					 NULL, &why, &refused);
+			if (!text)
+				continue;
+			if (isatty(STDOUT_FILENO))
+				fputs("\033[H\033[2J", stdout); /* home, clear */
+			fputs(text, stdout);
+			fflush(stdout);
+			free(text);
+			shown = answered = 1;
+		}
+		if (!shown)
+			fprintf(stderr, "flarectl: no manager answers\n");
+		if (count <= 0 || round + 1 < count)
+			usleep((useconds_t)(interval * 1e6));
+	}
+	for (int i = 0; !top && i < cfg.n_managers && !(answered && !drain); i++) {
 		char a[FLARE_ADDR_STRLEN];
 		const char *why = "cannot connect";
 		int refused = 0;

@@ -46,6 +46,8 @@ def test_drain_and_health():
     start_rr(s)
     rc, out = flarectl(s, "health")
     check(rc == 0 and "healthy" in out, "healthy at start: %d %s" % (rc, out))
+    rc, out = flarectl(s, "top", "--count", "3", "--interval", "0.1")
+    check(rc == 0 and out.count("LAST REPORT") == 3, "top: three views: %d %s" % (rc, out[-300:]))
     rc, out = flarectl(s, "drain", "A-2")
     check(rc == 0 and "A-2 drained" in out, "drain: %d %s" % (rc, out))
     rc, out = flarectl(s, "drain", "A-9")
