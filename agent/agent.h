@@ -9,6 +9,8 @@
 #include "mlink.h"
 #include "table_writer.h"
 
+#include "svcstats.h"
+
 #include <event2/listener.h>
 
 #define AGENT_MAX_QUERIES 256
@@ -25,7 +27,15 @@ struct agent {
 	struct evconnlistener *query_listener;
 	struct evconn *waiting[AGENT_MAX_QUERIES];
 	int first_waiting, n_waiting;
+	/* metrics.c: NAME.stats (the library's counters) and agent.metrics */
+	struct flare_svcstats *stats;
+	uint64_t (*gone)[SS_N]; /* per service: counts of processes that exited */
+	struct evhttp *metrics;
 };
+
+/* metrics.c */
+int metrics_start(struct agent *a);
+void metrics_stop(struct agent *a, int unlink_segment);
 
 int agent_start(struct agent *a);
 void agent_stop(struct agent *a);

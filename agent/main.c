@@ -48,7 +48,7 @@ static int start(void *ctx, struct event_base *base)
 {
 	struct agent *a = &((struct agent_main *)ctx)->a;
 	a->base = base;
-	if (agent_start(a) < 0 || query_start(a) < 0)
+	if (agent_start(a) < 0 || query_start(a) < 0 || metrics_start(a) < 0)
 		return -1;
 	log_info("agent publishing %s from %d manager address(es)", a->writer.name,
 		 a->cfg->n_managers);
@@ -61,6 +61,7 @@ static void stop(void *ctx)
 	struct agent *a = &am->a;
 	query_stop(a);
 	agent_stop(a);
+	metrics_stop(a, !am->keep);
 	log_info("stopping: %llu full tables, %llu deltas, %llu rejected, %llu queries; table %s",
 		 (unsigned long long)a->fulls, (unsigned long long)a->deltas,
 		 (unsigned long long)a->rejected, (unsigned long long)a->queries,

@@ -361,7 +361,7 @@ static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 			      struct flare_config *cfg)
 {
 	static const char *const mkeys[] = {NULL};
-	static const char *const akeys[] = {"shm", NULL};
+	static const char *const akeys[] = {"shm", "metrics", NULL};
 	config_setting_t *g;
 	if (get_group(ld, root, "monitor", 0, &g) < 0)
 		return -1;
@@ -372,10 +372,16 @@ static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 		return -1;
 	if (!g)
 		return 0;
-	const char *shm = NULL;
+	const char *shm = NULL, *metrics = NULL;
 	if (check_keys(ld, g, "agent", "agent", akeys) ||
-	    get_string(ld, g, "shm", "agent", 0, &shm) || get_keys(ld, g, "agent", "agent", cfg))
+	    get_string(ld, g, "shm", "agent", 0, &shm) ||
+	    get_string(ld, g, "metrics", "agent", 0, &metrics) ||
+	    get_keys(ld, g, "agent", "agent", cfg))
 		return -1;
+	const char *why;
+	if (metrics && flare_addr_parse(metrics, &cfg->agent_metrics, &why) < 0)
+		return fail(ld, line_of(config_setting_get_member(g, "metrics")),
+			    "bad metrics address '%s' in agent: %s", metrics, why);
 	if (shm) {
 		if (shm[0] != '/' || strchr(shm + 1, '/') || strlen(shm) < 2 ||
 		    strlen(shm) >= sizeof(cfg->agent_shm))

@@ -73,6 +73,8 @@ struct flare_config {
 	int monitor_hung_ms; /* unread requests this long with no progress: hung */
 
 	char agent_shm[FLARE_NAME_MAX * 2];
+	struct flare_addr
+	    agent_metrics; /* agent.metrics: its Prometheus endpoint (family 0: none) */
 	int table_stale_ms;
 	int reconnect_min_ms, reconnect_max_ms;
 

@@ -60,7 +60,7 @@ def cleanup():
         except Exception:
             pass
     for name in _shms:
-        for seg in (name, name + ".rr"):  # the table and its round-robin tickets
+        for seg in (name, name + ".rr", name + ".stats"):  # the table, turns, counters
             try:
                 os.unlink("/dev/shm" + seg)
             except OSError:

@@ -50,6 +50,7 @@ static void atfork_child(void)
 {
 	flare_pid = (pid_t)syscall(SYS_getpid);
 	fdtab_atfork_child();
+	svcstats_atfork_child();
 }
 
 void flare_init(void)

@@ -151,9 +151,13 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 			}
 			if (k == 0) /* published last: other threads see it whole */
 				fdtab_attach(fd, fc);
+			if (!__atomic_load_n(&flare_svcstats_slot, __ATOMIC_ACQUIRE))
+				svcstats_attach(); /* once per process */
 			STAT_INC(managed);
+			SVC_STAT(rt->svc_index, SS_MANAGED, 1);
 			if (k > 0) {
 				STAT_INC(connect_failovers);
+				SVC_STAT(rt->svc_index, SS_CONNECT_FAILOVERS, 1);
 				char a[FLARE_ADDR_STRLEN];
 				log_info("connect to %s: replica %s after %d failed attempt(s)",
 					 flare_addr_format(dst, a, sizeof(a)), rt->reps[idx].name,
@@ -176,6 +180,7 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 	}
 	fconn_release(fc);
 	STAT_INC(passed_errors);
+	SVC_STAT(rt->svc_index, SS_PASSED_ERRORS, 1);
 	/* a timed-out attempt reads as the kernel's ETIMEDOUT; a virtual address
 	 * nobody listens on would have been refused */
 	errno = first_err ? first_err : ECONNREFUSED;

@@ -86,6 +86,7 @@ static void on_demand(struct fconn *fc, int fd)
 		exchange_healed(fc);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
 		STAT_INC(rebinds);
+		SVC_STAT(fc->svc_index, SS_REBINDS, 1);
 		log_info("service %s: %s -> %s (rebalanced at a request boundary)", rt.svc.name,
 			 from, rt.reps[fc->cur].name);
 		return;
@@ -209,6 +210,7 @@ static void per_request(struct fconn *fc, int fd)
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
 	fc->pool_gen = __atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
 	STAT_INC(switches);
+	SVC_STAT(fc->svc_index, SS_SWITCHES, 1);
 }
 
 void rebind_at_write(struct fconn *fc, int fd)

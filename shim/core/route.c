@@ -225,6 +225,15 @@ uint64_t route_rr_ticket(uint32_t svc_index)
 	return k + (uint64_t)getpid(); /* processes start their turns apart */
 }
 
+int route_owner(uid_t *owner)
+{
+	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
+	if (!t)
+		return -1;
+	*owner = t->owner;
+	return 0;
+}
+
 uint64_t route_table_gen(void)
 {
 	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);

@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "log.h"
 #include "real.h"
+#include "svcstats.h"
 #include "table.h"
 
 #include <stdint.h>
@@ -45,6 +46,18 @@ struct flare_stats {
 #undef FLARE_STATS_FIELD
 extern struct flare_stats flare_stats;
 #define STAT_INC(f) __atomic_add_fetch(&flare_stats.f, 1, __ATOMIC_RELAXED)
+/* ...and per service into the agent's NAME.stats slot, when this process has one */
+extern struct flare_svcstats_slot *flare_svcstats_slot;
+#define SVC_STAT(svc, f, n)                                                                        \
+	do {                                                                                       \
+		struct flare_svcstats_slot *s_ =                                                   \
+		    __atomic_load_n(&flare_svcstats_slot, __ATOMIC_ACQUIRE);                       \
+		if (s_)                                                                            \
+			__atomic_add_fetch(&s_->v[(svc) % FLARE_SVCSTATS_SERVICES][f], (n),        \
+					   __ATOMIC_RELAXED);                                      \
+	} while (0)
+void svcstats_attach(void);
+void svcstats_atfork_child(void);
 #define STAT_ADD(f, n) __atomic_add_fetch(&flare_stats.f, (n), __ATOMIC_RELAXED)
 
 /* ---- fdtab.c: descriptor -> connection, and what is known of a descriptor ---- */
@@ -94,6 +107,8 @@ uint64_t route_rr_ticket(uint32_t svc_index);
 /* The table's moves generation (0: no table), and the move asked of the
  * connection from client to replica `from` (global indexes). */
 uint64_t route_moves_gen(void);
+/* The table's owner (its agent's user); 0, or -1 when no table is open */
+int route_owner(uid_t *owner);
 /* The table's ranking generation (one load; 0: no table) */
 uint64_t route_table_gen(void);
 int route_find_move(const struct flare_addr *client, uint32_t from, uint32_t *to);

@@ -279,9 +279,11 @@ def test_failover_while_rebinding():
     out, err = p.communicate(timeout=120)
     check(p.returncode == 0 and "errors=0" in out and "requests=20000" in out,
           "per-request client through the kill: %s %s" % (out, err[-400:]))
-    st = library_stats(stats)
-    check(st["failovers"] + st["connect_failovers"] >= 1 or "A-2" not in served_by(out),
-          "the kill met the client: %r %r" % (st, out))
+    # the kill landed mid-run: A-2 served part of the requests, not its third
+    # (whether a request met the dead socket, or the table said so first,
+    # depends on timing; either way none may fail)
+    by = served_by(out)
+    check(0 < by.get("A-2", 0) < 20000 // 3, "the kill landed mid-run: %r" % by)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,45 @@ def test_manager_metrics_scraped():
     check(value(fams, "flare_rankings_total") >= 2, "rankings counted")
 
 
+def test_agent_metrics_count_the_library():
+    """agent.metrics: what the library did on the host, per service, from
+    the slots its processes claimed (no thread, no syscall in them),
+    parsed by a real Prometheus parser; a process that exited is folded
+    into the totals, which only grow."""
+    port = free_ports(1)[0]
+    s = rr_deployment(n=3, name="agentm")
+    with open(s.conf) as f:
+        conf = f.read().replace('agent = { shm = "', 'agent = { metrics = "127.0.0.1:%d"; shm = "'
+                                % port)
+    with open(s.conf, "w") as f:
+        f.write(conf)
+    start_rr(s)
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-client", "-c",
+                          "127.0.0.1:%d" % s.svc, "-r", "400", "-n", "800"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, **senv))
+    track(p)
+    time.sleep(0.8)
+    fams = scrape(port)
+    check(value(fams, "flare_library_processes") >= 1, "the running client has a slot")
+    check(value(fams, "flare_library_connections_total", service="A") >= 1, "counted live")
+    victim = [i for i in range(s.n) if "A-%d" % (i + 1) in s.order("A")[:1]]
+    s.kill("rr%d" % victim[0])
+    out, err = p.communicate(timeout=60)
+    check(p.returncode == 0 and "errors=0" in out, "client: %s %s" % (out, err[-300:]))
+    st = library_stats(stats)
+    fams = scrape(port)
+    check(value(fams, "flare_library_processes") == 0, "the exited client's slot is free")
+    check(value(fams, "flare_library_connections_total", service="A") == st["managed"] and
+          value(fams, "flare_library_heals_total", service="A") == st["failovers"] and
+          value(fams, "flare_library_replays_total", service="A") == st["replays"],
+          "the agent's totals are the process's own: %r" % st)
+    check(st["failovers"] >= 1, "the kill met the client: %r" % st)
+    check(value(fams, "flare_agent_subscribed") == 1 and value(fams, "flare_agent_tables_total")
+          >= 1, "the agent's own counters")
+
+
 def test_systemd_units_and_readiness():
     """The units (dist/systemd) pass systemd-analyze verify with this build's
     binaries; each daemon tells systemd it is ready (Type=notify) once it
@@ -285,4 +324,4 @@ def test_reload_under_load():
 if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
          test_manager_metrics_scraped, test_systemd_units_and_readiness,
-         test_staged_install, test_reload_under_load])
+         test_staged_install, test_reload_under_load, test_agent_metrics_count_the_library])
