@@ -6,6 +6,7 @@
  * exited into the agent's own totals, freeing their slots, so every
  * counter only grows. */
 #include "agent.h"
+#include "daemon.h"
 
 #include "log.h"
 
@@ -138,24 +139,10 @@ int metrics_start(struct agent *a)
 		}
 		a->stats = s;
 	}
-	const struct flare_addr *ma = &a->cfg->agent_metrics;
-	if (!ma->family)
+	if (!a->cfg->agent_metrics.family)
 		return 0;
-	char text[FLARE_ADDR_STRLEN], ip[FLARE_ADDR_STRLEN];
-	flare_addr_format(ma, text, sizeof(text));
-	snprintf(ip, sizeof(ip), "%s", text[0] == '[' ? text + 1 : text);
-	char *cut = strrchr(ip, text[0] == '[' ? ']' : ':');
-	if (cut)
-		*cut = '\0';
-	a->metrics = evhttp_new(a->base);
-	if (!a->metrics || evhttp_bind_socket(a->metrics, ip, ma->port) < 0) {
-		log_error("metrics: cannot listen on %s", text);
-		return -1;
-	}
-	evhttp_set_allowed_methods(a->metrics, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_cb(a->metrics, "/metrics", on_metrics, a);
-	log_info("metrics on http://%s/metrics", text);
-	return 0;
+	a->metrics = metrics_listen(a->base, &a->cfg->agent_metrics, on_metrics, a);
+	return a->metrics ? 0 : -1;
 }
 
 void metrics_stop(struct agent *a, int unlink_segment)

@@ -6,6 +6,7 @@
 #include "unixaddr.h"
 
 #include <errno.h>
+#include <event2/http.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,4 +266,27 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 	if (rl.cur_heap)
 		free(rl.cur);
 	return 0;
+}
+
+struct evhttp *metrics_listen(struct event_base *base, const struct flare_addr *a,
+			      void (*cb)(struct evhttp_request *, void *), void *arg)
+{
+	char ip[FLARE_ADDR_STRLEN], text[FLARE_ADDR_STRLEN];
+	flare_addr_format(a, text, sizeof(text));
+	/* evhttp binds a host and a port: the address without its port */
+	snprintf(ip, sizeof(ip), "%s", text[0] == '[' ? text + 1 : text);
+	char *cut = strrchr(ip, text[0] == '[' ? ']' : ':');
+	if (cut)
+		*cut = '\0';
+	struct evhttp *h = evhttp_new(base);
+	if (!h || evhttp_bind_socket(h, ip, a->port) < 0) {
+		log_error("metrics: cannot listen on %s", text);
+		if (h)
+			evhttp_free(h);
+		return NULL;
+	}
+	evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_cb(h, "/metrics", cb, arg);
+	log_info("metrics on http://%s/metrics", text);
+	return h;
 }

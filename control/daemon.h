@@ -54,4 +54,11 @@ struct evconnlistener *listen_unix(struct event_base *base, const char *path, ev
 				   void *arg);
 void describe_peer(const struct sockaddr *sa, int len, char *buf, size_t n);
 
+struct evhttp;
+struct evhttp_request;
+/* An HTTP server for GET /metrics on a (Prometheus' text format is the
+ * callback's); NULL (logged) when it cannot listen. */
+struct evhttp *metrics_listen(struct event_base *base, const struct flare_addr *a,
+			      void (*cb)(struct evhttp_request *, void *), void *arg);
+
 #endif

@@ -5,6 +5,7 @@
  * counters; labels name hosts, services and replicas (config names, which
  * the loader restricts to characters that need no escaping). */
 #include "manager.h"
+#include "daemon.h"
 
 #include "log.h"
 
@@ -128,23 +129,8 @@ int metrics_start(struct manager *m)
 {
 	if (m->id > m->cfg->n_manager_metrics)
 		return 0; /* no metrics address for this manager */
-	const struct flare_addr *a = &m->cfg->manager_metrics[m->id - 1];
-	char ip[FLARE_ADDR_STRLEN], text[FLARE_ADDR_STRLEN];
-	flare_addr_format(a, text, sizeof(text));
-	/* evhttp binds a host and a port: the address without its port */
-	snprintf(ip, sizeof(ip), "%s", text[0] == '[' ? text + 1 : text);
-	char *colon = strrchr(ip, text[0] == '[' ? ']' : ':');
-	if (colon)
-		*colon = '\0';
-	m->metrics = evhttp_new(m->base);
-	if (!m->metrics || evhttp_bind_socket(m->metrics, ip, a->port) < 0) {
-		log_error("metrics: cannot listen on %s", text);
-		return -1;
-	}
-	evhttp_set_allowed_methods(m->metrics, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_cb(m->metrics, "/metrics", on_metrics, m);
-	log_info("metrics on http://%s/metrics", text);
-	return 0;
+	m->metrics = metrics_listen(m->base, &m->cfg->manager_metrics[m->id - 1], on_metrics, m);
+	return m->metrics ? 0 : -1;
 }
 
 void metrics_stop(struct manager *m)
