@@ -16,7 +16,10 @@ static int tried;
 
 void svcstats_attach(void)
 {
-	if (__atomic_exchange_n(&tried, 1, __ATOMIC_ACQ_REL))
+	/* a vfork child shares the parent's memory: it must not claim a slot
+	 * into the parent's pointer (once per process: one getpid) */
+	if (__atomic_load_n(&tried, __ATOMIC_ACQUIRE) || flare_in_foreign_child() ||
+	    __atomic_exchange_n(&tried, 1, __ATOMIC_ACQ_REL))
 		return;
 	char name[128];
 	snprintf(name, sizeof(name), "%s" FLARE_SVCSTATS_SUFFIX, route_shm_name());
