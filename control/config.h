@@ -88,6 +88,12 @@ struct flare_config {
 	void *name_index; /* hash of host/service/replica names, for O(1) lookups */
 };
 
+/* Does a service spread or move bindings (so its rates are measured)? */
+static inline int flare_service_balances(const struct flare_service_cfg *s)
+{
+	return s->balance != FLARE_BALANCE_PRIMARY || s->binding != FLARE_BINDING_SESSION;
+}
+
 /* Loads and validates PATH. Returns 0, or -1 with "FILE:LINE: reason" in err. */
 int flare_config_load(const char *path, struct flare_config *cfg, char *err, size_t errlen);
 /* Same from a string (tests, fuzzing); name stands for the file in messages. */

@@ -33,11 +33,6 @@
 
 #define MAX_PLAN_STEPS 64
 
-static int balances(const struct flare_service_cfg *s)
-{
-	return s->balance != FLARE_BALANCE_PRIMARY || s->binding != FLARE_BINDING_SESSION;
-}
-
 static double ewma(double old, double sample, uint64_t dt_ns, int tau_ms)
 {
 	if (tau_ms <= 0)
@@ -105,7 +100,7 @@ int balance_replica_report(struct manager *m, int idx, const struct fw_report *r
 			   uint64_t now)
 {
 	const struct flare_config *c = m->cfg;
-	if (!balances(&c->services[c->replicas[idx].service]))
+	if (!flare_service_balances(&c->services[c->replicas[idx].service]))
 		return 0; /* nothing to smooth or publish: no cost per report */
 	struct mreplica *p = &m->reps[idx];
 	double raw = r->replicas[ri].rate_milli / 1000.0;
@@ -122,14 +117,14 @@ int balance_replica_report(struct manager *m, int idx, const struct fw_report *r
 	       weight != q->weight_ppm;
 }
 
-void balance_fill(struct manager *m, int i, struct fw_rank_replica *q)
+void balance_fill(struct manager *m, int i, uint64_t now, struct fw_rank_replica *q)
 {
-	if (!balances(&m->cfg->services[m->cfg->replicas[i].service])) {
+	if (!flare_service_balances(&m->cfg->services[m->cfg->replicas[i].service])) {
 		q->rate_milli = 0;
 		q->ramp_ppm = q->weight_ppm = FLARE_PPM;
 		return;
 	}
-	publishable(m, i, flare_monotonic_ns(), &q->rate_milli, &q->ramp_ppm, &q->weight_ppm);
+	publishable(m, i, now, &q->rate_milli, &q->ramp_ppm, &q->weight_ppm);
 }
 
 void balance_liveness(struct manager *m, int i, int was_alive, int alive, int first_report)

@@ -2,6 +2,7 @@
  * what agents hold (the last published table), so only those are pushed.
  * Host utilization counts as changed only beyond manager.rank_threshold;
  * liveness, loads and orders on any difference. */
+#include "clock.h"
 #include "manager.h"
 
 #include <string.h>
@@ -13,6 +14,7 @@ static int order_equal(uint8_t na, const uint8_t *a, uint8_t nb, const uint8_t *
 
 int state_delta(struct manager *m, struct fw_rank *d)
 {
+	uint64_t now = flare_monotonic_ns(); /* one clock for every replica's ramp */
 	const struct flare_config *c = m->cfg;
 	*d = (struct fw_rank){.full = 0,
 			      .hosts = m->delta_hosts,
@@ -41,7 +43,7 @@ int state_delta(struct manager *m, struct fw_rank *d)
 		uint8_t alive = (uint8_t)(m->reps[i].alive && m->hosts[c->replicas[i].host].alive);
 		uint32_t load = flare_ppm(state_object_load(m, i));
 		struct fw_rank_replica bal = *p;
-		balance_fill(m, i, &bal);
+		balance_fill(m, i, now, &bal);
 		uint8_t flags = m->reps[i].drained ? FLARE_REP_DRAINED : 0;
 		if (p->alive != alive || p->load_ppm != load || p->flags != flags ||
 		    p->rate_milli != bal.rate_milli || p->ramp_ppm != bal.ramp_ppm ||

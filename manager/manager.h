@@ -130,7 +130,7 @@ int balance_replica_report(struct manager *m, int idx, const struct fw_report *r
 /* A replica's liveness changed (first_report: its host's first report) */
 void balance_liveness(struct manager *m, int i, int was_alive, int alive, int first_report);
 /* The balancing fields of a published replica */
-void balance_fill(struct manager *m, int i, struct fw_rank_replica *q);
+void balance_fill(struct manager *m, int i, uint64_t now, struct fw_rank_replica *q);
 /* Plans on-demand moves where due; returns how many connections move */
 int balance_plan(struct manager *m, uint64_t now);
 /* Drops moves carried out or expired; 1 when any was */

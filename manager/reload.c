@@ -24,11 +24,9 @@ static int carry_hosts(struct manager *old, struct manager *n, struct evconn **g
 		if (o < 0)
 			continue;
 		struct mhost *src = &old->hosts[o], *dst = &n->hosts[h];
-		dst->util = src->util;
-		dst->alive = src->alive;
-		dst->monitor = src->monitor;
-		dst->last_report_ns = src->last_report_ns;
-		dst->reports = src->reports;
+		*dst = *src;
+		dst->seen = NULL; /* report positions: of the old config's indexes */
+		dst->n_seen = 0;
 		src->monitor = NULL;
 		if (dst->monitor) /* the connection now names the host by its new index */
 			dst->monitor->data = (void *)(intptr_t)(h + 1);
@@ -52,19 +50,10 @@ static void carry_replicas(struct manager *old, struct manager *n)
 		if (o < 0 || strcmp(oc->hosts[oc->replicas[o].host].name,
 				    nc->hosts[nc->replicas[r].host].name) != 0)
 			continue;
-		struct mreplica *src = &old->reps[o], *dst = &n->reps[r];
-		dst->alive = src->alive;
-		dst->registered = src->registered;
-		dst->pid = src->pid;
-		dst->measured = src->measured;
-		dst->drained = src->drained;
-		dst->rate = src->rate;
-		dst->rate_ns = src->rate_ns;
-		dst->ramp_from_ns = src->ramp_from_ns;
-		dst->conns = src->conns;
-		dst->n_conns = src->n_conns;
-		src->conns = NULL;
-		src->n_conns = 0;
+		/* everything it knew; its connections change hands */
+		n->reps[r] = old->reps[o];
+		old->reps[o].conns = NULL;
+		old->reps[o].n_conns = 0;
 	}
 }
 

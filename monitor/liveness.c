@@ -281,6 +281,28 @@ void liveness_measure_loads(struct monitor *m, uint64_t now)
 	}
 }
 
+/* Every probe under way given up */
+static void probes_stop(struct monitor *m)
+{
+	for (int i = 0; i < m->n_reps; i++) {
+		if (m->reps[i].probe_ev) {
+			free(event_get_callback_arg(m->reps[i].probe_ev));
+			event_free(m->reps[i].probe_ev);
+		}
+		if (m->reps[i].probe_fd >= 0)
+			close(m->reps[i].probe_fd);
+	}
+}
+
+/* A replica entry for config replica i: unknown, not probing */
+static void rep_init(struct mon_replica *r, int i)
+{
+	memset(r, 0, sizeof(*r));
+	r->cfg = i;
+	r->load = -1;
+	r->probe_fd = -1;
+}
+
 int liveness_start(struct monitor *m)
 {
 	const struct flare_config *c = m->cfg;
@@ -288,12 +310,8 @@ int liveness_start(struct monitor *m)
 	if (!m->reps)
 		return -1;
 	for (int i = 0; i < c->n_replicas; i++)
-		if (c->replicas[i].host == m->host) {
-			struct mon_replica *r = &m->reps[m->n_reps++];
-			r->cfg = i;
-			r->load = -1;
-			r->probe_fd = -1;
-		}
+		if (c->replicas[i].host == m->host)
+			rep_init(&m->reps[m->n_reps++], i);
 	m->unix_listener = listen_unix(m->base, c->hosts[m->host].monitor_socket, on_reg_accept, m);
 	return m->unix_listener ? 0 : -1;
 }
@@ -313,15 +331,7 @@ void liveness_stop(struct monitor *m)
 		evconn_close(g->c, "monitor stopping");
 		free(g);
 	}
-	for (int i = 0; i < m->n_reps; i++) {
-		if (m->reps[i].probe_ev) {
-			struct probe_arg *pa = event_get_callback_arg(m->reps[i].probe_ev);
-			event_free(m->reps[i].probe_ev);
-			free(pa);
-		}
-		if (m->reps[i].probe_fd >= 0)
-			close(m->reps[i].probe_fd);
-	}
+	probes_stop(m);
 	free(m->reps);
 	m->reps = NULL;
 }
@@ -348,9 +358,7 @@ int liveness_reload(struct monitor *m, const struct flare_config *cfg, int host)
 		if (cfg->replicas[i].host != host)
 			continue;
 		struct mon_replica *r = &reps[n];
-		r->cfg = i;
-		r->load = -1;
-		r->probe_fd = -1;
+		rep_init(r, i);
 		for (int o = 0; o < m->n_reps; o++)
 			if (strcmp(m->cfg->replicas[m->reps[o].cfg].name, cfg->replicas[i].name) ==
 			    0) {
@@ -377,14 +385,7 @@ int liveness_reload(struct monitor *m, const struct flare_config *cfg, int host)
 				g->reps[k++] = map[g->reps[j]];
 		g->n = k;
 	}
-	for (int o = 0; o < m->n_reps; o++) {
-		if (m->reps[o].probe_ev) {
-			free(event_get_callback_arg(m->reps[o].probe_ev));
-			event_free(m->reps[o].probe_ev);
-		}
-		if (m->reps[o].probe_fd >= 0)
-			close(m->reps[o].probe_fd);
-	}
+	probes_stop(m);
 	free(map);
 	free(m->reps);
 	m->reps = reps;

@@ -21,6 +21,15 @@ static int option(void *ctx, int opt, const char *arg)
 	return 0;
 }
 
+/* request rates are measured only where something balances on them */
+static int wants_traffic(const struct flare_config *cfg)
+{
+	for (int i = 0; i < cfg->n_services; i++)
+		if (flare_service_balances(&cfg->services[i]))
+			return 1;
+	return 0;
+}
+
 static int prepare(void *ctx, const char *path, struct flare_config *cfg, char *err, size_t n)
 {
 	struct monitor_main *mm = ctx;
@@ -40,11 +49,7 @@ static int prepare(void *ctx, const char *path, struct flare_config *cfg, char *
 		snprintf(err, n, "%s:%d: %s", path, cfg->hosts[m->host].line, why);
 		return -1;
 	}
-	/* request rates are measured only where something balances on them */
-	for (int i = 0; i < cfg->n_services; i++)
-		if (cfg->services[i].balance != FLARE_BALANCE_PRIMARY ||
-		    cfg->services[i].binding != FLARE_BINDING_SESSION)
-			m->want_traffic = 1;
+	m->want_traffic = wants_traffic(cfg);
 	return 0;
 }
 
@@ -116,11 +121,7 @@ static int reload(void *ctx, struct flare_config *cfg)
 		m->links[i].cfg = cfg;
 		m->links[i].addrs = &cfg->managers[i];
 	}
-	m->want_traffic = 0;
-	for (int i = 0; i < cfg->n_services; i++)
-		if (cfg->services[i].balance != FLARE_BALANCE_PRIMARY ||
-		    cfg->services[i].binding != FLARE_BINDING_SESSION)
-			m->want_traffic = 1;
+	m->want_traffic = wants_traffic(cfg);
 	log_info("SIGHUP: host %s has %d replica(s)", name, m->n_reps);
 	report_send(m);
 	return 0;

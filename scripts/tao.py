@@ -79,20 +79,14 @@ services = (
     return s
 
 
-def client(s, hz, seconds, tag, env=None):
+def client(s, hz, seconds, tag):
+    """An rr-client under flare-run at hz for seconds, logging each reply
+    (its monotonic time and the replica that answered) for rates()."""
     log = os.path.join(s.dir, "client-%s.log" % tag)
-    e = dict(os.environ)
-    senv, stats = deploy.client_env(s)
-    e.update(senv)
-    e.update(env or {})
-    p = subprocess.Popen([deploy.BUILD + "/flare-run", "--shm", s.shm, "--",
-                          deploy.BUILD + "/rr-client", "-c", "127.0.0.1:%d" % s.svc,
-                          "-r", str(hz), "-n", str(int(hz * seconds) + 100),
-                          "--duration", str(seconds), "--log", log,
-                          "--log-mono"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
-    deploy.track(p)
-    p.log, p.stats, p.tag = log, stats, tag
+    p = deploy.rr_client(s, ["-r", str(hz), "-n", str(int(hz * seconds) + 100),
+                             "--duration", str(seconds), "--log", log, "--log-mono"],
+                         wait=False)
+    p.log, p.tag = log, tag
     return p
 
 

@@ -198,13 +198,13 @@ struct fconn {
 	int n_ep;
 
 	/* load balancing (rebind.c) */
-	uint8_t balance, binding; /* [init] the service's enum flare_balance, flare_binding */
-	uint32_t rebind_ms;       /* [init] least time between two rebinds */
-	struct flare_addr local;  /* [claim] this socket's address, as its replica sees it */
-	uint32_t local_gen;       /* [claim] the generation `local` was read at */
-	uint64_t bound_ms;        /* [claim] when the connection was last bound */
-	uint64_t moves_seen;      /* [claim] the table's moves generation last looked at */
-	int rb_fd1, rb_to;        /* [claim] on demand: a socket (fd + 1) connecting to rb_to */
+	uint8_t binding;         /* [init] the service's enum flare_binding */
+	uint32_t rebind_ms;      /* [init] least time between two rebinds */
+	struct flare_addr local; /* [claim] this socket's address, as its replica sees it */
+	uint32_t local_gen;      /* [claim] the generation `local` was read at */
+	uint64_t bound_ms;       /* [claim] when the connection was last bound */
+	uint64_t moves_seen;     /* [claim] the table's moves generation last looked at */
+	int rb_fd1, rb_to;       /* [claim] on demand: a socket (fd + 1) connecting to rb_to */
 	int pool1[FLARE_MAX_REPLICAS]; /* [claim] per request: a socket per replica (fd + 1) */
 	uint32_t pool_ready;           /* [claim] pool sockets (bits) known to be connected */
 	uint32_t pool_gen;  /* [claim] fc->gen when pool1[cur] was the program's socket */

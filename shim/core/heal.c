@@ -124,10 +124,8 @@ static void heal_done(struct fconn *fc, const uint8_t *order, int n, int k, uint
 	exchange_healed(fc);
 	if (!async) {
 		if (len > from) {
-			STAT_INC(replays);
-			STAT_ADD(replay_bytes, len - from);
-			SVC_STAT(fc->svc_index, SS_REPLAYS, 1);
-			SVC_STAT(fc->svc_index, SS_REPLAY_BYTES, len - from);
+			COUNT(replays, fc->svc_index, SS_REPLAYS, 1);
+			COUNT(replay_bytes, fc->svc_index, SS_REPLAY_BYTES, len - from);
 		}
 		fconn_enter(fc, FC_READY);
 		return;
@@ -201,8 +199,7 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 		/* the replayed request's own time starts now (request_timeout_ms) */
 		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 		__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
-		STAT_INC(failovers);
-		SVC_STAT(fc->svc_index, SS_HEALS, 1);
+		COUNT(failovers, fc->svc_index, SS_HEALS, 1);
 		if (async)
 			STAT_INC(heals_async);
 		heal_done(fc, order, n, k, from, len, async, err == EINPROGRESS);
@@ -216,10 +213,8 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	}
 	log_warn("service %s: no replica could take over from %s (%s)", rt.svc.name, name, why);
 out:
-	if (rc < 0) {
-		STAT_INC(passed_errors);
-		SVC_STAT(fc->svc_index, SS_PASSED_ERRORS, 1);
-	}
+	if (rc < 0)
+		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
 	fconn_unclaim(fc);
 	return rc;
 }

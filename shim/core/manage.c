@@ -40,7 +40,6 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 		framed_start(fc, rt->svc.protocol);
 	else
 		fc->proto = rt->svc.protocol == PROTO_AUTO ? PROTO_AUTO : PROTO_OPAQUE;
-	fc->balance = rt->svc.balance;
 	fc->binding = rt->svc.binding;
 	fc->rebind_ms = rt->svc.rebind_interval_ms;
 	fc->bound_ms = flare_monotonic_ms();
@@ -151,13 +150,10 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 			}
 			if (k == 0) /* published last: other threads see it whole */
 				fdtab_attach(fd, fc);
-			if (!__atomic_load_n(&flare_svcstats_slot, __ATOMIC_ACQUIRE))
-				svcstats_attach(); /* once per process */
-			STAT_INC(managed);
-			SVC_STAT(rt->svc_index, SS_MANAGED, 1);
+			svcstats_attach(); /* claims this process's slot, once */
+			COUNT(managed, rt->svc_index, SS_MANAGED, 1);
 			if (k > 0) {
-				STAT_INC(connect_failovers);
-				SVC_STAT(rt->svc_index, SS_CONNECT_FAILOVERS, 1);
+				COUNT(connect_failovers, rt->svc_index, SS_CONNECT_FAILOVERS, 1);
 				char a[FLARE_ADDR_STRLEN];
 				log_info("connect to %s: replica %s after %d failed attempt(s)",
 					 flare_addr_format(dst, a, sizeof(a)), rt->reps[idx].name,
@@ -179,8 +175,7 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 		log_debug("connect to replica %s failed: %s", rt->reps[idx].name, strerror(err));
 	}
 	fconn_release(fc);
-	STAT_INC(passed_errors);
-	SVC_STAT(rt->svc_index, SS_PASSED_ERRORS, 1);
+	COUNT(passed_errors, rt->svc_index, SS_PASSED_ERRORS, 1);
 	/* a timed-out attempt reads as the kernel's ETIMEDOUT; a virtual address
 	 * nobody listens on would have been refused */
 	errno = first_err ? first_err : ECONNREFUSED;

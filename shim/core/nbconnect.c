@@ -47,8 +47,7 @@ int nb_advance(struct fconn *fc, int fd, int err)
 		if (!connect)
 			__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
-		STAT_INC(connect_failovers);
-		SVC_STAT(fc->svc_index, SS_CONNECT_FAILOVERS, 1);
+		COUNT(connect_failovers, fc->svc_index, SS_CONNECT_FAILOVERS, 1);
 		if (e == 0) /* connected at once */
 			fconn_enter(fc, connect ? FC_READY : FC_REPLAYING);
 		else
@@ -58,8 +57,7 @@ int nb_advance(struct fconn *fc, int fd, int err)
 	/* none left: a connect reports its first error; a heal, the reset the
 	 * program would have seen without the library */
 	__atomic_store_n(&fc->conn_err, connect ? fc->first_err : ECONNRESET, __ATOMIC_RELEASE);
-	STAT_INC(passed_errors);
-	SVC_STAT(fc->svc_index, SS_PASSED_ERRORS, 1);
+	COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
 	fconn_enter(fc, FC_FAILED);
 	return 0;
 }

@@ -85,18 +85,12 @@ static void on_demand(struct fconn *fc, int fd)
 		__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
 		exchange_healed(fc);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
-		STAT_INC(rebinds);
-		SVC_STAT(fc->svc_index, SS_REBINDS, 1);
+		COUNT(rebinds, fc->svc_index, SS_REBINDS, 1);
 		log_info("service %s: %s -> %s (rebalanced at a request boundary)", rt.svc.name,
 			 from, rt.reps[fc->cur].name);
 		return;
 	}
-	if (flare_monotonic_ms() - fc->bound_ms < fc->rebind_ms)
-		return;
-	uint64_t mg = route_moves_gen();
-	if (mg == fc->moves_seen)
-		return;
-	fc->moves_seen = mg;
+	fc->moves_seen = route_moves_gen(); /* looked at, whatever it says */
 	refresh_local(fc, fd);
 	uint32_t to;
 	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
@@ -209,26 +203,34 @@ static void per_request(struct fconn *fc, int fd)
 	fc->cur = t;
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
 	fc->pool_gen = __atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
-	STAT_INC(switches);
-	SVC_STAT(fc->svc_index, SS_SWITCHES, 1);
+	COUNT(switches, fc->svc_index, SS_SWITCHES, 1);
+}
+
+/* On demand, most writes have nothing to do: a socket to take, or moves
+ * published since the last look and the interval over. [claim] */
+static int move_due(struct fconn *fc)
+{
+	return fc->rb_fd1 || (flare_monotonic_ms() - fc->bound_ms >= fc->rebind_ms &&
+			      route_moves_gen() != fc->moves_seen);
 }
 
 void rebind_at_write(struct fconn *fc, int fd)
 {
 	int per_req = fc->binding == FLARE_BINDING_REQUEST;
-	if (fconn_state(fc) != FC_READY || !exchange_boundary(fc, per_req) || !fconn_claim(fc))
+	if (fconn_state(fc) != FC_READY || !fconn_claim(fc))
 		return;
 	/* A vfork child shares the parent's memory, not its descriptors: it
 	 * must change nothing. It may not write to a socket either (POSIX
 	 * allows it only exec and _exit: posix_spawn's file actions are
 	 * close, dup2 and open), so the per-request path, which runs on every
 	 * request, spares itself the getpid; the on-demand one looks only when
-	 * something may change. */
-	if (fconn_state(fc) == FC_READY) {
+	 * something may change. The boundary (a lock for framed connections)
+	 * is asked last. */
+	if (fconn_state(fc) == FC_READY && (per_req || move_due(fc)) &&
+	    exchange_boundary(fc, per_req)) {
 		if (per_req)
 			per_request(fc, fd);
-		else if ((fc->rb_fd1 || route_moves_gen() != fc->moves_seen) &&
-			 !flare_in_foreign_child())
+		else if (!flare_in_foreign_child())
 			on_demand(fc, fd);
 	}
 	fconn_unclaim(fc);
@@ -236,8 +238,10 @@ void rebind_at_write(struct fconn *fc, int fd)
 
 void rebind_release(struct fconn *fc)
 {
-	if (flare_in_foreign_child())
-		return; /* a vfork child must not close its parent's sockets */
+	/* session-bound connections hold no sockets of their own: no getpid
+	 * on every close; a vfork child must not close its parent's sockets */
+	if (fc->binding == FLARE_BINDING_SESSION || flare_in_foreign_child())
+		return;
 	if (fc->rb_fd1)
 		real.close(fc->rb_fd1 - 1);
 	fc->rb_fd1 = 0;

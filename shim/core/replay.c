@@ -47,10 +47,8 @@ void replay_progress(struct fconn *fc, int fd)
 	}
 	if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
 		real.shutdown(fd, SHUT_WR);
-	STAT_INC(replays);
-	STAT_ADD(replay_bytes, fc->replay_len);
-	SVC_STAT(fc->svc_index, SS_REPLAYS, 1);
-	SVC_STAT(fc->svc_index, SS_REPLAY_BYTES, fc->replay_len);
+	COUNT(replays, fc->svc_index, SS_REPLAYS, 1);
+	COUNT(replay_bytes, fc->svc_index, SS_REPLAY_BYTES, fc->replay_len);
 	fconn_enter(fc, FC_READY);
 }
 

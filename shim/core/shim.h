@@ -46,19 +46,22 @@ struct flare_stats {
 #undef FLARE_STATS_FIELD
 extern struct flare_stats flare_stats;
 #define STAT_INC(f) __atomic_add_fetch(&flare_stats.f, 1, __ATOMIC_RELAXED)
-/* ...and per service into the agent's NAME.stats slot, when this process has one */
+#define STAT_ADD(f, n) __atomic_add_fetch(&flare_stats.f, (n), __ATOMIC_RELAXED)
+/* A process counter f and, for the host's agent, service svc's counter ss
+ * in this process's NAME.stats slot when it has one (svcstats.c) */
 extern struct flare_svcstats_slot *flare_svcstats_slot;
-#define SVC_STAT(svc, f, n)                                                                        \
+#define COUNT(f, svc, ss, n)                                                                       \
 	do {                                                                                       \
+		STAT_ADD(f, (n));                                                                  \
 		struct flare_svcstats_slot *s_ =                                                   \
 		    __atomic_load_n(&flare_svcstats_slot, __ATOMIC_ACQUIRE);                       \
 		if (s_)                                                                            \
-			__atomic_add_fetch(&s_->v[(svc) % FLARE_SVCSTATS_SERVICES][f], (n),        \
+			__atomic_add_fetch(&s_->v[(svc) % FLARE_SVCSTATS_SERVICES][ss], (n),       \
 					   __ATOMIC_RELAXED);                                      \
 	} while (0)
+/* Claims this process's slot on its first call (later ones: one load) */
 void svcstats_attach(void);
 void svcstats_atfork_child(void);
-#define STAT_ADD(f, n) __atomic_add_fetch(&flare_stats.f, (n), __ATOMIC_RELAXED)
 
 /* ---- fdtab.c: descriptor -> connection, and what is known of a descriptor ---- */
 int fdtab_init(void);
