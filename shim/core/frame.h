@@ -62,6 +62,7 @@ struct fr_req {
 	uint32_t line;   /* bytes of the current line seen */
 	int64_t num;     /* a number being read */
 	uint8_t neg, digits, vlen, keep;
+	uint8_t clen; /* RESP: bytes of the command name in cmd */
 	char word[FR_WORD];
 	char cmd[FR_WORD]; /* RESP: the command name; HTTP: a header value's first bytes */
 };

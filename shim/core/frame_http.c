@@ -8,6 +8,10 @@
  * Idempotency-Key header. */
 #include "frame_int.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 enum {
 	H_START,   /* before a request or status line */
 	H_FIRST,   /* in it */
@@ -24,6 +28,7 @@ enum {
 
 /* the state both directions share, so one set of line rules serves both */
 struct hline {
+	unsigned want; /* the HD_* bits this direction reads */
 	uint8_t *st, *wlen, *vlen, *chunked, *crlf, *keep;
 	uint32_t *line;
 	int64_t *cl, *need, *num;
@@ -33,8 +38,9 @@ struct hline {
 
 /* The line state of a request or a reply parser (fr_req and fr_rep name
  * these fields alike); value: where a header value's first bytes go. */
-#define HLINE_OF(f, value)                                                                         \
-	((struct hline){.st = &(f)->st,                                                            \
+#define HLINE_OF(f, value, wanted)                                                                 \
+	((struct hline){.want = (wanted),                                                          \
+			.st = &(f)->st,                                                            \
 			.wlen = &(f)->wlen,                                                        \
 			.vlen = &(f)->vlen,                                                        \
 			.chunked = &(f)->chunked,                                                  \
@@ -57,32 +63,85 @@ static int hex_val(uint8_t c)
 	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* Content-Length and Transfer-Encoding, for either direction; -1 when
- * they cannot be read (framing is over). */
-static int body_header(struct hline *h)
+/* The headers framing reads (hline.keep while one is read); a direction
+ * reads only some of them. */
+enum { HD_OTHER, HD_CONTENT_LENGTH, HD_TRANSFER_ENCODING, HD_CONNECTION, HD_IDEMPOTENCY_KEY };
+#define HD_BIT(id) (1u << (id))
+#define HD_REQUEST                                                                                 \
+	(HD_BIT(HD_CONTENT_LENGTH) | HD_BIT(HD_TRANSFER_ENCODING) | HD_BIT(HD_IDEMPOTENCY_KEY))
+#define HD_REPLY (HD_BIT(HD_CONTENT_LENGTH) | HD_BIT(HD_TRANSFER_ENCODING) | HD_BIT(HD_CONNECTION))
+
+static int header_id(const char *name, size_t n, unsigned want)
 {
-	size_t vl = *h->vlen;
-	if (fr_is(h->word, *h->wlen, "CONTENT-LENGTH")) {
-		int64_t v = 0;
+	int id;
+	switch (n) { /* by length first: most names are rejected there */
+	case 14: id = fr_is(name, n, "CONTENT-LENGTH") ? HD_CONTENT_LENGTH : 0; break;
+	case 17: id = fr_is(name, n, "TRANSFER-ENCODING") ? HD_TRANSFER_ENCODING : 0; break;
+	case 10: id = fr_is(name, n, "CONNECTION") ? HD_CONNECTION : 0; break;
+	case 15: id = fr_is(name, n, "IDEMPOTENCY-KEY") ? HD_IDEMPOTENCY_KEY : 0; break;
+	default: return 0;
+	}
+	return want & HD_BIT(id) ? id : 0;
+}
+
+/* A Connection value's tokens (separated by blanks and commas): close,
+ * keep-alive. */
+static void conn_tokens(const char *v, size_t n, uint8_t *close, uint8_t *keep_alive)
+{
+	if (fr_is(v, n, "KEEP-ALIVE")) { /* the usual value, whole */
+		*keep_alive = 1;
+		return;
+	}
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j < n && v[j] != ' ' && v[j] != ',')
+			j++;
+		if (fr_is(v + i, j - i, "CLOSE"))
+			*close = 1;
+		else if (fr_is(v + i, j - i, "KEEP-ALIVE"))
+			*keep_alive = 1;
+		i = j + 1;
+	}
+}
+
+/* What the headers framing reads said, for either direction. */
+struct hd {
+	int64_t cl; /* Content-Length, -1 none */
+	uint8_t chunked, idem, close, keep_alive;
+};
+
+/* One header framing reads, its value's first FR_WORD bytes in v (vl is
+ * FR_WORD when it was longer): -1 when it cannot be read (framing is
+ * over). */
+static int hd_take(struct hd *r, int id, const char *v, size_t vl)
+{
+	switch (id) {
+	case HD_CONTENT_LENGTH: {
+		int64_t x = 0;
 		if (vl == 0 || vl >= FR_WORD)
 			return -1;
 		for (size_t i = 0; i < vl; i++) {
-			if (h->val[i] < '0' || h->val[i] > '9' || i >= FR_NUM_DIGITS)
+			if ((unsigned)(v[i] - '0') > 9 || i >= FR_NUM_DIGITS)
 				return -1;
-			v = v * 10 + (h->val[i] - '0');
+			x = x * 10 + (v[i] - '0');
 		}
-		if (*h->cl >= 0 && *h->cl != v)
+		if (r->cl >= 0 && r->cl != x)
 			return -1; /* two lengths that differ: request smuggling territory */
-		*h->cl = v;
-	} else if (fr_is(h->word, *h->wlen, "TRANSFER-ENCODING")) {
+		r->cl = x;
+		return 0;
+	}
+	case HD_TRANSFER_ENCODING:
 		if (vl >= FR_WORD)
 			return -1;
 		/* chunked must be the last coding */
-		*h->chunked = vl >= 7 && fr_is(h->val + vl - 7, 7, "CHUNKED");
-		if (!*h->chunked)
-			return -1;
+		r->chunked = vl >= 7 && fr_is(v + vl - 7, 7, "CHUNKED");
+		return r->chunked ? 0 : -1;
+	case HD_CONNECTION:
+		conn_tokens(v, vl, &r->close, &r->keep_alive);
+		return 0;
+	case HD_IDEMPOTENCY_KEY: r->idem = 1; return 0;
+	default: return 0;
 	}
-	return 0;
 }
 
 /* One byte of the chunked body; 1 when the body (and its trailers) ended. */
@@ -132,7 +191,7 @@ static int chunk_byte(struct hline *h, uint8_t c)
 }
 
 /* After the headers: where the body is. 0 when there is none. */
-static int body_start(struct hline *h)
+static inline __attribute__((always_inline)) int body_start(struct hline *h)
 {
 	if (*h->chunked) {
 		*h->st = H_CHUNK;
@@ -167,20 +226,10 @@ static int body_step(struct hline *h, const uint8_t *p, size_t n, size_t *i)
 	return chunk_byte(h, p[(*i)++]);
 }
 
-/* The headers whose values framing reads; the others are only passed. */
-static int wanted(const char *name, size_t n)
-{
-	switch (n) { /* by length first: most names are rejected there */
-	case 14: return fr_is(name, n, "CONTENT-LENGTH");
-	case 10: return fr_is(name, n, "CONNECTION");
-	case 17: return fr_is(name, n, "TRANSFER-ENCODING");
-	case 15: return fr_is(name, n, "IDEMPOTENCY-KEY");
-	default: return 0;
-	}
-}
-
 /* One byte of a header section (after the first line). 1 at its end. */
-static int header_byte(struct hline *h, uint8_t c, int (*take)(void *, struct hline *), void *owner)
+typedef int take_fn(void *owner, int id, const char *v, size_t vl);
+
+static int header_byte(struct hline *h, uint8_t c, take_fn *take, void *owner)
 {
 	switch (*h->st) {
 	case H_HDR:
@@ -201,7 +250,7 @@ static int header_byte(struct hline *h, uint8_t c, int (*take)(void *, struct hl
 			return -1;
 		if (c == ':') {
 			*h->st = H_VALUE;
-			*h->keep = (uint8_t)wanted(h->word, *h->wlen);
+			*h->keep = (uint8_t)header_id(h->word, *h->wlen, h->want);
 		} else {
 			fr_keep(h->word, h->wlen, c);
 		}
@@ -210,11 +259,12 @@ static int header_byte(struct hline *h, uint8_t c, int (*take)(void *, struct hl
 		if (++*h->line > FR_LINE_MAX)
 			return -1;
 		if (c == '\n') {
-			while (*h->vlen &&
+			/* trailing blanks go; a value too long keeps its length */
+			while (*h->vlen && *h->vlen < FR_WORD &&
 			       (h->val[*h->vlen - 1] == ' ' || h->val[*h->vlen - 1] == '\t'))
 				(*h->vlen)--;
 			*h->st = H_HDR;
-			return *h->keep && take(owner, h) < 0 ? -1 : 0;
+			return *h->keep && take(owner, *h->keep, h->val, *h->vlen) < 0 ? -1 : 0;
 		}
 		if (!*h->keep || c == '\r' || ((c == ' ' || c == '\t') && *h->vlen == 0))
 			return 0;
@@ -261,15 +311,76 @@ static inline size_t line_run(uint8_t st, int skip_first, struct hline *h, const
 	return k;
 }
 
+/* A header value's first FR_WORD bytes as header_byte keeps them
+ * (leading blanks and every CR dropped, trailing blanks too unless it is
+ * too long): where they lie when no CR is among them, else copied to tmp.
+ * v..e: from after the ':' to the '\n'. */
+static const char *value_of(const uint8_t *v, const uint8_t *e, char *tmp, size_t *vl)
+{
+	while (v < e && (*v == ' ' || *v == '\t'))
+		v++;
+	const uint8_t *end = e > v && e[-1] == '\r' ? e - 1 : e;
+	size_t k = (size_t)(end - v) < FR_WORD ? (size_t)(end - v) : FR_WORD;
+	const char *val = (const char *)v;
+	if (memchr(v, '\r', k)) {
+		/* a CR inside: the byte rules, one at a time */
+		k = 0;
+		for (; v < e && k < FR_WORD; v++)
+			if (*v != '\r' && !((*v == ' ' || *v == '\t') && k == 0))
+				tmp[k++] = (char)*v;
+		val = tmp;
+	}
+	while (k && k < FR_WORD && (val[k - 1] == ' ' || val[k - 1] == '\t'))
+		k--;
+	*vl = k;
+	return val;
+}
+
+/* The end of the line starting at p[from] (the index of its '\n', n when
+ * none), with *colon the first ':' in it after its first byte (SIZE_MAX
+ * when none). Sixteen bytes a step where SSE2 is (every x86-64): one pass
+ * finds both, with no call. */
+static inline size_t line_scan(const uint8_t *p, size_t n, size_t from, size_t *colon)
+{
+	size_t i = from;
+	*colon = SIZE_MAX;
+#ifdef __SSE2__
+	const __m128i nl = _mm_set1_epi8('\n'), co = _mm_set1_epi8(':');
+	while (n >= 16 && i < n) {
+		/* the last step overlaps the one before rather than read past n */
+		size_t at = i + 16 <= n ? i : n - 16, skip = i - at;
+		__m128i v = _mm_loadu_si128((const __m128i *)(p + at));
+		unsigned mn = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) >> skip;
+		unsigned mc = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, co)) >> skip;
+		if (i == from)
+			mc &= ~1u; /* the first byte is the name's, whatever it is */
+		if (mn)
+			mc &= (1u << __builtin_ctz(mn)) - 1;
+		if (mc && *colon == SIZE_MAX)
+			*colon = i + (size_t)__builtin_ctz(mc);
+		if (mn)
+			return i + (size_t)__builtin_ctz(mn);
+		i = at + 16;
+	}
+#endif
+	for (; i < n; i++) {
+		if (p[i] == '\n')
+			return i;
+		if (p[i] == ':' && i > from && *colon == SIZE_MAX)
+			*colon = i;
+	}
+	return n;
+}
+
 /* The common case in one pass: a whole header section in the buffer at a
- * message boundary. Each header line is found with memchr and only the
- * ones framing reads are looked at, taken exactly as header_byte takes
- * them one byte at a time. Returns the section's length, with first (the
- * first line's length, its '\n' included) for the caller to read; 0 for
- * anything else (the state machine reads it, and refuses what it must).
- * The fuzz targets hold the two paths to the same answers. */
-static size_t whole_headers(struct hline *h, const uint8_t *p, size_t n, size_t *first,
-			    int (*take)(void *, struct hline *), void *owner)
+ * message boundary. Each header line is found with line_scan and only the
+ * ones the direction reads (want) are looked at, taken exactly as
+ * header_byte takes them one byte at a time, into r. Returns the section's
+ * length, with first (the first line's length, its '\n' included) for the
+ * caller to read; 0 for anything else (the state machine reads it, and
+ * refuses what it must). The fuzz targets hold the two paths to the same
+ * answers. */
+static size_t whole_headers(const uint8_t *p, size_t n, size_t *first, unsigned want, struct hd *r)
 {
 	const uint8_t *nl = memchr(p, '\n', n);
 	if (!nl || p[0] == '\r' || p[0] == '\n')
@@ -277,30 +388,24 @@ static size_t whole_headers(struct hline *h, const uint8_t *p, size_t n, size_t 
 	*first = (size_t)(nl - p) + 1;
 	if (*first > FR_LINE_MAX)
 		return 0;
-	for (size_t i = *first; i < n; i = (size_t)(nl - p) + 1) {
-		nl = memchr(p + i, '\n', n - i);
-		if (!nl)
+	for (size_t i = *first, e; i < n; i = e + 1) {
+		size_t colon;
+		e = line_scan(p, n, i, &colon);
+		if (e == n)
 			return 0; /* the section goes on past the buffer */
-		size_t len = (size_t)(nl - p) - i;
+		size_t len = e - i;
 		if (len == 0 || (len == 1 && p[i] == '\r'))
-			return (size_t)(nl - p) + 1; /* the empty line */
-		/* the first byte is the name's, whatever it is (header_byte) */
-		const uint8_t *colon = memchr(p + i + 1, ':', len - 1);
-		if (!colon || len + 1 > FR_LINE_MAX || p[i] == '\r')
+			return e + 1; /* the empty line */
+		if (colon == SIZE_MAX || len + 1 > FR_LINE_MAX || p[i] == '\r')
 			return 0;
-		size_t nlen = (size_t)(colon - p) - i;
-		*h->wlen = (uint8_t)(nlen < FR_WORD ? nlen : FR_WORD);
-		if (!wanted((const char *)p + i, *h->wlen))
+		size_t nlen = colon - i;
+		int id = header_id((const char *)p + i, nlen < FR_WORD ? nlen : FR_WORD, want);
+		if (!id)
 			continue;
-		memcpy(h->word, p + i, *h->wlen);
-		*h->keep = 1;
-		*h->vlen = 0;
-		for (const uint8_t *v = colon + 1; v < nl && *h->vlen < FR_WORD; v++)
-			if (*v != '\r' && !((*v == ' ' || *v == '\t') && *h->vlen == 0))
-				h->val[(*h->vlen)++] = (char)*v;
-		while (*h->vlen && (h->val[*h->vlen - 1] == ' ' || h->val[*h->vlen - 1] == '\t'))
-			(*h->vlen)--;
-		if (take(owner, h) < 0)
+		char tmp[FR_WORD];
+		size_t vl;
+		const char *v = value_of(p + colon + 1, p + e, tmp, &vl);
+		if (hd_take(r, id, v, vl) < 0)
 			return 0;
 	}
 	return 0;
@@ -308,12 +413,17 @@ static size_t whole_headers(struct hline *h, const uint8_t *p, size_t n, size_t 
 
 /* ---- requests ---- */
 
-static int req_header(void *owner, struct hline *h)
+static int req_take(void *owner, int id, const char *v, size_t vl)
 {
 	struct fr_req *f = owner;
-	if (fr_is(h->word, *h->wlen, "IDEMPOTENCY-KEY"))
+	struct hd r = {.cl = f->cl, .chunked = f->chunked};
+	if (hd_take(&r, id, v, vl) < 0)
+		return -1;
+	f->cl = r.cl;
+	f->chunked = r.chunked;
+	if (r.idem)
 		f->unsafe = 0;
-	return body_header(h);
+	return 0;
 }
 
 static long req_done(struct fr_req *f, long used, int *ended, uint16_t *flags)
@@ -324,50 +434,62 @@ static long req_done(struct fr_req *f, long used, int *ended, uint16_t *flags)
 	return used;
 }
 
-/* The request line's method, kept in word: its flags. */
-static void method(struct fr_req *f)
+/* A method's flags, and whether it may not run twice. */
+static uint16_t method_flags(const char *w, size_t n, uint8_t *unsafe)
 {
-	const char *w = f->word;
-	size_t n = f->wlen;
+	*unsafe = !(fr_is(w, n, "GET") || fr_is(w, n, "HEAD") || fr_is(w, n, "OPTIONS") ||
+		    fr_is(w, n, "TRACE") || fr_is(w, n, "PUT") || fr_is(w, n, "DELETE"));
 	if (fr_is(w, n, "HEAD"))
-		f->flags |= RQ_HEAD;
-	else if (fr_is(w, n, "CONNECT"))
-		f->flags |= RQ_ENDS;
-	f->unsafe = !(fr_is(w, n, "GET") || fr_is(w, n, "HEAD") || fr_is(w, n, "OPTIONS") ||
-		      fr_is(w, n, "TRACE") || fr_is(w, n, "PUT") || fr_is(w, n, "DELETE"));
+		return RQ_HEAD;
+	return fr_is(w, n, "CONNECT") ? RQ_ENDS : 0;
 }
 
-/* A whole request head in one pass (whole_headers); 0 when it is not. */
+/* The request line's method, kept in word: its flags. */
+static void method(struct fr_req *f) { f->flags |= method_flags(f->word, f->wlen, &f->unsafe); }
+
+/* After the headers: where the body is. 0 when there is none. */
+static inline __attribute__((always_inline)) int req_body_start(struct fr_req *f)
+{
+	struct hline h = HLINE_OF(f, cmd, HD_REQUEST);
+	return body_start(&h);
+}
+
+/* A whole request head in one pass (whole_headers), and its body when it
+ * has a length and is all there; 0 (f untouched) when it is not. */
 static long whole_request(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags)
 {
-	struct hline h = HLINE_OF(f, cmd);
+	struct hd r = {.cl = -1};
 	size_t first;
 	const uint8_t *nl = memchr(p, '\n', n), *sp = nl ? memchr(p, ' ', (size_t)(nl - p)) : NULL;
 	if (!sp || sp == p)
 		return 0;
-	f->wlen = (uint8_t)(sp - p < FR_WORD ? sp - p : FR_WORD);
-	memcpy(f->word, p, f->wlen);
-	method(f);
-	size_t used = whole_headers(&h, p, n, &first, req_header, f);
+	uint8_t unsafe;
+	size_t mlen = (size_t)(sp - p) < FR_WORD ? (size_t)(sp - p) : FR_WORD;
+	uint16_t mflags = method_flags((const char *)p, mlen, &unsafe);
+	size_t used = whole_headers(p, n, &first, HD_REQUEST, &r);
 	if (!used)
 		return 0;
-	if ((f->flags & RQ_ENDS) || !body_start(&h))
+	f->flags |= mflags;
+	f->unsafe = unsafe && !r.idem;
+	f->cl = r.cl;
+	f->chunked = r.chunked;
+	if ((f->flags & RQ_ENDS) || !req_body_start(f))
 		return req_done(f, (long)used, ended, flags);
+	if (f->st == H_BODY && (uint64_t)f->need <= n - used)
+		return req_done(f, (long)(used + (size_t)f->need), ended, flags);
 	return (long)used; /* the body follows */
 }
 
 long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags)
 {
-	struct hline h = HLINE_OF(f, cmd);
 	size_t i = 0;
 	*ended = 0;
 	if (f->st == H_START && n > 4) {
-		struct fr_req saved = *f;
 		long whole = whole_request(f, p, n, ended, flags);
 		if (whole)
 			return whole;
-		*f = saved;
 	}
+	struct hline h = HLINE_OF(f, cmd, HD_REQUEST);
 	while (i < n) {
 		size_t run = line_run(f->st, f->arg == 1, &h, p + i, n - i);
 		if (run) {
@@ -409,7 +531,7 @@ long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint1
 		case H_NAME:
 		case H_VALUE:
 			i++;
-			r = header_byte(&h, c, req_header, f);
+			r = header_byte(&h, c, req_take, f);
 			if (r < 0)
 				return -1;
 			if (r == 0)
@@ -430,26 +552,19 @@ long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint1
 
 /* ---- replies ---- */
 
-static int has_token(const char *v, size_t n, const char *tok)
-{
-	size_t t = strlen(tok);
-	for (size_t i = 0; i + t <= n; i++)
-		if ((i == 0 || v[i - 1] == ' ' || v[i - 1] == ',') && fr_is(v + i, t, tok) &&
-		    (i + t == n || v[i + t] == ' ' || v[i + t] == ','))
-			return 1;
-	return 0;
-}
-
-static int rep_header(void *owner, struct hline *h)
+static int rep_take(void *owner, int id, const char *v, size_t vl)
 {
 	struct fr_rep *f = owner;
-	if (fr_is(h->word, *h->wlen, "CONNECTION")) {
-		if (has_token(h->val, *h->vlen, "CLOSE"))
-			f->flags |= RP_CLOSE;
-		if (has_token(h->val, *h->vlen, "KEEP-ALIVE"))
-			f->keep_alive = 1;
-	}
-	return body_header(h);
+	struct hd r = {.cl = f->cl, .chunked = f->chunked};
+	if (hd_take(&r, id, v, vl) < 0)
+		return -1;
+	f->cl = r.cl;
+	f->chunked = r.chunked;
+	if (r.close)
+		f->flags |= RP_CLOSE;
+	if (r.keep_alive)
+		f->keep_alive = 1;
+	return 0;
 }
 
 static long rep_done(struct fr_rep *f, long used, int *ended, uint8_t *flags)
@@ -462,11 +577,11 @@ static long rep_done(struct fr_rep *f, long used, int *ended, uint8_t *flags)
 	return used;
 }
 
-/* "HTTP/1.x NNN": the status, or -1. */
-static int status_line(struct fr_rep *f)
+/* "HTTP/1.x NNN" (w, wl bytes of the status line but CRs): the status,
+ * with whether it is HTTP/1.0; -1 when it is not one. */
+static int status_of(const char *w, size_t wl, uint8_t *http10)
 {
-	const char *w = f->word;
-	if (f->wlen < 12 || memcmp(w, "HTTP/1.", 7) != 0 || w[8] != ' ')
+	if (wl < 12 || memcmp(w, "HTTP/1.", 7) != 0 || w[8] != ' ')
 		return -1;
 	int code = 0;
 	for (int i = 9; i < 12; i++) {
@@ -474,8 +589,15 @@ static int status_line(struct fr_rep *f)
 			return -1;
 		code = code * 10 + (w[i] - '0');
 	}
-	f->status = (uint16_t)code;
-	f->http10 = w[7] == '0'; /* HTTP/1.0, until its headers say keep-alive */
+	*http10 = w[7] == '0'; /* HTTP/1.0, until its headers say keep-alive */
+	return code;
+}
+
+static int status_line(struct fr_rep *f)
+{
+	int code = status_of(f->word, f->wlen, &f->http10);
+	if (code >= 0)
+		f->status = (uint16_t)code;
 	return code;
 }
 
@@ -505,43 +627,61 @@ static long rep_headers_done(struct fr_rep *f, long used, int *ended, uint8_t *f
 		f->flags |= RP_ENDS | RP_CLOSE;
 		return rep_done(f, used, ended, flags);
 	}
-	struct hline h = HLINE_OF(f, val);
+	struct hline h = HLINE_OF(f, val, HD_REPLY);
 	return body_start(&h) ? used : rep_done(f, used, ended, flags);
 }
 
-/* A whole reply head in one pass (whole_headers); 0 when it is not. */
+/* A whole reply head in one pass (whole_headers), and its body when it
+ * has a length and is all there; 0 (f untouched) when it is not. */
 static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
 {
-	struct hline h = HLINE_OF(f, val);
+	struct hd r = {.cl = -1};
 	size_t first;
 	const uint8_t *nl = memchr(p, '\n', n);
 	if (!nl)
 		return 0;
 	/* of the status line the slow path keeps the first 12 bytes but CRs */
-	f->wlen = 0;
-	for (const uint8_t *c = p; c < nl && f->wlen < 12; c++)
-		if (*c != '\r')
-			f->word[f->wlen++] = (char)*c;
-	if (status_line(f) < 0)
+	char tmp[12];
+	const char *w = (const char *)p;
+	size_t wl = 12;
+	if (nl - p < 12 || memchr(p, '\r', 12)) {
+		wl = 0;
+		for (const uint8_t *c = p; c < nl && wl < 12; c++)
+			if (*c != '\r')
+				tmp[wl++] = (char)*c;
+		w = tmp;
+	}
+	uint8_t http10;
+	int status = status_of(w, wl, &http10);
+	if (status < 0)
 		return 0;
-	size_t used = whole_headers(&h, p, n, &first, rep_header, f);
+	size_t used = whole_headers(p, n, &first, HD_REPLY, &r);
 	if (!used)
 		return 0;
-	return rep_headers_done(f, (long)used, ended, flags);
+	f->status = (uint16_t)status;
+	f->http10 = http10;
+	f->cl = r.cl;
+	f->chunked = r.chunked;
+	if (r.close)
+		f->flags |= RP_CLOSE;
+	if (r.keep_alive)
+		f->keep_alive = 1;
+	long head = rep_headers_done(f, (long)used, ended, flags);
+	if (!*ended && f->st == H_BODY && (uint64_t)f->need <= n - used)
+		return rep_done(f, head + f->need, ended, flags);
+	return head;
 }
 
 long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
 {
-	struct hline h = HLINE_OF(f, val);
 	size_t i = 0;
 	*ended = 0;
 	if (f->st == H_START && n > 4) {
-		struct fr_rep saved = *f;
 		long whole = whole_reply(f, p, n, ended, flags);
 		if (whole)
 			return whole;
-		*f = saved;
 	}
+	struct hline h = HLINE_OF(f, val, HD_REPLY);
 	while (i < n) {
 		/* of the status line, "HTTP/1.x NNN" is all that is read */
 		size_t run = line_run(f->st, f->wlen >= 12, &h, p + i, n - i);
@@ -573,7 +713,7 @@ long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8
 		case H_NAME:
 		case H_VALUE:
 			i++;
-			r = header_byte(&h, c, rep_header, f);
+			r = header_byte(&h, c, rep_take, f);
 			if (r < 0)
 				return -1;
 			if (r == 1) {

@@ -8,32 +8,51 @@
 
 enum { R_START, R_ARRAY_NUM, R_BULK_TYPE, R_BULK_NUM, R_BULK_DATA, R_BULK_CRLF, R_INLINE };
 
-static uint16_t classify(const struct fr_req *f)
+/* By length first: most commands (GET, SET, HGET...) are none of these,
+ * and a name is compared whole, as the server does (a NUL is a byte). */
+static uint16_t classify(const char *c, size_t cl, const char *w, size_t wl)
 {
-	const char *c = f->cmd, *w = f->word;
-	size_t cl = strnlen(f->cmd, FR_WORD), wl = f->wlen;
-	if (fr_is(c, cl, "SELECT") || fr_is(c, cl, "AUTH") || fr_is(c, cl, "HELLO") ||
-	    fr_is(c, cl, "READONLY") || fr_is(c, cl, "READWRITE"))
-		return RQ_SESSION;
-	if (fr_is(c, cl, "CLIENT")) {
-		if (fr_is(w, wl, "SETNAME") || fr_is(w, wl, "SETINFO") ||
-		    fr_is(w, wl, "NO-EVICT") || fr_is(w, wl, "NO-TOUCH"))
+	switch (cl) {
+	case 4:
+		if (fr_is(c, cl, "AUTH"))
+			return RQ_SESSION;
+		if (fr_is(c, cl, "EXEC"))
+			return RQ_TXN_END;
+		return fr_is(c, cl, "SYNC") || fr_is(c, cl, "QUIT") ? RQ_ENDS : 0;
+	case 5:
+		if (fr_is(c, cl, "HELLO"))
+			return RQ_SESSION;
+		if (fr_is(c, cl, "MULTI") || fr_is(c, cl, "WATCH"))
+			return RQ_TXN_BEGIN;
+		if (fr_is(c, cl, "RESET"))
+			return RQ_TXN_END | RQ_RESET;
+		return fr_is(c, cl, "PSYNC") ? RQ_ENDS : 0;
+	case 6:
+		if (fr_is(c, cl, "SELECT"))
+			return RQ_SESSION;
+		if (!fr_is(c, cl, "CLIENT"))
+			return 0;
+		if (fr_is(w, wl, "SETNAME") || fr_is(w, wl, "SETINFO") || fr_is(w, wl, "NO-EVICT") ||
+		    fr_is(w, wl, "NO-TOUCH"))
 			return RQ_SESSION;
 		if (fr_is(w, wl, "REPLY") || fr_is(w, wl, "TRACKING"))
 			return RQ_ENDS; /* replies stop coming one for one */
 		return 0;
+	case 7:
+		if (fr_is(c, cl, "DISCARD") || fr_is(c, cl, "UNWATCH"))
+			return RQ_TXN_END;
+		return fr_is(c, cl, "MONITOR") ? RQ_ENDS : 0;
+	case 8:
+		if (fr_is(c, cl, "READONLY"))
+			return RQ_SESSION;
+		return fr_is(c, cl, "SHUTDOWN") ? RQ_ENDS : 0;
+	case 9:
+		if (fr_is(c, cl, "READWRITE"))
+			return RQ_SESSION;
+		return fr_is(c, cl, "SUBSCRIBE") ? RQ_ENDS : 0;
+	case 10: return fr_is(c, cl, "PSUBSCRIBE") || fr_is(c, cl, "SSUBSCRIBE") ? RQ_ENDS : 0;
+	default: return 0;
 	}
-	if (fr_is(c, cl, "MULTI") || fr_is(c, cl, "WATCH"))
-		return RQ_TXN_BEGIN;
-	if (fr_is(c, cl, "EXEC") || fr_is(c, cl, "DISCARD") || fr_is(c, cl, "UNWATCH"))
-		return RQ_TXN_END;
-	if (fr_is(c, cl, "RESET"))
-		return RQ_TXN_END | RQ_RESET;
-	if (fr_is(c, cl, "SUBSCRIBE") || fr_is(c, cl, "PSUBSCRIBE") || fr_is(c, cl, "SSUBSCRIBE") ||
-	    fr_is(c, cl, "MONITOR") || fr_is(c, cl, "SYNC") || fr_is(c, cl, "PSYNC") ||
-	    fr_is(c, cl, "QUIT") || fr_is(c, cl, "SHUTDOWN"))
-		return RQ_ENDS;
-	return 0;
 }
 
 /* Back at a request boundary: only what the next request reads before
@@ -44,29 +63,27 @@ static void req_reset(struct fr_req *f)
 	f->arg = 0;
 	f->keep = 0;
 	f->wlen = 0;
+	f->clen = 0;
 	f->line = 0;
-	f->cmd[0] = f->word[0] = '\0';
 }
 
 /* The request is over: its flags, and the parser back at a boundary. */
 static long req_end(struct fr_req *f, long used, int *ended, uint16_t *flags)
 {
-	*flags = classify(f);
+	*flags = classify(f->cmd, f->clen, f->word, f->wlen);
 	*ended = 1;
 	req_reset(f);
 	return used;
 }
 
 /* "digits\r\n" at p[*i]: the value, *i past it; -1 when it is not. */
-static int whole_num(const uint8_t *p, size_t n, size_t *i, int64_t *v)
+static inline __attribute__((always_inline)) int whole_num(const uint8_t *p, size_t n, size_t *i,
+							   int64_t *v)
 {
-	size_t j = *i;
+	size_t j = *i, end = n - *i > FR_NUM_DIGITS ? *i + FR_NUM_DIGITS : n;
 	int64_t x = 0;
-	while (j < n && p[j] >= '0' && p[j] <= '9') {
-		if (j - *i >= FR_NUM_DIGITS)
-			return -1;
+	while (j < end && (unsigned)(p[j] - '0') <= 9)
 		x = x * 10 + (p[j++] - '0');
-	}
 	if (j == *i || j + 1 >= n || p[j] != '\r' || p[j + 1] != '\n')
 		return -1;
 	*i = j + 2;
@@ -77,12 +94,14 @@ static int whole_num(const uint8_t *p, size_t n, size_t *i, int64_t *v)
 /* The common case, a whole request array in the buffer at a boundary, in
  * one straight pass instead of a state switch per byte: its length, or 0
  * (nothing changed) for anything else, which the state machine then reads
- * (and rejects, if it must). The fuzz target holds the two to the same
+ * (and rejects, if it must). The command's name and CLIENT's subcommand
+ * are classified where they lie. The fuzz target holds the two to the same
  * answers: whole buffers take this path, single bytes the other. */
-static long whole_request(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags)
+static long whole_request(const uint8_t *p, size_t n, int *ended, uint16_t *flags)
 {
-	size_t i = 1;
+	size_t i = 1, cl = 0, wl = 0;
 	int64_t count, len;
+	const char *cmd = NULL, *word = NULL;
 	if (whole_num(p, n, &i, &count) < 0 || count <= 0)
 		return 0;
 	for (int64_t a = 0; a < count; a++) {
@@ -94,20 +113,16 @@ static long whole_request(struct fr_req *f, const uint8_t *p, size_t n, int *end
 			return 0;
 		size_t keep = (size_t)len < FR_WORD ? (size_t)len : FR_WORD;
 		if (a == 0) {
-			memcpy(f->cmd, p + i, keep);
-			if (keep < FR_WORD)
-				f->cmd[keep] = '\0';
-			f->keep = fr_is(f->cmd, strnlen(f->cmd, FR_WORD), "CLIENT");
-			f->wlen = 0;
-		} else if (a == 1 && f->keep) {
-			memcpy(f->word, p + i, keep);
-			f->wlen = (uint8_t)keep;
+			cmd = (const char *)p + i;
+			cl = keep;
+		} else if (a == 1) {
+			word = (const char *)p + i;
+			wl = keep;
 		}
 		i += (size_t)len + 2;
 	}
-	*flags = classify(f);
+	*flags = classify(cmd, cl, word, wl);
 	*ended = 1;
-	req_reset(f);
 	return (long)i;
 }
 
@@ -116,7 +131,7 @@ long fr_redis_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint
 	size_t i = 0;
 	*ended = 0;
 	if (f->st == R_START && n > 1 && p[0] == '*') {
-		long whole = whole_request(f, p, n, ended, flags);
+		long whole = whole_request(p, n, ended, flags);
 		if (whole)
 			return whole;
 	}
@@ -189,8 +204,8 @@ long fr_redis_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint
 			i += k;
 			f->need -= (int64_t)k;
 			if (f->need == 0) {
-				if (f->arg == 0 && f->wlen < FR_WORD)
-					f->cmd[f->wlen] = '\0';
+				if (f->arg == 0)
+					f->clen = f->wlen;
 				f->st = R_BULK_CRLF;
 				f->crlf = 0;
 			}
@@ -204,7 +219,7 @@ long fr_redis_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint
 				break;
 			f->arg = f->arg < 2 ? f->arg + 1 : 2;
 			if (f->arg == 1) {
-				f->keep = fr_is(f->cmd, strnlen(f->cmd, FR_WORD), "CLIENT");
+				f->keep = fr_is(f->cmd, f->clen, "CLIENT");
 				f->wlen = 0; /* the subcommand goes to word */
 			}
 			if (--f->n == 0)
@@ -217,8 +232,7 @@ long fr_redis_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint
 				return -1;
 			if (c == '\n') {
 				if (f->arg == 0) {
-					if (f->wlen < FR_WORD)
-						f->cmd[f->wlen] = '\0';
+					f->clen = f->wlen;
 					f->wlen = 0;
 				}
 				return req_end(f, (long)i, ended, flags);
@@ -227,8 +241,7 @@ long fr_redis_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint
 				break;
 			if (c == ' ') {
 				if (f->arg == 0) {
-					if (f->wlen < FR_WORD)
-						f->cmd[f->wlen] = '\0';
+					f->clen = f->wlen;
 					f->arg = 1;
 					f->wlen = 0;
 				} else if (f->arg == 1 && f->wlen) {
