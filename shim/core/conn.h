@@ -189,13 +189,16 @@ struct fconn {
 	uint64_t dial_ms;    /* when the socket being connected was dialed */
 	int conn_err;        /* [atom] the error owed in FC_FAILED */
 
-	/* the program's epoll registrations of this connection: [lock] */
+	/* the program's epoll registrations of this connection, under
+	 * ep_lock (epreg.c): a spin lock, not [lock], because programs like
+	 * Redis's ae change them around every request */
 	struct {
 		int epfd, fd;
 		uint32_t events;
 		uint64_t data;
 	} ep[FLARE_MAX_EPOLL];
 	int n_ep;
+	uint8_t ep_lock;
 
 	/* load balancing (rebind.c) */
 	uint8_t binding;         /* [init] the service's enum flare_binding */

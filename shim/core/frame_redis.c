@@ -10,7 +10,8 @@ enum { R_START, R_ARRAY_NUM, R_BULK_TYPE, R_BULK_NUM, R_BULK_DATA, R_BULK_CRLF, 
 
 /* By length first: most commands (GET, SET, HGET...) are none of these,
  * and a name is compared whole, as the server does (a NUL is a byte). */
-static uint16_t classify(const char *c, size_t cl, const char *w, size_t wl)
+static inline __attribute__((always_inline)) uint16_t classify(const char *c, size_t cl,
+								    const char *w, size_t wl)
 {
 	switch (cl) {
 	case 4:
@@ -76,11 +77,26 @@ static long req_end(struct fr_req *f, long used, int *ended, uint16_t *flags)
 	return used;
 }
 
-/* "digits\r\n" at p[*i]: the value, *i past it; -1 when it is not. */
+/* "digits\r\n" at p[*i]: the value, *i past it; -1 when it is not. One
+ * and two digits (every length of a command's arguments, nearly) first. */
 static inline __attribute__((always_inline)) int whole_num(const uint8_t *p, size_t n, size_t *i,
 							   int64_t *v)
 {
-	size_t j = *i, end = n - *i > FR_NUM_DIGITS ? *i + FR_NUM_DIGITS : n;
+	size_t j = *i;
+	if (n - j >= 4) {
+		unsigned d0 = (unsigned)p[j] - '0', d1 = (unsigned)p[j + 1] - '0';
+		if (d0 <= 9 && p[j + 1] == '\r' && p[j + 2] == '\n') {
+			*i = j + 3;
+			*v = d0;
+			return 0;
+		}
+		if (d0 <= 9 && d1 <= 9 && p[j + 2] == '\r' && p[j + 3] == '\n') {
+			*i = j + 4;
+			*v = d0 * 10 + d1;
+			return 0;
+		}
+	}
+	size_t end = n - j > FR_NUM_DIGITS ? j + FR_NUM_DIGITS : n;
 	int64_t x = 0;
 	while (j < end && (unsigned)(p[j] - '0') <= 9)
 		x = x * 10 + (p[j++] - '0');

@@ -151,33 +151,33 @@ static void session_keep(struct fconn *fc, uint32_t req_end, uint32_t rep_len, i
 /* The oldest request's reply is whole. */
 static void reply_ended(struct fconn *fc, uint32_t rep_len, uint8_t rflags)
 {
-	if (rflags & RP_ENDS)
-		fc->framing_over = 1;
-	if (rflags & RP_CLOSE)
-		fc->server_closes = 1;
 	int at = fc->q_first;
 	uint16_t f = fc->q_flags[at];
-	if (f & RQ_SESSION)
-		session_keep(fc, fc->q_end[at], rep_len, rflags & RP_ERROR);
-	if (f & RQ_RESET) {
-		fc->sess_len = 0;
-		fc->sess_broken = 0;
+	if (__builtin_expect((rflags & (RP_ENDS | RP_CLOSE)) ||
+			     (f & (RQ_SESSION | RQ_RESET | RQ_TXN_END)), 0)) {
+		if (rflags & RP_ENDS)
+			fc->framing_over = 1;
+		if (rflags & RP_CLOSE)
+			fc->server_closes = 1;
+		if (f & RQ_SESSION)
+			session_keep(fc, fc->q_end[at], rep_len, rflags & RP_ERROR);
+		if (f & RQ_RESET) {
+			fc->sess_len = 0;
+			fc->sess_broken = 0;
+		}
+		if (f & RQ_TXN_END)
+			fc->in_txn = 0;
+		fc->sess_rep_len = 0;
 	}
-	if (f & RQ_TXN_END)
-		fc->in_txn = 0;
 	if (!fc->overflow)
 		fc->head = fc->q_end[at];
 	fc->q_n--;
 	fc->q_first = q_at(fc, 1);
-	fc->sess_rep_len = 0;
-	/* progress: the next failure may go to every replica again */
-	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
-	if (fc->q_n && fc->request_timeout_ms) /* the next reply's time starts */
-		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 }
 
 void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
+	int replies = 0;
 	for (int i = 0; i < iovcnt && n && fconn_framed(fc) && !fc->framing_over; i++) {
 		const uint8_t *p = iov[i].iov_base;
 		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
@@ -185,14 +185,15 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 		for (size_t off = 0; off < k && !fc->framing_over;) {
 			int ended;
 			uint8_t flags;
+			uint16_t rq = fc->q_n ? fc->q_flags[fc->q_first] : 0;
 			if (!fc->rep_read)
-				fc->frp.rq = fc->q_n ? fc->q_flags[fc->q_first] : 0;
+				fc->frp.rq = rq;
 			long used = fr_rep_step(&fc->frp, p + off, k - off, &ended, &flags);
 			if (used < 0) {
 				lose_framing(fc, "a reply it cannot read");
 				return;
 			}
-			if (fc->q_n && (fc->q_flags[fc->q_first] & RQ_SESSION)) {
+			if (rq & RQ_SESSION) {
 				size_t room = FLARE_SESSION_REPLY - fc->sess_rep_len;
 				size_t c = (size_t)used < room ? (size_t)used : room;
 				memcpy(fc->sess_rep + fc->sess_rep_len, p + off, c);
@@ -211,7 +212,14 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 				return;
 			}
 			reply_ended(fc, whole, flags);
+			replies++;
 		}
+	}
+	if (replies) {
+		/* progress: the next failure may go to every replica again */
+		__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
+		if (fc->q_n && fc->request_timeout_ms) /* the next reply's time starts */
+			__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 	}
 	if (fconn_framed(fc))
 		settle(fc, 1);

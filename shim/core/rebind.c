@@ -131,8 +131,7 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 		real.fcntl(p, F_SETFL, fc->prog_fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
 		fc->pool_fl_ok |= 1u << t;
 	}
-	for (int i = 0; i < fc->n_ep; i++)
-		real.epoll_ctl(fc->ep[i].epfd, EPOLL_CTL_DEL, fc->ep[i].fd, NULL);
+	ep_del_all(fc);
 	int rc = fc->n_fds ? 0 : -1;
 	for (int i = 0; i < fc->n_fds && rc == 0; i++)
 		if (real.dup3(p, fc->fds[i], fc->prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)

@@ -257,6 +257,8 @@ int watch_demote(struct flare_route *rt);
 void ep_register(struct fconn *fc, int epfd, int fd, uint32_t events, uint64_t data);
 void ep_unregister(struct fconn *fc, int epfd, int fd);
 void ep_redo(struct fconn *fc);
+void ep_del_all(struct fconn *fc);
+void ep_atfork_child(struct fconn *fc);
 /* fd behind (epfd, data) among connecting connections, or -1 */
 int ep_find_connecting(int epfd, uint64_t data);
 /* the same among every live connection (an error event: rare) */
