@@ -45,9 +45,13 @@ void wait_slept(void)
 
 int wait_sliced(struct sliced_wait *w, int timeout)
 {
-	int64_t end = wait_deadline(timeout);
+	/* the program's deadline, read off the clock only when a second wait
+	 * needs it: a wait that returns events (nearly all) costs no clock */
+	int64_t end = 0;
+	int have_end = 0;
 	for (;;) {
-		int n = w->wait(w, wait_slice(timeout));
+		int slice = wait_slice(timeout);
+		int n = w->wait(w, slice);
 		if (n < 0)
 			return n;
 		/* a busy loop looks once in 64 waits (watch_all reads the clock),
@@ -63,9 +67,21 @@ int wait_sliced(struct sliced_wait *w, int timeout)
 		if (n == 0)
 			wait_slept();
 		int left = n ? w->filter(w, n) : 0;
-		if (left > 0 || (timeout = wait_left(timeout, end)) == 0) {
-			w->left_ms = timeout;
+		if (left > 0 || timeout == 0 || (n == 0 && slice == timeout)) {
+			w->left_ms = left > 0 ? timeout : 0;
 			return left;
+		}
+		if (timeout > 0) {
+			if (!have_end) {
+				/* a wait that came back empty slept its slice; one whose
+				 * events were all hidden is taken as having slept none */
+				end = (int64_t)flare_monotonic_ms() - (n == 0 ? slice : 0) + timeout;
+				have_end = 1;
+			}
+			if ((timeout = wait_left(timeout, end)) == 0) {
+				w->left_ms = 0;
+				return 0;
+			}
 		}
 	}
 }
