@@ -56,6 +56,9 @@ def run_killing(s, cmd, after, stdin=None):
         p.stdin.write(stdin)
         p.stdin.close()
     time.sleep(after)
+    if p.poll() is not None:
+        raise AssertionError("%s ended before the kill (%.1f s): make the run longer"
+                             % (cmd[0], after))
     s.kill("rr%d" % victim)
     out, err = p.communicate(timeout=120)
     return p.returncode, out, err, library_stats(stats)
@@ -114,7 +117,7 @@ def test_redis_benchmark_pipelined():
     order; the benchmark sees every reply once."""
     s = redis_deployment()
     rc, out, err, st = run_killing(s, ["redis-benchmark", "-p", str(s.svc), "-c", "1", "-P",
-                                       "16", "-n", "400000", "-t", "get", "-q"], 0.8)
+                                       "16", "-n", "2000000", "-t", "get", "-q"], 0.8)
     check(rc == 0 and "GET:" in out and "requests per second" in out,
           "redis-benchmark: rc %d %r %s" % (rc, out[-400:], err[-800:]))
     check(st["failovers"] >= 1 and st["replays"] >= 1, "healed with a replay: %r" % st)
