@@ -27,7 +27,8 @@ COMMON_ALL := $(COMMON_LIBC) $(CONTROL_SRC)
 SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/core/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text fuzz_query \
-	fuzz_table fuzz_config fuzz_auth fuzz_framer_redis fuzz_framer_http fuzz_framer_mc
+	fuzz_table fuzz_config fuzz_auth fuzz_framer_redis fuzz_framer_http fuzz_framer_mc \
+	fuzz_framer_http_scalar
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -232,11 +233,12 @@ $(BUILD)/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c $(FUZZ_SRC) control/auth.c contr
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lconfig -levent -lsodium
 FRAMER_SRC := $(addprefix shim/core/,frame.c frame_http.c frame_mc.c frame_redis.c)
-# one target per framer, from one source
+# one target per framer, from one source; http_scalar: HTTP without SIMD,
+# the path machines without SSE2 take
 $(BUILD)/fuzz/fuzz_framer_%: tests/fuzz/fuzz_framer.c $(FRAMER_SRC) $(wildcard shim/core/frame*.h)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -Ishim/core \
-		-DFUZZ_PROTO=$(if $(filter redis,$*),PROTO_REDIS,$(if $(filter http,$*),PROTO_HTTP,PROTO_MEMCACHED)) \
+	$(CLANG) $(FUZZ_CFLAGS) -Ishim/core $(if $(filter %_scalar,$*),-DFR_SCALAR) \
+		-DFUZZ_PROTO=$(if $(filter redis,$*),PROTO_REDIS,$(if $(filter http%,$*),PROTO_HTTP,PROTO_MEMCACHED)) \
 		$(filter %.c,$^) -o $@
 # one target per message decoder, from one source
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_decoder.c $(FUZZ_SRC) $(FUZZ_HDR)

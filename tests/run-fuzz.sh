@@ -7,7 +7,8 @@ failed=0; passed=0
 for t in "$@"; do
 	corpus="$dir/corpus/$t"
 	mkdir -p "$corpus"
-	[ -d "tests/fuzz/corpus/$t" ] && cp -n tests/fuzz/corpus/$t/* "$corpus/" 2>/dev/null
+	seed=tests/fuzz/corpus/${t%_scalar} # a scalar build shares its target's seeds
+	[ -d "$seed" ] && cp -n "$seed"/* "$corpus/" 2>/dev/null
 	if "$dir/$t" -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=1024 \
 		-artifact_prefix="$dir/crash-$t-" "$corpus" >"$dir/$t.log" 2>&1; then
 		runs=$(grep -o 'Done [0-9]* runs' "$dir/$t.log" | tail -1)

@@ -8,7 +8,9 @@
  * Idempotency-Key header. */
 #include "frame_int.h"
 
-#ifdef __SSE2__
+/* FR_SCALAR: the portable path, for the fuzz target that holds it to the others */
+#if defined(__SSE2__) && !defined(FR_SCALAR)
+#define FR_SSE2 1
 #include <emmintrin.h>
 #endif
 
@@ -336,63 +338,81 @@ static const char *value_of(const uint8_t *v, const uint8_t *e, char *tmp, size_
 	return val;
 }
 
-/* The end of the line starting at p[from] (the index of its '\n', n when
- * none), with *colon the first ':' in it after its first byte (SIZE_MAX
- * when none). Sixteen bytes a step where SSE2 is (every x86-64): one pass
- * finds both, with no call. */
-static inline size_t line_scan(const uint8_t *p, size_t n, size_t from, size_t *colon)
+/* Bit k of *nl and *co: p[base + k] is '\n', ':' (for the 64 bytes from
+ * base; none at or past n). Sixteen bytes a compare where SSE2 is (every
+ * x86-64), a byte at a time elsewhere. */
+static inline void masks64(const uint8_t *p, size_t n, size_t base, uint64_t *nl, uint64_t *co)
 {
-	size_t i = from;
-	*colon = SIZE_MAX;
-#ifdef __SSE2__
-	const __m128i nl = _mm_set1_epi8('\n'), co = _mm_set1_epi8(':');
-	while (n >= 16 && i < n) {
-		/* the last step overlaps the one before rather than read past n */
-		size_t at = i + 16 <= n ? i : n - 16, skip = i - at;
-		__m128i v = _mm_loadu_si128((const __m128i *)(p + at));
-		unsigned mn = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) >> skip;
-		unsigned mc = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, co)) >> skip;
-		if (i == from)
-			mc &= ~1u; /* the first byte is the name's, whatever it is */
-		if (mn)
-			mc &= (1u << __builtin_ctz(mn)) - 1;
-		if (mc && *colon == SIZE_MAX)
-			*colon = i + (size_t)__builtin_ctz(mc);
-		if (mn)
-			return i + (size_t)__builtin_ctz(mn);
-		i = at + 16;
+	uint8_t tail[64];
+	const uint8_t *q = p + base;
+	if (n - base < 64) {
+		memset(tail, 0, sizeof(tail));
+		memcpy(tail, q, n - base);
+		q = tail;
 	}
+#ifdef FR_SSE2
+	const __m128i vn = _mm_set1_epi8('\n'), vc = _mm_set1_epi8(':');
+	uint64_t mn = 0, mc = 0;
+	for (int k = 0; k < 4; k++) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(q + 16 * k));
+		mn |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vn)) << (16 * k);
+		mc |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vc)) << (16 * k);
+	}
+	*nl = mn;
+	*co = mc;
+#else
+	uint64_t mn = 0, mc = 0;
+	for (int k = 0; k < 64; k++) {
+		mn |= (uint64_t)(q[k] == '\n') << k;
+		mc |= (uint64_t)(q[k] == ':') << k;
+	}
+	*nl = mn;
+	*co = mc;
 #endif
-	for (; i < n; i++) {
-		if (p[i] == '\n')
-			return i;
-		if (p[i] == ':' && i > from && *colon == SIZE_MAX)
-			*colon = i;
-	}
-	return n;
 }
 
 /* The common case in one pass: a whole header section in the buffer at a
- * message boundary. Each header line is found with line_scan and only the
- * ones the direction reads (want) are looked at, taken exactly as
- * header_byte takes them one byte at a time, into r. Returns the section's
- * length, with first (the first line's length, its '\n' included) for the
- * caller to read; 0 for anything else (the state machine reads it, and
- * refuses what it must). The fuzz targets hold the two paths to the same
- * answers. */
+ * message boundary. Where every '\n' and ':' is comes 64 bytes at a time
+ * as bit masks (masks64); each line is then a few bit operations, and
+ * only the headers the direction reads (want) are looked at, taken exactly
+ * as header_byte takes them one byte at a time, into r. Returns the
+ * section's length, with first (the first line's length, its '\n'
+ * included) for the caller to read; 0 for anything else (the state
+ * machine reads it, and refuses what it must). The fuzz targets hold the
+ * two paths to the same answers. */
 static size_t whole_headers(const uint8_t *p, size_t n, size_t *first, unsigned want, struct hd *r)
 {
-	const uint8_t *nl = memchr(p, '\n', n);
-	if (!nl || p[0] == '\r' || p[0] == '\n')
+	const uint8_t *fl = memchr(p, '\n', n);
+	if (!fl || p[0] == '\r' || p[0] == '\n')
 		return 0;
-	*first = (size_t)(nl - p) + 1;
+	*first = (size_t)(fl - p) + 1;
 	if (*first > FR_LINE_MAX)
 		return 0;
-	for (size_t i = *first, e; i < n; i = e + 1) {
-		size_t colon;
-		e = line_scan(p, n, i, &colon);
-		if (e == n)
-			return 0; /* the section goes on past the buffer */
+	size_t i = *first, base = i;
+	uint64_t nlm, com;
+	if (i >= n)
+		return 0;
+	masks64(p, n, base, &nlm, &com);
+	for (;;) {
+		/* the line from p[i] (base <= i < base + 64): its end e, and its
+		 * first ':' after its first byte */
+		size_t rel = i - base, colon = SIZE_MAX, e;
+		uint64_t mn = nlm >> rel, mc = (com >> rel) & ~1ull;
+		while (!mn) { /* it goes on past these 64 bytes */
+			if (mc && colon == SIZE_MAX)
+				colon = base + rel + (size_t)__builtin_ctzll(mc);
+			base += 64;
+			if (base >= n)
+				return 0; /* the section goes on past the buffer */
+			masks64(p, n, base, &nlm, &com);
+			rel = 0;
+			mn = nlm;
+			mc = com;
+		}
+		e = base + rel + (size_t)__builtin_ctzll(mn);
+		mc &= (mn & -mn) - 1; /* the ':'s before the '\n' */
+		if (mc && colon == SIZE_MAX)
+			colon = base + rel + (size_t)__builtin_ctzll(mc);
 		size_t len = e - i;
 		if (len == 0 || (len == 1 && p[i] == '\r'))
 			return e + 1; /* the empty line */
@@ -400,15 +420,21 @@ static size_t whole_headers(const uint8_t *p, size_t n, size_t *first, unsigned 
 			return 0;
 		size_t nlen = colon - i;
 		int id = header_id((const char *)p + i, nlen < FR_WORD ? nlen : FR_WORD, want);
-		if (!id)
-			continue;
-		char tmp[FR_WORD];
-		size_t vl;
-		const char *v = value_of(p + colon + 1, p + e, tmp, &vl);
-		if (hd_take(r, id, v, vl) < 0)
+		if (id) {
+			char tmp[FR_WORD];
+			size_t vl;
+			const char *v = value_of(p + colon + 1, p + e, tmp, &vl);
+			if (hd_take(r, id, v, vl) < 0)
+				return 0;
+		}
+		i = e + 1;
+		if (i >= n)
 			return 0;
+		if (i >= base + 64) {
+			base = i;
+			masks64(p, n, base, &nlm, &com);
+		}
 	}
-	return 0;
 }
 
 /* ---- requests ---- */
