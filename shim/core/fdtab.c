@@ -14,9 +14,12 @@
 
 #define MAX_TRACKED_FDS (1 << 20)
 
-static struct fconn **tab;
+/* the table fdtab_get reads inline (shim.h): set once, at init */
+struct fconn **flare_fdtab;
+size_t flare_fdtab_size;
+#define tab flare_fdtab
+#define tab_size flare_fdtab_size
 static uint8_t *opts_set; /* FLARE_BUF_* and FLARE_SET_* bits per descriptor */
-static size_t tab_size;
 static struct fconn *free_list, *all_list;
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -42,13 +45,6 @@ int fdtab_init(void)
 	opts_set = b;
 	tab_size = n;
 	return 0;
-}
-
-struct fconn *fdtab_get(int fd)
-{
-	if ((unsigned)fd >= tab_size)
-		return NULL;
-	return __atomic_load_n(&tab[fd], __ATOMIC_ACQUIRE);
 }
 
 struct fconn *fconn_new(void)

@@ -65,7 +65,15 @@ void svcstats_atfork_child(void);
 
 /* ---- fdtab.c: descriptor -> connection, and what is known of a descriptor ---- */
 int fdtab_init(void);
-struct fconn *fdtab_get(int fd); /* NULL for unmanaged: the fast path */
+/* NULL for unmanaged: the fast path, inline in every hook */
+extern struct fconn **flare_fdtab;
+extern size_t flare_fdtab_size;
+static inline struct fconn *fdtab_get(int fd)
+{
+	if ((unsigned)fd >= flare_fdtab_size)
+		return NULL;
+	return __atomic_load_n(&flare_fdtab[fd], __ATOMIC_ACQUIRE);
+}
 struct fconn *fconn_new(void);
 /* Recycles a connection no descriptor names any more. */
 void fconn_release(struct fconn *fc);
@@ -235,7 +243,50 @@ struct sliced_wait {
 	int (*filter)(struct sliced_wait *w, int n);
 	int left_ms;
 };
-int wait_sliced(struct sliced_wait *w, int timeout_ms);
+/* Inline in each hook, so that its wait and filter are direct calls. */
+extern unsigned flare_waits;
+void watch_all(void);
+static inline __attribute__((always_inline)) int wait_sliced(struct sliced_wait *w, int timeout)
+{
+	/* the program's deadline, read off the clock only when a second wait
+	 * needs it: a wait that returns events (nearly all) costs no clock */
+	int64_t end = 0;
+	int have_end = 0;
+	for (;;) {
+		int slice = wait_slice(timeout);
+		int n = w->wait(w, slice);
+		if (n < 0)
+			return n;
+		/* a busy loop looks once in 64 waits (watch_all reads the clock),
+		 * an idle one after every slice it slept; the count is only a
+		 * throttle: no locked instruction per wait, a lost update is fine */
+		if (__atomic_load_n(&flare_n_outstanding, __ATOMIC_ACQUIRE)) {
+			unsigned k = __atomic_load_n(&flare_waits, __ATOMIC_RELAXED) + 1;
+			__atomic_store_n(&flare_waits, k, __ATOMIC_RELAXED);
+			if (n == 0 || (k & 63) == 0)
+				watch_all();
+		}
+		if (n == 0)
+			wait_slept();
+		int left = n ? w->filter(w, n) : 0;
+		if (left > 0 || timeout == 0 || (n == 0 && slice == timeout)) {
+			w->left_ms = left > 0 ? timeout : 0;
+			return left;
+		}
+		if (timeout > 0) {
+			if (!have_end) {
+				/* a wait that came back empty slept its slice; one whose
+				 * events were all hidden is taken as having slept none */
+				end = (int64_t)flare_monotonic_ms() - (n == 0 ? slice : 0) + timeout;
+				have_end = 1;
+			}
+			if ((timeout = wait_left(timeout, end)) == 0) {
+				w->left_ms = 0;
+				return 0;
+			}
+		}
+	}
+}
 
 /* ---- session.c: a framed connection's session state, replayed ---- */
 int session_pending(struct fconn *fc);

@@ -42,46 +42,4 @@ void wait_slept(void)
 	if (__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE))
 		timeouts_settle_all();
 }
-
-int wait_sliced(struct sliced_wait *w, int timeout)
-{
-	/* the program's deadline, read off the clock only when a second wait
-	 * needs it: a wait that returns events (nearly all) costs no clock */
-	int64_t end = 0;
-	int have_end = 0;
-	for (;;) {
-		int slice = wait_slice(timeout);
-		int n = w->wait(w, slice);
-		if (n < 0)
-			return n;
-		/* a busy loop looks once in 64 waits (watch_all reads the clock),
-		 * an idle one after every slice it slept; the count is only a
-		 * throttle: no locked instruction per wait, a lost update is fine */
-		static unsigned waits;
-		if (__atomic_load_n(&flare_n_outstanding, __ATOMIC_ACQUIRE)) {
-			unsigned k = __atomic_load_n(&waits, __ATOMIC_RELAXED) + 1;
-			__atomic_store_n(&waits, k, __ATOMIC_RELAXED);
-			if (n == 0 || (k & 63) == 0)
-				watch_all();
-		}
-		if (n == 0)
-			wait_slept();
-		int left = n ? w->filter(w, n) : 0;
-		if (left > 0 || timeout == 0 || (n == 0 && slice == timeout)) {
-			w->left_ms = left > 0 ? timeout : 0;
-			return left;
-		}
-		if (timeout > 0) {
-			if (!have_end) {
-				/* a wait that came back empty slept its slice; one whose
-				 * events were all hidden is taken as having slept none */
-				end = (int64_t)flare_monotonic_ms() - (n == 0 ? slice : 0) + timeout;
-				have_end = 1;
-			}
-			if ((timeout = wait_left(timeout, end)) == 0) {
-				w->left_ms = 0;
-				return 0;
-			}
-		}
-	}
-}
+unsigned flare_waits; /* waits since start: a throttle for watch_all (wait_sliced) */

@@ -60,6 +60,12 @@ static int ep_filter(struct sliced_wait *w, int n)
 	return filter(e->epfd, e->evs, n);
 }
 
+static int sliced(int epfd, struct epoll_event *evs, int max, int timeout, const sigset_t *mask)
+{
+	struct ep_wait e = {{ep_wait, ep_filter, 0}, epfd, max, evs, mask};
+	return wait_sliced(&e.w, timeout);
+}
+
 FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
 			     const sigset_t *mask)
 {
@@ -67,8 +73,7 @@ FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tim
 		   (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, mask, sizeof(sigset_t)));
 	if (wait_is_plain())
 		return real.epoll_pwait(epfd, evs, max, timeout, mask);
-	struct ep_wait e = {{ep_wait, ep_filter, 0}, epfd, max, evs, mask};
-	return wait_sliced(&e.w, timeout);
+	return sliced(epfd, evs, max, timeout, mask);
 }
 
 FLARE_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
@@ -76,5 +81,7 @@ FLARE_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int time
 	HOOK_ENTER(epoll_wait, (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, NULL, 0));
 	if (wait_is_plain())
 		return real.epoll_wait(epfd, evs, max, timeout);
-	return epoll_pwait(epfd, evs, max, timeout, NULL);
+	if (!real.epoll_pwait)
+		return real.epoll_wait(epfd, evs, max, timeout);
+	return sliced(epfd, evs, max, timeout, NULL);
 }

@@ -238,23 +238,30 @@ def protocols():
         row("protocols", "nginx/ab", "not installed: skipped")
 
 
-# Neighbours on a shared machine move single rounds by 10% and more
-# either way: many short rounds give the median something to stand on.
-PROTO_ROUNDS = 5 if QUICK else 15
+# Neighbours on a shared machine move single runs by 10% and more, and
+# only ever slow a run down: a round takes each side's better of two
+# back-to-back runs, and many short rounds give the median something to
+# stand on.
+PROTO_ROUNDS = 5 if QUICK else 11
+PROTO_BEST_OF = 2
 
 
 def run_protocol_rounds(s, port, clients):
     for name, (cmd, pattern) in clients.items():
         res = {"direct": [], "managed": []}
         for _ in range(PROTO_ROUNDS):
-            for k in ("direct", "managed"):
-                pre = [BUILD + "/flare-run", "--shm", s.shm, "--"] if k == "managed" else []
-                r = subprocess.run(pinned(pre + cmd(s.svc if k == "managed" else port)),
-                                   capture_output=True, text=True, timeout=600)
-                m = re.search(pattern, r.stdout)
-                if r.returncode != 0 or not m:
-                    raise RuntimeError("%s %s: %s %s" % (name, k, r.stdout[-500:], r.stderr))
-                res[k].append(float(m.group(1)))
+            best = {"direct": 0.0, "managed": 0.0}
+            for _ in range(PROTO_BEST_OF):
+                for k in ("direct", "managed"):
+                    pre = [BUILD + "/flare-run", "--shm", s.shm, "--"] if k == "managed" else []
+                    r = subprocess.run(pinned(pre + cmd(s.svc if k == "managed" else port)),
+                                       capture_output=True, text=True, timeout=600)
+                    m = re.search(pattern, r.stdout)
+                    if r.returncode != 0 or not m:
+                        raise RuntimeError("%s %s: %s %s" % (name, k, r.stdout[-500:], r.stderr))
+                    best[k] = max(best[k], float(m.group(1)))
+            for k in best:
+                res[k].append(best[k])
         ratios = [res["managed"][i] / res["direct"][i] for i in range(PROTO_ROUNDS)]
         row("protocols", "%s: managed throughput / direct" % name, ratio_summary(ratios),
             "goal >= 0.97")
