@@ -110,7 +110,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread
 
 BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation $(BUILD)/bench/nbclient \
-	$(BUILD)/bench/framecost $(BUILD)/bench/fleet
+	$(BUILD)/bench/framecost $(BUILD)/bench/fleet $(BUILD)/bench/protoclient
 # the framers as they are compiled into the library
 $(BUILD)/bench/framecost: tests/bench/framecost.c \
 		$(filter-out %/framed.o,$(filter $(BUILD)/shimobj/shim/core/frame%,$(SHIM_OBJ)))
@@ -119,6 +119,9 @@ $(BUILD)/bench/framecost: tests/bench/framecost.c \
 $(BUILD)/bench/nbclient: tests/bench/nbclient.c $(BUILD)/obj/examples/rr-proto.o
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) -Iexamples $^ -o $@
+$(BUILD)/bench/protoclient: tests/bench/protoclient.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $< -o $@
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libflare-common.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libflare-common.a $(DAEMON_LIBS) -lm

@@ -101,4 +101,16 @@ long fr_req_step(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint1
 /* Before the first byte of a reply, set f->rq to its request's flags. */
 long fr_rep_step(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags);
 
+/* Redis, many messages a call: at a boundary (fr_req_idle, fr_rep_idle),
+ * the whole common requests (replies) at the start of p, up to max of
+ * them, each one's end in p and its flags, exactly as fr_req_step
+ * (fr_rep_step) would frame them one call each; returns how many. What
+ * is left goes to the step functions. */
+int fr_redis_req_whole(const uint8_t *p, size_t n, size_t *ends, uint16_t *flags, int max);
+int fr_redis_rep_whole(const uint8_t *p, size_t n, size_t *ends, uint8_t *flags, int max);
+
+/* Between messages (every framer's first state is 0) */
+static inline int fr_req_idle(const struct fr_req *f) { return f->st == 0; }
+static inline int fr_rep_idle(const struct fr_rep *f) { return f->st == 0 && f->depth == 0; }
+
 #endif

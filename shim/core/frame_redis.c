@@ -309,12 +309,17 @@ static long rep_end(struct fr_rep *f, long used, int *ended, uint8_t *flags)
 }
 
 /* The common replies, whole in the buffer at a boundary, in one pass: a
- * bulk string or nil, or a simple string, error or integer line. Their length,
- * or 0 for anything else (the state machine reads it). */
-static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
+ * bulk string or nil, or a simple string, error or integer line. Their
+ * length (RP_ERROR in *rflags for an error), or 0 for anything else (the
+ * state machine reads it). */
+static inline __attribute__((always_inline)) size_t reply_len(const uint8_t *p, size_t n,
+							       uint8_t *rflags)
 {
 	size_t i = 1;
 	int64_t len;
+	*rflags = 0;
+	if (n < 2)
+		return 0;
 	if (p[0] == '$' && n >= 5 && memcmp(p, "$-1\r\n", 5) == 0) {
 		i = 5; /* nil */
 	} else if (p[0] == '$') {
@@ -328,11 +333,49 @@ static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended
 			return 0;
 		i = (size_t)(nl - p) + 1;
 		if (p[0] == '-')
-			f->flags |= RP_ERROR;
+			*rflags = RP_ERROR;
 	} else {
 		return 0;
 	}
+	return i;
+}
+
+static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
+{
+	uint8_t rflags;
+	size_t i = reply_len(p, n, &rflags);
+	if (!i)
+		return 0;
+	f->flags |= rflags;
 	return rep_end(f, (long)i, ended, flags);
+}
+
+int fr_redis_req_whole(const uint8_t *p, size_t n, size_t *ends, uint16_t *flags, int max)
+{
+	size_t off = 0;
+	int k = 0, ended;
+	while (k < max && n - off > 1 && p[off] == '*') {
+		long used = whole_request(p + off, n - off, &ended, &flags[k]);
+		if (!used)
+			break;
+		off += (size_t)used;
+		ends[k++] = off;
+	}
+	return k;
+}
+
+int fr_redis_rep_whole(const uint8_t *p, size_t n, size_t *ends, uint8_t *flags, int max)
+{
+	size_t off = 0;
+	int k = 0;
+	while (k < max && off < n) {
+		size_t used = reply_len(p + off, n - off, &flags[k]);
+		if (!used)
+			break;
+		off += used;
+		ends[k++] = off;
+	}
+	return k;
 }
 
 long fr_redis_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)

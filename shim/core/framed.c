@@ -102,6 +102,18 @@ void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t 
 			fc->overflow = 1;
 		}
 		for (size_t off = 0; off < k;) {
+			if (fc->proto == PROTO_REDIS && fr_req_idle(&fc->frq)) {
+				/* a pipeline's requests, many a call */
+				size_t ends[16];
+				uint16_t fl[16];
+				int m = fr_redis_req_whole(p + off, k - off, ends, fl, 16);
+				for (int j = 0; j < m; j++)
+					request_ended(fc, base + (uint32_t)(off + ends[j]), fl[j]);
+				if (m) {
+					off += ends[m - 1];
+					continue;
+				}
+			}
 			int ended;
 			uint16_t flags;
 			long used = fr_req_step(&fc->frq, p + off, k - off, &ended, &flags);
@@ -175,6 +187,16 @@ static void reply_ended(struct fconn *fc, uint32_t rep_len, uint8_t rflags)
 	fc->q_first = q_at(fc, 1);
 }
 
+/* A session command's reply bytes, kept (the first FLARE_SESSION_REPLY)
+ * to be checked against the replayed command's. */
+static void session_reply(struct fconn *fc, const uint8_t *p, size_t n)
+{
+	size_t room = FLARE_SESSION_REPLY - fc->sess_rep_len;
+	size_t c = n < room ? n : room;
+	memcpy(fc->sess_rep + fc->sess_rep_len, p, c);
+	fc->sess_rep_len += (uint32_t)c;
+}
+
 void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
 	int replies = 0;
@@ -183,6 +205,25 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
 		n -= k;
 		for (size_t off = 0; off < k && !fc->framing_over;) {
+			if (fc->proto == PROTO_REDIS && fc->q_n && !fc->rep_read &&
+			    fr_rep_idle(&fc->frp)) {
+				/* a pipeline's replies, many a call */
+				size_t ends[16];
+				uint8_t fl[16];
+				int m = fr_redis_rep_whole(p + off, k - off, ends, fl,
+							   fc->q_n < 16 ? fc->q_n : 16);
+				for (int j = 0; j < m; j++) {
+					size_t from = j ? ends[j - 1] : 0;
+					if (fc->q_flags[fc->q_first] & RQ_SESSION)
+						session_reply(fc, p + off + from, ends[j] - from);
+					reply_ended(fc, (uint32_t)(ends[j] - from), fl[j]);
+				}
+				replies += m;
+				if (m) {
+					off += ends[m - 1];
+					continue;
+				}
+			}
 			int ended;
 			uint8_t flags;
 			uint16_t rq = fc->q_n ? fc->q_flags[fc->q_first] : 0;
@@ -193,12 +234,8 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 				lose_framing(fc, "a reply it cannot read");
 				return;
 			}
-			if (rq & RQ_SESSION) {
-				size_t room = FLARE_SESSION_REPLY - fc->sess_rep_len;
-				size_t c = (size_t)used < room ? (size_t)used : room;
-				memcpy(fc->sess_rep + fc->sess_rep_len, p + off, c);
-				fc->sess_rep_len += (uint32_t)c;
-			}
+			if (rq & RQ_SESSION)
+				session_reply(fc, p + off, (size_t)used);
 			off += (size_t)used;
 			fc->rep_read += (uint32_t)used;
 			if (!ended)

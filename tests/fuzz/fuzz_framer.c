@@ -2,8 +2,9 @@
  * framer (FUZZ_PROTO: PROTO_REDIS, PROTO_HTTP, PROTO_MEMCACHED). The first
  * input byte picks the direction and the request flags replies answer; the
  * second seeds the splits. The rest is framed whole, one byte at a time
- * and in random pieces: where messages end, their flags and where framing
- * fails must not depend on the split. */
+ * and in random pieces, and for Redis also whole through the many-a-call
+ * entries (fr_redis_*_whole) between messages: where messages end, their
+ * flags and where framing fails must not depend on the way. */
 #include "frame.h"
 
 #include <stdint.h>
@@ -19,7 +20,7 @@ struct result {
 	uint16_t flags[MAX_ENDS];
 };
 
-static struct result runs[3];
+static struct result runs[4];
 
 static void frame(struct result *r, int proto, int reply, uint16_t rq, const uint8_t *p, size_t len,
 		  int mode, uint32_t seed)
@@ -32,6 +33,7 @@ static void frame(struct result *r, int proto, int reply, uint16_t rq, const uin
 	r->n = 0;
 	r->failed_at = -1;
 	size_t off = 0;
+	int partial = 0; /* a message is begun: the many-a-call entries wait */
 	while (off < len) {
 		size_t piece = len - off;
 		if (mode == 1)
@@ -44,6 +46,23 @@ static void frame(struct result *r, int proto, int reply, uint16_t rq, const uin
 		}
 		size_t end = off + piece;
 		while (off < end) {
+			if (mode == 3 && proto == PROTO_REDIS && !partial &&
+			    (reply ? fr_rep_idle(&f) : fr_req_idle(&q))) {
+				size_t ends[5];
+				uint16_t qf[5];
+				uint8_t pf[5];
+				/* at most 5 a call, so that the limit is met too */
+				int m = reply ? fr_redis_rep_whole(p + off, end - off, ends, pf, 5)
+					      : fr_redis_req_whole(p + off, end - off, ends, qf, 5);
+				for (int j = 0; j < m && r->n < MAX_ENDS; j++) {
+					r->end[r->n] = (long)(off + ends[j]);
+					r->flags[r->n++] = reply ? pf[j] : qf[j];
+				}
+				if (m) {
+					off += ends[m - 1];
+					continue;
+				}
+			}
 			int ended = 0;
 			uint16_t qf = 0;
 			uint8_t pf = 0;
@@ -56,6 +75,7 @@ static void frame(struct result *r, int proto, int reply, uint16_t rq, const uin
 			if ((size_t)used > end - off || (used == 0 && !ended))
 				abort(); /* no progress, or past the bytes given */
 			off += (size_t)used;
+			partial = !ended;
 			if (ended && r->n < MAX_ENDS) {
 				r->end[r->n] = (long)off;
 				r->flags[r->n++] = reply ? pf : qf;
@@ -71,9 +91,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const uint16_t rqs[] = {0, RQ_HEAD, RQ_MC_MULTI, RQ_HEAD | RQ_MC_MULTI};
 	int proto = FUZZ_PROTO, reply = (data[0] >> 2) & 1;
 	uint16_t rq = rqs[(data[0] >> 3) & 3];
-	for (int mode = 0; mode < 3; mode++)
+	for (int mode = 0; mode < 4; mode++)
 		frame(&runs[mode], proto, reply, rq, data + 2, size - 2, mode, data[1]);
-	for (int mode = 1; mode < 3; mode++) {
+	for (int mode = 1; mode < 4; mode++) {
 		if (runs[mode].n != runs[0].n ||
 		    (runs[mode].failed_at < 0) != (runs[0].failed_at < 0))
 			abort();
