@@ -120,8 +120,11 @@ struct fconn {
 	struct fconn *next_free, *all_next; /* under tab_lock (fdtab.c) */
 	struct flare_route *route;          /* [claim] per request: the route, cached (rebind.c) */
 
-	/* reset for every connection, from here on */
-	int state;                  /* [claim] enum fconn_state, read with atomic loads */
+	/* reset for every connection, from here on; what every request reads
+	 * comes first, in as few cache lines as it fits (the program's server
+	 * may share the CPU and evict them between two requests) */
+	int state;       /* [claim] enum fconn_state, read with atomic loads */
+	uint8_t binding; /* [init] the service's enum flare_binding */
 	int claim;                  /* [atom] 1 while a thread holds the claim */
 	pid_t claim_tid;            /* [atom] its thread, to take over after a siglongjmp */
 	int on_pending;             /* [pending_lock] listed on the pending list */
@@ -132,15 +135,11 @@ struct fconn {
 	/* what the program dialed and how the service is configured: [init] */
 	int domain, type, protocol;
 	struct flare_addr dialed;
-	struct sockaddr_storage dialed_sa;
-	socklen_t dialed_len;
 	uint32_t svc_index;
 	uint8_t replay, failover;
 	uint32_t connect_timeout_ms, user_timeout_ms, request_timeout_ms;
 	uint16_t ka_idle, ka_intvl, ka_cnt;
 	int has_bind;
-	struct sockaddr_storage bind_sa;
-	socklen_t bind_len;
 
 	int cur; /* [claim] local index of the replica connected to */
 
@@ -170,7 +169,6 @@ struct fconn {
 	uint32_t rep_read;     /* bytes of the oldest reply the program has read */
 	uint32_t sess_len;     /* bytes in sess */
 	uint32_t sess_rep_len; /* of the session command's reply being read */
-	uint8_t sess_rep[FLARE_SESSION_REPLY];
 	/* requests written whose replies are not whole, oldest at q_first (a
 	 * ring of FLARE_MAX_PIPELINE, a power of two): where each ends in buf
 	 * and its RQ_* flags */
@@ -179,6 +177,7 @@ struct fconn {
 	uint16_t q_flags[FLARE_MAX_PIPELINE];
 	struct fr_req frq;
 	struct fr_rep frp;
+	uint8_t sess_rep[FLARE_SESSION_REPLY]; /* the session command's reply, its first bytes */
 
 	/* the replicas still to try, in order: [claim] */
 	uint8_t cand[FLARE_MAX_REPLICAS];
@@ -201,7 +200,6 @@ struct fconn {
 	uint8_t ep_lock;
 
 	/* load balancing (rebind.c) */
-	uint8_t binding;         /* [init] the service's enum flare_binding */
 	uint32_t rebind_ms;      /* [init] least time between two rebinds */
 	struct flare_addr local; /* [claim] this socket's address, as its replica sees it */
 	uint32_t local_gen;      /* [claim] the generation `local` was read at */
@@ -220,6 +218,12 @@ struct fconn {
 	int prog_fl, flags_nfds, flags_ok;
 	uint32_t prog_cloexec; /* [claim] bits by index in fds[] */
 	uint32_t pool_fl_ok;   /* [claim] pool sockets (bits) whose flags match prog_fl */
+
+	/* the addresses the program dialed and bound: [init], read by connects */
+	struct sockaddr_storage dialed_sa;
+	socklen_t dialed_len;
+	struct sockaddr_storage bind_sa;
+	socklen_t bind_len;
 };
 
 /* ---- the link state machine (conn.c) ---- */

@@ -22,8 +22,14 @@ static int is_outstanding(int x) { return x == FX_REQUEST || x == FX_OVERSIZE; }
 static void moved(int from, int to)
 {
 	int d = is_outstanding(to) - is_outstanding(from);
-	if (d)
+	if (!d)
+		return;
+	if (flare_threaded())
 		__atomic_add_fetch(&flare_n_outstanding, d, __ATOMIC_RELEASE);
+	else
+		__atomic_store_n(&flare_n_outstanding,
+				 __atomic_load_n(&flare_n_outstanding, __ATOMIC_RELAXED) + d,
+				 __ATOMIC_RELAXED);
 }
 
 /* fc->xchg moved from -> to: the count, and a new request's start time */
@@ -36,7 +42,14 @@ static void entered(struct fconn *fc, int from, int to)
 
 void exchange_set(struct fconn *fc, int to)
 {
-	entered(fc, __atomic_exchange_n(&fc->xchg, to, __ATOMIC_ACQ_REL), to);
+	int from;
+	if (flare_threaded()) {
+		from = __atomic_exchange_n(&fc->xchg, to, __ATOMIC_ACQ_REL);
+	} else {
+		from = xchg_load(fc);
+		__atomic_store_n(&fc->xchg, to, __ATOMIC_RELEASE);
+	}
+	entered(fc, from, to);
 }
 
 void exchange_retire(struct fconn *fc)
@@ -80,7 +93,9 @@ void exchange_wrote_buf(struct fconn *fc, const void *data, size_t n)
 
 void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
-	pthread_mutex_lock(&fc->lock);
+	int locked = flare_threaded();
+	if (locked)
+		pthread_mutex_lock(&fc->lock);
 	if (fc->proto == PROTO_AUTO && n && iovcnt > 0) {
 		/* the first bytes written say which protocol this is */
 		int p = fr_detect(iov[0].iov_base, iov[0].iov_len < n ? iov[0].iov_len : n);
@@ -91,7 +106,8 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	}
 	if (fconn_framed(fc)) {
 		framed_wrote(fc, iov, iovcnt, n);
-		pthread_mutex_unlock(&fc->lock);
+		if (locked)
+			pthread_mutex_unlock(&fc->lock);
 		return;
 	}
 	int from = xchg_load(fc), to = from;
@@ -121,7 +137,8 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	if (to != from && __atomic_compare_exchange_n(&fc->xchg, &from, to, 0, __ATOMIC_ACQ_REL,
 						      __ATOMIC_ACQUIRE))
 		entered(fc, from, to);
-	pthread_mutex_unlock(&fc->lock);
+	if (locked)
+		pthread_mutex_unlock(&fc->lock);
 }
 
 void exchange_write_failed(struct fconn *fc)
@@ -143,9 +160,12 @@ void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t
 	if (fconn_framed(fc)) {
 		if (!iov)
 			return;
-		pthread_mutex_lock(&fc->lock);
+		int locked = flare_threaded();
+		if (locked)
+			pthread_mutex_lock(&fc->lock);
 		framed_read(fc, iov, iovcnt, n);
-		pthread_mutex_unlock(&fc->lock);
+		if (locked)
+			pthread_mutex_unlock(&fc->lock);
 		return;
 	}
 	int from = xchg_load(fc);

@@ -79,13 +79,13 @@ struct fr_rep {
 	uint8_t http10;     /* HTTP/1.0: closes unless keep-alive */
 	int64_t need;
 	int64_t cl;
-	int64_t left[FR_DEPTH]; /* RESP: elements left at each level */
 	uint32_t line;
 	int64_t num;
 	uint8_t neg, digits, vlen, keep_alive, keep;
 	uint16_t status;
 	char val[FR_WORD]; /* HTTP: a header value's first bytes */
 	char word[FR_WORD];
+	int64_t left[FR_DEPTH]; /* RESP: elements left at each level */
 };
 
 /* The protocol the first bytes a connection writes start, or OPAQUE

@@ -18,6 +18,13 @@
 #include "table.h"
 
 #include <stdint.h>
+#include <sys/single_threaded.h>
+
+/* A program that never started a thread cannot race itself: the request
+ * path skips its lock and locked instructions there. glibc clears the
+ * flag before a second thread exists (libstdc++ elides atomics on it);
+ * the library starts no thread of its own. */
+static inline int flare_threaded(void) { return !__libc_single_threaded; }
 
 #define FLARE_EXPORT __attribute__((visibility("default")))
 /* A blocking wait on a managed socket never sleeps longer than this in the

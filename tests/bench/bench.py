@@ -188,9 +188,12 @@ http {{
 
 def protocols():
     """Issue 12's overhead: the framers on, managed against direct, one
-    replica pinned with its client to CPU 0, interleaved rounds. Redis GET
-    with redis-benchmark at -P 1 and -P 16; small HTTP GETs over keep-alive
-    with ab against nginx. And the framers' own cost per request."""
+    replica pinned with its client to CPU 0. Redis GET at -P 1 and -P 16
+    and small HTTP GETs over keep-alive (nginx), each two ways: the paired
+    client (protoclient: batches alternating between a managed and a
+    direct connection, a few milliseconds apart, so that the machine's
+    noise cancels), and the real clients (redis-benchmark, ab) in
+    interleaved rounds. And the framers' own cost per request."""
     r = subprocess.run([BUILD + "/bench/framecost", "1000000"], capture_output=True, text=True)
     m = re.search(r"redis_ns=([\d.]+) http_ns=([\d.]+)", r.stdout)
     row("protocols", "framer cost per request+reply: Redis GET", "%s ns" % m.group(1))
@@ -209,11 +212,13 @@ def protocols():
                  what="redis up")
         n = 20000 if QUICK else 40000
         for pipe in (1, 16):
-            clients["redis GET -P %d" % pipe] = (
+            clients["redis GET -P %d, redis-benchmark" % pipe] = (
                 lambda p, pipe=pipe, n=n * (8 if pipe > 1 else 1): [
                     "redis-benchmark", "-p", str(p), "-c", "1", "-n", str(n), "-P", str(pipe),
                     "-t", "get", "-q"], r"GET: ([\d.]+) requests per second")
         wait_for(lambda: deploy.all_alive(s), 10, what="redis replica alive")
+        for pipe in (1, 16):
+            paired_rounds(s, port, "redis GET -P %d" % pipe, "redis", pipe)
         run_protocol_rounds(s, port, clients)
         s.kill("rr0")
     else:
@@ -229,6 +234,7 @@ def protocols():
         s.start("rr0", pinned([BUILD + "/flare-run", "--shm", s.shm, "--", "nginx", "-c", conf,
                                "-p", s.dir]))
         wait_for(lambda: deploy.all_alive(s), 10, what="nginx replica alive")
+        paired_rounds(s, port, "HTTP GET keep-alive (136 B)", "http", 1)
         n = 20000 if QUICK else 40000
         run_protocol_rounds(s, port, {"HTTP GET keep-alive (ab -k, 136 B)": (
             lambda p: ["ab", "-q", "-k", "-n", str(n), "-c", "1",
@@ -236,6 +242,26 @@ def protocols():
             r"Requests per second:\s+([\d.]+)")})
     else:
         row("protocols", "nginx/ab", "not installed: skipped")
+
+
+def paired_rounds(s, port, name, proto, pipe):
+    """protoclient runs, each the median of its pairs of batches."""
+    pairs, per = (41, 200 * pipe) if QUICK else (101, 200 * pipe)
+    ratios, direct = [], []
+    for _ in range(3 if QUICK else 5):
+        r = subprocess.run(pinned([BUILD + "/flare-run", "--shm", s.shm, "--",
+                                   BUILD + "/bench/protoclient", proto, str(s.svc), str(port),
+                                   str(pipe), str(pairs), str(per)]),
+                           capture_output=True, text=True, timeout=600)
+        m = re.search(r"ratio=([\d.]+) direct_rps=(\d+)", r.stdout)
+        if r.returncode != 0 or not m:
+            raise RuntimeError("protoclient %s: %s %s" % (name, r.stdout, r.stderr))
+        ratios.append(float(m.group(1)))
+        direct.append(float(m.group(2)))
+    row("protocols", "%s, paired client: managed / direct" % name, ratio_summary(ratios),
+        "goal >= 0.97")
+    row("protocols", "%s, paired client: direct requests/s" % name,
+        "%.0f" % statistics.median(direct))
 
 
 # Neighbours on a shared machine move single runs by 10% and more, and
