@@ -113,7 +113,8 @@ static inline __attribute__((always_inline)) int whole_num(const uint8_t *p, siz
  * (and rejects, if it must). The command's name and CLIENT's subcommand
  * are classified where they lie. The fuzz target holds the two to the same
  * answers: whole buffers take this path, single bytes the other. */
-static long whole_request(const uint8_t *p, size_t n, int *ended, uint16_t *flags)
+static inline __attribute__((always_inline)) long whole_request(const uint8_t *p, size_t n,
+								   int *ended, uint16_t *flags)
 {
 	size_t i = 1, cl = 0, wl = 0;
 	int64_t count, len;
