@@ -3,6 +3,8 @@
  * frame_http.c and frame_mc.c. */
 #include "frame_int.h"
 
+#include <stddef.h>
+
 long fr_redis_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags);
 long fr_redis_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags);
 long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags);
@@ -51,7 +53,8 @@ void fr_req_init(struct fr_req *f, int proto)
 
 void fr_rep_init(struct fr_rep *f, int proto)
 {
-	memset(f, 0, sizeof(*f));
+	/* RESP's level counts (last) are written before they are read */
+	memset(f, 0, offsetof(struct fr_rep, left));
 	f->proto = (uint8_t)proto;
 	f->cl = -1;
 }
