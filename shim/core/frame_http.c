@@ -345,32 +345,41 @@ static const char *value_of(const uint8_t *v, const uint8_t *e, char *tmp, size_
  * x86-64), a byte at a time elsewhere. */
 static inline void masks64(const uint8_t *p, size_t n, size_t base, uint64_t *nl, uint64_t *co)
 {
-	uint8_t tail[64];
-	const uint8_t *q = p + base;
-	if (n - base < 64) {
-		memset(tail, 0, sizeof(tail));
-		memcpy(tail, q, n - base);
-		q = tail;
-	}
+	uint64_t mn = 0, mc = 0;
 #ifdef FR_SSE2
 	const __m128i vn = _mm_set1_epi8('\n'), vc = _mm_set1_epi8(':');
-	uint64_t mn = 0, mc = 0;
-	for (int k = 0; k < 4; k++) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(q + 16 * k));
-		mn |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vn)) << (16 * k);
-		mc |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vc)) << (16 * k);
+	if (n - base >= 64) {
+		for (int k = 0; k < 4; k++) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(p + base + 16 * k));
+			mn |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vn)) << (16 * k);
+			mc |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vc)) << (16 * k);
+		}
+		*nl = mn;
+		*co = mc;
+		return;
 	}
-	*nl = mn;
-	*co = mc;
-#else
-	uint64_t mn = 0, mc = 0;
-	for (int k = 0; k < 64; k++) {
-		mn |= (uint64_t)(q[k] == '\n') << k;
-		mc |= (uint64_t)(q[k] == ':') << k;
+	if (n >= 16) {
+		for (size_t k = 0; k < 4 && base + 16 * k < n; k++) {
+			/* a step past n is the last 16 bytes, shifted: nothing is
+			 * read outside p[0, n) */
+			size_t off = base + 16 * k, at = off + 16 <= n ? off : n - 16;
+			__m128i v = _mm_loadu_si128((const __m128i *)(p + at));
+			unsigned bn = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vn)) >> (off - at);
+			unsigned bc = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vc)) >> (off - at);
+			mn |= (uint64_t)bn << (16 * k);
+			mc |= (uint64_t)bc << (16 * k);
+		}
+		*nl = mn;
+		*co = mc;
+		return;
 	}
-	*nl = mn;
-	*co = mc;
 #endif
+	for (size_t k = 0; k < 64 && base + k < n; k++) {
+		mn |= (uint64_t)(p[base + k] == '\n') << k;
+		mc |= (uint64_t)(p[base + k] == ':') << k;
+	}
+	*nl = mn;
+	*co = mc;
 }
 
 /* The common case in one pass: a whole header section in the buffer at a

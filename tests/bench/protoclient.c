@@ -183,7 +183,12 @@ static pid_t start_direct(int *ctl, char **argv)
 		unsetenv("LD_PRELOAD"); /* the direct side runs without the library */
 		char *args[] = {argv[0], "--direct", argv[1], argv[2], argv[3],
 				argv[4],  argv[5],    argv[6], NULL};
-		execv("/proc/self/exe", args);
+		char self[4096];
+		ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (k > 0) {
+			self[k] = '\0';
+			execv(self, args);
+		}
 		_exit(127);
 	}
 	close(sv[1]);
