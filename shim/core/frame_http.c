@@ -387,19 +387,18 @@ static inline void masks64(const uint8_t *p, size_t n, size_t base, uint64_t *nl
  * as bit masks (masks64); each line is then a few bit operations, and
  * only the headers the direction reads (want) are looked at, taken exactly
  * as header_byte takes them one byte at a time, into r. Returns the
- * section's length, with first (the first line's length, its '\n'
- * included) for the caller to read; 0 for anything else (the state
- * machine reads it, and refuses what it must). The fuzz targets hold the
- * two paths to the same answers. */
-static size_t whole_headers(const uint8_t *p, size_t n, size_t *first, unsigned want, struct hd *r)
+ * section's length (its first line the caller's to read); 0 for anything
+ * else (the state machine reads it, and refuses what it must). The fuzz
+ * targets hold the two paths to the same answers. */
+static size_t whole_headers(const uint8_t *p, size_t n, const uint8_t *fl, unsigned want,
+			    struct hd *r)
 {
-	const uint8_t *fl = memchr(p, '\n', n);
-	if (!fl || p[0] == '\r' || p[0] == '\n')
+	/* fl: the first line's '\n', which the caller found */
+	if (p[0] == '\r' || p[0] == '\n')
 		return 0;
-	*first = (size_t)(fl - p) + 1;
-	if (*first > FR_LINE_MAX)
+	size_t i = (size_t)(fl - p) + 1, base = i;
+	if (i > FR_LINE_MAX)
 		return 0;
-	size_t i = *first, base = i;
 	uint64_t nlm, com;
 	if (i >= n)
 		return 0;
@@ -499,14 +498,13 @@ static inline __attribute__((always_inline)) int req_body_start(struct fr_req *f
 static long whole_request(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags)
 {
 	struct hd r = {.cl = -1};
-	size_t first;
 	const uint8_t *nl = memchr(p, '\n', n), *sp = nl ? memchr(p, ' ', (size_t)(nl - p)) : NULL;
 	if (!sp || sp == p)
 		return 0;
 	uint8_t unsafe;
 	size_t mlen = (size_t)(sp - p) < FR_WORD ? (size_t)(sp - p) : FR_WORD;
 	uint16_t mflags = method_flags((const char *)p, mlen, &unsafe);
-	size_t used = whole_headers(p, n, &first, HD_REQUEST, &r);
+	size_t used = whole_headers(p, n, nl, HD_REQUEST, &r);
 	if (!used)
 		return 0;
 	f->flags |= mflags;
@@ -676,7 +674,6 @@ static long rep_headers_done(struct fr_rep *f, long used, int *ended, uint8_t *f
 static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags)
 {
 	struct hd r = {.cl = -1};
-	size_t first;
 	const uint8_t *nl = memchr(p, '\n', n);
 	if (!nl)
 		return 0;
@@ -695,7 +692,7 @@ static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended
 	int status = status_of(w, wl, &http10);
 	if (status < 0)
 		return 0;
-	size_t used = whole_headers(p, n, &first, HD_REPLY, &r);
+	size_t used = whole_headers(p, n, nl, HD_REPLY, &r);
 	if (!used)
 		return 0;
 	f->status = (uint16_t)status;
