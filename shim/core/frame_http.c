@@ -231,7 +231,21 @@ static int body_step(struct hline *h, const uint8_t *p, size_t n, size_t *i)
 }
 
 /* One byte of a header section (after the first line). 1 at its end. */
-typedef int take_fn(void *owner, int id, const char *v, size_t vl);
+/* What a header said that only one direction keeps (idempotency, close) */
+typedef void take_fn(void *owner, const struct hd *r);
+
+/* A header framing reads, whole: its length or coding into the line
+ * state, the rest to take. -1 when it cannot be read. */
+static int header_done(struct hline *h, take_fn *take, void *owner)
+{
+	struct hd r = {.cl = *h->cl, .chunked = *h->chunked};
+	if (hd_take(&r, *h->keep, h->val, *h->vlen) < 0)
+		return -1;
+	*h->cl = r.cl;
+	*h->chunked = r.chunked;
+	take(owner, &r);
+	return 0;
+}
 
 static int header_byte(struct hline *h, uint8_t c, take_fn *take, void *owner)
 {
@@ -268,7 +282,7 @@ static int header_byte(struct hline *h, uint8_t c, take_fn *take, void *owner)
 			       (h->val[*h->vlen - 1] == ' ' || h->val[*h->vlen - 1] == '\t'))
 				(*h->vlen)--;
 			*h->st = H_HDR;
-			return *h->keep && take(owner, *h->keep, h->val, *h->vlen) < 0 ? -1 : 0;
+			return *h->keep && header_done(h, take, owner) < 0 ? -1 : 0;
 		}
 		if (!*h->keep || c == '\r' || ((c == ' ' || c == '\t') && *h->vlen == 0))
 			return 0;
@@ -452,17 +466,11 @@ static size_t whole_headers(const uint8_t *p, size_t n, const uint8_t *fl, unsig
 
 /* ---- requests ---- */
 
-static int req_take(void *owner, int id, const char *v, size_t vl)
+static void req_take(void *owner, const struct hd *r)
 {
 	struct fr_req *f = owner;
-	struct hd r = {.cl = f->cl, .chunked = f->chunked};
-	if (hd_take(&r, id, v, vl) < 0)
-		return -1;
-	f->cl = r.cl;
-	f->chunked = r.chunked;
-	if (r.idem)
+	if (r->idem)
 		f->unsafe = 0;
-	return 0;
 }
 
 static long req_done(struct fr_req *f, long used, int *ended, uint16_t *flags)
@@ -508,9 +516,10 @@ static long whole_request(struct fr_req *f, const uint8_t *p, size_t n, int *end
 	if (!used)
 		return 0;
 	f->flags |= mflags;
-	f->unsafe = unsafe && !r.idem;
+	f->unsafe = unsafe;
 	f->cl = r.cl;
 	f->chunked = r.chunked;
+	req_take(f, &r);
 	if ((f->flags & RQ_ENDS) || !req_body_start(f))
 		return req_done(f, (long)used, ended, flags);
 	if (f->st == H_BODY && (uint64_t)f->need <= n - used)
@@ -590,19 +599,13 @@ long fr_http_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint1
 
 /* ---- replies ---- */
 
-static int rep_take(void *owner, int id, const char *v, size_t vl)
+static void rep_take(void *owner, const struct hd *r)
 {
 	struct fr_rep *f = owner;
-	struct hd r = {.cl = f->cl, .chunked = f->chunked};
-	if (hd_take(&r, id, v, vl) < 0)
-		return -1;
-	f->cl = r.cl;
-	f->chunked = r.chunked;
-	if (r.close)
+	if (r->close)
 		f->flags |= RP_CLOSE;
-	if (r.keep_alive)
+	if (r->keep_alive)
 		f->keep_alive = 1;
-	return 0;
 }
 
 static long rep_done(struct fr_rep *f, long used, int *ended, uint8_t *flags)
@@ -699,10 +702,7 @@ static long whole_reply(struct fr_rep *f, const uint8_t *p, size_t n, int *ended
 	f->http10 = http10;
 	f->cl = r.cl;
 	f->chunked = r.chunked;
-	if (r.close)
-		f->flags |= RP_CLOSE;
-	if (r.keep_alive)
-		f->keep_alive = 1;
+	rep_take(f, &r);
 	long head = rep_headers_done(f, (long)used, ended, flags);
 	if (!*ended && f->st == H_BODY && (uint64_t)f->need <= n - used)
 		return rep_done(f, head + f->need, ended, flags);
