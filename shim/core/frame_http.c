@@ -404,8 +404,8 @@ static inline void masks64(const uint8_t *p, size_t n, size_t base, uint64_t *nl
  * section's length (its first line the caller's to read); 0 for anything
  * else (the state machine reads it, and refuses what it must). The fuzz
  * targets hold the two paths to the same answers. */
-static size_t whole_headers(const uint8_t *p, size_t n, const uint8_t *fl, unsigned want,
-			    struct hd *r)
+static size_t whole_headers(const uint8_t *restrict p, size_t n, const uint8_t *fl, unsigned want,
+			    struct hd *restrict r)
 {
 	/* fl: the first line's '\n', which the caller found */
 	if (p[0] == '\r' || p[0] == '\n')
