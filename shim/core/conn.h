@@ -125,24 +125,8 @@ struct fconn {
 	 * may share the CPU and evict them between two requests) */
 	int state;       /* [claim] enum fconn_state, read with atomic loads */
 	uint8_t binding; /* [init] the service's enum flare_binding */
-	int claim;                  /* [atom] 1 while a thread holds the claim */
-	pid_t claim_tid;            /* [atom] its thread, to take over after a siglongjmp */
-	int on_pending;             /* [pending_lock] listed on the pending list */
-	int pending_fd;             /* [claim] socket of an interrupted heal, closed by the next */
-	int fds[FLARE_MAX_ALIASES]; /* [lock] the descriptor numbers naming it */
-	int n_fds;                  /* [lock] */
-
-	/* what the program dialed and how the service is configured: [init] */
-	int domain, type, protocol;
-	struct flare_addr dialed;
-	uint32_t svc_index;
-	uint8_t replay, failover;
-	uint32_t connect_timeout_ms, user_timeout_ms, request_timeout_ms;
-	uint16_t ka_idle, ka_intvl, ka_cnt;
-	int has_bind;
-
-	int cur; /* [claim] local index of the replica connected to */
-
+	uint8_t replay;              /* [init] the service's replay mode */
+	uint32_t request_timeout_ms; /* [init] */
 	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
 	int slice_set;                /* [atom] the kernel's SO_RCVTIMEO is our slice */
 	int timeouts_owed;            /* [atom] flare's TCP timeouts not set yet */
@@ -173,11 +157,30 @@ struct fconn {
 	 * ring of FLARE_MAX_PIPELINE, a power of two): where each ends in buf
 	 * and its RQ_* flags */
 	int q_n, q_first;
-	uint32_t q_end[FLARE_MAX_PIPELINE];
-	uint16_t q_flags[FLARE_MAX_PIPELINE];
 	struct fr_req frq;
 	struct fr_rep frp;
+	uint32_t q_end[FLARE_MAX_PIPELINE];
+	uint16_t q_flags[FLARE_MAX_PIPELINE];
 	uint8_t sess_rep[FLARE_SESSION_REPLY]; /* the session command's reply, its first bytes */
+
+	/* less often read, from here on */
+	int claim;                  /* [atom] 1 while a thread holds the claim */
+	pid_t claim_tid;            /* [atom] its thread, to take over after a siglongjmp */
+	int on_pending;             /* [pending_lock] listed on the pending list */
+	int pending_fd;             /* [claim] socket of an interrupted heal, closed by the next */
+	int fds[FLARE_MAX_ALIASES]; /* [lock] the descriptor numbers naming it */
+	int n_fds;                  /* [lock] */
+
+	/* what the program dialed and how the service is configured: [init] */
+	int domain, type, protocol;
+	struct flare_addr dialed;
+	uint32_t svc_index;
+	uint8_t failover;
+	uint32_t connect_timeout_ms, user_timeout_ms;
+	uint16_t ka_idle, ka_intvl, ka_cnt;
+	int has_bind;
+
+	int cur; /* [claim] local index of the replica connected to */
 
 	/* the replicas still to try, in order: [claim] */
 	uint8_t cand[FLARE_MAX_REPLICAS];
