@@ -170,7 +170,9 @@ class Stack:
         r = subprocess.run([BUILD + "/flarectl", "table", "--shm", self.shm, "--json"],
                            capture_output=True, text=True, timeout=10)
         if r.returncode != 0:
-            sys.stderr.write("flarectl table: %s\n" % r.stderr.strip())
+            # absent: the agent has not written it yet (callers wait for it)
+            if "absent" not in r.stderr:
+                sys.stderr.write("flarectl table: %s\n" % r.stderr.strip())
             return None
         try:
             return json.loads(r.stdout)
