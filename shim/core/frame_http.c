@@ -396,72 +396,70 @@ static inline void masks64(const uint8_t *p, size_t n, size_t base, uint64_t *nl
 	*co = mc;
 }
 
+/* The first ':' of the line that began at p[i] found among the colons of
+ * the 64 bytes from base (com), after its first byte and before bit `below`
+ * (64: the whole block); SIZE_MAX when none. */
+static inline size_t colon_in(uint64_t com, size_t base, size_t i, unsigned below)
+{
+	unsigned lo = i + 1 > base ? (unsigned)(i + 1 - base) : 0;
+	if (lo >= below)
+		return SIZE_MAX;
+	uint64_t m = com >> lo << lo;
+	if (below < 64)
+		m &= (1ull << below) - 1;
+	return m ? base + (size_t)__builtin_ctzll(m) : SIZE_MAX;
+}
+
 /* The common case in one pass: a whole header section in the buffer at a
  * message boundary. Where every '\n' and ':' is comes 64 bytes at a time
- * as bit masks (masks64); each line is then a few bit operations, and
- * only the headers the direction reads (want) are looked at, taken exactly
- * as header_byte takes them one byte at a time, into r. Returns the
- * section's length (its first line the caller's to read); 0 for anything
- * else (the state machine reads it, and refuses what it must). The fuzz
- * targets hold the two paths to the same answers. */
+ * as bit masks (masks64), and the lines are walked by their '\n' bits; only
+ * the headers the direction reads (want) are looked at, taken exactly as
+ * header_byte takes them one byte at a time, into r. Returns the section's
+ * length (its first line the caller's to read); 0 for anything else (the
+ * state machine reads it, and refuses what it must). The fuzz targets hold
+ * the two paths to the same answers. */
 static size_t whole_headers(const uint8_t *restrict p, size_t n, const uint8_t *fl, unsigned want,
 			    struct hd *restrict r)
 {
 	/* fl: the first line's '\n', which the caller found */
 	if (p[0] == '\r' || p[0] == '\n')
 		return 0;
-	size_t i = (size_t)(fl - p) + 1, base = i;
+	size_t i = (size_t)(fl - p) + 1; /* where the current line begins */
+	size_t colon = SIZE_MAX;         /* its first ':', once seen */
 	if (i > FR_LINE_MAX)
 		return 0;
-	uint64_t nlm, com;
-	if (i >= n)
-		return 0;
-	masks64(p, n, base, &nlm, &com);
-	for (;;) {
-		/* the line from p[i] (base <= i < base + 64): its end e, and its
-		 * first ':' after its first byte */
-		size_t rel = i - base, colon = SIZE_MAX, e;
-		uint64_t mn = nlm >> rel, mc = (com >> rel) & ~1ull;
-		while (!mn) { /* it goes on past these 64 bytes */
-			if (mc && colon == SIZE_MAX)
-				colon = base + rel + (size_t)__builtin_ctzll(mc);
-			base += 64;
-			if (base >= n)
-				return 0; /* the section goes on past the buffer */
-			masks64(p, n, base, &nlm, &com);
-			rel = 0;
-			mn = nlm;
-			mc = com;
-		}
-		e = base + rel + (size_t)__builtin_ctzll(mn);
-		mc &= (mn & -mn) - 1; /* the ':'s before the '\n' */
-		if (mc && colon == SIZE_MAX)
-			colon = base + rel + (size_t)__builtin_ctzll(mc);
-		size_t len = e - i;
-		if (len == 0 || (len == 1 && p[i] == '\r'))
-			return e + 1; /* the empty line */
-		if (colon == SIZE_MAX || len + 1 > FR_LINE_MAX || p[i] == '\r')
-			return 0;
-		size_t nlen = colon - i;
-		/* only four lengths can name a header framing reads */
-		int id = nlen < 32 && (HD_LENGTHS >> nlen & 1u)
-				 ? header_id((const char *)p + i, nlen, want)
-				 : 0;
-		if (id) {
-			char tmp[FR_WORD];
-			size_t vl;
-			const char *v = value_of(p + colon + 1, p + e, tmp, &vl);
-			if (hd_take(r, id, v, vl) < 0)
+	for (size_t base = i; base < n; base += 64) {
+		uint64_t nlm, com;
+		masks64(p, n, base, &nlm, &com);
+		for (; nlm; nlm &= nlm - 1) {
+			size_t e = base + (size_t)__builtin_ctzll(nlm);
+			if (colon == SIZE_MAX)
+				colon = colon_in(com, base, i, (unsigned)(e - base));
+			size_t len = e - i;
+			if (len == 0 || (len == 1 && p[i] == '\r'))
+				return e + 1; /* the empty line */
+			if (colon == SIZE_MAX || len + 1 > FR_LINE_MAX || p[i] == '\r')
 				return 0;
+			size_t nlen = colon - i;
+			/* only four lengths can name a header framing reads */
+			if (nlen < 32 && (HD_LENGTHS >> nlen & 1u)) {
+				int id = header_id((const char *)p + i, nlen, want);
+				if (id) {
+					char tmp[FR_WORD];
+					size_t vl;
+					const char *v = value_of(p + colon + 1, p + e, tmp, &vl);
+					if (hd_take(r, id, v, vl) < 0)
+						return 0;
+				}
+			}
+			i = e + 1;
+			colon = SIZE_MAX;
 		}
-		i = e + 1;
-		if (i >= n)
-			return 0;
-		if (i >= base + 64) {
-			base = i;
-			masks64(p, n, base, &nlm, &com);
-		}
+		/* the line goes on past these 64 bytes: a ':' of it here */
+		if (colon == SIZE_MAX)
+			colon = colon_in(com, base, i, 64);
 	}
+	return 0; /* the section goes on past the buffer */
 }
 
 /* ---- requests ---- */
