@@ -107,8 +107,21 @@ void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t 
 				size_t ends[16];
 				uint16_t fl[16];
 				int m = fr_redis_req_whole(p + off, k - off, ends, fl, 16);
+				uint16_t any = 0;
 				for (int j = 0; j < m; j++)
-					request_ended(fc, base + (uint32_t)(off + ends[j]), fl[j]);
+					any |= fl[j];
+				if (!any && fc->q_n + m <= FLARE_MAX_PIPELINE) {
+					/* plain commands (GET, SET...): onto the queue */
+					for (int j = 0; j < m; j++) {
+						int at = q_at(fc, fc->q_n++);
+						fc->q_end[at] = base + (uint32_t)(off + ends[j]);
+						fc->q_flags[at] = 0;
+					}
+				} else {
+					for (int j = 0; j < m; j++)
+						request_ended(fc, base + (uint32_t)(off + ends[j]),
+							      fl[j]);
+				}
 				if (m) {
 					off += ends[m - 1];
 					continue;
@@ -212,7 +225,17 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 				uint8_t fl[16];
 				int m = fr_redis_rep_whole(p + off, k - off, ends, fl,
 							   fc->q_n < 16 ? fc->q_n : 16);
-				for (int j = 0; j < m; j++) {
+				unsigned any = 0;
+				for (int j = 0; j < m; j++)
+					any |= fl[j] | fc->q_flags[q_at(fc, j)];
+				if (m && !any) {
+					/* plain replies to plain commands: off the queue */
+					if (!fc->overflow)
+						fc->head = fc->q_end[q_at(fc, m - 1)];
+					fc->q_n -= m;
+					fc->q_first = q_at(fc, m);
+				}
+				for (int j = 0; j < m && any; j++) {
 					size_t from = j ? ends[j - 1] : 0;
 					if (fc->q_flags[fc->q_first] & RQ_SESSION)
 						session_reply(fc, p + off + from, ends[j] - from);
