@@ -123,10 +123,10 @@ struct fconn {
 	/* reset for every connection, from here on; what every request reads
 	 * comes first, in as few cache lines as it fits (the program's server
 	 * may share the CPU and evict them between two requests) */
-	int state;       /* [claim] enum fconn_state, read with atomic loads */
-	uint8_t binding; /* [init] the service's enum flare_binding */
-	uint8_t replay;              /* [init] the service's replay mode */
-	uint32_t request_timeout_ms; /* [init] */
+	int state;                    /* [claim] enum fconn_state, read with atomic loads */
+	uint8_t binding;              /* [init] the service's enum flare_binding */
+	uint8_t replay;               /* [init] the service's replay mode */
+	uint32_t request_timeout_ms;  /* [init] */
 	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
 	int slice_set;                /* [atom] the kernel's SO_RCVTIMEO is our slice */
 	int timeouts_owed;            /* [atom] flare's TCP timeouts not set yet */

@@ -91,11 +91,25 @@ void exchange_wrote_buf(struct fconn *fc, const void *data, size_t n)
 	exchange_wrote(fc, &iov, 1, n);
 }
 
-void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
+/* The request path's lock: none in a program without threads
+ * (flare_threaded). Returns whether it was taken, for request_unlock. */
+static int request_lock(struct fconn *fc)
 {
 	int locked = flare_threaded();
 	if (locked)
 		pthread_mutex_lock(&fc->lock);
+	return locked;
+}
+
+static void request_unlock(struct fconn *fc, int locked)
+{
+	if (locked)
+		pthread_mutex_unlock(&fc->lock);
+}
+
+void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
+{
+	int locked = request_lock(fc);
 	if (fc->proto == PROTO_AUTO && n && iovcnt > 0) {
 		/* the first bytes written say which protocol this is */
 		int p = fr_detect(iov[0].iov_base, iov[0].iov_len < n ? iov[0].iov_len : n);
@@ -106,8 +120,7 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	}
 	if (fconn_framed(fc)) {
 		framed_wrote(fc, iov, iovcnt, n);
-		if (locked)
-			pthread_mutex_unlock(&fc->lock);
+		request_unlock(fc, locked);
 		return;
 	}
 	int from = xchg_load(fc), to = from;
@@ -137,8 +150,7 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	if (to != from && __atomic_compare_exchange_n(&fc->xchg, &from, to, 0, __ATOMIC_ACQ_REL,
 						      __ATOMIC_ACQUIRE))
 		entered(fc, from, to);
-	if (locked)
-		pthread_mutex_unlock(&fc->lock);
+	request_unlock(fc, locked);
 }
 
 void exchange_write_failed(struct fconn *fc)
@@ -160,12 +172,9 @@ void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t
 	if (fconn_framed(fc)) {
 		if (!iov)
 			return;
-		int locked = flare_threaded();
-		if (locked)
-			pthread_mutex_lock(&fc->lock);
+		int locked = request_lock(fc);
 		framed_read(fc, iov, iovcnt, n);
-		if (locked)
-			pthread_mutex_unlock(&fc->lock);
+		request_unlock(fc, locked);
 		return;
 	}
 	int from = xchg_load(fc);

@@ -17,8 +17,6 @@
 /* the table fdtab_get reads inline (shim.h): set once, at init */
 struct fconn **flare_fdtab;
 size_t flare_fdtab_size;
-#define tab flare_fdtab
-#define tab_size flare_fdtab_size
 static uint8_t *opts_set; /* FLARE_BUF_* and FLARE_SET_* bits per descriptor */
 static struct fconn *free_list, *all_list;
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -31,19 +29,19 @@ int fdtab_init(void)
 		n = rl.rlim_max;
 	if (n > MAX_TRACKED_FDS)
 		n = MAX_TRACKED_FDS;
-	void *p = mmap(NULL, n * sizeof(*tab), PROT_READ | PROT_WRITE,
+	void *p = mmap(NULL, n * sizeof(*flare_fdtab), PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
 	void *b = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 		       -1, 0);
 	if (b == MAP_FAILED) {
-		munmap(p, n * sizeof(*tab));
+		munmap(p, n * sizeof(*flare_fdtab));
 		return -1;
 	}
-	tab = p;
+	flare_fdtab = p;
 	opts_set = b;
-	tab_size = n;
+	flare_fdtab_size = n;
 	return 0;
 }
 
@@ -75,19 +73,19 @@ struct fconn *fconn_new(void)
 
 void fdtab_attach(int fd, struct fconn *fc)
 {
-	if ((unsigned)fd >= tab_size)
+	if ((unsigned)fd >= flare_fdtab_size)
 		return;
 	pthread_mutex_lock(&fc->lock);
 	if (fc->n_fds < FLARE_MAX_ALIASES)
 		fc->fds[fc->n_fds++] = fd;
 	pthread_mutex_unlock(&fc->lock);
-	__atomic_store_n(&tab[fd], fc, __ATOMIC_RELEASE);
+	__atomic_store_n(&flare_fdtab[fd], fc, __ATOMIC_RELEASE);
 }
 
 /* Drops fd from fc; 1 when it was its last descriptor. */
 static int unlink_fd(int fd, struct fconn *fc)
 {
-	__atomic_store_n(&tab[fd], NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&flare_fdtab[fd], NULL, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&fc->lock);
 	for (int i = 0; i < fc->n_fds; i++)
 		if (fc->fds[i] == fd) {
@@ -163,24 +161,25 @@ int fdtab_after_dup(int oldfd, int newfd)
 
 void fdtab_note_opt(int fd, int bits)
 {
-	if ((unsigned)fd < tab_size)
+	if ((unsigned)fd < flare_fdtab_size)
 		__atomic_or_fetch(&opts_set[fd], (uint8_t)bits, __ATOMIC_RELAXED);
 }
 
 void fdtab_set_opts(int fd, int bits)
 {
-	if ((unsigned)fd < tab_size)
+	if ((unsigned)fd < flare_fdtab_size)
 		__atomic_store_n(&opts_set[fd], (uint8_t)bits, __ATOMIC_RELAXED);
 }
 
 int fdtab_opts(int fd)
 {
-	return (unsigned)fd < tab_size ? __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED) : 0;
+	return (unsigned)fd < flare_fdtab_size ? __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED)
+					       : 0;
 }
 
 void fdtab_clear_opts(int fd)
 {
-	if ((unsigned)fd < tab_size && __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED))
+	if ((unsigned)fd < flare_fdtab_size && __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED))
 		__atomic_store_n(&opts_set[fd], 0, __ATOMIC_RELAXED);
 }
 

@@ -140,9 +140,7 @@ static int hd_take(struct hd *r, int id, const char *v, size_t vl)
 		/* chunked must be the last coding */
 		r->chunked = vl >= 7 && fr_is(v + vl - 7, 7, "CHUNKED");
 		return r->chunked ? 0 : -1;
-	case HD_CONNECTION:
-		conn_tokens(v, vl, &r->close, &r->keep_alive);
-		return 0;
+	case HD_CONNECTION: conn_tokens(v, vl, &r->close, &r->keep_alive); return 0;
 	case HD_IDEMPOTENCY_KEY: r->idem = 1; return 0;
 	default: return 0;
 	}
@@ -357,41 +355,38 @@ static const char *value_of(const uint8_t *v, const uint8_t *e, char *tmp, size_
 /* Bit k of *nl and *co: p[base + k] is '\n', ':' (for the 64 bytes from
  * base; none at or past n). Sixteen bytes a compare where SSE2 is (every
  * x86-64), a byte at a time elsewhere. */
+#ifdef FR_SSE2
+/* Bit k: q[k] == c, for the 16 bytes at q */
+static inline uint64_t eq16(const uint8_t *q, __m128i c)
+{
+	return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)q), c));
+}
+#endif
+
 static inline void masks64(const uint8_t *p, size_t n, size_t base, uint64_t *nl, uint64_t *co)
 {
 	uint64_t mn = 0, mc = 0;
 #ifdef FR_SSE2
 	const __m128i vn = _mm_set1_epi8('\n'), vc = _mm_set1_epi8(':');
-	if (n - base >= 64) {
+	if (n - base >= 64) { /* the common case: four plain steps */
 		for (int k = 0; k < 4; k++) {
-			__m128i v = _mm_loadu_si128((const __m128i *)(p + base + 16 * k));
-			mn |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vn)) << (16 * k);
-			mc |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vc)) << (16 * k);
+			mn |= eq16(p + base + 16 * k, vn) << (16 * k);
+			mc |= eq16(p + base + 16 * k, vc) << (16 * k);
 		}
-		*nl = mn;
-		*co = mc;
-		return;
-	}
-	if (n >= 16) {
-		for (size_t k = 0; k < 4 && base + 16 * k < n; k++) {
+	} else if (n >= 16) {
+		for (size_t k = 0; base + 16 * k < n; k++) {
 			/* a step past n is the last 16 bytes, shifted: nothing is
 			 * read outside p[0, n) */
 			size_t off = base + 16 * k, at = off + 16 <= n ? off : n - 16;
-			__m128i v = _mm_loadu_si128((const __m128i *)(p + at));
-			unsigned bn = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vn)) >> (off - at);
-			unsigned bc = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vc)) >> (off - at);
-			mn |= (uint64_t)bn << (16 * k);
-			mc |= (uint64_t)bc << (16 * k);
+			mn |= eq16(p + at, vn) >> (off - at) << (16 * k);
+			mc |= eq16(p + at, vc) >> (off - at) << (16 * k);
 		}
-		*nl = mn;
-		*co = mc;
-		return;
-	}
+	} else
 #endif
-	for (size_t k = 0; k < 64 && base + k < n; k++) {
-		mn |= (uint64_t)(p[base + k] == '\n') << k;
-		mc |= (uint64_t)(p[base + k] == ':') << k;
-	}
+		for (size_t k = 0; k < 64 && base + k < n; k++) {
+			mn |= (uint64_t)(p[base + k] == '\n') << k;
+			mc |= (uint64_t)(p[base + k] == ':') << k;
+		}
 	*nl = mn;
 	*co = mc;
 }

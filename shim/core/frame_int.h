@@ -68,8 +68,7 @@ static inline int fr_same(const char *w, const char *s, size_t k)
 
 /* word (wlen bytes) equals the upper-case s, ignoring case: words of 8
  * (or 4) bytes, the last one overlapping the one before */
-static inline __attribute__((always_inline)) int fr_is(const char *word, size_t wlen,
-							const char *s)
+static inline __attribute__((always_inline)) int fr_is(const char *word, size_t wlen, const char *s)
 {
 	size_t n = strlen(s);
 	if (wlen != n)

@@ -8,10 +8,11 @@
 
 enum { R_START, R_ARRAY_NUM, R_BULK_TYPE, R_BULK_NUM, R_BULK_DATA, R_BULK_CRLF, R_INLINE };
 
-/* By length first: most commands (GET, SET, HGET...) are none of these,
- * and a name is compared whole, as the server does (a NUL is a byte). */
-static __attribute__((noinline)) uint16_t classify(const char *c, size_t cl, const char *w,
-						   size_t wl)
+/* By length first: a name is compared whole, as the server does (a NUL
+ * is a byte). Out of line: only names of 4 to 10 bytes come here
+ * (classify). */
+static __attribute__((noinline)) uint16_t classify_named(const char *c, size_t cl, const char *w,
+							 size_t wl)
 {
 	switch (cl) {
 	case 4:
@@ -33,8 +34,8 @@ static __attribute__((noinline)) uint16_t classify(const char *c, size_t cl, con
 			return RQ_SESSION;
 		if (!fr_is(c, cl, "CLIENT"))
 			return 0;
-		if (fr_is(w, wl, "SETNAME") || fr_is(w, wl, "SETINFO") || fr_is(w, wl, "NO-EVICT") ||
-		    fr_is(w, wl, "NO-TOUCH"))
+		if (fr_is(w, wl, "SETNAME") || fr_is(w, wl, "SETINFO") ||
+		    fr_is(w, wl, "NO-EVICT") || fr_is(w, wl, "NO-TOUCH"))
 			return RQ_SESSION;
 		if (fr_is(w, wl, "REPLY") || fr_is(w, wl, "TRACKING"))
 			return RQ_ENDS; /* replies stop coming one for one */
@@ -54,6 +55,13 @@ static __attribute__((noinline)) uint16_t classify(const char *c, size_t cl, con
 	case 10: return fr_is(c, cl, "PSUBSCRIBE") || fr_is(c, cl, "SSUBSCRIBE") ? RQ_ENDS : 0;
 	default: return 0;
 	}
+}
+
+/* A command's RQ_* flags; GET, SET and every name not of 4 to 10 bytes
+ * are none of the session, transaction or ending commands. */
+static inline uint16_t classify(const char *c, size_t cl, const char *w, size_t wl)
+{
+	return cl - 4 <= 6 ? classify_named(c, cl, w, wl) : 0;
 }
 
 /* Back at a request boundary: only what the next request reads before
@@ -114,7 +122,7 @@ static inline __attribute__((always_inline)) int whole_num(const uint8_t *p, siz
  * are classified where they lie. The fuzz target holds the two to the same
  * answers: whole buffers take this path, single bytes the other. */
 static inline __attribute__((always_inline)) long whole_request(const uint8_t *p, size_t n,
-								   int *ended, uint16_t *flags)
+								int *ended, uint16_t *flags)
 {
 	size_t i = 1, cl = 0, wl = 0;
 	int64_t count, len;
@@ -138,8 +146,7 @@ static inline __attribute__((always_inline)) long whole_request(const uint8_t *p
 		}
 		i += (size_t)len + 2;
 	}
-	/* only names of 4 to 10 bytes are classified (GET, SET... are not) */
-	*flags = cl - 4 <= 6 ? classify(cmd, cl, word, wl) : 0;
+	*flags = classify(cmd, cl, word, wl);
 	*ended = 1;
 	return (long)i;
 }
@@ -315,7 +322,7 @@ static long rep_end(struct fr_rep *f, long used, int *ended, uint8_t *flags)
  * length (RP_ERROR in *rflags for an error), or 0 for anything else (the
  * state machine reads it). */
 static inline __attribute__((always_inline)) size_t reply_len(const uint8_t *p, size_t n,
-							       uint8_t *rflags)
+							      uint8_t *rflags)
 {
 	size_t i = 1;
 	int64_t len;

@@ -67,16 +67,19 @@ static void compact(struct fconn *fc, size_t incoming)
 }
 
 /* A request ended at buf offset end (meaningless while overflowing). */
-static void request_ended(struct fconn *fc, uint32_t end, uint16_t flags)
+static inline __attribute__((always_inline)) void request_ended(struct fconn *fc, uint32_t end,
+								uint16_t flags)
 {
-	if (flags & RQ_ENDS)
-		fc->framing_over = 1;
-	if (flags & RQ_TXN_BEGIN)
-		fc->in_txn = 1;
-	if (flags & RQ_NOREPLY) {
-		if (!fc->q_n && !fc->overflow)
-			fc->head = end; /* nothing answers it: it is done */
-		return;
+	if (__builtin_expect(flags != 0, 0)) { /* GET, SET...: none */
+		if (flags & RQ_ENDS)
+			fc->framing_over = 1;
+		if (flags & RQ_TXN_BEGIN)
+			fc->in_txn = 1;
+		if (flags & RQ_NOREPLY) {
+			if (!fc->q_n && !fc->overflow)
+				fc->head = end; /* nothing answers it: it is done */
+			return;
+		}
 	}
 	if (fc->q_n == FLARE_MAX_PIPELINE) {
 		fc->framing_over = 1; /* deeper than we track: no more heals here */
@@ -107,21 +110,8 @@ void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t 
 				size_t ends[16];
 				uint16_t fl[16];
 				int m = fr_redis_req_whole(p + off, k - off, ends, fl, 16);
-				uint16_t any = 0;
 				for (int j = 0; j < m; j++)
-					any |= fl[j];
-				if (!any && fc->q_n + m <= FLARE_MAX_PIPELINE) {
-					/* plain commands (GET, SET...): onto the queue */
-					for (int j = 0; j < m; j++) {
-						int at = q_at(fc, fc->q_n++);
-						fc->q_end[at] = base + (uint32_t)(off + ends[j]);
-						fc->q_flags[at] = 0;
-					}
-				} else {
-					for (int j = 0; j < m; j++)
-						request_ended(fc, base + (uint32_t)(off + ends[j]),
-							      fl[j]);
-				}
+					request_ended(fc, base + (uint32_t)(off + ends[j]), fl[j]);
 				if (m) {
 					off += ends[m - 1];
 					continue;
@@ -173,13 +163,22 @@ static void session_keep(struct fconn *fc, uint32_t req_end, uint32_t rep_len, i
 	fc->sess_len += need;
 }
 
+/* The m oldest requests are answered: buf can drop them. */
+static void dequeue(struct fconn *fc, int m)
+{
+	if (!fc->overflow)
+		fc->head = fc->q_end[q_at(fc, m - 1)];
+	fc->q_n -= m;
+	fc->q_first = q_at(fc, m);
+}
+
 /* The oldest request's reply is whole. */
 static void reply_ended(struct fconn *fc, uint32_t rep_len, uint8_t rflags)
 {
 	int at = fc->q_first;
 	uint16_t f = fc->q_flags[at];
-	if (__builtin_expect((rflags & (RP_ENDS | RP_CLOSE)) ||
-			     (f & (RQ_SESSION | RQ_RESET | RQ_TXN_END)), 0)) {
+	if (__builtin_expect(
+		(rflags & (RP_ENDS | RP_CLOSE)) || (f & (RQ_SESSION | RQ_RESET | RQ_TXN_END)), 0)) {
 		if (rflags & RP_ENDS)
 			fc->framing_over = 1;
 		if (rflags & RP_CLOSE)
@@ -194,10 +193,7 @@ static void reply_ended(struct fconn *fc, uint32_t rep_len, uint8_t rflags)
 			fc->in_txn = 0;
 		fc->sess_rep_len = 0;
 	}
-	if (!fc->overflow)
-		fc->head = fc->q_end[at];
-	fc->q_n--;
-	fc->q_first = q_at(fc, 1);
+	dequeue(fc, 1);
 }
 
 /* A session command's reply bytes, kept (the first FLARE_SESSION_REPLY)
@@ -228,13 +224,8 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 				unsigned any = 0;
 				for (int j = 0; j < m; j++)
 					any |= fl[j] | fc->q_flags[q_at(fc, j)];
-				if (m && !any) {
-					/* plain replies to plain commands: off the queue */
-					if (!fc->overflow)
-						fc->head = fc->q_end[q_at(fc, m - 1)];
-					fc->q_n -= m;
-					fc->q_first = q_at(fc, m);
-				}
+				if (m && !any)
+					dequeue(fc, m); /* plain replies to plain commands */
 				for (int j = 0; j < m && any; j++) {
 					size_t from = j ? ends[j - 1] : 0;
 					if (fc->q_flags[fc->q_first] & RQ_SESSION)

@@ -284,7 +284,8 @@ static inline __attribute__((always_inline)) int wait_sliced(struct sliced_wait 
 			if (!have_end) {
 				/* a wait that came back empty slept its slice; one whose
 				 * events were all hidden is taken as having slept none */
-				end = (int64_t)flare_monotonic_ms() - (n == 0 ? slice : 0) + timeout;
+				end =
+				    (int64_t)flare_monotonic_ms() - (n == 0 ? slice : 0) + timeout;
 				have_end = 1;
 			}
 			if ((timeout = wait_left(timeout, end)) == 0) {

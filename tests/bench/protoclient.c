@@ -50,7 +50,8 @@ static int ep;
 
 static void die(const char *what)
 {
-	fprintf(stderr, "protoclient: %s%s%s\n", what, errno ? ": " : "", errno ? strerror(errno) : "");
+	fprintf(stderr, "protoclient: %s%s%s\n", what, errno ? ": " : "",
+		errno ? strerror(errno) : "");
 	exit(1);
 }
 
@@ -182,7 +183,7 @@ static pid_t start_direct(int *ctl, char **argv)
 		dup2(sv[1], 3);
 		unsetenv("LD_PRELOAD"); /* the direct side runs without the library */
 		char *args[] = {argv[0], "--direct", argv[1], argv[2], argv[3],
-				argv[4],  argv[5],    argv[6], NULL};
+				argv[4], argv[5],    argv[6], NULL};
 		char self[4096];
 		ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 1);
 		if (k > 0) {
@@ -209,8 +210,9 @@ int main(int argc, char **argv)
 	int worker = argc == 8 && strcmp(argv[1], "--direct") == 0;
 	char **a = argv + worker;
 	if (argc != 7 + worker || (strcmp(a[1], "redis") && strcmp(a[1], "http"))) {
-		fprintf(stderr, "usage: protoclient redis|http SVC_PORT REPLICA_PORT PIPELINE PAIRS "
-				"PER_BATCH\n");
+		fprintf(stderr,
+			"usage: protoclient redis|http SVC_PORT REPLICA_PORT PIPELINE PAIRS "
+			"PER_BATCH\n");
 		return 2;
 	}
 	http = strcmp(a[1], "http") == 0;
@@ -246,7 +248,7 @@ int main(int argc, char **argv)
 	}
 	int ctl;
 	pid_t child = start_direct(&ctl, argv);
-	double total[2] = {0, 0}; /* 0: direct, 1: managed */
+	double total[2] = {0, 0};          /* 0: direct, 1: managed */
 	for (int k = -2; k < pairs; k++) { /* two pairs to warm up */
 		double t[2];
 		if (k & 1) {
@@ -269,7 +271,7 @@ int main(int argc, char **argv)
 		die("the direct side failed");
 	qsort(ratio, (size_t)pairs, sizeof(double), cmp);
 	double reqs_n = (double)pairs * trips * pipeline;
-	printf("ratio=%.4f direct_rps=%.0f managed_rps=%.0f\n", ratio[pairs / 2],
-	       reqs_n / total[0], reqs_n / total[1]);
+	printf("ratio=%.4f direct_rps=%.0f managed_rps=%.0f\n", ratio[pairs / 2], reqs_n / total[0],
+	       reqs_n / total[1]);
 	return 0;
 }
