@@ -37,9 +37,16 @@ enum flare_failover {
 	FLARE_FAILOVER_STATIC = 2,
 };
 
+/* What a heal may replay on an opaque connection (one no framer reads).
+ * AUTO, the default: only the connection's first request, whose replay
+ * is the connection's whole history; REQUEST_REPLY: every request, as
+ * FLARe assumes (the service says its protocol is stateless request and
+ * reply); NONE: failover at connect time only. Framed protocols follow
+ * their framer's rules under AUTO and REQUEST_REPLY alike. */
 enum flare_replay {
 	FLARE_REPLAY_REQUEST_REPLY = 0,
 	FLARE_REPLAY_NONE = 1,
+	FLARE_REPLAY_AUTO = 2,
 };
 
 /* A service's wire protocol: how the library finds request and reply

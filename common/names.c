@@ -5,7 +5,7 @@
 
 static const char *const strategy_names[] = {"static", "least-loaded"};
 static const char *const failover_names[] = {"proactive", "reactive", "static"};
-static const char *const replay_names[] = {"request-reply", "none"};
+static const char *const replay_names[] = {"request-reply", "none", "auto"};
 static const char *const protocol_names[] = {"auto", "opaque", "redis", "http", "memcached"};
 static const char *const balance_names[] = {"primary", "round-robin", "random", "least-loaded",
 					    "headroom"};
@@ -26,7 +26,7 @@ const char *flare_failover_name(int f) { return NAME_OF(failover_names, f); }
 const char *flare_replay_name(int r) { return NAME_OF(replay_names, r); }
 int flare_strategy_parse(const char *s) { return index_of(strategy_names, 2, s); }
 int flare_failover_parse(const char *s) { return index_of(failover_names, 3, s); }
-int flare_replay_parse(const char *s) { return index_of(replay_names, 2, s); }
+int flare_replay_parse(const char *s) { return index_of(replay_names, 3, s); }
 const char *flare_protocol_name(int p) { return NAME_OF(protocol_names, p); }
 int flare_protocol_parse(const char *s) { return index_of(protocol_names, 5, s); }
 const char *flare_balance_name(int b) { return NAME_OF(balance_names, b); }

@@ -476,7 +476,7 @@ static void dec_rank_service(struct rd *r, struct fw_rank_service *s)
 	if (r->err)
 		return;
 	if (s->strategy > FLARE_STRATEGY_LEAST_LOADED || s->failover > FLARE_FAILOVER_STATIC ||
-	    s->replay > FLARE_REPLAY_NONE || s->protocol > FLARE_PROTO_MEMCACHED ||
+	    s->replay > FLARE_REPLAY_AUTO || s->protocol > FLARE_PROTO_MEMCACHED ||
 	    s->replay_unsafe > 1 || s->balance > FLARE_BALANCE_HEADROOM ||
 	    s->binding > FLARE_BINDING_REQUEST)
 		r->err = "unknown strategy, failover, replay, protocol, balance or binding";

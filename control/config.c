@@ -545,10 +545,10 @@ static int load_service(struct loader *ld, config_setting_t *e, struct flare_con
 	if (s->failover < 0)
 		return fail(ld, line_of(config_setting_get_member(e, "failover")),
 			    "unknown failover '%s' (proactive | reactive | static)", failover);
-	s->replay = replay ? flare_replay_parse(replay) : FLARE_REPLAY_REQUEST_REPLY;
+	s->replay = replay ? flare_replay_parse(replay) : FLARE_REPLAY_AUTO;
 	if (s->replay < 0)
 		return fail(ld, line_of(config_setting_get_member(e, "replay")),
-			    "unknown replay '%s' (request-reply | none)", replay);
+			    "unknown replay '%s' (auto | request-reply | none)", replay);
 	s->protocol = protocol ? flare_protocol_parse(protocol) : FLARE_PROTO_AUTO;
 	if (s->protocol < 0)
 		return fail(ld, line_of(config_setting_get_member(e, "protocol")),

@@ -267,6 +267,11 @@ def rr_deployment(n=3, primary=False, service_extra="", stale_ms=10000, name="rr
     clients. Without monitor_sockets the monitors use their default
     (abstract) socket names. With auth, the deployment shares a fresh key
     (auth.key next to the config, mode 0600)."""
+    # rr-server's protocol is stateless request/reply: the service says so,
+    # and every request may be replayed (the default replays only a
+    # connection's first)
+    if "replay" not in service_extra:
+        service_extra = 'replay = "request-reply"; ' + service_extra
     ports = free_ports(n + 1 + managers)
     mports, svc = ports[:managers], ports[managers]
     reps = ports[managers + 1:]

@@ -50,7 +50,7 @@ hosts = (
 );
 services = (
   { name = "A"; address = "127.0.0.1:%d"; balance = "%s"; binding = "%s";
-    rebind_interval_ms = 1000; %s
+    rebind_interval_ms = 1000; replay = "request-reply"; %s
     replicas = (
 %s ); }
 );

@@ -196,7 +196,7 @@ def config(strategy, failover, budgets, tmpdir, ports, shm):
         # client holds a reference to the primary, and the ranking only
         # decides where it goes when the primary fails
         svcs.append('  { name = "%s"; address = "127.0.0.1:%d"; strategy = "%s"; '
-                    'failover = "%s";\n    replicas = (\n%s ); }'
+                    'failover = "%s"; replay = "request-reply";\n    replicas = (\n%s ); }'
                     % (svc, ports[reps[0][0]], strategy, failover, rs))
     return """
 manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 250;

@@ -45,21 +45,58 @@
  *                the last write                   a write that sent nothing failed -> FRESH
  *
  * A failure is healed in FRESH (reconnecting re-runs nothing, even with
- * replay = none) and in REQUEST when the service replays requests; in
+ * replay = none) and in REQUEST when the trust below allows a replay; in
  * OVERSIZE and ANSWERED it surfaces, as it would without the library.
+ *
+ * The trust (fc->trust, trust.c): what the library knows the connection to
+ * be, which decides whether a heal can rebuild what the program believes
+ * the connection holds. A replay onto a fresh connection is exact only
+ * when the fresh connection then has the same history.
+ *
+ *   trust            meaning                          a failure is healed
+ *   TR_FIRST         nothing of the server's read     FRESH; REQUEST unless replay
+ *                    yet: the bytes written are the      = none (the replay is the whole
+ *                    connection's whole history          history)
+ *   TR_FIRST_SESSION the same, and the first bytes    as TR_FIRST
+ *                    written are a session protocol's
+ *                    (TLS, SSH, HTTP/2, PostgreSQL...)
+ *   TR_STATELESS     opaque, and the service declared as the exchange says (FRESH,
+ *                    replay = "request-reply": every     REQUEST)
+ *                    request is its own history
+ *   TR_FRAMED        a framer reads every request and as the framer says (framed.c)
+ *                    reply from the first byte
+ *   TR_SESSION       the server's bytes were read on  never: a new connection would
+ *                    a connection whose state a new      lack the session
+ *                    one lacks (the server spoke first,
+ *                    a session protocol, or opaque
+ *                    without a declared request-reply)
+ *   TR_TAINTED       bytes moved where no hook sees   never: a replay would lack them
+ *                    them (sendfile, splice, stdio...)
+ *   TR_BROKEN        a heal's replay was refused      never: the program's own reconnect
+ *                                                        gets connect-time failover
+ *
+ *   event             from              to
+ *   TE_FRAMED         FIRST             FRAMED
+ *   TE_SESSION_PROTO  FIRST             FIRST_SESSION
+ *   TE_READ           FIRST             STATELESS (declared) | SESSION
+ *                     FIRST_SESSION     SESSION
+ *   TE_SERVER_FIRST   FIRST, FIRST_SESSION  SESSION (a byte read before any written)
+ *   TE_FRAMING_LOST   FIRST, FRAMED     STATELESS (declared) | SESSION
+ *                     FIRST_SESSION     SESSION
+ *   TE_TAINT          any but BROKEN    TAINTED
+ *   TE_REFUSED        any               BROKEN
+ * Every other pair leaves the trust as it is; from SESSION, TAINTED and
+ * BROKEN no event leads back to a trust that heals.
  *
  * Two more rules bound every heal, whatever the protocol:
  * - A request goes to each replica at most once by a heal: fc->replayed
  *   holds the replicas this request (or this fresh connection) was moved
  *   to since the last reply byte; a heal skips them, and when none is left
- *   the failure surfaces. A replica that fails a replayed request at once
- *   is so never tried again for it, and a protocol flare cannot read (a
- *   session the new replica rejects) cannot make heals go round forever.
- * - A session protocol (PostgreSQL: recognised from its startup or
- *   SSLRequest packet) is healed only during its startup exchange, before
- *   the server's first reply byte; after that fc->session_bound is set and
- *   every failure surfaces, since a new connection would not carry the
- *   session (authentication, settings, transactions).
+ *   the failure surfaces.
+ * - A heal's replay that is refused (the new connection fails at once with
+ *   no reply, or fails again right after answering the replayed request)
+ *   makes the connection TR_BROKEN: the failure surfaces once, and heals
+ *   cannot go round once per request on a session flare cannot read.
  *
  * Who may write what (the code agrees; see each field):
  *   [init]  set by fconn_new/the connect before the connection is attached
@@ -88,7 +125,7 @@
 #include <sys/uio.h>
 
 #define FLARE_MAX_ALIASES 8
-#define FLARE_MAX_EPOLL 4
+#define FLARE_MAX_EPOLL 16 /* registrations of one connection a swap carries over */
 /* framed connections: requests awaiting replies that are tracked, and
  * the session log's size (framed.c, session.c) */
 #define FLARE_MAX_PIPELINE 64 /* a power of two */
@@ -107,8 +144,37 @@ enum fconn_state {
 
 enum fconn_xchg { FX_FRESH, FX_REQUEST, FX_OVERSIZE, FX_ANSWERED };
 
-/* Protocols whose connections carry a session a heal cannot rebuild. */
-enum flare_session_proto { SESSION_NONE, SESSION_POSTGRES };
+enum fconn_trust {
+	TR_FIRST,
+	TR_FIRST_SESSION,
+	TR_STATELESS,
+	TR_FRAMED,
+	TR_SESSION,
+	TR_TAINTED,
+	TR_BROKEN,
+	TR_N
+};
+enum fconn_trust_event {
+	TE_FRAMED,
+	TE_SESSION_PROTO,
+	TE_READ,
+	TE_SERVER_FIRST,
+	TE_FRAMING_LOST,
+	TE_TAINT,
+	TE_REFUSED,
+	TE_N
+};
+
+/* Protocols whose connections carry a session a heal cannot rebuild,
+ * recognised from the first bytes a connection writes. */
+enum flare_session_proto {
+	SESSION_NONE,
+	SESSION_POSTGRES,
+	SESSION_TLS,
+	SESSION_SSH,
+	SESSION_HTTP2,
+	SESSION_AMQP
+};
 
 struct fconn {
 	/* kept across recycling */
@@ -128,7 +194,7 @@ struct fconn {
 	uint8_t replay;               /* [init] the service's replay mode */
 	uint32_t request_timeout_ms;  /* [init] */
 	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
-	int slice_set;                /* [atom] the kernel's SO_RCVTIMEO is our slice */
+	int trust;                    /* [atom] enum fconn_trust, moved by trust_event */
 	int timeouts_owed;            /* [atom] flare's TCP timeouts not set yet */
 	uint64_t timeouts_due_ms;     /* published by timeouts_owed (release) */
 
@@ -138,8 +204,13 @@ struct fconn {
 	uint64_t req_start_ms; /* [atom] when the outstanding request went out (or was replayed) */
 	int shut_wr;           /* [atom] the program half-closed: repeat it after a replay */
 	uint32_t replayed;     /* [atom] replicas (bits) a heal moved this request to */
-	int session;           /* [atom] enum flare_session_proto, from the first bytes written */
-	int session_bound;     /* [atom] a session protocol's startup was answered: no heals */
+	uint32_t n_req;        /* [lock] writes that began after a read (requests, roughly) */
+	uint8_t heal_answered; /* [atom] a reply byte was read since the last heal */
+	uint8_t healed;        /* [claim] the connection was healed at least once */
+	uint32_t heal_req;     /* [claim] n_req at the last heal */
+	uint64_t heal_ms;      /* [claim] when the last heal's replay went out */
+	uint64_t dead_seen_ms; /* [atom] when a watch first saw the replica dead (watch.c) */
+	uint32_t dead_req;     /* [atom] n_req then */
 
 	/* framing (framed.c) for a service whose protocol has a framer: [lock] */
 	uint8_t proto;         /* enum flare_proto; AUTO until the first write */
@@ -190,17 +261,6 @@ struct fconn {
 	uint32_t replay_off; /* of which sent so far */
 	uint64_t dial_ms;    /* when the socket being connected was dialed */
 	int conn_err;        /* [atom] the error owed in FC_FAILED */
-
-	/* the program's epoll registrations of this connection, under
-	 * ep_lock (epreg.c): a spin lock, not [lock], because programs like
-	 * Redis's ae change them around every request */
-	struct {
-		int epfd, fd;
-		uint32_t events;
-		uint64_t data;
-	} ep[FLARE_MAX_EPOLL];
-	int n_ep;
-	uint8_t ep_lock;
 
 	/* load balancing (rebind.c) */
 	uint32_t rebind_ms;      /* [init] least time between two rebinds */
@@ -269,6 +329,21 @@ void conn_atfork_child(void);
 extern int flare_n_pending; /* [atom] connections on the pending list */
 extern int flare_n_managed; /* [atom] live connections: readiness hooks exit at 0 */
 int pending_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max);
+
+/* ---- the trust (trust.c) ---- */
+static inline int fconn_trust(const struct fconn *fc)
+{
+	return __atomic_load_n(&fc->trust, __ATOMIC_ACQUIRE);
+}
+/* The table's next state (pure); stateless: the service declared
+ * replay = "request-reply". */
+int trust_next(int from, int event, int stateless);
+/* Applies event to fc's trust; returns the new one. */
+int trust_event(struct fconn *fc, int event);
+const char *trust_name(int trust);
+/* Bytes move on fd where no hook sees them: its connection is never
+ * healed again (the failure surfaces as without the library). */
+void fconn_taint(int fd, const char *why);
 
 /* ---- the exchange (exchange.c): no system calls but the clock ---- */
 /* Connections with a request outstanding (REQUEST, OVERSIZE): while there

@@ -26,6 +26,7 @@ static const struct {
     {SOL_SOCKET, SO_RCVBUF},
     {SOL_SOCKET, SO_SNDBUF},
     {SOL_SOCKET, SO_SNDTIMEO},
+    {SOL_SOCKET, SO_RCVTIMEO},
     {SOL_SOCKET, SO_LINGER},
     {SOL_SOCKET, SO_PRIORITY},
     {SOL_SOCKET, SO_MARK},
@@ -114,18 +115,6 @@ static void copy_options(struct fconn *fc, int from, int to)
 	}
 }
 
-void slice_apply(struct fconn *fc, int fd)
-{
-	/* the kernel's receive timeout is at most one slice; the program's own
-	 * SO_RCVTIMEO is kept in fc and enforced by the library */
-	__atomic_store_n(&fc->slice_set, 1, __ATOMIC_RELAXED);
-	struct timeval tv = {0, FLARE_SLICE_MS * 1000};
-	const struct timeval *p = &fc->prog_rcvtimeo;
-	if ((p->tv_sec || p->tv_usec) && (p->tv_sec == 0 && p->tv_usec < tv.tv_usec))
-		tv = *p;
-	real.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-}
-
 /* Waits for a connecting socket within the timeout; 0 or an errno value.
  * The real poll: the library's own waits never go through its hooks. */
 static int wait_connected(int fd, int timeout_ms)
@@ -184,8 +173,6 @@ int dial_start(struct fconn *fc, int like, const struct flare_route *route, int 
 	copy_options(fc, like, fd);
 	timeouts_apply(fc, fd);
 	timeouts_forget(fc); /* this socket replaces the one that owed them */
-	if (__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED))
-		slice_apply(fc, fd);
 	if (fc->has_bind && real.bind) {
 		if (real.bind(fd, (struct sockaddr *)&fc->bind_sa, fc->bind_len) < 0 &&
 		    errno == EADDRINUSE) {

@@ -1,139 +1,210 @@
-/* The program's epoll registrations of managed descriptors. epoll
- * registers open file descriptions, not numbers: when a connection moves
- * to a new socket, the old socket's registrations go with it, so each is
- * added again for the new one with the same events and data. */
+/* The program's epoll registrations of a connection, as the kernel holds
+ * them. epoll registers (open file description, descriptor number) pairs:
+ * when a connection moves to a new socket, each registration of the old
+ * one is taken off its instance before the dup3 and added again for the
+ * new socket after it, with the same events and data. They are read from
+ * /proc/self/fdinfo of every epoll instance, so they are exactly what the
+ * kernel has: registrations made before connect(), any number of them, an
+ * EPOLLONESHOT one that fired and was not re-armed (the kernel keeps only
+ * its flag bits: added back so, it stays disarmed), EPOLLEXCLUSIVE, and
+ * none of an epoll descriptor the program closed.
+ *
+ * The program's epoll_ctl calls are only counted (epoll.c): a per-request
+ * connection, which moves at every request, reads /proc again only when
+ * the program changed a registration since, or holds a one-shot one.
+ * Where /proc cannot be read, a process that ever registered anything
+ * does not move its connections (the failure surfaces). */
 #include "shim.h"
 
 #include <errno.h>
-#include <sched.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-/* A few instructions held, never across a system call: a spin lock
- * (yielding if its holder was preempted) is cheaper than a mutex here. */
-static __attribute__((noinline)) void ep_lock_contended(struct fconn *fc)
+unsigned long flare_epoll_ctls;
+
+#define MAX_EPFDS 64
+
+static int sys_open(const char *path, int flags)
 {
-	for (unsigned spins = 0; __atomic_exchange_n(&fc->ep_lock, 1, __ATOMIC_ACQUIRE); spins++) {
-		if (spins >= 64)
-			sched_yield();
-#if defined(__x86_64__) || defined(__i386__)
-		else
-			__builtin_ia32_pause();
-#endif
-	}
+	return (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_CLOEXEC);
 }
 
-static inline void ep_lock(struct fconn *fc)
+/* The process's epoll descriptors (at most max); -1 when /proc is absent. */
+static int epoll_fds(int *out, int max)
 {
-	if (__builtin_expect(__atomic_exchange_n(&fc->ep_lock, 1, __ATOMIC_ACQUIRE), 0))
-		ep_lock_contended(fc);
-}
-
-static void ep_unlock(struct fconn *fc) { __atomic_store_n(&fc->ep_lock, 0, __ATOMIC_RELEASE); }
-
-void ep_register(struct fconn *fc, int epfd, int fd, uint32_t events, uint64_t data)
-{
-	ep_lock(fc);
-	int i = 0;
-	while (i < fc->n_ep && !(fc->ep[i].epfd == epfd && fc->ep[i].fd == fd))
-		i++;
-	if (i == fc->n_ep && fc->n_ep < FLARE_MAX_EPOLL)
-		fc->n_ep++;
-	if (i < fc->n_ep) {
-		fc->ep[i].epfd = epfd;
-		fc->ep[i].fd = fd;
-		fc->ep[i].events = events;
-		fc->ep[i].data = data;
-	}
-	ep_unlock(fc);
-}
-
-void ep_unregister(struct fconn *fc, int epfd, int fd)
-{
-	ep_lock(fc);
-	for (int i = 0; i < fc->n_ep; i++)
-		if (fc->ep[i].epfd == epfd && fc->ep[i].fd == fd) {
-			fc->ep[i] = fc->ep[--fc->n_ep];
+	int dfd = sys_open("/proc/self/fd", O_RDONLY | O_DIRECTORY);
+	if (dfd < 0)
+		return -1;
+	char buf[4096];
+	int n = 0;
+	for (;;) {
+		long got = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
+		if (got <= 0)
 			break;
+		for (long off = 0; off < got;) {
+			/* struct linux_dirent64: ino, off, reclen, type, name */
+			unsigned short reclen;
+			memcpy(&reclen, buf + off + 16, sizeof(reclen));
+			const char *name = buf + off + 19;
+			off += reclen;
+			if (name[0] < '0' || name[0] > '9')
+				continue;
+			char link[32];
+			long l = syscall(SYS_readlinkat, dfd, name, link, sizeof(link) - 1);
+			if (l <= 0)
+				continue;
+			link[l] = 0;
+			if (strcmp(link, "anon_inode:[eventpoll]") == 0 && n < max)
+				out[n++] = atoi(name);
 		}
-	ep_unlock(fc);
-}
-
-/* The registrations as they are now, to act on without the lock. */
-static int ep_snapshot(struct fconn *fc, struct epoll_event *evs, int *epfds, int *fds)
-{
-	ep_lock(fc);
-	int n = fc->n_ep;
-	for (int i = 0; i < n; i++) {
-		epfds[i] = fc->ep[i].epfd;
-		fds[i] = fc->ep[i].fd;
-		evs[i].events = fc->ep[i].events;
-		evs[i].data.u64 = fc->ep[i].data;
 	}
-	ep_unlock(fc);
+	real.close(dfd);
 	return n;
 }
 
-/* (an edge-triggered registration fires if the new socket is already ready) */
-void ep_redo(struct fconn *fc)
+/* Calls each(arg, tfd, events, data, ino) for every registration in epoll
+ * instance epfd; -1 when its fdinfo cannot be read. */
+static int each_reg(int epfd, void (*each)(void *, int, uint32_t, uint64_t, unsigned long),
+		    void *arg)
 {
-	struct epoll_event evs[FLARE_MAX_EPOLL];
-	int epfds[FLARE_MAX_EPOLL], fds[FLARE_MAX_EPOLL];
-	if (!real.epoll_ctl)
-		return;
-	int n = ep_snapshot(fc, evs, epfds, fds);
-	for (int i = 0; i < n; i++)
-		if (real.epoll_ctl(epfds[i], EPOLL_CTL_ADD, fds[i], &evs[i]) < 0 && errno == EEXIST)
-			real.epoll_ctl(epfds[i], EPOLL_CTL_MOD, fds[i], &evs[i]);
+	char path[48];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
+	int fd = sys_open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	char buf[4096];
+	size_t have = 0;
+	for (;;) {
+		ssize_t r = real.read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+		buf[have] = 0;
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n')) != NULL) {
+			*nl = 0;
+			/* "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x" */
+			char *t = strstr(line, "tfd:"), *e = strstr(line, "events:"),
+			     *d = strstr(line, "data:"), *i = strstr(line, "ino:");
+			if (t && e && d && i)
+				each(arg, (int)strtol(t + 4, NULL, 10),
+				     (uint32_t)strtoul(e + 7, NULL, 16), strtoull(d + 5, NULL, 16),
+				     strtoul(i + 4, NULL, 16));
+			line = nl + 1;
+		}
+		have = (size_t)(buf + have - line);
+		memmove(buf, line, have);
+		if (have >= sizeof(buf) - 1)
+			have = 0; /* a line longer than any the kernel writes */
+	}
+	real.close(fd);
+	return 0;
 }
 
-/* Every registration taken off its epoll instance (they are kept, for
- * ep_redo to put back on the socket that replaces this one). */
-void ep_del_all(struct fconn *fc)
+static unsigned long ino_of(int fd)
 {
-	struct epoll_event evs[FLARE_MAX_EPOLL];
-	int epfds[FLARE_MAX_EPOLL], fds[FLARE_MAX_EPOLL];
-	int n = ep_snapshot(fc, evs, epfds, fds);
-	for (int i = 0; i < n; i++)
-		real.epoll_ctl(epfds[i], EPOLL_CTL_DEL, fds[i], NULL);
+	struct stat st;
+	return fstat(fd, &st) == 0 ? (unsigned long)st.st_ino : 0;
 }
 
-void ep_atfork_child(struct fconn *fc) { fc->ep_lock = 0; }
-
-struct ep_key {
-	int epfd, fd;
-	uint64_t data;
+struct collect {
+	struct fconn *fc;
+	int epfd;
+	unsigned long ino;
+	struct ep_regs *out;
 };
 
-static int registered(struct fconn *fc, void *arg)
+static void collect_one(void *arg, int tfd, uint32_t events, uint64_t data, unsigned long ino)
 {
-	struct ep_key *k = arg;
-	int found = 0;
-	ep_lock(fc);
-	for (int i = 0; i < fc->n_ep && !found; i++)
-		if (fc->ep[i].epfd == k->epfd && fc->ep[i].data == k->data) {
-			k->fd = fc->ep[i].fd;
-			found = 1;
+	struct collect *c = arg;
+	if (ino != c->ino)
+		return;
+	for (int k = 0; k < c->fc->n_fds; k++) {
+		if (c->fc->fds[k] != tfd)
+			continue;
+		if (c->out->n == FLARE_MAX_EPOLL) {
+			c->out->n = -1; /* more than a connection can sensibly have */
+			return;
 		}
-	ep_unlock(fc);
-	return found;
+		if (c->out->n < 0)
+			return;
+		struct ep_reg *r = &c->out->r[c->out->n++];
+		r->epfd = c->epfd;
+		r->fd = tfd;
+		r->ev.events = events;
+		r->ev.data.u64 = data;
+	}
 }
 
-static int connecting_registered(struct fconn *fc, void *arg)
+int ep_read(struct fconn *fc, struct ep_regs *out)
 {
-	int st = fconn_state(fc);
-	return fconn_is_connecting(st) && registered(fc, arg);
+	out->n = 0;
+	unsigned long ctls = __atomic_load_n(&flare_epoll_ctls, __ATOMIC_ACQUIRE);
+	if (!ctls)
+		return 0; /* nothing was ever registered */
+	int epfds[MAX_EPFDS];
+	int n = epoll_fds(epfds, MAX_EPFDS);
+	if (n < 0 || n == MAX_EPFDS || fc->n_fds <= 0)
+		return -1;
+	struct collect c = {fc, -1, ino_of(fc->fds[0]), out};
+	for (int i = 0; i < n && out->n >= 0; i++) {
+		c.epfd = epfds[i];
+		if (each_reg(epfds[i], collect_one, &c) < 0 && errno != ENOENT)
+			return -1;
+	}
+	return out->n < 0 ? -1 : 0;
 }
 
-int ep_find_connecting(int epfd, uint64_t data)
+void ep_detach(const struct ep_regs *regs)
 {
-	struct ep_key k = {epfd, -1, data};
+	for (int i = 0; i < regs->n; i++)
+		real.epoll_ctl(regs->r[i].epfd, EPOLL_CTL_DEL, regs->r[i].fd, NULL);
+}
+
+/* (an edge-triggered registration fires if the new socket is already ready) */
+void ep_attach(const struct ep_regs *regs)
+{
+	for (int i = 0; i < regs->n; i++) {
+		struct epoll_event ev = regs->r[i].ev;
+		if (real.epoll_ctl(regs->r[i].epfd, EPOLL_CTL_ADD, regs->r[i].fd, &ev) < 0 &&
+		    errno == EEXIST)
+			real.epoll_ctl(regs->r[i].epfd, EPOLL_CTL_MOD, regs->r[i].fd, &ev);
+	}
+}
+
+struct find {
+	uint64_t data;
+	int connecting_only;
+	int fd;
+};
+
+static void find_one(void *arg, int tfd, uint32_t events, uint64_t data, unsigned long ino)
+{
+	(void)events;
+	struct find *f = arg;
 	struct fconn *fc;
-	return pending_collect(connecting_registered, &k, &fc, 1) ? k.fd : -1;
+	if (f->fd >= 0 || data != f->data || !(fc = fdtab_get(tfd)) || ino != ino_of(tfd))
+		return;
+	if (f->connecting_only && !fconn_is_connecting(fconn_state(fc)))
+		return;
+	f->fd = tfd;
 }
 
-int ep_find(int epfd, uint64_t data)
+static int find(int epfd, uint64_t data, int connecting_only)
 {
-	struct ep_key k = {epfd, -1, data};
-	struct fconn *fc;
-	return fdtab_collect(registered, &k, &fc, 1) ? k.fd : -1;
+	struct find f = {data, connecting_only, -1};
+	if (!__atomic_load_n(&flare_epoll_ctls, __ATOMIC_ACQUIRE) ||
+	    each_reg(epfd, find_one, &f) < 0)
+		return -1;
+	return f.fd;
 }
+
+int ep_find_connecting(int epfd, uint64_t data) { return find(epfd, data, 1); }
+
+int ep_find(int epfd, uint64_t data) { return find(epfd, data, 0); }

@@ -61,8 +61,10 @@ void exchange_reset(struct fconn *fc)
 {
 	fc->len = 0;
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->session, SESSION_NONE, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->session_bound, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->trust, TR_FIRST, __ATOMIC_RELAXED);
+	fc->n_req = fc->heal_req = 0;
+	fc->healed = fc->heal_answered = 0;
+	fc->heal_ms = fc->dead_seen_ms = 0;
 	exchange_retire(fc);
 }
 
@@ -82,6 +84,15 @@ int exchange_session_proto(const uint8_t *p, size_t n)
 		     code == 80877102u))
 			return SESSION_POSTGRES;
 	}
+	/* a TLS handshake record (SSL 3.0 to TLS 1.3 all say 3.x) */
+	if (n >= 3 && p[0] == 0x16 && p[1] == 3 && p[2] <= 4)
+		return SESSION_TLS;
+	if (n >= 4 && memcmp(p, "SSH-", 4) == 0)
+		return SESSION_SSH;
+	if (n >= 8 && memcmp(p, "PRI * HT", 8) == 0) /* the HTTP/2 preface */
+		return SESSION_HTTP2;
+	if (n >= 4 && memcmp(p, "AMQP", 4) == 0)
+		return SESSION_AMQP;
 	return SESSION_NONE;
 }
 
@@ -107,28 +118,41 @@ static void request_unlock(struct fconn *fc, int locked)
 		pthread_mutex_unlock(&fc->lock);
 }
 
+/* The first bytes a connection writes: a session protocol's, or what a
+ * framer reads (with the service's protocol "auto"). [lock] */
+static void first_bytes(struct fconn *fc, const struct iovec *iov, size_t n)
+{
+	const uint8_t *p = iov[0].iov_base;
+	size_t k = iov[0].iov_len < n ? iov[0].iov_len : n;
+	if (exchange_session_proto(p, k) != SESSION_NONE) {
+		if (fc->proto == PROTO_AUTO)
+			__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
+		trust_event(fc, TE_SESSION_PROTO);
+		return;
+	}
+	if (fc->proto != PROTO_AUTO)
+		return;
+	int proto = fr_detect(p, k);
+	if (proto == PROTO_OPAQUE)
+		__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
+	else
+		framed_start(fc, proto);
+}
+
 void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
 	int locked = request_lock(fc);
-	if (fc->proto == PROTO_AUTO && n && iovcnt > 0) {
-		/* the first bytes written say which protocol this is */
-		int p = fr_detect(iov[0].iov_base, iov[0].iov_len < n ? iov[0].iov_len : n);
-		if (p == PROTO_OPAQUE)
-			__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
-		else
-			framed_start(fc, p);
+	int from = xchg_load(fc), to = from;
+	if (n && from != FX_REQUEST) {
+		if (from == FX_FRESH && iovcnt > 0 && fconn_trust(fc) == TR_FIRST)
+			first_bytes(fc, iov, n);
+		fc->n_req++; /* a request begins (dead_req, heal_req read it) */
 	}
 	if (fconn_framed(fc)) {
 		framed_wrote(fc, iov, iovcnt, n);
 		request_unlock(fc, locked);
 		return;
 	}
-	int from = xchg_load(fc), to = from;
-	if (from == FX_FRESH && n && iovcnt > 0)
-		__atomic_store_n(&fc->session,
-				 exchange_session_proto(iov[0].iov_base,
-							iov[0].iov_len < n ? iov[0].iov_len : n),
-				 __ATOMIC_RELAXED);
 	if (from == FX_ANSWERED) {
 		fc->len = 0; /* the first byte written after a reply starts a new request */
 		if (n)
@@ -169,6 +193,12 @@ void exchange_write_failed(struct fconn *fc)
 
 void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
+	if (__builtin_expect(fc->healed && !fc->heal_answered, 0))
+		__atomic_store_n(&fc->heal_answered, 1, __ATOMIC_RELAXED);
+	/* the server's first byte: the connection is what it is from here */
+	if (__builtin_expect(fconn_trust(fc) <= TR_FIRST_SESSION, 0))
+		trust_event(fc, xchg_load(fc) == FX_FRESH && !fc->n_req ? TE_SERVER_FIRST
+									: TE_READ);
 	if (fconn_framed(fc)) {
 		if (!iov)
 			return;
@@ -182,8 +212,6 @@ void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t
 		return;
 	/* progress: the next failure may go to every replica again */
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
-	if (__atomic_load_n(&fc->session, __ATOMIC_RELAXED) != SESSION_NONE)
-		__atomic_store_n(&fc->session_bound, 1, __ATOMIC_RELAXED);
 	while (!__atomic_compare_exchange_n(&fc->xchg, &from, FX_ANSWERED, 0, __ATOMIC_ACQ_REL,
 					    __ATOMIC_ACQUIRE))
 		if (from == FX_ANSWERED)
@@ -199,32 +227,40 @@ int exchange_outstanding(const struct fconn *fc)
 
 int exchange_healable(struct fconn *fc)
 {
-	if (fconn_framed(fc)) {
+	int trust = fconn_trust(fc);
+	if (trust == TR_FRAMED && fconn_framed(fc)) {
 		pthread_mutex_lock(&fc->lock);
 		int ok = framed_healable(fc);
 		pthread_mutex_unlock(&fc->lock);
 		return ok;
 	}
-	if (__atomic_load_n(&fc->session_bound, __ATOMIC_RELAXED))
-		return 0; /* the session would not survive a new connection */
+	switch (trust) {
+	case TR_FIRST:
+	case TR_FIRST_SESSION:
+	case TR_STATELESS: break;
+	default: return 0; /* a session, a tainted or broken connection */
+	}
 	switch (xchg_load(fc)) {
 	case FX_FRESH: return 1;
-	case FX_REQUEST: return fc->replay == FLARE_REPLAY_REQUEST_REPLY;
+	case FX_REQUEST: return fc->replay != FLARE_REPLAY_NONE;
 	default: return 0;
 	}
 }
 
 int exchange_boundary(struct fconn *fc, int sessionless)
 {
-	if (__atomic_load_n(&fc->session_bound, __ATOMIC_RELAXED) ||
-	    __atomic_load_n(&fc->session, __ATOMIC_RELAXED) != SESSION_NONE ||
-	    __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
+	int trust = fconn_trust(fc);
+	if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
 		return 0;
 	int x = xchg_load(fc);
 	if (x == FX_REQUEST || x == FX_OVERSIZE)
 		return 0;
-	if (!fconn_framed(fc))
+	if (trust == TR_FIRST)
+		return x == FX_FRESH; /* nothing exchanged yet */
+	if (trust == TR_STATELESS)
 		return 1;
+	if (trust != TR_FRAMED || !fconn_framed(fc))
+		return 0;
 	pthread_mutex_lock(&fc->lock);
 	int ok = !fc->framing_over && !fc->in_txn && !fc->rep_read && !fc->overflow &&
 		 !fc->sess_broken && !fc->server_closes && fc->q_n == 0 && fc->frq.st == 0 &&

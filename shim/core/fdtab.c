@@ -222,7 +222,6 @@ void fdtab_atfork_child(void)
 	pthread_mutex_init(&tab_lock, NULL);
 	for (struct fconn *fc = all_list; fc; fc = fc->all_next) {
 		pthread_mutex_init(&fc->lock, NULL);
-		ep_atfork_child(fc);
 		fc->claim = 0;
 	}
 	conn_atfork_child();

@@ -25,6 +25,7 @@ void framed_start(struct fconn *fc, int proto)
 	fc->head = fc->len = 0;
 	fc->q_n = fc->q_first = 0;
 	__atomic_store_n(&fc->proto, (uint8_t)proto, __ATOMIC_RELEASE);
+	trust_event(fc, TE_FRAMED);
 }
 
 /* The framer met what it does not know: the connection is opaque from
@@ -35,6 +36,7 @@ static void lose_framing(struct fconn *fc, const char *why)
 	__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
 	fc->len = fc->head = 0;
 	fc->q_n = fc->q_first = 0;
+	trust_event(fc, TE_FRAMING_LOST);
 	exchange_set(fc, FX_OVERSIZE); /* no heal until a reply byte (exchange.c) */
 }
 

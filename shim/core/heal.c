@@ -69,6 +69,19 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Was the last heal's replay refused? The new connection failed at once
+ * with nothing read, or failed again right after it answered the replayed
+ * request: a session the new replica does not share (the program's own
+ * reconnect would rebuild it; flare cannot). [claim] */
+static int replay_refused(const struct fconn *fc)
+{
+	if (!fc->healed)
+		return 0;
+	if (!__atomic_load_n(&fc->heal_answered, __ATOMIC_RELAXED))
+		return flare_monotonic_ms() - fc->heal_ms < FLARE_REFUSED_MS;
+	return __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED) - fc->heal_req <= 1;
+}
+
 /* Waits (bounded) for another thread's heal; 0 when it swapped. */
 static int wait_other_healer(struct fconn *fc, uint32_t gen)
 {
@@ -165,6 +178,13 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 			  why);
 		goto out;
 	}
+	if (replay_refused(fc)) {
+		trust_event(fc, TE_REFUSED);
+		log_warn("%s: the last heal's replay was refused; this connection is not healed "
+			 "again (the program's own reconnect fails over)",
+			 why);
+		goto out;
+	}
 	int trc = route_read(fc->svc_index, &rt);
 	if (trc != FLARE_TBL_OK || (uint32_t)fc->cur >= rt.svc.n_replicas) {
 		log_debug("%s: not healed: table %s", why, flare_tbl_rc_name(trc));
@@ -199,6 +219,10 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 		/* the replayed request's own time starts now (request_timeout_ms) */
 		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 		__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
+		fc->healed = 1;
+		fc->heal_req = __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED);
+		fc->heal_ms = flare_monotonic_ms();
+		__atomic_store_n(&fc->heal_answered, 0, __ATOMIC_RELAXED);
 		COUNT(failovers, fc->svc_index, SS_HEALS, 1);
 		if (async)
 			STAT_INC(heals_async);

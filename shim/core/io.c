@@ -1,8 +1,12 @@
-/* The read and write families on managed descriptors. Reads wait in the
- * kernel for at most one slice (the socket's SO_RCVTIMEO, set by the
- * library) so that, between slices, a program blocked for a reply learns
- * from the table that its replica died, or that its request's reply is
- * overdue (watch.c); the program's own receive timeout is enforced here. */
+/* The read and write families on managed descriptors. A blocking read
+ * that waits for a reply waits in user space, in poll(2) slices, never
+ * through a socket option: between slices the library learns from the
+ * table and the connection that its replica died, or that its request's
+ * reply is overdue (watch.c). The read itself is the program's own call
+ * with the program's own flags, made once the socket is readable, so every
+ * flag (MSG_WAITALL, MSG_PEEK, MSG_TRUNC) and the program's SO_RCVTIMEO act
+ * exactly as the kernel makes them; a read with nothing outstanding (an
+ * idle connection, a server that speaks first) is the plain call. */
 #include "shim.h"
 
 #include <errno.h>
@@ -26,14 +30,55 @@ static int nonblocking(int fd, int flags)
 	return (flags & MSG_DONTWAIT) || (real.fcntl(fd, F_GETFL) & O_NONBLOCK);
 }
 
+static size_t iov_total(const struct iovec *iov, size_t n)
+{
+	size_t t = 0;
+	for (size_t i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* When the program's SO_RCVTIMEO would end its read (0: never). */
+static uint64_t rcv_deadline(const struct fconn *fc)
+{
+	const struct timeval *pt = &fc->prog_rcvtimeo;
+	if (!pt->tv_sec && !pt->tv_usec)
+		return 0;
+	return flare_monotonic_ns() + (uint64_t)pt->tv_sec * 1000000000ull +
+	       (uint64_t)pt->tv_usec * 1000ull;
+}
+
+/* One slice of a blocking reader's wait for its reply: 1 when fd is
+ * readable (data, EOF or an error: the program's call will not block), 0
+ * when the slice ended, -1 with errno set (EINTR, or EAGAIN when the
+ * program's own receive timeout passed). */
+static int await_slice(int fd, uint64_t deadline)
+{
+	int ms = FLARE_SLICE_MS;
+	if (deadline) {
+		uint64_t now = flare_monotonic_ns();
+		if (now >= deadline) {
+			errno = EAGAIN;
+			return -1;
+		}
+		uint64_t left = (deadline - now + 999999) / 1000000;
+		if (left < (uint64_t)ms)
+			ms = (int)left;
+	}
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int r = real.poll(&p, 1, ms);
+	return r > 0 ? 1 : r;
+}
+
 static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, size_t len,
 			    struct msghdr *msg, int flags)
 {
+	/* a read of nothing, or of urgent data, is the kernel's alone */
+	if ((op == R_RECV ? len : iov_total(msg->msg_iov, msg->msg_iovlen)) == 0 ||
+	    (flags & MSG_OOB))
+		return do_read(op, fd, buf, len, msg, flags);
 	uint64_t deadline = 0;
-	const struct timeval *pt = &fc->prog_rcvtimeo;
-	if (pt->tv_sec || pt->tv_usec)
-		deadline = flare_monotonic_ns() + (uint64_t)pt->tv_sec * 1000000000ull +
-			   (uint64_t)pt->tv_usec * 1000ull;
+	int have_deadline = 0;
 	for (;;) {
 		/* one load on the common path: READY, nothing owed or pending */
 		if (fconn_state(fc) != FC_READY) {
@@ -46,11 +91,38 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			}
 		}
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
+		if (exchange_outstanding(fc) && real.poll && !nonblocking(fd, flags)) {
+			if (!have_deadline) {
+				deadline = rcv_deadline(fc);
+				have_deadline = 1;
+			}
+			int r = await_slice(fd, deadline);
+			if (r == 0) {
+				/* the slice ended: the connection has lived a while */
+				timeouts_settle(fc, 0);
+				const char *why = NULL;
+				if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) == gen &&
+				    (why = watch_why(fc, fd)) != NULL)
+					heal(fc, gen, why, 0);
+				continue;
+			}
+			if (r < 0) {
+				/* as the kernel: a receive timeout set, or a handler
+				 * without SA_RESTART, ends the call with EINTR */
+				if (errno == EINTR && !deadline && sig_would_restart())
+					continue;
+				return -1;
+			}
+		}
 		ssize_t n = do_read(op, fd, buf, len, msg, flags);
 		if (n > 0) {
+			if (flags & MSG_TRUNC)
+				fconn_taint(fd, "MSG_TRUNC discarded reply bytes");
 			if (!(flags & MSG_PEEK)) {
 				struct iovec one = {buf, (size_t)n};
-				if (op == R_RECV)
+				if (flags & MSG_TRUNC)
+					exchange_read(fc, NULL, 0, (size_t)n);
+				else if (op == R_RECV)
 					exchange_read(fc, &one, 1, (size_t)n);
 				else
 					exchange_read(fc, msg->msg_iov, (int)msg->msg_iovlen,
@@ -59,38 +131,15 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			return n;
 		}
 		int err = n < 0 ? errno : 0;
-		if (n == 0 && (op == R_RECV ? len == 0 : 0))
-			return 0;
-		if (err == EAGAIN || err == EWOULDBLOCK) {
-			if (!__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED) ||
-			    nonblocking(fd, flags)) {
-				errno = err; /* the program's own non-blocking read */
-				return -1;
-			}
-			/* one of our slices ended: the connection has lived a while */
-			timeouts_settle(fc, 0);
-			if (deadline && flare_monotonic_ns() >= deadline) {
-				errno = EAGAIN;
-				return -1;
-			}
-			const char *why = NULL;
-			if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) == gen &&
-			    (why = watch_why(fc)) != NULL)
-				heal(fc, gen, why, 0);
-			continue;
+		if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+			errno = err; /* non-blocking, its receive timeout, or a signal */
+			return -1;
 		}
 		if (err == ENOTSOCK || err == EBADF) {
 			/* the number was closed and reused where no hook saw it */
 			fdtab_detach(fd);
 			errno = err;
 			return -1; /* read() and readv() retry as plain calls */
-		}
-		if (err == EINTR) {
-			/* with a receive timeout set (ours) the kernel never restarts */
-			if (!deadline && sig_would_restart())
-				continue;
-			errno = EINTR;
-			return -1;
 		}
 		if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
 			continue; /* another thread swapped the socket under us */

@@ -51,7 +51,7 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 		real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &fc->prog_rcvtimeo, &tl);
 	}
 	uint32_t want = rt->svc.replay_buffer;
-	if (fc->replay == FLARE_REPLAY_REQUEST_REPLY && want && fc->cap < want) {
+	if (fc->replay != FLARE_REPLAY_NONE && want && fc->cap < want) {
 		uint8_t *b = realloc(fc->buf, want);
 		if (b) {
 			fc->buf = b;
@@ -83,7 +83,6 @@ static int connect_own(struct fconn *fc, int fd, const struct flare_route *rt, i
 		return EAFNOSUPPORT;
 	if (!blocking)
 		return real.connect(fd, (struct sockaddr *)&ss, sl) == 0 ? 0 : errno;
-	slice_apply(fc, fd);
 	return connect_within(fd, (struct sockaddr *)&ss, sl, (int)fc->connect_timeout_ms);
 }
 

@@ -21,6 +21,8 @@
 
 struct epoll_event;
 struct pollfd;
+struct mmsghdr;
+typedef struct _IO_FILE FILE;
 
 #define FLARE_REAL_FNS(X)                                                                          \
 	X(socket, int, (int, int, int), HOOKED, REQUIRED)                                          \
@@ -62,6 +64,18 @@ struct pollfd;
 	X(fcntl64, int, (int, int, ...), HOOKED, OPTIONAL)                                         \
 	X(getpeername, int, (int, struct sockaddr *, socklen_t *), HOOKED, OPTIONAL)               \
 	X(ioctl, int, (int, unsigned long, ...), HOOKED, OPTIONAL)                                 \
+	X(epoll_pwait2, int,                                                                       \
+	  (int, struct epoll_event *, int, const struct timespec *, const void *), HOOKED,         \
+	  OPTIONAL)                                                                                \
+	X(sendfile, ssize_t, (int, int, off_t *, size_t), HOOKED, OPTIONAL)                        \
+	X(sendfile64, ssize_t, (int, int, off_t *, size_t), HOOKED, OPTIONAL)                      \
+	X(splice, ssize_t, (int, off_t *, int, off_t *, size_t, unsigned), HOOKED, OPTIONAL)       \
+	X(copy_file_range, ssize_t, (int, off_t *, int, off_t *, size_t, unsigned), HOOKED,        \
+	  OPTIONAL)                                                                                \
+	X(sendmmsg, int, (int, struct mmsghdr *, unsigned, int), HOOKED, OPTIONAL)                 \
+	X(recvmmsg, int, (int, struct mmsghdr *, unsigned, int, struct timespec *), HOOKED,        \
+	  OPTIONAL)                                                                                \
+	X(fdopen, FILE *, (int, const char *), HOOKED, OPTIONAL)                                   \
 	X(fork, pid_t, (void), CALLED, OPTIONAL)
 
 #define FLARE_REAL_FIELD(name, ret, params, how, need) ret(*name) params;

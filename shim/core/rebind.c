@@ -113,7 +113,12 @@ static void on_demand(struct fconn *fc, int fd)
  * for an epoll program, one delete and one add per registration). */
 static int switch_to(struct fconn *fc, int fd, int p, int t)
 {
+	struct ep_regs regs;
 	pthread_mutex_lock(&fc->lock);
+	if (ep_read(fc, &regs) < 0) {
+		pthread_mutex_unlock(&fc->lock);
+		return -1; /* registrations it cannot carry over: stay */
+	}
 	if (__atomic_exchange_n(&fc->flags_dirty, 0, __ATOMIC_ACQ_REL) || !fc->flags_ok ||
 	    fc->flags_nfds != fc->n_fds) {
 		fc->prog_fl = real.fcntl(fd, F_GETFL);
@@ -131,13 +136,13 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 		real.fcntl(p, F_SETFL, fc->prog_fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
 		fc->pool_fl_ok |= 1u << t;
 	}
-	ep_del_all(fc);
+	ep_detach(&regs);
 	int rc = fc->n_fds ? 0 : -1;
 	for (int i = 0; i < fc->n_fds && rc == 0; i++)
 		if (real.dup3(p, fc->fds[i], fc->prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
 			rc = -1;
 	pthread_mutex_unlock(&fc->lock);
-	ep_redo(fc);
+	ep_attach(&regs);
 	return rc;
 }
 

@@ -18,6 +18,7 @@
 #include "table.h"
 
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/single_threaded.h>
 
 /* A program that never started a thread cannot race itself: the request
@@ -27,9 +28,10 @@
 static inline int flare_threaded(void) { return !__libc_single_threaded; }
 
 #define FLARE_EXPORT __attribute__((visibility("default")))
-/* A blocking wait on a managed socket never sleeps longer than this in the
- * kernel: between slices the library looks at the table, so a program
- * waiting on a silently dead host moves on once the table says so. */
+/* A blocking wait for a reply on a managed socket sleeps in poll(2) at most
+ * this long at a time (never through a socket option the program could
+ * see): between slices the library looks at the table and the connection,
+ * so a program waiting on a silently dead host moves on. */
 #define FLARE_SLICE_MS 50
 
 /* ---- statistics ---- */
@@ -176,9 +178,6 @@ int dial_replica(struct fconn *fc, int like, const struct flare_route *route, in
 /* Connects fd (blocking or not, as the program left it) within the
  * timeout; returns 0 or an errno value. */
 int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms);
-/* The receive slice, for a descriptor the program uses blocking; set when
- * it connects blocking or turns blocking later (fcntl, ioctl FIONBIO). */
-void slice_apply(struct fconn *fc, int fd);
 
 /* ---- manage.c: connect() to a service address ---- */
 int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
@@ -195,6 +194,9 @@ int fconn_swap(struct fconn *fc, int nfd);
  * `gen`. Returns 0 when the caller should retry its call (healed, or healed
  * by another thread), -1 when the failure must surface. */
 int heal(struct fconn *fc, uint32_t gen, const char *why, int async);
+/* A heal's new connection failing this soon with nothing read refused the
+ * replay (a replica that dies has been up longer than that). */
+#define FLARE_REFUSED_MS 100
 /* Sends all of p on the library's own connected socket fd (a replay, a
  * session command) within timeout_ms; 0 or -1. */
 int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms);
@@ -249,7 +251,17 @@ struct sliced_wait {
 	int (*wait)(struct sliced_wait *w, int ms);
 	int (*filter)(struct sliced_wait *w, int n);
 	int left_ms;
+	/* the program's own timeout, when it had one finer than milliseconds:
+	 * a wait of exact_ms (the whole of it) sleeps exactly that */
+	const struct timespec *exact;
+	int exact_ms;
 };
+/* A program's timeout in milliseconds, rounded up (a sub-millisecond
+ * sleep is a sleep, not a poll), at most INT_MAX; -1 for none, -2 for a
+ * value the kernel rejects (the hook passes the call through). */
+int wait_ms_of_ts(const struct timespec *ts);
+/* What the wait of ms sleeps: the program's exact timeout when ms is all of it. */
+struct timespec wait_ts(const struct sliced_wait *w, int ms);
 /* Inline in each hook, so that its wait and filter are direct calls. */
 extern unsigned flare_waits;
 void watch_all(void);
@@ -303,21 +315,34 @@ int session_pending(struct fconn *fc);
 int session_replay(struct fconn *fc, int fd, int timeout_ms, const char *replica);
 
 /* ---- watch.c: requests on replicas that will not answer ---- */
-/* Why fc's outstanding request should be replayed elsewhere now (its
- * replica is dead in the table, or request_timeout_ms passed), or NULL. */
-const char *watch_why(struct fconn *fc);
+/* Why fc's outstanding request (on descriptor fd) should be replayed
+ * elsewhere now (request_timeout_ms passed, or its replica is dead in the
+ * table and the connection agrees), or NULL. */
+#define FLARE_SILENT_MS 100     /* no acknowledgement this long: a silent peer */
+#define FLARE_DEAD_GRACE_MS 300 /* a reply still overdue this long after the death */
+const char *watch_why(struct fconn *fc, int fd);
 /* Heals every such connection; at most once a slice, from readiness waits. */
 void watch_all(void);
 /* Marks the replicas that let a request time out lately as dead in this
  * copy of a route, so orders try them last; how many. */
 int watch_demote(struct flare_route *rt);
 
-/* ---- epreg.c: epoll registrations that follow a swap ---- */
-void ep_register(struct fconn *fc, int epfd, int fd, uint32_t events, uint64_t data);
-void ep_unregister(struct fconn *fc, int epfd, int fd);
-void ep_redo(struct fconn *fc);
-void ep_del_all(struct fconn *fc);
-void ep_atfork_child(struct fconn *fc);
+/* ---- epreg.c: epoll registrations that follow a swap, read from the kernel ---- */
+extern unsigned long flare_epoll_ctls; /* [atom] the program's epoll_ctl calls */
+struct ep_reg {
+	int epfd, fd;
+	struct epoll_event ev;
+};
+struct ep_regs {
+	int n;
+	struct ep_reg r[FLARE_MAX_EPOLL];
+};
+/* Every registration of fc's descriptors in the process's epoll
+ * instances; -1 when they cannot be known (no /proc, too many). [lock] */
+int ep_read(struct fconn *fc, struct ep_regs *out);
+/* Takes them off their instances (before a dup3), puts them back (after). */
+void ep_detach(const struct ep_regs *regs);
+void ep_attach(const struct ep_regs *regs);
 /* fd behind (epfd, data) among connecting connections, or -1 */
 int ep_find_connecting(int epfd, uint64_t data);
 /* the same among every live connection (an error event: rare) */

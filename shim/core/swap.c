@@ -2,6 +2,7 @@
  * descriptor number that names it, with the program's flags. */
 #include "shim.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,7 +10,17 @@
 int fconn_swap(struct fconn *fc, int nfd)
 {
 	int rc = 0;
+	struct ep_regs regs;
 	pthread_mutex_lock(&fc->lock);
+	if (ep_read(fc, &regs) < 0) {
+		/* the program would lose an epoll registration it cannot see go */
+		pthread_mutex_unlock(&fc->lock);
+		real.close(nfd);
+		log_warn("the program's epoll registrations cannot be read (/proc): its "
+			 "connection is not moved");
+		errno = EBADF;
+		return -1;
+	}
 	int fl = fc->n_fds ? real.fcntl(fc->fds[0], F_GETFL) : -1;
 	if (fl >= 0)
 		real.fcntl(nfd, F_SETFL, fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
@@ -17,6 +28,7 @@ int fconn_swap(struct fconn *fc, int nfd)
 	 * and retry on the new one (a blocked recv does not wake on dup3) */
 	if (fc->n_fds)
 		real.shutdown(fc->fds[0], SHUT_RDWR);
+	ep_detach(&regs);
 	for (int i = 0; i < fc->n_fds && rc == 0; i++) {
 		/* dup3, not dup2: dup2 would clear close-on-exec */
 		int fdfl = real.fcntl(fc->fds[i], F_GETFD);
@@ -28,7 +40,6 @@ int fconn_swap(struct fconn *fc, int nfd)
 		rc = -1;
 	pthread_mutex_unlock(&fc->lock);
 	real.close(nfd);
-	if (rc == 0)
-		ep_redo(fc);
+	ep_attach(&regs); /* on the new socket, or back on the old one if dup3 failed */
 	return rc;
 }

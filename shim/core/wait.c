@@ -7,6 +7,8 @@
  * (wait_is_plain). */
 #include "shim.h"
 
+#include <limits.h>
+
 int64_t wait_deadline(int timeout_ms)
 {
 	return timeout_ms > 0 ? (int64_t)flare_monotonic_ms() + timeout_ms : 0;
@@ -18,6 +20,25 @@ int wait_left(int timeout_ms, int64_t deadline)
 		return timeout_ms;
 	int64_t left = deadline - (int64_t)flare_monotonic_ms();
 	return left > 0 ? (int)left : 0;
+}
+
+int wait_ms_of_ts(const struct timespec *ts)
+{
+	if (!ts)
+		return -1;
+	if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L)
+		return -2;
+	if (ts->tv_sec >= INT_MAX / 1000 - 1)
+		return INT_MAX;
+	return (int)(ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000);
+}
+
+struct timespec wait_ts(const struct sliced_wait *w, int ms)
+{
+	if (w->exact && ms == w->exact_ms)
+		return *w->exact;
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	return ts;
 }
 
 static int at_most(int timeout, int ms) { return timeout < 0 || timeout > ms ? ms : timeout; }

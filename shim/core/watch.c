@@ -1,7 +1,14 @@
-/* Requests waiting on a replica that will not answer: its replica is dead
- * in the table (its monitor saw the process die or stop), or the reply has
- * not begun within the service's request_timeout_ms (a replica the monitor
- * cannot see as hung). Such a request is replayed on the next replica.
+/* Requests waiting on a replica that will not answer: the reply has not
+ * begun within the service's request_timeout_ms (a replica the monitor
+ * cannot see as hung), or its replica is dead in the table (its monitor saw
+ * the process die or stop) and the connection itself agrees. The table's
+ * word alone is not enough: a forking server's child goes on serving its
+ * connection after the listener died. So a table death heals a connection
+ * only with evidence from the connection: its peer has acknowledged none of
+ * the bytes sent for a while, or keepalive probes go unanswered (a silent
+ * host), or the reply is still overdue FLARE_DEAD_GRACE_MS after the death
+ * was first seen (a stopped process, whose kernel still acknowledges).
+ * Such a request is replayed on the next replica.
  * A blocking read looks at its own connection between its slices (io.c);
  * readiness waits are sliced while any request is outstanding and look at
  * every such connection at most once a slice (wait.c), so programs that
@@ -14,6 +21,9 @@
 #include "shim.h"
 
 #include <fcntl.h>
+#include <stddef.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 static uint64_t last_watch_ms; /* [atom] */
 
@@ -70,7 +80,26 @@ int watch_demote(struct flare_route *rt)
 	return n;
 }
 
-const char *watch_why(struct fconn *fc)
+/* The peer has acknowledged nothing for a while though bytes wait for it,
+ * or keepalive probes are out: the host is gone or cut off. */
+static int peer_silent(int fd)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+	if (real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 ||
+	    l < offsetof(struct tcp_info, tcpi_rcv_rtt))
+		return 0;
+	if (ti.tcpi_probes > 0 || ti.tcpi_backoff > 0)
+		return 1;
+	uint32_t bound = ti.tcpi_rtt / 250; /* four round trips, in ms */
+	if (bound < FLARE_SILENT_MS)
+		bound = FLARE_SILENT_MS;
+	return ti.tcpi_unacked > 0 &&
+	       (ti.tcpi_retransmits > 0 ||
+		(ti.tcpi_last_data_sent >= bound && ti.tcpi_last_ack_recv >= bound));
+}
+
+const char *watch_why(struct fconn *fc, int fd)
 {
 	if (!exchange_outstanding(fc))
 		return NULL;
@@ -82,10 +111,26 @@ const char *watch_why(struct fconn *fc)
 		return "no reply within request_timeout_ms";
 	}
 	struct flare_route rt;
-	if (route_read(fc->svc_index, &rt) == FLARE_TBL_OK &&
-	    (uint32_t)fc->cur < rt.svc.n_replicas && !rt.reps[fc->cur].alive) {
+	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
+	    (uint32_t)fc->cur >= rt.svc.n_replicas || rt.reps[fc->cur].alive)
+		return NULL;
+	/* dead in the table: the connection must agree */
+	uint64_t now = flare_monotonic_ms();
+	uint32_t req = __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED);
+	uint64_t since = __atomic_load_n(&fc->dead_seen_ms, __ATOMIC_RELAXED);
+	if (!since || __atomic_load_n(&fc->dead_req, __ATOMIC_RELAXED) != req) {
+		/* this request's first look at the death */
+		__atomic_store_n(&fc->dead_req, req, __ATOMIC_RELAXED);
+		__atomic_store_n(&fc->dead_seen_ms, now, __ATOMIC_RELAXED);
+		since = now;
+	}
+	if (peer_silent(fd)) {
 		STAT_INC(table_dead_wakeups);
-		return "replica dead in the table";
+		return "replica dead in the table, and its host acknowledges nothing";
+	}
+	if (now - since >= FLARE_DEAD_GRACE_MS) {
+		STAT_INC(table_dead_wakeups);
+		return "replica dead in the table, and the reply overdue";
 	}
 	return NULL;
 }
@@ -111,7 +156,7 @@ void watch_all(void)
 		struct fconn *fc = fcs[i];
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		int fd = fconn_first_fd(fc);
-		const char *why = fd >= 0 ? watch_why(fc) : NULL;
+		const char *why = fd >= 0 ? watch_why(fc, fd) : NULL;
 		if (why)
 			/* a blocking socket is healed as its blocking read would */
 			heal(fc, gen, why, (real.fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);

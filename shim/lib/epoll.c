@@ -4,21 +4,15 @@
 #include <sys/epoll.h>
 #include <time.h>
 
-/* The program's registrations of managed descriptors are remembered, so a
- * descriptor moved to a new socket is registered again in every epoll
- * instance with the same events and data. */
+/* Registrations are the kernel's: a swap reads them from /proc (epreg.c).
+ * The hook only counts calls, so that a process that never registered
+ * anything is never asked; a lost update would only cost a read. */
 FLARE_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	HOOK_ENTER(epoll_ctl, (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev));
-	int r = real.epoll_ctl(epfd, op, fd, ev);
-	struct fconn *fc;
-	if (r == 0 && (fc = fdtab_get(fd)) != NULL) {
-		if (op == EPOLL_CTL_DEL)
-			ep_unregister(fc, epfd, fd);
-		else if (ev)
-			ep_register(fc, epfd, fd, ev->events, ev->data.u64);
-	}
-	return r;
+	if (!__atomic_load_n(&flare_epoll_ctls, __ATOMIC_RELAXED))
+		__atomic_store_n(&flare_epoll_ctls, 1, __ATOMIC_RELEASE);
+	return real.epoll_ctl(epfd, op, fd, ev);
 }
 
 /* Hides the events of failed connects the library moved on from, and of
@@ -51,6 +45,11 @@ struct ep_wait {
 static int ep_wait(struct sliced_wait *w, int ms)
 {
 	struct ep_wait *e = (struct ep_wait *)w;
+	if (w->exact && real.epoll_pwait2) {
+		/* epoll_pwait2: the program's nanoseconds when this is all of its wait */
+		struct timespec ts = wait_ts(w, ms);
+		return real.epoll_pwait2(e->epfd, e->evs, e->max, ms < 0 ? NULL : &ts, e->mask);
+	}
 	return real.epoll_pwait(e->epfd, e->evs, e->max, ms, e->mask);
 }
 
@@ -60,10 +59,22 @@ static int ep_filter(struct sliced_wait *w, int n)
 	return filter(e->epfd, e->evs, n);
 }
 
-static int sliced(int epfd, struct epoll_event *evs, int max, int timeout, const sigset_t *mask)
+static int sliced(int epfd, struct epoll_event *evs, int max, int timeout,
+		  const struct timespec *exact, const sigset_t *mask)
 {
-	struct ep_wait e = {{ep_wait, ep_filter, 0}, epfd, max, evs, mask};
+	struct ep_wait e = {{ep_wait, ep_filter, 0, exact, timeout}, epfd, max, evs, mask};
 	return wait_sliced(&e.w, timeout);
+}
+
+FLARE_EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max,
+			      const struct timespec *tmo, const sigset_t *mask)
+{
+	HOOK_ENTER(epoll_pwait2,
+		   (int)syscall(SYS_epoll_pwait2, epfd, evs, max, tmo, mask, sizeof(sigset_t)));
+	int ms;
+	if (wait_is_plain() || (ms = wait_ms_of_ts(tmo)) == -2 || !real.epoll_pwait)
+		return real.epoll_pwait2(epfd, evs, max, tmo, mask);
+	return sliced(epfd, evs, max, ms, tmo, mask);
 }
 
 FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
@@ -73,7 +84,7 @@ FLARE_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tim
 		   (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout, mask, sizeof(sigset_t)));
 	if (wait_is_plain())
 		return real.epoll_pwait(epfd, evs, max, timeout, mask);
-	return sliced(epfd, evs, max, timeout, mask);
+	return sliced(epfd, evs, max, timeout, NULL, mask);
 }
 
 FLARE_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
@@ -83,5 +94,5 @@ FLARE_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int time
 		return real.epoll_wait(epfd, evs, max, timeout);
 	if (!real.epoll_pwait)
 		return real.epoll_wait(epfd, evs, max, timeout);
-	return sliced(epfd, evs, max, timeout, NULL);
+	return sliced(epfd, evs, max, timeout, NULL, NULL);
 }

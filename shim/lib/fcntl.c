@@ -13,9 +13,6 @@ static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
 	struct fconn *fc;
 	if ((cmd == F_SETFL || cmd == F_SETFD) && r == 0 && (fc = fdtab_get(fd)))
 		__atomic_store_n(&fc->flags_dirty, 1, __ATOMIC_RELEASE); /* per-request switches */
-	if (cmd == F_SETFL && r == 0 && !((long)arg & O_NONBLOCK) && (fc = fdtab_get(fd)) &&
-	    !__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED))
-		slice_apply(fc, fd); /* turned blocking: waits get their slices */
 	return r;
 }
 

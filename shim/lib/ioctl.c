@@ -3,8 +3,8 @@
 #include <stdarg.h>
 #include <sys/ioctl.h>
 
-/* Only FIONBIO matters (nginx sets non-blocking mode with it): a managed
- * descriptor turned blocking gets the library's receive slice. */
+/* Only the file flags matter (nginx sets non-blocking mode with FIONBIO):
+ * a per-request connection reads them again. */
 FLARE_EXPORT int ioctl(int fd, unsigned long req, ...)
 {
 	va_list ap;
@@ -17,8 +17,5 @@ FLARE_EXPORT int ioctl(int fd, unsigned long req, ...)
 	if (r == 0 && (req == FIONBIO || req == FIOCLEX || req == FIONCLEX || req == FIOASYNC) &&
 	    (fc = fdtab_get(fd)))
 		__atomic_store_n(&fc->flags_dirty, 1, __ATOMIC_RELEASE); /* per-request switches */
-	if (r == 0 && req == FIONBIO && arg && !*(int *)arg && (fc = fdtab_get(fd)) &&
-	    !__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED))
-		slice_apply(fc, fd);
 	return r;
 }

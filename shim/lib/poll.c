@@ -36,7 +36,7 @@ struct poll_wait {
 static int poll_wait(struct sliced_wait *w, int ms)
 {
 	struct poll_wait *p = (struct poll_wait *)w;
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	struct timespec ts = wait_ts(w, ms);
 	return real.ppoll(p->fds, p->nfds, ms < 0 ? NULL : &ts, p->mask);
 }
 
@@ -46,9 +46,10 @@ static int poll_filter(struct sliced_wait *w, int n)
 	return filter(p->fds, p->nfds, n);
 }
 
-static int sliced_ppoll(struct pollfd *fds, nfds_t nfds, int timeout, const sigset_t *mask)
+static int sliced_ppoll(struct pollfd *fds, nfds_t nfds, int timeout, const struct timespec *exact,
+			const sigset_t *mask)
 {
-	struct poll_wait p = {{poll_wait, poll_filter, 0}, fds, nfds, mask};
+	struct poll_wait p = {{poll_wait, poll_filter, 0, exact, timeout}, fds, nfds, mask};
 	return wait_sliced(&p.w, timeout);
 }
 
@@ -57,17 +58,17 @@ FLARE_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
 	HOOK_ENTER(poll, (int)syscall(SYS_poll, fds, nfds, timeout));
 	if (wait_is_plain() || !real.ppoll)
 		return real.poll(fds, nfds, timeout);
-	return sliced_ppoll(fds, nfds, timeout, NULL);
+	return sliced_ppoll(fds, nfds, timeout, NULL, NULL);
 }
 
 FLARE_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
 		       const sigset_t *mask)
 {
 	HOOK_ENTER(ppoll, (int)syscall(SYS_ppoll, fds, nfds, tmo, mask, sizeof(sigset_t)));
-	if (wait_is_plain())
+	int ms;
+	if (wait_is_plain() || (ms = wait_ms_of_ts(tmo)) == -2)
 		return real.ppoll(fds, nfds, tmo, mask);
-	return sliced_ppoll(fds, nfds,
-			    tmo ? (int)(tmo->tv_sec * 1000 + tmo->tv_nsec / 1000000) : -1, mask);
+	return sliced_ppoll(fds, nfds, ms, tmo, mask);
 }
 
 FLARE_EXPORT int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen)

@@ -55,11 +55,10 @@ static int select_wait(struct sliced_wait *w, int ms)
 	restore(s->r, &s->r0); /* the last wait rewrote them */
 	restore(s->wr, &s->w0);
 	restore(s->e, &s->e0);
-	if (s->with_mask) {
-		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	struct timespec ts = wait_ts(w, ms);
+	if (s->with_mask)
 		return real.pselect(s->nfds, s->r, s->wr, s->e, ms < 0 ? NULL : &ts, s->mask);
-	}
-	struct timeval slice = {ms / 1000, (ms % 1000) * 1000};
+	struct timeval slice = {ts.tv_sec, ts.tv_nsec / 1000};
 	return real.select(s->nfds, s->r, s->wr, s->e, ms < 0 ? NULL : &slice);
 }
 
@@ -69,10 +68,11 @@ static int select_filter(struct sliced_wait *w, int n)
 	return filter(s->nfds, s->r, s->wr, s->e, n);
 }
 
-static int sliced_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int timeout_ms, int with_mask,
-			 const sigset_t *mask, int *left_ms)
+static int sliced_select(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *exact,
+			 int with_mask, const sigset_t *mask, int *left_ms)
 {
-	struct select_wait s = {.w = {select_wait, select_filter, 0},
+	int timeout_ms = wait_ms_of_ts(exact);
+	struct select_wait s = {.w = {select_wait, select_filter, 0, exact, timeout_ms},
 				.nfds = nfds,
 				.with_mask = with_mask,
 				.mask = mask,
@@ -90,15 +90,25 @@ static int sliced_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int timeout_
 FLARE_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
 	HOOK_ENTER(select, (int)syscall(SYS_select, nfds, r, w, e, tv));
-	if (wait_is_plain())
+	struct timespec exact;
+	if (tv) {
+		exact.tv_sec = tv->tv_sec;
+		exact.tv_nsec = tv->tv_usec * 1000L;
+		if (tv->tv_usec < 0 || tv->tv_usec >= 1000000)
+			exact.tv_nsec = -1; /* the kernel's EINVAL */
+	}
+	if (wait_is_plain() || wait_ms_of_ts(tv ? &exact : NULL) == -2)
 		return real.select(nfds, r, w, e, tv);
 	int left;
-	int n = sliced_select(
-	    nfds, r, w, e, tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1, 0, NULL, &left);
+	int n = sliced_select(nfds, r, w, e, tv ? &exact : NULL, 0, NULL, &left);
 	if (n >= 0 && tv && left >= 0) {
 		/* Linux reports the time not slept */
-		tv->tv_sec = left / 1000;
-		tv->tv_usec = (left % 1000) * 1000;
+		if (left < wait_ms_of_ts(&exact)) {
+			tv->tv_sec = left / 1000;
+			tv->tv_usec = (left % 1000) * 1000;
+		} else if (n == 0) {
+			tv->tv_sec = tv->tv_usec = 0;
+		}
 	}
 	return n;
 }
@@ -107,10 +117,8 @@ FLARE_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct
 			 const sigset_t *mask)
 {
 	HOOK_ENTER(pselect, (int)syscall(SYS_pselect6, nfds, r, w, e, ts, NULL));
-	if (wait_is_plain())
+	if (wait_is_plain() || wait_ms_of_ts(ts) == -2)
 		return real.pselect(nfds, r, w, e, ts, mask);
 	int left;
-	return sliced_select(nfds, r, w, e,
-			     ts ? (int)(ts->tv_sec * 1000 + ts->tv_nsec / 1000000) : -1, 1, mask,
-			     &left);
+	return sliced_select(nfds, r, w, e, ts, 1, mask, &left);
 }

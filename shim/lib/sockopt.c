@@ -4,9 +4,10 @@
 #include <netinet/tcp.h>
 #include <string.h>
 
-/* On a managed socket the kernel's SO_RCVTIMEO is the library's slice;
- * the program's value is kept and enforced by the library, and reported
- * back to the program unchanged. */
+/* Every option goes to the kernel as the program set it. The library
+ * notes which ones were set (a replacement socket repeats them), and a
+ * managed socket's SO_RCVTIMEO, which its blocking reads honour while they
+ * wait in user space (io.c). */
 FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 {
 	HOOK_ENTER(setsockopt, (int)syscall(SYS_setsockopt, fd, level, name, val, len));
@@ -20,23 +21,16 @@ FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, sockle
 		fdtab_note_opt(fd, FLARE_SET_KEEPALIVE);
 	else if (level == IPPROTO_TCP && name == TCP_USER_TIMEOUT)
 		fdtab_note_opt(fd, FLARE_SET_USER_TIMEOUT);
-	struct fconn *fc = fdtab_get(fd);
-	if (!fc || level != SOL_SOCKET || name != SO_RCVTIMEO || !val ||
-	    len < (socklen_t)sizeof(struct timeval))
-		return real.setsockopt(fd, level, name, val, len);
-	struct timeval tv;
-	memcpy(&tv, val, sizeof(tv));
-	if (tv.tv_usec < 0 || tv.tv_usec >= 1000000) {
-		errno = EDOM;
-		return -1;
+	int r = real.setsockopt(fd, level, name, val, len);
+	struct fconn *fc;
+	if (r == 0 && level == SOL_SOCKET && name == SO_RCVTIMEO && (fc = fdtab_get(fd))) {
+		/* what the kernel took, as it will report it */
+		struct timeval tv = {0, 0};
+		socklen_t tl = sizeof(tv);
+		if (real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tl) == 0)
+			fc->prog_rcvtimeo = tv;
 	}
-	fc->prog_rcvtimeo = tv;
-	if (__atomic_load_n(&fc->slice_set, __ATOMIC_RELAXED))
-		slice_apply(fc, fd);
-	else
-		real.setsockopt(fd, level, name, val,
-				len); /* non-blocking use: the program's own */
-	return 0;
+	return r;
 }
 
 /* SO_ERROR is read-and-clear: the library owes the program the error it
@@ -60,12 +54,5 @@ FLARE_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *l
 	struct fconn *fc = fdtab_get(fd);
 	if (fc && level == SOL_SOCKET && name == SO_ERROR && val && len && *len >= sizeof(int))
 		return so_error(fc, fd, val, len);
-	if (!fc || level != SOL_SOCKET || name != SO_RCVTIMEO || !val || !len)
-		return real.getsockopt(fd, level, name, val, len);
-	socklen_t n = *len < (socklen_t)sizeof(fc->prog_rcvtimeo)
-			  ? *len
-			  : (socklen_t)sizeof(fc->prog_rcvtimeo);
-	memcpy(val, &fc->prog_rcvtimeo, n);
-	*len = n;
-	return 0;
+	return real.getsockopt(fd, level, name, val, len);
 }

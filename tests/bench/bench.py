@@ -328,7 +328,7 @@ hosts = (
 %s
 );
 services = ( { name = "A"; address = "127.0.0.1:%d"; balance = "round-robin";
-  binding = "%s"; slow_start_ms = 0; replicas = (
+  binding = "%s"; slow_start_ms = 0; replay = "request-reply"; replicas = (
 %s ); } );
 """ % (mport, hosts, svc, binding, reps), name)
     with open(os.path.join(s.dir, "h.util"), "w") as f:

@@ -109,7 +109,7 @@ hosts = (
 );
 services = (
   { name = "A"; address = "%s"; connect_timeout_ms = 200; user_timeout_ms = 500;
-    request_timeout_ms = 250; %s
+    request_timeout_ms = 250; replay = "request-reply"; %s
     replicas = (
 %s ); }
 );

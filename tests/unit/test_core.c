@@ -277,11 +277,132 @@ static void test_exchange_replay_none(void **state)
 	assert_false(exchange_healable(fc));
 	exchange_read(fc, NULL, 0, 1);
 	assert_false(exchange_healable(fc)); /* idle: an EOF may be a legitimate close */
-	/* the next write found the connection closed and sent nothing: a new
-	 * connection re-runs nothing */
+	/* the next write found the connection closed and sent nothing: an
+	 * opaque protocol not declared stateless may hold a session the new
+	 * connection would lack, so the failure surfaces */
+	exchange_write_failed(fc);
+	assert_int_equal(fconn_trust(fc), TR_SESSION);
+	assert_false(exchange_healable(fc));
+	fconn_release(fc);
+	/* declared stateless, the same close is reconnected */
+	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 16);
+	exchange_wrote_buf(fc, "GET k\r\n", 7);
+	exchange_read(fc, NULL, 0, 1);
 	exchange_write_failed(fc);
 	assert_int_equal(fc->xchg, FX_FRESH);
 	assert_true(exchange_healable(fc));
+	fconn_release(fc);
+}
+
+/* ---- the trust table (conn.h) ---- */
+
+static int terminal(int t) { return t == TR_SESSION || t == TR_TAINTED || t == TR_BROKEN; }
+
+/* Every pair: the result is a state; nothing leaves the unhealable ones
+ * for a healable one; a refusal always breaks; a taint always taints. */
+static void test_trust_table_closed(void **state)
+{
+	(void)state;
+	for (int from = 0; from < TR_N; from++)
+		for (int ev = 0; ev < TE_N; ev++)
+			for (int stl = 0; stl < 2; stl++) {
+				int to = trust_next(from, ev, stl);
+				assert_true(to >= 0 && to < TR_N);
+				if (terminal(from))
+					assert_true(terminal(to));
+				if (ev == TE_REFUSED)
+					assert_int_equal(to, TR_BROKEN);
+				if (ev == TE_TAINT)
+					assert_int_equal(to, from == TR_BROKEN ? TR_BROKEN : TR_TAINTED);
+				if (to == TR_STATELESS)
+					assert_true(stl || from == TR_STATELESS);
+			}
+	assert_int_equal(trust_next(TR_FIRST, TE_READ, 0), TR_SESSION);
+	assert_int_equal(trust_next(TR_FIRST, TE_READ, 1), TR_STATELESS);
+	assert_int_equal(trust_next(TR_FIRST, TE_SERVER_FIRST, 1), TR_SESSION);
+	assert_int_equal(trust_next(TR_FIRST_SESSION, TE_READ, 1), TR_SESSION);
+	assert_int_equal(trust_next(TR_FIRST, TE_FRAMED, 0), TR_FRAMED);
+	assert_int_equal(trust_next(TR_FRAMED, TE_FRAMING_LOST, 1), TR_STATELESS);
+	assert_int_equal(trust_next(TR_FRAMED, TE_FRAMING_LOST, 0), TR_SESSION);
+	assert_int_equal(trust_next(TR_SESSION, TE_FRAMED, 1), TR_SESSION);
+	assert_int_equal(trust_next(-1, TE_READ, 0), -1); /* out of range: unchanged */
+	assert_int_equal(trust_next(TR_FIRST, TE_N, 0), TR_FIRST);
+}
+
+/* The rules as the connection lives them. */
+static void test_trust_opaque_default(void **state)
+{
+	(void)state;
+	/* replay auto: the first request is the whole history */
+	struct fconn *fc = conn_with(FLARE_REPLAY_AUTO, 64);
+	wrote(fc, "HELLO\n");
+	assert_true(exchange_healable(fc));
+	got(fc, "hi\n");
+	wrote(fc, "WORK\n");
+	assert_false(exchange_healable(fc)); /* its history is more than the replay */
+	assert_false(exchange_boundary(fc, 0));
+	fconn_release(fc);
+	/* the server spoke first: a greeting a new replica would repeat */
+	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
+	got(fc, "220 ready\r\n");
+	assert_int_equal(fconn_trust(fc), TR_SESSION);
+	wrote(fc, "HELO x\r\n");
+	assert_false(exchange_healable(fc));
+	fconn_release(fc);
+	/* declared stateless: every request replays */
+	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
+	wrote(fc, "a");
+	got(fc, "A");
+	wrote(fc, "b");
+	assert_int_equal(fconn_trust(fc), TR_STATELESS);
+	assert_true(exchange_healable(fc));
+	assert_int_equal(exchange_replay_len(fc), 1);
+	fconn_release(fc);
+}
+
+static void test_trust_session_protocols(void **state)
+{
+	(void)state;
+	static const uint8_t tls[6] = {0x16, 3, 1, 0, 0x80, 1};
+	const char *starts[] = {"SSH-2.0-OpenSSH_9.2\r\n", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+				"AMQP\0\0\x09\x01"};
+	assert_int_equal(exchange_session_proto(tls, sizeof(tls)), SESSION_TLS);
+	assert_int_equal(exchange_session_proto((const uint8_t *)starts[0], 8), SESSION_SSH);
+	assert_int_equal(exchange_session_proto((const uint8_t *)starts[1], 16), SESSION_HTTP2);
+	assert_int_equal(exchange_session_proto((const uint8_t *)starts[2], 8), SESSION_AMQP);
+	assert_int_equal(exchange_session_proto(tls, 2), SESSION_NONE);
+	for (size_t i = 0; i < 4; i++) {
+		/* even declared stateless, with protocol auto */
+		struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
+		fc->proto = PROTO_AUTO;
+		if (i < 3)
+			wrote(fc, starts[i]);
+		else
+			exchange_wrote_buf(fc, tls, sizeof(tls));
+		assert_int_equal(fconn_trust(fc), TR_FIRST_SESSION);
+		assert_false(fconn_framed(fc)); /* "PRI *" is no HTTP/1.1 request */
+		assert_true(exchange_healable(fc)); /* before the server's first byte */
+		got(fc, "x");
+		wrote(fc, "y");
+		assert_false(exchange_healable(fc));
+		fconn_release(fc);
+	}
+}
+
+static void test_trust_taint(void **state)
+{
+	(void)state;
+	struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
+	wrote(fc, "a");
+	trust_event(fc, TE_TAINT);
+	assert_false(exchange_healable(fc));
+	got(fc, "A");
+	wrote(fc, "b");
+	assert_false(exchange_healable(fc));
+	assert_false(exchange_boundary(fc, 0));
+	fconn_release(fc);
+	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
+	assert_int_equal(fconn_trust(fc), TR_FIRST); /* recycled clean */
 	fconn_release(fc);
 }
 
@@ -595,6 +716,10 @@ int main(void)
 	    cmocka_unit_test(test_order_failover),
 	    cmocka_unit_test(test_order_failover_bounded),
 	    cmocka_unit_test(test_exchange_session_protocols),
+	    cmocka_unit_test(test_trust_table_closed),
+	    cmocka_unit_test(test_trust_opaque_default),
+	    cmocka_unit_test(test_trust_session_protocols),
+	    cmocka_unit_test(test_trust_taint),
 	    cmocka_unit_test(test_exchange_reply_resets_replayed),
 	    cmocka_unit_test(test_fdtab_aliases_and_detaches),
 	};

@@ -1,0 +1,14 @@
+#include "hook.h"
+
+#include <stdio.h>
+
+/* stdio reads and writes its FILE through glibc's internal calls, which
+ * no hook sees: a managed socket handed to stdio is tainted (a failure on
+ * it surfaces as without the library; its connect was failed over). */
+FLARE_EXPORT FILE *fdopen(int fd, const char *mode)
+{
+	HOOK_ENTER(fdopen, NULL);
+	if (fdtab_get(fd))
+		fconn_taint(fd, "fdopen (stdio)");
+	return real.fdopen(fd, mode);
+}
