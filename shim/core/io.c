@@ -91,7 +91,11 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			}
 		}
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
-		if (exchange_outstanding(fc) && real.poll && !nonblocking(fd, flags)) {
+		/* sliced while a reply is awaited, or while the connection is
+		 * young enough to owe its TCP timeouts (its first 20 ms) */
+		if ((exchange_outstanding(fc) ||
+		     __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED)) &&
+		    real.poll && !nonblocking(fd, flags)) {
 			if (!have_deadline) {
 				deadline = rcv_deadline(fc);
 				have_deadline = 1;

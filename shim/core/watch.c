@@ -80,8 +80,9 @@ int watch_demote(struct flare_route *rt)
 	return n;
 }
 
-/* The peer has acknowledged nothing for a while though bytes wait for it,
- * or keepalive probes are out: the host is gone or cut off. */
+/* The peer closed its side, or has acknowledged nothing for a while
+ * though bytes wait for it, or keepalive probes are out: the process or
+ * its host is gone or cut off. */
 static int peer_silent(int fd)
 {
 	struct tcp_info ti;
@@ -89,7 +90,8 @@ static int peer_silent(int fd)
 	if (real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 ||
 	    l < offsetof(struct tcp_info, tcpi_rcv_rtt))
 		return 0;
-	if (ti.tcpi_probes > 0 || ti.tcpi_backoff > 0)
+	/* the peer closed or reset its side: nothing more will come */
+	if (ti.tcpi_state != TCP_ESTABLISHED || ti.tcpi_probes > 0 || ti.tcpi_backoff > 0)
 		return 1;
 	uint32_t bound = ti.tcpi_rtt / 250; /* four round trips, in ms */
 	if (bound < FLARE_SILENT_MS)
