@@ -3,6 +3,7 @@
  * that lets one thread at a time move a connection. */
 #include "shim.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -13,7 +14,7 @@
 int flare_n_pending;
 int flare_n_managed;
 static struct fconn *pending[MAX_PENDING];
-static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t pending_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
 static const char *const state_names[FC_N_STATES] = {
     [FC_FREE] = "free",
@@ -65,7 +66,8 @@ static void pending_add(struct fconn *fc)
 
 static void pending_remove(struct fconn *fc)
 {
-	pthread_mutex_lock(&pending_lock);
+	if (pthread_mutex_lock(&pending_lock) == EDEADLK)
+		return; /* a signal handler's close: left listed, fconn_new unlists it */
 	for (int i = 0; i < MAX_PENDING && fc->on_pending; i++)
 		if (pending[i] == fc) {
 			pending[i] = NULL;
@@ -134,7 +136,7 @@ static pid_t self_tid(void)
 void conn_atfork_child(void)
 {
 	my_tid = 0;
-	pthread_mutex_init(&pending_lock, NULL);
+	flare_mutex_init(&pending_lock);
 }
 
 int fconn_claim(struct fconn *fc)
@@ -164,7 +166,8 @@ int fconn_claim_wait(struct fconn *fc)
 void fconn_unclaim(struct fconn *fc)
 {
 	__atomic_store_n(&fc->claim_tid, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->claim, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->claim, 0, __ATOMIC_SEQ_CST);
+	fconn_release_owed(fc); /* closed while claimed: recycled now */
 }
 
 int fconn_claimed(const struct fconn *fc) { return __atomic_load_n(&fc->claim, __ATOMIC_ACQUIRE); }

@@ -195,6 +195,7 @@ struct fconn {
 	uint32_t request_timeout_ms;  /* [init] */
 	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
 	int trust;                    /* [atom] enum fconn_trust, moved by trust_event */
+	uint32_t nb_known; /* [atom] O_NONBLOCK as last read: an epoch (<< 2) | 1 blocking, 2 not */
 	int timeouts_owed;            /* [atom] flare's TCP timeouts not set yet */
 	uint64_t timeouts_due_ms;     /* published by timeouts_owed (release) */
 
@@ -236,6 +237,8 @@ struct fconn {
 
 	/* less often read, from here on */
 	int claim;                  /* [atom] 1 while a thread holds the claim */
+	int release_owed;           /* [atom] closed: recycle once the claim is let go */
+	int fds_stale;              /* [atom] fds[] may name numbers the table forgot */
 	pid_t claim_tid;            /* [atom] its thread, to take over after a siglongjmp */
 	int on_pending;             /* [pending_lock] listed on the pending list */
 	int pending_fd;             /* [claim] socket of an interrupted heal, closed by the next */

@@ -57,6 +57,8 @@ struct opt_defaults {
 static struct opt_defaults defaults[2]; /* AF_INET, AF_INET6 */
 static pthread_mutex_t defaults_lock = PTHREAD_MUTEX_INITIALIZER;
 
+void dial_atfork_child(void) { flare_mutex_init(&defaults_lock); }
+
 static int opt_applies(size_t i, int domain)
 {
 	int level = copied_opts[i].level;

@@ -2,9 +2,18 @@
  * sized to the descriptor limit and reserved lazily, so untouched pages
  * cost no memory. fconns are recycled through a free list and never freed:
  * a thread still holding a pointer after a close reads a valid object whose
- * generation has moved on, never freed memory. */
+ * generation has moved on, never freed memory. A connection whose claim
+ * is held (a heal, a connect move) is recycled only when its holder lets
+ * go: a heal never acts on an object that became another connection.
+ *
+ * close() must not deadlock when a signal handler calls it while its own
+ * thread was inside the library holding the connection's mutex: the
+ * mutexes are error-checking, and there the close only forgets the number
+ * in the table; the connection drops it from fds[] at its next locked step
+ * (fconn_prune_locked), and every user of fds[] checks the table first. */
 #include "shim.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +27,17 @@
 struct fconn **flare_fdtab;
 size_t flare_fdtab_size;
 static uint8_t *opts_set; /* FLARE_BUF_* and FLARE_SET_* bits per descriptor */
-static struct fconn *free_list, *all_list;
-static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fconn *free_list, *all_list; /* free_list: pushed lock-free, popped under tab_lock */
+static pthread_mutex_t tab_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
+
+void flare_mutex_init(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+	pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+}
 
 int fdtab_init(void)
 {
@@ -48,15 +66,20 @@ int fdtab_init(void)
 struct fconn *fconn_new(void)
 {
 	pthread_mutex_lock(&tab_lock);
-	struct fconn *fc = free_list;
-	if (fc)
-		free_list = fc->next_free;
+	/* the only popper (tab_lock): a push racing it cannot make it see a
+	 * node twice (no ABA) */
+	struct fconn *fc = __atomic_load_n(&free_list, __ATOMIC_ACQUIRE);
+	while (fc && !__atomic_compare_exchange_n(&free_list, &fc, fc->next_free, 0,
+						  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
 	pthread_mutex_unlock(&tab_lock);
+	if (fc && fc->on_pending)
+		fconn_leave_pending(fc); /* a release that could not take the list's lock */
 	if (!fc) {
 		fc = calloc(1, sizeof(*fc));
 		if (!fc)
 			return NULL;
-		pthread_mutex_init(&fc->lock, NULL);
+		flare_mutex_init(&fc->lock);
 		pthread_mutex_lock(&tab_lock);
 		fc->all_next = all_list;
 		all_list = fc;
@@ -82,11 +105,30 @@ void fdtab_attach(int fd, struct fconn *fc)
 	__atomic_store_n(&flare_fdtab[fd], fc, __ATOMIC_RELEASE);
 }
 
+void fconn_prune_locked(struct fconn *fc)
+{
+	if (!__atomic_load_n(&fc->fds_stale, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&fc->fds_stale, 0, __ATOMIC_RELAXED);
+	for (int i = 0; i < fc->n_fds;)
+		if (fdtab_get(fc->fds[i]) != fc)
+			fc->fds[i] = fc->fds[--fc->n_fds];
+		else
+			i++;
+	if (!fc->n_fds)
+		__atomic_store_n(&fc->release_owed, 1, __ATOMIC_SEQ_CST);
+}
+
 /* Drops fd from fc; 1 when it was its last descriptor. */
 static int unlink_fd(int fd, struct fconn *fc)
 {
 	__atomic_store_n(&flare_fdtab[fd], NULL, __ATOMIC_RELEASE);
-	pthread_mutex_lock(&fc->lock);
+	if (pthread_mutex_lock(&fc->lock) == EDEADLK) {
+		/* this thread holds it: a signal handler interrupted the library */
+		__atomic_store_n(&fc->fds_stale, 1, __ATOMIC_RELEASE);
+		return 0;
+	}
+	fconn_prune_locked(fc);
 	for (int i = 0; i < fc->n_fds; i++)
 		if (fc->fds[i] == fd) {
 			fc->fds[i] = fc->fds[--fc->n_fds];
@@ -114,24 +156,50 @@ void fdtab_unlink(int fd)
 int fconn_first_fd(struct fconn *fc)
 {
 	pthread_mutex_lock(&fc->lock);
+	fconn_prune_locked(fc);
 	int fd = fc->n_fds ? fc->fds[0] : -1;
 	pthread_mutex_unlock(&fc->lock);
+	if (fd < 0)
+		fconn_release_owed(fc);
 	return fd;
 }
 
-void fconn_release(struct fconn *fc)
+static void recycle(struct fconn *fc)
 {
 	rebind_release(fc);
 	timeouts_forget(fc);
 	fconn_leave_pending(fc);
 	exchange_retire(fc); /* no longer waiting for a reply */
-	if (__atomic_exchange_n(&fc->state, FC_FREE, __ATOMIC_ACQ_REL) != FC_FREE)
-		__atomic_sub_fetch(&flare_n_managed, 1, __ATOMIC_RELEASE);
+	if (__atomic_exchange_n(&fc->state, FC_FREE, __ATOMIC_ACQ_REL) == FC_FREE)
+		return; /* already on the free list */
+	__atomic_sub_fetch(&flare_n_managed, 1, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
-	pthread_mutex_lock(&tab_lock);
-	fc->next_free = free_list;
-	free_list = fc;
-	pthread_mutex_unlock(&tab_lock);
+	struct fconn *head = __atomic_load_n(&free_list, __ATOMIC_ACQUIRE);
+	do
+		fc->next_free = head;
+	while (!__atomic_compare_exchange_n(&free_list, &head, fc, 0, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE));
+}
+
+void fconn_release_owed(struct fconn *fc)
+{
+	if (!__atomic_load_n(&fc->release_owed, __ATOMIC_SEQ_CST))
+		return;
+	/* the claim's holder recycles it when it lets go (fconn_unclaim) */
+	int expected = 0;
+	if (!__atomic_compare_exchange_n(&fc->claim, &expected, 1, 0, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST))
+		return;
+	if (__atomic_exchange_n(&fc->release_owed, 0, __ATOMIC_SEQ_CST))
+		recycle(fc); /* the claim stays taken until fconn_new clears it */
+	else
+		__atomic_store_n(&fc->claim, 0, __ATOMIC_SEQ_CST);
+}
+
+void fconn_release(struct fconn *fc)
+{
+	__atomic_store_n(&fc->release_owed, 1, __ATOMIC_SEQ_CST);
+	fconn_release_owed(fc);
 }
 
 /* A duplicate of a managed descriptor names the same connection, so a
@@ -219,9 +287,9 @@ int fdtab_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn *
 /* A fork child may have been created while another thread held a lock. */
 void fdtab_atfork_child(void)
 {
-	pthread_mutex_init(&tab_lock, NULL);
+	flare_mutex_init(&tab_lock);
 	for (struct fconn *fc = all_list; fc; fc = fc->all_next) {
-		pthread_mutex_init(&fc->lock, NULL);
+		flare_mutex_init(&fc->lock);
 		fc->claim = 0;
 	}
 	conn_atfork_child();

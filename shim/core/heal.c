@@ -54,12 +54,16 @@ int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
 }
 
 /* Failover targets after the current replica failed: asked of the manager
- * under reactive failover, else the table's ranking (order.c). */
-static int targets(const struct fconn *fc, const struct flare_route *rt, uint8_t *out)
+ * under reactive failover when the program blocks anyway, else the table's
+ * ranking (order.c): a non-blocking program is never made to wait for the
+ * manager's answer. */
+static int targets(const struct fconn *fc, const struct flare_route *rt, int async, uint8_t *out)
 {
 	uint8_t asked[FLARE_MAX_REPLICAS];
 	uint32_t tried = __atomic_load_n(&fc->replayed, __ATOMIC_RELAXED);
-	int n_asked = fc->failover == FLARE_FAILOVER_REACTIVE ? query_targets(fc, rt, asked) : -1;
+	int n_asked = fc->failover == FLARE_FAILOVER_REACTIVE && !async
+			  ? query_targets(fc, rt, asked)
+			  : -1;
 	return order_failover(rt, fc->cur, fc->failover, asked, n_asked, tried, out);
 }
 
@@ -194,9 +198,9 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	uint64_t t0 = flare_monotonic_ns();
 	watch_demote(&rt);
 	uint32_t len = exchange_replay_len(fc), from = exchange_replay_from(fc);
-	int n = targets(fc, &rt, order);
 	if (async && session_pending(fc))
 		async = 0; /* the session's replies are read before the program goes on */
+	int n = targets(fc, &rt, async, order);
 	const char *name = rt.reps[fc->cur].name;
 	if (n == 0) {
 		log_warn("service %s: %s (%s): every replica already had this request from a heal "

@@ -50,7 +50,11 @@ int flare_in_foreign_child(void) { return (pid_t)syscall(SYS_getpid) != flare_pi
 static void atfork_child(void)
 {
 	flare_pid = (pid_t)syscall(SYS_getpid);
-	fdtab_atfork_child();
+	flare_mutex_init(&init_lock);
+	fdtab_atfork_child(); /* every connection's lock, the table's and the pending list's */
+	dial_atfork_child();
+	route_atfork_child();
+	register_atfork_child();
 	svcstats_atfork_child();
 }
 

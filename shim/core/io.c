@@ -30,6 +30,31 @@ static int nonblocking(int fd, int flags)
 	return (flags & MSG_DONTWAIT) || (real.fcntl(fd, F_GETFL) & O_NONBLOCK);
 }
 
+int fd_nonblocking(struct fconn *fc, int fd)
+{
+	uint32_t k = __atomic_load_n(&fc->nb_known, __ATOMIC_ACQUIRE);
+	if (k & 3)
+		return (k & 3) == 2;
+	int nb = (real.fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
+	/* kept only if no flag change came in between (its epoch moved) */
+	__atomic_compare_exchange_n(&fc->nb_known, &k, k | (nb ? 2u : 1u), 0, __ATOMIC_ACQ_REL,
+				    __ATOMIC_RELAXED);
+	return nb;
+}
+
+void fd_flags_changed(struct fconn *fc)
+{
+	uint32_t k = __atomic_load_n(&fc->nb_known, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&fc->nb_known, &k, ((k >> 2) + 1) << 2, 0,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		;
+}
+
+static int read_nonblocking(struct fconn *fc, int fd, int flags)
+{
+	return (flags & MSG_DONTWAIT) || fd_nonblocking(fc, fd);
+}
+
 static size_t iov_total(const struct iovec *iov, size_t n)
 {
 	size_t t = 0;
@@ -51,7 +76,12 @@ static uint64_t rcv_deadline(const struct fconn *fc)
 /* One slice of a blocking reader's wait for its reply: 1 when fd is
  * readable (data, EOF or an error: the program's call will not block), 0
  * when the slice ended, -1 with errno set (EINTR, or EAGAIN when the
- * program's own receive timeout passed). */
+ * program's own receive timeout passed). After the first slice of a
+ * read the descriptor's flags are read again, so that a flag change no
+ * hook saw (another process sharing the file) costs at most one slice.
+ * Slices are long on purpose: a timer that is due before the next tick
+ * would reprogram the CPU's timer at every wait (a few microseconds in a
+ * virtual machine, more than the rest of the request path). */
 static int await_slice(int fd, uint64_t deadline)
 {
 	int ms = FLARE_SLICE_MS;
@@ -78,7 +108,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 	    (flags & MSG_OOB))
 		return do_read(op, fd, buf, len, msg, flags);
 	uint64_t deadline = 0;
-	int have_deadline = 0;
+	int have_deadline = 0, slices = 0;
 	for (;;) {
 		/* one load on the common path: READY, nothing owed or pending */
 		if (fconn_state(fc) != FC_READY) {
@@ -95,12 +125,21 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		 * young enough to owe its TCP timeouts (its first 20 ms) */
 		if ((exchange_outstanding(fc) ||
 		     __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED)) &&
-		    real.poll && !nonblocking(fd, flags)) {
+		    real.poll && !read_nonblocking(fc, fd, flags)) {
 			if (!have_deadline) {
 				deadline = rcv_deadline(fc);
 				have_deadline = 1;
 			}
 			int r = await_slice(fd, deadline);
+			slices++;
+			if (r == 0 && slices == 1) {
+				fd_flags_changed(fc); /* read them again: the kernel's word */
+				if (fd_nonblocking(fc, fd)) {
+					errno = EAGAIN;
+					return -1;
+				}
+				continue;
+			}
 			if (r == 0) {
 				/* the slice ended: the connection has lived a while */
 				timeouts_settle(fc, 0);
@@ -141,7 +180,8 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		}
 		if (err == ENOTSOCK || err == EBADF) {
 			/* the number was closed and reused where no hook saw it */
-			fdtab_detach(fd);
+			if (fdtab_get(fd) == fc)
+				fdtab_detach(fd);
 			errno = err;
 			return -1; /* read() and readv() retry as plain calls */
 		}
@@ -149,7 +189,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			continue; /* another thread swapped the socket under us */
 		if (n == 0 || is_conn_failure(err)) {
 			if (heal(fc, gen, n == 0 ? "EOF before the reply" : strerror(err),
-				 nonblocking(fd, flags)) == 0)
+				 read_nonblocking(fc, fd, flags)) == 0)
 				continue;
 			if (n == 0)
 				return 0;
@@ -241,7 +281,8 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 			return -1;
 		}
 		if (err == ENOTSOCK || err == EBADF) {
-			fdtab_detach(fd); /* closed and reused where no hook saw it */
+			if (fdtab_get(fd) == fc)
+				fdtab_detach(fd); /* closed and reused where no hook saw it */
 			errno = err;
 			return -1;
 		}

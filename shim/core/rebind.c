@@ -115,6 +115,7 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 {
 	struct ep_regs regs;
 	pthread_mutex_lock(&fc->lock);
+	fconn_prune_locked(fc);
 	if (ep_read(fc, &regs) < 0) {
 		pthread_mutex_unlock(&fc->lock);
 		return -1; /* registrations it cannot carry over: stay */
@@ -139,7 +140,8 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 	ep_detach(&regs);
 	int rc = fc->n_fds ? 0 : -1;
 	for (int i = 0; i < fc->n_fds && rc == 0; i++)
-		if (real.dup3(p, fc->fds[i], fc->prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
+		if (fdtab_get(fc->fds[i]) == fc &&
+		    real.dup3(p, fc->fds[i], fc->prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
 			rc = -1;
 	pthread_mutex_unlock(&fc->lock);
 	ep_attach(&regs);

@@ -29,7 +29,9 @@ struct reg {
 
 static struct reg regs[MAX_REGS];
 static int n_regs;
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t reg_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
+
+void register_atfork_child(void) { flare_mutex_init(&reg_lock); }
 
 int register_knows(int fd)
 {
@@ -152,9 +154,8 @@ void register_retry(void)
  * register again later. */
 void register_forget_fd(int fd)
 {
-	if (!n_regs)
-		return;
-	pthread_mutex_lock(&reg_lock);
+	if (!n_regs || pthread_mutex_lock(&reg_lock) == EDEADLK)
+		return; /* (a signal handler's close: the next attempt finds EBADF) */
 	for (int i = 0; i < n_regs; i++) {
 		if (regs[i].listen_fd < 0)
 			continue;

@@ -31,6 +31,12 @@ static uint64_t next_check_ns;
 static int opening; /* a thread is opening the table right now */
 static uint64_t next_try_ns;
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void route_atfork_child(void)
+{
+	flare_mutex_init(&open_lock);
+	opening = 0;
+}
 static int said[FLARE_TBL_ABSENT + 1];
 
 const char *route_shm_name(void)

@@ -84,8 +84,16 @@ static inline struct fconn *fdtab_get(int fd)
 	return __atomic_load_n(&flare_fdtab[fd], __ATOMIC_ACQUIRE);
 }
 struct fconn *fconn_new(void);
-/* Recycles a connection no descriptor names any more. */
+/* Recycles a connection no descriptor names any more, at once or, while
+ * a thread holds its claim, when that thread lets go. */
 void fconn_release(struct fconn *fc);
+void fconn_release_owed(struct fconn *fc);
+/* Drops from fds[] the numbers the table no longer gives this connection
+ * (a close from a signal handler could not take the lock). [lock] */
+void fconn_prune_locked(struct fconn *fc);
+/* The library's mutexes are error-checking: a thread that already holds
+ * one gets EDEADLK, not a deadlock (close from a signal handler). */
+void flare_mutex_init(pthread_mutex_t *m);
 void fdtab_attach(int fd, struct fconn *fc);
 /* Drops fd from its connection; releases the connection with its last
  * descriptor. */
@@ -113,6 +121,11 @@ void fdtab_set_opts(int fd, int bits);
 int fdtab_opts(int fd);
 void fdtab_clear_opts(int fd);
 void fdtab_atfork_child(void);
+/* Every lock of the library is made anew in a fork child (another thread
+ * may have held it at the fork): these and fdtab_atfork_child. */
+void dial_atfork_child(void);
+void route_atfork_child(void);
+void register_atfork_child(void);
 /* up to max live connections for which want() holds */
 int fdtab_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max);
 
@@ -375,6 +388,10 @@ static inline int wait_is_plain(void)
 int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t *out);
 
 /* ---- io.c: shared bodies of the read and write families ---- */
+/* The descriptor's O_NONBLOCK, read once between two of the program's own
+ * flag changes (fcntl F_SETFL, ioctl FIONBIO: they call fd_flags_changed) */
+int fd_nonblocking(struct fconn *fc, int fd);
+void fd_flags_changed(struct fconn *fc);
 ssize_t flare_recvmsg_managed(struct fconn *fc, int fd, struct msghdr *msg, int flags);
 ssize_t flare_recv_managed(struct fconn *fc, int fd, void *buf, size_t len, int flags);
 ssize_t flare_send_managed(struct fconn *fc, int fd, const void *buf, size_t len, int flags);

@@ -12,6 +12,7 @@ int fconn_swap(struct fconn *fc, int nfd)
 	int rc = 0;
 	struct ep_regs regs;
 	pthread_mutex_lock(&fc->lock);
+	fconn_prune_locked(fc);
 	if (ep_read(fc, &regs) < 0) {
 		/* the program would lose an epoll registration it cannot see go */
 		pthread_mutex_unlock(&fc->lock);
@@ -30,6 +31,8 @@ int fconn_swap(struct fconn *fc, int nfd)
 		real.shutdown(fc->fds[0], SHUT_RDWR);
 	ep_detach(&regs);
 	for (int i = 0; i < fc->n_fds && rc == 0; i++) {
+		if (fdtab_get(fc->fds[i]) != fc)
+			continue; /* closed from a signal handler just now: not ours */
 		/* dup3, not dup2: dup2 would clear close-on-exec */
 		int fdfl = real.fcntl(fc->fds[i], F_GETFD);
 		if (real.dup3(nfd, fc->fds[i], fdfl >= 0 && (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) <

@@ -69,6 +69,7 @@ static int settle_locked(struct fconn *fc)
 {
 	int done = 0;
 	pthread_mutex_lock(&fc->lock);
+	fconn_prune_locked(fc);
 	if (fc->n_fds > 0 && __atomic_exchange_n(&fc->timeouts_owed, 0, __ATOMIC_ACQ_REL)) {
 		__atomic_sub_fetch(&flare_n_timeouts_owed, 1, __ATOMIC_RELEASE);
 		timeouts_apply(fc, fc->fds[0]);

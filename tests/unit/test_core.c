@@ -700,6 +700,56 @@ static int setup(void **state)
 	return fdtab_init();
 }
 
+/* A connection closed while a thread holds its claim (a heal under way)
+ * is recycled only when that thread lets go: never reused under it. */
+static void test_release_waits_for_the_claim(void **state)
+{
+	(void)state;
+	struct fconn *fc = fconn_new();
+	fdtab_attach(400, fc);
+	assert_true(fconn_claim(fc));
+	fdtab_detach(400); /* the program's close */
+	assert_null(fdtab_get(400));
+	assert_int_equal(fconn_state(fc), FC_READY); /* still the healer's */
+	struct fconn *other = fconn_new();
+	assert_ptr_not_equal(other, fc); /* not handed out again */
+	fconn_unclaim(fc);
+	assert_int_equal(fconn_state(fc), FC_FREE);
+	assert_true(fconn_claimed(fc)); /* free: nobody can claim it until handed out */
+	fconn_release(other);
+	/* released twice (a racing close): on the free list once */
+	struct fconn *a = fconn_new(), *b;
+	fconn_release(a);
+	fconn_release(a);
+	a = fconn_new();
+	b = fconn_new();
+	assert_ptr_not_equal(a, b);
+	fconn_release(a);
+	fconn_release(b);
+}
+
+/* close() from a signal handler that interrupted the library while it
+ * held the connection's mutex: no deadlock; the number is forgotten at
+ * once and dropped from the connection at its next locked step. */
+static void test_close_while_lock_held(void **state)
+{
+	(void)state;
+	struct fconn *fc = fconn_new();
+	fdtab_attach(410, fc);
+	fdtab_attach(411, fc);
+	pthread_mutex_lock(&fc->lock); /* the interrupted code */
+	fdtab_detach(410);              /* the handler's close: returns */
+	assert_null(fdtab_get(410));
+	pthread_mutex_unlock(&fc->lock);
+	assert_int_equal(fconn_first_fd(fc), 411); /* 410 pruned */
+	assert_int_equal(fc->n_fds, 1);
+	pthread_mutex_lock(&fc->lock);
+	fdtab_detach(411);
+	pthread_mutex_unlock(&fc->lock);
+	assert_int_equal(fconn_first_fd(fc), -1); /* none left: recycled */
+	assert_int_equal(fconn_state(fc), FC_FREE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -722,6 +772,8 @@ int main(void)
 	    cmocka_unit_test(test_trust_taint),
 	    cmocka_unit_test(test_exchange_reply_resets_replayed),
 	    cmocka_unit_test(test_fdtab_aliases_and_detaches),
+	    cmocka_unit_test(test_release_waits_for_the_claim),
+	    cmocka_unit_test(test_close_while_lock_held),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
