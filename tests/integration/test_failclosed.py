@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, check, client_env, library_stats, rr_deployment, run,
+from harness import (BUILD, track, all_alive, check, client_env, library_stats, rr_deployment, run,
                      start_rr, wait_for)
 
 # A line server: each request line is logged (replica, pid, line), then
@@ -101,11 +101,11 @@ def line_deployment(opts=(), delay=0.0, service_extra=""):
     s.lines = os.path.join(s.dir, "lines.log")
     open(s.lines, "w").close()
     for i in range(s.n):
-        s.procs["rr%d" % i] = subprocess.Popen(
+        s.procs["rr%d" % i] = track(subprocess.Popen(
             [BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, s.script,
              str(s.ports[i]), "A-%d" % (i + 1), s.lines] + list(opts),
             stdout=subprocess.DEVNULL, stderr=open(s.log("rr%d" % i), "w"),
-            env=dict(os.environ, DELAY=str(delay)))
+            env=dict(os.environ, DELAY=str(delay))))
     wait_for(lambda: all_alive(s), 15, what="every line replica alive")
     return s
 
@@ -141,8 +141,8 @@ def client(s, code, args=(), preload=True, env=None):
     cmd = [sys.executable, script] + [str(a) for a in args]
     if preload:
         cmd = [BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, FLARE_LOG="info", **senv, **(env or {})))
+    p = track(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, FLARE_LOG="info", **senv, **(env or {}))))
     p.stats = stats
     return p
 
@@ -227,18 +227,18 @@ def test_stdio_client_replica_killed():
         if preload:
             cmd = [BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd
         open(s.lines, "w").close()
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, **senv))
+        p = track(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, **senv)))
         victim = wait_logged(s, "REQ 2")
         kill_replica(s, victim)
         out, err = p.communicate(timeout=30)
         outcomes.append((p.returncode, out.strip()))
         if not preload:
             # a fresh replica 0 for the managed run
-            s.procs["rr0"] = subprocess.Popen(
+            s.procs["rr0"] = track(subprocess.Popen(
                 [BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, s.script,
                  str(s.ports[0]), "A-1", s.lines], stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, env=dict(os.environ, DELAY="0.3"))
+                stderr=subprocess.DEVNULL, env=dict(os.environ, DELAY="0.3")))
             wait_for(lambda: all_alive(s), 15, what="replica 0 back")
     check(outcomes[0] == outcomes[1] == (1, "replies=2 error=eof"),
           "without flare %r, with flare %r" % tuple(outcomes))
@@ -370,10 +370,10 @@ def test_server_first_protocol_not_replayed():
         rc, out, err = finish(p, 30)
         outcomes.append((rc, out.strip()))
         if not preload:
-            s.procs["rr0"] = subprocess.Popen(
+            s.procs["rr0"] = track(subprocess.Popen(
                 [BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, s.script,
                  str(s.ports[0]), "A-1", s.lines, "greet"], stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, env=dict(os.environ, DELAY="0.3"))
+                stderr=subprocess.DEVNULL, env=dict(os.environ, DELAY="0.3")))
             wait_for(lambda: all_alive(s), 15, what="replica 0 back")
     check(outcomes[0] == outcomes[1] and outcomes[1][1].startswith("EOF after b'MAIL"),
           "without flare %r, with flare %r" % tuple(outcomes))
