@@ -13,13 +13,17 @@ protocols="test_redis_selected_database,test_redis_benchmark_pipelined,test_redi
 # load balancing: per-request switches (blocking, pipelined, epoll) and
 # connections moved on demand while a replica dies
 balance="test_per_request_rr_client,test_per_request_redis_pipelined,test_per_request_ab_epoll,test_failover_while_rebinding"
+# fail closed: kernel semantics kept, taints, sessions, epoll registrations
+# read from /proc, and real session clients
+failclosed="test_stdio_client_slow_replies,test_exec_child_inherits_socket,test_msg_waitall_and_zero_length_reads,test_sub_millisecond_select,test_server_first_protocol_not_replayed,test_refused_replay_ends_healing,test_forking_server_listener_dies,test_sendfile_request_surfaces,test_epoll_registration_before_connect"
+sessions="test_pymysql_reconnect,test_ssh_listener_killed"
 rc=0
 for san in asan tsan; do
 	rt=$(${CC:-cc} -print-file-name=lib$san.so)
 	[ -e "$rt" ] || { echo "lib-sanitizers: no lib$san.so, skipped"; rc=1; continue; }
 	echo "== libflare.so under $san"
 	for pair in failover:"$failover" programs:"$programs" protocols:"$protocols" \
-		balance:"$balance"; do
+		balance:"$balance" failclosed:"$failclosed" sessions:"$sessions"; do
 		FLARE_TEST_LIB="$build/lib-$san/libflare.so" FLARE_TEST_PRELOAD="$rt" \
 		FLARE_TESTS="${pair#*:}" \
 		ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:abort_on_error=1 \

@@ -196,8 +196,9 @@ struct fconn {
 	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
 	int trust;                    /* [atom] enum fconn_trust, moved by trust_event */
 	uint32_t nb_known; /* [atom] O_NONBLOCK as last read: an epoch (<< 2) | 1 blocking, 2 not */
-	int timeouts_owed;            /* [atom] flare's TCP timeouts not set yet */
-	uint64_t timeouts_due_ms;     /* published by timeouts_owed (release) */
+	uint8_t rd_ready;  /* [atom] blocking reads found their bytes waiting lately (io.c) */
+	int timeouts_owed; /* [atom] flare's TCP timeouts not set yet */
+	uint64_t timeouts_due_ms; /* published by timeouts_owed (release) */
 
 	/* the exchange */
 	int xchg;              /* [atom] enum fconn_xchg; moved under [lock] by writes */
@@ -239,6 +240,7 @@ struct fconn {
 	int claim;                  /* [atom] 1 while a thread holds the claim */
 	int release_owed;           /* [atom] closed: recycle once the claim is let go */
 	int fds_stale;              /* [atom] fds[] may name numbers the table forgot */
+	int forked;                 /* [atom] it existed at a fork: another process shares it */
 	pid_t claim_tid;            /* [atom] its thread, to take over after a siglongjmp */
 	int on_pending;             /* [pending_lock] listed on the pending list */
 	int pending_fd;             /* [claim] socket of an interrupted heal, closed by the next */

@@ -13,7 +13,9 @@
  * connection, which moves at every request, reads /proc again only when
  * the program changed a registration since, or holds a one-shot one.
  * Where /proc cannot be read, a process that ever registered anything
- * does not move its connections (the failure surfaces). */
+ * does not move its connections (the failure surfaces), and neither does
+ * a connection that existed at a fork while it is registered: parent and
+ * child share the registration. */
 #include "shim.h"
 
 #include <errno.h>
@@ -145,6 +147,7 @@ static void collect_one(void *arg, int tfd, uint32_t events, uint64_t data, unsi
 int ep_read(struct fconn *fc, struct ep_regs *out)
 {
 	out->n = 0;
+	int shared = __atomic_load_n(&fc->forked, __ATOMIC_RELAXED);
 	unsigned long ctls = __atomic_load_n(&flare_epoll_ctls, __ATOMIC_ACQUIRE);
 	if (!ctls)
 		return 0; /* nothing was ever registered */
@@ -158,7 +161,9 @@ int ep_read(struct fconn *fc, struct ep_regs *out)
 		if (each_reg(epfds[i], collect_one, &c) < 0 && errno != ENOENT)
 			return -1;
 	}
-	return out->n < 0 ? -1 : 0;
+	/* registered where another process (a fork) has it too: moving it
+	 * would take the registration from under that process */
+	return out->n < 0 || (shared && out->n > 0) ? -1 : 0;
 }
 
 void ep_detach(const struct ep_regs *regs)

@@ -197,8 +197,8 @@ void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t
 		__atomic_store_n(&fc->heal_answered, 1, __ATOMIC_RELAXED);
 	/* the server's first byte: the connection is what it is from here */
 	if (__builtin_expect(fconn_trust(fc) <= TR_FIRST_SESSION, 0))
-		trust_event(fc, xchg_load(fc) == FX_FRESH && !fc->n_req ? TE_SERVER_FIRST
-									: TE_READ);
+		trust_event(fc,
+			    xchg_load(fc) == FX_FRESH && !fc->n_req ? TE_SERVER_FIRST : TE_READ);
 	if (fconn_framed(fc)) {
 		if (!iov)
 			return;

@@ -26,7 +26,7 @@
 /* the table fdtab_get reads inline (shim.h): set once, at init */
 struct fconn **flare_fdtab;
 size_t flare_fdtab_size;
-static uint8_t *opts_set; /* FLARE_BUF_* and FLARE_SET_* bits per descriptor */
+static uint8_t *opts_set;                  /* FLARE_BUF_* and FLARE_SET_* bits per descriptor */
 static struct fconn *free_list, *all_list; /* free_list: pushed lock-free, popped under tab_lock */
 static pthread_mutex_t tab_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
@@ -284,11 +284,23 @@ int fdtab_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn *
 	return n;
 }
 
+/* After a fork both processes hold every connection's socket, and any
+ * epoll instance made before it: an epoll registration is one for both,
+ * and a swap in either would take it from the other. */
+void fdtab_atfork_parent(void)
+{
+	pthread_mutex_lock(&tab_lock);
+	for (struct fconn *fc = all_list; fc; fc = fc->all_next)
+		__atomic_store_n(&fc->forked, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&tab_lock);
+}
+
 /* A fork child may have been created while another thread held a lock. */
 void fdtab_atfork_child(void)
 {
 	flare_mutex_init(&tab_lock);
 	for (struct fconn *fc = all_list; fc; fc = fc->all_next) {
+		__atomic_store_n(&fc->forked, 1, __ATOMIC_RELAXED);
 		flare_mutex_init(&fc->lock);
 		fc->claim = 0;
 	}

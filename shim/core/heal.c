@@ -61,9 +61,8 @@ static int targets(const struct fconn *fc, const struct flare_route *rt, int asy
 {
 	uint8_t asked[FLARE_MAX_REPLICAS];
 	uint32_t tried = __atomic_load_n(&fc->replayed, __ATOMIC_RELAXED);
-	int n_asked = fc->failover == FLARE_FAILOVER_REACTIVE && !async
-			  ? query_targets(fc, rt, asked)
-			  : -1;
+	int n_asked =
+	    fc->failover == FLARE_FAILOVER_REACTIVE && !async ? query_targets(fc, rt, asked) : -1;
 	return order_failover(rt, fc->cur, fc->failover, asked, n_asked, tried, out);
 }
 

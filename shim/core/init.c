@@ -82,7 +82,7 @@ void flare_init(void)
 			    "cannot allocate the descriptor table: passing everything through");
 			flare_disabled = 1;
 		}
-		pthread_atfork(NULL, NULL, atfork_child);
+		pthread_atfork(NULL, fdtab_atfork_parent, atfork_child);
 		__atomic_store_n(&flare_ready, 1, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&init_lock);

@@ -100,6 +100,9 @@ static int await_slice(int fd, uint64_t deadline)
 	return r > 0 ? 1 : r;
 }
 
+/* A poll that returned this soon found the bytes waiting (rd_ready) */
+#define FLARE_READY_NS 3000
+
 static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, size_t len,
 			    struct msghdr *msg, int flags)
 {
@@ -121,16 +124,38 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			}
 		}
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
+		ssize_t n = -2; /* not read yet */
 		/* sliced while a reply is awaited, or while the connection is
 		 * young enough to owe its TCP timeouts (its first 20 ms) */
 		if ((exchange_outstanding(fc) ||
+		     __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED)) &&
+		    real.poll && !read_nonblocking(fc, fd, flags)) {
+			/* where the bytes are usually there already (a program that
+			 * waits in epoll, then reads its blocking socket), one call:
+			 * the same bytes a blocking read returns at once. Not with
+			 * MSG_WAITALL, which must wait for all of them. */
+			if (!slices && __atomic_load_n(&fc->rd_ready, __ATOMIC_RELAXED) &&
+			    !(flags & MSG_WAITALL)) {
+				n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
+					    flags | MSG_DONTWAIT);
+				if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+					__atomic_store_n(&fc->rd_ready, 0, __ATOMIC_RELAXED);
+					n = -2;
+				}
+			}
+		}
+		if (n == -2 &&
+		    (exchange_outstanding(fc) ||
 		     __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED)) &&
 		    real.poll && !read_nonblocking(fc, fd, flags)) {
 			if (!have_deadline) {
 				deadline = rcv_deadline(fc);
 				have_deadline = 1;
 			}
+			uint64_t t0 = slices ? 0 : flare_monotonic_ns();
 			int r = await_slice(fd, deadline);
+			if (r == 1 && !slices && flare_monotonic_ns() - t0 < FLARE_READY_NS)
+				__atomic_store_n(&fc->rd_ready, 1, __ATOMIC_RELAXED); /* no wait */
 			slices++;
 			if (r == 0 && slices == 1) {
 				fd_flags_changed(fc); /* read them again: the kernel's word */
@@ -157,7 +182,8 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 				return -1;
 			}
 		}
-		ssize_t n = do_read(op, fd, buf, len, msg, flags);
+		if (n == -2)
+			n = do_read(op, fd, buf, len, msg, flags);
 		if (n > 0) {
 			if (flags & MSG_TRUNC)
 				fconn_taint(fd, "MSG_TRUNC discarded reply bytes");

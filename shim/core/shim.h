@@ -121,6 +121,7 @@ void fdtab_set_opts(int fd, int bits);
 int fdtab_opts(int fd);
 void fdtab_clear_opts(int fd);
 void fdtab_atfork_child(void);
+void fdtab_atfork_parent(void);
 /* Every lock of the library is made anew in a fork child (another thread
  * may have held it at the fork): these and fdtab_atfork_child. */
 void dial_atfork_child(void);

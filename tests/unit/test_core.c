@@ -313,7 +313,8 @@ static void test_trust_table_closed(void **state)
 				if (ev == TE_REFUSED)
 					assert_int_equal(to, TR_BROKEN);
 				if (ev == TE_TAINT)
-					assert_int_equal(to, from == TR_BROKEN ? TR_BROKEN : TR_TAINTED);
+					assert_int_equal(to, from == TR_BROKEN ? TR_BROKEN
+									       : TR_TAINTED);
 				if (to == TR_STATELESS)
 					assert_true(stl || from == TR_STATELESS);
 			}
@@ -380,7 +381,7 @@ static void test_trust_session_protocols(void **state)
 		else
 			exchange_wrote_buf(fc, tls, sizeof(tls));
 		assert_int_equal(fconn_trust(fc), TR_FIRST_SESSION);
-		assert_false(fconn_framed(fc)); /* "PRI *" is no HTTP/1.1 request */
+		assert_false(fconn_framed(fc));     /* "PRI *" is no HTTP/1.1 request */
 		assert_true(exchange_healable(fc)); /* before the server's first byte */
 		got(fc, "x");
 		wrote(fc, "y");
@@ -738,7 +739,7 @@ static void test_close_while_lock_held(void **state)
 	fdtab_attach(410, fc);
 	fdtab_attach(411, fc);
 	pthread_mutex_lock(&fc->lock); /* the interrupted code */
-	fdtab_detach(410);              /* the handler's close: returns */
+	fdtab_detach(410);             /* the handler's close: returns */
 	assert_null(fdtab_get(410));
 	pthread_mutex_unlock(&fc->lock);
 	assert_int_equal(fconn_first_fd(fc), 411); /* 410 pruned */
