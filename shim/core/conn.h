@@ -196,7 +196,7 @@ struct fconn {
 	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
 	int trust;                    /* [atom] enum fconn_trust, moved by trust_event */
 	uint32_t nb_known; /* [atom] O_NONBLOCK as last read: an epoch (<< 2) | 1 blocking, 2 not */
-	uint8_t rd_ready;  /* [atom] blocking reads found their bytes waiting lately (io.c) */
+	uint8_t rd_waits;  /* [atom] 0: reads find their bytes waiting; else waits since (io.c) */
 	int timeouts_owed; /* [atom] flare's TCP timeouts not set yet */
 	uint64_t timeouts_due_ms; /* published by timeouts_owed (release) */
 

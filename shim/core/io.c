@@ -100,9 +100,6 @@ static int await_slice(int fd, uint64_t deadline)
 	return r > 0 ? 1 : r;
 }
 
-/* A poll that returned this soon found the bytes waiting (rd_ready) */
-#define FLARE_READY_NS 3000
-
 static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, size_t len,
 			    struct msghdr *msg, int flags)
 {
@@ -127,35 +124,39 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		ssize_t n = -2; /* not read yet */
 		/* sliced while a reply is awaited, or while the connection is
 		 * young enough to owe its TCP timeouts (its first 20 ms) */
-		if ((exchange_outstanding(fc) ||
-		     __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED)) &&
-		    real.poll && !read_nonblocking(fc, fd, flags)) {
-			/* where the bytes are usually there already (a program that
-			 * waits in epoll, then reads its blocking socket), one call:
-			 * the same bytes a blocking read returns at once. Not with
-			 * MSG_WAITALL, which must wait for all of them. */
-			if (!slices && __atomic_load_n(&fc->rd_ready, __ATOMIC_RELAXED) &&
-			    !(flags & MSG_WAITALL)) {
-				n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
-					    flags | MSG_DONTWAIT);
-				if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-					__atomic_store_n(&fc->rd_ready, 0, __ATOMIC_RELAXED);
-					n = -2;
-				}
+		int watched = (exchange_outstanding(fc) ||
+			       __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED)) &&
+			      real.poll;
+		/* Where the bytes are usually there already (an event loop, a
+		 * program that waits in epoll and then reads its blocking
+		 * socket, a reply read in parts), one call with MSG_DONTWAIT:
+		 * what the program's own call returns at once, blocking or not,
+		 * with no need to know which. Not with MSG_WAITALL, which must
+		 * wait for all of it. */
+		if (watched && !slices && !__atomic_load_n(&fc->rd_waits, __ATOMIC_RELAXED) &&
+		    !(flags & MSG_WAITALL)) {
+			n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
+				    flags | MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				if (read_nonblocking(fc, fd, flags))
+					return -1; /* the program's own EAGAIN */
+				__atomic_store_n(&fc->rd_waits, 1,
+						 __ATOMIC_RELAXED); /* wait first */
+				n = -2;
 			}
 		}
-		if (n == -2 &&
-		    (exchange_outstanding(fc) ||
-		     __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED)) &&
-		    real.poll && !read_nonblocking(fc, fd, flags)) {
+		if (n == -2 && watched && !read_nonblocking(fc, fd, flags)) {
 			if (!have_deadline) {
 				deadline = rcv_deadline(fc);
 				have_deadline = 1;
 			}
-			uint64_t t0 = slices ? 0 : flare_monotonic_ns();
+			if (!slices) {
+				/* once in 64 waits, the next read tries without one */
+				uint8_t w = __atomic_load_n(&fc->rd_waits, __ATOMIC_RELAXED);
+				__atomic_store_n(&fc->rd_waits, (uint8_t)((w + 1) & 63),
+						 __ATOMIC_RELAXED);
+			}
 			int r = await_slice(fd, deadline);
-			if (r == 1 && !slices && flare_monotonic_ns() - t0 < FLARE_READY_NS)
-				__atomic_store_n(&fc->rd_ready, 1, __ATOMIC_RELAXED); /* no wait */
 			slices++;
 			if (r == 0 && slices == 1) {
 				fd_flags_changed(fc); /* read them again: the kernel's word */

@@ -219,6 +219,9 @@ def protocols():
         wait_for(lambda: deploy.all_alive(s), 10, what="redis replica alive")
         for pipe in (1, 16):
             paired_rounds(s, port, "redis GET -P %d" % pipe, "redis", pipe)
+        # a blocking client: each read waits for its reply in the library's
+        # poll(2) slices, the one system call user-space slicing adds
+        paired_rounds(s, port, "redis GET -P 1, blocking reads", "redis-blocking", 1)
         run_protocol_rounds(s, port, clients)
         s.kill("rr0")
     else:

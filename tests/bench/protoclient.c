@@ -1,4 +1,4 @@
-/* protoclient redis|http SVC_PORT REPLICA_PORT PIPELINE PAIRS PER_BATCH
+/* protoclient redis|http|redis-blocking SVC_PORT REPLICA_PORT PIPELINE PAIRS PER_BATCH
  *
  * The protocols benchmark's paired client, run under flare-run. Two
  * processes, one keep-alive connection each to the same server: this one
@@ -7,7 +7,9 @@
  * (direct). They take turns: batches of PER_BATCH requests, the order
  * flipping every pair, each driven the way event-loop clients do it
  * (PIPELINE requests in one write, epoll_wait, reads until every reply is
- * whole, each reply checked). Neighbours on a shared machine change its
+ * whole, each reply checked), or with redis-blocking the way a blocking
+ * client does it (read blocks until the reply comes: the library's sliced
+ * wait). Neighbours on a shared machine change its
  * speed over seconds, not between two batches a few milliseconds apart,
  * so the ratio of each pair's times is the managed overhead with the
  * noise taken out; the median of PAIRS of them is printed, with each
@@ -45,7 +47,7 @@ struct conn {
 	size_t have;
 };
 
-static int http;
+static int http, blocking;
 static int ep;
 
 static void die(const char *what)
@@ -72,7 +74,7 @@ static void dial(struct conn *c, int port)
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+	if (!blocking && epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
 		die("epoll_ctl");
 	c->have = 0;
 }
@@ -121,8 +123,7 @@ static void round_trip(struct conn *c, const char *batch, size_t len, int pipeli
 	write_all(c, batch, len);
 	for (int got = 0; got < pipeline;) {
 		struct epoll_event ev[2];
-		int n = epoll_wait(ep, ev, 2, 5000);
-		if (n <= 0)
+		if (!blocking && epoll_wait(ep, ev, 2, 5000) <= 0)
 			die("epoll_wait: no reply in 5 s");
 		ssize_t r = read(c->fd, c->buf + c->have, BUF_CAP - c->have);
 		if (r < 0 && errno == EAGAIN)
@@ -209,13 +210,15 @@ int main(int argc, char **argv)
 {
 	int worker = argc == 8 && strcmp(argv[1], "--direct") == 0;
 	char **a = argv + worker;
-	if (argc != 7 + worker || (strcmp(a[1], "redis") && strcmp(a[1], "http"))) {
+	if (argc != 7 + worker ||
+	    (strcmp(a[1], "redis") && strcmp(a[1], "http") && strcmp(a[1], "redis-blocking"))) {
 		fprintf(stderr,
-			"usage: protoclient redis|http SVC_PORT REPLICA_PORT PIPELINE PAIRS "
-			"PER_BATCH\n");
+			"usage: protoclient redis|http|redis-blocking SVC_PORT REPLICA_PORT "
+			"PIPELINE PAIRS PER_BATCH\n");
 		return 2;
 	}
 	http = strcmp(a[1], "http") == 0;
+	blocking = strcmp(a[1], "redis-blocking") == 0;
 	int pipeline = atoi(a[4]), pairs = atoi(a[5]), per = atoi(a[6]);
 	if (pipeline < 1 || pipeline > MAX_PIPELINE || pairs < 1 || per < pipeline) {
 		fprintf(stderr, "protoclient: PIPELINE 1..%d, PAIRS >= 1, PER_BATCH >= PIPELINE\n",
