@@ -96,9 +96,8 @@ struct fconn *fconn_new(void)
 
 void fdtab_attach(int fd, struct fconn *fc)
 {
-	if ((unsigned)fd >= flare_fdtab_size)
-		return;
-	pthread_mutex_lock(&fc->lock);
+	if ((unsigned)fd >= flare_fdtab_size || pthread_mutex_lock(&fc->lock) == EDEADLK)
+		return; /* (a dup from a signal handler inside the library: left unmanaged) */
 	if (fc->n_fds < FLARE_MAX_ALIASES)
 		fc->fds[fc->n_fds++] = fd;
 	pthread_mutex_unlock(&fc->lock);
@@ -258,9 +257,14 @@ void fdtab_detach_range(unsigned first, unsigned last)
 	do {
 		/* collect under the lock, detach outside it (detach takes it) */
 		n = 0;
-		pthread_mutex_lock(&tab_lock);
+		/* from a signal handler that interrupted this thread inside the
+		 * library (EDEADLK): what it holds is skipped, its numbers are
+		 * found stale later (EBADF, or a new socket on the number) */
+		if (pthread_mutex_lock(&tab_lock) == EDEADLK)
+			return;
 		for (struct fconn *fc = all_list; fc && n < 64; fc = fc->all_next) {
-			pthread_mutex_lock(&fc->lock); /* fds are [lock] */
+			if (pthread_mutex_lock(&fc->lock) == EDEADLK) /* fds are [lock] */
+				continue;
 			for (int i = 0; i < fc->n_fds && n < 64; i++)
 				if ((unsigned)fc->fds[i] >= first && (unsigned)fc->fds[i] <= last &&
 				    fdtab_get(fc->fds[i]) == fc)
