@@ -262,8 +262,16 @@ struct fconn {
 	uint8_t cand[FLARE_MAX_REPLICAS];
 	int n_cand, cand_pos;
 	int first_err;       /* the first refusal, what a connect reports at the end */
-	uint32_t replay_len; /* bytes of buf to resend (HEAL_CONNECTING, REPLAYING) */
-	uint32_t replay_off; /* of which sent so far */
+	uint32_t replay_len;  /* bytes of buf to resend (HEAL_CONNECTING, REPLAYING) */
+	uint32_t replay_off;  /* of which sent so far */
+	uint32_t replay_from; /* where they start (a framed connection's oldest unanswered) */
+	/* an asynchronous heal's session replay (session.c), before buf: the
+	 * log entry at sess_at, sent up to sess_sent (step 1) or its reply
+	 * being read (step 2); step 0: none, or done */
+	uint8_t sess_step;
+	uint32_t sess_at, sess_sent, sess_got_len;
+	uint8_t sess_got[FLARE_SESSION_REPLY];
+	struct fr_rep sess_frp;
 	uint64_t dial_ms;    /* when the socket being connected was dialed */
 	int conn_err;        /* [atom] the error owed in FC_FAILED */
 

@@ -196,7 +196,7 @@ static void find_one(void *arg, int tfd, uint32_t events, uint64_t data, unsigne
 	struct fconn *fc;
 	if (f->fd >= 0 || data != f->data || !(fc = fdtab_get(tfd)) || ino != ino_of(tfd))
 		return;
-	if (f->connecting_only && !fconn_is_connecting(fconn_state(fc)))
+	if (f->connecting_only && !fconn_is_pending(fconn_state(fc)))
 		return;
 	f->fd = tfd;
 }
@@ -210,6 +210,6 @@ static int find(int epfd, uint64_t data, int connecting_only)
 	return f.fd;
 }
 
-int ep_find_connecting(int epfd, uint64_t data) { return find(epfd, data, 1); }
+int ep_find_pending(int epfd, uint64_t data) { return find(epfd, data, 1); }
 
 int ep_find(int epfd, uint64_t data) { return find(epfd, data, 0); }

@@ -2,8 +2,9 @@
  * the next target replica, the outstanding request replayed on it, and
  * only then the swap onto the program's descriptor number(s). A blocking
  * program waits for all of it (READY -> READY); a non-blocking one gets the
- * new socket at once, still connecting, and the replay follows from its
- * next calls and readiness waits (replay.c). Only the exchange states that
+ * new socket at once, still connecting, and the replay (the session log,
+ * its replies read and checked, then the requests) follows from its next
+ * calls and readiness waits (replay.c): nothing blocks in its wait. Only the exchange states that
  * allow it are healed (exchange.c); everything else surfaces as it would
  * without the library. */
 #include "shim.h"
@@ -146,10 +147,12 @@ static void heal_done(struct fconn *fc, const uint8_t *order, int n, int k, uint
 		fconn_enter(fc, FC_READY);
 		return;
 	}
-	fc->replay_off = from;
+	fc->replay_from = fc->replay_off = from;
 	fc->replay_len = len;
+	session_async_start(fc);
 	nb_start(fc, order, n, k + 1, 0);
-	int resend = len > from || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
+	int resend =
+	    len > from || fc->sess_step || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
 	if (resend)
 		fconn_enter(fc, in_progress ? FC_HEAL_CONNECTING : FC_REPLAYING);
 	else
@@ -197,8 +200,6 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	uint64_t t0 = flare_monotonic_ns();
 	watch_demote(&rt);
 	uint32_t len = exchange_replay_len(fc), from = exchange_replay_from(fc);
-	if (async && session_pending(fc))
-		async = 0; /* the session's replies are read before the program goes on */
 	int n = targets(fc, &rt, async, order);
 	const char *name = rt.reps[fc->cur].name;
 	if (n == 0) {

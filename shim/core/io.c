@@ -100,6 +100,28 @@ static int await_slice(int fd, uint64_t deadline)
 	return r > 0 ? 1 : r;
 }
 
+/* A blocking caller on a connection a heal is still moving (a heal begun
+ * in its readiness wait): it waits, as a blocking call would, until the
+ * new socket is connected and the replay sent (and, for a read, the
+ * session's replies taken). 0, or -1 when the heal did not finish in time
+ * (errno ETIMEDOUT). */
+static int wait_pending(struct fconn *fc, int fd)
+{
+	int64_t end = wait_deadline((int)fc->connect_timeout_ms * FLARE_MAX_REPLICAS);
+	while (fconn_is_pending(fconn_state(fc))) {
+		int left = wait_left((int)fc->connect_timeout_ms * FLARE_MAX_REPLICAS, end);
+		if (left == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		if (real.poll)
+			real.poll(&p, 1, left < 5 ? left : 5);
+		nb_progress(fc, fd);
+	}
+	return 0;
+}
+
 static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, size_t len,
 			    struct msghdr *msg, int flags)
 {
@@ -114,6 +136,16 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		if (fconn_state(fc) != FC_READY) {
 			if (fconn_is_pending(fconn_state(fc)))
 				nb_progress(fc, fd);
+			/* still connecting or replaying: the socket's bytes are not
+			 * the program's yet (a session's replies may be on their way) */
+			if (fconn_is_pending(fconn_state(fc))) {
+				if (read_nonblocking(fc, fd, flags)) {
+					errno = EAGAIN;
+					return -1;
+				}
+				if (wait_pending(fc, fd) < 0)
+					return -1;
+			}
 			int owed = fconn_take_owed_error(fc);
 			if (owed) {
 				errno = owed; /* an asynchronous heal found no replica */
@@ -245,27 +277,6 @@ ssize_t flare_readv_managed(struct fconn *fc, int fd, const struct iovec *iov, i
 /* A write on a managed descriptor: MSG_NOSIGNAL always (a dead peer must
  * not kill a program the library can still heal), SIGPIPE raised by hand
  * where the program would have had it. */
-/* A blocking writer on a connection a heal is still moving (a heal begun
- * in its readiness wait): it waits, as a blocking write would, until the
- * new socket is connected and the replayed request sent. 0, or -1 when the
- * heal did not finish in time (errno ETIMEDOUT). */
-static int wait_pending(struct fconn *fc, int fd)
-{
-	int64_t end = wait_deadline((int)fc->connect_timeout_ms * FLARE_MAX_REPLICAS);
-	while (fconn_is_pending(fconn_state(fc))) {
-		int left = wait_left((int)fc->connect_timeout_ms * FLARE_MAX_REPLICAS, end);
-		if (left == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		struct pollfd p = {.fd = fd, .events = POLLOUT};
-		if (real.poll)
-			real.poll(&p, 1, left < 5 ? left : 5);
-		nb_progress(fc, fd);
-	}
-	return 0;
-}
-
 static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t len,
 			     const struct msghdr *msg, int flags)
 {

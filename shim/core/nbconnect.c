@@ -43,7 +43,10 @@ int nb_advance(struct fconn *fc, int fd, int err)
 		log_info("connect to service %s: %s refused or timed out (%s), trying %s",
 			 rt.svc.name, rt.reps[fc->cur].name, strerror(err), rt.reps[idx].name);
 		fc->cur = idx;
-		fc->replay_off = 0; /* a new connection needs the whole request */
+		/* a new connection needs the session and the whole request again */
+		fc->replay_off = fc->replay_from;
+		if (!connect)
+			session_async_start(fc);
 		if (!connect)
 			__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);

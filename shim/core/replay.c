@@ -1,8 +1,11 @@
 /* Asynchronous heals of non-blocking descriptors: heal() puts the new
  * socket in place still connecting (HEAL_CONNECTING) and the program reads
- * EAGAIN; the outstanding request is resent once the socket is writable
- * (REPLAYING), from the program's next calls on the descriptor and from
- * its readiness waits, without ever blocking. */
+ * EAGAIN; once the socket is writable (REPLAYING) the session log is
+ * replayed and its replies read and checked (session.c), then the
+ * outstanding requests are resent, from the program's next calls on the
+ * descriptor and from its readiness waits, without ever blocking. The
+ * whole replay has the service's connect timeout: a replica that accepts
+ * and never answers is left for the next. */
 #include "shim.h"
 
 #include <errno.h>
@@ -33,6 +36,17 @@ void replay_progress(struct fconn *fc, int fd)
 	}
 	if (fconn_state(fc) != FC_REPLAYING)
 		return;
+	if (fc->sess_step) {
+		int r = session_async_step(fc, fd);
+		if (r > 0 && flare_monotonic_ms() - fc->dial_ms >= 2ull * fc->connect_timeout_ms)
+			r = -1; /* connected, but its session is not answered */
+		if (r > 0)
+			return;
+		if (r < 0) {
+			nb_advance(fc, fd, EPROTO);
+			return;
+		}
+	}
 	while (fc->replay_off < fc->replay_len) {
 		ssize_t w = real.send(fd, fc->buf + fc->replay_off, fc->replay_len - fc->replay_off,
 				      MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -47,8 +61,11 @@ void replay_progress(struct fconn *fc, int fd)
 	}
 	if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
 		real.shutdown(fd, SHUT_WR);
-	COUNT(replays, fc->svc_index, SS_REPLAYS, 1);
-	COUNT(replay_bytes, fc->svc_index, SS_REPLAY_BYTES, fc->replay_len);
+	if (fc->replay_len > fc->replay_from) {
+		COUNT(replays, fc->svc_index, SS_REPLAYS, 1);
+		COUNT(replay_bytes, fc->svc_index, SS_REPLAY_BYTES,
+		      fc->replay_len - fc->replay_from);
+	}
 	fconn_enter(fc, FC_READY);
 }
 
@@ -58,6 +75,16 @@ void nb_progress(struct fconn *fc, int fd)
 		return; /* another thread is at it */
 	replay_progress(fc, fd);
 	fconn_unclaim(fc);
+}
+
+int nb_event_in(int fd)
+{
+	struct fconn *fc = fdtab_get(fd);
+	if (!fc || fconn_state(fc) != FC_REPLAYING || !fc->sess_step)
+		return 0;
+	nb_progress(fc, fd);
+	/* the bytes were the session's replies: the library's, not the program's */
+	return fconn_is_pending(fconn_state(fc));
 }
 
 static int replaying(struct fconn *fc, void *arg)

@@ -244,6 +244,9 @@ int nb_take_error(struct fconn *fc, int fd, int always, int *moved_on);
 /* ---- replay.c: asynchronous heals, moved on without blocking ---- */
 void replay_progress(struct fconn *fc, int fd); /* [claim] */
 void nb_progress(struct fconn *fc, int fd);     /* claims; returns if busy */
+/* A readiness hook saw fd readable: 1 when those bytes are an asynchronous
+ * heal's session replies (moved on now) and the event must be hidden. */
+int nb_event_in(int fd);
 /* Moves every pending replay on; how many are still pending. */
 int nb_progress_all(void);
 
@@ -327,6 +330,11 @@ int session_pending(struct fconn *fc);
 /* Replays the session log on connected socket fd, checking each reply; 0,
  * or -1 (logged) when the new connection must not be used. */
 int session_replay(struct fconn *fc, int fd, int timeout_ms, const char *replica);
+/* The same without blocking, for an asynchronous heal: start (or start
+ * over on another socket), then step: 1 while under way (fd not ready),
+ * 0 done, -1 (logged) when the new connection must not be used. [claim] */
+void session_async_start(struct fconn *fc);
+int session_async_step(struct fconn *fc, int fd);
 
 /* ---- watch.c: requests on replicas that will not answer ---- */
 /* Why fc's outstanding request (on descriptor fd) should be replayed
@@ -357,8 +365,8 @@ int ep_read(struct fconn *fc, struct ep_regs *out);
 /* Takes them off their instances (before a dup3), puts them back (after). */
 void ep_detach(const struct ep_regs *regs);
 void ep_attach(const struct ep_regs *regs);
-/* fd behind (epfd, data) among connecting connections, or -1 */
-int ep_find_connecting(int epfd, uint64_t data);
+/* fd behind (epfd, data) among pending connections (connecting, replaying), or -1 */
+int ep_find_pending(int epfd, uint64_t data);
 /* the same among every live connection (an error event: rare) */
 int ep_find(int epfd, uint64_t data);
 

@@ -24,9 +24,9 @@ static int filter(int epfd, struct epoll_event *evs, int n)
 	for (int i = 0; i < n; i++) {
 		uint32_t e = evs[i].events;
 		int bad = !!(e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)), fd;
-		if (pending && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) &&
-		    (fd = ep_find_connecting(epfd, evs[i].data.u64)) >= 0 &&
-		    nb_event(fd, !!(e & EPOLLOUT), bad))
+		if (pending && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLIN)) &&
+		    (fd = ep_find_pending(epfd, evs[i].data.u64)) >= 0 &&
+		    (nb_event(fd, !!(e & EPOLLOUT), bad) || ((e & EPOLLIN) && nb_event_in(fd))))
 			continue;
 		if (bad && (fd = ep_find(epfd, evs[i].data.u64)) >= 0 && heal_on_event(fd, 0))
 			continue;

@@ -14,9 +14,11 @@ static int filter(struct pollfd *fds, nfds_t nfds, int n)
 	for (nfds_t i = 0; i < nfds && n > 0; i++) {
 		short r = fds[i].revents;
 		int bad = !!(r & (POLLERR | POLLHUP | POLLRDHUP));
-		if (!r || (!bad && !(pending && (r & POLLOUT))))
+		if (!r || (!bad && !(pending && (r & (POLLOUT | POLLIN)))))
 			continue;
-		if ((pending && nb_event(fds[i].fd, !!(r & POLLOUT), bad)) ||
+		if ((pending && (r & POLLOUT) && nb_event(fds[i].fd, 1, bad)) ||
+		    (pending && !(r & POLLOUT) && bad && nb_event(fds[i].fd, 0, bad)) ||
+		    (pending && (r & POLLIN) && nb_event_in(fds[i].fd)) ||
 		    (bad && heal_on_event(fds[i].fd, 0))) {
 			fds[i].revents = 0;
 			n--;

@@ -16,7 +16,8 @@ static int filter(int nfds, fd_set *r, fd_set *w, fd_set *e, int n)
 		    in_e = e && FD_ISSET(fd, e);
 		if (!(in_r || in_w || in_e) || !fdtab_get(fd))
 			continue;
-		if (!(pending && nb_event(fd, in_w, 1)) && !(in_r && heal_on_event(fd, 1)))
+		if (!(pending && nb_event(fd, in_w, 1)) && !(pending && in_r && nb_event_in(fd)) &&
+		    !(in_r && heal_on_event(fd, 1)))
 			continue;
 		if (in_r)
 			FD_CLR(fd, r);

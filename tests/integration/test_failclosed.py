@@ -582,10 +582,110 @@ def test_epoll_registration_before_connect():
     check(library_stats(p.stats)["failovers"] == 1, "healed once")
 
 
+ASYNC_REDIS_CLIENT = r'''
+import asyncio, sys, time
+async def main(port, n):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    async def call(*args):
+        w.write(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+        await w.drain()
+        return await r.readline()
+    assert await call(b"SELECT", b"1") == b"+OK\r\n"
+    worst, stop = [0.0], [False]
+    async def ticker():
+        while not stop[0]:
+            t = time.monotonic()
+            await asyncio.sleep(0.005)
+            worst[0] = max(worst[0], time.monotonic() - t)
+    tick = asyncio.ensure_future(ticker())
+    wrong = 0
+    for i in range(n):
+        head = await call(b"GET", b"k")
+        body = await r.readline()
+        if body != b"one\r\n":
+            wrong += 1
+        await asyncio.sleep(0.002)
+    stop[0] = True
+    await tick
+    print("wrong=%d worst_ms=%.0f" % (wrong, worst[0] * 1000))
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+'''
+
+
+def async_redis_kill(failover, hung_second=False, freeze_agent=False):
+    """Three Redis replicas, the asyncio client above on database 1, the
+    first replica killed 0.3 s in; with hung_second the next one in the
+    order accepts and never answers (stopped, not registered: alive while
+    its kernel accepts). (rc, stdout, stderr, counters, worst stall ms)."""
+    s = rr_deployment(service_extra='failover = "%s"; protocol = "redis";' % failover)
+    start_rr(s, servers=False)
+
+    def redis(i, preload=True):
+        args = ["redis-server", "--port", str(s.ports[i]), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no"]
+        s.procs["rr%d" % i] = track(subprocess.Popen(
+            ([BUILD + "/flare-run", "--shm", s.shm, "--"] if preload else []) + args,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        def loaded():
+            run = lambda *a: subprocess.run(["redis-cli", "-p", str(s.ports[i])] + list(a),
+                                            capture_output=True, text=True).stdout.strip()
+            return run("SET", "k", "zero") == "OK" and run("-n", "1", "SET", "k", "one") == "OK"
+        wait_for(loaded, 10, what="redis %d loaded" % i)
+    for i in range(s.n):
+        redis(i, preload=not (hung_second and i == 1))
+    stopped = []
+    if hung_second:
+        stopped.append(s.procs["rr1"])
+    try:
+        wait_for(lambda: all_alive(s), 15, what="every replica alive")
+        if freeze_agent:
+            stopped.append(s.procs["agent"])
+        for p in stopped:
+            p.send_signal(signal.SIGSTOP)
+        p = client(s, ASYNC_REDIS_CLIENT, [s.svc, 300])
+        time.sleep(0.3)
+        kill_replica(s, 0)
+        rc, out, err = finish(p, 60)
+    finally:
+        for q in stopped:
+            q.send_signal(signal.SIGCONT)
+    print("     " + out.strip())
+    worst = float(out.split("worst_ms=")[1]) if "worst_ms=" in out else 1e9
+    return rc, out, err, library_stats(p.stats), worst
+
+
+def test_nonblocking_session_heal_never_blocks():
+    """An asyncio Redis client (non-blocking, epoll) that selected database
+    1; its replica is killed, and the next replica in the order accepts but
+    never answers. The heal replays SELECT there without blocking the
+    program's event loop, gives up on it after the service's timeouts and
+    goes on to the third: every reply from database 1, the loop never
+    stalled for the hung replica (it was, for the whole connect timeout,
+    while session replays were synchronous)."""
+    rc, out, err, st, worst = async_redis_kill("static", hung_second=True)
+    check(rc == 0 and out.startswith("wrong=0 "), "rc %d %r %s" % (rc, out, err[-600:]))
+    check(worst < 100, "the event loop stalled %.0f ms" % worst)
+    check(st["heals_async"] >= 1 and st["connect_failovers"] >= 1,
+          "healed asynchronously, and moved on from the hung replica: %r" % st)
+
+
+def test_nonblocking_reactive_heal_uses_the_table():
+    """failover = "reactive" with the agent frozen: a blocking program's
+    heal asks and waits (test_failover.py); a non-blocking one's never asks
+    inside its wait: it takes the table's ranking at once."""
+    rc, out, err, st, worst = async_redis_kill("reactive", freeze_agent=True)
+    check(rc == 0 and out.startswith("wrong=0 "), "rc %d %r %s" % (rc, out, err[-600:]))
+    check(worst < 100, "the event loop stalled %.0f ms" % worst)
+    check(st["heals_async"] >= 1 and st["queries_failed"] == 0 and
+          st["queries_answered"] == 0, "healed from the table, nothing asked: %r" % st)
+
+
 if __name__ == "__main__":
     run([test_stdio_client_slow_replies, test_stdio_client_replica_killed,
          test_exec_child_inherits_socket, test_msg_waitall_and_zero_length_reads,
          test_sub_millisecond_select, test_server_first_protocol_not_replayed,
          test_opaque_default_heals_first_request_only, test_refused_replay_ends_healing,
          test_forking_server_listener_dies, test_sendfile_request_surfaces,
-         test_epoll_registration_before_connect])
+         test_epoll_registration_before_connect, test_nonblocking_session_heal_never_blocks,
+         test_nonblocking_reactive_heal_uses_the_table])
