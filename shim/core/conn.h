@@ -119,6 +119,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -143,6 +144,16 @@ enum fconn_state {
 };
 
 enum fconn_xchg { FX_FRESH, FX_REQUEST, FX_OVERSIZE, FX_ANSWERED };
+
+/* epoll registrations of a connection's descriptors (epreg.c) */
+struct ep_reg {
+	int epfd, fd;
+	struct epoll_event ev;
+};
+struct ep_regs {
+	int n;
+	struct ep_reg r[FLARE_MAX_EPOLL];
+};
 
 enum fconn_trust {
 	TR_FIRST,
@@ -294,6 +305,10 @@ struct fconn {
 	int prog_fl, flags_nfds, flags_ok;
 	uint32_t prog_cloexec; /* [claim] bits by index in fds[] */
 	uint32_t pool_fl_ok;   /* [claim] pool sockets (bits) whose flags match prog_fl */
+	/* the epoll registrations as last read, good while the program made
+	 * no epoll_ctl call since (epreg.c): [lock] */
+	struct ep_regs ep_cache;
+	unsigned long ep_cache_ctls;
 
 	/* the addresses the program dialed and bound: [init], read by connects */
 	struct sockaddr_storage dialed_sa;

@@ -11,7 +11,8 @@
  *
  * The program's epoll_ctl calls are only counted (epoll.c): a per-request
  * connection, which moves at every request, reads /proc again only when
- * the program changed a registration since, or holds a one-shot one.
+ * the program made an epoll_ctl call since, or holds a one-shot
+ * registration.
  * Where /proc cannot be read, a process that ever registered anything
  * does not move its connections (the failure surfaces), and neither does
  * a connection that existed at a fork while it is registered: parent and
@@ -144,6 +145,20 @@ static void collect_one(void *arg, int tfd, uint32_t events, uint64_t data, unsi
 	}
 }
 
+/* The last read is still the kernel's word when the program has made no
+ * epoll_ctl call since and none of it is one-shot (the kernel disarms
+ * those by itself): a per-request connection moves at every request. */
+static int cached(const struct fconn *fc, unsigned long ctls, struct ep_regs *out)
+{
+	if (!fc->ep_cache_ctls || fc->ep_cache_ctls != ctls)
+		return 0;
+	for (int i = 0; i < fc->ep_cache.n; i++)
+		if (fc->ep_cache.r[i].ev.events & EPOLLONESHOT)
+			return 0;
+	*out = fc->ep_cache;
+	return 1;
+}
+
 int ep_read(struct fconn *fc, struct ep_regs *out)
 {
 	out->n = 0;
@@ -151,6 +166,8 @@ int ep_read(struct fconn *fc, struct ep_regs *out)
 	unsigned long ctls = __atomic_load_n(&flare_epoll_ctls, __ATOMIC_ACQUIRE);
 	if (!ctls)
 		return 0; /* nothing was ever registered */
+	if (cached(fc, ctls, out))
+		return shared && out->n > 0 ? -1 : 0;
 	int epfds[MAX_EPFDS];
 	int n = epoll_fds(epfds, MAX_EPFDS);
 	if (n < 0 || n == MAX_EPFDS || fc->n_fds <= 0)
@@ -160,6 +177,10 @@ int ep_read(struct fconn *fc, struct ep_regs *out)
 		c.epfd = epfds[i];
 		if (each_reg(epfds[i], collect_one, &c) < 0 && errno != ENOENT)
 			return -1;
+	}
+	if (out->n >= 0) {
+		fc->ep_cache = *out;
+		fc->ep_cache_ctls = ctls;
 	}
 	/* registered where another process (a fork) has it too: moving it
 	 * would take the registration from under that process */

@@ -351,14 +351,6 @@ int watch_demote(struct flare_route *rt);
 
 /* ---- epreg.c: epoll registrations that follow a swap, read from the kernel ---- */
 extern unsigned long flare_epoll_ctls; /* [atom] the program's epoll_ctl calls */
-struct ep_reg {
-	int epfd, fd;
-	struct epoll_event ev;
-};
-struct ep_regs {
-	int n;
-	struct ep_reg r[FLARE_MAX_EPOLL];
-};
 /* Every registration of fc's descriptors in the process's epoll
  * instances; -1 when they cannot be known (no /proc, too many). [lock] */
 int ep_read(struct fconn *fc, struct ep_regs *out);

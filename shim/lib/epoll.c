@@ -5,13 +5,12 @@
 #include <time.h>
 
 /* Registrations are the kernel's: a swap reads them from /proc (epreg.c).
- * The hook only counts calls, so that a process that never registered
- * anything is never asked; a lost update would only cost a read. */
+ * The hook only counts calls: a process that never registered anything is
+ * never asked, and a read stays good until the next call. */
 FLARE_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	HOOK_ENTER(epoll_ctl, (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev));
-	if (!__atomic_load_n(&flare_epoll_ctls, __ATOMIC_RELAXED))
-		__atomic_store_n(&flare_epoll_ctls, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&flare_epoll_ctls, 1, __ATOMIC_ACQ_REL);
 	return real.epoll_ctl(epfd, op, fd, ev);
 }
 
