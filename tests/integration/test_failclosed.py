@@ -268,7 +268,9 @@ import os, socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.sendall(b"REQ waitall\n")
 t = time.monotonic()
+peek = s.recv(8, socket.MSG_PEEK)  # waits for the first half, takes nothing
 got = s.recv(40, socket.MSG_WAITALL)
+assert got.startswith(peek), (peek, got)
 print(len(got), round(time.monotonic() - t, 2), got[:24])
 # the next request's reply sits in the kernel (0.6 s) when the zero-length
 # reads come: each returns 0 at once, and none of them is an EOF
@@ -282,7 +284,8 @@ print("zero", z, s.recv(40, socket.MSG_WAITALL)[:21])
 
 def test_msg_waitall_and_zero_length_reads():
     """recv(MSG_WAITALL) of a reply sent in two halves 300 ms apart returns
-    all 40 bytes, as the kernel does; zero-length reads of every family on
+    all 40 bytes, as the kernel does (after a MSG_PEEK that takes nothing);
+    zero-length reads of every family on
     the healthy connection return 0 bytes and heal nothing (the request
     runs once)."""
     s = line_deployment(opts=("split",))
@@ -296,6 +299,69 @@ def test_msg_waitall_and_zero_length_reads():
     st = library_stats(p.stats)
     runs = [x for x in logged(s) if x[2] in ("REQ waitall", "REQ zero")]
     check(st["failovers"] == 0 and len(runs) == 2, "heals %r, runs %r" % (st, runs))
+
+
+EINTR_CLIENT = r'''
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+static void on_alarm(int sig) { (void)sig; }
+int main(int argc, char **argv)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_alarm;
+	sa.sa_flags = atoi(argv[2]) ? SA_RESTART : 0;
+	sigaction(SIGALRM, &sa, NULL);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[1]))};
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) { perror("connect"); return 2; }
+	send(fd, "REQ eintr\n", 10, 0);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	alarm(1);
+	char buf[64];
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	int e = errno;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	printf("%s %.0f\n", n > 0 ? "reply" : n == 0 ? "eof" : strerror(e), s);
+	return 0;
+}
+'''
+
+
+def test_eintr_as_the_program_set_it():
+    """A blocking recv interrupted by SIGALRM after 1 s, the reply due at
+    1.5 s: restarted when the handler has SA_RESTART (the reply at 2 s), or
+    EINTR at 1 s without it; the same with and without flare."""
+    s = line_deployment(delay=1.5)
+    exe = os.path.join(s.dir, "eintr")
+    with open(exe + ".c", "w") as f:
+        f.write(EINTR_CLIENT)
+    subprocess.run(["cc", "-O1", "-o", exe, exe + ".c"], check=True)
+    got = {}
+    for restart in (1, 0):
+        for preload in (False, True):
+            senv, _ = client_env(s)
+            cmd = [exe, str(s.svc if preload else s.ports[0]), str(restart)]
+            if preload:
+                cmd = [BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                               env=dict(os.environ, **senv))
+            got[(restart, preload)] = r.stdout.strip()
+    print("     SA_RESTART: %s / %s; without: %s / %s (direct / flare)" % (
+        got[(1, False)], got[(1, True)], got[(0, False)], got[(0, True)]))
+    check(got[(1, False)] == got[(1, True)] == "reply 2", "restarted: %r" % got)
+    check(got[(0, False)] == got[(0, True)] == "Interrupted system call 1", "EINTR: %r" % got)
 
 
 SELECT_CLIENT = r'''
@@ -684,6 +750,7 @@ def test_nonblocking_reactive_heal_uses_the_table():
 if __name__ == "__main__":
     run([test_stdio_client_slow_replies, test_stdio_client_replica_killed,
          test_exec_child_inherits_socket, test_msg_waitall_and_zero_length_reads,
+         test_eintr_as_the_program_set_it,
          test_sub_millisecond_select, test_server_first_protocol_not_replayed,
          test_opaque_default_heals_first_request_only, test_refused_replay_ends_healing,
          test_forking_server_listener_dies, test_sendfile_request_surfaces,
