@@ -219,9 +219,8 @@ struct fconn {
 	uint32_t replayed;     /* [atom] replicas (bits) a heal moved this request to */
 	uint32_t n_req;        /* [lock] writes that began after a read (requests, roughly) */
 	uint8_t heal_answered; /* [atom] a reply byte was read since the last heal */
-	uint8_t healed;        /* [claim] the connection was healed at least once */
 	uint32_t heal_req;     /* [claim] n_req at the last heal */
-	uint64_t heal_ms;      /* [claim] when the last heal's replay went out */
+	uint64_t heal_ms;      /* [claim] when the last heal's replay went out (0: never healed) */
 	uint64_t dead_seen_ms; /* [atom] when a watch first saw the replica dead (watch.c) */
 	uint32_t dead_req;     /* [atom] n_req then */
 
@@ -272,7 +271,7 @@ struct fconn {
 	/* the replicas still to try, in order: [claim] */
 	uint8_t cand[FLARE_MAX_REPLICAS];
 	int n_cand, cand_pos;
-	int first_err;       /* the first refusal, what a connect reports at the end */
+	int first_err;        /* the first refusal, what a connect reports at the end */
 	uint32_t replay_len;  /* bytes of buf to resend (HEAL_CONNECTING, REPLAYING) */
 	uint32_t replay_off;  /* of which sent so far */
 	uint32_t replay_from; /* where they start (a framed connection's oldest unanswered) */
@@ -283,8 +282,8 @@ struct fconn {
 	uint32_t sess_at, sess_sent, sess_got_len;
 	uint8_t sess_got[FLARE_SESSION_REPLY];
 	struct fr_rep sess_frp;
-	uint64_t dial_ms;    /* when the socket being connected was dialed */
-	int conn_err;        /* [atom] the error owed in FC_FAILED */
+	uint64_t dial_ms; /* when the socket being connected was dialed */
+	int conn_err;     /* [atom] the error owed in FC_FAILED */
 
 	/* load balancing (rebind.c) */
 	uint32_t rebind_ms;      /* [init] least time between two rebinds */

@@ -63,7 +63,7 @@ void exchange_reset(struct fconn *fc)
 	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&fc->trust, TR_FIRST, __ATOMIC_RELAXED);
 	fc->n_req = fc->heal_req = 0;
-	fc->healed = fc->heal_answered = 0;
+	fc->heal_answered = 0;
 	fc->heal_ms = fc->dead_seen_ms = 0;
 	exchange_retire(fc);
 }
@@ -193,7 +193,7 @@ void exchange_write_failed(struct fconn *fc)
 
 void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
-	if (__builtin_expect(fc->healed && !fc->heal_answered, 0))
+	if (__builtin_expect(fc->heal_ms && !fc->heal_answered, 0))
 		__atomic_store_n(&fc->heal_answered, 1, __ATOMIC_RELAXED);
 	/* the server's first byte: the connection is what it is from here */
 	if (__builtin_expect(fconn_trust(fc) <= TR_FIRST_SESSION, 0))

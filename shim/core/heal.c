@@ -4,9 +4,9 @@
  * program waits for all of it (READY -> READY); a non-blocking one gets the
  * new socket at once, still connecting, and the replay (the session log,
  * its replies read and checked, then the requests) follows from its next
- * calls and readiness waits (replay.c): nothing blocks in its wait. Only the exchange states that
- * allow it are healed (exchange.c); everything else surfaces as it would
- * without the library. */
+ * calls and readiness waits (replay.c): nothing blocks in its wait. Only
+ * what the connection's trust and exchange allow is healed (exchange.c);
+ * everything else surfaces as it would without the library. */
 #include "shim.h"
 
 #include <errno.h>
@@ -79,8 +79,8 @@ static void sleep_ms(int ms)
  * reconnect would rebuild it; flare cannot). [claim] */
 static int replay_refused(const struct fconn *fc)
 {
-	if (!fc->healed)
-		return 0;
+	if (!fc->heal_ms)
+		return 0; /* never healed */
 	if (!__atomic_load_n(&fc->heal_answered, __ATOMIC_RELAXED))
 		return flare_monotonic_ms() - fc->heal_ms < FLARE_REFUSED_MS;
 	return __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED) - fc->heal_req <= 1;
@@ -151,8 +151,7 @@ static void heal_done(struct fconn *fc, const uint8_t *order, int n, int k, uint
 	fc->replay_len = len;
 	session_async_start(fc);
 	nb_start(fc, order, n, k + 1, 0);
-	int resend =
-	    len > from || fc->sess_step || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
+	int resend = len > from || fc->sess_step || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
 	if (resend)
 		fconn_enter(fc, in_progress ? FC_HEAL_CONNECTING : FC_REPLAYING);
 	else
@@ -223,7 +222,6 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 		/* the replayed request's own time starts now (request_timeout_ms) */
 		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 		__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
-		fc->healed = 1;
 		fc->heal_req = __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED);
 		fc->heal_ms = flare_monotonic_ms();
 		__atomic_store_n(&fc->heal_answered, 0, __ATOMIC_RELAXED);

@@ -30,6 +30,12 @@ static int nonblocking(int fd, int flags)
 	return (flags & MSG_DONTWAIT) || (real.fcntl(fd, F_GETFL) & O_NONBLOCK);
 }
 
+/* O_NONBLOCK as last read: 1 blocking, 2 not, 0 not known (no system call) */
+static int nb_cached(const struct fconn *fc)
+{
+	return (int)(__atomic_load_n(&fc->nb_known, __ATOMIC_ACQUIRE) & 3);
+}
+
 int fd_nonblocking(struct fconn *fc, int fd)
 {
 	uint32_t k = __atomic_load_n(&fc->nb_known, __ATOMIC_ACQUIRE);
@@ -48,11 +54,6 @@ void fd_flags_changed(struct fconn *fc)
 	while (!__atomic_compare_exchange_n(&fc->nb_known, &k, ((k >> 2) + 1) << 2, 0,
 					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 		;
-}
-
-static int read_nonblocking(struct fconn *fc, int fd, int flags)
-{
-	return (flags & MSG_DONTWAIT) || fd_nonblocking(fc, fd);
 }
 
 static size_t iov_total(const struct iovec *iov, size_t n)
@@ -139,7 +140,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			/* still connecting or replaying: the socket's bytes are not
 			 * the program's yet (a session's replies may be on their way) */
 			if (fconn_is_pending(fconn_state(fc))) {
-				if (read_nonblocking(fc, fd, flags)) {
+				if (nonblocking(fd, flags)) { /* the kernel's word: a rare path */
 					errno = EAGAIN;
 					return -1;
 				}
@@ -156,28 +157,32 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		ssize_t n = -2; /* not read yet */
 		/* sliced while a reply is awaited, or while the connection is
 		 * young enough to owe its TCP timeouts (its first 20 ms) */
+		/* A descriptor known to be non-blocking gets the program's own
+		 * call, whatever the cache says: never an EAGAIN the kernel would
+		 * not have given. */
 		int watched = (exchange_outstanding(fc) ||
 			       __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED)) &&
-			      real.poll;
+			      real.poll && !(flags & MSG_DONTWAIT) && nb_cached(fc) != 2;
 		/* Where the bytes are usually there already (an event loop, a
 		 * program that waits in epoll and then reads its blocking
 		 * socket, a reply read in parts), one call with MSG_DONTWAIT:
 		 * what the program's own call returns at once, blocking or not,
 		 * with no need to know which. Not with MSG_WAITALL, which must
-		 * wait for all of it. */
+		 * wait for all of it. An EAGAIN is the program's only when the
+		 * kernel says now that the descriptor is non-blocking. */
 		if (watched && !slices && !__atomic_load_n(&fc->rd_waits, __ATOMIC_RELAXED) &&
 		    !(flags & MSG_WAITALL)) {
 			n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
 				    flags | MSG_DONTWAIT);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				if (read_nonblocking(fc, fd, flags))
+				if (!nb_cached(fc) && fd_nonblocking(fc, fd))
 					return -1; /* the program's own EAGAIN */
 				__atomic_store_n(&fc->rd_waits, 1,
 						 __ATOMIC_RELAXED); /* wait first */
 				n = -2;
 			}
 		}
-		if (n == -2 && watched && !read_nonblocking(fc, fd, flags)) {
+		if (n == -2 && watched && !fd_nonblocking(fc, fd)) {
 			if (!have_deadline) {
 				deadline = rcv_deadline(fc);
 				have_deadline = 1;
@@ -191,11 +196,9 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			int r = await_slice(fd, deadline);
 			slices++;
 			if (r == 0 && slices == 1) {
-				fd_flags_changed(fc); /* read them again: the kernel's word */
-				if (fd_nonblocking(fc, fd)) {
-					errno = EAGAIN;
-					return -1;
-				}
+				/* read the flags again (the kernel's word): non-blocking
+				 * now, the program's own call answers */
+				fd_flags_changed(fc);
 				continue;
 			}
 			if (r == 0) {
@@ -248,7 +251,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			continue; /* another thread swapped the socket under us */
 		if (n == 0 || is_conn_failure(err)) {
 			if (heal(fc, gen, n == 0 ? "EOF before the reply" : strerror(err),
-				 read_nonblocking(fc, fd, flags)) == 0)
+				 nonblocking(fd, flags)) == 0)
 				continue;
 			if (n == 0)
 				return 0;

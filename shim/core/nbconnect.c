@@ -45,10 +45,10 @@ int nb_advance(struct fconn *fc, int fd, int err)
 		fc->cur = idx;
 		/* a new connection needs the session and the whole request again */
 		fc->replay_off = fc->replay_from;
-		if (!connect)
+		if (!connect) {
 			session_async_start(fc);
-		if (!connect)
 			__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
+		}
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
 		COUNT(connect_failovers, fc->svc_index, SS_CONNECT_FAILOVERS, 1);
 		if (e == 0) /* connected at once */

@@ -77,14 +77,26 @@ void nb_progress(struct fconn *fc, int fd)
 	fconn_unclaim(fc);
 }
 
+static int session_replaying(struct fconn *fc, void *arg)
+{
+	(void)arg;
+	return fconn_state(fc) == FC_REPLAYING && fc->sess_step;
+}
+
 int nb_event_in(int fd)
 {
 	struct fconn *fc = fdtab_get(fd);
-	if (!fc || fconn_state(fc) != FC_REPLAYING || !fc->sess_step)
+	if (!fc || !session_replaying(fc, NULL))
 		return 0;
 	nb_progress(fc, fd);
 	/* the bytes were the session's replies: the library's, not the program's */
 	return fconn_is_pending(fconn_state(fc));
+}
+
+int nb_session_replays(void)
+{
+	struct fconn *one;
+	return pending_collect(session_replaying, NULL, &one, 1);
 }
 
 static int replaying(struct fconn *fc, void *arg)

@@ -133,8 +133,8 @@ int session_async_step(struct fconn *fc, int fd)
 			return -1;
 		for (size_t off = 0; off < (size_t)r;) {
 			int ended;
-			long used = fr_rep_step(&fc->sess_frp, tmp + off, (size_t)r - off, &ended,
-						&rflags);
+			long used =
+			    fr_rep_step(&fc->sess_frp, tmp + off, (size_t)r - off, &ended, &rflags);
 			if (used < 0)
 				return -1;
 			size_t room = FLARE_SESSION_REPLY - fc->sess_got_len;

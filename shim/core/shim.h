@@ -247,6 +247,8 @@ void nb_progress(struct fconn *fc, int fd);     /* claims; returns if busy */
 /* A readiness hook saw fd readable: 1 when those bytes are an asynchronous
  * heal's session replies (moved on now) and the event must be hidden. */
 int nb_event_in(int fd);
+/* Is any asynchronous heal replaying a session log now? */
+int nb_session_replays(void);
 /* Moves every pending replay on; how many are still pending. */
 int nb_progress_all(void);
 

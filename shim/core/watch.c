@@ -22,6 +22,7 @@
 
 #include <fcntl.h>
 #include <stddef.h>
+#include <sys/ioctl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -82,7 +83,8 @@ int watch_demote(struct flare_route *rt)
 
 /* The peer closed its side, or has acknowledged nothing for a while
  * though bytes wait for it, or keepalive probes are out: the process or
- * its host is gone or cut off. */
+ * its host is gone or cut off. (The program's own half-close, FIN_WAIT,
+ * says nothing of the peer.) */
 static int peer_silent(int fd)
 {
 	struct tcp_info ti;
@@ -90,8 +92,15 @@ static int peer_silent(int fd)
 	if (real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 ||
 	    l < offsetof(struct tcp_info, tcpi_rcv_rtt))
 		return 0;
-	/* the peer closed or reset its side: nothing more will come */
-	if (ti.tcpi_state != TCP_ESTABLISHED || ti.tcpi_probes > 0 || ti.tcpi_backoff > 0)
+	switch (ti.tcpi_state) {
+	case TCP_CLOSE_WAIT:
+	case TCP_LAST_ACK:
+	case TCP_CLOSING:
+	case TCP_TIME_WAIT:
+	case TCP_CLOSE: return 1; /* the peer closed or reset: nothing more will come */
+	default: break;
+	}
+	if (ti.tcpi_probes > 0 || ti.tcpi_backoff > 0)
 		return 1;
 	uint32_t bound = ti.tcpi_rtt / 250; /* four round trips, in ms */
 	if (bound < FLARE_SILENT_MS)
@@ -101,6 +110,14 @@ static int peer_silent(int fd)
 		(ti.tcpi_last_data_sent >= bound && ti.tcpi_last_ack_recv >= bound));
 }
 
+/* Reply bytes the program has not read yet: they are its to read first,
+ * and a heal would throw them away. */
+static int reply_waiting(int fd)
+{
+	int avail = 0;
+	return real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0;
+}
+
 const char *watch_why(struct fconn *fc, int fd)
 {
 	if (!exchange_outstanding(fc))
@@ -108,6 +125,8 @@ const char *watch_why(struct fconn *fc, int fd)
 	uint32_t limit = fc->request_timeout_ms;
 	if (limit &&
 	    flare_monotonic_ms() - __atomic_load_n(&fc->req_start_ms, __ATOMIC_RELAXED) >= limit) {
+		if (reply_waiting(fd))
+			return NULL; /* the reply came; the program is slow to read it */
 		STAT_INC(request_timeouts);
 		suspect(fc->svc_index, fc->cur, limit);
 		return "no reply within request_timeout_ms";
@@ -126,15 +145,15 @@ const char *watch_why(struct fconn *fc, int fd)
 		__atomic_store_n(&fc->dead_seen_ms, now, __ATOMIC_RELAXED);
 		since = now;
 	}
-	if (peer_silent(fd)) {
-		STAT_INC(table_dead_wakeups);
-		return "replica dead in the table, and its host acknowledges nothing";
-	}
-	if (now - since >= FLARE_DEAD_GRACE_MS) {
-		STAT_INC(table_dead_wakeups);
-		return "replica dead in the table, and the reply overdue";
-	}
-	return NULL;
+	const char *why = peer_silent(fd) ? "replica dead in the table, and its host acknowledges "
+					    "nothing"
+			  : now - since >= FLARE_DEAD_GRACE_MS
+			      ? "replica dead in the table, and the reply overdue"
+			      : NULL;
+	if (!why || reply_waiting(fd))
+		return NULL;
+	STAT_INC(table_dead_wakeups);
+	return why;
 }
 
 static int waiting_healable(struct fconn *fc, void *arg)

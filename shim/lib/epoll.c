@@ -20,12 +20,16 @@ FLARE_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 static int filter(int epfd, struct epoll_event *evs, int n)
 {
 	int k = 0, pending = __atomic_load_n(&flare_n_pending, __ATOMIC_ACQUIRE);
+	/* readable events are looked up (in /proc) only while a session's
+	 * replies may be among them */
+	uint32_t mine =
+	    EPOLLOUT | EPOLLERR | EPOLLHUP | (pending && nb_session_replays() ? EPOLLIN : 0);
 	for (int i = 0; i < n; i++) {
 		uint32_t e = evs[i].events;
 		int bad = !!(e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)), fd;
-		if (pending && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLIN)) &&
-		    (fd = ep_find_pending(epfd, evs[i].data.u64)) >= 0 &&
-		    (nb_event(fd, !!(e & EPOLLOUT), bad) || ((e & EPOLLIN) && nb_event_in(fd))))
+		if (pending && (e & mine) && (fd = ep_find_pending(epfd, evs[i].data.u64)) >= 0 &&
+		    (nb_event(fd, !!(e & EPOLLOUT), bad) ||
+		     ((e & mine & EPOLLIN) && nb_event_in(fd))))
 			continue;
 		if (bad && (fd = ep_find(epfd, evs[i].data.u64)) >= 0 && heal_on_event(fd, 0))
 			continue;

@@ -12,7 +12,6 @@ extern FILE *_IO_fdopen(int fd, const char *mode);
 FLARE_EXPORT FILE *fdopen(int fd, const char *mode)
 {
 	HOOK_ENTER(fdopen, _IO_fdopen(fd, mode));
-	if (fdtab_get(fd))
-		fconn_taint(fd, "fdopen (stdio)");
+	fconn_taint(fd, "fdopen (stdio)");
 	return real.fdopen(fd, mode);
 }

@@ -8,15 +8,13 @@
 FLARE_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
 	HOOK_ENTER(sendmmsg, (int)syscall(SYS_sendmmsg, fd, v, n, flags));
-	if (fdtab_get(fd))
-		fconn_taint(fd, "sendmmsg");
+	fconn_taint(fd, "sendmmsg");
 	return real.sendmmsg(fd, v, n, flags);
 }
 
 FLARE_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *tmo)
 {
 	HOOK_ENTER(recvmmsg, (int)syscall(SYS_recvmmsg, fd, v, n, flags, tmo));
-	if (fdtab_get(fd))
-		fconn_taint(fd, "recvmmsg");
+	fconn_taint(fd, "recvmmsg");
 	return real.recvmmsg(fd, v, n, flags, tmo);
 }

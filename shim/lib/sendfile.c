@@ -8,15 +8,13 @@
 FLARE_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
 {
 	HOOK_ENTER(sendfile, (ssize_t)syscall(SYS_sendfile, out, in, off, count));
-	if (fdtab_get(out))
-		fconn_taint(out, "sendfile");
+	fconn_taint(out, "sendfile");
 	return real.sendfile(out, in, off, count);
 }
 
 FLARE_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t count)
 {
 	HOOK_ENTER(sendfile64, (ssize_t)syscall(SYS_sendfile, out, in, off, count));
-	if (fdtab_get(out))
-		fconn_taint(out, "sendfile");
+	fconn_taint(out, "sendfile");
 	return real.sendfile64(out, in, off, count);
 }

@@ -6,10 +6,8 @@
  * either end that is managed is tainted first (see sendfile.c). */
 static void taint_either(int a, int b, const char *why)
 {
-	if (fdtab_get(a))
-		fconn_taint(a, why);
-	if (fdtab_get(b))
-		fconn_taint(b, why);
+	fconn_taint(a, why);
+	fconn_taint(b, why);
 }
 
 FLARE_EXPORT ssize_t splice(int in, off_t *off_in, int out, off_t *off_out, size_t len,

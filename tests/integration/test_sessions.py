@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from test_clients import NGINX_CONF  # noqa: E402
 from harness import (BUILD, track, all_alive, check, client_env, library_stats, rr_deployment, run,
                      start_rr, wait_for)
 
@@ -70,19 +71,13 @@ def connected_to(s):
 
 # ---- TLS: nginx with a certificate the test makes ----
 
-NGINX_TLS = """daemon off; master_process off; worker_processes 1;
-pid {dir}/nginx{i}.pid; error_log {dir}/nginx{i}.err warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/t{i}/body; proxy_temp_path {dir}/t{i}/proxy;
-  fastcgi_temp_path {dir}/t{i}/fcgi; uwsgi_temp_path {dir}/t{i}/uwsgi;
-  scgi_temp_path {dir}/t{i}/scgi;
-  keepalive_requests 1000000; keepalive_timeout 60s;
-  server {{ listen 127.0.0.1:{port} ssl; root {dir}/www;
-           ssl_certificate {dir}/cert.pem; ssl_certificate_key {dir}/key.pem; }}
-}}
-"""
+# test_clients' nginx replica, its listener speaking TLS with a certificate
+# the test makes
+NGINX_TLS = NGINX_CONF.replace(
+    "listen 127.0.0.1:{port};",
+    "listen 127.0.0.1:{port} ssl;\n           ssl_certificate {dir}/cert.pem; "
+    "ssl_certificate_key {dir}/key.pem;")
+assert NGINX_TLS != NGINX_CONF
 N_FILES = 30
 
 
@@ -152,23 +147,26 @@ def test_curl_https_keepalive():
     check(st["replays"] == 0, "no TLS record replayed: %r" % st)
 
 
-def s_client_feed(requests):
+def feed_lines(lines, linger=0.0):
+    """A feed for killing(): one line every 50 ms into the program's stdin
+    (each a request awaiting its answer), the kill after `after` s (or at
+    the end), then `linger` s for the program to write what it got. A
+    program that ended stops the feed: its output says why."""
     def feed(w, after, kill):
-        t0 = time.monotonic()
-        killed = False
-        for r in requests:
+        t0, killed = time.monotonic(), False
+        for line in lines:
             try:
-                w.write(r)
+                w.write(line)
                 w.flush()
             except BrokenPipeError:
-                return
+                break
             time.sleep(0.05)
             if not killed and time.monotonic() - t0 >= after:
                 kill()
                 killed = True
         if not killed:
             kill()
-        time.sleep(0.5)
+        time.sleep(linger)
     return feed
 
 
@@ -190,7 +188,7 @@ def test_openssl_s_client():
             s.procs.pop("rr%d" % v).kill()
             kill.victim = v
         rc, out, err, st = killing(s, cmd, 0.5, victim, preload=preload,
-                                   feed=s_client_feed(reqs), kill=kill)
+                                   feed=feed_lines(reqs, linger=0.5), kill=kill)
         n = out.count("HTTP/1.1 200 OK")
         check(n >= 1 and out.count(s.files[1].decode()) in (n, n - 1),
               "whole responses only: %d heads" % n)
@@ -367,26 +365,6 @@ def ssh_cmd(s, port, remote="for i in $(seq 1 30); do echo line $i; sleep 0.1; d
             "-o", "LogLevel=ERROR", "root@127.0.0.1", remote]
 
 
-def ssh_feed(n):
-    """Lines into the session every 50 ms (each one a request awaiting its
-    echo), the kill after `after` s."""
-    def feed(w, after, kill):
-        t0, killed = time.monotonic(), False
-        for i in range(1, n + 1):
-            try:
-                w.write(b"line %d\n" % i)
-                w.flush()
-            except BrokenPipeError:
-                break  # ssh ended: its output says why
-            time.sleep(0.05)
-            if not killed and time.monotonic() - t0 >= after:
-                kill()
-                killed = True
-        if not killed:
-            kill()
-    return feed
-
-
 def session_children(pid):
     """The sshd processes serving sessions: the listener's children."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
@@ -403,7 +381,8 @@ def test_ssh_listener_killed():
     length ... Connection corrupted")."""
     s = ssh_deployment()
     expected = "".join("line %d\n" % i for i in range(1, 61))
-    rc, out, err, st = killing(s, ssh_cmd(s, s.svc, "cat"), 0.8, None, feed=ssh_feed(60),
+    rc, out, err, st = killing(s, ssh_cmd(s, s.svc, "cat"), 0.8, None,
+                               feed=feed_lines(expected.encode().splitlines(keepends=True)),
                                kill=lambda v: s.procs.pop("rr%d" % connected_to(s)).kill())
     check(not all_alive(s), "the listener dead in the table")
     check(rc == 0 and out == expected, "rc %d, %d lines %s" % (rc, out.count("\n"), err[-400:]))
