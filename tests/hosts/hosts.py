@@ -247,11 +247,13 @@ def scenario(name, goal_ms, inject, extra="", restore=None, after=1.5, seconds=4
                "failed_requests": failed, "heals": st["failovers"], "goal_ms": goal_ms,
                "detail": detail}
         # the goal is judged on the request that met the failure (or, seen at
-        # once, on the heal); twice the goal fails the suite
+        # once, on the heal); twice the goal fails the suite. Both allow for
+        # the machine's own stalls, the worst request in the second before
+        # (a heal of 3 ms once failed a run whose requests already took 6 ms)
         if goal_ms is None:
             in_time = True
         elif seen_at_once:
-            in_time = bool(heals) and max(heals) <= 2 * goal_ms
+            in_time = bool(heals) and max(heals) <= 2 * goal_ms + before
         else:
             in_time = hit <= 2 * goal_ms + before
         ok = failed == 0 and in_time
