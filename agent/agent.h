@@ -9,7 +9,7 @@
 #include "mlink.h"
 #include "table_writer.h"
 
-#include "svcstats.h"
+#include "usershm.h"
 
 #include <event2/listener.h>
 
@@ -27,15 +27,21 @@ struct agent {
 	struct evconnlistener *query_listener;
 	struct evconn *waiting[AGENT_MAX_QUERIES];
 	int first_waiting, n_waiting;
-	/* metrics.c: NAME.stats (the library's counters) and agent.metrics */
-	struct flare_svcstats *stats;
-	uint64_t (*gone)[SS_N]; /* per service: counts of processes that exited */
+	/* metrics.c: the library's counters (NAME.user.UID) and agent.metrics */
+	struct user_seen *seen; /* each user segment's last sums */
+	int n_seen;
+	uint64_t (*gone)[SS_N]; /* per service: counts of segments since removed */
 	struct evhttp *metrics;
 };
 
 /* metrics.c */
 int metrics_start(struct agent *a);
-void metrics_stop(struct agent *a, int unlink_segment);
+void metrics_stop(struct agent *a);
+
+/* names.c: the agent's names are its own before it writes (refuses
+ * another user's or a live agent's), and what a dead agent left is
+ * reclaimed. 0, or -1 with the reason in err. */
+int names_claim(struct agent *a, char *err, size_t n);
 
 int agent_start(struct agent *a);
 void agent_stop(struct agent *a);

@@ -47,7 +47,12 @@ static void describe(void *ctx, const struct flare_config *cfg, char *out, size_
 static int start(void *ctx, struct event_base *base)
 {
 	struct agent *a = &((struct agent_main *)ctx)->a;
+	char err[512];
 	a->base = base;
+	if (names_claim(a, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return -1;
+	}
 	if (agent_start(a) < 0 || query_start(a) < 0 || metrics_start(a) < 0)
 		return -1;
 	log_info("agent publishing %s from %d manager address(es)", a->writer.name,
@@ -61,7 +66,7 @@ static void stop(void *ctx)
 	struct agent *a = &am->a;
 	query_stop(a);
 	agent_stop(a);
-	metrics_stop(a, !am->keep);
+	metrics_stop(a);
 	log_info("stopping: %llu full tables, %llu deltas, %llu rejected, %llu queries; table %s",
 		 (unsigned long long)a->fulls, (unsigned long long)a->deltas,
 		 (unsigned long long)a->rejected, (unsigned long long)a->queries,

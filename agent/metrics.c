@@ -1,14 +1,13 @@
 /* The agent's metrics (agent.metrics): its own counters and what the
- * library did on this host, per service, from NAME.stats
- * (common/svcstats.h). The segment is made here, mode 0666 (any user's
- * clients claim a slot in it, as they take round-robin turns); a scrape
- * adds up the slots of live processes and folds those of processes that
- * exited into the agent's own totals, freeing their slots, so every
- * counter only grows. */
+ * library did on this host, per service, from every user's NAME.user.UID
+ * (common/usershm.h). Each segment is its user's own: the agent only
+ * reads it, with pread(2), so a user who truncates or scribbles over it
+ * changes only that user's counts and cannot fault the agent. */
 #include "agent.h"
 #include "daemon.h"
 
 #include "log.h"
+#include "segments.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -36,43 +35,79 @@ static const char *const field_help[SS_N] = {"connections the library managed",
 					     "connections moved at a request boundary (on demand)",
 					     "per-request switches between replicas"};
 
-static void stats_name(const struct agent *a, char *out, size_t n)
+/* A user segment's sums as last read: when it is removed, they are folded
+ * into a->gone, so every counter only grows. */
+struct user_seen {
+	uint64_t ino;
+	int present;
+	uint64_t v[FLARE_USER_SERVICES][SS_N];
+};
+
+#define SEEN_MAX 4096 /* users whose segments are added up */
+#define LIST_MAX 8192
+
+static struct user_seen *seen_of(struct agent *a, uint64_t ino)
 {
-	snprintf(out, n, "%s" FLARE_SVCSTATS_SUFFIX, a->writer.name);
+	for (int i = 0; i < a->n_seen; i++)
+		if (a->seen[i].ino == ino)
+			return &a->seen[i];
+	if (a->n_seen >= SEEN_MAX)
+		return NULL;
+	struct user_seen *n = realloc(a->seen, sizeof(*n) * (size_t)(a->n_seen + 1));
+	if (!n)
+		return NULL;
+	a->seen = n;
+	memset(&n[a->n_seen], 0, sizeof(*n));
+	n[a->n_seen].ino = ino;
+	return &n[a->n_seen++];
 }
 
-/* Live processes' slots added up, exited ones' folded into a->gone */
+/* Every user's segment read (pread, never mapped) and added up */
 static void totals(struct agent *a, uint64_t (*sum)[SS_N], int *processes)
 {
-	memcpy(sum, a->gone, sizeof(uint64_t) * FLARE_SVCSTATS_SERVICES * SS_N);
+	static struct flare_seg segs[LIST_MAX];
+	static uint64_t one[FLARE_USER_SERVICES][SS_N];
 	*processes = 0;
-	for (int i = 0; a->stats && i < FLARE_SVCSTATS_SLOTS; i++) {
-		struct flare_svcstats_slot *s = &a->stats->slots[i];
-		uint32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
-		if (!pid)
+	for (int i = 0; i < a->n_seen; i++)
+		a->seen[i].present = 0;
+	int n = flare_segs_list(a->writer.name, segs, LIST_MAX);
+	for (int i = 0; i < n && i < LIST_MAX; i++) {
+		const struct flare_seg *g = &segs[i];
+		if (g->kind != SEG_USER || !g->valid)
 			continue;
-		int gone = kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-		for (int v = 0; v < FLARE_SVCSTATS_SERVICES; v++)
-			for (int f = 0; f < SS_N; f++) {
-				uint64_t x = __atomic_load_n(&s->v[v][f], __ATOMIC_RELAXED);
-				sum[v][f] += x;
-				if (gone) {
-					a->gone[v][f] += x;
-					__atomic_store_n(&s->v[v][f], 0, __ATOMIC_RELAXED);
-				}
-			}
-		if (gone)
-			__atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE); /* free for another */
-		else
-			++*processes;
+		memset(one, 0, sizeof(one));
+		struct user_seen *u = seen_of(a, g->ino);
+		if (!u || flare_seg_user_sum(g, one) < 0) {
+			if (u)
+				u->present = 1; /* changed while read: its last sums stand */
+			continue;
+		}
+		memcpy(u->v, one, sizeof(one));
+		u->present = 1;
+		*processes += g->live_processes;
 	}
+	for (int i = 0; i < a->n_seen;) {
+		if (a->seen[i].present) {
+			i++;
+			continue;
+		}
+		for (int v = 0; v < FLARE_USER_SERVICES; v++)
+			for (int f = 0; f < SS_N; f++)
+				a->gone[v][f] += a->seen[i].v[v][f];
+		a->seen[i] = a->seen[--a->n_seen];
+	}
+	memcpy(sum, a->gone, sizeof(uint64_t) * FLARE_USER_SERVICES * SS_N);
+	for (int i = 0; i < a->n_seen; i++)
+		for (int v = 0; v < FLARE_USER_SERVICES; v++)
+			for (int f = 0; f < SS_N; f++)
+				sum[v][f] += a->seen[i].v[v][f];
 }
 
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
 	struct agent *a = arg;
 	struct evbuffer *b = evbuffer_new();
-	uint64_t(*sum)[SS_N] = calloc(FLARE_SVCSTATS_SERVICES, sizeof(*sum));
+	uint64_t(*sum)[SS_N] = calloc(FLARE_USER_SERVICES, sizeof(*sum));
 	if (!b || !sum) {
 		evhttp_send_error(req, 500, "out of memory");
 		evbuffer_free(b);
@@ -98,8 +133,8 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	    "# TYPE flare_library_processes gauge\nflare_library_processes %d\n",
 	    a->subscribed, (unsigned long long)a->fulls, (unsigned long long)a->deltas,
 	    (unsigned long long)a->rejected, (unsigned long long)a->queries, processes);
-	int n = a->cfg->n_services < FLARE_SVCSTATS_SERVICES ? a->cfg->n_services
-							     : FLARE_SVCSTATS_SERVICES;
+	int n = a->cfg->n_services < FLARE_USER_SERVICES ? a->cfg->n_services
+							     : FLARE_USER_SERVICES;
 	for (int f = 0; f < SS_N; f++) {
 		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", field_name[f],
 				    field_help[f], field_name[f]);
@@ -117,47 +152,23 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 
 int metrics_start(struct agent *a)
 {
-	char name[96];
-	stats_name(a, name, sizeof(name));
-	a->gone = calloc(FLARE_SVCSTATS_SERVICES, sizeof(*a->gone));
-	int fd = shm_open(name, O_CREAT | O_RDWR | O_CLOEXEC, 0666);
-	struct flare_svcstats *s = MAP_FAILED;
-	if (fd >= 0 && fchmod(fd, 0666) == 0 && ftruncate(fd, sizeof(*s)) == 0)
-		s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (fd >= 0)
-		close(fd);
-	if (s == MAP_FAILED || !a->gone) {
-		log_warn("%s: cannot make the library's counters segment: %s", name,
-			 strerror(errno));
-	} else {
-		/* a segment a previous agent left keeps its slots and counts */
-		if (s->magic != FLARE_SVCSTATS_MAGIC) {
-			s->n_slots = FLARE_SVCSTATS_SLOTS;
-			s->n_services = FLARE_SVCSTATS_SERVICES;
-			s->n_fields = SS_N;
-			__atomic_store_n(&s->magic, FLARE_SVCSTATS_MAGIC, __ATOMIC_RELEASE);
-		}
-		a->stats = s;
-	}
+	a->gone = calloc(FLARE_USER_SERVICES, sizeof(*a->gone));
+	if (!a->gone)
+		return -1;
 	if (!a->cfg->agent_metrics.family)
 		return 0;
 	a->metrics = metrics_listen(a->base, &a->cfg->agent_metrics, on_metrics, a);
 	return a->metrics ? 0 : -1;
 }
 
-void metrics_stop(struct agent *a, int unlink_segment)
+void metrics_stop(struct agent *a)
 {
 	if (a->metrics)
 		evhttp_free(a->metrics);
 	a->metrics = NULL;
-	if (a->stats)
-		munmap(a->stats, sizeof(*a->stats));
-	a->stats = NULL;
 	free(a->gone);
+	free(a->seen);
 	a->gone = NULL;
-	if (unlink_segment) {
-		char name[96];
-		stats_name(a, name, sizeof(name));
-		shm_unlink(name);
-	}
+	a->seen = NULL;
+	a->n_seen = 0;
 }

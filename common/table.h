@@ -29,6 +29,7 @@
 #define FLARE_TBL_MAGIC 0x54524c46u /* "FLRT" little endian */
 #define FLARE_TBL_VERSION 3u
 #define FLARE_TBL_FLAG_RETIRED 1u
+#define FLARE_TBL_NEW_INFIX ".new." /* NAME.new.PID.RANDOM while a new layout is made */
 
 struct flare_tbl_hdr {
 	uint32_t magic, version;
@@ -96,13 +97,6 @@ _Static_assert(sizeof(struct flare_tbl_host) % 8 == 0, "host must be 8-byte size
 _Static_assert(sizeof(struct flare_tbl_service) % 8 == 0, "service must be 8-byte sized");
 _Static_assert(sizeof(struct flare_tbl_replica) % 8 == 0, "replica must be 8-byte sized");
 
-/* The round-robin segment: FLARE_RR_SLOTS counters, one per service index
- * modulo the count, that clients of any user increment atomically: mode
- * 0666, the one segment clients write (a writer can only skew whose turn
- * it is among a service's live replicas) */
-#define FLARE_RR_SLOTS 512
-#define FLARE_RR_SUFFIX ".rr"
-
 enum flare_tbl_rc {
 	FLARE_TBL_OK = 0,
 	FLARE_TBL_NOTFOUND = 1, /* destination not managed */
@@ -112,6 +106,7 @@ enum flare_tbl_rc {
 	FLARE_TBL_RETIRED = 4,  /* re-open by name */
 	FLARE_TBL_BUSY = 5,     /* the writer held the lock through every retry */
 	FLARE_TBL_ABSENT = 6,   /* not open */
+	FLARE_TBL_UNTRUSTED = 7, /* made by a user the reader does not trust */
 };
 
 const char *flare_tbl_rc_name(int rc);
@@ -121,6 +116,8 @@ const char *flare_tbl_rc_name(int rc);
 struct flare_tbl_reader {
 	const uint8_t *base;
 	size_t size;
+	uint32_t owner; /* the segment's owner and inode, from the descriptor mapped */
+	uint64_t ino;
 };
 
 /* Everything a client needs to connect to a service and fail over. */
@@ -138,8 +135,14 @@ struct flare_replica_info {
 };
 
 /* Maps NAME read-only and closes the descriptor. Returns an enum flare_tbl_rc
- * (ABSENT when there is no such segment, CORRUPT with a reason in why). */
+ * (ABSENT when there is no such segment, CORRUPT with a reason in why).
+ * The owner and inode are those of the descriptor mapped: the caller
+ * decides whether it trusts the owner (UNTRUSTED is the caller's). */
 int flare_tbl_reader_open(struct flare_tbl_reader *r, const char *name, const char **why);
+/* The same, refusing (UNTRUSTED, nothing mapped) a segment whose owner
+ * trusted() does not accept. */
+int flare_tbl_reader_open_from(struct flare_tbl_reader *r, const char *name,
+			       int (*trusted)(uint32_t uid), const char **why);
 void flare_tbl_reader_close(struct flare_tbl_reader *r);
 /* Checks header, offsets and sizes of a mapping (also used by the fuzzer). */
 int flare_tbl_check_layout(const uint8_t *base, size_t size, const char **why);

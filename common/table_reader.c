@@ -59,9 +59,9 @@ static void wait_writer(int try_)
 
 const char *flare_tbl_rc_name(int rc)
 {
-	static const char *const names[] = {"ok",      "not found", "stale", "corrupt",
-					    "retired", "busy",      "absent"};
-	return rc >= 0 && rc <= FLARE_TBL_ABSENT ? names[rc] : "?";
+	static const char *const names[] = {"ok",      "not found", "stale",  "corrupt",
+					    "retired", "busy",      "absent", "untrusted"};
+	return rc >= 0 && rc <= FLARE_TBL_UNTRUSTED ? names[rc] : "?";
 }
 
 static int region_ok(uint64_t off, uint64_t count, uint64_t elem, uint64_t size)
@@ -134,7 +134,8 @@ int flare_tbl_check_layout(const uint8_t *base, size_t size, const char **why)
 								    : FLARE_TBL_CORRUPT;
 }
 
-int flare_tbl_reader_open(struct flare_tbl_reader *r, const char *name, const char **why)
+int flare_tbl_reader_open_from(struct flare_tbl_reader *r, const char *name,
+			       int (*trusted)(uint32_t uid), const char **why)
 {
 	const char *dummy;
 	struct stat st;
@@ -142,15 +143,23 @@ int flare_tbl_reader_open(struct flare_tbl_reader *r, const char *name, const ch
 		why = &dummy;
 	r->base = NULL;
 	r->size = 0;
-	int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	int fd = shm_open(name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0) {
 		*why = "no such shared-memory segment";
 		return FLARE_TBL_ABSENT;
 	}
-	if (fstat(fd, &st) < 0 || st.st_size < (off_t)sizeof(struct flare_tbl_hdr)) {
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size < (off_t)sizeof(struct flare_tbl_hdr)) {
 		close(fd);
 		*why = "segment smaller than its header";
 		return FLARE_TBL_CORRUPT;
+	}
+	/* before it is mapped: a segment its owner may truncate would fault */
+	if (trusted && !trusted((uint32_t)st.st_uid)) {
+		close(fd);
+		r->owner = (uint32_t)st.st_uid;
+		*why = "its owner is not trusted";
+		return FLARE_TBL_UNTRUSTED;
 	}
 	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	close(fd);
@@ -164,7 +173,14 @@ int flare_tbl_reader_open(struct flare_tbl_reader *r, const char *name, const ch
 	}
 	r->base = p;
 	r->size = (size_t)st.st_size;
+	r->owner = (uint32_t)st.st_uid;
+	r->ino = (uint64_t)st.st_ino;
 	return FLARE_TBL_OK;
+}
+
+int flare_tbl_reader_open(struct flare_tbl_reader *r, const char *name, const char **why)
+{
+	return flare_tbl_reader_open_from(r, name, NULL, why);
 }
 
 void flare_tbl_reader_close(struct flare_tbl_reader *r)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -298,10 +299,14 @@ static uint8_t *build_image(const struct fw_rank *m, uint32_t stale_ms, size_t *
  * complete table. */
 static uint8_t *create_segment(const char *name, const uint8_t *img, size_t size, const char **why)
 {
-	char tmp[96], from[128], to[128];
-	snprintf(tmp, sizeof(tmp), "%s.new.%ld", name, (long)getpid());
-	shm_unlink(tmp);
-	int fd = shm_open(tmp, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
+	char tmp[128], from[160], to[160];
+	/* NAME.new.PID.RANDOM: a name another user cannot guess and hold first */
+	uint64_t r = 0;
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = flare_monotonic_ns();
+	snprintf(tmp, sizeof(tmp), "%s" FLARE_TBL_NEW_INFIX "%ld.%016llx", name, (long)getpid(),
+		 (unsigned long long)r);
+	int fd = shm_open(tmp, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		*why = "shm_open failed";
 		return NULL;
@@ -346,25 +351,8 @@ static int same_layout(const uint8_t *a, const uint8_t *b)
 	       x->n_replicas == y->n_replicas && x->n_slots == y->n_slots;
 }
 
-static void *create_rr(const char *name)
-{
-	char rr[96];
-	snprintf(rr, sizeof(rr), "%s" FLARE_RR_SUFFIX, name);
-	int fd = shm_open(rr, O_CREAT | O_RDWR | O_CLOEXEC, 0666);
-	if (fd < 0)
-		return NULL;
-	size_t size = FLARE_RR_SLOTS * sizeof(uint64_t);
-	void *p = MAP_FAILED;
-	if (fchmod(fd, 0666) == 0 && ftruncate(fd, (off_t)size) == 0)
-		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	return p == MAP_FAILED ? NULL : p;
-}
-
 int flare_tbl_write_full(struct flare_tbl_writer *w, const struct fw_rank *m, const char **why)
 {
-	if (!w->rr)
-		w->rr = create_rr(w->name); /* without it clients count on their own */
 	const char *dummy;
 	size_t size;
 	if (!why)
@@ -534,16 +522,7 @@ void flare_tbl_writer_close(struct flare_tbl_writer *w, int unlink_segment)
 			munmap(w->seg, w->size);
 		}
 	}
-	if (w->rr) {
-		munmap(w->rr, FLARE_RR_SLOTS * sizeof(uint64_t));
-		if (unlink_segment) {
-			char rr[96];
-			snprintf(rr, sizeof(rr), "%s" FLARE_RR_SUFFIX, w->name);
-			shm_unlink(rr);
-		}
-	}
 	free(w->img);
 	w->img = w->seg = NULL;
-	w->rr = NULL;
 	w->size = 0;
 }

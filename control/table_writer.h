@@ -13,7 +13,6 @@ struct flare_tbl_writer {
 	uint8_t *img; /* private image, the truth */
 	size_t size;
 	uint8_t *seg; /* the shared segment, a copy of img */
-	void *rr;     /* round-robin tickets shared by the host's clients (NAME.rr) */
 };
 
 int flare_tbl_writer_init(struct flare_tbl_writer *w, const char *name, uint32_t stale_ms);

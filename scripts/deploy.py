@@ -45,6 +45,13 @@ def track_shm(name):
     return name
 
 
+def _shm_entries():
+    try:
+        return os.listdir("/dev/shm")
+    except OSError:
+        return []
+
+
 def cleanup():
     """Kills every tracked process still running (by PID) and removes every
     tracked table; safe to call more than once."""
@@ -60,7 +67,10 @@ def cleanup():
         except Exception:
             pass
     for name in _shms:
-        for seg in (name, name + ".rr", name + ".stats"):  # the table, turns, counters
+        # the table, tables being made, each user's counters and turns
+        segs = [name] + [name + e[len(os.path.basename(name)):] for e in _shm_entries()
+                         if e.startswith(os.path.basename(name) + ".")]
+        for seg in segs:
             try:
                 os.unlink("/dev/shm" + seg)
             except OSError:

@@ -1,7 +1,7 @@
 /* Which live replica a new binding goes to, under the service's balance
  * policy (docs/DESIGN.md "Load balancing"). Pure functions of a route and
  * the random bits and round-robin ticket given, so the unit tests drive
- * them; balance_random and route_rr_ticket supply those.
+ * them; balance_random and usershm_rr_ticket supply those.
  *
  * Adaptive decisions are jittered: least-loaded takes at random among the
  * replicas whose smoothed rate is within the service's band of the lowest,

@@ -55,7 +55,7 @@ static void atfork_child(void)
 	dial_atfork_child();
 	route_atfork_child();
 	register_atfork_child();
-	svcstats_atfork_child();
+	usershm_atfork_child();
 }
 
 void flare_init(void)

@@ -120,7 +120,7 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 		       ? -1
 		       : balance_pick(rt, balance_random(),
 				      rt->svc.balance == FLARE_BALANCE_ROUND_ROBIN
-					  ? route_rr_ticket(rt->svc_index)
+					  ? usershm_rr_ticket(rt->svc_index)
 					  : 0,
 				      -1);
 	int n = order_balanced(rt, pick, order), first_err = 0;
@@ -149,7 +149,7 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 			}
 			if (k == 0) /* published last: other threads see it whole */
 				fdtab_attach(fd, fc);
-			svcstats_attach(); /* claims this process's slot, once */
+			usershm_attach(); /* claims this process's slot, once */
 			COUNT(managed, rt->svc_index, SS_MANAGED, 1);
 			if (k > 0) {
 				COUNT(connect_failovers, rt->svc_index, SS_CONNECT_FAILOVERS, 1);

@@ -37,7 +37,7 @@ void route_atfork_child(void)
 	flare_mutex_init(&open_lock);
 	opening = 0;
 }
-static int said[FLARE_TBL_ABSENT + 1];
+static int said[FLARE_TBL_UNTRUSTED + 1];
 
 const char *route_shm_name(void)
 {
@@ -47,7 +47,7 @@ const char *route_shm_name(void)
 
 static void say_once(int rc, const char *why)
 {
-	if (rc <= FLARE_TBL_NOTFOUND || rc > FLARE_TBL_ABSENT)
+	if (rc <= FLARE_TBL_NOTFOUND || rc > FLARE_TBL_UNTRUSTED)
 		return;
 	if (__atomic_exchange_n(&said[rc], 1, __ATOMIC_RELAXED))
 		return;
@@ -60,20 +60,34 @@ static void say_once(int rc, const char *why)
 			 route_shm_name(), flare_tbl_rc_name(rc), why ? ": " : "", why ? why : "");
 }
 
-static ino_t name_ino(uid_t *owner)
+static ino_t name_ino(void)
 {
 	struct stat st;
 	int fd = shm_open(route_shm_name(), O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	ino_t ino = 0;
-	if (fstat(fd, &st) == 0) {
-		ino = st.st_ino;
-		if (owner)
-			*owner = st.st_uid;
-	}
+	ino_t ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
 	real.close(fd);
 	return ino;
+}
+
+/* FLARE_AGENT_UID (flare-run sets it from agent.user), or -1 */
+static long agent_uid(void)
+{
+	const char *v = getenv("FLARE_AGENT_UID");
+	char *end;
+	if (!v || !*v)
+		return -1;
+	long u = strtol(v, &end, 10);
+	return *end || u < 0 ? -1 : u;
+}
+
+/* Whose table decides where this process connects: root's, this user's
+ * own (nobody else can make a segment owned by it), or the configured
+ * agent user's. Any other user could have made the name first. */
+static int table_trusted(uint32_t uid)
+{
+	return uid == 0 || uid == (uint32_t)geteuid() || (long)uid == agent_uid();
 }
 
 static struct table *reopen(struct table *seen, int eager)
@@ -89,15 +103,13 @@ static struct table *reopen(struct table *seen, int eager)
 	__atomic_store_n(&next_try_ns, now + RETRY_NS, __ATOMIC_RELEASE);
 	struct flare_tbl_reader tmp;
 	const char *why = NULL;
-	uid_t owner = 0;
-	ino_t ino = name_ino(&owner);
-	int rc = flare_tbl_reader_open(&tmp, route_shm_name(), &why);
+	int rc = flare_tbl_reader_open_from(&tmp, route_shm_name(), table_trusted, &why);
 	if (rc == FLARE_TBL_OK) {
 		struct table *n = malloc(sizeof(*n));
 		if (n) {
 			n->r = tmp;
-			n->ino = ino;
-			n->owner = owner;
+			n->ino = (ino_t)tmp.ino;
+			n->owner = (uid_t)tmp.owner;
 			__atomic_store_n(&cur, n, __ATOMIC_RELEASE);
 			r = n;
 			memset(said, 0, sizeof(said));
@@ -107,6 +119,13 @@ static struct table *reopen(struct table *seen, int eager)
 	} else {
 		__atomic_store_n(&cur, NULL, __ATOMIC_RELEASE);
 		r = NULL;
+		char untrusted[128];
+		if (rc == FLARE_TBL_UNTRUSTED) {
+			snprintf(untrusted, sizeof(untrusted),
+				 "it belongs to uid %u, not to root, this user or FLARE_AGENT_UID",
+				 (unsigned)tmp.owner);
+			why = untrusted;
+		}
 		say_once(rc, why);
 	}
 	__atomic_store_n(&opening, 0, __ATOMIC_RELEASE);
@@ -123,7 +142,7 @@ static struct table *replaced(struct table *t)
 	if (now < __atomic_load_n(&next_check_ns, __ATOMIC_RELAXED))
 		return NULL;
 	__atomic_store_n(&next_check_ns, now + RETRY_NS, __ATOMIC_RELAXED);
-	ino_t ino = name_ino(NULL);
+	ino_t ino = name_ino();
 	return ino && ino != t->ino ? reopen(t, 0) : NULL;
 }
 
@@ -195,49 +214,6 @@ int route_peer_trusted(int fd, uid_t *peer_uid)
 	}
 	*peer_uid = cred.uid;
 	return cred.uid == 0 || (t && cred.uid == t->owner);
-}
-
-/* Round-robin tickets shared by every client on the host (the agent's
- * NAME.rr segment, the one a client writes), so turns alternate across
- * processes as TAO's central balancer's did; a segment that is missing or
- * not the table owner's leaves each process counting on its own. */
-static uint64_t *rr_slots;
-static int rr_tried;
-
-uint64_t route_rr_ticket(uint32_t svc_index)
-{
-	static uint64_t own;
-	uint64_t *slots = __atomic_load_n(&rr_slots, __ATOMIC_ACQUIRE);
-	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
-	if (!slots && t && !__atomic_exchange_n(&rr_tried, 1, __ATOMIC_ACQ_REL)) {
-		char name[128];
-		snprintf(name, sizeof(name), "%s" FLARE_RR_SUFFIX, route_shm_name());
-		int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
-		struct stat st;
-		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == t->owner &&
-		    st.st_size >= (off_t)(FLARE_RR_SLOTS * sizeof(uint64_t))) {
-			void *p = mmap(NULL, FLARE_RR_SLOTS * sizeof(uint64_t),
-				       PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-			if (p != MAP_FAILED)
-				__atomic_store_n(&rr_slots, (uint64_t *)p, __ATOMIC_RELEASE);
-		}
-		if (fd >= 0)
-			real.close(fd);
-		slots = __atomic_load_n(&rr_slots, __ATOMIC_ACQUIRE);
-	}
-	if (slots)
-		return __atomic_fetch_add(&slots[svc_index % FLARE_RR_SLOTS], 1, __ATOMIC_RELAXED);
-	uint64_t k = __atomic_fetch_add(&own, 1, __ATOMIC_RELAXED);
-	return k + (uint64_t)getpid(); /* processes start their turns apart */
-}
-
-int route_owner(uid_t *owner)
-{
-	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
-	if (!t)
-		return -1;
-	*owner = t->owner;
-	return 0;
 }
 
 uint64_t route_table_gen(void)

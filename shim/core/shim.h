@@ -14,7 +14,7 @@
 #include "conn.h"
 #include "log.h"
 #include "real.h"
-#include "svcstats.h"
+#include "usershm.h"
 #include "table.h"
 
 #include <stdint.h>
@@ -57,20 +57,21 @@ extern struct flare_stats flare_stats;
 #define STAT_INC(f) __atomic_add_fetch(&flare_stats.f, 1, __ATOMIC_RELAXED)
 #define STAT_ADD(f, n) __atomic_add_fetch(&flare_stats.f, (n), __ATOMIC_RELAXED)
 /* A process counter f and, for the host's agent, service svc's counter ss
- * in this process's NAME.stats slot when it has one (svcstats.c) */
-extern struct flare_svcstats_slot *flare_svcstats_slot;
+ * in this process's slot of NAME.user.UID when it has one (usershm.c) */
+extern struct flare_user_slot *flare_user_slot;
 #define COUNT(f, svc, ss, n)                                                                       \
 	do {                                                                                       \
 		STAT_ADD(f, (n));                                                                  \
-		struct flare_svcstats_slot *s_ =                                                   \
-		    __atomic_load_n(&flare_svcstats_slot, __ATOMIC_ACQUIRE);                       \
+		struct flare_user_slot *s_ = __atomic_load_n(&flare_user_slot, __ATOMIC_ACQUIRE);  \
 		if (s_)                                                                            \
-			__atomic_add_fetch(&s_->v[(svc) % FLARE_SVCSTATS_SERVICES][ss], (n),       \
+			__atomic_add_fetch(&s_->v[(svc) % FLARE_USER_SERVICES][ss], (n),       \
 					   __ATOMIC_RELAXED);                                      \
 	} while (0)
 /* Claims this process's slot on its first call (later ones: one load) */
-void svcstats_attach(void);
-void svcstats_atfork_child(void);
+void usershm_attach(void);
+void usershm_atfork_child(void);
+/* This user's round-robin turn for a service, shared by its processes */
+uint64_t usershm_rr_ticket(uint32_t svc_index);
 
 /* ---- fdtab.c: descriptor -> connection, and what is known of a descriptor ---- */
 int fdtab_init(void);
@@ -137,12 +138,10 @@ int route_read(uint32_t svc_index, struct flare_route *out);
 int route_lookup_replica(const struct flare_addr *a, struct flare_replica_info *out);
 /* A round-robin ticket for a service: shared by the host's clients when
  * the agent's counters are there, else this process's own. */
-uint64_t route_rr_ticket(uint32_t svc_index);
 /* The table's moves generation (0: no table), and the move asked of the
  * connection from client to replica `from` (global indexes). */
 uint64_t route_moves_gen(void);
 /* The table's owner (its agent's user); 0, or -1 when no table is open */
-int route_owner(uid_t *owner);
 /* The table's ranking generation (one load; 0: no table) */
 uint64_t route_table_gen(void);
 int route_find_move(const struct flare_addr *client, uint32_t from, uint32_t *to);
