@@ -121,7 +121,8 @@ int main(int argc, char **argv)
 	    .describe = describe,
 	    .start = start,
 	    .stop = stop,
-	    .reload = reload};
+	    .reload = reload,
+	    .auth_role = FW_ROLE_AGENT};
 	struct agent_main am = {0};
 	return daemon_main(&spec, &am, argc, argv);
 }

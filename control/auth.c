@@ -1,6 +1,7 @@
 #include "auth.h"
 
 #include "config.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,9 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define AUTH_VERSION 1
+#define AUTH_VERSION 2
+#define ROLE_LABEL "flare-role-v1"
+#define KEY_TEXT "flare-key 1 "
 #define KEY_FILE_MIN 32
 #define KEY_FILE_MAX 4096
+
+static int parse_role_key(char *text, struct auth_key *key);
 
 int auth_key_load(const char *path, struct auth_key *key, char *err, size_t errlen)
 {
@@ -47,9 +52,104 @@ int auth_key_load(const char *path, struct auth_key *key, char *err, size_t errl
 		sodium_memzero(buf, sizeof(buf));
 		return -1;
 	}
-	crypto_generichash(key->k, sizeof(key->k), buf, (size_t)n, NULL, 0);
+	memset(key, 0, sizeof(*key));
+	int rc = 0;
+	if ((size_t)n > strlen(KEY_TEXT) && memcmp(buf, KEY_TEXT, strlen(KEY_TEXT)) == 0) {
+		buf[n] = '\0';
+		rc = parse_role_key((char *)buf + strlen(KEY_TEXT), key);
+		if (rc < 0)
+			snprintf(err, errlen,
+				 "%s: a role key file is \"flare-key 1 ROLE [HOST] HEX\" (ROLE "
+				 "monitor, agent or operator; 64 hex digits)",
+				 path);
+	} else {
+		crypto_generichash(key->k, sizeof(key->k), buf, (size_t)n, NULL, 0);
+	}
 	sodium_memzero(buf, sizeof(buf));
+	return rc;
+}
+
+static const char *const role_names[] = {"", "monitor", "agent", "operator"};
+
+const char *auth_role_name(int role)
+{
+	return role > 0 && role <= FW_ROLE_CTL ? role_names[role] : "?";
+}
+
+int auth_role_parse(const char *s)
+{
+	for (int r = FW_ROLE_MONITOR; r <= FW_ROLE_CTL; r++)
+		if (strcmp(s, role_names[r]) == 0)
+			return r;
+	return -1;
+}
+
+static int parse_role_key(char *text, struct auth_key *key)
+{
+	char *save = NULL, *words[4];
+	int n = 0;
+	for (char *w = strtok_r(text, " \t\r\n", &save); w && n < 4;
+	     w = strtok_r(NULL, " \t\r\n", &save))
+		words[n++] = w;
+	if (n < 2 || strtok_r(NULL, " \t\r\n", &save))
+		return -1;
+	key->role = auth_role_parse(words[0]);
+	int monitor = key->role == FW_ROLE_MONITOR;
+	if (key->role < 0 || n != (monitor ? 3 : 2))
+		return -1;
+	if (monitor && snprintf(key->name, sizeof(key->name), "%s", words[1]) >=
+			   (int)sizeof(key->name))
+		return -1;
+	size_t bin_len = 0;
+	const char *hex = words[n - 1];
+	if (strlen(hex) != 2 * AUTH_KEY_BYTES ||
+	    sodium_hex2bin(key->k, sizeof(key->k), hex, strlen(hex), NULL, &bin_len, NULL) < 0 ||
+	    bin_len != AUTH_KEY_BYTES)
+		return -1;
 	return 0;
+}
+
+static void derive(const uint8_t secret[AUTH_KEY_BYTES], int role, const char *name,
+		   uint8_t out[AUTH_KEY_BYTES])
+{
+	crypto_generichash_state st;
+	uint8_t r = (uint8_t)role;
+	crypto_generichash_init(&st, secret, AUTH_KEY_BYTES, AUTH_KEY_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)ROLE_LABEL, sizeof(ROLE_LABEL) - 1);
+	crypto_generichash_update(&st, &r, 1);
+	crypto_generichash_update(&st, (const uint8_t *)name, strlen(name));
+	crypto_generichash_final(&st, out, AUTH_KEY_BYTES);
+}
+
+int auth_key_for(const struct auth_key *held, int role, const char *name, struct auth_key *out,
+		 char *err, size_t errlen)
+{
+	const char *host = role == FW_ROLE_MONITOR ? name : "";
+	memset(out, 0, sizeof(*out));
+	out->role = role;
+	snprintf(out->name, sizeof(out->name), "%s", host);
+	if (held->role == 0) {
+		derive(held->k, role, host, out->k);
+		return 0;
+	}
+	if (held->role != role || strcmp(held->name, host) != 0) {
+		snprintf(err, errlen, "the key is %s%s%s's, not %s%s%s's",
+			 auth_role_name(held->role), held->name[0] ? " " : "", held->name,
+			 auth_role_name(role), host[0] ? " " : "", host);
+		return -1;
+	}
+	memcpy(out->k, held->k, sizeof(out->k));
+	return 0;
+}
+
+int auth_key_format(const struct auth_key *k, char *out, size_t n)
+{
+	char hex[2 * AUTH_KEY_BYTES + 1];
+	sodium_bin2hex(hex, sizeof(hex), k->k, sizeof(k->k));
+	int w = snprintf(out, n, KEY_TEXT "%s%s%s %s\n", auth_role_name(k->role),
+			 k->name[0] ? " " : "", k->name, hex);
+	sodium_memzero(hex, sizeof(hex));
+	return w > 0 && (size_t)w < n ? 0 : -1;
 }
 
 int auth_config_key(const struct flare_config *cfg, struct auth_key *key, char *err, size_t errlen)
@@ -70,34 +170,70 @@ int auth_session_init(struct auth_session *s, const struct auth_key *key, int cl
 		return -1;
 	s->client = client;
 	memcpy(s->key, key->k, sizeof(s->key));
+	if (client) {
+		s->role = key->role;
+		snprintf(s->name, sizeof(s->name), "%s", key->name);
+	}
 	randombytes_buf(s->nonce, sizeof(s->nonce));
 	return 0;
 }
 
 int auth_hello(const struct auth_session *s, struct fw_buf *b)
 {
-	uint8_t *p = fw_buf_reserve(b, FW_HDR_LEN + AUTH_HELLO_LEN);
+	size_t name_len = s->client ? strlen(s->name) : 0;
+	uint8_t *p = fw_buf_reserve(b, FW_HDR_LEN + AUTH_HELLO_MIN + name_len);
 	if (!p)
 		return -1;
-	fw_put_header(p, FW_AUTH, AUTH_HELLO_LEN);
-	p[FW_HDR_LEN] = AUTH_VERSION;
-	memcpy(p + FW_HDR_LEN + 1, s->nonce, AUTH_NONCE_BYTES);
+	fw_put_header(p, FW_AUTH, (uint32_t)(AUTH_HELLO_MIN + name_len));
+	p += FW_HDR_LEN;
+	p[0] = AUTH_VERSION;
+	memcpy(p + 1, s->nonce, AUTH_NONCE_BYTES);
+	p[1 + AUTH_NONCE_BYTES] = s->client ? (uint8_t)s->role : 0;
+	p[2 + AUTH_NONCE_BYTES] = (uint8_t)name_len;
+	memcpy(p + AUTH_HELLO_MIN, s->name, name_len);
 	return 0;
 }
 
 int auth_take_hello(struct auth_session *s, const uint8_t *payload, size_t len, const char **why)
 {
-	static const char label[] = "flare-auth-v1";
+	static const char label[] = "flare-auth-v2";
 	uint8_t okm[2 * AUTH_KEY_BYTES];
 	if (s->keyed) {
 		*why = "a second auth frame";
 		return -1;
 	}
-	if (len != AUTH_HELLO_LEN || payload[0] != AUTH_VERSION) {
+	if (len < AUTH_HELLO_MIN || len > AUTH_HELLO_MAX || payload[0] != AUTH_VERSION ||
+	    payload[2 + AUTH_NONCE_BYTES] != len - AUTH_HELLO_MIN) {
 		*why = "malformed auth frame";
 		return -1;
 	}
 	const uint8_t *peer = payload + 1;
+	if (!s->client) {
+		/* the key this peer must hold: its role's, for its name */
+		int role = payload[1 + AUTH_NONCE_BYTES];
+		size_t name_len = len - AUTH_HELLO_MIN;
+		const uint8_t *name = payload + AUTH_HELLO_MIN;
+		for (size_t i = 0; i < name_len; i++)
+			if (name[i] < 0x21 || name[i] > 0x7e) {
+				*why = "auth frame with a name that is not printable";
+				return -1;
+			}
+		if (role < FW_ROLE_MONITOR || role > FW_ROLE_CTL ||
+		    (role == FW_ROLE_MONITOR) != (name_len > 0)) {
+			*why = "auth frame for a role that cannot talk to a manager";
+			return -1;
+		}
+		s->role = role;
+		memcpy(s->name, name, name_len);
+		s->name[name_len] = '\0';
+		uint8_t role_key[AUTH_KEY_BYTES];
+		derive(s->key, role, s->name, role_key);
+		memcpy(s->key, role_key, sizeof(s->key));
+		sodium_memzero(role_key, sizeof(role_key));
+	} else if (payload[1 + AUTH_NONCE_BYTES] != 0) {
+		*why = "the manager's auth frame names a role";
+		return -1;
+	}
 	if (sodium_memcmp(peer, s->nonce, AUTH_NONCE_BYTES) == 0) {
 		*why = "the peer echoed our nonce";
 		return -1;
@@ -162,6 +298,7 @@ long auth_open(struct auth_session *s, const uint8_t *frame, size_t len, uint8_t
 		return -1;
 	}
 	s->rx_seq++;
+	s->proven = 1;
 	return (long)n;
 }
 

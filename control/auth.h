@@ -1,11 +1,18 @@
 /* Authenticated control connections (auth_key_file), with libsodium.
  *
  * Every TCP control connection starts with one FW_AUTH frame each way:
- * u8 version | 32-byte random nonce. Both sides then derive two session
- * keys (one per direction) as BLAKE2b-512 keyed with the deployment's key
- * over "flare-auth-v1" | client nonce | server nonce, and from then on send
- * only FW_SEALED frames: ChaCha20-Poly1305 (IETF) of whole inner frames,
- * the outer header as additional data, the nonce a per-direction counter.
+ * u8 version | 32-byte random nonce | u8 role | u8 n | name[n] (the
+ * connecting side's role and, for a monitor, its host; the manager sends
+ * role 0). Each role holds its own key, derived from the deployment's
+ * secret as BLAKE2b-256 keyed with the secret over "flare-role-v1" | role |
+ * name: a monitor's key is for its own host, an agent's for subscribing,
+ * an operator's (flarectl) for status, drain and reload. The manager holds
+ * the secret and derives the key the client's role and name call for.
+ * Both sides then derive two session keys (one per direction) as
+ * BLAKE2b-512 keyed with that role key over "flare-auth-v2" | client nonce
+ * | server nonce, and from then on send only FW_SEALED frames:
+ * ChaCha20-Poly1305 (IETF) of whole inner frames, the outer header as
+ * additional data, the nonce a per-direction counter.
  *
  * So a peer proves it holds the key with its first sealed frame; a frame
  * recorded on another connection does not open (the keys differ: both
@@ -15,6 +22,7 @@
 #ifndef FLARE_AUTH_H
 #define FLARE_AUTH_H
 
+#include "flare.h"
 #include "wire.h"
 
 #include <stddef.h>
@@ -23,19 +31,32 @@
 #define AUTH_KEY_BYTES 32
 #define AUTH_NONCE_BYTES 32
 #define AUTH_TAG_BYTES 16
-#define AUTH_HELLO_LEN (1 + AUTH_NONCE_BYTES)
+#define AUTH_HELLO_MIN (1 + AUTH_NONCE_BYTES + 2)
+#define AUTH_HELLO_MAX (AUTH_HELLO_MIN + FLARE_NAME_MAX - 1)
 /* plaintext per sealed frame: larger writes are split */
 #define AUTH_RECORD_MAX (64u << 10)
 
 struct auth_key {
 	uint8_t k[AUTH_KEY_BYTES];
+	int role;                  /* 0: the deployment's secret; else the FW_ROLE_* it serves */
+	char name[FLARE_NAME_MAX]; /* a monitor key's host */
 };
 
-/* Reads the deployment's key from PATH: a regular file of at least 32
- * bytes (any content, e.g. `head -c 32 /dev/urandom`), readable by its
- * owner only. The key is the BLAKE2b hash of the whole file. 0, or -1 with
- * "PATH: reason" in err. */
+/* Reads a key from PATH, a regular file readable by its owner only:
+ * either the deployment's secret (at least 32 bytes of anything, e.g.
+ * `head -c 32 /dev/urandom`; the key is the BLAKE2b hash of the whole
+ * file) or one role's key as `flarectl key` writes it ("flare-key 1 ROLE
+ * [HOST] HEX"). 0, or -1 with "PATH: reason" in err. */
 int auth_key_load(const char *path, struct auth_key *key, char *err, size_t errlen);
+/* The key of role (FW_ROLE_*) and name from a held key: derived from the
+ * secret, or the held key itself when it is that role's (and host's).
+ * 0, or -1 with the reason in err. */
+int auth_key_for(const struct auth_key *held, int role, const char *name, struct auth_key *out,
+		 char *err, size_t errlen);
+/* A role key as a key file's text (one line). */
+int auth_key_format(const struct auth_key *k, char *out, size_t n);
+const char *auth_role_name(int role);
+int auth_role_parse(const char *s);
 
 struct flare_config;
 /* The config's key: 1 loaded into key, 0 when the config names none, -1
@@ -45,13 +66,19 @@ int auth_config_key(const struct flare_config *cfg, struct auth_key *key, char *
 struct auth_session {
 	int client; /* this side connected (it chose the first nonce) */
 	int keyed;  /* the peer's nonce arrived: sealing works */
+	int proven; /* a sealed frame of the peer's opened: it holds the key */
+	/* a client: its role key; the manager: the secret, then the role key */
 	uint8_t key[AUTH_KEY_BYTES];
+	int role;                  /* a client's own; the manager: what the peer claimed */
+	char name[FLARE_NAME_MAX]; /* the same for its name */
 	uint8_t nonce[AUTH_NONCE_BYTES];
 	uint8_t tx[AUTH_KEY_BYTES], rx[AUTH_KEY_BYTES];
 	uint64_t tx_seq, rx_seq;
 };
 
-/* Draws this side's nonce; 0, or -1 when libsodium cannot start. */
+/* Draws this side's nonce; 0, or -1 when libsodium cannot start. A
+ * client's key is its role key (key->role, key->name go in its hello);
+ * the manager's is the deployment's secret. */
 int auth_session_init(struct auth_session *s, const struct auth_key *key, int client);
 /* Appends this side's FW_AUTH frame to b. */
 int auth_hello(const struct auth_session *s, struct fw_buf *b);

@@ -65,6 +65,8 @@ struct flare_config {
 	int rank_interval_ms;
 	double rank_threshold; /* utilization change that triggers a re-rank */
 	int load_smoothing_ms; /* time constant of the replicas' smoothed request rates */
+	int handshake_timeout_ms;                  /* before HELLO (and the key's proof) */
+	int max_connections, max_pending, max_pending_per_address; /* the manager's caps */
 
 	double monitor_util_threshold; /* change that triggers an immediate report */
 	int monitor_util_window_ms;    /* proc/cgroup utilization: mean over this long */

@@ -1,6 +1,8 @@
 #include "daemon.h"
 
 #include "auth.h"
+
+#include <sodium.h>
 #include "config.h"
 #include "log.h"
 #include "unixaddr.h"
@@ -175,6 +177,30 @@ void describe_peer(const struct sockaddr *sa, int len, char *buf, size_t n)
 
 static void print_usage(const struct daemon_spec *spec, FILE *f) { fputs(spec->usage, f); }
 
+/* The key this daemon's role holds, in place of the one loaded: the
+ * manager keeps the deployment's secret; the others derive theirs from it,
+ * or were given their role's key. */
+static int daemon_role_key(const struct daemon_spec *spec, void *ctx, const struct flare_config *cfg,
+			   struct auth_key *key, char *err, size_t n)
+{
+	(void)cfg;
+	if (spec->auth_role == 0) {
+		if (key->role != 0) {
+			snprintf(err, n, "it holds a %s key: %s needs the deployment's secret",
+				 auth_role_name(key->role), spec->name);
+			return -1;
+		}
+		return 0;
+	}
+	struct auth_key role_key;
+	const char *name = spec->auth_name ? spec->auth_name(ctx) : "";
+	if (auth_key_for(key, spec->auth_role, name, &role_key, err, n) < 0)
+		return -1;
+	*key = role_key;
+	sodium_memzero(&role_key, sizeof(role_key));
+	return 0;
+}
+
 int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv)
 {
 	struct option opts[MAX_OPTS] = {{"config", required_argument, NULL, 'c'},
@@ -220,13 +246,19 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 		flare_config_free(&cfg);
 		return 1;
 	}
-	if (keyed)
-		cfg.auth = &key;
 	if (spec->prepare && spec->prepare(ctx, path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s\n", spec->name, err);
 		flare_config_free(&cfg);
 		return 1;
 	}
+	if (keyed && daemon_role_key(spec, ctx, &cfg, &key, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s:%d: auth_key_file %s: %s\n", spec->name, cfg.path,
+			cfg.auth_key_line, cfg.auth_key_file, err);
+		flare_config_free(&cfg);
+		return 1;
+	}
+	if (keyed)
+		cfg.auth = &key;
 	if (check) {
 		char what[256] = "";
 		if (spec->describe)

@@ -32,6 +32,10 @@ struct daemon_spec {
 	 * the daemon now uses it (the old one is then freed), -1 when it
 	 * keeps the old one. NULL: SIGHUP changes nothing (and says so). */
 	int (*reload)(void *ctx, struct flare_config *cfg);
+	/* the FW_ROLE_* whose key it holds (0: the manager, which holds the
+	 * deployment's secret), and for a monitor its host, known after prepare */
+	int auth_role;
+	const char *(*auth_name)(void *ctx);
 };
 
 /* The whole life of a daemon: options (-c FILE, -f, --check, --help and

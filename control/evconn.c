@@ -24,6 +24,8 @@ static void free_conn(struct evconn *c)
 		evbuffer_free(c->opened);
 	if (c->unsent)
 		evbuffer_free(c->unsent);
+	if (c->guard_timer)
+		event_free(c->guard_timer);
 	free(c);
 }
 
@@ -35,6 +37,32 @@ void evconn_close(struct evconn *c, const char *why)
 	c->close_why = why;
 	if (!c->in_callback)
 		free_conn(c);
+}
+
+/* A frame a guarded connection may not send here, from its header: before
+ * the keys, only the auth frame of its possible sizes; sealed frames no
+ * larger than one record; before HELLO, small frames. */
+static const char *frame_refused(const struct evconn *c, struct evbuffer *in, const struct fw_hdr *h)
+{
+	if (!c->guarded)
+		return NULL;
+	int raw = !c->auth || in != c->opened; /* the socket's bytes, not opened ones */
+	if (c->auth && raw) {
+		if (!c->auth->keyed)
+			return h->type != FW_AUTH ? "no auth frame first (is auth_key_file set on "
+						    "both sides?)"
+			       : h->len < AUTH_HELLO_MIN || h->len > AUTH_HELLO_MAX
+				   ? "an auth frame of an impossible size"
+				   : NULL;
+		if (h->type != FW_SEALED)
+			return NULL; /* auth_receive refuses it */
+		size_t max = c->pre_hello ? EVCONN_PRE_HELLO_MAX + FW_HDR_LEN : AUTH_RECORD_MAX;
+		return h->len > max + AUTH_TAG_BYTES ? "a sealed frame larger than allowed here"
+						     : NULL;
+	}
+	return c->pre_hello && (h->type != FW_HELLO || h->len > EVCONN_PRE_HELLO_MAX)
+		   ? "a first frame that is not a HELLO of its size"
+		   : NULL;
 }
 
 /* The next whole frame at the head of in: its length, 0 while incomplete,
@@ -49,6 +77,13 @@ static long next_frame(struct evconn *c, struct evbuffer *in, struct fw_hdr *h, 
 	if (fw_frame_check(evbuffer_pullup(in, (ssize_t)head_len), head_len, h, &why) < 0) {
 		log_warn("%s: bad frame header (%s), closing", c->peer, why);
 		evconn_close(c, "bad frame");
+		return -1;
+	}
+	if (avail >= FW_HDR_LEN && (why = frame_refused(c, in, h)) != NULL) {
+		/* judged on the header alone: nothing of it is buffered */
+		log_warn("%s: %s, closing", c->peer, why);
+		c->auth_rejected = c->auth && !c->auth->proven;
+		evconn_close(c, "frame refused");
 		return -1;
 	}
 	if (avail < FW_HDR_LEN || avail < FW_HDR_LEN + (size_t)h->len)
@@ -82,6 +117,9 @@ static void deliver(struct evconn *c, struct evbuffer *in)
 			evconn_close(c, "bad frame");
 			break;
 		}
+		c->last_frame_ns = flare_monotonic_ns();
+		if (m.type == FW_HELLO)
+			c->pre_hello = 0; /* the owner closes on a HELLO it refuses */
 		c->ops->on_msg(c, &m);
 		fw_msg_free(&m);
 		evbuffer_drain(in, (size_t)n);
@@ -234,6 +272,50 @@ struct evconn *evconn_connect(struct event_base *base, const struct sockaddr *sa
 		return NULL;
 	}
 	return c;
+}
+
+static void guard_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct evconn *c = arg;
+	(void)fd;
+	(void)what;
+	uint64_t now = flare_monotonic_ns(), next;
+	if (c->pre_hello) {
+		if (now >= c->handshake_end_ns) {
+			log_warn("%s: no HELLO within the handshake deadline, closing", c->peer);
+			c->auth_rejected = c->auth && !c->auth->proven;
+			evconn_close(c, "handshake timed out");
+			return;
+		}
+		next = c->handshake_end_ns;
+	} else {
+		if (c->idle_ms <= 0)
+			return; /* nothing more to watch */
+		uint64_t end = c->last_frame_ns + (uint64_t)c->idle_ms * 1000000ull;
+		if (now >= end) {
+			evconn_close(c, "silent past its timeout");
+			return;
+		}
+		next = end;
+	}
+	uint64_t ms = (next - now) / 1000000ull + 1;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(c->guard_timer, &tv);
+}
+
+int evconn_guard(struct evconn *c, int handshake_ms, int idle_ms)
+{
+	c->guard_timer = evtimer_new(bufferevent_get_base(c->bev), guard_check, c);
+	if (!c->guard_timer)
+		return -1;
+	c->guarded = c->pre_hello = 1;
+	c->idle_ms = idle_ms;
+	c->last_frame_ns = flare_monotonic_ns();
+	c->handshake_end_ns = c->last_frame_ns + (uint64_t)handshake_ms * 1000000ull;
+	/* bytes no longer keep it open: the bufferevent's own timeout goes */
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	struct timeval tv = {handshake_ms / 1000, (handshake_ms % 1000) * 1000};
+	return evtimer_add(c->guard_timer, &tv);
 }
 
 int evconn_send(struct evconn *c, const struct fw_msg *m)

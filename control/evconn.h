@@ -26,6 +26,7 @@ struct evconn {
 	const struct evconn_ops *ops;
 	void *owner;   /* the daemon's context */
 	void *data;    /* per-connection state of the owner */
+	void *tag;     /* more of it (the manager: its pending-connection count) */
 	char peer[96]; /* for log lines */
 	int role;      /* FW_ROLE_* once a HELLO arrived, 0 before */
 	int connected;
@@ -37,6 +38,13 @@ struct evconn {
 	struct auth_session *auth;
 	struct evbuffer *opened, *unsent;
 	int auth_rejected;          /* closed because the peer failed to authenticate */
+	/* evconn_guard: until the peer's HELLO, frames are small and the
+	 * handshake has a deadline; after it, only whole frames count as
+	 * activity (bytes alone keep nothing open) */
+	int guarded, pre_hello;
+	int idle_ms;
+	uint64_t handshake_end_ns, last_frame_ns;
+	struct event *guard_timer;
 	struct evconn *next, *prev; /* the owner's list, if it keeps one */
 };
 
@@ -52,6 +60,11 @@ struct evconn *evconn_connect(struct event_base *base, const struct sockaddr *sa
  * side's nonce and seals everything sent. Call right after evconn_accept or
  * evconn_connect. -1 closes nothing: the caller closes. */
 int evconn_auth(struct evconn *c, const struct auth_key *key, int client);
+/* For connections a stranger may open (the manager's): the first frame
+ * is the exact FW_AUTH (with a key) or a small HELLO, the HELLO must come
+ * within handshake_ms, and idle_ms of silence counts whole frames only. */
+int evconn_guard(struct evconn *c, int handshake_ms, int idle_ms);
+#define EVCONN_PRE_HELLO_MAX 512 /* payload bytes of a frame before HELLO */
 int evconn_send(struct evconn *c, const struct fw_msg *m);
 /* Writes what is queued for c to its socket now (as much as it takes). */
 void evconn_flush(struct evconn *c);

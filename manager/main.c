@@ -27,6 +27,7 @@ void manager_free(struct manager *m)
 {
 	metrics_stop(m);
 	server_stop(m);
+	limits_free(m);
 	state_free(m);
 }
 

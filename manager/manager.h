@@ -87,6 +87,8 @@ struct manager {
 	int warm;
 	uint64_t auth_rejected;   /* peers that failed to authenticate */
 	uint64_t frames_rejected; /* frames out of place from peers (closed) */
+	uint64_t conns_refused;   /* connections over a bound (limits.c) */
+	struct conn_limits *limits;
 	int reloading;            /* SIGHUP: ranking without pushing deltas */
 
 	/* on-demand rebinding (balance.c): the moves published, when each was
@@ -153,5 +155,15 @@ void metrics_stop(struct manager *m);
 
 /* status.c: a status report, text or JSON (malloc'd). */
 char *status_render(struct manager *m, int json);
+
+/* limits.c: connections in all and before HELLO (per address too) */
+int limits_init(struct manager *m);
+void limits_free(struct manager *m);
+/* 0: admitted (counted as pending until limits_established); -1: close it */
+int limits_admit(struct manager *m, struct evconn *c, const struct sockaddr *sa, int len);
+void limits_established(struct manager *m, struct evconn *c);
+void limits_closed(struct manager *m, struct evconn *c);
+int limits_pending(const struct manager *m);
+int limits_connections(const struct manager *m);
 
 #endif

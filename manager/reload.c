@@ -91,6 +91,8 @@ int manager_reload(struct manager *m, struct flare_config *cfg)
 	n.rebinds = m->rebinds;
 	n.auth_rejected = m->auth_rejected;
 	n.frames_rejected = m->frames_rejected;
+	n.conns_refused = m->conns_refused;
+	n.limits = m->limits;
 	struct evconn **gone = calloc((size_t)m->cfg->n_hosts + 1, sizeof(*gone));
 	if (!gone) {
 		state_free(&n);

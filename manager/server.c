@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "manager.h"
 
+#include "auth.h"
 #include "daemon.h"
 #include "log.h"
 #include "table.h"
@@ -28,6 +29,7 @@ static void on_close(struct evconn *c, const char *why)
 {
 	struct manager *m = c->owner;
 	conn_unlink(m, c);
+	limits_closed(m, c);
 	if (c->auth_rejected)
 		m->auth_rejected++;
 	if (c->role == FW_ROLE_MONITOR && host_of(c) >= 0) {
@@ -96,6 +98,20 @@ static void on_hello(struct manager *m, struct evconn *c, const struct fw_hello 
 		evconn_close(c, "protocol error");
 		return;
 	}
+	/* a key is one role's (and a monitor's, one host's): the HELLO must
+	 * be what the key was made for */
+	if (c->auth && (h->role != c->auth->role ||
+			(h->role == FW_ROLE_MONITOR && strcmp(h->name, c->auth->name) != 0))) {
+		log_warn("%s: HELLO as %s%s%s with the key of %s%s%s, closing", c->peer,
+			 auth_role_name(h->role), h->role == FW_ROLE_MONITOR ? " " : "",
+			 h->role == FW_ROLE_MONITOR ? h->name : "", auth_role_name(c->auth->role),
+			 c->auth->name[0] ? " " : "", c->auth->name);
+		m->frames_rejected++;
+		send_error(c, "not what this key is for");
+		evconn_close(c, "role refused");
+		return;
+	}
+	limits_established(m, c);
 	switch (h->role) {
 	case FW_ROLE_MONITOR: {
 		int host = flare_config_host_index(m->cfg, h->name);
@@ -166,6 +182,8 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 		check_warm(m, flare_monotonic_ns());
 		break;
 	case FW_STATUS_REQ: {
+		if (c->role != FW_ROLE_CTL)
+			goto unexpected;
 		struct fw_msg r = {.type = FW_STATUS_RESP};
 		r.u.text.format = msg->u.text.format;
 		r.u.text.text = status_render(m, msg->u.text.format == 1);
@@ -194,6 +212,8 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 		break;
 	}
 	case FW_QUERY_REQ: {
+		if (c->role != FW_ROLE_AGENT && c->role != FW_ROLE_CTL)
+			goto unexpected;
 		struct fw_msg r = {.type = FW_QUERY_RESP};
 		r.u.query = msg->u.query;
 		state_query(m, &r.u.query);
@@ -211,6 +231,15 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 
 static const struct evconn_ops ops = {.on_msg = on_msg, .on_close = on_close};
 
+static void refused_msg(struct evconn *c, struct fw_msg *msg)
+{
+	(void)c;
+	(void)msg;
+}
+
+/* a connection closed as it arrived: nothing was counted for it */
+static const struct evconn_ops refused_ops = {.on_msg = refused_msg};
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
 		      void *arg)
 {
@@ -218,15 +247,25 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	char peer[64];
 	(void)l;
 	describe_peer(sa, len, peer, sizeof(peer));
-	struct evconn *c = evconn_accept(m->base, fd, peer, m->cfg->heartbeat_timeout_ms, &ops, m);
+	struct evconn *c = evconn_accept(m->base, fd, peer, 0, &refused_ops, m);
 	if (!c) {
 		log_error("%s: cannot set up the connection", peer);
 		return;
 	}
+	if (limits_admit(m, c, sa, len) < 0) {
+		evconn_close(c, "over a connection bound");
+		return;
+	}
+	c->ops = &ops;
 	c->next = m->conns;
 	if (m->conns)
 		m->conns->prev = c;
 	m->conns = c;
+	if (evconn_guard(c, m->cfg->handshake_timeout_ms, m->cfg->heartbeat_timeout_ms) < 0) {
+		log_error("%s: cannot set up the connection", peer);
+		evconn_close(c, "no timer");
+		return;
+	}
 	if (m->cfg->auth && evconn_auth(c, m->cfg->auth, 0) < 0) {
 		log_error("%s: cannot start authentication", peer);
 		evconn_close(c, "no authentication");
@@ -263,6 +302,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 int server_start(struct manager *m)
 {
+	if (!m->limits && limits_init(m) < 0)
+		return -1;
 	m->listener = listen_tcp(m->base, &m->addr, on_accept, m);
 	if (!m->listener)
 		return -1;

@@ -127,6 +127,9 @@ static int reload(void *ctx, struct flare_config *cfg)
 	return 0;
 }
 
+/* a monitor's key is its host's */
+static const char *auth_name(void *ctx) { return ((struct monitor_main *)ctx)->host; }
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
@@ -144,7 +147,9 @@ int main(int argc, char **argv)
 	    .describe = describe,
 	    .start = start,
 	    .stop = stop,
-	    .reload = reload};
+	    .reload = reload,
+	    .auth_role = FW_ROLE_MONITOR,
+	    .auth_name = auth_name};
 	struct monitor_main mm = {0};
 	return daemon_main(&spec, &mm, argc, argv);
 }

@@ -5,11 +5,15 @@
  * heard every host and every service has a live replica, 1 otherwise (why
  * on stderr), for scripts and probes.
  * flarectl [-c FILE] table [--shm NAME] [--json]: prints the shared table
- * exactly as this host's libflare.so reads it. */
+ * exactly as this host's libflare.so reads it.
+ * flarectl [-c FILE] segments [--shm NAME] [--remove-stale]: the table's
+ * shared-memory segments on this host.
+ * flarectl -c FILE key ROLE [HOST]: one role's key, from the secret. */
 #include "authcall.h"
 #include "clock.h"
 #include "config.h"
 #include "table.h"
+#include "flarectl.h"
 #include "fwcall.h"
 #include "wire.h"
 
@@ -32,6 +36,9 @@ static void usage(FILE *f)
 		"       flarectl -c FILE drain|undrain REPLICA\n"
 		"       flarectl -c FILE health\n"
 		"       flarectl -c FILE top [--interval S] [--count N]\n"
+		"       flarectl [-c FILE] segments [--shm NAME] [--remove-stale]\n"
+		"       flarectl -c FILE key monitor HOST | key agent | key operator\n"
+		"       (any verb) --key FILE: the key file to use instead of auth_key_file\n"
 		"  status   hosts, replicas, rankings and the age of the last reports (manager)\n"
 		"  table    the shared-memory table as the library reads it (this host)\n"
 		"  drain    no new connections to REPLICA (and on-demand ones move off it);\n"
@@ -40,6 +47,9 @@ static void usage(FILE *f)
 		"  health   exit 0 when the manager heard every host and every service has a\n"
 		"           live replica; 1 with the reasons on stderr\n"
 		"  top      status, refreshed every --interval seconds (default 1)\n"
+		"  segments this host's shared-memory segments of the table: whose, in use\n"
+		"           or stale (a dead agent's, a user's with no live process)\n"
+		"  key      prints a role's key (monitors: one per host) for its key file\n"
 		"  --json   as one JSON document\n");
 }
 
@@ -169,9 +179,11 @@ int main(int argc, char **argv)
 					     {"interval", required_argument, NULL, 'I'},
 					     {"count", required_argument, NULL, 'n'},
 					     {"help", no_argument, NULL, 'h'},
+					     {"remove-stale", no_argument, NULL, 'R'},
+					     {"key", required_argument, NULL, 'K'},
 					     {NULL, 0, NULL, 0}};
-	const char *path = NULL, *shm = NULL;
-	int json = 0, o, count = 0;
+	const char *path = NULL, *shm = NULL, *key_file = NULL;
+	int json = 0, o, count = 0, remove_stale = 0;
 	double interval = 1.0;
 	char err[512];
 	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -181,11 +193,30 @@ int main(int argc, char **argv)
 		case 'j': json = 1; break;
 		case 'I': interval = atof(optarg); break;
 		case 'n': count = atoi(optarg); break;
+		case 'R': remove_stale = 1; break;
+		case 'K': key_file = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
 	const char *verb = optind < argc ? argv[optind] : "";
+	if (strcmp(verb, "segments") == 0 || strcmp(verb, "key") == 0) {
+		int segs = verb[0] == 's', n = argc - optind;
+		struct flare_config cfg;
+		if ((segs ? n != 1 || (!path && !shm) : n < 2 || n > 3 || !path)) {
+			usage(stderr);
+			return 2;
+		}
+		if (path && flare_config_load(path, &cfg, err, sizeof(err)) < 0) {
+			fprintf(stderr, "flarectl: %s\n", err);
+			return 1;
+		}
+		int rc = segs ? cmd_segments(shm ? shm : cfg.agent_shm, remove_stale)
+			      : cmd_key(&cfg, argv[optind + 1], n == 3 ? argv[optind + 2] : NULL);
+		if (path)
+			flare_config_free(&cfg);
+		return rc;
+	}
 	int table = strcmp(verb, "table") == 0, status = strcmp(verb, "status") == 0;
 	int health = strcmp(verb, "health") == 0, top = strcmp(verb, "top") == 0;
 	if (top) {
@@ -216,10 +247,18 @@ int main(int argc, char **argv)
 			flare_config_free(&cfg);
 		return rc;
 	}
-	struct auth_key key;
-	int keyed = auth_config_key(&cfg, &key, err, sizeof(err));
+	struct auth_key held, key;
+	if (key_file) /* --key: another key file than the config's */
+		snprintf(cfg.auth_key_file, sizeof(cfg.auth_key_file), "%s", key_file);
+	int keyed = auth_config_key(&cfg, &held, err, sizeof(err));
+	/* an operator's key: given, or derived from the secret */
+	if (keyed > 0 && auth_key_for(&held, FW_ROLE_CTL, "", &key, err, sizeof(err)) < 0) {
+		fprintf(stderr, "flarectl: %s: %s\n", cfg.auth_key_file, err);
+		keyed = -2;
+	}
 	if (keyed < 0) {
-		fprintf(stderr, "flarectl: %s\n", err);
+		if (keyed == -1)
+			fprintf(stderr, "flarectl: %s\n", err);
 		flare_config_free(&cfg);
 		return 1;
 	}

@@ -14,7 +14,7 @@
 #include "auth.h"
 #include "config.h"
 
-static const struct auth_key key = {{1, 2, 3}};
+static const struct auth_key key = {{1, 2, 3}, 0, ""};
 
 /* A connected pair: c (client) and s (server) with each other's nonce. */
 static void pair(struct auth_session *c, struct auth_session *s, const struct auth_key *ck,
@@ -22,13 +22,18 @@ static void pair(struct auth_session *c, struct auth_session *s, const struct au
 {
 	struct fw_buf hc = {0}, hs = {0};
 	const char *why;
-	assert_int_equal(auth_session_init(c, ck, 1), 0);
+	struct auth_key agent;
+	char err[128];
+	/* the client holds an agent's key, derived from its secret */
+	assert_int_equal(auth_key_for(ck, FW_ROLE_AGENT, "", &agent, err, sizeof(err)), 0);
+	assert_int_equal(auth_session_init(c, &agent, 1), 0);
 	assert_int_equal(auth_session_init(s, sk, 0), 0);
 	assert_int_equal(auth_hello(c, &hc), 0);
 	assert_int_equal(auth_hello(s, &hs), 0);
-	assert_int_equal(hc.len, FW_HDR_LEN + AUTH_HELLO_LEN);
-	assert_int_equal(auth_take_hello(c, hs.data + FW_HDR_LEN, AUTH_HELLO_LEN, &why), 0);
-	assert_int_equal(auth_take_hello(s, hc.data + FW_HDR_LEN, AUTH_HELLO_LEN, &why), 0);
+	assert_int_equal(hc.len, FW_HDR_LEN + AUTH_HELLO_MIN);
+	assert_int_equal(auth_take_hello(c, hs.data + FW_HDR_LEN, hs.len - FW_HDR_LEN, &why), 0);
+	assert_int_equal(auth_take_hello(s, hc.data + FW_HDR_LEN, hc.len - FW_HDR_LEN, &why), 0);
+	assert_int_equal(s->role, FW_ROLE_AGENT);
 	fw_buf_free(&hc);
 	fw_buf_free(&hs);
 }
@@ -80,7 +85,7 @@ static void test_frames_open_once_in_order(void **state)
 static void test_tampering_and_strangers_fail(void **state)
 {
 	struct auth_session c, s, c2, s2, w, sw;
-	struct auth_key other = {{9}};
+	struct auth_key other = {{9}, 0, ""};
 	char out[64];
 	(void)state;
 	pair(&c, &s, &key, &key);
@@ -107,17 +112,23 @@ static void test_handshake_rules(void **state)
 {
 	struct auth_session c, s;
 	const char *why = NULL;
-	uint8_t p[AUTH_HELLO_LEN] = {1};
+	uint8_t p[AUTH_HELLO_MIN] = {2};
 	char out[8];
 	(void)state;
+	p[1 + AUTH_NONCE_BYTES] = FW_ROLE_AGENT;
 	assert_int_equal(auth_session_init(&s, &key, 0), 0);
 	struct fw_buf early = {0};
 	assert_int_equal(auth_seal(&s, "x", 1, &early), -1); /* no keys yet */
 	fw_buf_free(&early);
 	assert_int_equal(auth_take_hello(&s, p, sizeof(p) - 1, &why), -1);
-	p[0] = 2; /* an unknown version */
+	p[0] = 1; /* an older version */
 	assert_int_equal(auth_take_hello(&s, p, sizeof(p), &why), -1);
-	p[0] = 1;
+	p[0] = 2;
+	p[1 + AUTH_NONCE_BYTES] = 9; /* no such role */
+	assert_int_equal(auth_take_hello(&s, p, sizeof(p), &why), -1);
+	p[1 + AUTH_NONCE_BYTES] = FW_ROLE_MONITOR; /* a monitor names its host */
+	assert_int_equal(auth_take_hello(&s, p, sizeof(p), &why), -1);
+	p[1 + AUTH_NONCE_BYTES] = FW_ROLE_AGENT;
 	memcpy(p + 1, s.nonce, AUTH_NONCE_BYTES); /* our own nonce echoed */
 	assert_int_equal(auth_take_hello(&s, p, sizeof(p), &why), -1);
 	pair(&c, &s, &key, &key);
