@@ -105,6 +105,10 @@ unit: all $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
 	@sh tests/run-unit.sh $(BUILD)/tests $(UNIT_TESTS)
 
 PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/progs/%,$(wildcard tests/progs/*.c))
+# a control-plane peer through the real authentication
+$(BUILD)/tests/progs/authpeer: tests/progs/authpeer.c $(BUILD)/libflare-common.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
 $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread

@@ -27,6 +27,7 @@ struct agent {
 	struct evconnlistener *query_listener;
 	struct evconn *waiting[AGENT_MAX_QUERIES];
 	int first_waiting, n_waiting;
+	int n_query_conns;
 	/* metrics.c: the library's counters (NAME.user.UID) and agent.metrics */
 	struct user_seen *seen; /* each user segment's last sums */
 	int n_seen;

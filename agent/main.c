@@ -3,7 +3,11 @@
 #include "daemon.h"
 #include "log.h"
 
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 struct agent_main {
@@ -44,12 +48,40 @@ static void describe(void *ctx, const struct flare_config *cfg, char *out, size_
 	snprintf(out, n, "table %s", ((struct agent_main *)ctx)->shm);
 }
 
+/* agent.user: the user that owns the table (clients trust it). Started
+ * as root, the agent becomes that user before it makes anything; started
+ * as anyone else, it must already be that user. */
+static int become_user(const struct flare_config *cfg, char *err, size_t n)
+{
+	if (!cfg->agent_user[0])
+		return 0;
+	struct passwd *pw = getpwnam(cfg->agent_user);
+	if (!pw) {
+		snprintf(err, n, "%s: agent.user '%s': no such user", cfg->path, cfg->agent_user);
+		return -1;
+	}
+	if (geteuid() == pw->pw_uid)
+		return 0;
+	if (geteuid() != 0) {
+		snprintf(err, n, "%s: agent.user is '%s' (uid %u) but this agent runs as uid %u",
+			 cfg->path, cfg->agent_user, (unsigned)pw->pw_uid, (unsigned)geteuid());
+		return -1;
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		snprintf(err, n, "cannot become agent.user '%s': %s", cfg->agent_user,
+			 strerror(errno));
+		return -1;
+	}
+	log_info("running as agent.user %s (uid %u)", cfg->agent_user, (unsigned)pw->pw_uid);
+	return 0;
+}
+
 static int start(void *ctx, struct event_base *base)
 {
 	struct agent *a = &((struct agent_main *)ctx)->a;
 	char err[512];
 	a->base = base;
-	if (names_claim(a, err, sizeof(err)) < 0) {
+	if (become_user(a->cfg, err, sizeof(err)) < 0 || names_claim(a, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		return -1;
 	}

@@ -49,6 +49,7 @@ static void on_client_close(struct evconn *c, const char *why)
 {
 	struct agent *a = c->owner;
 	(void)why;
+	a->n_query_conns--;
 	/* its answer, when it comes, is dropped */
 	for (int i = 0; i < a->n_waiting; i++)
 		if (a->waiting[(a->first_waiting + i) % AGENT_MAX_QUERIES] == c)
@@ -88,9 +89,16 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)l;
 	(void)sa;
 	(void)len;
+	/* any local user may connect: at most AGENT_MAX_QUERIES at once */
+	if (a->n_query_conns >= AGENT_MAX_QUERIES) {
+		evutil_closesocket(fd);
+		return;
+	}
 	/* a library asks once and hangs up; a silent one is dropped after 2 s */
 	if (!evconn_accept(a->base, fd, "query client", 2000, &client_ops, a))
 		log_error("query client: cannot set up the connection");
+	else
+		a->n_query_conns++;
 }
 
 int query_start(struct agent *a)
@@ -98,8 +106,12 @@ int query_start(struct agent *a)
 	char name[FLARE_QUERY_SOCKET_MAX];
 	flare_query_socket_name(a->writer.name, name, sizeof(name));
 	a->query_listener = listen_unix(a->base, name, on_accept, a);
-	if (!a->query_listener)
+	if (!a->query_listener) {
+		log_error("%s: the query socket's name is taken (another agent of table %s, or "
+			  "someone else holding it)",
+			  name, a->writer.name);
 		return -1;
+	}
 	log_info("answering reactive-failover queries on %s", name);
 	return 0;
 }

@@ -361,7 +361,7 @@ static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 			      struct flare_config *cfg)
 {
 	static const char *const mkeys[] = {NULL};
-	static const char *const akeys[] = {"shm", "metrics", NULL};
+	static const char *const akeys[] = {"shm", "metrics", "user", NULL};
 	config_setting_t *g;
 	if (get_group(ld, root, "monitor", 0, &g) < 0)
 		return -1;
@@ -372,9 +372,10 @@ static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 		return -1;
 	if (!g)
 		return 0;
-	const char *shm = NULL, *metrics = NULL;
+	const char *shm = NULL, *metrics = NULL, *user = NULL;
 	if (check_keys(ld, g, "agent", "agent", akeys) ||
 	    get_string(ld, g, "shm", "agent", 0, &shm) ||
+	    get_string(ld, g, "user", "agent", 0, &user) ||
 	    get_string(ld, g, "metrics", "agent", 0, &metrics) ||
 	    get_keys(ld, g, "agent", "agent", cfg))
 		return -1;
@@ -389,6 +390,14 @@ static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 				    "shm name '%s' must be /NAME (no other slash, under %zu chars)",
 				    shm, sizeof(cfg->agent_shm));
 		snprintf(cfg->agent_shm, sizeof(cfg->agent_shm), "%s", shm);
+	}
+	if (user) {
+		/* resolved where it is used (the agent's host, flare-run) */
+		if (!*user || strlen(user) >= sizeof(cfg->agent_user))
+			return fail(ld, line_of(config_setting_get_member(g, "user")),
+				    "agent.user '%s' must be a user name under %zu chars", user,
+				    sizeof(cfg->agent_user));
+		snprintf(cfg->agent_user, sizeof(cfg->agent_user), "%s", user);
 	}
 	return 0;
 }

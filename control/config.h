@@ -75,6 +75,7 @@ struct flare_config {
 	int monitor_hung_ms; /* unread requests this long with no progress: hung */
 
 	char agent_shm[FLARE_NAME_MAX * 2];
+	char agent_user[64]; /* agent.user: whose table clients trust ("": root only) */
 	struct flare_addr
 	    agent_metrics; /* agent.metrics: its Prometheus endpoint (family 0: none) */
 	int table_stale_ms;

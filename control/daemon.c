@@ -3,11 +3,14 @@
 #include "auth.h"
 
 #include <sodium.h>
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "unixaddr.h"
 
 #include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <signal.h>
 #include <stdio.h>
@@ -300,6 +303,113 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 	return 0;
 }
 
+/* Connections to a metrics listener, at most METRICS_MAX_CONNS at once and
+ * each at most METRICS_LIFETIME_S old, whatever it sends: evhttp (2.1)
+ * has no such bound of its own, and its timeout restarts with every byte.
+ * Each connection's bufferevent is made here (evhttp_set_bevcb) and held
+ * by one more reference, so it can be looked at after evhttp is done
+ * with it: evhttp cleared its callbacks then. A connection over a bound
+ * is shut down, and evhttp closes it as it would any. */
+#define METRICS_MAX_HEADERS 8192
+#define METRICS_TIMEOUT_S 5
+#define METRICS_MAX_CONNS 64
+#define METRICS_LIFETIME_S 10
+
+struct metrics_conn {
+	struct bufferevent *bev;
+	uint64_t born_ns;
+};
+
+struct metrics_guard {
+	struct event_base *base;
+	struct metrics_conn conns[METRICS_MAX_CONNS];
+	int n;
+	struct event *sweep;
+};
+
+static int conn_done(const struct metrics_conn *mc)
+{
+	bufferevent_data_cb rd = NULL;
+	bufferevent_getcb(mc->bev, &rd, NULL, NULL, NULL);
+	return rd == NULL && bufferevent_getfd(mc->bev) >= 0;
+}
+
+/* Forgets the connections evhttp is done with; shuts down those too old. */
+static void metrics_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics_guard *g = arg;
+	uint64_t now = flare_monotonic_ns();
+	(void)fd;
+	(void)what;
+	for (int i = 0; i < g->n;) {
+		struct metrics_conn *mc = &g->conns[i];
+		if (conn_done(mc)) {
+			bufferevent_decref(mc->bev); /* the last reference: closed now */
+			g->conns[i] = g->conns[--g->n];
+			continue;
+		}
+		if (now - mc->born_ns > METRICS_LIFETIME_S * 1000000000ull &&
+		    bufferevent_getfd(mc->bev) >= 0)
+			shutdown(bufferevent_getfd(mc->bev), SHUT_RDWR);
+		i++;
+	}
+}
+
+/* Ends a connection over the bound once evhttp has given it its socket. */
+static void metrics_refuse(evutil_socket_t fd, short what, void *arg)
+{
+	struct bufferevent *bev = arg;
+	(void)fd;
+	(void)what;
+	if (bufferevent_getfd(bev) >= 0)
+		shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+	bufferevent_decref(bev);
+}
+
+static struct bufferevent *metrics_bev(struct event_base *base, void *arg)
+{
+	struct metrics_guard *g = arg;
+	metrics_sweep(-1, 0, g);
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev)
+		return NULL;
+	if (g->n >= METRICS_MAX_CONNS) {
+		/* over the bound: evhttp gets it, sets its descriptor, and the
+		 * next sweep (right away) ends it */
+		static uint64_t last_warn;
+		uint64_t now = flare_monotonic_ns();
+		if (now - last_warn > 1000000000ull) {
+			last_warn = now;
+			log_warn("metrics: %d connections open, refusing more", METRICS_MAX_CONNS);
+		}
+		bufferevent_incref(bev);
+		struct timeval zero = {0, 0};
+		if (event_base_once(base, -1, EV_TIMEOUT, metrics_refuse, bev, &zero) < 0)
+			bufferevent_decref(bev);
+		return bev;
+	}
+	bufferevent_incref(bev);
+	g->conns[g->n++] = (struct metrics_conn){bev, flare_monotonic_ns()};
+	return bev;
+}
+
+static int metrics_cap(struct event_base *base, struct evhttp *h)
+{
+	/* lives as long as the daemon: one per listener, made once */
+	struct metrics_guard *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -1;
+	g->base = base;
+	g->sweep = event_new(base, -1, EV_PERSIST, metrics_sweep, g);
+	struct timeval tv = {1, 0};
+	if (!g->sweep || event_add(g->sweep, &tv) < 0) {
+		free(g);
+		return -1;
+	}
+	evhttp_set_bevcb(h, metrics_bev, g);
+	return 0;
+}
+
 struct evhttp *metrics_listen(struct event_base *base, const struct flare_addr *a,
 			      void (*cb)(struct evhttp_request *, void *), void *arg)
 {
@@ -318,6 +428,14 @@ struct evhttp *metrics_listen(struct event_base *base, const struct flare_addr *
 		return NULL;
 	}
 	evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	/* a scrape is one small GET: anything bigger or slower is not one */
+	evhttp_set_max_headers_size(h, METRICS_MAX_HEADERS);
+	evhttp_set_max_body_size(h, 0);
+	evhttp_set_timeout(h, METRICS_TIMEOUT_S);
+	if (metrics_cap(base, h) < 0) {
+		evhttp_free(h);
+		return NULL;
+	}
 	evhttp_set_cb(h, "/metrics", cb, arg);
 	log_info("metrics on http://%s/metrics", text);
 	return h;

@@ -100,6 +100,14 @@ static void manager_self(struct manager *m, struct evbuffer *b)
 	HELP(b, "flare_auth_rejected_total", "counter", "peers that failed to authenticate");
 	evbuffer_add_printf(b, "flare_auth_rejected_total %llu\n",
 			    (unsigned long long)m->auth_rejected);
+	HELP(b, "flare_connections_refused_total", "counter",
+	     "connections closed as they arrived: over a manager.max_* bound");
+	evbuffer_add_printf(b, "flare_connections_refused_total %llu\n",
+			    (unsigned long long)m->conns_refused);
+	HELP(b, "flare_connections", "gauge", "control connections open");
+	evbuffer_add_printf(b, "flare_connections %d\n", limits_connections(m));
+	HELP(b, "flare_connections_pending", "gauge", "connections that have not said HELLO yet");
+	evbuffer_add_printf(b, "flare_connections_pending %d\n", limits_pending(m));
 	HELP(b, "flare_rebinds_total", "counter", "connections the balancer asked to move");
 	evbuffer_add_printf(b, "flare_rebinds_total %llu\n", (unsigned long long)m->rebinds);
 }

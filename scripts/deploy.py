@@ -321,6 +321,22 @@ services = (
     return s
 
 
+def flare_run_for_others(s):
+    """Copies flare-run and the library (FLARE_LIB's, else the build's) into
+    s.dir/bin, which any user can read: another user (postgres) may not be
+    able to enter the checkout. Returns the env prefix that points
+    FLARE_LIB at the copy."""
+    bindir = os.path.join(s.dir, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    os.chmod(s.dir, 0o755)
+    os.chmod(bindir, 0o755)
+    lib = os.environ.get("FLARE_LIB") or os.path.join(BUILD, "libflare.so")
+    for src, name in ((os.path.join(BUILD, "flare-run"), "flare-run"), (lib, "libflare.so")):
+        shutil.copy(src, os.path.join(bindir, name))
+        os.chmod(os.path.join(bindir, name), 0o755)
+    return ["env", "FLARE_LIB=" + os.path.join(bindir, "libflare.so")]
+
+
 def write_key(path):
     """A fresh random key file, readable by its owner only."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,20 @@ int main(int argc, char **argv)
 		}
 		if (!shm)
 			setenv("FLARE_SHM", cfg.agent_shm, 1);
+		if (cfg.agent_user[0]) {
+			/* the library trusts a table of this user's, besides root's
+			 * and the program's own user's */
+			struct passwd *pw = getpwnam(cfg.agent_user);
+			if (!pw) {
+				fprintf(stderr, "flare-run: %s: agent.user '%s': no such user\n",
+					conf, cfg.agent_user);
+				flare_config_free(&cfg);
+				return 1;
+			}
+			char uid[16];
+			snprintf(uid, sizeof(uid), "%u", (unsigned)pw->pw_uid);
+			setenv("FLARE_AGENT_UID", uid, 1);
+		}
 		flare_config_free(&cfg);
 	}
 	if (shm)

@@ -7,7 +7,10 @@
  *         records whose sizes the input's second byte seeds, so the inner
  *         frames reach the decoders. The owner must get exactly the frames
  *         a plain decode of the plaintext accepts, up to the first bad one:
- *         sealing and record boundaries must be invisible. */
+ *         sealing and record boundaries must be invisible.
+ * With the first byte's bit 1 the connection is guarded as the manager's
+ * are (evconn_guard): the pre-authentication bounds run too, and a key
+ * holder's frames are delivered only when the first is a small HELLO. */
 #include "auth.h"
 #include "evconn.h"
 #include "log.h"
@@ -21,7 +24,7 @@
 
 static struct event_base *base;
 static int delivered, closed;
-static const struct auth_key key = {{7, 1, 2, 3}};
+static const struct auth_key key = {{7, 1, 2, 3}, 0, ""};
 
 static void on_msg(struct evconn *c, struct fw_msg *m)
 {
@@ -60,6 +63,15 @@ static int plain_frames(const uint8_t *p, size_t len)
 	return n;
 }
 
+/* Does the plaintext start with a HELLO a guarded connection accepts? */
+static int small_hello_first(const uint8_t *p, size_t len)
+{
+	struct fw_hdr h;
+	const char *why;
+	return fw_frame_check(p, len, &h, &why) > 0 && h.type == FW_HELLO &&
+	       h.len <= EVCONN_PRE_HELLO_MAX;
+}
+
 static void write_all(int fd, const uint8_t *p, size_t len)
 {
 	while (len) {
@@ -78,7 +90,9 @@ static void write_all(int fd, const uint8_t *p, size_t len)
 static void speak_sealed(int fd, const uint8_t *plain, size_t len, uint8_t seed)
 {
 	struct auth_session s;
-	uint8_t hello[FW_HDR_LEN + AUTH_HELLO_LEN];
+	struct auth_key agent;
+	char err[128];
+	uint8_t hello[FW_HDR_LEN + AUTH_HELLO_MIN]; /* the manager names no role */
 	struct fw_buf b = {0};
 	size_t got = 0;
 	for (int i = 0; i < 100 && got < sizeof(hello); i++) {
@@ -88,8 +102,9 @@ static void speak_sealed(int fd, const uint8_t *plain, size_t len, uint8_t seed)
 			got += (size_t)r;
 	}
 	const char *why;
-	if (got != sizeof(hello) || auth_session_init(&s, &key, 1) < 0 ||
-	    auth_take_hello(&s, hello + FW_HDR_LEN, AUTH_HELLO_LEN, &why) < 0)
+	if (got != sizeof(hello) || auth_key_for(&key, FW_ROLE_AGENT, "", &agent, err, sizeof(err)) ||
+	    auth_session_init(&s, &agent, 1) < 0 ||
+	    auth_take_hello(&s, hello + FW_HDR_LEN, AUTH_HELLO_MIN, &why) < 0)
 		abort();
 	auth_hello(&s, &b);
 	uint32_t rng = seed * 2654435761u + 1;
@@ -123,7 +138,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct evconn *c = evconn_accept(base, sv[0], "fuzz peer", 0, &ops, NULL);
 	if (!c || evconn_auth(c, &key, 0) < 0)
 		abort();
-	int holder = data[0] & 1;
+	int holder = data[0] & 1, guarded = data[0] & 2;
+	if (guarded && evconn_guard(c, 60000, 0) < 0)
+		abort();
 	if (holder)
 		speak_sealed(sv[1], data + 2, size - 2, data[1]);
 	else
@@ -136,7 +153,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(sv[1]);
 	if (!holder && delivered)
 		abort(); /* a stranger reached the owner */
-	if (holder && delivered != plain_frames(data + 2, size - 2))
-		abort(); /* sealing changed what was delivered */
+	if (holder && delivered != (guarded && !small_hello_first(data + 2, size - 2)
+					? 0
+					: plain_frames(data + 2, size - 2)))
+		abort(); /* sealing (or the guard) changed what was delivered */
 	return 0;
 }

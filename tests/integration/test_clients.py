@@ -273,8 +273,13 @@ def pg_deployment():
                         "-A", "trust", "-U", "postgres", "--no-sync"], check=True,
                        capture_output=True, timeout=120)
 
+    # the postgres user may not enter the checkout (root's home is 0700):
+    # it runs copies of flare-run and the library from the deployment's dir
+    run_as_other = flare_run_for_others(s)
+
     def start(i, init=True):
-        s.start("rr%d" % i, ["runuser", "-u", "postgres", "--", BUILD + "/flare-run", "--shm",
+        s.start("rr%d" % i, run_as_other + ["runuser", "-u", "postgres", "--",
+                             os.path.join(s.dir, "bin", "flare-run"), "--shm",
                              s.shm, "--", PG_BIN + "/postgres", "-D", data(i), "-p",
                              str(s.ports[i]), "-h", "127.0.0.1", "-k", sockdir, "-c",
                              "fsync=off", "-c", "max_connections=20"])
