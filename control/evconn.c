@@ -92,6 +92,18 @@ static long next_frame(struct evconn *c, struct evbuffer *in, struct fw_hdr *h, 
 	return (long)(FW_HDR_LEN + h->len);
 }
 
+static void rearm_idle(struct evconn *c)
+{
+	if (!c->guard_timer)
+		return;
+	if (c->idle_ms <= 0) {
+		evtimer_del(c->guard_timer);
+		return;
+	}
+	struct timeval tv = {c->idle_ms / 1000, (c->idle_ms % 1000) * 1000};
+	evtimer_add(c->guard_timer, &tv);
+}
+
 /* Decodes the whole frames in `in` and hands them to the owner. */
 static void deliver(struct evconn *c, struct evbuffer *in)
 {
@@ -118,8 +130,12 @@ static void deliver(struct evconn *c, struct evbuffer *in)
 			break;
 		}
 		c->last_frame_ns = flare_monotonic_ns();
-		if (m.type == FW_HELLO)
-			c->pre_hello = 0; /* the owner closes on a HELLO it refuses */
+		if (m.type == FW_HELLO && c->pre_hello) {
+			/* the owner closes on a HELLO it refuses; from now on the
+			 * idle deadline, not the handshake's, is the one that runs */
+			c->pre_hello = 0;
+			rearm_idle(c);
+		}
 		c->ops->on_msg(c, &m);
 		fw_msg_free(&m);
 		evbuffer_drain(in, (size_t)n);

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, check, client_env, library_stats, rr_deployment, run,
-                     serving_replica, start_rr, wait_for)
+from harness import (BUILD, all_alive, check, client_env, flare_run_for_others, library_stats,
+                     rr_deployment, run, serving_replica, start_rr, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_BIN = "/usr/lib/postgresql/15/bin"
