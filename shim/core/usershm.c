@@ -46,8 +46,11 @@ static struct flare_user_seg *open_segment(void)
 	if (usable(fd, made))
 		s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	real.close(fd);
-	if (s == MAP_FAILED)
+	if (s == MAP_FAILED) {
+		if (made) /* not left behind half made: the next process tries again */
+			shm_unlink(name);
 		return NULL;
+	}
 	if (made) {
 		s->hdr.version = FLARE_USER_VERSION;
 		s->hdr.uid = (uint32_t)geteuid();
