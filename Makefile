@@ -108,7 +108,7 @@ PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/progs/%,$(wildcard tests/prog
 # a control-plane peer through the real authentication
 $(BUILD)/tests/progs/authpeer: tests/progs/authpeer.c $(BUILD)/libflare-common.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
+	$(CC) $(BASE) $(CFLAGS) $(filter %.c %.a,$^) -o $@ $(DAEMON_LIBS) -lm
 $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread

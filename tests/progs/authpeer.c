@@ -70,7 +70,10 @@ int main(int argc, char **argv)
 	}
 	fw_encode(&req, &m);
 	struct fw_msg ans;
-	if (auth_call(&io, fd, &key, &req, FW_STATUS_RESP, 2000, &ans, &why) < 0) {
+	int rc = auth_call(&io, fd, &key, &req, FW_STATUS_RESP, 2000, &ans, &why);
+	fw_buf_free(&req);
+	close(fd);
+	if (rc < 0) {
 		printf("closed: %s\n", why);
 		return 4;
 	}
