@@ -324,3 +324,12 @@ long auth_receive(struct auth_session *s, const struct fw_hdr *h, const uint8_t 
 }
 
 void auth_session_wipe(struct auth_session *s) { sodium_memzero(s, sizeof(*s)); }
+
+size_t fw_first_frame_len(const uint8_t *p, size_t len)
+{
+	struct fw_hdr h;
+	const char *why;
+	long whole = p ? fw_frame_check(p, len, &h, &why) : 0;
+	size_t n = whole > 0 ? (size_t)whole : len;
+	return n < AUTH_RECORD_MAX ? n : AUTH_RECORD_MAX;
+}

@@ -99,5 +99,8 @@ long auth_open(struct auth_session *s, const uint8_t *frame, size_t len, uint8_t
 long auth_receive(struct auth_session *s, const struct fw_hdr *h, const uint8_t *frame,
 		  uint8_t *out, int *hello, const char **why);
 void auth_session_wipe(struct auth_session *s);
+/* The length of the first whole frame at p (all of len when there is no
+ * whole frame, capped at AUTH_RECORD_MAX): what goes in the first record. */
+size_t fw_first_frame_len(const uint8_t *p, size_t len);
 
 #endif

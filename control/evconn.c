@@ -177,8 +177,12 @@ static void unseal(struct evconn *c, struct evbuffer *in)
 		if (hello) {
 			/* what the owner sent before the keys existed */
 			size_t held = evbuffer_get_length(c->unsent);
-			if (held &&
-			    seal_out(c, evbuffer_pullup(c->unsent, (ssize_t)held), held) < 0)
+			const uint8_t *p = held ? evbuffer_pullup(c->unsent, (ssize_t)held) : NULL;
+			/* the first frame (HELLO) in a record of its own: a guarded
+			 * peer takes only a small record before HELLO */
+			size_t first = fw_first_frame_len(p, held);
+			if (held && (seal_out(c, p, first) < 0 ||
+				     (first < held && seal_out(c, p + first, held - first) < 0)))
 				break;
 			evbuffer_drain(c->unsent, held);
 		} else {
@@ -186,8 +190,10 @@ static void unseal(struct evconn *c, struct evbuffer *in)
 			evbuffer_commit_space(c->opened, &v, 1);
 		}
 		evbuffer_drain(in, (size_t)n);
+		/* record by record: the next record's bound depends on whether
+		 * this one held the HELLO */
+		deliver(c, c->opened);
 	}
-	deliver(c, c->opened);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)

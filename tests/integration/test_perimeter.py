@@ -291,6 +291,11 @@ def test_role_keys_hold_to_their_role():
     check(not drained(s, 0), "A-1 not drained")
     log = s.read_log("manager1")
     check("with the key of monitor h0" in log, "the manager says why: %r" % log[-600:])
+    # a first request larger than the pre-HELLO record bound still goes
+    # through: the HELLO travels in a record of its own
+    rc, out = authpeer(s, op, "operator", "", "drain", "X" * 700)
+    check(rc == 3, "a long command after HELLO answered (refused, not closed): %d %r"
+          % (rc, out[:120]))
     # the operator's key drains, through flarectl itself
     r = subprocess.run([BUILD + "/flarectl", "-c", s.conf, "--key", op, "drain", "A-1"],
                        capture_output=True, text=True, timeout=10)

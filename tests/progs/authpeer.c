@@ -63,7 +63,7 @@ int main(int argc, char **argv)
 		 * connection was kept (only an operator gets one) */
 		m = (struct fw_msg){.type = FW_STATUS_REQ};
 	} else if (strcmp(argv[6], "drain") == 0 && argc > 7) {
-		static char text[96];
+		static char text[1024];
 		snprintf(text, sizeof(text), "drain %s", argv[7]);
 		m.type = FW_COMMAND;
 		m.u.text.text = text;
