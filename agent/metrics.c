@@ -133,8 +133,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	    "# TYPE flare_library_processes gauge\nflare_library_processes %d\n",
 	    a->subscribed, (unsigned long long)a->fulls, (unsigned long long)a->deltas,
 	    (unsigned long long)a->rejected, (unsigned long long)a->queries, processes);
-	int n = a->cfg->n_services < FLARE_USER_SERVICES ? a->cfg->n_services
-							     : FLARE_USER_SERVICES;
+	int n = a->cfg->n_services < FLARE_USER_SERVICES ? a->cfg->n_services : FLARE_USER_SERVICES;
 	for (int f = 0; f < SS_N; f++) {
 		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", field_name[f],
 				    field_help[f], field_name[f]);

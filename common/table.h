@@ -99,13 +99,13 @@ _Static_assert(sizeof(struct flare_tbl_replica) % 8 == 0, "replica must be 8-byt
 
 enum flare_tbl_rc {
 	FLARE_TBL_OK = 0,
-	FLARE_TBL_NOTFOUND = 1, /* destination not managed */
-	FLARE_TBL_STALE = 2,    /* no news from a manager for stale_ms; lookups
-				 * still fill their result (the last ranking) */
-	FLARE_TBL_CORRUPT = 3,  /* failed validation */
-	FLARE_TBL_RETIRED = 4,  /* re-open by name */
-	FLARE_TBL_BUSY = 5,     /* the writer held the lock through every retry */
-	FLARE_TBL_ABSENT = 6,   /* not open */
+	FLARE_TBL_NOTFOUND = 1,  /* destination not managed */
+	FLARE_TBL_STALE = 2,     /* no news from a manager for stale_ms; lookups
+				  * still fill their result (the last ranking) */
+	FLARE_TBL_CORRUPT = 3,   /* failed validation */
+	FLARE_TBL_RETIRED = 4,   /* re-open by name */
+	FLARE_TBL_BUSY = 5,      /* the writer held the lock through every retry */
+	FLARE_TBL_ABSENT = 6,    /* not open */
 	FLARE_TBL_UNTRUSTED = 7, /* made by a user the reader does not trust */
 };
 
@@ -136,8 +136,7 @@ struct flare_replica_info {
 
 /* Maps NAME read-only and closes the descriptor. Returns an enum flare_tbl_rc
  * (ABSENT when there is no such segment, CORRUPT with a reason in why).
- * The owner and inode are those of the descriptor mapped: the caller
- * decides whether it trusts the owner (UNTRUSTED is the caller's). */
+ * The owner and inode are those of the descriptor mapped. */
 int flare_tbl_reader_open(struct flare_tbl_reader *r, const char *name, const char **why);
 /* The same, refusing (UNTRUSTED, nothing mapped) a segment whose owner
  * trusted() does not accept. */

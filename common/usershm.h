@@ -25,10 +25,10 @@
 
 #define FLARE_USER_MAGIC 0x55524c46u /* "FLRU" little endian */
 #define FLARE_USER_VERSION 1u
-#define FLARE_USER_INFIX ".user."  /* NAME.user.UID */
+#define FLARE_USER_INFIX ".user." /* NAME.user.UID */
 #define FLARE_USER_PAGE 4096u
-#define FLARE_USER_SLOTS 256       /* processes of one user at once */
-#define FLARE_USER_SERVICES 64     /* services counted apart; others share index % 64 */
+#define FLARE_USER_SLOTS 256   /* processes of one user at once */
+#define FLARE_USER_SERVICES 64 /* services counted apart; others share index % 64 */
 #define FLARE_RR_SLOTS 512
 
 enum flare_svcstat {

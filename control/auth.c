@@ -97,8 +97,8 @@ static int parse_role_key(char *text, struct auth_key *key)
 	int monitor = key->role == FW_ROLE_MONITOR;
 	if (key->role < 0 || n != (monitor ? 3 : 2))
 		return -1;
-	if (monitor && snprintf(key->name, sizeof(key->name), "%s", words[1]) >=
-			   (int)sizeof(key->name))
+	if (monitor &&
+	    snprintf(key->name, sizeof(key->name), "%s", words[1]) >= (int)sizeof(key->name))
 		return -1;
 	size_t bin_len = 0;
 	const char *hex = words[n - 1];
@@ -325,7 +325,7 @@ long auth_receive(struct auth_session *s, const struct fw_hdr *h, const uint8_t 
 
 void auth_session_wipe(struct auth_session *s) { sodium_memzero(s, sizeof(*s)); }
 
-size_t fw_first_frame_len(const uint8_t *p, size_t len)
+size_t auth_first_record_len(const uint8_t *p, size_t len)
 {
 	struct fw_hdr h;
 	const char *why;

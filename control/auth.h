@@ -101,6 +101,6 @@ long auth_receive(struct auth_session *s, const struct fw_hdr *h, const uint8_t 
 void auth_session_wipe(struct auth_session *s);
 /* The length of the first whole frame at p (all of len when there is no
  * whole frame, capped at AUTH_RECORD_MAX): what goes in the first record. */
-size_t fw_first_frame_len(const uint8_t *p, size_t len);
+size_t auth_first_record_len(const uint8_t *p, size_t len);
 
 #endif

@@ -30,7 +30,7 @@ static int send_sealed(const struct fw_io *io, int fd, struct auth_session *s,
 {
 	struct fw_buf out = {0};
 	/* the first frame (HELLO) in a record of its own, as evconn does */
-	size_t first = fw_first_frame_len(req->data, req->len);
+	size_t first = auth_first_record_len(req->data, req->len);
 	for (size_t off = 0; off < req->len;) {
 		size_t n = req->len - off < AUTH_RECORD_MAX ? req->len - off : AUTH_RECORD_MAX;
 		if (off == 0)

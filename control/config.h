@@ -63,9 +63,9 @@ struct flare_config {
 	int heartbeat_interval_ms;
 	int heartbeat_timeout_ms;
 	int rank_interval_ms;
-	double rank_threshold; /* utilization change that triggers a re-rank */
-	int load_smoothing_ms; /* time constant of the replicas' smoothed request rates */
-	int handshake_timeout_ms;                  /* before HELLO (and the key's proof) */
+	double rank_threshold;    /* utilization change that triggers a re-rank */
+	int load_smoothing_ms;    /* time constant of the replicas' smoothed request rates */
+	int handshake_timeout_ms; /* before HELLO (and the key's proof) */
 	int max_connections, max_pending, max_pending_per_address; /* the manager's caps */
 
 	double monitor_util_threshold; /* change that triggers an immediate report */

@@ -183,10 +183,9 @@ static void print_usage(const struct daemon_spec *spec, FILE *f) { fputs(spec->u
 /* The key this daemon's role holds, in place of the one loaded: the
  * manager keeps the deployment's secret; the others derive theirs from it,
  * or were given their role's key. */
-static int daemon_role_key(const struct daemon_spec *spec, void *ctx, const struct flare_config *cfg,
-			   struct auth_key *key, char *err, size_t n)
+static int daemon_role_key(const struct daemon_spec *spec, void *ctx, struct auth_key *key,
+			   char *err, size_t n)
 {
-	(void)cfg;
 	if (spec->auth_role == 0) {
 		if (key->role != 0) {
 			snprintf(err, n, "it holds a %s key: %s needs the deployment's secret",
@@ -254,7 +253,7 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 		flare_config_free(&cfg);
 		return 1;
 	}
-	if (keyed && daemon_role_key(spec, ctx, &cfg, &key, err, sizeof(err)) < 0) {
+	if (keyed && daemon_role_key(spec, ctx, &key, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s:%d: auth_key_file %s: %s\n", spec->name, cfg.path,
 			cfg.auth_key_line, cfg.auth_key_file, err);
 		flare_config_free(&cfg);
@@ -321,7 +320,6 @@ struct metrics_conn {
 };
 
 struct metrics_guard {
-	struct event_base *base;
 	struct metrics_conn conns[METRICS_MAX_CONNS];
 	int n;
 	struct event *sweep;
@@ -399,7 +397,6 @@ static int metrics_cap(struct event_base *base, struct evhttp *h)
 	struct metrics_guard *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -1;
-	g->base = base;
 	g->sweep = event_new(base, -1, EV_PERSIST, metrics_sweep, g);
 	struct timeval tv = {1, 0};
 	if (!g->sweep || event_add(g->sweep, &tv) < 0) {

@@ -42,9 +42,10 @@ void evconn_close(struct evconn *c, const char *why)
 /* A frame a guarded connection may not send here, from its header: before
  * the keys, only the auth frame of its possible sizes; sealed frames no
  * larger than one record; before HELLO, small frames. */
-static const char *frame_refused(const struct evconn *c, struct evbuffer *in, const struct fw_hdr *h)
+static const char *frame_refused(const struct evconn *c, struct evbuffer *in,
+				 const struct fw_hdr *h)
 {
-	if (!c->guarded)
+	if (!c->guard_timer)
 		return NULL;
 	int raw = !c->auth || in != c->opened; /* the socket's bytes, not opened ones */
 	if (c->auth && raw) {
@@ -92,16 +93,20 @@ static long next_frame(struct evconn *c, struct evbuffer *in, struct fw_hdr *h, 
 	return (long)(FW_HDR_LEN + h->len);
 }
 
+static int arm_guard(struct evconn *c, uint64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	return evtimer_add(c->guard_timer, &tv);
+}
+
 static void rearm_idle(struct evconn *c)
 {
 	if (!c->guard_timer)
 		return;
-	if (c->idle_ms <= 0) {
+	if (c->idle_ms <= 0)
 		evtimer_del(c->guard_timer);
-		return;
-	}
-	struct timeval tv = {c->idle_ms / 1000, (c->idle_ms % 1000) * 1000};
-	evtimer_add(c->guard_timer, &tv);
+	else
+		arm_guard(c, (uint64_t)c->idle_ms);
 }
 
 /* Decodes the whole frames in `in` and hands them to the owner. */
@@ -180,7 +185,7 @@ static void unseal(struct evconn *c, struct evbuffer *in)
 			const uint8_t *p = held ? evbuffer_pullup(c->unsent, (ssize_t)held) : NULL;
 			/* the first frame (HELLO) in a record of its own: a guarded
 			 * peer takes only a small record before HELLO */
-			size_t first = fw_first_frame_len(p, held);
+			size_t first = auth_first_record_len(p, held);
 			if (held && (seal_out(c, p, first) < 0 ||
 				     (first < held && seal_out(c, p + first, held - first) < 0)))
 				break;
@@ -320,9 +325,7 @@ static void guard_check(evutil_socket_t fd, short what, void *arg)
 		}
 		next = end;
 	}
-	uint64_t ms = (next - now) / 1000000ull + 1;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	evtimer_add(c->guard_timer, &tv);
+	arm_guard(c, (next - now) / 1000000ull + 1);
 }
 
 int evconn_guard(struct evconn *c, int handshake_ms, int idle_ms)
@@ -330,14 +333,13 @@ int evconn_guard(struct evconn *c, int handshake_ms, int idle_ms)
 	c->guard_timer = evtimer_new(bufferevent_get_base(c->bev), guard_check, c);
 	if (!c->guard_timer)
 		return -1;
-	c->guarded = c->pre_hello = 1;
+	c->pre_hello = 1;
 	c->idle_ms = idle_ms;
 	c->last_frame_ns = flare_monotonic_ns();
 	c->handshake_end_ns = c->last_frame_ns + (uint64_t)handshake_ms * 1000000ull;
 	/* bytes no longer keep it open: the bufferevent's own timeout goes */
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	struct timeval tv = {handshake_ms / 1000, (handshake_ms % 1000) * 1000};
-	return evtimer_add(c->guard_timer, &tv);
+	return arm_guard(c, (uint64_t)handshake_ms);
 }
 
 int evconn_send(struct evconn *c, const struct fw_msg *m)

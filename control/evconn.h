@@ -37,11 +37,11 @@ struct evconn {
 	 * be framed, and what was sent before the peer's nonce came */
 	struct auth_session *auth;
 	struct evbuffer *opened, *unsent;
-	int auth_rejected;          /* closed because the peer failed to authenticate */
+	int auth_rejected; /* closed because the peer failed to authenticate */
 	/* evconn_guard: until the peer's HELLO, frames are small and the
 	 * handshake has a deadline; after it, only whole frames count as
 	 * activity (bytes alone keep nothing open) */
-	int guarded, pre_hello;
+	int pre_hello; /* guarded (guard_timer set) and no HELLO yet */
 	int idle_ms;
 	uint64_t handshake_end_ns, last_frame_ns;
 	struct event *guard_timer;

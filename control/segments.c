@@ -163,7 +163,8 @@ int flare_seg_user_sum(const struct flare_seg *g, uint64_t (*sum)[SS_N])
 	for (int i = 0; i < FLARE_USER_SLOTS; i++) {
 		if (!h.pid[i]) /* never used: never counted */
 			continue;
-		off_t at = (off_t)offsetof(struct flare_user_seg, slots) + (off_t)i * (off_t)sizeof(slot);
+		off_t at =
+		    (off_t)offsetof(struct flare_user_seg, slots) + (off_t)i * (off_t)sizeof(slot);
 		if (pread(fd, &slot, sizeof(slot), at) != (ssize_t)sizeof(slot))
 			goto out; /* truncated by its owner meanwhile */
 		for (int v = 0; v < FLARE_USER_SERVICES; v++)

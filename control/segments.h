@@ -26,7 +26,7 @@ struct flare_seg {
 	uid_t owner;
 	off_t size;
 	uint64_t ino;
-	int valid; /* USER: well formed, owned by the uid in its name */
+	int valid;          /* USER: well formed, owned by the uid in its name */
 	pid_t pid;          /* the table's writer or a NEW's maker; 0 otherwise */
 	int live_processes; /* USER: slots held by live processes */
 	int stale;          /* nothing uses it any more */

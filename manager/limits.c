@@ -46,7 +46,7 @@ static void warn_refused(struct manager *m, const char *ip, const char *why)
 		 (unsigned long long)m->conns_refused);
 }
 
-int limits_admit(struct manager *m, struct evconn *c, const struct sockaddr *sa, int len)
+void *limits_admit(struct manager *m, const struct sockaddr *sa, int len)
 {
 	struct conn_limits *l = m->limits;
 	const struct flare_config *cfg = m->cfg;
@@ -61,28 +61,23 @@ int limits_admit(struct manager *m, struct evconn *c, const struct sockaddr *sa,
 			      : NULL;
 	if (why) {
 		warn_refused(m, ip, why);
-		return -1;
+		return NULL;
 	}
 	if (!e) {
 		e = calloc(1, sizeof(*e));
 		if (!e)
-			return -1;
+			return NULL;
 		snprintf(e->ip, sizeof(e->ip), "%s", ip);
 		HASH_ADD_STR(l->by_addr, ip, e);
 	}
 	e->n++;
 	l->pending++;
 	l->conns++;
-	c->tag = e;
-	return 0;
+	return e;
 }
 
-static void unpend(struct conn_limits *l, struct evconn *c)
+static void unpend(struct conn_limits *l, struct addr_count *e)
 {
-	struct addr_count *e = c->tag;
-	if (!e)
-		return;
-	c->tag = NULL;
 	l->pending--;
 	if (--e->n == 0) {
 		HASH_DEL(l->by_addr, e);
@@ -90,11 +85,17 @@ static void unpend(struct conn_limits *l, struct evconn *c)
 	}
 }
 
-void limits_established(struct manager *m, struct evconn *c) { unpend(m->limits, c); }
-
-void limits_closed(struct manager *m, struct evconn *c)
+void limits_established(struct manager *m, struct evconn *c)
 {
-	unpend(m->limits, c);
+	if (c->tag)
+		unpend(m->limits, c->tag);
+	c->tag = NULL;
+}
+
+void limits_closed(struct manager *m, void *tag)
+{
+	if (tag)
+		unpend(m->limits, tag);
 	m->limits->conns--;
 }
 

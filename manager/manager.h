@@ -89,7 +89,7 @@ struct manager {
 	uint64_t frames_rejected; /* frames out of place from peers (closed) */
 	uint64_t conns_refused;   /* connections over a bound (limits.c) */
 	struct conn_limits *limits;
-	int reloading;            /* SIGHUP: ranking without pushing deltas */
+	int reloading; /* SIGHUP: ranking without pushing deltas */
 
 	/* on-demand rebinding (balance.c): the moves published, when each was
 	 * planned, when each service was last planned */
@@ -159,10 +159,13 @@ char *status_render(struct manager *m, int json);
 /* limits.c: connections in all and before HELLO (per address too) */
 int limits_init(struct manager *m);
 void limits_free(struct manager *m);
-/* 0: admitted (counted as pending until limits_established); -1: close it */
-int limits_admit(struct manager *m, struct evconn *c, const struct sockaddr *sa, int len);
+/* A connection from sa, before anything is made for it: its tag (for
+ * evconn.tag; counted as pending until limits_established), or NULL when
+ * it is over a bound and is to be closed at once. */
+void *limits_admit(struct manager *m, const struct sockaddr *sa, int len);
 void limits_established(struct manager *m, struct evconn *c);
-void limits_closed(struct manager *m, struct evconn *c);
+/* tag: the connection's, NULL once it said HELLO */
+void limits_closed(struct manager *m, void *tag);
 int limits_pending(const struct manager *m);
 int limits_connections(const struct manager *m);
 

@@ -29,7 +29,7 @@ static void on_close(struct evconn *c, const char *why)
 {
 	struct manager *m = c->owner;
 	conn_unlink(m, c);
-	limits_closed(m, c);
+	limits_closed(m, c->tag);
 	if (c->auth_rejected)
 		m->auth_rejected++;
 	if (c->role == FW_ROLE_MONITOR && host_of(c) >= 0) {
@@ -231,15 +231,6 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 
 static const struct evconn_ops ops = {.on_msg = on_msg, .on_close = on_close};
 
-static void refused_msg(struct evconn *c, struct fw_msg *msg)
-{
-	(void)c;
-	(void)msg;
-}
-
-/* a connection closed as it arrived: nothing was counted for it */
-static const struct evconn_ops refused_ops = {.on_msg = refused_msg};
-
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
 		      void *arg)
 {
@@ -247,16 +238,18 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	char peer[64];
 	(void)l;
 	describe_peer(sa, len, peer, sizeof(peer));
-	struct evconn *c = evconn_accept(m->base, fd, peer, 0, &refused_ops, m);
+	void *tag = limits_admit(m, sa, len);
+	if (!tag) {
+		evutil_closesocket(fd); /* over a bound: nothing made for it */
+		return;
+	}
+	struct evconn *c = evconn_accept(m->base, fd, peer, 0, &ops, m);
 	if (!c) {
 		log_error("%s: cannot set up the connection", peer);
+		limits_closed(m, tag);
 		return;
 	}
-	if (limits_admit(m, c, sa, len) < 0) {
-		evconn_close(c, "over a connection bound");
-		return;
-	}
-	c->ops = &ops;
+	c->tag = tag;
 	c->next = m->conns;
 	if (m->conns)
 		m->conns->prev = c;

@@ -68,8 +68,7 @@ def cleanup():
             pass
     for name in _shms:
         # the table, tables being made, each user's counters and turns
-        segs = [name] + [name + e[len(os.path.basename(name)):] for e in _shm_entries()
-                         if e.startswith(os.path.basename(name) + ".")]
+        segs = [name] + ["/" + e for e in _shm_entries() if e.startswith(name[1:] + ".")]
         for seg in segs:
             try:
                 os.unlink("/dev/shm" + seg)

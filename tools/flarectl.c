@@ -252,13 +252,10 @@ int main(int argc, char **argv)
 		snprintf(cfg.auth_key_file, sizeof(cfg.auth_key_file), "%s", key_file);
 	int keyed = auth_config_key(&cfg, &held, err, sizeof(err));
 	/* an operator's key: given, or derived from the secret */
-	if (keyed > 0 && auth_key_for(&held, FW_ROLE_CTL, "", &key, err, sizeof(err)) < 0) {
-		fprintf(stderr, "flarectl: %s: %s\n", cfg.auth_key_file, err);
-		keyed = -2;
-	}
-	if (keyed < 0) {
-		if (keyed == -1)
-			fprintf(stderr, "flarectl: %s\n", err);
+	if (keyed < 0 ||
+	    (keyed > 0 && auth_key_for(&held, FW_ROLE_CTL, "", &key, err, sizeof(err)) < 0)) {
+		fprintf(stderr, "flarectl: %s%s%s\n", keyed > 0 ? cfg.auth_key_file : "",
+			keyed > 0 ? ": " : "", err);
 		flare_config_free(&cfg);
 		return 1;
 	}

@@ -24,8 +24,9 @@ int cmd_key(const struct flare_config *cfg, const char *role_name, const char *h
 	int keyed = auth_config_key(cfg, &secret, err, sizeof(err));
 	if (keyed <= 0 || secret.role != 0) {
 		fprintf(stderr, "flarectl: %s\n",
-			keyed < 0 ? err : keyed == 0 ? "the config sets no auth_key_file"
-						     : "auth_key_file holds a role key, not the secret");
+			keyed < 0    ? err
+			: keyed == 0 ? "the config sets no auth_key_file"
+				     : "auth_key_file holds a role key, not the secret");
 		return 1;
 	}
 	int rc = auth_key_for(&secret, role, host ? host : "", &k, err, sizeof(err)) < 0 ||

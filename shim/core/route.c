@@ -22,9 +22,7 @@
 #define RETRY_NS 1000000000ull
 
 struct table {
-	struct flare_tbl_reader r; /* first: the API takes &t->r */
-	ino_t ino;
-	uid_t owner; /* who made the segment: the deployment's agent */
+	struct flare_tbl_reader r; /* first: the API takes &t->r; r.owner made it */
 };
 static struct table *cur; /* immutable once published */
 static uint64_t next_check_ns;
@@ -108,8 +106,6 @@ static struct table *reopen(struct table *seen, int eager)
 		struct table *n = malloc(sizeof(*n));
 		if (n) {
 			n->r = tmp;
-			n->ino = (ino_t)tmp.ino;
-			n->owner = (uid_t)tmp.owner;
 			__atomic_store_n(&cur, n, __ATOMIC_RELEASE);
 			r = n;
 			memset(said, 0, sizeof(said));
@@ -143,7 +139,7 @@ static struct table *replaced(struct table *t)
 		return NULL;
 	__atomic_store_n(&next_check_ns, now + RETRY_NS, __ATOMIC_RELAXED);
 	ino_t ino = name_ino();
-	return ino && ino != t->ino ? reopen(t, 0) : NULL;
+	return ino && (uint64_t)ino != t->r.ino ? reopen(t, 0) : NULL;
 }
 
 /* eager: a server's registration (its callers retry at most every 100 ms)
@@ -213,7 +209,7 @@ int route_peer_trusted(int fd, uid_t *peer_uid)
 		return 0;
 	}
 	*peer_uid = cred.uid;
-	return cred.uid == 0 || (t && cred.uid == t->owner);
+	return cred.uid == 0 || (t && cred.uid == (uid_t)t->r.owner);
 }
 
 uint64_t route_table_gen(void)

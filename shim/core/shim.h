@@ -64,7 +64,7 @@ extern struct flare_user_slot *flare_user_slot;
 		STAT_ADD(f, (n));                                                                  \
 		struct flare_user_slot *s_ = __atomic_load_n(&flare_user_slot, __ATOMIC_ACQUIRE);  \
 		if (s_)                                                                            \
-			__atomic_add_fetch(&s_->v[(svc) % FLARE_USER_SERVICES][ss], (n),       \
+			__atomic_add_fetch(&s_->v[(svc) % FLARE_USER_SERVICES][ss], (n),           \
 					   __ATOMIC_RELAXED);                                      \
 	} while (0)
 /* Claims this process's slot on its first call (later ones: one load) */

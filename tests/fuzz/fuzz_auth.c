@@ -102,7 +102,8 @@ static void speak_sealed(int fd, const uint8_t *plain, size_t len, uint8_t seed)
 			got += (size_t)r;
 	}
 	const char *why;
-	if (got != sizeof(hello) || auth_key_for(&key, FW_ROLE_AGENT, "", &agent, err, sizeof(err)) ||
+	if (got != sizeof(hello) ||
+	    auth_key_for(&key, FW_ROLE_AGENT, "", &agent, err, sizeof(err)) ||
 	    auth_session_init(&s, &agent, 1) < 0 ||
 	    auth_take_hello(&s, hello + FW_HDR_LEN, AUTH_HELLO_MIN, &why) < 0)
 		abort();
