@@ -77,7 +77,7 @@
  *
  *   event             from              to
  *   TE_FRAMED         FIRST             FRAMED
- *   TE_SESSION_PROTO  FIRST             FIRST_SESSION
+ *   TE_SESSION_PROTO  FIRST, FRAMED     FIRST_SESSION (the very first bytes)
  *   TE_READ           FIRST             STATELESS (declared) | SESSION
  *                     FIRST_SESSION     SESSION
  *   TE_SERVER_FIRST   FIRST, FIRST_SESSION  SESSION (a byte read before any written)
@@ -145,6 +145,12 @@ enum fconn_state {
 
 enum fconn_xchg { FX_FRESH, FX_REQUEST, FX_OVERSIZE, FX_ANSWERED };
 
+/* A TLS session over the connection (tls.h): none seen, linked (the
+ * exchange is the session's plaintext, fed by the SSL hooks), or refused
+ * (the socket's bytes are not one session's alone: the socket rules) */
+enum fconn_tls { FT_NONE, FT_LINKED, FT_OFF };
+struct tls_sess;
+
 /* epoll registrations of a connection's descriptors (epreg.c) */
 struct ep_reg {
 	int epfd, fd;
@@ -202,6 +208,7 @@ struct fconn {
 	 * may share the CPU and evict them between two requests) */
 	int state;                    /* [claim] enum fconn_state, read with atomic loads */
 	uint8_t binding;              /* [init] the service's enum flare_binding */
+	uint8_t tls;                  /* [atom] enum fconn_tls: a TLS session linked to it */
 	uint8_t replay;               /* [init] the service's replay mode */
 	uint32_t request_timeout_ms;  /* [init] */
 	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
@@ -210,6 +217,15 @@ struct fconn {
 	uint8_t rd_waits;  /* [atom] 0: reads find their bytes waiting; else waits since (io.c) */
 	int timeouts_owed; /* [atom] flare's TCP timeouts not set yet */
 	uint64_t timeouts_due_ms; /* published by timeouts_owed (release) */
+	/* bytes the socket hooks moved on the socket in use (relaxed: a count
+	 * two threads race on disagrees with the session's, and so is not
+	 * healed) and its first bytes' session protocol (tls_link.c) */
+	uint64_t sock_rd, sock_wr;
+	uint8_t sess_proto; /* [lock] enum flare_session_proto of the first bytes written */
+	uint8_t svc_proto;  /* [init] the service's protocol, for a linked session's plaintext */
+	uint8_t tls_sock_failed; /* [atom] the linked session's socket failed (reset, EOF, EPIPE) */
+	uint8_t tls_pipe_owed;   /* [atom] an EPIPE the program would have had SIGPIPE for */
+	struct tls_sess *tls_sess; /* [atom] the linked session (tls_table.c) */
 
 	/* the exchange */
 	int xchg;              /* [atom] enum fconn_xchg; moved under [lock] by writes */

@@ -124,7 +124,7 @@ static void first_bytes(struct fconn *fc, const struct iovec *iov, size_t n)
 {
 	const uint8_t *p = iov[0].iov_base;
 	size_t k = iov[0].iov_len < n ? iov[0].iov_len : n;
-	if (exchange_session_proto(p, k) != SESSION_NONE) {
+	if (fc->sess_proto != SESSION_NONE) {
 		if (fc->proto == PROTO_AUTO)
 			__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
 		trust_event(fc, TE_SESSION_PROTO);
@@ -144,6 +144,19 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	int locked = request_lock(fc);
 	int from = xchg_load(fc), to = from;
 	if (n && from != FX_REQUEST) {
+		/* the connection's very first bytes: whatever the framer makes of
+		 * them, a TLS session's are known for what they are (tls_link.c) */
+		if (from == FX_FRESH && iovcnt > 0 && !fc->n_req) {
+			fc->sess_proto = (uint8_t)exchange_session_proto(
+			    iov[0].iov_base, iov[0].iov_len < n ? iov[0].iov_len : n);
+			if (fc->sess_proto != SESSION_NONE && fconn_framed(fc)) {
+				/* the service's framer does not read this protocol's bytes */
+				__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
+				fc->head = fc->len = 0;
+				fc->q_n = fc->q_first = 0;
+				trust_event(fc, TE_SESSION_PROTO);
+			}
+		}
 		if (from == FX_FRESH && iovcnt > 0 && fconn_trust(fc) == TR_FIRST)
 			first_bytes(fc, iov, n);
 		fc->n_req++; /* a request begins (dead_req, heal_req read it) */

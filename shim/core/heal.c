@@ -58,7 +58,7 @@ int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
  * under reactive failover when the program blocks anyway, else the table's
  * ranking (order.c): a non-blocking program is never made to wait for the
  * manager's answer. */
-static int targets(const struct fconn *fc, const struct flare_route *rt, int async, uint8_t *out)
+int heal_targets(const struct fconn *fc, const struct flare_route *rt, int async, uint8_t *out)
 {
 	uint8_t asked[FLARE_MAX_REPLICAS];
 	uint32_t tried = __atomic_load_n(&fc->replayed, __ATOMIC_RELAXED);
@@ -77,7 +77,7 @@ static void sleep_ms(int ms)
  * with nothing read, or failed again right after it answered the replayed
  * request: a session the new replica does not share (the program's own
  * reconnect would rebuild it; flare cannot). [claim] */
-static int replay_refused(const struct fconn *fc)
+int heal_replay_refused(const struct fconn *fc)
 {
 	if (!fc->heal_ms)
 		return 0; /* never healed */
@@ -162,6 +162,8 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 {
 	if (flare_in_foreign_child() || fconn_first_fd(fc) < 0)
 		return -1;
+	if (fconn_tls_linked(fc))
+		return tls_abandon_socket(fc, why); /* the SSL hook heals the session */
 	if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
 		return 0;
 	if (!fconn_claim(fc))
@@ -183,7 +185,7 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 			  why);
 		goto out;
 	}
-	if (replay_refused(fc)) {
+	if (heal_replay_refused(fc)) {
 		trust_event(fc, TE_REFUSED);
 		log_warn("%s: the last heal's replay was refused; this connection is not healed "
 			 "again (the program's own reconnect fails over)",
@@ -199,7 +201,7 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	uint64_t t0 = flare_monotonic_ns();
 	watch_demote(&rt);
 	uint32_t len = exchange_replay_len(fc), from = exchange_replay_from(fc);
-	int n = targets(fc, &rt, async, order);
+	int n = heal_targets(fc, &rt, async, order);
 	const char *name = rt.reps[fc->cur].name;
 	if (n == 0) {
 		log_warn("service %s: %s (%s): every replica already had this request from a heal "
@@ -248,7 +250,8 @@ out:
 int heal_on_event(int fd, int peek)
 {
 	struct fconn *fc = fdtab_get(fd);
-	if (!fc || fconn_state(fc) != FC_READY || !exchange_healable(fc) ||
+	/* a linked session's failure stands: the program's SSL call heals it */
+	if (!fc || fconn_state(fc) != FC_READY || fconn_tls_linked(fc) || !exchange_healable(fc) ||
 	    flare_in_foreign_child())
 		return 0;
 	/* reply bytes (perhaps all of a reply, then the close) are the

@@ -97,7 +97,7 @@ static void write_stats(const struct flare_stats *s)
 	const char *path = getenv("FLARE_STATS");
 	if (!path || !*path)
 		return;
-	char line[512];
+	char line[1024];
 	int n = snprintf(line, sizeof(line), "pid=%d", (int)flare_pid);
 #define FLARE_STATS_PRINT(name)                                                                    \
 	n += snprintf(line + n, sizeof(line) - (size_t)n, " " #name "=%llu",                       \

@@ -130,6 +130,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 	if ((op == R_RECV ? len : iov_total(msg->msg_iov, msg->msg_iovlen)) == 0 ||
 	    (flags & MSG_OOB))
 		return do_read(op, fd, buf, len, msg, flags);
+	tls_call_saw(fc, fd);
 	uint64_t deadline = 0;
 	int have_deadline = 0, slices = 0;
 	for (;;) {
@@ -221,6 +222,11 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		if (n == -2)
 			n = do_read(op, fd, buf, len, msg, flags);
 		if (n > 0) {
+			if (!(flags & MSG_PEEK))
+				sock_count(&fc->sock_rd, n);
+			/* a linked session's bytes: its plaintext is the exchange */
+			if (fconn_tls_linked(fc))
+				return n;
 			if (flags & MSG_TRUNC)
 				fconn_taint(fd, "MSG_TRUNC discarded reply bytes");
 			if (!(flags & MSG_PEEK)) {
@@ -249,7 +255,11 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		}
 		if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
 			continue; /* another thread swapped the socket under us */
-		if (n == 0 || is_conn_failure(err)) {
+		if ((n == 0 || is_conn_failure(err)) && fconn_tls_linked(fc)) {
+			tls_sock_failed(fc); /* OpenSSL meets it; the SSL hook heals */
+			if (n == 0)
+				return 0;
+		} else if (n == 0 || is_conn_failure(err)) {
 			if (heal(fc, gen, n == 0 ? "EOF before the reply" : strerror(err),
 				 nonblocking(fd, flags)) == 0)
 				continue;
@@ -283,6 +293,7 @@ ssize_t flare_readv_managed(struct fconn *fc, int fd, const struct iovec *iov, i
 static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t len,
 			     const struct msghdr *msg, int flags)
 {
+	tls_call_saw(fc, fd);
 	for (;;) {
 		/* one load on the common path: READY, nothing owed or pending */
 		if (fconn_state(fc) != FC_READY) {
@@ -303,13 +314,16 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 				return -1;
 			}
 		}
-		if (fc->binding != FLARE_BINDING_SESSION)
+		if (fc->binding != FLARE_BINDING_SESSION && !fconn_tls_linked(fc))
 			rebind_at_write(fc, fd);
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		ssize_t n = msg ? real.sendmsg(fd, msg, flags | MSG_NOSIGNAL)
 				: real.send(fd, buf, len, flags | MSG_NOSIGNAL);
 		if (n >= 0) {
 			timeouts_settle(fc, 1);
+			sock_count(&fc->sock_wr, n);
+			if (fconn_tls_linked(fc))
+				return n;
 			if (msg)
 				exchange_wrote(fc, msg->msg_iov, (int)msg->msg_iovlen, (size_t)n);
 			else
@@ -329,7 +343,15 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 		}
 		if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
 			continue;
-		if (is_conn_failure(err)) {
+		if (is_conn_failure(err) && fconn_tls_linked(fc)) {
+			tls_sock_failed(fc);
+			/* SIGPIPE waits for the SSL hook's verdict: a heal owes none */
+			if (err == EPIPE && !(flags & MSG_NOSIGNAL) && flare_tls_call.depth) {
+				__atomic_store_n(&fc->tls_pipe_owed, 1, __ATOMIC_RELEASE);
+				errno = err;
+				return -1;
+			}
+		} else if (is_conn_failure(err)) {
 			/* nothing of this request went out: a reconnect re-runs nothing */
 			exchange_write_failed(fc);
 			if (heal(fc, gen, strerror(err), nonblocking(fd, flags)) == 0)

@@ -36,6 +36,7 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 	fc->user_timeout_ms = rt->svc.user_timeout_ms;
 	fc->request_timeout_ms = rt->svc.request_timeout_ms;
 	fc->unsafe_ok = rt->svc.replay_unsafe;
+	fc->svc_proto = rt->svc.protocol;
 	if (rt->svc.protocol >= PROTO_REDIS && rt->svc.protocol <= PROTO_MEMCACHED)
 		framed_start(fc, rt->svc.protocol);
 	else

@@ -66,14 +66,7 @@ static int read_reply(int fd, int proto, uint8_t *kept, uint32_t *kept_len, uint
 	}
 }
 
-/* One entry of the log at off: the command, and the reply the program got. */
-struct sess_entry {
-	const uint8_t *cmd, *rep;
-	uint32_t req, rep_len, next;
-	int whole;
-};
-
-static void entry_at(const uint8_t *log, uint32_t off, struct sess_entry *e)
+void session_entry_at(const uint8_t *log, uint32_t off, struct sess_entry *e)
 {
 	e->req = (uint32_t)log[off] << 8 | log[off + 1];
 	e->cmd = log + off + 2;
@@ -85,8 +78,8 @@ static void entry_at(const uint8_t *log, uint32_t off, struct sess_entry *e)
 
 /* A reply kept whole must come back the same; a longer one of the same
  * type and not an error. */
-static int same_reply(const struct sess_entry *e, const uint8_t *got, uint32_t got_len,
-		      uint8_t rflags, const char *replica)
+int session_same_reply(const struct sess_entry *e, const uint8_t *got, uint32_t got_len,
+		       uint8_t rflags, const char *replica)
 {
 	int same = e->whole ? got_len == e->rep_len && memcmp(got, e->rep, e->rep_len) == 0
 			    : got_len && e->rep_len && got[0] == e->rep[0] && !(rflags & RP_ERROR);
@@ -111,7 +104,7 @@ int session_async_step(struct fconn *fc, int fd)
 	uint32_t n = fc->sess_len;
 	while (fc->sess_step && fc->sess_at < n) {
 		struct sess_entry e;
-		entry_at(log, fc->sess_at, &e);
+		session_entry_at(log, fc->sess_at, &e);
 		if (fc->sess_step == 1) {
 			ssize_t w = real.send(fd, e.cmd + fc->sess_sent, e.req - fc->sess_sent,
 					      MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -146,7 +139,8 @@ int session_async_step(struct fconn *fc, int fd)
 				continue;
 			/* nothing may follow it: nothing else was asked */
 			if (off != (size_t)r ||
-			    !same_reply(&e, fc->sess_got, fc->sess_got_len, rflags, "a replica"))
+			    !session_same_reply(&e, fc->sess_got, fc->sess_got_len, rflags,
+						"a replica"))
 				return -1;
 			fc->sess_at = e.next;
 			fc->sess_step = 1;
@@ -170,7 +164,7 @@ int session_replay(struct fconn *fc, int fd, int timeout_ms, const char *replica
 	int64_t end = (int64_t)flare_monotonic_ms() + timeout_ms;
 	for (uint32_t off = 0; off < n;) {
 		struct sess_entry e;
-		entry_at(log, off, &e);
+		session_entry_at(log, off, &e);
 		uint8_t got[FLARE_SESSION_REPLY], rflags = 0;
 		uint32_t got_len;
 		off = e.next;
@@ -180,7 +174,7 @@ int session_replay(struct fconn *fc, int fd, int timeout_ms, const char *replica
 			log_warn("session replay to %s: no reply in time", replica);
 			return -1;
 		}
-		if (!same_reply(&e, got, got_len, rflags, replica))
+		if (!session_same_reply(&e, got, got_len, rflags, replica))
 			return -1;
 	}
 	return 0;

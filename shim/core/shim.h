@@ -47,7 +47,9 @@ static inline int flare_threaded(void) { return !__libc_single_threaded; }
 	X(replay_bytes)                                                                            \
 	X(passed_errors)                                                                           \
 	X(table_dead_wakeups)                                                                      \
-	X(request_timeouts) X(queries_answered) X(queries_failed) X(rebinds) X(switches)
+	X(request_timeouts)                                                                        \
+	X(queries_answered) X(queries_failed) X(rebinds) X(switches) X(tls_linked) X(tls_heals)    \
+	    X(tls_refused)
 #define FLARE_STATS_FIELD(name) uint64_t name;
 struct flare_stats {
 	FLARE_STATS_FIELDS(FLARE_STATS_FIELD)
@@ -207,6 +209,11 @@ int fconn_swap(struct fconn *fc, int nfd);
  * `gen`. Returns 0 when the caller should retry its call (healed, or healed
  * by another thread), -1 when the failure must surface. */
 int heal(struct fconn *fc, uint32_t gen, const char *why, int async);
+/* The order of replicas a heal tries after fc->cur failed (asking the
+ * manager only when async is 0), and whether the last heal's replay was
+ * refused (the connection is not healed again). [claim] */
+int heal_targets(const struct fconn *fc, const struct flare_route *rt, int async, uint8_t *out);
+int heal_replay_refused(const struct fconn *fc);
 /* A heal's new connection failing this soon with nothing read refused the
  * replay (a replica that dies has been up longer than that). */
 #define FLARE_REFUSED_MS 100
@@ -335,6 +342,16 @@ int session_replay(struct fconn *fc, int fd, int timeout_ms, const char *replica
  * over on another socket), then step: 1 while under way (fd not ready),
  * 0 done, -1 (logged) when the new connection must not be used. [claim] */
 void session_async_start(struct fconn *fc);
+/* One entry of the log at off: the command, and the reply the program got;
+ * and whether a replica's reply to it is the same (logged when not). */
+struct sess_entry {
+	const uint8_t *cmd, *rep;
+	uint32_t req, rep_len, next;
+	int whole;
+};
+void session_entry_at(const uint8_t *log, uint32_t off, struct sess_entry *e);
+int session_same_reply(const struct sess_entry *e, const uint8_t *got, uint32_t got_len,
+		       uint8_t rflags, const char *replica);
 int session_async_step(struct fconn *fc, int fd);
 
 /* ---- watch.c: requests on replicas that will not answer ---- */
@@ -388,6 +405,47 @@ static inline int wait_is_plain(void)
  * indexes, best first; -1 (logged) when no answer came, and the caller
  * uses the table's ranking. */
 int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t *out);
+
+/* ---- TLS sessions over managed connections (tls.h has the rest) ---- */
+/* The hooked SSL call a thread is in, and the managed descriptor its BIO
+ * touched (the socket hooks fill it in): that is how a session finds its
+ * connection, whatever BIO the program gave it. */
+struct tls_call {
+	const void *ssl;
+	struct fconn *fc;
+	int fd;
+	uint8_t depth, mixed;
+};
+extern __thread struct tls_call flare_tls_call __attribute__((tls_model("initial-exec")));
+static inline void tls_call_saw(struct fconn *fc, int fd)
+{
+	struct tls_call *c = &flare_tls_call;
+	if (__builtin_expect(!c->depth, 1))
+		return;
+	if (c->fc && (c->fc != fc || c->fd != fd))
+		c->mixed = 1; /* one call, two connections: not a session on one socket */
+	c->fc = fc;
+	c->fd = fd;
+}
+static inline int fconn_tls_linked(const struct fconn *fc)
+{
+	return __atomic_load_n(&fc->tls, __ATOMIC_ACQUIRE) == FT_LINKED;
+}
+/* The socket hooks' part for a linked connection: its socket failed
+ * (reset, EOF, EPIPE), which the SSL hook that sees OpenSSL fail acts on. */
+void tls_sock_failed(struct fconn *fc);
+/* A heal asked of a linked connection (watch.c: a dead replica, an overdue
+ * reply) shuts its socket's reading side, so that OpenSSL meets the
+ * failure in the program's own call and the SSL hook heals there; 0. */
+int tls_abandon_socket(struct fconn *fc, const char *why);
+/* TLS heals under way, and their progress from the readiness waits */
+extern int flare_tls_healing;
+int tls_progress_all(void);
+/* A relaxed count: no locked instruction on the request path */
+static inline void sock_count(uint64_t *c, ssize_t n)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + (uint64_t)n, __ATOMIC_RELAXED);
+}
 
 /* ---- io.c: shared bodies of the read and write families ---- */
 /* The descriptor's O_NONBLOCK, read once between two of the program's own

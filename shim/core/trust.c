@@ -19,7 +19,9 @@ static const uint8_t next[TR_N][TE_N] = {
 			  TR_TAINTED, TR_BROKEN},
     [TR_STATELESS] = {TR_STATELESS, TR_STATELESS, TR_STATELESS, TR_STATELESS, TR_STATELESS,
 		      TR_TAINTED, TR_BROKEN},
-    [TR_FRAMED] = {TR_FRAMED, TR_FRAMED, TR_FRAMED, TR_FRAMED, STL_OR_SESSION, TR_TAINTED,
+    /* a configured framer meets a session protocol's first bytes (TLS to
+     * a service whose plaintext is HTTP): they are that protocol's */
+    [TR_FRAMED] = {TR_FRAMED, TR_FIRST_SESSION, TR_FRAMED, TR_FRAMED, STL_OR_SESSION, TR_TAINTED,
 		   TR_BROKEN},
     [TR_SESSION] = {TR_SESSION, TR_SESSION, TR_SESSION, TR_SESSION, TR_SESSION, TR_TAINTED,
 		    TR_BROKEN},

@@ -49,6 +49,9 @@ int wait_slice(int timeout)
 	 * waiting for the new socket's POLLOUT */
 	if (__atomic_load_n(&flare_n_pending, __ATOMIC_ACQUIRE) && nb_progress_all())
 		return at_most(timeout, 1);
+	/* and a TLS heal's connect and first flight (tls_heal.c) */
+	if (__atomic_load_n(&flare_tls_healing, __ATOMIC_ACQUIRE) && tls_progress_all())
+		return at_most(timeout, 1);
 	if (__atomic_load_n(&flare_n_timeouts_owed, __ATOMIC_ACQUIRE))
 		timeout = at_most(timeout, FLARE_TIMEOUTS_DEFER_MS);
 	/* a reply awaited: its replica may die or hang meanwhile (watch.c) */

@@ -388,6 +388,20 @@ static void test_trust_session_protocols(void **state)
 		assert_false(exchange_healable(fc));
 		fconn_release(fc);
 	}
+	/* a configured framer does not take a TLS ClientHello for its
+	 * protocol's bytes, declared stateless or not */
+	for (int stl = 0; stl < 2; stl++) {
+		struct fconn *fc =
+		    conn_with(stl ? FLARE_REPLAY_REQUEST_REPLY : FLARE_REPLAY_AUTO, 64);
+		framed_start(fc, PROTO_HTTP);
+		exchange_wrote_buf(fc, tls, sizeof(tls));
+		assert_int_equal(fconn_trust(fc), TR_FIRST_SESSION);
+		assert_false(fconn_framed(fc));
+		assert_int_equal(fc->sess_proto, SESSION_TLS);
+		got(fc, "x");
+		assert_int_equal(fconn_trust(fc), TR_SESSION);
+		fconn_release(fc);
+	}
 }
 
 static void test_trust_taint(void **state)

@@ -1,0 +1,138 @@
+/* OpenSSL's session life: SSL_connect and SSL_do_handshake (where a
+ * session's handshake completes and it may be linked to its connection),
+ * SSL_shutdown and SSL_get_shutdown (answered by the session in use),
+ * SSL_clear and SSL_free (the library forgets the session), and
+ * SSL_set_alpn_protos (a heal must offer the same list). */
+#include "hook.h"
+#include "tls.h"
+
+#include <string.h>
+
+#define SSL_HOOK_START(fn, fail)                                                                   \
+	tls_resolve();                                                                             \
+	if (!ossl.fn)                                                                              \
+		return fail;                                                                       \
+	if (flare_disabled)
+
+static struct tls_sess *known(const SSL *s)
+{
+	return __atomic_load_n(&flare_tls_sessions, __ATOMIC_ACQUIRE) ? tls_find(s) : NULL;
+}
+
+/* The handshake calls: the program's own session's are watched for its
+ * link; a healed session answers for itself (its handshake is done, or a
+ * heal's is under way). */
+static int handshake(SSL *s, int (*fn)(SSL *))
+{
+	struct tls_sess *t = known(s);
+	if (t && (t->cur != s || t->step != HS_NONE)) {
+		tls_lock(t);
+		int r = 1;
+		if (t->step != HS_NONE) {
+			int h = tls_heal_continue(t);
+			if (h <= 0) {
+				errno = h < 0 ? t->fail_errno : EAGAIN;
+				r = -1;
+			}
+		}
+		if (r == 1) {
+			t->synth = 0;
+			r = fn(t->cur);
+		}
+		tls_unlock(t);
+		return r;
+	}
+	if (!__atomic_load_n(&flare_n_managed, __ATOMIC_ACQUIRE))
+		return fn(s);
+	struct tls_call saved = flare_tls_call;
+	flare_tls_call = (struct tls_call){.ssl = s, .fd = -1, .depth = 1};
+	int r = fn(s);
+	int e = errno;
+	if (flare_tls_call.fc && (!t || !tls_conn(t)))
+		tls_maybe_link(s);
+	int touched = flare_tls_call.fc != NULL;
+	flare_tls_call = saved;
+	if (saved.depth && touched)
+		flare_tls_call.mixed = 1;
+	errno = e;
+	return r;
+}
+
+FLARE_EXPORT int SSL_connect(SSL *s)
+{
+	SSL_HOOK_START(SSL_connect, -1) return ossl.SSL_connect(s);
+	return handshake(s, ossl.SSL_connect);
+}
+
+FLARE_EXPORT int SSL_do_handshake(SSL *s)
+{
+	SSL_HOOK_START(SSL_do_handshake, -1) return ossl.SSL_do_handshake(s);
+	return handshake(s, ossl.SSL_do_handshake);
+}
+
+FLARE_EXPORT int SSL_shutdown(SSL *s)
+{
+	SSL_HOOK_START(SSL_shutdown, -1) return ossl.SSL_shutdown(s);
+	struct tls_sess *t = known(s);
+	if (!t || (t->cur == s && t->step == HS_NONE))
+		return ossl.SSL_shutdown(s);
+	tls_lock(t);
+	int r;
+	if (t->step != HS_NONE) {
+		/* no session to close on the socket in place: as on a dead one */
+		t->synth = SSL_ERROR_SYSCALL;
+		errno = EPIPE;
+		r = -1;
+	} else {
+		t->synth = 0;
+		r = ossl.SSL_shutdown(t->cur);
+	}
+	tls_unlock(t);
+	return r;
+}
+
+FLARE_EXPORT int SSL_get_shutdown(const SSL *s)
+{
+	SSL_HOOK_START(SSL_get_shutdown, 0) return ossl.SSL_get_shutdown(s);
+	struct tls_sess *t = known(s);
+	return ossl.SSL_get_shutdown(t && t->step == HS_NONE ? t->cur : s);
+}
+
+FLARE_EXPORT void SSL_free(SSL *s)
+{
+	tls_resolve();
+	if (!ossl.SSL_free)
+		return;
+	if (s && known(s))
+		tls_forget(s);
+	ossl.SSL_free(s);
+}
+
+FLARE_EXPORT int SSL_clear(SSL *s)
+{
+	SSL_HOOK_START(SSL_clear, 0) return ossl.SSL_clear(s);
+	/* the program makes the object another session: the library's link
+	 * and sessions of its own go, and its connection keeps the socket rules */
+	if (known(s))
+		tls_forget(s);
+	return ossl.SSL_clear(s);
+}
+
+FLARE_EXPORT int SSL_set_alpn_protos(SSL *s, const unsigned char *protos, unsigned int len)
+{
+	SSL_HOOK_START(SSL_set_alpn_protos, 1) return ossl.SSL_set_alpn_protos(s, protos, len);
+	int r = ossl.SSL_set_alpn_protos(s, protos, len);
+	if (r != 0 || !__atomic_load_n(&flare_n_managed, __ATOMIC_ACQUIRE) || !tls_usable())
+		return r;
+	struct tls_sess *t = tls_get(s);
+	if (t) {
+		tls_lock(t);
+		/* a list too long to keep: a heal could not offer it (not healed) */
+		t->alpn_set = len <= sizeof(t->alpn) ? 1 : 2;
+		t->alpn_len = len <= sizeof(t->alpn) ? (uint16_t)len : 0;
+		if (len && len <= sizeof(t->alpn))
+			memcpy(t->alpn, protos, len);
+		tls_unlock(t);
+	}
+	return r;
+}
