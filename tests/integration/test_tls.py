@@ -77,11 +77,11 @@ def listening(port):
         return False
 
 
-def nginx_tls_deployment(wrong=()):
+def nginx_tls_deployment(wrong=(), primary=False):
     """Three nginx replicas with TLS, each in front of a slow backend of its
     own; the replicas in `wrong` present a certificate for another name
-    (signed by the same CA)."""
-    s = rr_deployment(name="nginx", service_extra='protocol = "http";')
+    (signed by the same CA). With primary, the service address is A-1's."""
+    s = rr_deployment(name="nginx", service_extra='protocol = "http";', primary=primary)
     start_rr(s, servers=False)
     s.ca = make_ca(s.dir)
     good = make_cert(s.dir, "svc", "svc.test")
@@ -169,5 +169,213 @@ def test_curl_https_keepalive_healed():
           "healed by flare: %r" % dict(st))
 
 
+def posts(s):
+    out = []
+    for i in range(s.n):
+        try:
+            out.append(len(open(s.posts[i]).read()))
+        except OSError:
+            out.append(0)
+    return out
+
+
+def test_curl_https_post_not_replayed():
+    """A POST the killed replica's backend received surfaces as it would
+    without flare, and runs nowhere else."""
+    s = nginx_tls_deployment()
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", "curl", "-sS", "--http1.1",
+                          "--cacert", s.ca, "--resolve", "svc.test:%d:127.0.0.1" % s.svc,
+                          "-X", "POST", "-d", "hello", "https://svc.test:%d/slow/order" % s.svc],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, FLARE_LOG="info", **senv))
+    try:
+        wait_for(lambda: sum(posts(s)) == 1, 20, what="the POST received")
+    except Exception:
+        p.kill()
+        p.communicate()
+        raise
+    s.kill("rr%d" % [i for i, n in enumerate(posts(s)) if n][0])
+    out, err = p.communicate(timeout=30)
+    time.sleep(0.8)  # a replayed POST would have reached a backend by now
+    st = library_stats(stats)
+    check(p.returncode != 0 and out == "", "curl saw the failure: rc %d %r %s" % (
+        p.returncode, out, err[-600:]))
+    check(sum(posts(s)) == 1, "the POST ran once: %r" % posts(s))
+    check(st["tls_linked"] == 1 and st["tls_heals"] == 0 and st["passed_errors"] >= 1,
+          "not healed: %r" % dict(st))
+
+
+def test_tls_replica_with_another_certificate_refused():
+    """Every replica curl could be moved to presents a certificate for
+    another name, from the same CA: OpenSSL's own check passes it (curl
+    checks the name itself, after its handshake), flare's does not. None
+    is used: no request reaches them, and the failure surfaces."""
+    s = nginx_tls_deployment(wrong=(1, 2), primary=True)
+    paths = ["f%03d" % k for k in range(20)] + ["hold"] + ["f%03d" % k for k in range(20, 40)]
+    urls = ["https://svc.test:%d/slow/%s" % (s.svc, p) for p in paths]
+    rc, out, err, st = curl(s, urls, kill_held=True)
+    check(rc != 0, "curl saw the failure: rc %d\n%s" % (rc, err[-1500:]))
+    check(st["tls_heals"] == 0 and st["tls_refused"] >= 2,
+          "both replicas refused by flare: %r" % dict(st))
+    check("presents another certificate" in err, "refused for its certificate: %s" % err[-1500:])
+    for i in (1, 2):
+        log = open(os.path.join(s.dir, "nginx%d.access" % i)).read()
+        check("GET" not in log and "POST" not in log,
+              "no request reached A-%d: %r" % (i + 1, log[-300:]))
+
+
+# ---- Redis with TLS ----
+
+def redis_tls_deployment(password):
+    """Three redis-server replicas serving TLS only, with requirepass; k is
+    "zero" in database 0 and "one" in database 1 on each."""
+    s = rr_deployment(name="redis")
+    start_rr(s, servers=False)
+    s.ca = make_ca(s.dir)
+    cert, key = make_cert(s.dir, "svc", "svc.test")
+    s.cli = ["redis-cli", "--tls", "--cacert", s.ca, "--sni", "svc.test", "-a", password,
+             "--no-auth-warning"]
+    for i in range(s.n):
+        s.start("rr%d" % i, [BUILD + "/flare-run", "--shm", s.shm, "--", "redis-server", "--port",
+                             "0", "--tls-port", str(s.ports[i]), "--bind", "127.0.0.1",
+                             "--tls-cert-file", cert, "--tls-key-file", key,
+                             "--tls-ca-cert-file", s.ca, "--tls-auth-clients", "no",
+                             "--requirepass", password, "--save", "", "--appendonly", "no"])
+
+        def loaded(i=i):
+            run_ = lambda *a: subprocess.run(s.cli + ["-p", str(s.ports[i])] + list(a),
+                                             capture_output=True, text=True, timeout=10)
+            return (run_("SET", "k", "zero").stdout.strip() == "OK" and
+                    run_("-n", "1", "SET", "k", "one").stdout.strip() == "OK")
+        wait_for(loaded, 15, what="redis replica %d loaded" % i)
+    wait_for(lambda: all_alive(s), 15, what="redis replicas alive")
+    return s
+
+
+def test_redis_cli_tls_session_replayed():
+    """redis-cli --tls -n 1 -a: a heal makes a new TLS session, replays
+    AUTH and SELECT 1 through it, then the GET: every reply is database
+    1's, and no NOAUTH."""
+    s = redis_tls_deployment("s3cret")
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--"] + s.cli +
+                         ["-p", str(s.svc), "-n", "1", "-r", "300", "-i", "0.01", "GET", "k"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, FLARE_LOG="info", **senv))
+    time.sleep(1.0)
+    check(p.poll() is None, "redis-cli ended before the kill")
+    v = busiest_replica(s)
+    s.kill("rr%d" % (v if v is not None else 0))
+    out, err = p.communicate(timeout=120)
+    if os.environ.get("FLARE_TEST_KEEP"):
+        open(os.environ["FLARE_TEST_KEEP"], "w").write(err)
+    st = library_stats(stats)
+    lines = out.split()
+    check(p.returncode == 0 and len(lines) == 300 and set(lines) == {"one"},
+          "redis-cli: rc %d, %d lines, %r\n%s" % (p.returncode, len(lines),
+                                                  sorted(set(lines))[:5], err[-1500:]))
+    check(st["tls_linked"] == 1 and st["tls_heals"] >= 1 and st["managed"] == 1,
+          "healed by flare on redis-cli's one connection: %r\n%s" % (dict(st), err[-800:]))
+
+
+# ---- Python's ssl, non-blocking, over asyncio ----
+
+ASYNCIO_TLS = r'''
+import asyncio, re, socket, ssl, sys
+
+async def main(port, ca, paths):
+    loop = asyncio.get_running_loop()
+    ctx = ssl.create_default_context(cafile=ca)
+    raw = socket.create_connection(("127.0.0.1", port))
+    raw.setblocking(False)
+    s = ctx.wrap_socket(raw, server_hostname="svc.test", do_handshake_on_connect=False)
+
+    async def ready(add, remove):
+        fut = loop.create_future()
+        add(s.fileno(), lambda: fut.done() or fut.set_result(None))
+        try:
+            await asyncio.wait_for(fut, 30)
+        finally:
+            remove(s.fileno())
+
+    async def io(fn, *a):
+        while True:
+            try:
+                return fn(*a)
+            except ssl.SSLWantReadError:
+                await ready(loop.add_reader, loop.remove_reader)
+            except ssl.SSLWantWriteError:
+                await ready(loop.add_writer, loop.remove_writer)
+
+    await io(s.do_handshake)
+    buf = b""
+    for p in paths:
+        req = ("GET /slow/%s HTTP/1.1\r\nHost: svc.test\r\n\r\n" % p).encode()
+        sent = 0
+        while sent < len(req):
+            sent += await io(s.send, req[sent:])
+        while b"\r\n\r\n" not in buf:
+            more = await io(s.recv, 65536)
+            if not more:
+                sys.exit("EOF before the reply to " + p)
+            buf += more
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        while len(buf) < n:
+            more = await io(s.recv, 65536)
+            if not more:
+                sys.exit("EOF inside the reply to " + p)
+            buf += more
+        body, buf = buf[:n], buf[n:]
+        if body != ("/%s\n" % p).encode() * 20:
+            sys.exit("wrong body for %s: %r" % (p, body[:60]))
+    print("ok", len(paths))
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3:]))
+'''
+
+
+def test_python_ssl_nonblocking_asyncio():
+    """Python's ssl on a non-blocking socket in asyncio's event loop
+    (epoll): SSLWantReadError and SSLWantWriteError while the heal goes on,
+    never a blocked loop; every body checked. One replica presents a
+    certificate for another name: Python's own host name check (in
+    OpenSSL's verification parameters, copied to the new session) fails
+    there, so it is never used."""
+    s = nginx_tls_deployment(wrong=(1,), primary=True)
+    script = os.path.join(s.dir, "tlsclient.py")
+    with open(script, "w") as f:
+        f.write(ASYNCIO_TLS)
+    paths = ["f%03d" % k for k in range(60)] + ["hold"] + ["f%03d" % k for k in range(60, 120)]
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, script,
+                          str(s.svc), s.ca] + paths, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, FLARE_LOG="info", **senv))
+    try:
+        wait_for(lambda: held(s) is not None, 30, what="the held request")
+    except Exception:
+        p.kill()
+        p.communicate()
+        raise
+    s.kill("rr%d" % held(s))
+    out, err = p.communicate(timeout=60)
+    if os.environ.get("FLARE_TEST_KEEP"):
+        open(os.environ["FLARE_TEST_KEEP"], "w").write(err)
+    st = library_stats(stats)
+    check(p.returncode == 0 and out.strip() == "ok %d" % len(paths),
+          "python: rc %d %r\n%s" % (p.returncode, out, err[-1500:]))
+    check(st["tls_heals"] >= 1 and st["heals_async"] >= 1 and st["managed"] == 1,
+          "healed without blocking, on its one connection: %r" % dict(st))
+    log = open(os.path.join(s.dir, "nginx1.access")).read()
+    check("GET" not in log, "no request reached the replica with another name: %r" % log[-300:])
+    if st["tls_refused"]:
+        check("A-2 not used: its TLS handshake failed: hostname mismatch" in err,
+              "A-2 refused by the program's own verification: %s" % err[-1200:])
+
+
 if __name__ == "__main__":
-    run([test_curl_https_keepalive_healed])
+    run([test_curl_https_keepalive_healed, test_curl_https_post_not_replayed,
+         test_tls_replica_with_another_certificate_refused, test_redis_cli_tls_session_replayed,
+         test_python_ssl_nonblocking_asyncio])
