@@ -253,9 +253,10 @@ def pg_available():
     return os.path.exists(PG_BIN + "/postgres") and shutil.which("runuser") is not None
 
 
-def pg_deployment():
+def pg_deployment(ssl=None):
     """Two PostgreSQL replicas (initdb'd as the postgres user), each with
-    pgbench's tables, under flare-run."""
+    pgbench's tables, under flare-run; with ssl = (certificate, key), each
+    serves TLS with them."""
     s = rr_deployment(n=2, name="pg")
     start_rr(s, servers=False)
     sockdir = os.path.join(s.dir, "pgsock")
@@ -276,13 +277,23 @@ def pg_deployment():
     # the postgres user may not enter the checkout (root's home is 0700):
     # it runs copies of flare-run and the library from the deployment's dir
     run_as_other = flare_run_for_others(s)
+    tls = []
+    if ssl:
+        # PostgreSQL takes a key only if its own user alone may read it
+        for src, name in zip(ssl, ("server.crt", "server.key")):
+            dst = os.path.join(s.dir, name)
+            shutil.copy(src, dst)
+            shutil.chown(dst, "postgres")
+            os.chmod(dst, 0o600)
+        tls = ["-c", "ssl=on", "-c", "ssl_cert_file=" + os.path.join(s.dir, "server.crt"),
+               "-c", "ssl_key_file=" + os.path.join(s.dir, "server.key")]
 
     def start(i, init=True):
         s.start("rr%d" % i, run_as_other + ["runuser", "-u", "postgres", "--",
                              os.path.join(s.dir, "bin", "flare-run"), "--shm",
                              s.shm, "--", PG_BIN + "/postgres", "-D", data(i), "-p",
                              str(s.ports[i]), "-h", "127.0.0.1", "-k", sockdir, "-c",
-                             "fsync=off", "-c", "max_connections=20"])
+                             "fsync=off", "-c", "max_connections=20"] + tls)
         wait_for(lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p",
                                          str(s.ports[i])], capture_output=True).returncode == 0,
                  30, what="postgres %d up" % i)

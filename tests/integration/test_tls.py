@@ -5,10 +5,12 @@ makes; the serving replica is SIGKILLed mid-run. A replica whose
 certificate does not match the session's is never used."""
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from harness import (BUILD, all_alive, busiest_replica, check, client_env, library_stats,
@@ -375,7 +377,50 @@ def test_python_ssl_nonblocking_asyncio():
               "A-2 refused by the program's own verification: %s" % err[-1200:])
 
 
+# ---- PostgreSQL with sslmode=require ----
+
+def test_psql_sslmode_require_surfaces():
+    """psql with sslmode=require: PostgreSQL's TLS starts after a plaintext
+    SSLRequest, so the session is not the connection's alone and is not
+    linked; a crash after startup surfaces as without flare (same exit
+    code, no query replayed), as for plaintext."""
+    import test_clients as tc
+    if not tc.pg_available():
+        raise AssertionError("PostgreSQL 15 server binaries not installed (scripts/deps.sh)")
+    ca_dir = tempfile.mkdtemp(prefix="flare-pgca-")
+    try:
+        make_ca(ca_dir)
+        s = tc.pg_deployment(ssl=make_cert(ca_dir, "svc", "svc.test"))
+    finally:
+        shutil.rmtree(ca_dir, ignore_errors=True)
+    try:
+        victim = tc.serving_replica(s)
+        sql = os.path.join(s.dir, "slow.sql")
+        with open(sql, "w") as f:
+            f.write("SELECT pg_sleep(0.02);\n" * 400)
+        env = dict(tc.PG_ENV, PGSSLMODE="require")
+        res = {}
+        for preload in (False, True):
+            s.restart_pg(victim)
+            port = s.svc if preload else s.ports[victim]
+            res[preload] = tc.run_killing(s, ["psql", "-X", "-q", "-f", sql, "-h", "127.0.0.1",
+                                              "-p", str(port)], 1.0, victim=victim,
+                                          kill=tc.pg_kill(s), env=env, preload=preload)
+        direct, flare = res[False], res[True]
+        check(flare[0] == direct[0] and flare[0] != 0, "psql: exit %d with flare, %d without\n%s"
+              % (flare[0], direct[0], flare[2][-1500:]))
+        check(flare[3]["replays"] == 0 and flare[3]["tls_linked"] == 0 and
+              flare[3]["tls_heals"] == 0, "not linked, nothing replayed: %r" % dict(flare[3]))
+        check("began with other bytes" in flare[2], "said why: %s" % flare[2][-1500:])
+        check("SSL" in direct[2] or "server closed" in direct[2], "psql's own error: %r" %
+              direct[2][-400:])
+    finally:
+        tc.pg_stop(s)
+
+
 if __name__ == "__main__":
+    import test_clients
+    test_clients.become_subreaper()  # PostgreSQL's orphans are reaped here
     run([test_curl_https_keepalive_healed, test_curl_https_post_not_replayed,
          test_tls_replica_with_another_certificate_refused, test_redis_cli_tls_session_replayed,
-         test_python_ssl_nonblocking_asyncio])
+         test_python_ssl_nonblocking_asyncio, test_psql_sslmode_require_surfaces])
