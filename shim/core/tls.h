@@ -32,12 +32,14 @@
  * are looked up past libflare.so (RTLD_NEXT), the others wherever they are. */
 #define FLARE_TLS_HOOKED(X)                                                                        \
 	X(SSL_read)                                                                                \
-	X(SSL_read_ex) X(SSL_peek) X(SSL_peek_ex) X(SSL_write) X(SSL_write_ex) X(SSL_connect)      \
-	    X(SSL_do_handshake) X(SSL_get_error) X(SSL_pending) X(SSL_has_pending) X(SSL_shutdown) \
-		X(SSL_free) X(SSL_clear) X(SSL_set_alpn_protos) X(SSL_get_shutdown)
+	X(SSL_read_ex)                                                                             \
+	X(SSL_peek) X(SSL_peek_ex) X(SSL_write) X(SSL_write_ex) X(SSL_connect) X(SSL_do_handshake) \
+	    X(SSL_get_error) X(SSL_pending) X(SSL_has_pending) X(SSL_shutdown) X(SSL_free)         \
+		X(SSL_clear) X(SSL_set_alpn_protos) X(SSL_get_shutdown)
 #define FLARE_TLS_CALLED(X)                                                                        \
 	X(OpenSSL_version_num)                                                                     \
-	X(SSL_new) X(SSL_get_SSL_CTX) X(SSL_ctrl) X(SSL_get_servername) X(SSL_get0_param) X(       \
+	X(SSL_new)                                                                                 \
+	X(SSL_get_SSL_CTX) X(SSL_ctrl) X(SSL_get_servername) X(SSL_get0_param) X(                  \
 	    X509_VERIFY_PARAM_set1) X(X509_VERIFY_PARAM_set_inh_flags)                             \
 	    X(X509_VERIFY_PARAM_get_depth) X(X509_VERIFY_PARAM_get_flags) X(                       \
 		X509_VERIFY_PARAM_get_hostflags) X(X509_VERIFY_PARAM_get0_host)                    \
@@ -160,11 +162,12 @@ void tls_shadow_free(struct tls_sess *t, SSL *s, uint16_t exdata);
 int tls_same_peer(struct tls_sess *t, SSL *s, char *why, size_t n);
 
 /* ---- tls_heal.c ---- */
-/* A hooked I/O call on t saw OpenSSL fail (ret, its SSL_get_error code
- * err): heals when the socket failed under it and the plaintext exchange
- * allows. 1: healed, retry the call; 0: a heal is under way (the hook
- * returns -1 with t->synth); -1: the failure is the program's. [t locked] */
-int tls_on_failure(struct tls_sess *t, int ret, int err);
+/* A hooked I/O call on t (a read or peek when reading) saw OpenSSL fail
+ * with SSL_get_error code err: heals when the socket failed under it and
+ * the plaintext exchange allows (a read: only with a request outstanding).
+ * 1: healed, retry the call; 0: a heal is under way (the hook returns -1
+ * with t->synth); -1: the failure is the program's. [t locked] */
+int tls_on_failure(struct tls_sess *t, int reading, int err);
 /* Moves a heal under way on, from the program's own call on its SSL: 1
  * healed, 0 still under way (t->synth set), -1 failed (t->synth set). */
 int tls_heal_continue(struct tls_sess *t);

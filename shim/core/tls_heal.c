@@ -457,9 +457,8 @@ int tls_heal_continue(struct tls_sess *t)
 	return r == 0 ? 1 : r == 1 ? 0 : -1;
 }
 
-int tls_on_failure(struct tls_sess *t, int ret, int err)
+int tls_on_failure(struct tls_sess *t, int reading, int err)
 {
-	(void)ret;
 	t->orig_err = err;
 	t->orig_errno = errno;
 	struct fconn *fc = tls_conn(t);
@@ -484,6 +483,15 @@ int tls_on_failure(struct tls_sess *t, int ret, int err)
 	snprintf(t->why, sizeof(t->why), "%s",
 		 err == SSL_ERROR_SSL ? "the connection ended inside the TLS session"
 				      : "the TLS session's connection failed");
+	/* a read with no request outstanding waits for the server's own
+	 * bytes: a new replica would send none, and the program would wait
+	 * where it met the end of the connection (the idle close is its to
+	 * see; its next request, written, would have been healed) */
+	if (reading && !exchange_outstanding(fc)) {
+		log_debug("%s: not healed: an idle session's end is the program's", t->why);
+		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
+		return -1;
+	}
 	if (!exchange_healable(fc)) {
 		log_debug("%s: not healed: a reply was being read, or the request is not "
 			  "replayable",

@@ -106,7 +106,8 @@ static int linked_io(struct tls_sess *t, SSL *s, const struct io_args *a)
 		if (round > FLARE_MAX_REPLICAS)
 			break;
 		int err = ossl.SSL_get_error(t->cur, r);
-		int h = tls_on_failure(t, r, err);
+		int reading = a->op != OP_WRITE && a->op != OP_WRITE_EX;
+		int h = tls_on_failure(t, reading, err);
 		if (h < 0) {
 			/* surfaces as it would have: SIGPIPE if the write owed one */
 			if (__atomic_exchange_n(&fc->tls_pipe_owed, 0, __ATOMIC_ACQ_REL))

@@ -1,10 +1,12 @@
 """Session protocols through a SIGKILL of the serving replica: TLS (curl
 over HTTPS keep-alive against nginx, openssl s_client), MariaDB (the CLI
 with --reconnect, and PyMySQL) and SSH (sshd killed whole, and only its
-listener). A new connection cannot carry such a session, so the library
-heals none of them mid-session: each run either ends right or fails exactly
+listener). A new connection cannot carry such a session's bytes, so the
+library never replays them: each run either ends right or fails exactly
 as the same program fails without flare, never with a wrong answer, never
-hanging; and the program's own reconnect gets connect-time failover."""
+hanging; and the program's own reconnect gets connect-time failover. (A
+TLS session inside OpenSSL is healed with a new session of its own, its
+plaintext replayed: test_tls.py.)"""
 import os
 import re
 import shutil
@@ -111,9 +113,11 @@ def tls_deployment():
 def test_curl_https_keepalive():
     """curl fetches 30 files over one HTTPS keep-alive connection, 8 MB/s,
     and its replica dies mid-transfer. Without flare: a partial transfer,
-    curl's error. With flare the same error, or (when the kill lands
-    between two files and curl reconnects by itself) every byte right;
-    never a TLS record replayed to a server that never saw the handshake."""
+    curl's error. With flare the same error (a reply half read is never
+    healed), or, when the kill lands between two files, every byte right
+    (healed inside curl's TLS session, or curl reconnects by itself); never
+    a TLS record replayed to a server that never saw the handshake: every
+    replay is a new session's plaintext (test_tls.py)."""
     s = tls_deployment()
     expected = b"".join(s.files)
     results = []
@@ -144,7 +148,7 @@ def test_curl_https_keepalive():
     check(rc1 == rc0 or (rc1 == 0 and n1 == len(expected)),
           "with flare: as without (rc %d), or whole: rc %d, %d of %d bytes" % (
               rc0, rc1, n1, len(expected)))
-    check(st["replays"] == 0, "no TLS record replayed: %r" % st)
+    check(st["replays"] <= st["tls_heals"], "no TLS record replayed: %r" % st)
 
 
 def feed_lines(lines, linger=0.0):
@@ -172,8 +176,11 @@ def feed_lines(lines, linger=0.0):
 
 def test_openssl_s_client():
     """openssl s_client sends a GET every 50 ms over one TLS session; the
-    replica is killed after 0.5 s. With flare as without: the session ends
-    (s_client's own error), every response before it whole."""
+    replica is killed after 0.5 s, while the session idles between two
+    answered GETs. With flare as without: s_client reads the end of an
+    idle session (a heal there would leave its read waiting for bytes no
+    new replica sends), so the session ends with s_client's own error,
+    every response before it whole."""
     s = tls_deployment()
     reqs = [b"GET /f01 HTTP/1.1\r\nHost: x\r\n\r\n"] * 40
     outcomes = []
@@ -198,7 +205,7 @@ def test_openssl_s_client():
     print("     s_client: without flare rc %d after %d responses, with flare rc %d after %d" % (
         outcomes[0][0], outcomes[0][1], outcomes[1][0], outcomes[1][1]))
     check(outcomes[0][0] == outcomes[1][0], "the same exit status: %r" % (outcomes,))
-    check(outcomes[1][2]["replays"] == 0, "no TLS record replayed")
+    check(outcomes[1][2]["replays"] <= outcomes[1][2]["tls_heals"], "no TLS record replayed")
 
 
 # ---- MariaDB ----
