@@ -169,6 +169,10 @@ static void recycle(struct fconn *fc)
 	timeouts_forget(fc);
 	fconn_leave_pending(fc);
 	exchange_retire(fc); /* no longer waiting for a reply */
+	/* a TLS session over it (still the program's until SSL_free) is no
+	 * longer this connection's: a heal under way on it ends */
+	__atomic_store_n(&fc->tls_sess, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->tls, FT_OFF, __ATOMIC_RELEASE);
 	if (__atomic_exchange_n(&fc->state, FC_FREE, __ATOMIC_ACQ_REL) == FC_FREE)
 		return; /* already on the free list */
 	__atomic_sub_fetch(&flare_n_managed, 1, __ATOMIC_RELEASE);
@@ -309,4 +313,5 @@ void fdtab_atfork_child(void)
 		fc->claim = 0;
 	}
 	conn_atfork_child();
+	tls_atfork_child();
 }

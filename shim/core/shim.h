@@ -441,6 +441,7 @@ int tls_abandon_socket(struct fconn *fc, const char *why);
 /* TLS heals under way, and their progress from the readiness waits */
 extern int flare_tls_healing;
 int tls_progress_all(void);
+void tls_atfork_child(void); /* the TLS table's locks, made anew */
 /* A relaxed count: no locked instruction on the request path */
 static inline void sock_count(uint64_t *c, ssize_t n)
 {

@@ -72,6 +72,7 @@ extern struct tls_fns ossl;
  * everything through (tls_passthrough). */
 int tls_usable(void);
 void tls_resolve(void);
+void tls_sym_atfork_child(void);
 extern int flare_tls_resolved; /* [atom] tls_resolve has run */
 
 /* ---- tls_table.c: the program's SSL objects the library knows ---- */

@@ -542,7 +542,8 @@ static int progress_one(struct tls_sess *t)
 	if (flare_threaded() && pthread_mutex_trylock(&t->lock) != 0)
 		return 1;
 	int st = t->step;
-	if (st == HS_CONNECTING || st == HS_HELLO)
+	/* (a connection closed under the heal ends it: step says so) */
+	if (st == HS_CONNECTING || st == HS_HELLO || !tls_conn(t))
 		step(t, 0);
 	int fd = tls_fd(t);
 	if (fd >= 0 && (t->step == HS_DIAL ||

@@ -77,3 +77,5 @@ int tls_usable(void)
 	tls_resolve();
 	return usable && !flare_disabled;
 }
+
+void tls_sym_atfork_child(void) { flare_mutex_init(&resolve_lock); }

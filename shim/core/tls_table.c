@@ -128,6 +128,15 @@ void tls_forget(SSL *ssl)
 	free(t);
 }
 
+void tls_atfork_child(void)
+{
+	tls_sym_atfork_child();
+	flare_mutex_init(&table_lock);
+	for (unsigned i = 0; i < TLS_SLOTS; i++)
+		if (slots[i].key && slots[i].key != TOMB)
+			flare_mutex_init(&slots[i].val->lock);
+}
+
 int tls_each_healing(int (*f)(struct tls_sess *))
 {
 	/* under the table's lock: an entry is freed only once it is out of

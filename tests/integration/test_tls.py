@@ -229,20 +229,22 @@ def test_tls_replica_with_another_certificate_refused():
 
 # ---- Redis with TLS ----
 
-def redis_tls_deployment(password):
-    """Three redis-server replicas serving TLS only, with requirepass; k is
+def redis_tls_deployment(password, service_extra=""):
+    """Three redis-server replicas serving TLS only, with requirepass, that
+    require a client certificate (redis-cli's, from the test's CA); k is
     "zero" in database 0 and "one" in database 1 on each."""
-    s = rr_deployment(name="redis")
+    s = rr_deployment(name="redis", service_extra=service_extra)
     start_rr(s, servers=False)
     s.ca = make_ca(s.dir)
     cert, key = make_cert(s.dir, "svc", "svc.test")
-    s.cli = ["redis-cli", "--tls", "--cacert", s.ca, "--sni", "svc.test", "-a", password,
-             "--no-auth-warning"]
+    ccert, ckey = make_cert(s.dir, "client", "client.test", ip=None)
+    s.cli = ["redis-cli", "--tls", "--cacert", s.ca, "--sni", "svc.test", "--cert", ccert,
+             "--key", ckey, "-a", password, "--no-auth-warning"]
     for i in range(s.n):
         s.start("rr%d" % i, [BUILD + "/flare-run", "--shm", s.shm, "--", "redis-server", "--port",
                              "0", "--tls-port", str(s.ports[i]), "--bind", "127.0.0.1",
                              "--tls-cert-file", cert, "--tls-key-file", key,
-                             "--tls-ca-cert-file", s.ca, "--tls-auth-clients", "no",
+                             "--tls-ca-cert-file", s.ca, "--tls-auth-clients", "yes",
                              "--requirepass", password, "--save", "", "--appendonly", "no"])
 
         def loaded(i=i):
@@ -255,11 +257,10 @@ def redis_tls_deployment(password):
     return s
 
 
-def test_redis_cli_tls_session_replayed():
-    """redis-cli --tls -n 1 -a: a heal makes a new TLS session, replays
-    AUTH and SELECT 1 through it, then the GET: every reply is database
-    1's, and no NOAUTH."""
-    s = redis_tls_deployment("s3cret")
+def redis_cli_killing(s, stop=False):
+    """redis-cli --tls -n 1 -a ... -r 300 GET k under flare-run; the serving
+    replica SIGKILLed (or, with stop, SIGSTOPped: it hangs) 1 s in.
+    Returns (rc, stdout lines, stderr, counters)."""
     senv, stats = client_env(s)
     p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--"] + s.cli +
                          ["-p", str(s.svc), "-n", "1", "-r", "300", "-i", "0.01", "GET", "k"],
@@ -268,17 +269,47 @@ def test_redis_cli_tls_session_replayed():
     time.sleep(1.0)
     check(p.poll() is None, "redis-cli ended before the kill")
     v = busiest_replica(s)
-    s.kill("rr%d" % (v if v is not None else 0))
-    out, err = p.communicate(timeout=120)
+    v = v if v is not None else 0
+    if stop:
+        s.procs["rr%d" % v].send_signal(signal.SIGSTOP)
+    else:
+        s.kill("rr%d" % v)
+    try:
+        out, err = p.communicate(timeout=120)
+    finally:
+        if stop:
+            s.procs["rr%d" % v].send_signal(signal.SIGCONT)
     if os.environ.get("FLARE_TEST_KEEP"):
         open(os.environ["FLARE_TEST_KEEP"], "w").write(err)
-    st = library_stats(stats)
-    lines = out.split()
-    check(p.returncode == 0 and len(lines) == 300 and set(lines) == {"one"},
-          "redis-cli: rc %d, %d lines, %r\n%s" % (p.returncode, len(lines),
-                                                  sorted(set(lines))[:5], err[-1500:]))
+    return p.returncode, out.split(), err, library_stats(stats)
+
+
+def test_redis_cli_tls_session_replayed():
+    """redis-cli --tls -n 1 -a, with a client certificate the replicas
+    require: a heal makes a new TLS session (the program's context's
+    certificate offered again), replays AUTH and SELECT 1 through it, then
+    the GET: every reply is database 1's, and no NOAUTH."""
+    s = redis_tls_deployment("s3cret")
+    rc, lines, err, st = redis_cli_killing(s)
+    check(rc == 0 and len(lines) == 300 and set(lines) == {"one"},
+          "redis-cli: rc %d, %d lines, %r\n%s" % (rc, len(lines), sorted(set(lines))[:5],
+                                                  err[-1500:]))
     check(st["tls_linked"] == 1 and st["tls_heals"] >= 1 and st["managed"] == 1,
           "healed by flare on redis-cli's one connection: %r\n%s" % (dict(st), err[-800:]))
+
+
+def test_redis_cli_tls_hung_replica():
+    """The serving replica hangs (SIGSTOP: its kernel still acknowledges,
+    nothing answers). request_timeout_ms passes; the library cannot move a
+    TLS session's socket, so it shuts its reading side: OpenSSL meets the
+    end in redis-cli's blocking read, and the session is healed there."""
+    s = redis_tls_deployment("s3cret", service_extra="request_timeout_ms = 400;")
+    rc, lines, err, st = redis_cli_killing(s, stop=True)
+    check(rc == 0 and len(lines) == 300 and set(lines) == {"one"},
+          "redis-cli: rc %d, %d lines, %r\n%s" % (rc, len(lines), sorted(set(lines))[:5],
+                                                  err[-1500:]))
+    check(st["tls_heals"] >= 1 and st["request_timeouts"] >= 1 and "shut for reading" in err,
+          "healed after the timeout: %r\n%s" % (dict(st), err[-800:]))
 
 
 # ---- Python's ssl, non-blocking, over asyncio ----
@@ -377,6 +408,69 @@ def test_python_ssl_nonblocking_asyncio():
               "A-2 refused by the program's own verification: %s" % err[-1200:])
 
 
+# ---- TLS libraries flare does not interpose: the socket rules ----
+
+NODE_HTTPS = r"""
+const https = require('https'), fs = require('fs');
+const [port, ca, ...paths] = process.argv.slice(2);
+const agent = new https.Agent({keepAlive: true, maxSockets: 1});
+let i = 0, got = 0;
+function next() {
+  if (i === paths.length) { console.log('ok ' + got); process.exit(0); }
+  const p = paths[i++];
+  https.get({host: '127.0.0.1', port: +port, path: '/slow/' + p, agent, ca: fs.readFileSync(ca)},
+    res => { let b = ''; res.on('data', d => b += d); res.on('end', () => {
+      if (b !== ('/' + p + '\n').repeat(20)) { console.log('wrong ' + p); process.exit(2); }
+      got++; next(); }); })
+    .on('error', e => { console.log('error after ' + got + ': ' + e.code); process.exit(1); });
+}
+next();
+"""
+
+
+def test_other_tls_libraries_keep_the_socket_rules():
+    """wget (GnuTLS) and Node.js (its own OpenSSL, linked in): no OpenSSL
+    call of theirs reaches the library, so their sessions are never linked:
+    a kill while a request is held surfaces as without flare, and no TLS
+    byte is replayed."""
+    s = nginx_tls_deployment()
+    script = os.path.join(s.dir, "https.js")
+    with open(script, "w") as f:
+        f.write(NODE_HTTPS)
+    paths = ["f%03d" % k for k in range(10)] + ["hold"] + ["f%03d" % k for k in range(10, 20)]
+    programs = {
+        "wget": ["wget", "-q", "-O", "-", "--tries=1", "--ca-certificate=" + s.ca] +
+                ["https://127.0.0.1:%d/slow/%s" % (s.svc, p) for p in paths],
+        "node": ["node", script, str(s.svc), s.ca] + paths,
+    }
+    for name, cmd in programs.items():
+        for path in s.posts:
+            if os.path.exists(path + ".hold"):
+                os.unlink(path + ".hold")
+        senv, stats = client_env(s)
+        p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(os.environ, FLARE_LOG="info", **senv))
+        try:
+            wait_for(lambda: held(s) is not None, 30, what="%s's held request" % name)
+        except Exception:
+            p.kill()
+            p.communicate()
+            raise
+        v = held(s)
+        s.kill("rr%d" % v)
+        out, err = p.communicate(timeout=60)
+        st = library_stats(stats)
+        print("     %s: rc %d, %r" % (name, p.returncode, out.decode(errors="replace")[-60:]))
+        check(p.returncode != 0, "%s: the failure surfaced: rc %d %r" % (name, p.returncode,
+                                                                          out[-200:]))
+        check(st["tls_linked"] == 0 and st["replays"] == 0 and st["failovers"] == 0,
+              "%s: not linked, nothing replayed: %r" % (name, dict(st)))
+        s.start("rr%d" % v, [BUILD + "/flare-run", "--shm", s.shm, "--", "nginx", "-c",
+                             os.path.join(s.dir, "nginx%d.conf" % v), "-p", s.dir])
+        wait_for(lambda: all_alive(s), 20, what="the replica back")
+
+
 # ---- PostgreSQL with sslmode=require ----
 
 def test_psql_sslmode_require_surfaces():
@@ -423,4 +517,5 @@ if __name__ == "__main__":
     test_clients.become_subreaper()  # PostgreSQL's orphans are reaped here
     run([test_curl_https_keepalive_healed, test_curl_https_post_not_replayed,
          test_tls_replica_with_another_certificate_refused, test_redis_cli_tls_session_replayed,
-         test_python_ssl_nonblocking_asyncio, test_psql_sslmode_require_surfaces])
+         test_redis_cli_tls_hung_replica, test_python_ssl_nonblocking_asyncio, test_other_tls_libraries_keep_the_socket_rules,
+         test_psql_sslmode_require_surfaces])
