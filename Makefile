@@ -114,7 +114,8 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread
 
 BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation $(BUILD)/bench/nbclient \
-	$(BUILD)/bench/framecost $(BUILD)/bench/fleet $(BUILD)/bench/protoclient
+	$(BUILD)/bench/framecost $(BUILD)/bench/fleet $(BUILD)/bench/protoclient \
+	$(BUILD)/bench/tlsclient
 # the framers as they are compiled into the library
 $(BUILD)/bench/framecost: tests/bench/framecost.c \
 		$(filter-out %/framed.o,$(filter $(BUILD)/shimobj/shim/core/frame%,$(SHIM_OBJ)))
@@ -126,6 +127,10 @@ $(BUILD)/bench/nbclient: tests/bench/nbclient.c $(BUILD)/obj/examples/rr-proto.o
 $(BUILD)/bench/protoclient: tests/bench/protoclient.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@
+# a TLS client of its own links OpenSSL (the library never does)
+$(BUILD)/bench/tlsclient: tests/bench/tlsclient.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lssl -lcrypto
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libflare-common.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ $(BUILD)/libflare-common.a $(DAEMON_LIBS) -lm

@@ -33,25 +33,26 @@
 #define FLARE_TLS_HOOKED(X)                                                                        \
 	X(SSL_read)                                                                                \
 	X(SSL_read_ex)                                                                             \
-	X(SSL_peek) X(SSL_peek_ex) X(SSL_write) X(SSL_write_ex) X(SSL_connect) X(SSL_do_handshake) \
+	X(SSL_peek)                                                                                \
+	X(SSL_peek_ex) X(SSL_write) X(SSL_write_ex) X(SSL_connect) X(SSL_do_handshake)             \
 	    X(SSL_get_error) X(SSL_pending) X(SSL_has_pending) X(SSL_shutdown) X(SSL_free)         \
 		X(SSL_clear) X(SSL_set_alpn_protos) X(SSL_get_shutdown)
 #define FLARE_TLS_CALLED(X)                                                                        \
 	X(OpenSSL_version_num)                                                                     \
 	X(SSL_new)                                                                                 \
-	X(SSL_get_SSL_CTX) X(SSL_ctrl) X(SSL_get_servername) X(SSL_get0_param) X(                  \
-	    X509_VERIFY_PARAM_set1) X(X509_VERIFY_PARAM_set_inh_flags)                             \
-	    X(X509_VERIFY_PARAM_get_depth) X(X509_VERIFY_PARAM_get_flags) X(                       \
-		X509_VERIFY_PARAM_get_hostflags) X(X509_VERIFY_PARAM_get0_host)                    \
-		X(SSL_get_verify_mode) X(SSL_get_verify_callback) X(SSL_set_verify) X(             \
-		    SSL_get_options) X(SSL_set_options) X(SSL_clear_options)                       \
-		    X(SSL_get_certificate) X(SSL_get_privatekey) X(SSL_use_certificate) X(         \
-			SSL_use_PrivateKey) X(SSL_get_ex_data) X(SSL_set_ex_data)                  \
-			X(SSL_set_connect_state) X(SSL_is_init_finished) X(SSL_is_server) X(       \
-			    SSL_get_verify_result) X(SSL_get0_peer_certificate) X(X509_cmp)        \
-			    X(SSL_get0_alpn_selected) X(SSL_version) X(SSL_get_rbio) X(            \
-				SSL_get_wbio) X(BIO_number_read) X(BIO_number_written) X(BIO_new)  \
-				X(BIO_free) X(BIO_s_mem) X(BIO_read) X(BIO_ctrl) X(BIO_new_socket) \
+	X(SSL_get_SSL_CTX)                                                                         \
+	X(SSL_ctrl) X(SSL_get_servername) X(SSL_get0_param) X(X509_VERIFY_PARAM_set1) X(           \
+	    X509_VERIFY_PARAM_set_inh_flags) X(X509_VERIFY_PARAM_get_depth)                        \
+	    X(X509_VERIFY_PARAM_get_flags) X(X509_VERIFY_PARAM_get_hostflags) X(                   \
+		X509_VERIFY_PARAM_get0_host) X(SSL_get_verify_mode) X(SSL_get_verify_callback)     \
+		X(SSL_set_verify) X(SSL_get_options) X(SSL_set_options) X(SSL_clear_options) X(    \
+		    SSL_get_certificate) X(SSL_get_privatekey) X(SSL_use_certificate)              \
+		    X(SSL_use_PrivateKey) X(SSL_get_ex_data) X(SSL_set_ex_data) X(                 \
+			SSL_set_connect_state) X(SSL_is_init_finished) X(SSL_is_server)            \
+			X(SSL_get_verify_result) X(SSL_get0_peer_certificate) X(X509_cmp) X(       \
+			    SSL_get0_alpn_selected) X(SSL_version) X(SSL_get_rbio) X(SSL_get_wbio) \
+			    X(BIO_number_read) X(BIO_number_written) X(BIO_new) X(BIO_free)        \
+				X(BIO_s_mem) X(BIO_read) X(BIO_ctrl) X(BIO_new_socket)             \
 				    X(SSL_set_bio) X(ERR_set_mark) X(ERR_pop_to_mark)              \
 					X(ERR_clear_error) X(ERR_peek_last_error)                  \
 					    X(ERR_error_string_n) X(SSL_get_cipher_list) X(        \
@@ -132,6 +133,12 @@ extern int flare_tls_sessions; /* [atom] entries in the table: 0 keeps every hoo
 struct tls_sess *tls_find(const SSL *ssl);
 /* The entry of ssl, made when missing (NULL when the table is full). */
 struct tls_sess *tls_get(SSL *ssl);
+/* The entry of a session the program passes to a hook, when the library
+ * knows any (one load otherwise). */
+static inline struct tls_sess *tls_known(const SSL *ssl)
+{
+	return __atomic_load_n(&flare_tls_sessions, __ATOMIC_ACQUIRE) ? tls_find(ssl) : NULL;
+}
 /* Forgets ssl: its sessions of ours are freed, its connection let go. */
 void tls_forget(SSL *ssl);
 void tls_lock(struct tls_sess *t);

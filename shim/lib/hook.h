@@ -18,4 +18,12 @@
 			return raw_call;                                                           \
 	} while (0)
 
+/* What every OpenSSL hook does first: find OpenSSL (tls_sym.c); then,
+ * with the library disabled, the statement after it runs (the plain call). */
+#define SSL_HOOK_START(fn, fail)                                                                   \
+	tls_resolve();                                                                             \
+	if (!ossl.fn)                                                                              \
+		return fail;                                                                       \
+	if (flare_disabled)
+
 #endif

@@ -128,8 +128,7 @@ static int linked_io(struct tls_sess *t, SSL *s, const struct io_args *a)
 
 static int ssl_io(SSL *s, struct io_args *a)
 {
-	struct tls_sess *t =
-	    __atomic_load_n(&flare_tls_sessions, __ATOMIC_ACQUIRE) ? tls_find(s) : NULL;
+	struct tls_sess *t = tls_known(s);
 	if (!t && !__atomic_load_n(&flare_n_managed, __ATOMIC_ACQUIRE))
 		return real_io(s, a);
 	struct tls_call saved;
@@ -153,12 +152,6 @@ static int ssl_io(SSL *s, struct io_args *a)
 	leave(&saved);
 	return r;
 }
-
-#define SSL_HOOK_START(fn, fail)                                                                   \
-	tls_resolve();                                                                             \
-	if (!ossl.fn)                                                                              \
-		return fail;                                                                       \
-	if (flare_disabled)
 
 FLARE_EXPORT int SSL_read(SSL *s, void *buf, int num)
 {
@@ -209,15 +202,11 @@ FLARE_EXPORT int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *writt
 }
 
 /* the session the program's SSL reads and writes through */
-static struct tls_sess *known(const SSL *s)
-{
-	return __atomic_load_n(&flare_tls_sessions, __ATOMIC_ACQUIRE) ? tls_find(s) : NULL;
-}
 
 FLARE_EXPORT int SSL_get_error(const SSL *s, int ret)
 {
 	SSL_HOOK_START(SSL_get_error, SSL_ERROR_SSL) return ossl.SSL_get_error(s, ret);
-	struct tls_sess *t = known(s);
+	struct tls_sess *t = tls_known(s);
 	if (!t)
 		return ossl.SSL_get_error(s, ret);
 	int synth = __atomic_load_n(&t->synth, __ATOMIC_ACQUIRE);
@@ -227,7 +216,7 @@ FLARE_EXPORT int SSL_get_error(const SSL *s, int ret)
 FLARE_EXPORT int SSL_pending(const SSL *s)
 {
 	SSL_HOOK_START(SSL_pending, 0) return ossl.SSL_pending(s);
-	struct tls_sess *t = known(s);
+	struct tls_sess *t = tls_known(s);
 	if (!t)
 		return ossl.SSL_pending(s);
 	return t->step != HS_NONE ? 0 : ossl.SSL_pending(t->cur);
@@ -236,7 +225,7 @@ FLARE_EXPORT int SSL_pending(const SSL *s)
 FLARE_EXPORT int SSL_has_pending(const SSL *s)
 {
 	SSL_HOOK_START(SSL_has_pending, 0) return ossl.SSL_has_pending(s);
-	struct tls_sess *t = known(s);
+	struct tls_sess *t = tls_known(s);
 	if (!t)
 		return ossl.SSL_has_pending(s);
 	return t->step != HS_NONE ? 0 : ossl.SSL_has_pending(t->cur);

@@ -8,23 +8,12 @@
 
 #include <string.h>
 
-#define SSL_HOOK_START(fn, fail)                                                                   \
-	tls_resolve();                                                                             \
-	if (!ossl.fn)                                                                              \
-		return fail;                                                                       \
-	if (flare_disabled)
-
-static struct tls_sess *known(const SSL *s)
-{
-	return __atomic_load_n(&flare_tls_sessions, __ATOMIC_ACQUIRE) ? tls_find(s) : NULL;
-}
-
 /* The handshake calls: the program's own session's are watched for its
  * link; a healed session answers for itself (its handshake is done, or a
  * heal's is under way). */
 static int handshake(SSL *s, int (*fn)(SSL *))
 {
-	struct tls_sess *t = known(s);
+	struct tls_sess *t = tls_known(s);
 	if (t && (t->cur != s || t->step != HS_NONE)) {
 		tls_lock(t);
 		int r = 1;
@@ -73,7 +62,7 @@ FLARE_EXPORT int SSL_do_handshake(SSL *s)
 FLARE_EXPORT int SSL_shutdown(SSL *s)
 {
 	SSL_HOOK_START(SSL_shutdown, -1) return ossl.SSL_shutdown(s);
-	struct tls_sess *t = known(s);
+	struct tls_sess *t = tls_known(s);
 	if (!t || (t->cur == s && t->step == HS_NONE))
 		return ossl.SSL_shutdown(s);
 	tls_lock(t);
@@ -94,7 +83,7 @@ FLARE_EXPORT int SSL_shutdown(SSL *s)
 FLARE_EXPORT int SSL_get_shutdown(const SSL *s)
 {
 	SSL_HOOK_START(SSL_get_shutdown, 0) return ossl.SSL_get_shutdown(s);
-	struct tls_sess *t = known(s);
+	struct tls_sess *t = tls_known(s);
 	return ossl.SSL_get_shutdown(t && t->step == HS_NONE ? t->cur : s);
 }
 
@@ -103,7 +92,7 @@ FLARE_EXPORT void SSL_free(SSL *s)
 	tls_resolve();
 	if (!ossl.SSL_free)
 		return;
-	if (s && known(s))
+	if (s && tls_known(s))
 		tls_forget(s);
 	ossl.SSL_free(s);
 }
@@ -113,7 +102,7 @@ FLARE_EXPORT int SSL_clear(SSL *s)
 	SSL_HOOK_START(SSL_clear, 0) return ossl.SSL_clear(s);
 	/* the program makes the object another session: the library's link
 	 * and sessions of its own go, and its connection keeps the socket rules */
-	if (known(s))
+	if (tls_known(s))
 		tls_forget(s);
 	return ossl.SSL_clear(s);
 }

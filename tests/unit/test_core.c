@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "tls.h"
 
 /* What init.c defines in the library: the test calls no real function, so
  * it provides them (empty) instead of resolving libc behind a preload. */
@@ -404,6 +405,47 @@ static void test_trust_session_protocols(void **state)
 	}
 }
 
+/* ---- the TLS session table (tls_table.c): keys are never dereferenced ---- */
+
+static void test_tls_table(void **state)
+{
+	(void)state;
+	enum { N = 1000 };
+	static char objs[N][64]; /* stand-ins for SSL objects: only their addresses count */
+	assert_null(tls_known((SSL *)objs[0]));
+	for (int i = 0; i < N; i++) {
+		struct tls_sess *t = tls_get((SSL *)objs[i]);
+		assert_non_null(t);
+		assert_ptr_equal(t->prog, objs[i]);
+		assert_ptr_equal(t->cur, objs[i]);
+		assert_ptr_equal(tls_get((SSL *)objs[i]), t); /* found, not made again */
+	}
+	assert_int_equal(flare_tls_sessions, N);
+	for (int i = 0; i < N; i += 2)
+		tls_forget((SSL *)objs[i]);
+	for (int i = 0; i < N; i++)
+		assert_true((tls_known((SSL *)objs[i]) != NULL) == (i % 2 == 1));
+	/* the forgotten ones' tombstones are taken again */
+	for (int i = 0; i < N; i += 2)
+		assert_non_null(tls_get((SSL *)objs[i]));
+	for (int i = 0; i < N; i++)
+		assert_ptr_equal(tls_known((SSL *)objs[i])->prog, objs[i]);
+	for (int i = 0; i < N; i++)
+		tls_forget((SSL *)objs[i]);
+	assert_int_equal(flare_tls_sessions, 0);
+	assert_null(tls_known((SSL *)objs[1]));
+	/* a full table takes no more: the new session is left alone */
+	static char many[4096][16];
+	int made = 0;
+	for (int i = 0; i < 4096; i++)
+		made += tls_get((SSL *)many[i]) != NULL;
+	assert_true(made >= 2048 && made < 4096);
+	for (int i = 0; i < 4096; i++)
+		if (tls_find((SSL *)many[i]))
+			tls_forget((SSL *)many[i]);
+	assert_int_equal(flare_tls_sessions, 0);
+}
+
 static void test_trust_taint(void **state)
 {
 	(void)state;
@@ -785,6 +827,7 @@ int main(void)
 	    cmocka_unit_test(test_trust_opaque_default),
 	    cmocka_unit_test(test_trust_session_protocols),
 	    cmocka_unit_test(test_trust_taint),
+	    cmocka_unit_test(test_tls_table),
 	    cmocka_unit_test(test_exchange_reply_resets_replayed),
 	    cmocka_unit_test(test_fdtab_aliases_and_detaches),
 	    cmocka_unit_test(test_release_waits_for_the_claim),
