@@ -431,8 +431,7 @@ next();
 def test_other_tls_libraries_keep_the_socket_rules():
     """wget (GnuTLS) and Node.js (its own OpenSSL, linked in): no OpenSSL
     call of theirs reaches the library, so their sessions are never linked:
-    a kill while a request is held surfaces as without flare, and no TLS
-    byte is replayed."""
+    a kill while a request is held surfaces as without flare."""
     s = nginx_tls_deployment()
     script = os.path.join(s.dir, "https.js")
     with open(script, "w") as f:
@@ -461,11 +460,12 @@ def test_other_tls_libraries_keep_the_socket_rules():
         s.kill("rr%d" % v)
         out, err = p.communicate(timeout=60)
         st = library_stats(stats)
-        print("     %s: rc %d, %r" % (name, p.returncode, out.decode(errors="replace")[-60:]))
         check(p.returncode != 0, "%s: the failure surfaced: rc %d %r" % (name, p.returncode,
                                                                           out[-200:]))
-        check(st["tls_linked"] == 0 and st["replays"] == 0 and st["failovers"] == 0,
-              "%s: not linked, nothing replayed: %r" % (name, dict(st)))
+        # (a later connection of the program may be healed before the
+        # server's first byte: its ClientHello replayed, the socket rule)
+        check(st["tls_linked"] == 0 and st["tls_heals"] == 0 and st["passed_errors"] >= 1,
+              "%s: not linked, the session's failure passed through: %r" % (name, dict(st)))
         s.start("rr%d" % v, [BUILD + "/flare-run", "--shm", s.shm, "--", "nginx", "-c",
                              os.path.join(s.dir, "nginx%d.conf" % v), "-p", s.dir])
         wait_for(lambda: all_alive(s), 20, what="the replica back")
