@@ -171,7 +171,8 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		 * with no need to know which. Not with MSG_WAITALL, which must
 		 * wait for all of it. An EAGAIN is the program's only when the
 		 * kernel says now that the descriptor is non-blocking. */
-		if (watched && !slices && !__atomic_load_n(&fc->rd_waits, __ATOMIC_RELAXED) &&
+		if (watched && !slices &&
+		    (!__atomic_load_n(&fc->rd_waits, __ATOMIC_RELAXED) || flare_tls_call.got) &&
 		    !(flags & MSG_WAITALL)) {
 			n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
 				    flags | MSG_DONTWAIT);
@@ -224,6 +225,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		if (n > 0) {
 			if (!(flags & MSG_PEEK))
 				sock_count(&fc->sock_rd, n);
+			flare_tls_call.got = flare_tls_call.depth;
 			/* a linked session's bytes: its plaintext is the exchange */
 			if (fconn_tls_linked(fc))
 				return n;

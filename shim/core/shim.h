@@ -415,6 +415,8 @@ struct tls_call {
 	struct fconn *fc;
 	int fd;
 	uint8_t depth, mixed;
+	uint8_t got; /* a socket read in this call returned bytes: the rest of a
+		      * record is usually there already (io.c reads it at once) */
 };
 extern __thread struct tls_call flare_tls_call __attribute__((tls_model("initial-exec")));
 static inline void tls_call_saw(struct fconn *fc, int fd)

@@ -1,4 +1,4 @@
-/* tlsclient CA_FILE SNI SVC_PORT REPLICA_PORT PAIRS PER_BATCH
+/* tlsclient blocking|nonblocking CA_FILE SNI SVC_PORT REPLICA_PORT PAIRS PER_BATCH
  *
  * The TLS benchmark's paired client, run under flare-run: protoclient's
  * method over OpenSSL. Two processes, one TLS session each to the same
@@ -6,8 +6,10 @@
  * session linked: the SSL hooks feed the framer), and a child it starts
  * without the library straight to the replica's port (direct). They take
  * turns: batches of PER_BATCH GETs, each written with SSL_write and its
- * reply read whole with SSL_read on a blocking socket, the order flipping
- * every pair; the median of PAIRS ratios of the pairs' times is printed,
+ * reply read whole with SSL_read, on a blocking socket (the read waits in
+ * the kernel: under the library, in its poll(2) slices) or a non-blocking
+ * one (an event loop's way: SSL_ERROR_WANT_READ, then the client's own
+ * poll), the order flipping every pair; the median of PAIRS ratios of the pairs' times is printed,
  * with each side's requests/s:
  *   "ratio=X direct_rps=Y managed_rps=Z"
  * (ratio: managed throughput / direct). Exits 1 naming the first wrong
@@ -17,7 +19,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <fcntl.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +34,7 @@
 
 static const char GET[] = "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
 static const char REPLY[] = "$32\r\n" VALUE "\r\n";
+static int nonblocking;
 
 static void die(const char *what)
 {
@@ -63,19 +68,37 @@ static SSL *dial(const char *ca, const char *sni, int port)
 	if (!s || !SSL_set_fd(s, fd) || !SSL_set_tlsext_host_name(s, sni) ||
 	    !SSL_set1_host(s, sni) || SSL_connect(s) != 1)
 		die("TLS handshake");
+	if (nonblocking)
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	return s;
+}
+
+/* an event loop's wait: for what OpenSSL asked */
+static void await(SSL *s, int r, const char *what)
+{
+	int e = SSL_get_error(s, r);
+	struct pollfd p = {.fd = SSL_get_fd(s),
+			   .events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN};
+	if (!nonblocking || (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) ||
+	    poll(&p, 1, 10000) != 1)
+		die(what);
 }
 
 static void request(SSL *s, const char *req, size_t len, const char *want, size_t want_len)
 {
-	if (SSL_write(s, req, (int)len) != (int)len)
-		die("SSL_write");
+	int w;
+	while ((w = SSL_write(s, req, (int)len)) <= 0)
+		await(s, w, "SSL_write");
+	if (w != (int)len)
+		die("SSL_write: a partial write");
 	char buf[256];
 	size_t have = 0;
 	while (have < want_len) {
 		int n = SSL_read(s, buf + have, (int)(sizeof(buf) - have));
-		if (n <= 0)
-			die("SSL_read");
+		if (n <= 0) {
+			await(s, n, "SSL_read");
+			continue;
+		}
 		have += (size_t)n;
 	}
 	if (have != want_len || memcmp(buf, want, want_len) != 0)
@@ -110,13 +133,15 @@ static int direct_worker(SSL *s, int per)
 
 int main(int argc, char **argv)
 {
-	int worker = argc == 8 && strcmp(argv[1], "--direct") == 0;
+	int worker = argc == 9 && strcmp(argv[1], "--direct") == 0;
 	char **a = argv + worker;
-	if (argc != 7 + worker) {
-		fprintf(stderr,
-			"usage: tlsclient CA_FILE SNI SVC_PORT REPLICA_PORT PAIRS PER_BATCH\n");
+	if (argc != 8 + worker || (strcmp(a[1], "blocking") && strcmp(a[1], "nonblocking"))) {
+		fprintf(stderr, "usage: tlsclient blocking|nonblocking CA_FILE SNI SVC_PORT "
+				"REPLICA_PORT PAIRS PER_BATCH\n");
 		return 2;
 	}
+	nonblocking = strcmp(a[1], "nonblocking") == 0;
+	a++; /* from here a[1] is the CA file */
 	int pairs = atoi(a[5]), per = atoi(a[6]);
 	if (pairs < 1 || per < 1)
 		return 2;
@@ -135,7 +160,7 @@ int main(int argc, char **argv)
 		dup2(sv[1], 3);
 		unsetenv("LD_PRELOAD"); /* the direct side runs without the library */
 		char *args[] = {argv[0], "--direct", argv[1], argv[2], argv[3],
-				argv[4], argv[5],    argv[6], NULL};
+				argv[4], argv[5],    argv[6], argv[7], NULL};
 		char self[4096];
 		ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 1);
 		if (k > 0) {
