@@ -170,7 +170,9 @@ static int dial_next(struct tls_sess *t, struct fconn *fc)
 
 /* The session log, replayed through the new session: each command sent,
  * its reply read and checked. 0 done, 1 under way, -1 it differs. */
-static int session_step(struct tls_sess *t, struct fconn *fc)
+static int answer_in_time(struct tls_sess *t, int fd);
+
+static int session_step(struct tls_sess *t, struct fconn *fc, int fd)
 {
 	const uint8_t *log = fc->sess;
 	while (t->sess_at < t->sess_len) {
@@ -194,6 +196,8 @@ static int session_step(struct tls_sess *t, struct fconn *fc)
 			fr_rep_init(&t->sess_frp, fc->proto);
 		}
 		uint8_t tmp[512], rflags = 0;
+		if (!answer_in_time(t, fd))
+			return -1;
 		int r = ossl.SSL_read(t->next, tmp, (int)sizeof(tmp));
 		if (r <= 0) {
 			int err = ossl.SSL_get_error(t->next, r);
@@ -291,6 +295,27 @@ static int past_deadline(const struct tls_sess *t)
 	return flare_monotonic_ms() >= t->deadline_ms;
 }
 
+/* A blocking program's descriptor blocks: before OpenSSL reads the
+ * replica's answer, wait for it within the attempt's deadline, so that a
+ * replica that accepts and never answers costs the deadline, not a read
+ * that never ends. 1 when there is something to read. */
+static int answer_in_time(struct tls_sess *t, int fd)
+{
+	if (!t->blocking || ossl.SSL_has_pending(t->next))
+		return 1;
+	for (;;) {
+		int64_t left = (int64_t)t->deadline_ms - (int64_t)flare_monotonic_ms();
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (left <= 0)
+			return 0;
+		int r = real.poll(&p, 1, (int)left);
+		if (r > 0)
+			return 1;
+		if (r == 0 || errno != EINTR)
+			return 0;
+	}
+}
+
 /* One pass of the heal's steps: 0 healed, 1 under way (t->synth says
  * what it waits for), -1 given up. in_prog: called from the program's own
  * call on its SSL (OpenSSL may be called), else from a readiness wait. */
@@ -373,6 +398,10 @@ static int step(struct tls_sess *t, int in_prog)
 			continue;
 		}
 		if (t->step == HS_HANDSHAKE) {
+			if (!answer_in_time(t, fd)) {
+				attempt_over(t, fc, "no handshake in time");
+				continue;
+			}
 			int r = ossl.SSL_connect(t->next);
 			if (r != 1) {
 				int err = ossl.SSL_get_error(t->next, r);
@@ -409,7 +438,7 @@ static int step(struct tls_sess *t, int in_prog)
 			t->step = HS_SESSION;
 		}
 		if (t->step == HS_SESSION) {
-			int r = session_step(t, fc);
+			int r = session_step(t, fc, fd);
 			if (r > 0)
 				return 1;
 			if (r < 0) {

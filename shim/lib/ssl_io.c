@@ -103,13 +103,15 @@ static int linked_io(struct tls_sess *t, SSL *s, const struct io_args *a)
 				account(fc, a, n);
 			break;
 		}
-		if (round > FLARE_MAX_REPLICAS)
+		/* the common failure: nothing to read yet (WANT_READ); only a
+		 * socket that failed under the session can be healed */
+		if (round > FLARE_MAX_REPLICAS ||
+		    !__atomic_load_n(&fc->tls_sock_failed, __ATOMIC_ACQUIRE))
 			break;
 		int err = ossl.SSL_get_error(t->cur, r);
 		int reading = a->op != OP_WRITE && a->op != OP_WRITE_EX;
 		/* nothing of this write was taken: a reconnect re-runs nothing */
-		if (!reading && (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_SSL) &&
-		    __atomic_load_n(&fc->tls_sock_failed, __ATOMIC_ACQUIRE))
+		if (!reading && (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_SSL))
 			exchange_write_failed(fc);
 		int h = tls_on_failure(t, reading, err);
 		if (h < 0) {

@@ -229,11 +229,18 @@ def test_tls_replica_with_another_certificate_refused():
 
 # ---- Redis with TLS ----
 
-def redis_tls_deployment(password, service_extra=""):
+def set_util(s, host, value):
+    tmp = os.path.join(s.dir, host + ".util.tmp")
+    with open(tmp, "w") as f:
+        f.write("%.2f\n" % value)
+    os.rename(tmp, os.path.join(s.dir, host + ".util"))
+
+
+def redis_tls_deployment(password, service_extra="", primary=False):
     """Three redis-server replicas serving TLS only, with requirepass, that
     require a client certificate (redis-cli's, from the test's CA); k is
     "zero" in database 0 and "one" in database 1 on each."""
-    s = rr_deployment(name="redis", service_extra=service_extra)
+    s = rr_deployment(name="redis", service_extra=service_extra, primary=primary)
     start_rr(s, servers=False)
     s.ca = make_ca(s.dir)
     cert, key = make_cert(s.dir, "svc", "svc.test")
@@ -310,6 +317,38 @@ def test_redis_cli_tls_hung_replica():
                                                   err[-1500:]))
     check(st["tls_heals"] >= 1 and st["request_timeouts"] >= 1 and "shut for reading" in err,
           "healed after the timeout: %r\n%s" % (dict(st), err[-800:]))
+
+
+def test_redis_cli_tls_next_replica_hung():
+    """A-1 dies; the next replica in the ranking (A-2) accepts and never
+    answers (SIGSTOPped). redis-cli blocks, so its call makes the whole
+    heal: A-2's handshake is given up after twice the connect timeout,
+    and A-3 takes the session; every reply right."""
+    s = redis_tls_deployment("s3cret", primary=True)
+    set_util(s, "h1", 0.1)
+    set_util(s, "h2", 0.8)
+    wait_for(lambda: s.order("A") == ["A-1", "A-2", "A-3"], 15, what="A-2 ranked before A-3")
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--"] + s.cli +
+                         ["-p", str(s.svc), "-n", "1", "-r", "200", "-i", "0.01", "GET", "k"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, FLARE_LOG="info", **senv))
+    hung = s.procs["rr1"]
+    try:
+        time.sleep(0.8)
+        hung.send_signal(signal.SIGSTOP)
+        s.kill("rr0")
+        out, err = p.communicate(timeout=60)
+    finally:
+        hung.send_signal(signal.SIGCONT)
+    st = library_stats(stats)
+    lines = out.split()
+    check(p.returncode == 0 and len(lines) == 200 and set(lines) == {"one"},
+          "redis-cli: rc %d, %d lines, %r\n%s" % (p.returncode, len(lines),
+                                                  sorted(set(lines))[:5], err[-1500:]))
+    check("A-2 not used: no handshake in time" in err and "A-1 -> A-3" in err,
+          "A-2 left for its silence, A-3 took over: %s" % err[-1500:])
+    check(st["tls_heals"] >= 1, "healed: %r" % dict(st))
 
 
 # ---- Python's ssl, non-blocking, over asyncio ----
@@ -517,5 +556,6 @@ if __name__ == "__main__":
     test_clients.become_subreaper()  # PostgreSQL's orphans are reaped here
     run([test_curl_https_keepalive_healed, test_curl_https_post_not_replayed,
          test_tls_replica_with_another_certificate_refused, test_redis_cli_tls_session_replayed,
-         test_redis_cli_tls_hung_replica, test_python_ssl_nonblocking_asyncio, test_other_tls_libraries_keep_the_socket_rules,
+         test_redis_cli_tls_hung_replica, test_redis_cli_tls_next_replica_hung,
+         test_python_ssl_nonblocking_asyncio, test_other_tls_libraries_keep_the_socket_rules,
          test_psql_sslmode_require_surfaces])
