@@ -272,7 +272,7 @@ def redis_cli_killing(s, stop=False):
     p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--"] + s.cli +
                          ["-p", str(s.svc), "-n", "1", "-r", "300", "-i", "0.01", "GET", "k"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, FLARE_LOG="info", **senv))
+                         env=dict(os.environ, FLARE_LOG="debug", **senv))
     time.sleep(1.0)
     check(p.poll() is None, "redis-cli ended before the kill")
     v = busiest_replica(s)
@@ -303,6 +303,12 @@ def test_redis_cli_tls_session_replayed():
                                                   err[-1500:]))
     check(st["tls_linked"] == 1 and st["tls_heals"] >= 1 and st["managed"] == 1,
           "healed by flare on redis-cli's one connection: %r\n%s" % (dict(st), err[-800:]))
+    # no key material in what the library logs (at debug) or counts
+    logs = err + "".join(open(s.log("rr%d" % i), errors="replace").read() for i in range(s.n))
+    for name in ("client.key", "svc.key"):
+        body = [l for l in open(os.path.join(s.dir, name)).read().splitlines()
+                if l and not l.startswith("-----")]
+        check(body and not any(l in logs for l in body), "%s's key bytes logged" % name)
 
 
 def test_redis_cli_tls_hung_replica():
