@@ -25,6 +25,9 @@ COMMON_ALL := $(COMMON_LIBC) $(CONTROL_SRC)
 
 # shim/lib: one file per interposed call; shim/core: the library's logic
 SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/core/*.c)
+# the TLS layer links last: its code is cold in programs without TLS, and
+# kept apart from the hot code the kernel maps in 64 KiB windows
+TLS_SRC := $(wildcard shim/lib/ssl_*.c) $(wildcard shim/core/tls_*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text fuzz_query \
 	fuzz_table fuzz_config fuzz_auth fuzz_framer_redis fuzz_framer_http fuzz_framer_mc \
@@ -53,7 +56,8 @@ $(BUILD)/flare-run: $(BUILD)/obj/shim/flare-run.o $(BUILD)/libflare-common.a
 
 # libflare.so: its own objects, every symbol hidden but the hooks (it lives
 # inside other programs and must not clash with theirs); libc only.
-SHIM_OBJ := $(patsubst %.c,$(BUILD)/shimobj/%.o,$(SHIM_SRC) $(COMMON_LIBC))
+SHIM_OBJ := $(patsubst %.c,$(BUILD)/shimobj/%.o,$(filter-out $(TLS_SRC),$(SHIM_SRC)) \
+	$(COMMON_LIBC) $(TLS_SRC))
 $(BUILD)/shimobj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(STD) $(LIB_CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
