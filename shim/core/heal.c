@@ -86,6 +86,40 @@ int heal_replay_refused(const struct fconn *fc)
 	return __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED) - fc->heal_req <= 1;
 }
 
+int heal_plan(struct fconn *fc, const char *why, int async, struct flare_route *rt, uint8_t *order,
+	      uint32_t *from, uint32_t *len)
+{
+	if (!exchange_healable(fc)) {
+		log_debug("%s: not healed: a reply was being read, or the request is not "
+			  "replayable",
+			  why);
+		return -1;
+	}
+	if (heal_replay_refused(fc)) {
+		trust_event(fc, TE_REFUSED);
+		log_warn("%s: the last heal's replay was refused; this connection is not healed "
+			 "again (the program's own reconnect fails over)",
+			 why);
+		return -1;
+	}
+	int trc = route_read(fc->svc_index, rt);
+	if (trc != FLARE_TBL_OK || (uint32_t)fc->cur >= rt->svc.n_replicas) {
+		log_debug("%s: not healed: table %s", why, flare_tbl_rc_name(trc));
+		return -1;
+	}
+	watch_demote(rt);
+	*len = exchange_replay_len(fc);
+	*from = exchange_replay_from(fc);
+	int n = heal_targets(fc, rt, async, order);
+	if (n == 0) {
+		log_warn("service %s: %s (%s): every replica already had this request from a heal "
+			 "and failed it; the failure surfaces",
+			 rt->svc.name, rt->reps[fc->cur].name, why);
+		return -1;
+	}
+	return n;
+}
+
 /* Waits (bounded) for another thread's heal; 0 when it swapped. */
 static int wait_other_healer(struct fconn *fc, uint32_t gen)
 {
@@ -179,36 +213,17 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 		goto out;
 	}
 	int st = fconn_state(fc);
-	if (st == FC_FAILED || st == FC_FREE || !exchange_healable(fc)) {
-		log_debug("%s: not healed: a reply was being read, or the request is not "
-			  "replayable",
-			  why);
-		goto out;
-	}
-	if (heal_replay_refused(fc)) {
-		trust_event(fc, TE_REFUSED);
-		log_warn("%s: the last heal's replay was refused; this connection is not healed "
-			 "again (the program's own reconnect fails over)",
-			 why);
-		goto out;
-	}
-	int trc = route_read(fc->svc_index, &rt);
-	if (trc != FLARE_TBL_OK || (uint32_t)fc->cur >= rt.svc.n_replicas) {
-		log_debug("%s: not healed: table %s", why, flare_tbl_rc_name(trc));
+	if (st == FC_FAILED || st == FC_FREE) {
+		log_debug("%s: not healed: the connection has failed already", why);
 		goto out;
 	}
 	uint8_t order[FLARE_MAX_REPLICAS + 1];
 	uint64_t t0 = flare_monotonic_ns();
-	watch_demote(&rt);
-	uint32_t len = exchange_replay_len(fc), from = exchange_replay_from(fc);
-	int n = heal_targets(fc, &rt, async, order);
-	const char *name = rt.reps[fc->cur].name;
-	if (n == 0) {
-		log_warn("service %s: %s (%s): every replica already had this request from a heal "
-			 "and failed it; the failure surfaces",
-			 rt.svc.name, name, why);
+	uint32_t len, from;
+	int n = heal_plan(fc, why, async, &rt, order, &from, &len);
+	if (n <= 0)
 		goto out;
-	}
+	const char *name = rt.reps[fc->cur].name;
 	for (int k = 0; k < n; k++) {
 		int idx = order[k], err = 0;
 		int nfd = heal_dial(fc, &rt, idx, from, len, async, &err);

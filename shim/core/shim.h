@@ -48,8 +48,8 @@ static inline int flare_threaded(void) { return !__libc_single_threaded; }
 	X(passed_errors)                                                                           \
 	X(table_dead_wakeups)                                                                      \
 	X(request_timeouts)                                                                        \
-	X(queries_answered) X(queries_failed) X(rebinds) X(switches) X(tls_linked) X(tls_heals)    \
-	    X(tls_refused)
+	X(queries_answered)                                                                        \
+	X(queries_failed) X(rebinds) X(switches) X(tls_linked) X(tls_heals) X(tls_refused)
 #define FLARE_STATS_FIELD(name) uint64_t name;
 struct flare_stats {
 	FLARE_STATS_FIELDS(FLARE_STATS_FIELD)
@@ -214,6 +214,12 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async);
  * refused (the connection is not healed again). [claim] */
 int heal_targets(const struct fconn *fc, const struct flare_route *rt, int async, uint8_t *out);
 int heal_replay_refused(const struct fconn *fc);
+/* What a heal of fc may do now, plaintext or TLS: the replicas to try in
+ * order (how many), with the route and the bytes to replay buf[from,
+ * len); -1 (logged) when the failure must surface (the exchange does not
+ * allow it, the last replay was refused, no table, no replica left). */
+int heal_plan(struct fconn *fc, const char *why, int async, struct flare_route *rt, uint8_t *order,
+	      uint32_t *from, uint32_t *len);
 /* A heal's new connection failing this soon with nothing read refused the
  * replay (a replica that dies has been up longer than that). */
 #define FLARE_REFUSED_MS 100
@@ -438,7 +444,8 @@ static inline int fconn_tls_linked(const struct fconn *fc)
 void tls_sock_failed(struct fconn *fc);
 /* A heal asked of a linked connection (watch.c: a dead replica, an overdue
  * reply) shuts its socket's reading side, so that OpenSSL meets the
- * failure in the program's own call and the SSL hook heals there; 0. */
+ * failure in the program's own call and the SSL hook heals there: 0; -1,
+ * the socket untouched, when that heal would not happen (heal_plan). */
 int tls_abandon_socket(struct fconn *fc, const char *why);
 /* TLS heals under way, and their progress from the readiness waits */
 extern int flare_tls_healing;

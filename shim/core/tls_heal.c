@@ -521,39 +521,15 @@ int tls_on_failure(struct tls_sess *t, int reading, int err)
 		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
 		return -1;
 	}
-	if (!exchange_healable(fc)) {
-		log_debug("%s: not healed: a reply was being read, or the request is not "
-			  "replayable",
-			  t->why);
-		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
-		return -1;
-	}
-	if (heal_replay_refused(fc)) {
-		trust_event(fc, TE_REFUSED);
-		log_warn("%s: the last heal's replay was refused; this connection is not healed "
-			 "again (the program's own reconnect fails over)",
-			 t->why);
-		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
-		return -1;
-	}
 	struct flare_route rt;
-	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
-	    (uint32_t)fc->cur >= rt.svc.n_replicas)
-		return -1;
 	t->blocking = !fd_nonblocking(fc, fd);
-	watch_demote(&rt);
-	t->n_order = heal_targets(fc, &rt, !t->blocking, t->order);
+	t->n_order = heal_plan(fc, t->why, !t->blocking, &rt, t->order, &t->from, &t->len);
+	if (t->n_order <= 0) {
+		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
+		return -1;
+	}
 	t->k = 0;
 	t->from_idx = t->idx = fc->cur;
-	if (t->n_order == 0) {
-		log_warn("service %s: %s (%s): every replica already had this request from a heal "
-			 "and failed it; the failure surfaces",
-			 rt.svc.name, rt.reps[fc->cur].name, t->why);
-		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
-		return -1;
-	}
-	t->len = exchange_replay_len(fc);
-	t->from = exchange_replay_from(fc);
 	t->t0_ns = flare_monotonic_ns();
 	if (t->blocking)
 		ossl.ERR_set_mark(); /* the failure's errors below it, the heal's above */

@@ -118,6 +118,14 @@ int tls_abandon_socket(struct fconn *fc, const char *why)
 		return -1;
 	if (__atomic_load_n(&fc->tls_sock_failed, __ATOMIC_ACQUIRE))
 		return 0; /* shut already: the program's read is on its way */
+	/* only where the SSL hook would heal: a request outstanding that the
+	 * exchange lets go elsewhere, and a replica to take it; else the
+	 * socket is left as it is and the program waits as it would */
+	struct flare_route rt;
+	uint8_t order[FLARE_MAX_REPLICAS + 1];
+	uint32_t from, len;
+	if (!exchange_outstanding(fc) || heal_plan(fc, why, 1, &rt, order, &from, &len) <= 0)
+		return -1;
 	log_info("fd %d: %s: the TLS session's socket is shut for reading; the program's next "
 		 "read heals it",
 		 fd, why);

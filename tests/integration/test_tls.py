@@ -79,11 +79,12 @@ def listening(port):
         return False
 
 
-def nginx_tls_deployment(wrong=(), primary=False):
+def nginx_tls_deployment(wrong=(), primary=False, service_extra=""):
     """Three nginx replicas with TLS, each in front of a slow backend of its
     own; the replicas in `wrong` present a certificate for another name
     (signed by the same CA). With primary, the service address is A-1's."""
-    s = rr_deployment(name="nginx", service_extra='protocol = "http";', primary=primary)
+    s = rr_deployment(name="nginx", service_extra='protocol = "http"; ' + service_extra,
+                      primary=primary)
     start_rr(s, servers=False)
     s.ca = make_ca(s.dir)
     good = make_cert(s.dir, "svc", "svc.test")
@@ -206,6 +207,39 @@ def test_curl_https_post_not_replayed():
     check(sum(posts(s)) == 1, "the POST ran once: %r" % posts(s))
     check(st["tls_linked"] == 1 and st["tls_heals"] == 0 and st["passed_errors"] >= 1,
           "not healed: %r" % dict(st))
+
+
+BLOCKING_POST = r"""
+import http.client, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx)  # blocking
+c.request("GET", "/slow/f000")  # the session's first exchange, answered
+c.getresponse().read()
+c.request("POST", "/slow/order", body=b"hello")  # 0.5 s to its answer
+r = c.getresponse()
+print(r.status, r.read().decode().strip())
+"""
+
+
+def test_tls_slow_post_left_alone():
+    """request_timeout_ms passes while a POST waits (a blocking read) for
+    its slow reply: a POST is not replayed, so the library leaves the
+    session's socket as it is and the answer comes, as without flare (it
+    used to shut the socket for reading, and the POST failed)."""
+    s = nginx_tls_deployment(service_extra="request_timeout_ms = 150;")
+    script = os.path.join(s.dir, "post.py")
+    with open(script, "w") as f:
+        f.write(BLOCKING_POST)
+    senv, stats = client_env(s)
+    r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, script,
+                        str(s.svc), s.ca], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, FLARE_LOG="info", **senv))
+    st = library_stats(stats)
+    check(r.returncode == 0 and r.stdout.strip() == "201 created",
+          "python: rc %d %r %s" % (r.returncode, r.stdout, r.stderr[-800:]))
+    check(sum(posts(s)) == 1 and st["tls_linked"] == 1 and st["tls_heals"] == 0 and
+          "shut for reading" not in r.stderr,
+          "the POST ran once, its session untouched: %r %r" % (posts(s), dict(st)))
 
 
 def test_tls_replica_with_another_certificate_refused():
@@ -559,7 +593,7 @@ if __name__ == "__main__":
     import test_clients
     test_clients.become_subreaper()  # PostgreSQL's orphans are reaped here
     run([test_curl_https_keepalive_healed, test_curl_https_post_not_replayed,
-         test_tls_replica_with_another_certificate_refused, test_redis_cli_tls_session_replayed,
+         test_tls_slow_post_left_alone, test_tls_replica_with_another_certificate_refused, test_redis_cli_tls_session_replayed,
          test_redis_cli_tls_hung_replica, test_redis_cli_tls_next_replicas_hung,
          test_python_ssl_nonblocking_asyncio, test_other_tls_libraries_keep_the_socket_rules,
          test_psql_sslmode_require_surfaces])
