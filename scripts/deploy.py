@@ -106,6 +106,15 @@ def free_ports(n):
     return ports
 
 
+def accepts(port, timeout=0.5):
+    """Does something accept connections on 127.0.0.1:port now?"""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def spawn(args, log=None, env=None):
     out = open(log, "ab") if log else subprocess.DEVNULL
     e = dict(os.environ)

@@ -17,7 +17,6 @@ import argparse
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -40,14 +39,6 @@ def established_ports():
             port = int(parts[1].split(":")[1], 16)
             ports[port] = ports.get(port, 0) + 1
     return ports
-
-
-def accepts(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def start_clients(s, build, args):
@@ -106,7 +97,7 @@ def main():
                 round_kills += 1
                 rr_server(s, victim)
                 limit = time.monotonic() + 5
-                while not accepts(s.ports[victim]):
+                while not deploy.accepts(s.ports[victim], timeout=0.2):
                     if time.monotonic() > limit:
                         raise RuntimeError("replica %d did not come back" % victim)
                     time.sleep(0.002)

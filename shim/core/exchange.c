@@ -118,19 +118,26 @@ static void request_unlock(struct fconn *fc, int locked)
 		pthread_mutex_unlock(&fc->lock);
 }
 
-/* The first bytes a connection writes: a session protocol's, or what a
- * framer reads (with the service's protocol "auto"). [lock] */
+/* The connection's very first bytes: a session protocol's (whatever
+ * framer the service configured: its bytes are not that protocol's; a
+ * TLS session is known for what it is, tls_link.c), or what a framer
+ * reads (with the service's protocol "auto"). [lock] */
 static void first_bytes(struct fconn *fc, const struct iovec *iov, size_t n)
 {
 	const uint8_t *p = iov[0].iov_base;
 	size_t k = iov[0].iov_len < n ? iov[0].iov_len : n;
+	fc->sess_proto = (uint8_t)exchange_session_proto(p, k);
 	if (fc->sess_proto != SESSION_NONE) {
-		if (fc->proto == PROTO_AUTO)
+		if (fconn_framed(fc)) {
+			fc->head = fc->len = 0;
+			fc->q_n = fc->q_first = 0;
+		}
+		if (fc->proto != PROTO_OPAQUE)
 			__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
 		trust_event(fc, TE_SESSION_PROTO);
 		return;
 	}
-	if (fc->proto != PROTO_AUTO)
+	if (fc->proto != PROTO_AUTO || fconn_trust(fc) != TR_FIRST)
 		return;
 	int proto = fr_detect(p, k);
 	if (proto == PROTO_OPAQUE)
@@ -144,20 +151,7 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	int locked = request_lock(fc);
 	int from = xchg_load(fc), to = from;
 	if (n && from != FX_REQUEST) {
-		/* the connection's very first bytes: whatever the framer makes of
-		 * them, a TLS session's are known for what they are (tls_link.c) */
-		if (from == FX_FRESH && iovcnt > 0 && !fc->n_req) {
-			fc->sess_proto = (uint8_t)exchange_session_proto(
-			    iov[0].iov_base, iov[0].iov_len < n ? iov[0].iov_len : n);
-			if (fc->sess_proto != SESSION_NONE && fconn_framed(fc)) {
-				/* the service's framer does not read this protocol's bytes */
-				__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
-				fc->head = fc->len = 0;
-				fc->q_n = fc->q_first = 0;
-				trust_event(fc, TE_SESSION_PROTO);
-			}
-		}
-		if (from == FX_FRESH && iovcnt > 0 && fconn_trust(fc) == TR_FIRST)
+		if (from == FX_FRESH && iovcnt > 0 && !fc->n_req)
 			first_bytes(fc, iov, n);
 		fc->n_req++; /* a request begins (dead_req, heal_req read it) */
 	}

@@ -225,7 +225,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		if (n > 0) {
 			if (!(flags & MSG_PEEK))
 				sock_count(&fc->sock_rd, n);
-			flare_tls_call.got = flare_tls_call.depth;
+			tls_call_got();
 			/* a linked session's bytes: its plaintext is the exchange */
 			if (fconn_tls_linked(fc))
 				return n;

@@ -31,6 +31,26 @@ static int wait_readable(int fd, int64_t end)
 	return real.poll(&p, 1, (int)left) == 1 ? 0 : -1;
 }
 
+int session_reply_feed(struct fr_rep *f, const uint8_t *p, size_t n, uint8_t *got,
+		       uint32_t *got_len, uint8_t *rflags)
+{
+	for (size_t off = 0; off < n;) {
+		int ended;
+		long used = fr_rep_step(f, p + off, n - off, &ended, rflags);
+		if (used < 0)
+			return -1;
+		size_t room = FLARE_SESSION_REPLY - *got_len;
+		size_t c = (size_t)used < room ? (size_t)used : room;
+		memcpy(got + *got_len, p + off, c);
+		*got_len += (uint32_t)c;
+		off += (size_t)used;
+		if (ended && !(*rflags & RP_PUSH))
+			return off == n ? 1
+					: -1; /* nothing may follow it: nothing else was asked */
+	}
+	return 0;
+}
+
 /* Reads one reply, keeping its first bytes; -1 on anything but exactly
  * one whole reply in time. */
 static int read_reply(int fd, int proto, uint8_t *kept, uint32_t *kept_len, uint8_t *rflags,
@@ -49,20 +69,9 @@ static int read_reply(int fd, int proto, uint8_t *kept, uint32_t *kept_len, uint
 				return -1;
 			continue;
 		}
-		for (size_t off = 0; off < (size_t)r;) {
-			int ended;
-			long used = fr_rep_step(&f, tmp + off, (size_t)r - off, &ended, rflags);
-			if (used < 0)
-				return -1;
-			size_t c = (size_t)used < FLARE_SESSION_REPLY - *kept_len
-				       ? (size_t)used
-				       : FLARE_SESSION_REPLY - *kept_len;
-			memcpy(kept + *kept_len, tmp + off, c);
-			*kept_len += (uint32_t)c;
-			off += (size_t)used;
-			if (ended && !(*rflags & RP_PUSH))
-				return off == (size_t)r ? 0 : -1; /* nothing may follow it */
-		}
+		int k = session_reply_feed(&f, tmp, (size_t)r, kept, kept_len, rflags);
+		if (k)
+			return k > 0 ? 0 : -1;
 	}
 }
 
@@ -124,28 +133,15 @@ int session_async_step(struct fconn *fc, int fd)
 			return 1;
 		if (r <= 0)
 			return -1;
-		for (size_t off = 0; off < (size_t)r;) {
-			int ended;
-			long used =
-			    fr_rep_step(&fc->sess_frp, tmp + off, (size_t)r - off, &ended, &rflags);
-			if (used < 0)
-				return -1;
-			size_t room = FLARE_SESSION_REPLY - fc->sess_got_len;
-			size_t c = (size_t)used < room ? (size_t)used : room;
-			memcpy(fc->sess_got + fc->sess_got_len, tmp + off, c);
-			fc->sess_got_len += (uint32_t)c;
-			off += (size_t)used;
-			if (!ended || (rflags & RP_PUSH))
-				continue;
-			/* nothing may follow it: nothing else was asked */
-			if (off != (size_t)r ||
-			    !session_same_reply(&e, fc->sess_got, fc->sess_got_len, rflags,
-						"a replica"))
-				return -1;
+		int k = session_reply_feed(&fc->sess_frp, tmp, (size_t)r, fc->sess_got,
+					   &fc->sess_got_len, &rflags);
+		if (k < 0 || (k > 0 && !session_same_reply(&e, fc->sess_got, fc->sess_got_len,
+							   rflags, "a replica")))
+			return -1;
+		if (k > 0) {
 			fc->sess_at = e.next;
 			fc->sess_step = 1;
 			fc->sess_sent = 0;
-			break;
 		}
 	}
 	fc->sess_step = 0;

@@ -358,6 +358,11 @@ struct sess_entry {
 void session_entry_at(const uint8_t *log, uint32_t off, struct sess_entry *e);
 int session_same_reply(const struct sess_entry *e, const uint8_t *got, uint32_t got_len,
 		       uint8_t rflags, const char *replica);
+/* Feeds n bytes of a session command's reply to its framer f, keeping its
+ * first bytes in got: 0 while it goes on, 1 when it ended with the last
+ * byte, -1 when it cannot be read or more follows it. */
+int session_reply_feed(struct fr_rep *f, const uint8_t *p, size_t n, uint8_t *got,
+		       uint32_t *got_len, uint8_t *rflags);
 int session_async_step(struct fconn *fc, int fd);
 
 /* ---- watch.c: requests on replicas that will not answer ---- */
@@ -434,6 +439,11 @@ static inline void tls_call_saw(struct fconn *fc, int fd)
 		c->mixed = 1; /* one call, two connections: not a session on one socket */
 	c->fc = fc;
 	c->fd = fd;
+}
+static inline void tls_call_got(void)
+{
+	if (__builtin_expect(flare_tls_call.depth, 0))
+		flare_tls_call.got = 1;
 }
 static inline int fconn_tls_linked(const struct fconn *fc)
 {

@@ -34,14 +34,16 @@
 	X(SSL_read)                                                                                \
 	X(SSL_read_ex)                                                                             \
 	X(SSL_peek)                                                                                \
-	X(SSL_peek_ex) X(SSL_write) X(SSL_write_ex) X(SSL_connect) X(SSL_do_handshake)             \
-	    X(SSL_get_error) X(SSL_pending) X(SSL_has_pending) X(SSL_shutdown) X(SSL_free)         \
-		X(SSL_clear) X(SSL_set_alpn_protos) X(SSL_get_shutdown)
+	X(SSL_peek_ex)                                                                             \
+	X(SSL_write) X(SSL_write_ex) X(SSL_connect) X(SSL_do_handshake) X(SSL_get_error)           \
+	    X(SSL_pending) X(SSL_has_pending) X(SSL_shutdown) X(SSL_free) X(SSL_clear)             \
+		X(SSL_set_alpn_protos) X(SSL_get_shutdown)
 #define FLARE_TLS_CALLED(X)                                                                        \
 	X(OpenSSL_version_num)                                                                     \
 	X(SSL_new)                                                                                 \
 	X(SSL_get_SSL_CTX)                                                                         \
-	X(SSL_ctrl) X(SSL_get_servername) X(SSL_get0_param) X(X509_VERIFY_PARAM_set1) X(           \
+	X(SSL_ctrl)                                                                                \
+	X(SSL_get_servername) X(SSL_get0_param) X(X509_VERIFY_PARAM_set1) X(                       \
 	    X509_VERIFY_PARAM_set_inh_flags) X(X509_VERIFY_PARAM_get_depth)                        \
 	    X(X509_VERIFY_PARAM_get_flags) X(X509_VERIFY_PARAM_get_hostflags) X(                   \
 		X509_VERIFY_PARAM_get0_host) X(SSL_get_verify_mode) X(SSL_get_verify_callback)     \
@@ -147,6 +149,22 @@ void tls_unlock(struct tls_sess *t);
 int tls_each_healing(int (*f)(struct tls_sess *));
 extern int flare_tls_healing; /* [atom] heals under way */
 
+/* A hooked call's context (flare_tls_call, shim.h): the managed
+ * descriptor its BIO touches is how a session finds its connection. A call
+ * inside another (TLS inside TLS) marks the outer one's as mixed. */
+static inline void tls_call_enter(const SSL *s, struct tls_call *saved)
+{
+	*saved = flare_tls_call;
+	flare_tls_call = (struct tls_call){.ssl = s, .fd = -1, .depth = 1};
+}
+static inline void tls_call_leave(const struct tls_call *saved)
+{
+	int touched = flare_tls_call.fc != NULL;
+	flare_tls_call = *saved;
+	if (saved->depth && touched)
+		flare_tls_call.mixed = 1;
+}
+
 /* ---- tls_link.c ---- */
 /* After a hooked call on ssl: links it to the connection its BIO used when
  * its handshake is complete and the connection carries exactly it. */
@@ -179,6 +197,10 @@ int tls_on_failure(struct tls_sess *t, int reading, int err);
 /* Moves a heal under way on, from the program's own call on its SSL: 1
  * healed, 0 still under way (t->synth set), -1 failed (t->synth set). */
 int tls_heal_continue(struct tls_sess *t);
+/* A hooked call on a session whose heal is under way moves it on first:
+ * 1 when the call may go on (healed, or none under way), else 0 with errno
+ * and t->synth set as the call reports. [t locked] */
+int tls_ready(struct tls_sess *t);
 /* From the readiness waits: sends first flights, notices deadlines; how
  * many heals are still under way. */
 int tls_progress_all(void);

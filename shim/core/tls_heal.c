@@ -168,6 +168,17 @@ static int dial_next(struct tls_sess *t, struct fconn *fc)
 	return 1;
 }
 
+/* After a call on the new session returned r <= 0: 1 when OpenSSL waits
+ * for the socket (t->synth says which way), -1 when the call failed. */
+static int waits(struct tls_sess *t, int r)
+{
+	int err = ossl.SSL_get_error(t->next, r);
+	if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+		return -1;
+	t->synth = err;
+	return 1;
+}
+
 /* The session log, replayed through the new session: each command sent,
  * its reply read and checked. 0 done, 1 under way, -1 it differs. */
 static int answer_in_time(struct tls_sess *t, int fd);
@@ -181,14 +192,8 @@ static int session_step(struct tls_sess *t, struct fconn *fc, int fd)
 		if (!t->sess_reading) {
 			int w = ossl.SSL_write(t->next, e.cmd + t->sess_sent,
 					       (int)(e.req - t->sess_sent));
-			if (w <= 0) {
-				int err = ossl.SSL_get_error(t->next, w);
-				if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-					t->synth = err;
-					return 1;
-				}
-				return -1;
-			}
+			if (w <= 0)
+				return waits(t, w);
 			if ((t->sess_sent += (uint32_t)w) < e.req)
 				continue;
 			t->sess_reading = 1;
@@ -199,36 +204,17 @@ static int session_step(struct tls_sess *t, struct fconn *fc, int fd)
 		if (!answer_in_time(t, fd))
 			return -1;
 		int r = ossl.SSL_read(t->next, tmp, (int)sizeof(tmp));
-		if (r <= 0) {
-			int err = ossl.SSL_get_error(t->next, r);
-			if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-				t->synth = err;
-				return 1;
-			}
+		if (r <= 0)
+			return waits(t, r);
+		int k = session_reply_feed(&t->sess_frp, tmp, (size_t)r, t->sess_got,
+					   &t->sess_got_len, &rflags);
+		if (k < 0 || (k > 0 && !session_same_reply(&e, t->sess_got, t->sess_got_len, rflags,
+							   "a replica")))
 			return -1;
-		}
-		for (size_t off = 0; off < (size_t)r;) {
-			int ended;
-			long used =
-			    fr_rep_step(&t->sess_frp, tmp + off, (size_t)r - off, &ended, &rflags);
-			if (used < 0)
-				return -1;
-			size_t room = FLARE_SESSION_REPLY - t->sess_got_len;
-			size_t c = (size_t)used < room ? (size_t)used : room;
-			memcpy(t->sess_got + t->sess_got_len, tmp + off, c);
-			t->sess_got_len += (uint32_t)c;
-			off += (size_t)used;
-			if (!ended || (rflags & RP_PUSH))
-				continue;
-			/* nothing may follow it: nothing else was asked */
-			if (off != (size_t)r ||
-			    !session_same_reply(&e, t->sess_got, t->sess_got_len, rflags,
-						"a replica"))
-				return -1;
+		if (k > 0) {
 			t->sess_at = e.next;
 			t->sess_reading = 0;
 			t->sess_sent = 0;
-			break;
 		}
 	}
 	return 0;
@@ -243,12 +229,7 @@ static int replay_step(struct tls_sess *t, struct fconn *fc)
 			t->off += (uint32_t)w;
 			continue;
 		}
-		int err = ossl.SSL_get_error(t->next, w);
-		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-			t->synth = err;
-			return 1;
-		}
-		return -1;
+		return waits(t, w);
 	}
 	return 0;
 }
@@ -404,11 +385,8 @@ static int step(struct tls_sess *t, int in_prog)
 			}
 			int r = ossl.SSL_connect(t->next);
 			if (r != 1) {
-				int err = ossl.SSL_get_error(t->next, r);
-				if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-					t->synth = err;
+				if (waits(t, r) > 0)
 					return 1;
-				}
 				char why[200], reason[160] = "";
 				long v = ossl.SSL_get_verify_result(t->next);
 				if (v != X509_V_OK) {
@@ -484,6 +462,17 @@ int tls_heal_continue(struct tls_sess *t)
 {
 	int r = t->blocking ? heal_blocking(t) : step(t, 1);
 	return r == 0 ? 1 : r == 1 ? 0 : -1;
+}
+
+int tls_ready(struct tls_sess *t)
+{
+	if (t->step == HS_NONE)
+		return 1;
+	int h = tls_heal_continue(t);
+	if (h > 0)
+		return 1;
+	errno = h < 0 ? t->fail_errno : EAGAIN;
+	return 0;
 }
 
 int tls_on_failure(struct tls_sess *t, int reading, int err)

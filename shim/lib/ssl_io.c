@@ -60,36 +60,15 @@ static void account(struct fconn *fc, const struct io_args *a, size_t n)
 	}
 }
 
-/* A hooked call's context: the managed descriptor its BIO touches is how
- * a session finds its connection (tls_link.c). A call inside another
- * (TLS inside TLS) marks the outer one's as mixed. */
-static void enter(const SSL *s, struct tls_call *saved)
-{
-	*saved = flare_tls_call;
-	flare_tls_call = (struct tls_call){.ssl = s, .fd = -1, .depth = 1};
-}
-
-static void leave(const struct tls_call *saved)
-{
-	int touched = flare_tls_call.fc != NULL;
-	flare_tls_call = *saved;
-	if (saved->depth && touched)
-		flare_tls_call.mixed = 1;
-}
-
 static int linked_io(struct tls_sess *t, SSL *s, const struct io_args *a)
 {
 	tls_lock(t);
 	struct fconn *fc = tls_conn(t);
 	int r = 0;
 	for (int round = 0;; round++) {
-		if (t->step != HS_NONE) {
-			int h = tls_heal_continue(t);
-			if (h <= 0) {
-				errno = h < 0 ? t->fail_errno : EAGAIN;
-				r = failed(a);
-				break;
-			}
+		if (!tls_ready(t)) {
+			r = failed(a);
+			break;
 		}
 		t->synth = 0;
 		r = real_io(t->cur, a);
@@ -138,7 +117,7 @@ static int ssl_io(SSL *s, struct io_args *a)
 	if (!t && !__atomic_load_n(&flare_n_managed, __ATOMIC_ACQUIRE))
 		return real_io(s, a);
 	struct tls_call saved;
-	enter(s, &saved);
+	tls_call_enter(s, &saved);
 	int r;
 	if (t) {
 		r = linked_io(t, s, a);
@@ -155,59 +134,36 @@ static int ssl_io(SSL *s, struct io_args *a)
 			errno = e;
 		}
 	}
-	leave(&saved);
+	tls_call_leave(&saved);
 	return r;
 }
 
-FLARE_EXPORT int SSL_read(SSL *s, void *buf, int num)
-{
-	SSL_HOOK_START(SSL_read, -1) return ossl.SSL_read(s, buf, num);
-	if (num < 0)
-		return ossl.SSL_read(s, buf, num);
-	struct io_args a = {OP_READ, buf, (size_t)num, NULL};
-	return ssl_io(s, &a);
-}
+/* The calls that count in an int (a negative count is OpenSSL's to
+ * refuse) and the _ex ones, which count in size_t and return 1 or 0; the
+ * compiler checks each against OpenSSL's own prototype. */
+#define SSL_INT_HOOK(fn, op, buf_t)                                                                \
+	FLARE_EXPORT int fn(SSL *s, buf_t buf, int num)                                            \
+	{                                                                                          \
+		SSL_HOOK_START(fn, -1) return ossl.fn(s, buf, num);                                \
+		if (num < 0)                                                                       \
+			return ossl.fn(s, buf, num);                                               \
+		struct io_args a = {op, (void *)buf, (size_t)num, NULL};                           \
+		return ssl_io(s, &a);                                                              \
+	}
+#define SSL_EX_HOOK(fn, op, buf_t)                                                                 \
+	FLARE_EXPORT int fn(SSL *s, buf_t buf, size_t num, size_t *done)                           \
+	{                                                                                          \
+		SSL_HOOK_START(fn, 0) return ossl.fn(s, buf, num, done);                           \
+		struct io_args a = {op, (void *)buf, num, done};                                   \
+		return ssl_io(s, &a);                                                              \
+	}
 
-FLARE_EXPORT int SSL_read_ex(SSL *s, void *buf, size_t num, size_t *readbytes)
-{
-	SSL_HOOK_START(SSL_read_ex, 0) return ossl.SSL_read_ex(s, buf, num, readbytes);
-	struct io_args a = {OP_READ_EX, buf, num, readbytes};
-	return ssl_io(s, &a);
-}
-
-FLARE_EXPORT int SSL_peek(SSL *s, void *buf, int num)
-{
-	SSL_HOOK_START(SSL_peek, -1) return ossl.SSL_peek(s, buf, num);
-	if (num < 0)
-		return ossl.SSL_peek(s, buf, num);
-	struct io_args a = {OP_PEEK, buf, (size_t)num, NULL};
-	return ssl_io(s, &a);
-}
-
-FLARE_EXPORT int SSL_peek_ex(SSL *s, void *buf, size_t num, size_t *readbytes)
-{
-	SSL_HOOK_START(SSL_peek_ex, 0) return ossl.SSL_peek_ex(s, buf, num, readbytes);
-	struct io_args a = {OP_PEEK_EX, buf, num, readbytes};
-	return ssl_io(s, &a);
-}
-
-FLARE_EXPORT int SSL_write(SSL *s, const void *buf, int num)
-{
-	SSL_HOOK_START(SSL_write, -1) return ossl.SSL_write(s, buf, num);
-	if (num < 0)
-		return ossl.SSL_write(s, buf, num);
-	struct io_args a = {OP_WRITE, (void *)buf, (size_t)num, NULL};
-	return ssl_io(s, &a);
-}
-
-FLARE_EXPORT int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written)
-{
-	SSL_HOOK_START(SSL_write_ex, 0) return ossl.SSL_write_ex(s, buf, num, written);
-	struct io_args a = {OP_WRITE_EX, (void *)buf, num, written};
-	return ssl_io(s, &a);
-}
-
-/* the session the program's SSL reads and writes through */
+SSL_INT_HOOK(SSL_read, OP_READ, void *)
+SSL_EX_HOOK(SSL_read_ex, OP_READ_EX, void *)
+SSL_INT_HOOK(SSL_peek, OP_PEEK, void *)
+SSL_EX_HOOK(SSL_peek_ex, OP_PEEK_EX, void *)
+SSL_INT_HOOK(SSL_write, OP_WRITE, const void *)
+SSL_EX_HOOK(SSL_write_ex, OP_WRITE_EX, const void *)
 
 FLARE_EXPORT int SSL_get_error(const SSL *s, int ret)
 {

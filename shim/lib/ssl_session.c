@@ -16,15 +16,8 @@ static int handshake(SSL *s, int (*fn)(SSL *))
 	struct tls_sess *t = tls_known(s);
 	if (t && (t->cur != s || t->step != HS_NONE)) {
 		tls_lock(t);
-		int r = 1;
-		if (t->step != HS_NONE) {
-			int h = tls_heal_continue(t);
-			if (h <= 0) {
-				errno = h < 0 ? t->fail_errno : EAGAIN;
-				r = -1;
-			}
-		}
-		if (r == 1) {
+		int r = -1;
+		if (tls_ready(t)) {
 			t->synth = 0;
 			r = fn(t->cur);
 		}
@@ -33,16 +26,13 @@ static int handshake(SSL *s, int (*fn)(SSL *))
 	}
 	if (!__atomic_load_n(&flare_n_managed, __ATOMIC_ACQUIRE))
 		return fn(s);
-	struct tls_call saved = flare_tls_call;
-	flare_tls_call = (struct tls_call){.ssl = s, .fd = -1, .depth = 1};
+	struct tls_call saved;
+	tls_call_enter(s, &saved);
 	int r = fn(s);
 	int e = errno;
 	if (flare_tls_call.fc && (!t || !tls_conn(t)))
 		tls_maybe_link(s);
-	int touched = flare_tls_call.fc != NULL;
-	flare_tls_call = saved;
-	if (saved.depth && touched)
-		flare_tls_call.mixed = 1;
+	tls_call_leave(&saved);
 	errno = e;
 	return r;
 }

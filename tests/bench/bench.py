@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -717,7 +716,7 @@ def fleet(_s):
         m = spawn([BUILD + "/flare-manager", "-c", path, "-f"],
                   log=os.path.join(d, "manager-%d.log" % agents))
         deploy.track(m)
-        wait_for(lambda: socket_open(mport), 30, what="fleet manager listening")
+        wait_for(lambda: deploy.accepts(mport), 30, what="fleet manager listening")
         drops0 = loopback_drops()
         r = subprocess.run([BUILD + "/bench/fleet", path, str(m.pid), str(agents), str(trials),
                             "5" if QUICK else "10"], capture_output=True, text=True, timeout=900)
@@ -743,14 +742,6 @@ def loopback_drops():
     timeout (200 ms and up)"""
     with open("/proc/net/softnet_stat") as f:
         return sum(int(line.split()[1], 16) for line in f)
-
-
-def socket_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def daemon_memory(small):

@@ -7,13 +7,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-from harness import (BUILD, all_alive, busiest_replica, check, client_env, library_stats,
+from harness import (BUILD, accepts, all_alive, busiest_replica, check, client_env, library_stats,
                      rr_deployment, run, start_rr, wait_for)
 from tlscerts import make_ca, make_cert
 
@@ -71,14 +70,6 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 '''
 
 
-def listening(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def nginx_tls_deployment(wrong=(), primary=False, service_extra=""):
     """Three nginx replicas with TLS, each in front of a slow backend of its
     own; the replicas in `wrong` present a certificate for another name
@@ -111,7 +102,7 @@ def nginx_tls_deployment(wrong=(), primary=False, service_extra=""):
         s.start("be%d" % i, [sys.executable, script, str(backends[i]), s.posts[i]])
         s.start("rr%d" % i, [BUILD + "/flare-run", "--shm", s.shm, "--", "nginx", "-c", conf,
                              "-p", s.dir])
-    wait_for(lambda: all_alive(s) and all(listening(p) for p in backends), 20,
+    wait_for(lambda: all_alive(s) and all(accepts(p) for p in backends), 20,
              what="nginx replicas and their backends up")
     s.files = [open(os.path.join(www, "f%03d.txt" % k), "rb").read() for k in range(N_FILES)]
     return s
@@ -125,6 +116,20 @@ def held(s):
     return None
 
 
+def kill_holder(s, p, what="the held request"):
+    """SIGKILLs the replica holding the /hold request once it does; p (the
+    client) is killed when none comes."""
+    try:
+        wait_for(lambda: held(s) is not None, 30, what=what)
+    except Exception:
+        p.kill()
+        p.communicate()
+        raise
+    victim = held(s)
+    s.kill("rr%d" % victim)
+    return victim
+
+
 def curl(s, urls, extra=(), kill_held=False):
     """curl -v over HTTPS to the service under flare-run (the CA trusted,
     svc.test resolved to the service address); with kill_held, SIGKILLs the
@@ -136,20 +141,8 @@ def curl(s, urls, extra=(), kill_held=False):
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=dict(os.environ, FLARE_LOG="info", **senv))
     if kill_held:
-        try:
-            wait_for(lambda: held(s) is not None, 30, what="the held request")
-        except Exception:
-            p.kill()
-            p.communicate()
-            raise
-        s.kill("rr%d" % held(s))
+        kill_holder(s, p)
     out, err = p.communicate(timeout=120)
-    with open(os.path.join(s.dir, "curl.err"), "wb") as f:
-        f.write(err)
-    with open("/tmp/tt/curl.err", "wb") as f:
-        f.write(err)
-    with open("/tmp/tt/curl.out", "wb") as f:
-        f.write(out)
     return p.returncode, out, err.decode(errors="replace"), library_stats(stats)
 
 
@@ -313,8 +306,6 @@ def redis_cli_killing(s, stop=False):
     finally:
         if stop:
             s.procs["rr%d" % v].send_signal(signal.SIGCONT)
-    if os.environ.get("FLARE_TEST_KEEP"):
-        open(os.environ["FLARE_TEST_KEEP"], "w").write(err)
     return p.returncode, out.split(), err, library_stats(stats)
 
 
@@ -463,16 +454,8 @@ def test_python_ssl_nonblocking_asyncio():
                           str(s.svc), s.ca] + paths, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True,
                          env=dict(os.environ, FLARE_LOG="info", **senv))
-    try:
-        wait_for(lambda: held(s) is not None, 30, what="the held request")
-    except Exception:
-        p.kill()
-        p.communicate()
-        raise
-    s.kill("rr%d" % held(s))
+    kill_holder(s, p)
     out, err = p.communicate(timeout=60)
-    if os.environ.get("FLARE_TEST_KEEP"):
-        open(os.environ["FLARE_TEST_KEEP"], "w").write(err)
     st = library_stats(stats)
     check(p.returncode == 0 and out.strip() == "ok %d" % len(paths),
           "python: rc %d %r\n%s" % (p.returncode, out, err[-1500:]))
@@ -527,14 +510,7 @@ def test_other_tls_libraries_keep_the_socket_rules():
         p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=dict(os.environ, FLARE_LOG="info", **senv))
-        try:
-            wait_for(lambda: held(s) is not None, 30, what="%s's held request" % name)
-        except Exception:
-            p.kill()
-            p.communicate()
-            raise
-        v = held(s)
-        s.kill("rr%d" % v)
+        v = kill_holder(s, p, what="%s's held request" % name)
         out, err = p.communicate(timeout=60)
         st = library_stats(stats)
         check(p.returncode != 0, "%s: the failure surfaced: rc %d %r" % (name, p.returncode,
