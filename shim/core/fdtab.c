@@ -254,6 +254,23 @@ void fdtab_clear_opts(int fd)
 		__atomic_store_n(&opts_set[fd], 0, __ATOMIC_RELAXED);
 }
 
+void fdtab_fresh(int fd, int opts)
+{
+	if ((unsigned)fd >= flare_fdtab_size)
+		return;
+	/* a vfork child's new descriptors are in its own table, not ours */
+	if ((fdtab_get(fd) || register_knows(fd) || fdtab_opts(fd)) && !flare_in_foreign_child()) {
+		if (fdtab_get(fd))
+			log_debug("fd %d: a new descriptor on a number the library managed "
+				  "(closed where no hook saw it): forgotten",
+				  fd);
+		fdtab_detach(fd);
+		register_forget_fd(fd);
+	}
+	if (fdtab_opts(fd) != opts)
+		fdtab_set_opts(fd, opts);
+}
+
 void fdtab_detach_range(unsigned first, unsigned last)
 {
 	int fds[64];

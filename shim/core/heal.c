@@ -89,6 +89,21 @@ int heal_replay_refused(const struct fconn *fc)
 int heal_plan(struct fconn *fc, const char *why, int async, struct flare_route *rt, uint8_t *order,
 	      uint32_t *from, uint32_t *len)
 {
+	/* proof first: the descriptors are still this connection's socket,
+	 * and the kernel saw no byte move that the record lacks */
+	if (!proof_identity_all(fc)) {
+		log_debug("%s: not healed: the descriptor is another socket now", why);
+		return -1;
+	}
+	int fd = fconn_first_fd(fc);
+	const char *unseen = fd >= 0 ? proof_bytes(fc, fd) : "no descriptor left";
+	if (unseen) {
+		if (fconn_trust(fc) != TR_TAINTED && fconn_trust(fc) != TR_BROKEN) {
+			log_info("fd %d: %s: not healed, the failure surfaces", fd, unseen);
+			trust_event(fc, TE_TAINT);
+		}
+		return -1;
+	}
 	if (!exchange_healable(fc)) {
 		log_debug("%s: not healed: a reply was being read, or the request is not "
 			  "replayable",
@@ -281,6 +296,11 @@ int heal_on_event(int fd, int peek)
 	} else {
 		int avail = 0;
 		if (real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0)
+			return 0;
+		/* POLLERR alone is no failure: an error-queue notification
+		 * (MSG_ZEROCOPY, SO_TIMESTAMPING, IP_RECVERR) on a healthy
+		 * connection raises it too. The kernel's TCP state says. */
+		if (!proof_failed(fd))
 			return 0;
 	}
 	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);

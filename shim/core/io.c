@@ -126,9 +126,10 @@ static int wait_pending(struct fconn *fc, int fd)
 static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, size_t len,
 			    struct msghdr *msg, int flags)
 {
-	/* a read of nothing, or of urgent data, is the kernel's alone */
-	if ((op == R_RECV ? len : iov_total(msg->msg_iov, msg->msg_iovlen)) == 0 ||
-	    (flags & MSG_OOB))
+	/* a read of nothing, of urgent data or of the error queue (where 0 is
+	 * no EOF) is the kernel's alone */
+	if ((flags & (MSG_OOB | MSG_ERRQUEUE)) ||
+	    (op == R_RECV ? len : iov_total(msg->msg_iov, msg->msg_iovlen)) == 0)
 		return do_read(op, fd, buf, len, msg, flags);
 	tls_call_saw(fc, fd);
 	uint64_t deadline = 0;
@@ -293,7 +294,8 @@ ssize_t flare_readv_managed(struct fconn *fc, int fd, const struct iovec *iov, i
  * not kill a program the library can still heal), SIGPIPE raised by hand
  * where the program would have had it. */
 static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t len,
-			     const struct msghdr *msg, int flags)
+			     const struct msghdr *msg, int flags, const struct sockaddr *to,
+			     socklen_t tolen)
 {
 	tls_call_saw(fc, fd);
 	for (;;) {
@@ -319,8 +321,11 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 		if (fc->binding != FLARE_BINDING_SESSION && !fconn_tls_linked(fc))
 			rebind_at_write(fc, fd);
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
-		ssize_t n = msg ? real.sendmsg(fd, msg, flags | MSG_NOSIGNAL)
-				: real.send(fd, buf, len, flags | MSG_NOSIGNAL);
+		/* an address (or control data) on a connected stream socket is
+		 * the kernel's to ignore or refuse: the bytes are a write */
+		ssize_t n = msg  ? real.sendmsg(fd, msg, flags | MSG_NOSIGNAL)
+			    : to ? real.sendto(fd, buf, len, flags | MSG_NOSIGNAL, to, tolen)
+				 : real.send(fd, buf, len, flags | MSG_NOSIGNAL);
 		if (n >= 0) {
 			timeouts_settle(fc, 1);
 			sock_count(&fc->sock_wr, n);
@@ -368,10 +373,16 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 
 ssize_t flare_send_managed(struct fconn *fc, int fd, const void *buf, size_t len, int flags)
 {
-	return managed_write(fc, fd, buf, len, NULL, flags);
+	return managed_write(fc, fd, buf, len, NULL, flags, NULL, 0);
+}
+
+ssize_t flare_sendto_managed(struct fconn *fc, int fd, const void *buf, size_t len, int flags,
+			     const struct sockaddr *to, socklen_t tolen)
+{
+	return managed_write(fc, fd, buf, len, NULL, flags, to, tolen);
 }
 
 ssize_t flare_sendmsg_managed(struct fconn *fc, int fd, const struct msghdr *msg, int flags)
 {
-	return managed_write(fc, fd, NULL, 0, msg, flags);
+	return managed_write(fc, fd, NULL, 0, msg, flags, NULL, 0);
 }

@@ -148,8 +148,10 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 				nb_start(fc, order, n, k + 1, first_err);
 				fconn_enter(fc, FC_CONNECTING);
 			}
-			if (k == 0) /* published last: other threads see it whole */
+			if (k == 0) { /* published last: other threads see it whole */
+				proof_mark_fresh(fc, fd);
 				fdtab_attach(fd, fc);
+			}
 			usershm_attach(); /* claims this process's slot, once */
 			COUNT(managed, rt->svc_index, SS_MANAGED, 1);
 			if (k > 0) {

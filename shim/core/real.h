@@ -76,6 +76,9 @@ typedef struct _IO_FILE FILE;
 	X(recvmmsg, int, (int, struct mmsghdr *, unsigned, int, struct timespec *), HOOKED,        \
 	  OPTIONAL)                                                                                \
 	X(fdopen, FILE *, (int, const char *), HOOKED, OPTIONAL)                                   \
+	X(socketpair, int, (int, int, int, int *), HOOKED, OPTIONAL)                               \
+	X(pipe, int, (int *), HOOKED, OPTIONAL)                                                    \
+	X(pipe2, int, (int *, int), HOOKED, OPTIONAL)                                              \
 	X(fork, pid_t, (void), CALLED, OPTIONAL)
 
 #define FLARE_REAL_FIELD(name, ret, params, how, need) ret(*name) params;

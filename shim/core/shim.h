@@ -13,10 +13,12 @@
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
+#include "proof.h"
 #include "real.h"
 #include "usershm.h"
 #include "table.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/single_threaded.h>
@@ -104,6 +106,11 @@ void fdtab_detach(int fd);
 /* Drops fd from its connection without releasing it (a connect that gave up). */
 void fdtab_unlink(int fd);
 void fdtab_detach_range(unsigned first, unsigned last);
+/* fd was just made by the kernel (socket, accept, pipe, socketpair):
+ * whatever the library knew of the number was a descriptor closed where
+ * no hook saw it (closefrom, fclose, _Fork's child), and is forgotten;
+ * its option bits become opts. */
+void fdtab_fresh(int fd, int opts);
 /* After dup/dup2/dup3/F_DUPFD: newfd names oldfd's connection (if any),
  * and whatever newfd named before is forgotten; returns newfd. */
 int fdtab_after_dup(int oldfd, int newfd);
@@ -475,7 +482,16 @@ void fd_flags_changed(struct fconn *fc);
 ssize_t flare_recvmsg_managed(struct fconn *fc, int fd, struct msghdr *msg, int flags);
 ssize_t flare_recv_managed(struct fconn *fc, int fd, void *buf, size_t len, int flags);
 ssize_t flare_send_managed(struct fconn *fc, int fd, const void *buf, size_t len, int flags);
+ssize_t flare_sendto_managed(struct fconn *fc, int fd, const void *buf, size_t len, int flags,
+			     const struct sockaddr *to, socklen_t tolen);
 ssize_t flare_sendmsg_managed(struct fconn *fc, int fd, const struct msghdr *msg, int flags);
+/* Arguments the kernel rejects (a negative or too large count, a null
+ * array): the program's call goes to the kernel as it is, for its answer
+ * (EINVAL, EMSGSIZE, EFAULT), never through code that would read them. */
+static inline int iov_args_bad(const struct iovec *iov, long n)
+{
+	return n < 0 || n > IOV_MAX || (n && !iov);
+}
 ssize_t flare_readv_managed(struct fconn *fc, int fd, const struct iovec *iov, int iovcnt);
 
 /* ---- sig.c ---- */

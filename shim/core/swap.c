@@ -41,6 +41,8 @@ int fconn_swap(struct fconn *fc, int nfd)
 	}
 	if (!fc->n_fds)
 		rc = -1;
+	if (rc == 0) /* what the library resent on it so far is in the offsets */
+		proof_mark(fc, fc->fds[0]);
 	pthread_mutex_unlock(&fc->lock);
 	real.close(nfd);
 	ep_attach(&regs); /* on the new socket, or back on the old one if dup3 failed */

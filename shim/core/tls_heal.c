@@ -156,6 +156,7 @@ static int dial_next(struct tls_sess *t, struct fconn *fc)
 	 * flight goes around both) */
 	__atomic_store_n(&fc->sock_rd, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&fc->sock_wr, 0, __ATOMIC_RELAXED);
+	proof_mark(fc, fd);
 	__atomic_store_n(&fc->tls_sock_failed, 0, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
 	fc->cur = t->idx = idx;
@@ -351,6 +352,7 @@ static int step(struct tls_sess *t, int in_prog)
 						      t->hello_len - t->hello_off,
 						      MSG_NOSIGNAL | MSG_DONTWAIT);
 				if (w > 0) {
+					proof_lib_wrote(&fc->lib_wr, w);
 					t->hello_off += (uint32_t)w;
 				} else if (w < 0 && (errno == EAGAIN || errno == EINTR) &&
 					   !past_deadline(t)) {

@@ -5,9 +5,10 @@
 FLARE_EXPORT int close(int fd)
 {
 	HOOK_ENTER(close, (int)syscall(SYS_close, fd));
-	fdtab_clear_opts(fd);
-	/* the pid check (a system call) only when there is state to touch */
-	if ((fdtab_get(fd) || register_knows(fd)) && !flare_in_foreign_child()) {
+	/* the pid check (a system call) only when there is state to touch: a
+	 * vfork child closes its own table's numbers, not the parent's */
+	if ((fdtab_get(fd) || register_knows(fd) || fdtab_opts(fd)) && !flare_in_foreign_child()) {
+		fdtab_clear_opts(fd);
 		fdtab_detach(fd);
 		register_forget_fd(fd);
 	}

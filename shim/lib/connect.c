@@ -56,12 +56,10 @@ FLARE_EXPORT int socket(int domain, int type, int protocol)
 	HOOK_ENTER(socket, (int)syscall(SYS_socket, domain, type, protocol));
 	int fd = real.socket(domain, type, protocol);
 	if (fd >= 0) {
-		if (fdtab_get(fd))
-			fdtab_detach(fd);
 		/* what connect() would otherwise ask the kernel (SO_TYPE) */
 		int stream = (domain == AF_INET || domain == AF_INET6) &&
 			     (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
-		fdtab_set_opts(fd, stream ? FLARE_INET_STREAM : 0);
+		fdtab_fresh(fd, stream ? FLARE_INET_STREAM : 0);
 	}
 	return fd;
 }

@@ -12,8 +12,8 @@ FLARE_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 		return real.getpeername(fd, addr, len);
 	socklen_t cap = *len;
 	int r = real.getpeername(fd, addr, len); /* ENOTCONN while connecting */
-	if (r < 0)
-		return r;
+	if (r < 0 || !proof_identity(fc, fd))
+		return r; /* another socket on the number now: its own peer */
 	memcpy(addr, &fc->dialed_sa, cap < fc->dialed_len ? cap : fc->dialed_len);
 	*len = fc->dialed_len;
 	return 0;

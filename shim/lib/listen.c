@@ -16,6 +16,8 @@ FLARE_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
 	HOOK_ENTER(accept, (int)syscall(SYS_accept4, fd, addr, len, 0));
 	int r = real.accept(fd, addr, len);
+	if (r >= 0)
+		fdtab_fresh(r, 0);
 	register_retry();
 	return r;
 }
@@ -24,6 +26,8 @@ FLARE_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flag
 {
 	HOOK_ENTER(accept4, (int)syscall(SYS_accept4, fd, addr, len, flags));
 	int r = real.accept4(fd, addr, len, flags);
+	if (r >= 0)
+		fdtab_fresh(r, 0);
 	register_retry();
 	return r;
 }

@@ -20,7 +20,7 @@ FLARE_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
 	HOOK_ENTER(readv, (ssize_t)syscall(SYS_readv, fd, iov, iovcnt));
 	struct fconn *fc = fdtab_get(fd);
-	if (!fc)
+	if (!fc || iov_args_bad(iov, iovcnt))
 		return real.readv(fd, iov, iovcnt);
 	ssize_t n = flare_readv_managed(fc, fd, iov, iovcnt);
 	if (n < 0 && errno == ENOTSOCK)

@@ -18,7 +18,7 @@ FLARE_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct s
 	struct fconn *fc = fdtab_get(fd);
 	if (!fc)
 		return real.recvfrom(fd, buf, len, flags, from, fromlen);
-	if (!from || !fromlen)
+	if (!from || !fromlen || (flags & MSG_ERRQUEUE))
 		return flare_recv_managed(fc, fd, buf, len, flags);
 	struct iovec iov = {buf, len};
 	struct msghdr m = {
@@ -33,7 +33,7 @@ FLARE_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	HOOK_ENTER(recvmsg, (ssize_t)syscall(SYS_recvmsg, fd, msg, flags));
 	struct fconn *fc = fdtab_get(fd);
-	if (!fc)
+	if (!fc || !msg || iov_args_bad(msg->msg_iov, (long)msg->msg_iovlen))
 		return real.recvmsg(fd, msg, flags);
 	return flare_recvmsg_managed(fc, fd, msg, flags);
 }

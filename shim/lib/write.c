@@ -19,7 +19,7 @@ FLARE_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	HOOK_ENTER(writev, (ssize_t)syscall(SYS_writev, fd, iov, iovcnt));
 	struct fconn *fc = fdtab_get(fd);
-	if (!fc)
+	if (!fc || iov_args_bad(iov, iovcnt))
 		return real.writev(fd, iov, iovcnt);
 	struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
 	ssize_t n = flare_sendmsg_managed(fc, fd, &m, 0);
