@@ -143,6 +143,8 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 		if (fdtab_get(fc->fds[i]) == fc &&
 		    real.dup3(p, fc->fds[i], fc->prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
 			rc = -1;
+	if (rc == 0) /* the pool socket's identity and counts are the connection's now */
+		proof_mark(fc, fc->fds[0]);
 	pthread_mutex_unlock(&fc->lock);
 	ep_attach(&regs);
 	return rc;
