@@ -277,7 +277,7 @@ out:
 	return rc;
 }
 
-int heal_on_event(int fd, int peek)
+int heal_on_event(int fd)
 {
 	struct fconn *fc = fdtab_get(fd);
 	/* a linked session's failure stands: the program's SSL call heals it */
@@ -285,24 +285,15 @@ int heal_on_event(int fd, int peek)
 	    flare_in_foreign_child())
 		return 0;
 	/* reply bytes (perhaps all of a reply, then the close) are the
-	 * program's to read first: after them, a failure is its to see. For
-	 * select, which says only "readable", one peek tells data, EOF or an
-	 * error apart; for poll and epoll the error bits were seen already. */
-	if (peek) {
-		char c;
-		ssize_t r = real.recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (r > 0 || (r < 0 && !is_conn_failure(errno)))
-			return 0;
-	} else {
-		int avail = 0;
-		if (real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0)
-			return 0;
-		/* POLLERR alone is no failure: an error-queue notification
-		 * (MSG_ZEROCOPY, SO_TIMESTAMPING, IP_RECVERR) on a healthy
-		 * connection raises it too. The kernel's TCP state says. */
-		if (!proof_failed(fd))
-			return 0;
-	}
+	 * program's to read first: after them, a failure is its to see.
+	 * Whether the connection failed is the kernel's TCP state: not the
+	 * event (POLLERR alone is an error-queue notification on a healthy
+	 * connection: MSG_ZEROCOPY, SO_TIMESTAMPING, IP_RECVERR), and not a
+	 * peek, which would take the socket's pending error (ECONNRESET) from
+	 * the program if the heal is then refused. */
+	int avail = 0;
+	if ((real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0) || !proof_failed(fd))
+		return 0;
 	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 	return heal(fc, gen, "error or hang-up in the program's wait", 1) == 0;
 }

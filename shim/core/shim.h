@@ -238,8 +238,9 @@ int is_conn_failure(int err);
  * a readable descriptor) on fd. When the connection failed while a heal is
  * possible, the heal starts there (asynchronously: the wait goes on) and
  * the event must be hidden: returns 1. Reply bytes waiting in the kernel,
- * an idle connection or a failure that must surface: 0, the event stands. */
-int heal_on_event(int fd, int peek);
+ * an idle connection, a connection the kernel does not call failed, or a
+ * failure that must surface: 0, the event stands. */
+int heal_on_event(int fd);
 
 /* ---- nbconnect.c: moving down the candidates without blocking ---- */
 /* Candidates cand[pos..n) are left to try. [claim or init] */

@@ -31,7 +31,7 @@ static int filter(int epfd, struct epoll_event *evs, int n)
 		    (nb_event(fd, !!(e & EPOLLOUT), bad) ||
 		     ((e & mine & EPOLLIN) && nb_event_in(fd))))
 			continue;
-		if (bad && (fd = ep_find(epfd, evs[i].data.u64)) >= 0 && heal_on_event(fd, 0))
+		if (bad && (fd = ep_find(epfd, evs[i].data.u64)) >= 0 && heal_on_event(fd))
 			continue;
 		evs[k++] = evs[i];
 	}

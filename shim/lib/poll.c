@@ -19,7 +19,7 @@ static int filter(struct pollfd *fds, nfds_t nfds, int n)
 		if ((pending && (r & POLLOUT) && nb_event(fds[i].fd, 1, bad)) ||
 		    (pending && !(r & POLLOUT) && bad && nb_event(fds[i].fd, 0, bad)) ||
 		    (pending && (r & POLLIN) && nb_event_in(fds[i].fd)) ||
-		    (bad && heal_on_event(fds[i].fd, 0))) {
+		    (bad && heal_on_event(fds[i].fd))) {
 			fds[i].revents = 0;
 			n--;
 		}

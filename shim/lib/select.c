@@ -17,7 +17,7 @@ static int filter(int nfds, fd_set *r, fd_set *w, fd_set *e, int n)
 		if (!(in_r || in_w || in_e) || !fdtab_get(fd))
 			continue;
 		if (!(pending && nb_event(fd, in_w, 1)) && !(pending && in_r && nb_event_in(fd)) &&
-		    !(in_r && heal_on_event(fd, 1)))
+		    !(in_r && heal_on_event(fd)))
 			continue;
 		if (in_r)
 			FD_CLR(fd, r);

@@ -11,7 +11,11 @@ from harness import BUILD, track, all_alive, rr_deployment, start_rr, wait_for
 # Options: greet (server speaks first; HELO must come before anything else),
 # login (the first line must be LOGIN, else an error and a close), fork (a
 # child per connection; the listener can die alone), split (the reply comes
-# in two halves 300 ms apart); DELAY seconds before each reply.
+# in two halves 300 ms apart), anon (the reply names no replica and no
+# count, "250 <line>", and "= <line>" is logged once it is sent: the
+# transparency fuzzer's server); DELAY seconds before each reply, and 0.4 s
+# more before the reply to a line containing SLOW; a line containing RESET
+# is answered by a reset, by the first server of those sharing the log.
 LINE_SERVER = r'''
 import os, socket, sys, time
 port, name, log = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3]
@@ -20,6 +24,13 @@ delay = float(os.environ.get("DELAY", "0"))
 def note(line):
     with open(log, "a") as f:
         f.write("%s %d %s\n" % (name.decode(), os.getpid(), line.decode(errors="replace")))
+def reset_once(line):
+    # the first server sharing this log to see the line resets; the rest answer
+    try:
+        os.close(os.open("%s.reset.%s" % (log, line.hex()), os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False
 def serve(c):
     if b"greet" in {o.encode() for o in opts}:
         c.sendall(b"220 " + name + b" ready\r\n")
@@ -29,6 +40,7 @@ def serve(c):
     while True:
         data = c.recv(65536)
         if not data:
+            c.close()
             return
         buf += data
         while b"\n" in buf:
@@ -38,6 +50,12 @@ def serve(c):
             note(line)
             if delay:
                 time.sleep(delay)
+            if b"SLOW" in line:
+                time.sleep(0.4)
+            if b"RESET" in line and reset_once(line):  # a reset instead of the reply
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                c.close()
+                return
             if not logged and not line.startswith(b"LOGIN"):
                 c.sendall(b"ERR " + name + b" not logged in\r\n")
                 c.close()
@@ -48,7 +66,10 @@ def serve(c):
             helo = helo or line.startswith(b"HELO")
             logged = logged or line.startswith(b"LOGIN")
             reply = b"250 %s %s %d\r\n" % (name, line, n)
-            if "split" in opts:
+            if "anon" in opts:
+                c.sendall(b"250 %s\n" % line)
+                note(b"= " + line)
+            elif "split" in opts:
                 reply = reply.ljust(40, b".")
                 c.sendall(reply[:20])
                 time.sleep(0.3)
@@ -83,7 +104,8 @@ while True:
 
 def line_deployment(opts=(), delay=0.0, service_extra=""):
     """Three replicas of the line server under flare-run (so they register
-    with their monitors), each logging into one shared file."""
+    with their monitors), each logging into one shared file; s.line_replica(i)
+    starts replica i (again)."""
     s = rr_deployment(service_extra=service_extra)
     start_rr(s, servers=False)
     s.script = os.path.join(s.dir, "lines.py")
@@ -91,12 +113,16 @@ def line_deployment(opts=(), delay=0.0, service_extra=""):
         f.write(LINE_SERVER)
     s.lines = os.path.join(s.dir, "lines.log")
     open(s.lines, "w").close()
-    for i in range(s.n):
+
+    def line_replica(i):
         s.procs["rr%d" % i] = track(subprocess.Popen(
             [BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, s.script,
              str(s.ports[i]), "A-%d" % (i + 1), s.lines] + list(opts),
-            stdout=subprocess.DEVNULL, stderr=open(s.log("rr%d" % i), "w"),
+            stdout=subprocess.DEVNULL, stderr=open(s.log("rr%d" % i), "a"),
             env=dict(os.environ, DELAY=str(delay))))
+    s.line_replica = line_replica
+    for i in range(s.n):
+        line_replica(i)
     wait_for(lambda: all_alive(s), 15, what="every line replica alive")
     return s
 
