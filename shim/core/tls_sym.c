@@ -9,6 +9,7 @@
 #include "tls.h"
 
 #include <dlfcn.h>
+#include <link.h>
 
 struct tls_fns ossl;
 int flare_tls_resolved;
@@ -79,3 +80,56 @@ int tls_usable(void)
 }
 
 void tls_sym_atfork_child(void) { flare_mutex_init(&resolve_lock); }
+
+/* The caller's own binding of name: what the dynamic linker gives an
+ * object without flare is the global scope's first definition (ours
+ * aside), else the object's own dependencies' (a library loaded with
+ * RTLD_LOCAL, its libssl with it: no global look-up finds that copy). */
+static void *binding_of(const char *name, const void *site)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+	if (p && !ours(p))
+		return p;
+	Dl_info info;
+	struct link_map *lm = NULL;
+	if (!dladdr1(site, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+		return NULL;
+	void *h = dlopen(lm->l_name && lm->l_name[0] ? lm->l_name : NULL, RTLD_LAZY | RTLD_NOLOAD);
+	if (!h)
+		return NULL;
+	p = dlsym(h, name);
+	dlclose(h);
+	return ours(p) ? NULL : p;
+}
+
+static int said_private; /* [atom] logged once a process */
+
+void *tls_next_for(const char *name, void *resolved, const void *site, struct tls_caller *cache)
+{
+	tls_resolve();
+	/* a call site binds one function for the life of the process: one
+	 * look-up each, cached lock-free (slots are filled once, never moved) */
+	for (int i = 0; i < TLS_CALLER_CACHE; i++) {
+		const void *s = __atomic_load_n(&cache[i].site, __ATOMIC_ACQUIRE);
+		if (s == site)
+			return cache[i].fn;
+		if (!s)
+			break;
+	}
+	void *fn = binding_of(name, site);
+	if (!fn)
+		fn = resolved; /* the library's own look-up (libssl.so.3 by name) */
+	else if (fn != resolved && !__atomic_exchange_n(&said_private, 1, __ATOMIC_RELAXED))
+		log_info("TLS: %s called from an OpenSSL the library does not heal with (a private "
+			 "copy): its calls pass through, its sessions are not healed",
+			 name);
+	pthread_mutex_lock(&resolve_lock);
+	for (int i = 0; i < TLS_CALLER_CACHE; i++)
+		if (!cache[i].site) {
+			cache[i].fn = fn;
+			__atomic_store_n(&cache[i].site, site, __ATOMIC_RELEASE);
+			break;
+		}
+	pthread_mutex_unlock(&resolve_lock);
+	return fn;
+}

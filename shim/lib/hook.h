@@ -18,12 +18,20 @@
 			return raw_call;                                                           \
 	} while (0)
 
-/* What every OpenSSL hook does first: find OpenSSL (tls_sym.c); then,
- * with the library disabled, the statement after it runs (the plain call). */
+/* What every OpenSSL hook does first: find the function its caller would
+ * have called without flare (tls_sym.c), as `next`. When that is not the
+ * OpenSSL the library heals with (a private copy loaded RTLD_LOCAL under
+ * another soname, as Python wheels vendor), or the library is disabled,
+ * the statement after the macro runs: the plain call, through `next`.
+ * fail is returned only when no function of that name exists for it. */
 #define SSL_HOOK_START(fn, fail)                                                                   \
 	tls_resolve();                                                                             \
-	if (!ossl.fn)                                                                              \
+	__typeof__(ossl.fn) next = (__typeof__(ossl.fn))tls_next_for(                              \
+	    #fn, (void *)ossl.fn, __builtin_return_address(0), fn##_callers);                      \
+	if (!next)                                                                                 \
 		return fail;                                                                       \
-	if (flare_disabled)
+	if (next != ossl.fn || flare_disabled)
+/* each hook's cache of its call sites' functions (tls_sym.c) */
+#define SSL_HOOK_CALLERS(fn) static struct tls_caller fn##_callers[TLS_CALLER_CACHE]
 
 #endif

@@ -142,18 +142,20 @@ static int ssl_io(SSL *s, struct io_args *a)
  * refuse) and the _ex ones, which count in size_t and return 1 or 0; the
  * compiler checks each against OpenSSL's own prototype. */
 #define SSL_INT_HOOK(fn, op, buf_t)                                                                \
+	SSL_HOOK_CALLERS(fn);                                                                      \
 	FLARE_EXPORT int fn(SSL *s, buf_t buf, int num)                                            \
 	{                                                                                          \
-		SSL_HOOK_START(fn, -1) return ossl.fn(s, buf, num);                                \
+		SSL_HOOK_START(fn, -1) return next(s, buf, num);                                   \
 		if (num < 0)                                                                       \
 			return ossl.fn(s, buf, num);                                               \
 		struct io_args a = {op, (void *)buf, (size_t)num, NULL};                           \
 		return ssl_io(s, &a);                                                              \
 	}
 #define SSL_EX_HOOK(fn, op, buf_t)                                                                 \
+	SSL_HOOK_CALLERS(fn);                                                                      \
 	FLARE_EXPORT int fn(SSL *s, buf_t buf, size_t num, size_t *done)                           \
 	{                                                                                          \
-		SSL_HOOK_START(fn, 0) return ossl.fn(s, buf, num, done);                           \
+		SSL_HOOK_START(fn, 0) return next(s, buf, num, done);                              \
 		struct io_args a = {op, (void *)buf, num, done};                                   \
 		return ssl_io(s, &a);                                                              \
 	}
@@ -165,9 +167,10 @@ SSL_EX_HOOK(SSL_peek_ex, OP_PEEK_EX, void *)
 SSL_INT_HOOK(SSL_write, OP_WRITE, const void *)
 SSL_EX_HOOK(SSL_write_ex, OP_WRITE_EX, const void *)
 
+SSL_HOOK_CALLERS(SSL_get_error);
 FLARE_EXPORT int SSL_get_error(const SSL *s, int ret)
 {
-	SSL_HOOK_START(SSL_get_error, SSL_ERROR_SSL) return ossl.SSL_get_error(s, ret);
+	SSL_HOOK_START(SSL_get_error, SSL_ERROR_SSL) return next(s, ret);
 	struct tls_sess *t = tls_known(s);
 	if (!t)
 		return ossl.SSL_get_error(s, ret);
@@ -175,18 +178,20 @@ FLARE_EXPORT int SSL_get_error(const SSL *s, int ret)
 	return synth ? synth : ossl.SSL_get_error(t->cur, ret);
 }
 
+SSL_HOOK_CALLERS(SSL_pending);
 FLARE_EXPORT int SSL_pending(const SSL *s)
 {
-	SSL_HOOK_START(SSL_pending, 0) return ossl.SSL_pending(s);
+	SSL_HOOK_START(SSL_pending, 0) return next(s);
 	struct tls_sess *t = tls_known(s);
 	if (!t)
 		return ossl.SSL_pending(s);
 	return t->step != HS_NONE ? 0 : ossl.SSL_pending(t->cur);
 }
 
+SSL_HOOK_CALLERS(SSL_has_pending);
 FLARE_EXPORT int SSL_has_pending(const SSL *s)
 {
-	SSL_HOOK_START(SSL_has_pending, 0) return ossl.SSL_has_pending(s);
+	SSL_HOOK_START(SSL_has_pending, 0) return next(s);
 	struct tls_sess *t = tls_known(s);
 	if (!t)
 		return ossl.SSL_has_pending(s);

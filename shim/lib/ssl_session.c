@@ -37,21 +37,24 @@ static int handshake(SSL *s, int (*fn)(SSL *))
 	return r;
 }
 
+SSL_HOOK_CALLERS(SSL_connect);
 FLARE_EXPORT int SSL_connect(SSL *s)
 {
-	SSL_HOOK_START(SSL_connect, -1) return ossl.SSL_connect(s);
+	SSL_HOOK_START(SSL_connect, -1) return next(s);
 	return handshake(s, ossl.SSL_connect);
 }
 
+SSL_HOOK_CALLERS(SSL_do_handshake);
 FLARE_EXPORT int SSL_do_handshake(SSL *s)
 {
-	SSL_HOOK_START(SSL_do_handshake, -1) return ossl.SSL_do_handshake(s);
+	SSL_HOOK_START(SSL_do_handshake, -1) return next(s);
 	return handshake(s, ossl.SSL_do_handshake);
 }
 
+SSL_HOOK_CALLERS(SSL_shutdown);
 FLARE_EXPORT int SSL_shutdown(SSL *s)
 {
-	SSL_HOOK_START(SSL_shutdown, -1) return ossl.SSL_shutdown(s);
+	SSL_HOOK_START(SSL_shutdown, -1) return next(s);
 	struct tls_sess *t = tls_known(s);
 	if (!t || (t->cur == s && t->step == HS_NONE))
 		return ossl.SSL_shutdown(s);
@@ -70,26 +73,35 @@ FLARE_EXPORT int SSL_shutdown(SSL *s)
 	return r;
 }
 
+SSL_HOOK_CALLERS(SSL_get_shutdown);
 FLARE_EXPORT int SSL_get_shutdown(const SSL *s)
 {
-	SSL_HOOK_START(SSL_get_shutdown, 0) return ossl.SSL_get_shutdown(s);
+	SSL_HOOK_START(SSL_get_shutdown, 0) return next(s);
 	struct tls_sess *t = tls_known(s);
 	return ossl.SSL_get_shutdown(t && t->step == HS_NONE ? t->cur : s);
 }
 
+SSL_HOOK_CALLERS(SSL_free);
 FLARE_EXPORT void SSL_free(SSL *s)
 {
 	tls_resolve();
-	if (!ossl.SSL_free)
+	void (*next)(SSL *) = (void (*)(SSL *))tls_next_for(
+	    "SSL_free", (void *)ossl.SSL_free, __builtin_return_address(0), SSL_free_callers);
+	if (!next)
 		return;
+	if (next != ossl.SSL_free) {
+		next(s); /* another OpenSSL's object */
+		return;
+	}
 	if (s && tls_known(s))
 		tls_forget(s);
 	ossl.SSL_free(s);
 }
 
+SSL_HOOK_CALLERS(SSL_clear);
 FLARE_EXPORT int SSL_clear(SSL *s)
 {
-	SSL_HOOK_START(SSL_clear, 0) return ossl.SSL_clear(s);
+	SSL_HOOK_START(SSL_clear, 0) return next(s);
 	/* the program makes the object another session: the library's link
 	 * and sessions of its own go, and its connection keeps the socket rules */
 	if (tls_known(s))
@@ -97,9 +109,10 @@ FLARE_EXPORT int SSL_clear(SSL *s)
 	return ossl.SSL_clear(s);
 }
 
+SSL_HOOK_CALLERS(SSL_set_alpn_protos);
 FLARE_EXPORT int SSL_set_alpn_protos(SSL *s, const unsigned char *protos, unsigned int len)
 {
-	SSL_HOOK_START(SSL_set_alpn_protos, 1) return ossl.SSL_set_alpn_protos(s, protos, len);
+	SSL_HOOK_START(SSL_set_alpn_protos, 1) return next(s, protos, len);
 	int r = ossl.SSL_set_alpn_protos(s, protos, len);
 	if (r != 0 || !__atomic_load_n(&flare_n_managed, __ATOMIC_ACQUIRE) || !tls_usable())
 		return r;

@@ -164,8 +164,107 @@ def test_vfork_child_close_leaves_the_parent_alone():
     check("TCP_USER_TIMEOUT: 12345" in p.lines, "%s" % p.lines)
 
 
+# A module linked against a private OpenSSL (another soname, loaded with
+# RTLD_LOCAL: what Python wheels vendor as libssl-<hash>.so.3): a TLS
+# handshake between two of its SSL objects over a BIO pair, then a message
+# each way. Every SSL_* call it makes meets the library's hooks first.
+PRIVATE_SSL_MODULE = r'''
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+int run(const char *cert, const char *key)
+{
+	SSL_CTX *sc = SSL_CTX_new(TLS_server_method()), *cc = SSL_CTX_new(TLS_client_method());
+	if (SSL_CTX_use_certificate_file(sc, cert, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1)
+		return printf("certificate: refused\n"), 1;
+	SSL *s = SSL_new(sc), *c = SSL_new(cc);
+	BIO *cb, *sb;
+	BIO_new_bio_pair(&cb, 0, &sb, 0);
+	SSL_set_bio(c, cb, cb);
+	SSL_set_bio(s, sb, sb);
+	SSL_set_connect_state(c);
+	SSL_set_accept_state(s);
+	printf("alpn: %d\n", SSL_set_alpn_protos(c, (const unsigned char *)"\x08http/1.1", 9));
+	int rc = 0, rs = 0;
+	for (int i = 0; i < 100 && (rc != 1 || rs != 1); i++) {
+		if (rc != 1)
+			rc = SSL_do_handshake(c);
+		if (rs != 1)
+			rs = SSL_do_handshake(s);
+	}
+	printf("handshake: %d %d\n", rc, rs);
+	char buf[16] = "";
+	printf("write: %d\n", SSL_write(c, "ping", 4));
+	printf("read: %d %.4s\n", SSL_read(s, buf, sizeof(buf)), buf);
+	size_t n = 0;
+	printf("write_ex: %d\n", SSL_write_ex(s, "pong", 4, &n));
+	printf("read_ex: %d %.4s\n", SSL_read_ex(c, buf, sizeof(buf), &n), buf);
+	printf("pending: %d\n", SSL_pending(c));
+	SSL_shutdown(c);
+	SSL_free(c);
+	SSL_free(s);
+	return 0;
+}
+'''
+
+PRIVATE_SSL_MAIN = r'''
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv)
+{
+	void *m = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+	if (!m)
+		return printf("dlopen: %s\n", dlerror()), 1;
+	int (*run)(const char *, const char *) = (int (*)(const char *, const char *))dlsym(m, "run");
+	return run(argv[2], argv[3]);
+}
+'''
+
+
+def test_private_openssl_is_left_alone():
+    """A module that calls a private OpenSSL (loaded RTLD_LOCAL under
+    another soname) gets that OpenSSL's answers through the library's
+    SSL_* definitions: with the library enabled, disabled, and with no
+    table; such sessions are simply not healed."""
+    import shutil
+    import tlscerts
+    from harness import rr_deployment
+    s = rr_deployment()
+    d = s.dir
+    libssl = subprocess.run(["sh", "-c", "ldconfig -p | awk '/libssl.so.3 .*x86-64|libssl.so.3 /"
+                             "{print $NF; exit}'"], capture_output=True, text=True).stdout.strip()
+    check(libssl and os.path.exists(libssl), "the system libssl.so.3: %r" % libssl)
+    private = os.path.join(d, "libssl-flaretest.so.3")
+    shutil.copy(libssl, private)
+    subprocess.run(["patchelf", "--set-soname", "libssl-flaretest.so.3", private], check=True)
+    os.symlink(private, os.path.join(d, "libssl-flaretest.so"))
+    for name, code in (("mod.c", PRIVATE_SSL_MODULE), ("main.c", PRIVATE_SSL_MAIN)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(code)
+    mod = os.path.join(d, "mod.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", mod, os.path.join(d, "mod.c"), "-L" + d,
+                    "-lssl-flaretest", "-lcrypto", "-Wl,-rpath," + d], check=True)
+    main = os.path.join(d, "main")
+    subprocess.run(["cc", "-o", main, os.path.join(d, "main.c"), "-ldl"], check=True)
+    tlscerts.make_ca(d)
+    cert, key = tlscerts.make_cert(d, "srv", "localhost")
+    ldd = subprocess.run(["ldd", mod], capture_output=True, text=True).stdout
+    check("libssl-flaretest.so.3" in ldd and "libssl.so.3" not in ldd, ldd)
+    want = subprocess.run([main, mod, cert, key], capture_output=True, text=True)
+    check(want.returncode == 0 and "read: 4 ping" in want.stdout and
+          "read_ex: 1 pong" in want.stdout, "without flare: %s %s" % (want.stdout, want.stderr))
+    for extra in ({}, {"FLARE_DISABLE": "1"}, {"FLARE_SHM": "/flare-no-such-table"}):
+        senv, _ = client_env(s)
+        env = dict(os.environ, FLARE_LOG="info", **senv, **extra)
+        got = subprocess.run([BUILD + "/flare-run", "--shm", extra.get("FLARE_SHM", s.shm), "--",
+                              main, mod, cert, key], capture_output=True, text=True, env=env)
+        check(got.returncode == 0 and got.stdout == want.stdout, "%s:\n without: %s\n under: %s%s" % (
+            extra, want.stdout, got.stdout, got.stderr[-800:]))
+
+
 if __name__ == "__main__":
     run([test_closefrom_then_accept_on_the_number, test_sendto_with_address_is_a_write,
          test_zerocopy_notification_is_no_failure, test_raw_send_then_death_surfaces_at_once,
          test_raw_recv_then_death_replays_nothing, test_arguments_the_kernel_rejects,
-         test_vfork_child_close_leaves_the_parent_alone])
+         test_vfork_child_close_leaves_the_parent_alone, test_private_openssl_is_left_alone])
