@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from harness import (BUILD, accepts, all_alive, busiest_replica, check, client_env, library_stats,
@@ -173,6 +174,45 @@ def posts(s):
         except OSError:
             out.append(0)
     return out
+
+
+def test_s_client_goes_on_after_a_heal():
+    """openssl s_client -quiet -ign_eof, one keep-alive session, requests
+    typed one after another; the replica serving the second dies while it
+    is held. After the heal, s_client asks its own SSL whether the
+    handshake is done before it watches its terminal again: the state
+    queries answer for the session in use, and every later request goes
+    out and is answered in order (it stopped watching anything before)."""
+    s = nginx_tls_deployment()
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", "openssl", "s_client",
+                          "-quiet", "-ign_eof", "-connect", "127.0.0.1:%d" % s.svc,
+                          "-servername", "svc.test", "-CAfile", s.ca],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=dict(os.environ, FLARE_LOG="info", **senv))
+    paths = ["a", "hold", "b", "c", "d"]
+    out = []
+    reader = threading.Thread(target=lambda: out.append(p.stdout.read()), daemon=True)
+    reader.start()
+
+    def feed():
+        for path in paths:
+            p.stdin.write(b"GET /slow/%s HTTP/1.1\r\nHost: svc.test\r\n\r\n" % path.encode())
+            p.stdin.flush()
+            time.sleep(0.4)
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    kill_holder(s, p)
+    feeder.join(10)
+    time.sleep(2.5)  # the last replies (0.3 s each, held ones 1 s)
+    p.kill()
+    p.wait()
+    reader.join(5)
+    text = (out[0] if out else b"").decode(errors="replace")
+    err = p.stderr.read().decode(errors="replace")
+    got = [line[1:] for line in text.splitlines() if line.startswith("/")][::20]
+    check(got == paths, "replies in order %s (want %s): %s" % (got, paths, err[-800:]))
+    check(err.count("a new TLS session") == 1, "one TLS heal: %s" % err[-800:])
 
 
 def test_curl_https_post_not_replayed():
@@ -568,8 +608,10 @@ def test_psql_sslmode_require_surfaces():
 if __name__ == "__main__":
     import test_clients
     test_clients.become_subreaper()  # PostgreSQL's orphans are reaped here
-    run([test_curl_https_keepalive_healed, test_curl_https_post_not_replayed,
-         test_tls_slow_post_left_alone, test_tls_replica_with_another_certificate_refused, test_redis_cli_tls_session_replayed,
+    run([test_curl_https_keepalive_healed, test_s_client_goes_on_after_a_heal,
+         test_curl_https_post_not_replayed,
+         test_tls_slow_post_left_alone, test_tls_replica_with_another_certificate_refused,
+         test_redis_cli_tls_session_replayed,
          test_redis_cli_tls_hung_replica, test_redis_cli_tls_next_replicas_hung,
          test_python_ssl_nonblocking_asyncio, test_other_tls_libraries_keep_the_socket_rules,
          test_psql_sslmode_require_surfaces])
