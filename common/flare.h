@@ -78,6 +78,29 @@ enum flare_binding {
 	FLARE_BINDING_REQUEST = 2,
 };
 
+/* Why a replica is dead, from the monitor that saw it (or the manager,
+ * for a host it lost), in REPORT and RANK frames and in the table. What a
+ * death means for a connection that is still open differs (docs/DESIGN.md,
+ * "Death reasons"): an exited process's connections end by themselves
+ * (FIN or RST) or stay served by a child it forked; a stopped, hung or
+ * unreachable one's do not. */
+enum flare_death {
+	FLARE_DEATH_NONE,    /* alive, or a sender that gives no reason */
+	FLARE_DEATH_EXITED,  /* its registered process closed the registration */
+	FLARE_DEATH_REFUSED, /* a probe's connect was refused: nothing listens */
+	FLARE_DEATH_STOPPED, /* its registered process is stopped (SIGSTOP, a debugger) */
+	FLARE_DEATH_HUNG,    /* its process stopped reading its connections */
+	FLARE_DEATH_PROBE,   /* a probe timed out or failed otherwise */
+	FLARE_DEATH_HOST,    /* the manager lost its host's monitor */
+	FLARE_DEATH_N
+};
+const char *flare_death_name(int reason);
+/* The process is gone and its connections say so themselves */
+static inline int flare_death_exited(int reason)
+{
+	return reason == FLARE_DEATH_EXITED || reason == FLARE_DEATH_REFUSED;
+}
+
 /* Replica flags in the table and RANK frames */
 #define FLARE_REP_DRAINED 1u /* no new bindings; failover only when nothing else lives */
 

@@ -10,6 +10,8 @@ static const char *const protocol_names[] = {"auto", "opaque", "redis", "http", 
 static const char *const balance_names[] = {"primary", "round-robin", "random", "least-loaded",
 					    "headroom"};
 static const char *const binding_names[] = {"session", "on-demand", "request"};
+static const char *const death_names[] = {"",     "exited", "refused", "stopped",
+					  "hung", "probe",  "host"};
 
 #define NAME_OF(tbl, i) ((i) >= 0 && (size_t)(i) < sizeof(tbl) / sizeof(tbl[0]) ? tbl[i] : "?")
 
@@ -22,6 +24,7 @@ static int index_of(const char *const *tbl, int n, const char *s)
 }
 
 const char *flare_strategy_name(int s) { return NAME_OF(strategy_names, s); }
+const char *flare_death_name(int r) { return NAME_OF(death_names, r); }
 const char *flare_failover_name(int f) { return NAME_OF(failover_names, f); }
 const char *flare_replay_name(int r) { return NAME_OF(replay_names, r); }
 int flare_strategy_parse(const char *s) { return index_of(strategy_names, 2, s); }

@@ -80,7 +80,8 @@ struct flare_tbl_replica {
 	uint32_t load_ppm, weight_ppm; /* CPU share; headroom weight (spare x ramp) */
 	uint32_t rate_milli;           /* smoothed requests/s it serves, x1000 */
 	uint32_t ramp_ppm;             /* slow start: its share of new bindings so far */
-	uint8_t alive, flags, n_failover, pad;
+	uint8_t alive, flags, n_failover;
+	uint8_t reason;                       /* enum flare_death while dead */
 	uint8_t failover[FLARE_MAX_REPLICAS]; /* local indexes to try when this one fails */
 } __attribute__((aligned(8)));
 

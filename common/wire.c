@@ -357,6 +357,7 @@ int fw_encode_report(struct fw_buf *b, const struct fw_report *m)
 		put_str(b, rr->name, sizeof(rr->name));
 		put_u8(b, rr->alive);
 		put_u8(b, rr->registered);
+		put_u8(b, rr->reason);
 		put_u32(b, rr->pid);
 		put_u32(b, rr->load_ppm);
 		put_u32(b, rr->rate_milli);
@@ -385,6 +386,9 @@ static void dec_report(struct rd *r, struct fw_report *m)
 		get_str(r, rr->name, sizeof(rr->name));
 		rr->alive = get_bool(r);
 		rr->registered = get_bool(r);
+		rr->reason = get_u8(r);
+		if (!r->err && rr->reason >= FLARE_DEATH_N)
+			r->err = "unknown death reason";
 		rr->pid = get_u32(r);
 		rr->load_ppm = get_ppm(r, 1);
 		rr->rate_milli = get_u32(r);
@@ -501,6 +505,7 @@ static void enc_rank_replica(struct fw_buf *b, const struct fw_rank_replica *p)
 	put_u32(b, p->rate_milli);
 	put_u32(b, p->ramp_ppm);
 	put_u8(b, p->flags);
+	put_u8(b, p->reason);
 	put_u8(b, p->n_failover);
 	put_bytes(b, p->failover, p->n_failover);
 }
@@ -518,6 +523,9 @@ static void dec_rank_replica(struct rd *r, struct fw_rank_replica *p)
 	p->rate_milli = get_u32(r);
 	p->ramp_ppm = get_ppm(r, 0);
 	p->flags = get_u8(r);
+	p->reason = get_u8(r);
+	if (!r->err && p->reason >= FLARE_DEATH_N)
+		r->err = "unknown death reason";
 	if (!r->err && p->flags & ~FLARE_REP_DRAINED)
 		r->err = "unknown replica flags";
 	/* range of the failover indexes is checked against the service by the

@@ -73,6 +73,7 @@ struct fw_report_replica {
 	char name[FLARE_NAME_MAX];
 	uint8_t alive;
 	uint8_t registered; /* liveness comes from a registration, not a probe */
+	uint8_t reason;     /* enum flare_death while dead */
 	uint32_t pid;
 	uint32_t load_ppm;   /* measured CPU share, FW_LOAD_UNKNOWN when not measured */
 	uint32_t rate_milli; /* requests/s it serves, x1000 (data segments received) */
@@ -131,6 +132,7 @@ struct fw_rank_replica {
 	uint32_t rate_milli;           /* smoothed requests/s x1000 */
 	uint32_t ramp_ppm;             /* slow start: its share of new bindings so far */
 	uint8_t flags;                 /* FLARE_REP_DRAINED */
+	uint8_t reason;                /* enum flare_death while dead */
 	uint8_t n_failover;
 	uint8_t failover[FLARE_MAX_REPLICAS]; /* local indexes to try if this one fails */
 };

@@ -123,6 +123,7 @@ static void fill_replica(struct flare_tbl_replica *t, const struct fw_rank_repli
 	t->service = p->service;
 	t->host = p->host;
 	t->alive = p->alive;
+	t->reason = p->alive ? FLARE_DEATH_NONE : p->reason;
 	t->load_ppm = p->load_ppm;
 	t->weight_ppm = p->weight_ppm;
 	t->rate_milli = p->rate_milli;

@@ -45,12 +45,19 @@ int state_delta(struct manager *m, struct fw_rank *d)
 		struct fw_rank_replica bal = *p;
 		balance_fill(m, i, now, &bal);
 		uint8_t flags = m->reps[i].drained ? FLARE_REP_DRAINED : 0;
-		if (p->alive != alive || p->load_ppm != load || p->flags != flags ||
-		    p->rate_milli != bal.rate_milli || p->ramp_ppm != bal.ramp_ppm ||
-		    p->weight_ppm != bal.weight_ppm ||
+		/* a lost host's replicas are dead for that reason, whatever their
+		 * monitor said last (a host never heard from gives none) */
+		const struct mhost *h = &m->hosts[c->replicas[i].host];
+		uint8_t reason = alive       ? FLARE_DEATH_NONE
+				 : !h->alive ? (h->reports ? FLARE_DEATH_HOST : FLARE_DEATH_NONE)
+					     : (uint8_t)m->reps[i].reason;
+		if (p->alive != alive || p->reason != reason || p->load_ppm != load ||
+		    p->flags != flags || p->rate_milli != bal.rate_milli ||
+		    p->ramp_ppm != bal.ramp_ppm || p->weight_ppm != bal.weight_ppm ||
 		    !order_equal(p->n_failover, p->failover, m->failover[i].n,
 				 m->failover[i].idx)) {
 			p->alive = alive;
+			p->reason = reason;
 			p->load_ppm = load;
 			p->flags = flags;
 			p->rate_milli = bal.rate_milli;

@@ -34,6 +34,7 @@ struct mconn {
 
 struct mreplica {
 	int alive;
+	int reason; /* enum flare_death while dead (its monitor's word) */
 	int registered;
 	uint32_t pid;
 	double measured; /* CPU share measured by the monitor, < 0 when unknown */

@@ -132,13 +132,15 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 			continue;
 		}
 		struct mreplica *p = &m->reps[idx];
-		if (p->alive != rr->alive) {
-			log_info("replica %s on %s: %s", rr->name, c->hosts[host].name,
-				 rr->alive ? "alive" : "dead");
+		if (p->alive != rr->alive || (!rr->alive && p->reason != rr->reason)) {
+			log_info("replica %s on %s: %s%s%s", rr->name, c->hosts[host].name,
+				 rr->alive ? "alive" : "dead", rr->alive ? "" : ", ",
+				 flare_death_name(rr->reason));
 			balance_liveness(m, idx, p->alive, rr->alive, first_report);
 			changed = 1;
 		}
 		p->alive = rr->alive;
+		p->reason = rr->alive ? FLARE_DEATH_NONE : rr->reason;
 		p->registered = rr->registered;
 		p->pid = rr->pid;
 		double measured =

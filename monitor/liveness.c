@@ -18,12 +18,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-void liveness_set(struct monitor *m, int rep, int alive, const char *why)
+void liveness_set(struct monitor *m, int rep, int alive, int reason, const char *why)
 {
 	struct mon_replica *r = &m->reps[rep];
-	if (r->alive == alive)
+	if (alive)
+		reason = FLARE_DEATH_NONE;
+	if (r->alive == alive && r->reason == reason)
 		return;
 	r->alive = alive;
+	r->reason = reason;
 	m->liveness_dirty = 1;
 	log_info("replica %s: %s (%s)", m->cfg->replicas[r->cfg].name, alive ? "alive" : "dead",
 		 why);
@@ -65,7 +68,8 @@ static void on_reg_close(struct evconn *c, const char *why)
 		if (--r->registrations == 0) {
 			r->load = -1;
 			r->pid = 0;
-			liveness_set(m, g->reps[i], 0, "its process closed the registration");
+			liveness_set(m, g->reps[i], 0, FLARE_DEATH_EXITED,
+				     "its process closed the registration");
 		}
 	}
 	if (g->n)
@@ -125,7 +129,7 @@ static void on_reg_msg(struct evconn *c, struct fw_msg *msg)
 		struct mon_replica *r = &m->reps[g->reps[i]];
 		r->registrations++;
 		r->pid = g->pid;
-		liveness_set(m, g->reps[i], 1, "registered");
+		liveness_set(m, g->reps[i], 1, FLARE_DEATH_NONE, "registered");
 	}
 	log_info("pid %u registered %d replica(s) of this host from %u address(es)", g->pid, g->n,
 		 msg->u.reg.n_addrs);
@@ -149,7 +153,7 @@ static void on_reg_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 
 /* ---- probes ---- */
 
-static void probe_done(struct monitor *m, int rep, int ok, const char *why)
+static void probe_done(struct monitor *m, int rep, int ok, int reason, const char *why)
 {
 	struct mon_replica *r = &m->reps[rep];
 	if (r->probe_ev) {
@@ -160,8 +164,12 @@ static void probe_done(struct monitor *m, int rep, int ok, const char *why)
 		close(r->probe_fd);
 		r->probe_fd = -1;
 	}
+	/* a registered process that exited, then a refused probe: still the
+	 * exit (the more telling reason, of the same kind) */
+	if (reason == FLARE_DEATH_REFUSED && !r->alive && r->reason == FLARE_DEATH_EXITED)
+		reason = FLARE_DEATH_EXITED;
 	if (r->registrations == 0)
-		liveness_set(m, rep, ok, why);
+		liveness_set(m, rep, ok, reason, why);
 	if (m->liveness_dirty)
 		report_send(m);
 }
@@ -183,7 +191,7 @@ static void on_probe(evutil_socket_t fd, short what, void *arg)
 			err = errno;
 	}
 	/* probe_done frees this one-shot event: libevent allows that here */
-	probe_done(m, rep, err == 0,
+	probe_done(m, rep, err == 0, err == ECONNREFUSED ? FLARE_DEATH_REFUSED : FLARE_DEATH_PROBE,
 		   err == 0           ? "probe connected"
 		   : err == ETIMEDOUT ? "probe timed out"
 				      : "probe refused");
@@ -203,16 +211,18 @@ static void probe_start(struct monitor *m, int rep)
 	}
 	r->probe_fd = fd;
 	if (connect(fd, (struct sockaddr *)&ss, len) == 0) {
-		probe_done(m, rep, 1, "probe connected");
+		probe_done(m, rep, 1, FLARE_DEATH_NONE, "probe connected");
 		return;
 	}
 	if (errno != EINPROGRESS) {
-		probe_done(m, rep, 0, "probe refused");
+		probe_done(m, rep, 0,
+			   errno == ECONNREFUSED ? FLARE_DEATH_REFUSED : FLARE_DEATH_PROBE,
+			   "probe refused");
 		return;
 	}
 	struct probe_arg *pa = malloc(sizeof(*pa));
 	if (!pa) {
-		probe_done(m, rep, r->alive, "out of memory");
+		probe_done(m, rep, r->alive, r->reason, "out of memory");
 		return;
 	}
 	pa->m = m;
@@ -244,6 +254,7 @@ static void check_stopped(struct monitor *m)
 	for (int i = 0; i < m->n_reps; i++)
 		if (m->reps[i].registrations > 0)
 			liveness_set(m, i, m->reps[i].running > 0 && !m->reps[i].hung,
+				     !m->reps[i].running ? FLARE_DEATH_STOPPED : FLARE_DEATH_HUNG,
 				     !m->reps[i].running ? "its process is stopped"
 				     : m->reps[i].hung   ? "its process does not read"
 							 : "its process runs");
@@ -364,6 +375,7 @@ int liveness_reload(struct monitor *m, const struct flare_config *cfg, int host)
 			    0) {
 				const struct mon_replica *p = &m->reps[o];
 				r->alive = p->alive;
+				r->reason = p->reason;
 				r->registrations = p->registrations;
 				r->running = p->running;
 				r->pid = p->pid;

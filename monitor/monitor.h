@@ -29,6 +29,7 @@ struct util_source {
 struct mon_replica {
 	int cfg; /* index into cfg->replicas */
 	int alive;
+	int reason;        /* enum flare_death while dead */
 	int registrations; /* live registrations naming this replica */
 	int running;       /* of which by a process that is not stopped */
 	uint32_t pid;
@@ -107,7 +108,8 @@ int liveness_start(struct monitor *m);
 void liveness_stop(struct monitor *m);
 void liveness_probe_all(struct monitor *m);
 void liveness_measure_loads(struct monitor *m, uint64_t now);
-void liveness_set(struct monitor *m, int rep, int alive, const char *why);
+/* alive, or dead for reason (enum flare_death); why is logged */
+void liveness_set(struct monitor *m, int rep, int alive, int reason, const char *why);
 /* SIGHUP: the host's replicas from cfg (host: its index there) */
 int liveness_reload(struct monitor *m, const struct flare_config *cfg, int host);
 

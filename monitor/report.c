@@ -28,6 +28,7 @@ void report_send(struct monitor *m)
 		snprintf(reps[i].name, sizeof(reps[i].name), "%s", m->cfg->replicas[p->cfg].name);
 		reps[i].alive = (uint8_t)p->alive;
 		reps[i].registered = p->registrations > 0;
+		reps[i].reason = (uint8_t)p->reason;
 		reps[i].pid = p->pid;
 		reps[i].load_ppm = p->load < 0 ? FW_LOAD_UNKNOWN : flare_ppm(p->load);
 		reps[i].rate_milli =

@@ -142,19 +142,22 @@ static int print_table(const char *shm, int json)
 		for (uint32_t i = 0; i < sv->n_replicas; i++) {
 			const struct flare_tbl_replica *p = &route.reps[i];
 			if (json)
-				printf("%s{\"name\":\"%s\",\"address\":\"%s\",\"alive\":%s,"
-				       "\"load\":%.4f,\"rate\":%.3f,\"weight\":%.4f,\"ramp\":%.2f,"
-				       "\"failover\":[",
-				       i ? "," : "", p->name,
-				       flare_addr_format(&p->addr, a, sizeof(a)),
-				       p->alive ? "true" : "false", (double)p->load_ppm / FLARE_PPM,
-				       p->rate_milli / 1000.0, (double)p->weight_ppm / FLARE_PPM,
-				       (double)p->ramp_ppm / FLARE_PPM);
+				printf(
+				    "%s{\"name\":\"%s\",\"address\":\"%s\",\"alive\":%s,"
+				    "\"reason\":\"%s\",\"load\":%.4f,\"rate\":%.3f,\"weight\":%.4f,"
+				    "\"ramp\":%.2f,\"failover\":[",
+				    i ? "," : "", p->name,
+				    flare_addr_format(&p->addr, a, sizeof(a)),
+				    p->alive ? "true" : "false", flare_death_name(p->reason),
+				    (double)p->load_ppm / FLARE_PPM, p->rate_milli / 1000.0,
+				    (double)p->weight_ppm / FLARE_PPM,
+				    (double)p->ramp_ppm / FLARE_PPM);
 			else
-				printf("  %-16s %-24s %-5s load %.2f rate %.1f/s weight %.2f ramp "
-				       "%.1f failover:",
+				printf("  %-16s %-24s %-5s%s%-8s load %.2f rate %.1f/s weight %.2f "
+				       "ramp %.1f failover:",
 				       p->name, flare_addr_format(&p->addr, a, sizeof(a)),
-				       p->alive ? "alive" : "dead", (double)p->load_ppm / FLARE_PPM,
+				       p->alive ? "alive" : "dead", p->alive ? "" : " ",
+				       flare_death_name(p->reason), (double)p->load_ppm / FLARE_PPM,
 				       p->rate_milli / 1000.0, (double)p->weight_ppm / FLARE_PPM,
 				       (double)p->ramp_ppm / FLARE_PPM);
 			for (int k = 0; k < p->n_failover; k++)

@@ -6,8 +6,13 @@
  * connection after the listener died. So a table death heals a connection
  * only with evidence from the connection: its peer has acknowledged none of
  * the bytes sent for a while, or keepalive probes go unanswered (a silent
- * host), or the reply is still overdue FLARE_DEAD_GRACE_MS after the death
- * was first seen (a stopped process, whose kernel still acknowledges).
+ * host), or, for a death whose reason says the connection cannot say so
+ * itself (a stopped or hung process, whose kernel still acknowledges; a
+ * lost host; a failed probe), the reply is still overdue
+ * FLARE_DEAD_GRACE_MS after the death was first seen. A process that
+ * exited (or whose listener refuses) has connections that end by
+ * themselves, with a FIN or a reset, or that a child it forked still
+ * serves: a slow reply there is a reply, and only the connection moves it.
  * Such a request is replayed on the next replica.
  * A blocking read looks at its own connection between its slices (io.c);
  * readiness waits are sliced while any request is outstanding and look at
@@ -145,9 +150,10 @@ const char *watch_why(struct fconn *fc, int fd)
 		__atomic_store_n(&fc->dead_seen_ms, now, __ATOMIC_RELAXED);
 		since = now;
 	}
+	int exited = flare_death_exited(rt.reps[fc->cur].reason);
 	const char *why = peer_silent(fd) ? "replica dead in the table, and its host acknowledges "
 					    "nothing"
-			  : now - since >= FLARE_DEAD_GRACE_MS
+			  : !exited && now - since >= FLARE_DEAD_GRACE_MS
 			      ? "replica dead in the table, and the reply overdue"
 			      : NULL;
 	if (!why || reply_waiting(fd))

@@ -427,14 +427,11 @@ print("ok", b" ".join(sorted(who)).decode())
 '''
 
 
-def test_forking_server_listener_dies():
-    """A forking server whose listening parent is SIGKILLed: the table marks
-    the replica dead, but the child serving the connection lives on. The
-    connection never failed, so it is not healed: every request runs once,
-    on the child, whose replies keep coming (even one that takes 200 ms
-    while the table says dead)."""
-    s = line_deployment(opts=("fork",), delay=0.2)
-    p = client(s, FORK_CLIENT, [s.svc, 12])
+def forking_listener_dies(delay, n):
+    """A forking server (replies delay s late) whose listening parent is
+    SIGKILLed while a client makes n requests on one connection."""
+    s = line_deployment(opts=("fork",), delay=delay)
+    p = client(s, FORK_CLIENT, [s.svc, n])
     victim = wait_logged(s, "REQ 2")
     kill_replica(s, victim)
     wait_for(lambda: not s.replica("A-%d" % (victim + 1))["alive"], 10,
@@ -448,8 +445,30 @@ def test_forking_server_listener_dies():
             pass
     check(rc == 0 and out.strip() == "ok A-%d" % (victim + 1),
           "rc %d %r %s" % (rc, out, err[-400:]))
-    check(len(reqs) == 12 and len({x[2] for x in reqs}) == 12, "each request once: %r" % reqs)
+    check(len(reqs) == n and len({x[2] for x in reqs}) == n, "each request once: %r" % reqs)
     check(library_stats(p.stats)["failovers"] == 0, "no heal")
+    return s
+
+
+def test_forking_server_listener_dies():
+    """A forking server whose listening parent is SIGKILLed: the table marks
+    the replica dead, but the child serving the connection lives on. The
+    connection never failed, so it is not healed: every request runs once,
+    on the child, whose replies keep coming (even one that takes 200 ms
+    while the table says dead)."""
+    forking_listener_dies(0.2, 12)
+
+
+def test_forking_server_slow_reply_is_a_reply():
+    """The same with replies 1 s late, past the 300 ms a stopped replica's
+    reply may be overdue: the table says why the replica died (its process
+    exited), and an exited process's connections speak for themselves, so
+    the late replies are waited for and nothing runs twice. (Before the
+    death reasons, each overdue reply was taken for a death: the request
+    ran on the child and on the next replica.)"""
+    s = forking_listener_dies(1.0, 4)
+    reason = s.replica([r for r in ("A-1", "A-2", "A-3") if not s.replica(r)["alive"]][0])
+    check(reason.get("reason") == "exited", "the table's reason: %r" % reason)
 
 
 SENDFILE_CLIENT = r'''
@@ -639,6 +658,7 @@ if __name__ == "__main__":
          test_eintr_as_the_program_set_it,
          test_sub_millisecond_select, test_server_first_protocol_not_replayed,
          test_opaque_default_heals_first_request_only, test_refused_replay_ends_healing,
-         test_forking_server_listener_dies, test_sendfile_request_surfaces,
+         test_forking_server_listener_dies, test_forking_server_slow_reply_is_a_reply,
+         test_sendfile_request_surfaces,
          test_epoll_registration_before_connect, test_nonblocking_session_heal_never_blocks,
          test_nonblocking_reactive_heal_uses_the_table])
