@@ -35,7 +35,7 @@ FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text f
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo soak install clean \
+.PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo soak install clean transparency \
 	deps format help lib-sanitizers lib-asan lib-tsan check-hosts deb check-deb
 DAEMONS := flare-manager flare-monitor flare-agent flarectl
 BINS := $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/libflare.so $(BUILD)/flare-run \
@@ -180,6 +180,14 @@ install: all
 integration: all $(PROGS) $(BUILD)/bench/nbclient
 	@sh tests/run-integration.sh $(BUILD)
 
+# the differential transparency fuzzer's long mode: random programs, each
+# traced with and without the library, for TRANSPARENCY_SECONDS (make check
+# runs its fixed seed list, tests/integration/test_transparency.py)
+TRANSPARENCY_SECONDS ?= 600
+transparency: deps all $(PROGS)
+	@sh scripts/deps.sh test
+	@python3 -u tests/integration/test_transparency.py $(BUILD) --seconds $(TRANSPARENCY_SECONDS)
+
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
@@ -282,6 +290,7 @@ help:
 	@echo "make soak     10,000 SIGKILLs of serving replicas under checked load (SOAK_ARGS=)"
 	@echo "make asan     unit tests under ASan+UBSan;  make tsan: under ThreadSanitizer"
 	@echo "make fuzz FUZZ_SECONDS=N   every fuzz target for N seconds"
+	@echo "make transparency TRANSPARENCY_SECONDS=N   random programs traced with and without flare"
 	@echo "make install PREFIX=/usr/local DESTDIR="
 
 -include $(shell find $(BUILD)/obj $(BUILD)/shimobj $(BUILD)/tests -name '*.d' 2>/dev/null)
