@@ -151,6 +151,8 @@ def one(s, plain, seed):
     if not k:
         if under != without:
             return "traces differ", without, under, err1
+        if rc1 != rc0:  # a sanitizer's report, a crash at exit
+            return "exit status %d, without the library %d" % (rc1, rc0), without, under, err1
         return None
     # a failure: correct to the end, or as without the library
     if rc1 == 0 and under and under[-1].startswith("DONE"):
