@@ -227,7 +227,7 @@ static void badargs(void)
 {
 	int fd = dial();
 	static struct iovec many[1025];
-	char c;
+	char c = 0;
 	/* values the compiler cannot see coming (it would refuse them) */
 	volatile int minus = -1;
 	struct iovec *volatile none = NULL;
