@@ -11,7 +11,7 @@
  *              recorded when the connection got its socket
  *   bytes      every byte the kernel's TCP_INFO counts as written into or
  *              taken out of the socket went through a hook or the library:
- *              written  = bytes_sent - bytes_retrans + notsent_bytes
+ *              written  = bytes_acked - 1 (the SYN) + SIOCOUTQ
  *              read     = bytes_received - FIONREAD
  *              each compared, as an offset taken when the socket became
  *              the connection's, with the hooks' counts (sock_wr, sock_rd)

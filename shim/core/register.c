@@ -3,7 +3,10 @@
  * that connection open; the kernel closes it when the process dies, which
  * is how the monitor learns of the death at once. When the monitor is not
  * up yet, or the table not there, the registration is retried on the next
- * accept (the monitor's probes cause one) at most every 100 ms. */
+ * accept (the monitor's probes cause one) at most every 100 ms. A monitor
+ * that restarted knows nothing of the registrations the old one had: the
+ * same accepts look (as often) at whether the monitor closed ours, and
+ * register again, so that a restart never leaves a server probed only. */
 #include "shim.h"
 
 #include "unixaddr.h"
@@ -138,14 +141,38 @@ void register_listen(int fd)
 	pthread_mutex_unlock(&reg_lock);
 }
 
+/* Has the monitor closed registration g (it died, or restarted)? Looked
+ * at no more than every RETRY_NS: one non-blocking peek. The monitor
+ * sends nothing on a registration, so anything but EAGAIN ends it. */
+static void check_monitor(struct reg *g)
+{
+	uint64_t now = flare_monotonic_ns();
+	if (g->sock < 0 || now < g->next_try_ns)
+		return;
+	g->next_try_ns = now + RETRY_NS;
+	char c;
+	ssize_t r = real.recv(g->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	char a[FLARE_ADDR_STRLEN];
+	log_info("%s: the monitor closed the registration (it restarted?): registering again",
+		 flare_addr_format(&g->addr, a, sizeof(a)));
+	real.close(g->sock);
+	g->sock = -1;
+	g->next_try_ns = 0;
+}
+
 void register_retry(void)
 {
 	if (!n_regs)
 		return;
 	pthread_mutex_lock(&reg_lock);
 	for (int i = 0; i < n_regs; i++)
-		if (regs[i].listen_fd >= 0 && regs[i].sock < 0)
-			try_register(&regs[i]);
+		if (regs[i].listen_fd >= 0) {
+			check_monitor(&regs[i]);
+			if (regs[i].sock < 0)
+				try_register(&regs[i]);
+		}
 	pthread_mutex_unlock(&reg_lock);
 }
 

@@ -381,6 +381,39 @@ def test_stopped_replica_is_dead():
     wait_for(lambda: s.replica("A-%d" % (victim + 1))["alive"], 5, what="alive after SIGCONT")
 
 
+def test_monitor_restart_keeps_registrations():
+    """A host's monitor is SIGKILLed and started again: the servers that
+    had registered with it register again (its probes make them accept,
+    and they find their registration closed), so a SIGSTOPped server is
+    dead in the table within a second, as before the restart; before,
+    it was probed only, and a stopped process's kernel answers probes."""
+    s = rr_deployment()
+    start_rr(s)
+    wait_for(lambda: all_registered(s), 10, what="every server registered")
+    s.kill("monitor-h0")
+    wait_for(lambda: not (s.status() or {}).get("hosts", [{}])[0].get("alive", True), 5,
+             what="h0 dead while its monitor is down")
+    restart = time.monotonic()
+    s.monitor("h0")
+
+    def registered_again():
+        st = s.status() or {}
+        return [h["alive"] for h in st.get("hosts", [])][:1] == [True] and all_registered(s)
+    wait_for(registered_again, 5, what="A-1 registered again after its monitor's restart")
+    print("     monitor restart -> registered again: %.0f ms" % (
+        (time.monotonic() - restart) * 1000))
+    wait_for(lambda: all_alive(s), 5, what="every replica alive")
+    s.procs["rr0"].send_signal(signal.SIGSTOP)
+    stop = time.monotonic()
+    try:
+        wait_for(lambda: not s.replica("A-1")["alive"], 1.0, what="the stopped A-1 dead within 1 s")
+        took = time.monotonic() - stop
+        check(s.replica("A-1")["reason"] == "stopped", "reason %r" % s.replica("A-1"))
+    finally:
+        s.procs["rr0"].send_signal(signal.SIGCONT)
+    print("     SIGSTOP after the restart -> dead in the table: %.0f ms" % (took * 1000))
+
+
 def nbclient(s, count):
     """The edge-triggered epoll client (one non-blocking connection)."""
     senv, stats = client_env(s)
@@ -765,7 +798,8 @@ if __name__ == "__main__":
          test_stale_table_still_fails_over, test_16_threads_through_failovers,
          test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
-         test_stopped_replica_is_dead, test_stopped_replica_epoll_client,
+         test_stopped_replica_is_dead, test_monitor_restart_keeps_registrations,
+         test_stopped_replica_epoll_client,
          test_request_timeout_heals_hung_replica, test_hung_replica_found_by_monitor,
          test_async_heal_connect_times_out,
          test_python_client_spawning_children, test_nonblocking_connect_moves_down_the_ranking,
