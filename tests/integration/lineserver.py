@@ -115,11 +115,11 @@ def line_deployment(opts=(), delay=0.0, service_extra=""):
     open(s.lines, "w").close()
 
     def line_replica(i):
-        s.procs["rr%d" % i] = track(subprocess.Popen(
-            [BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, s.script,
-             str(s.ports[i]), "A-%d" % (i + 1), s.lines] + list(opts),
-            stdout=subprocess.DEVNULL, stderr=open(s.log("rr%d" % i), "a"),
-            env=dict(os.environ, DELAY=str(delay))))
+        with open(s.log("rr%d" % i), "a") as err:  # the child keeps its own copy
+            s.procs["rr%d" % i] = track(subprocess.Popen(
+                [BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, s.script,
+                 str(s.ports[i]), "A-%d" % (i + 1), s.lines] + list(opts),
+                stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ, DELAY=str(delay))))
     s.line_replica = line_replica
     for i in range(s.n):
         line_replica(i)

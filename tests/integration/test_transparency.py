@@ -93,15 +93,20 @@ def trace(s, seed, port, killat, flare, on_kill):
         senv, _ = client_env(s)
         env.update(senv, FLARE_LOG=os.environ.get("FLARE_LOG", "warn"))
         cmd = [BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd
-    p = track(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env))
+    # not tracked: waited for (or killed) here, its pipes closed, so that
+    # hours of seeds hold no descriptor and no process object each
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
     lines = []
     deadline = time.monotonic() + 60
     for line in p.stdout:
         if line.strip() == "KILL":
             on_kill()
-            p.stdin.write("go\n")
-            p.stdin.flush()
+            try:
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            except BrokenPipeError:
+                pass  # it ended meanwhile: its trace says how
             continue
         lines.append(line.rstrip("\n"))
         if time.monotonic() > deadline:
@@ -113,7 +118,17 @@ def trace(s, seed, port, killat, flare, on_kill):
         p.kill()
         p.wait()
         lines.append("TIMEOUT")
-    return p.returncode, lines, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    err = p.stderr.read()
+    for f in (p.stdin, p.stdout, p.stderr):
+        try:
+            f.close()
+        except OSError:
+            pass
+    return p.returncode, lines, err
 
 
 def answered_twice(s, seed):
