@@ -8,9 +8,9 @@
  * what the connection's trust and exchange allow is healed (exchange.c);
  * everything else surfaces as it would without the library. */
 #include "shim.h"
+#include "verdict.h"
 
 #include <errno.h>
-#include <sys/ioctl.h>
 #include <poll.h>
 #include <string.h>
 #include <time.h>
@@ -89,34 +89,8 @@ int heal_replay_refused(const struct fconn *fc)
 int heal_plan(struct fconn *fc, const char *why, int async, struct flare_route *rt, uint8_t *order,
 	      uint32_t *from, uint32_t *len)
 {
-	/* proof first: the descriptors are still this connection's socket,
-	 * and the kernel saw no byte move that the record lacks */
-	if (!proof_identity_all(fc)) {
-		log_debug("%s: not healed: the descriptor is another socket now", why);
+	if (verdict_refusal(fc, why))
 		return -1;
-	}
-	int fd = fconn_first_fd(fc);
-	const char *unseen = fd >= 0 ? proof_bytes(fc, fd) : "no descriptor left";
-	if (unseen) {
-		if (fconn_trust(fc) != TR_TAINTED && fconn_trust(fc) != TR_BROKEN) {
-			log_info("fd %d: %s: not healed, the failure surfaces", fd, unseen);
-			trust_event(fc, TE_TAINT);
-		}
-		return -1;
-	}
-	if (!exchange_healable(fc)) {
-		log_debug("%s: not healed: a reply was being read, or the request is not "
-			  "replayable",
-			  why);
-		return -1;
-	}
-	if (heal_replay_refused(fc)) {
-		trust_event(fc, TE_REFUSED);
-		log_warn("%s: the last heal's replay was refused; this connection is not healed "
-			 "again (the program's own reconnect fails over)",
-			 why);
-		return -1;
-	}
 	int trc = route_read(fc->svc_index, rt);
 	if (trc != FLARE_TBL_OK || (uint32_t)fc->cur >= rt->svc.n_replicas) {
 		log_debug("%s: not healed: table %s", why, flare_tbl_rc_name(trc));
@@ -280,20 +254,9 @@ out:
 int heal_on_event(int fd)
 {
 	struct fconn *fc = fdtab_get(fd);
-	/* a linked session's failure stands: the program's SSL call heals it */
-	if (!fc || fconn_state(fc) != FC_READY || fconn_tls_linked(fc) || !exchange_healable(fc) ||
-	    flare_in_foreign_child())
-		return 0;
-	/* reply bytes (perhaps all of a reply, then the close) are the
-	 * program's to read first: after them, a failure is its to see.
-	 * Whether the connection failed is the kernel's TCP state: not the
-	 * event (POLLERR alone is an error-queue notification on a healthy
-	 * connection: MSG_ZEROCOPY, SO_TIMESTAMPING, IP_RECVERR), and not a
-	 * peek, which would take the socket's pending error (ECONNRESET) from
-	 * the program if the heal is then refused. */
-	int avail = 0;
-	if ((real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0) || !proof_failed(fd))
+	const char *why = fc ? verdict_event(fc, fd) : NULL;
+	if (!why)
 		return 0;
 	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
-	return heal(fc, gen, "error or hang-up in the program's wait", 1) == 0;
+	return heal(fc, gen, why, 1) == 0;
 }

@@ -8,6 +8,7 @@
  * exactly as the kernel makes them; a read with nothing outstanding (an
  * idle connection, a server that speaks first) is the plain call. */
 #include "shim.h"
+#include "verdict.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -209,7 +210,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 				timeouts_settle(fc, 0);
 				const char *why = NULL;
 				if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) == gen &&
-				    (why = watch_why(fc, fd)) != NULL)
+				    (why = verdict_watch(fc, fd)) != NULL)
 					heal(fc, gen, why, 0);
 				continue;
 			}

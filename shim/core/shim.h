@@ -374,12 +374,10 @@ int session_reply_feed(struct fr_rep *f, const uint8_t *p, size_t n, uint8_t *go
 int session_async_step(struct fconn *fc, int fd);
 
 /* ---- watch.c: requests on replicas that will not answer ---- */
-/* Why fc's outstanding request (on descriptor fd) should be replayed
- * elsewhere now (request_timeout_ms passed, or its replica is dead in the
- * table and the connection agrees), or NULL. */
 #define FLARE_SILENT_MS 100     /* no acknowledgement this long: a silent peer */
 #define FLARE_DEAD_GRACE_MS 300 /* a reply still overdue this long after the death */
-const char *watch_why(struct fconn *fc, int fd);
+/* A replica that let a request time out is tried last for a while. */
+void watch_suspect(uint32_t svc, int rep, uint32_t timeout_ms);
 /* Heals every such connection; at most once a slice, from readiness waits. */
 void watch_all(void);
 /* Marks the replicas that let a request time out lately as dead in this

@@ -1,4 +1,5 @@
-/* Requests waiting on a replica that will not answer: the reply has not
+/* Requests waiting on a replica that will not answer (what counts as one
+ * is verdict_watch's to say, in verdict.c): the reply has not
  * begun within the service's request_timeout_ms (a replica the monitor
  * cannot see as hung), or its replica is dead in the table (its monitor saw
  * the process die or stop) and the connection itself agrees. The table's
@@ -24,12 +25,9 @@
  * connections and failovers try it only after every replica the table
  * calls alive, as a dead one. Like an outlier ejection, per process. */
 #include "shim.h"
+#include "verdict.h"
 
 #include <fcntl.h>
-#include <stddef.h>
-#include <sys/ioctl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 
 static uint64_t last_watch_ms; /* [atom] */
 
@@ -45,7 +43,7 @@ static uint64_t suspect_key(uint32_t svc, int rep)
 	return ((uint64_t)(svc & 0xffff) << 48) | ((uint64_t)(rep & 0xff) << 40);
 }
 
-static void suspect(uint32_t svc, int rep, uint32_t timeout_ms)
+void watch_suspect(uint32_t svc, int rep, uint32_t timeout_ms)
 {
 	uint64_t ms = (uint64_t)timeout_ms * 10;
 	ms = ms < 1000 ? 1000 : ms > 60000 ? 60000 : ms;
@@ -86,82 +84,6 @@ int watch_demote(struct flare_route *rt)
 	return n;
 }
 
-/* The peer closed its side, or has acknowledged nothing for a while
- * though bytes wait for it, or keepalive probes are out: the process or
- * its host is gone or cut off. (The program's own half-close, FIN_WAIT,
- * says nothing of the peer.) */
-static int peer_silent(int fd)
-{
-	struct tcp_info ti;
-	socklen_t l = sizeof(ti);
-	if (real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 ||
-	    l < offsetof(struct tcp_info, tcpi_rcv_rtt))
-		return 0;
-	switch (ti.tcpi_state) {
-	case TCP_CLOSE_WAIT:
-	case TCP_LAST_ACK:
-	case TCP_CLOSING:
-	case TCP_TIME_WAIT:
-	case TCP_CLOSE: return 1; /* the peer closed or reset: nothing more will come */
-	default: break;
-	}
-	if (ti.tcpi_probes > 0 || ti.tcpi_backoff > 0)
-		return 1;
-	uint32_t bound = ti.tcpi_rtt / 250; /* four round trips, in ms */
-	if (bound < FLARE_SILENT_MS)
-		bound = FLARE_SILENT_MS;
-	return ti.tcpi_unacked > 0 &&
-	       (ti.tcpi_retransmits > 0 ||
-		(ti.tcpi_last_data_sent >= bound && ti.tcpi_last_ack_recv >= bound));
-}
-
-/* Reply bytes the program has not read yet: they are its to read first,
- * and a heal would throw them away. */
-static int reply_waiting(int fd)
-{
-	int avail = 0;
-	return real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0;
-}
-
-const char *watch_why(struct fconn *fc, int fd)
-{
-	if (!exchange_outstanding(fc))
-		return NULL;
-	uint32_t limit = fc->request_timeout_ms;
-	if (limit &&
-	    flare_monotonic_ms() - __atomic_load_n(&fc->req_start_ms, __ATOMIC_RELAXED) >= limit) {
-		if (reply_waiting(fd))
-			return NULL; /* the reply came; the program is slow to read it */
-		STAT_INC(request_timeouts);
-		suspect(fc->svc_index, fc->cur, limit);
-		return "no reply within request_timeout_ms";
-	}
-	struct flare_route rt;
-	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
-	    (uint32_t)fc->cur >= rt.svc.n_replicas || rt.reps[fc->cur].alive)
-		return NULL;
-	/* dead in the table: the connection must agree */
-	uint64_t now = flare_monotonic_ms();
-	uint32_t req = __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED);
-	uint64_t since = __atomic_load_n(&fc->dead_seen_ms, __ATOMIC_RELAXED);
-	if (!since || __atomic_load_n(&fc->dead_req, __ATOMIC_RELAXED) != req) {
-		/* this request's first look at the death */
-		__atomic_store_n(&fc->dead_req, req, __ATOMIC_RELAXED);
-		__atomic_store_n(&fc->dead_seen_ms, now, __ATOMIC_RELAXED);
-		since = now;
-	}
-	int exited = flare_death_exited(rt.reps[fc->cur].reason);
-	const char *why = peer_silent(fd) ? "replica dead in the table, and its host acknowledges "
-					    "nothing"
-			  : !exited && now - since >= FLARE_DEAD_GRACE_MS
-			      ? "replica dead in the table, and the reply overdue"
-			      : NULL;
-	if (!why || reply_waiting(fd))
-		return NULL;
-	STAT_INC(table_dead_wakeups);
-	return why;
-}
-
 static int waiting_healable(struct fconn *fc, void *arg)
 {
 	(void)arg;
@@ -183,7 +105,7 @@ void watch_all(void)
 		struct fconn *fc = fcs[i];
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		int fd = fconn_first_fd(fc);
-		const char *why = fd >= 0 ? watch_why(fc, fd) : NULL;
+		const char *why = fd >= 0 ? verdict_watch(fc, fd) : NULL;
 		if (why)
 			/* a blocking socket is healed as its blocking read would */
 			heal(fc, gen, why, (real.fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
