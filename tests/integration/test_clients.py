@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, check, client_env, flare_run_for_others, library_stats,
-                     rr_deployment, run, serving_replica, start_rr, wait_for)
+from harness import (BUILD, all_alive, busiest_replica, check, client_env, flare_run_for_others,
+                     library_stats, rr_deployment, run, serving_replica, start_rr, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -51,9 +51,10 @@ def under_flare(s, cmd, env=None):
 
 def run_killing(s, cmd, after, victim=None, kill=None, env=None, timeout=120, preload=True):
     """Runs cmd under flare-run (or, without preload, as it is) and kills
-    the serving replica after `after` seconds; returns (rc, stdout, stderr,
-    the library's counters, seconds)."""
-    victim = serving_replica(s) if victim is None else victim
+    the serving replica after `after` seconds: victim, else the one the
+    client's connections are on then (on a loaded machine the table's
+    first may have changed while the client connected); returns (rc,
+    stdout, stderr, the library's counters, seconds)."""
     if preload:
         argv, e, stats = under_flare(s, cmd, env)
     else:
@@ -65,6 +66,9 @@ def run_killing(s, cmd, after, victim=None, kill=None, env=None, timeout=120, pr
     if p.poll() is not None:
         raise AssertionError("%s ended before the kill (%.1f s): make the run longer"
                              % (cmd[0], after))
+    if victim is None:
+        victim = busiest_replica(s)
+        victim = serving_replica(s) if victim is None else victim
     (kill or (lambda v: s.kill("rr%d" % v)))(victim)
     try:
         out, err = p.communicate(timeout=timeout)
