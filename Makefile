@@ -113,6 +113,10 @@ PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/progs/%,$(wildcard tests/prog
 $(BUILD)/tests/progs/authpeer: tests/progs/authpeer.c $(BUILD)/libflare-common.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $(filter %.c %.a,$^) -o $@ $(DAEMON_LIBS) -lm
+# the proof cases send through io_uring too
+$(BUILD)/tests/progs/proofcase: tests/progs/proofcase.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $< -o $@ -luring
 $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread

@@ -140,6 +140,14 @@ def test_raw_send_then_death_surfaces_at_once():
     check(any("within 1 s: yes" in line for line in p.lines), "%s" % p.lines)
 
 
+def test_io_uring_send_then_death_surfaces_at_once():
+    """The same with the request sent through io_uring: the library healed
+    this with nothing to replay and hid the hang-up (poll timed out)."""
+    p = request_by_raw_call("uring", "REQ U")
+    check(any("within 1 s: yes" in line for line in p.lines) and "unseen send: 6" in p.lines,
+          "%s" % p.lines)
+
+
 def test_raw_recv_then_death_replays_nothing():
     """The reply taken by a raw system call: the request is answered, and
     the death after it replays nothing."""
@@ -266,5 +274,6 @@ def test_private_openssl_is_left_alone():
 if __name__ == "__main__":
     run([test_closefrom_then_accept_on_the_number, test_sendto_with_address_is_a_write,
          test_zerocopy_notification_is_no_failure, test_raw_send_then_death_surfaces_at_once,
+         test_io_uring_send_then_death_surfaces_at_once,
          test_raw_recv_then_death_replays_nothing, test_arguments_the_kernel_rejects,
          test_vfork_child_close_leaves_the_parent_alone, test_private_openssl_is_left_alone])

@@ -14,6 +14,7 @@
  *   zerocopy      MSG_ZEROCOPY: the completion's POLLERR is no failure
  *   rawsend       a request by a raw system call, the replica dies: the
  *                 hang-up is the program's to see, at once
+ *   uring         the same with the request sent through io_uring
  *   rawrecv       a reply taken by a raw system call, the replica dies:
  *                 nothing is replayed
  *   badargs       counts and pointers the kernel rejects, as it rejects them
@@ -22,6 +23,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/errqueue.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -184,11 +186,28 @@ static void zerocopy(void)
 	read_reply(fd);
 }
 
-static void rawsend(void)
+/* A send no hook sees: a raw system call, or io_uring's */
+static long unseen_send(int fd, const char *p, int uring)
+{
+	if (!uring)
+		return syscall(SYS_sendto, fd, p, strlen(p), 0, NULL, 0);
+	struct io_uring ring;
+	if (io_uring_queue_init(4, &ring, 0) < 0)
+		return -2;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_send(sqe, fd, p, strlen(p), 0);
+	io_uring_submit(&ring);
+	struct io_uring_cqe *cqe;
+	long r = io_uring_wait_cqe(&ring, &cqe) < 0 ? -3 : cqe->res;
+	io_uring_queue_exit(&ring);
+	return r;
+}
+
+static void rawsend(int uring)
 {
 	int fd = dial();
-	const char *r = "REQ R\n";
-	printf("raw send: %ld\n", syscall(SYS_sendto, fd, r, strlen(r), 0, NULL, 0));
+	const char *r = uring ? "REQ U\n" : "REQ R\n";
+	printf("unseen send: %ld\n", unseen_send(fd, r, uring));
 	ready();
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -276,6 +295,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	alarm(20); /* a case the library leaves hanging ends, and says nothing more */
 	svc.sin_family = AF_INET;
 	svc.sin_port = htons((uint16_t)atoi(argv[3]));
 	inet_pton(AF_INET, argv[2], &svc.sin_addr);
@@ -286,8 +306,8 @@ int main(int argc, char **argv)
 		by_sendto();
 	else if (!strcmp(c, "zerocopy"))
 		zerocopy();
-	else if (!strcmp(c, "rawsend"))
-		rawsend();
+	else if (!strcmp(c, "rawsend") || !strcmp(c, "uring"))
+		rawsend(!strcmp(c, "uring"));
 	else if (!strcmp(c, "rawrecv"))
 		rawrecv();
 	else if (!strcmp(c, "badargs"))
