@@ -272,12 +272,6 @@ struct fconn {
 	int pending_fd;             /* [claim] socket of an interrupted heal, closed by the next */
 	int fds[FLARE_MAX_ALIASES]; /* [lock] the descriptor numbers naming it */
 	int n_fds;                  /* [lock] */
-	/* proof.h: the socket's identity, the library's own bytes on it, and
-	 * the offsets of the kernel's counts from the seen ones: [claim] */
-	uint64_t cookie; /* [atom] */
-	uint64_t lib_wr, lib_rd;
-	uint64_t off_wr, off_rd;
-	int counts_ok;
 
 	/* what the program dialed and how the service is configured: [init] */
 	int domain, type, protocol;
@@ -336,6 +330,15 @@ struct fconn {
 	socklen_t dialed_len;
 	struct sockaddr_storage bind_sa;
 	socklen_t bind_len;
+
+	/* last, so that no field a request reads moves: read only when the
+	 * library is about to act (proof.h): the socket's identity, the
+	 * library's own bytes on it, and the offsets of the kernel's counts
+	 * from the seen ones: [claim] */
+	uint64_t cookie; /* [atom] */
+	uint64_t lib_wr, lib_rd;
+	uint64_t off_wr, off_rd;
+	int counts_ok;
 };
 
 /* ---- the link state machine (conn.c) ---- */
