@@ -27,7 +27,9 @@ struct reg {
 	int sock;      /* connection to the monitor, -1 while pending */
 	struct flare_addr addr;
 	uint64_t next_try_ns;
-	int squatted; /* said once: the monitor's name is held by another user */
+	uint64_t since_ns; /* when the registration in use was made */
+	int quick_ends;    /* registrations in a row the monitor ended within 5 s */
+	int squatted;      /* said once: the monitor's name is held by another user */
 };
 
 static struct reg regs[MAX_REGS];
@@ -101,6 +103,7 @@ static void try_register(struct reg *g)
 		return;
 	}
 	g->sock = fd;
+	g->since_ns = now;
 	log_info("replica %s (%s) registered with the monitor of %s", info.rep.name,
 		 flare_addr_format(&g->addr, a, sizeof(a)), info.host.name);
 }
@@ -154,12 +157,17 @@ static void check_monitor(struct reg *g)
 	ssize_t r = real.recv(g->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
+	/* a monitor that refuses (and says why, then closes) is asked again
+	 * less and less often: 0.1 s, doubling to 12.8 s */
+	g->quick_ends = now - g->since_ns < 5000000000ull ? g->quick_ends + 1 : 0;
+	int shift = g->quick_ends < 7 ? g->quick_ends : 7;
 	char a[FLARE_ADDR_STRLEN];
-	log_info("%s: the monitor closed the registration (it restarted?): registering again",
+	log_info("%s: the monitor closed the registration (it restarted, or refused it): "
+		 "registering again",
 		 flare_addr_format(&g->addr, a, sizeof(a)));
 	real.close(g->sock);
 	g->sock = -1;
-	g->next_try_ns = 0;
+	g->next_try_ns = g->quick_ends > 1 ? now + (RETRY_NS << shift) : 0;
 }
 
 void register_retry(void)

@@ -37,8 +37,9 @@
 	X(SSL_peek_ex)                                                                             \
 	X(SSL_write)                                                                               \
 	X(SSL_write_ex)                                                                            \
-	X(SSL_connect) X(SSL_do_handshake) X(SSL_get_error) X(SSL_pending) X(SSL_has_pending)      \
-	    X(SSL_shutdown) X(SSL_free) X(SSL_clear) X(SSL_set_alpn_protos) X(SSL_get_shutdown)    \
+	X(SSL_connect)                                                                             \
+	X(SSL_do_handshake) X(SSL_get_error) X(SSL_pending) X(SSL_has_pending) X(SSL_shutdown)     \
+	    X(SSL_free) X(SSL_clear) X(SSL_set_alpn_protos) X(SSL_get_shutdown)                    \
 		X(SSL_is_init_finished) X(SSL_in_init) X(SSL_in_before) X(SSL_get_state)           \
 		    X(SSL_want)
 #define FLARE_TLS_CALLED(X)                                                                        \
@@ -48,21 +49,21 @@
 	X(SSL_ctrl)                                                                                \
 	X(SSL_get_servername)                                                                      \
 	X(SSL_get0_param)                                                                          \
-	X(X509_VERIFY_PARAM_set1) X(X509_VERIFY_PARAM_set_inh_flags) X(                            \
-	    X509_VERIFY_PARAM_get_depth) X(X509_VERIFY_PARAM_get_flags)                            \
-	    X(X509_VERIFY_PARAM_get_hostflags) X(X509_VERIFY_PARAM_get0_host) X(                   \
-		SSL_get_verify_mode) X(SSL_get_verify_callback) X(SSL_set_verify)                  \
-		X(SSL_get_options) X(SSL_set_options) X(SSL_clear_options) X(SSL_get_certificate)  \
-		    X(SSL_get_privatekey) X(SSL_use_certificate) X(SSL_use_PrivateKey) X(          \
-			SSL_get_ex_data) X(SSL_set_ex_data) X(SSL_set_connect_state)               \
-			X(SSL_is_server) X(SSL_get_verify_result) X(SSL_get0_peer_certificate) X(  \
-			    X509_cmp) X(SSL_get0_alpn_selected) X(SSL_version) X(SSL_get_rbio)     \
-			    X(SSL_get_wbio) X(BIO_number_read) X(BIO_number_written) X(BIO_new)    \
-				X(BIO_free) X(BIO_s_mem) X(BIO_read) X(BIO_ctrl) X(BIO_new_socket) \
-				    X(SSL_set_bio) X(ERR_set_mark) X(ERR_pop_to_mark)              \
-					X(ERR_clear_error) X(ERR_peek_last_error)                  \
-					    X(ERR_error_string_n) X(SSL_get_cipher_list) X(        \
-						SSL_get_security_level) X(SSL_set_security_level)  \
+	X(X509_VERIFY_PARAM_set1)                                                                  \
+	X(X509_VERIFY_PARAM_set_inh_flags) X(X509_VERIFY_PARAM_get_depth)                          \
+	    X(X509_VERIFY_PARAM_get_flags) X(X509_VERIFY_PARAM_get_hostflags) X(                   \
+		X509_VERIFY_PARAM_get0_host) X(SSL_get_verify_mode) X(SSL_get_verify_callback)     \
+		X(SSL_set_verify) X(SSL_get_options) X(SSL_set_options) X(SSL_clear_options) X(    \
+		    SSL_get_certificate) X(SSL_get_privatekey) X(SSL_use_certificate)              \
+		    X(SSL_use_PrivateKey) X(SSL_get_ex_data) X(SSL_set_ex_data) X(                 \
+			SSL_set_connect_state) X(SSL_is_server) X(SSL_get_verify_result)           \
+			X(SSL_get0_peer_certificate) X(X509_cmp) X(SSL_get0_alpn_selected) X(      \
+			    SSL_version) X(SSL_get_rbio) X(SSL_get_wbio) X(BIO_number_read)        \
+			    X(BIO_number_written) X(BIO_new) X(BIO_free) X(BIO_s_mem) X(BIO_read)  \
+				X(BIO_ctrl) X(BIO_new_socket) X(SSL_set_bio) X(ERR_set_mark)       \
+				    X(ERR_pop_to_mark) X(ERR_clear_error) X(ERR_peek_last_error)   \
+					X(ERR_error_string_n) X(SSL_get_cipher_list)               \
+					    X(SSL_get_security_level) X(SSL_set_security_level)    \
 						X(SSL_get_info_callback) X(SSL_set_info_callback)  \
 						    X(SSL_get0_dane_authority)                     \
 							X(SSL_ct_is_enabled)                       \
@@ -83,8 +84,9 @@ void tls_resolve(void);
  * it without flare: the first definition in the global scope after this
  * library, else in the caller's own dependencies (an RTLD_LOCAL load).
  * resolved is the library's own look-up of it; cache holds the answers
- * per call site (TLS_CALLER_CACHE of them). NULL when there is none. */
-#define TLS_CALLER_CACHE 16
+ * per call site (TLS_CALLER_CACHE of them; past that, the library's own
+ * look-up when it has one: no look-up per call). NULL when there is none. */
+#define TLS_CALLER_CACHE 64
 struct tls_caller {
 	const void *site; /* [atom] published after fn */
 	void *fn;

@@ -109,13 +109,16 @@ void *tls_next_for(const char *name, void *resolved, const void *site, struct tl
 	tls_resolve();
 	/* a call site binds one function for the life of the process: one
 	 * look-up each, cached lock-free (slots are filled once, never moved) */
-	for (int i = 0; i < TLS_CALLER_CACHE; i++) {
+	int i = 0;
+	for (; i < TLS_CALLER_CACHE; i++) {
 		const void *s = __atomic_load_n(&cache[i].site, __ATOMIC_ACQUIRE);
 		if (s == site)
 			return cache[i].fn;
 		if (!s)
 			break;
 	}
+	if (i == TLS_CALLER_CACHE && resolved)
+		return resolved; /* a program with this many call sites: the common case */
 	void *fn = binding_of(name, site);
 	if (!fn)
 		fn = resolved; /* the library's own look-up (libssl.so.3 by name) */
@@ -124,10 +127,10 @@ void *tls_next_for(const char *name, void *resolved, const void *site, struct tl
 			 "copy): its calls pass through, its sessions are not healed",
 			 name);
 	pthread_mutex_lock(&resolve_lock);
-	for (int i = 0; i < TLS_CALLER_CACHE; i++)
-		if (!cache[i].site) {
-			cache[i].fn = fn;
-			__atomic_store_n(&cache[i].site, site, __ATOMIC_RELEASE);
+	for (int k = 0; k < TLS_CALLER_CACHE; k++)
+		if (!cache[k].site) {
+			cache[k].fn = fn;
+			__atomic_store_n(&cache[k].site, site, __ATOMIC_RELEASE);
 			break;
 		}
 	pthread_mutex_unlock(&resolve_lock);
