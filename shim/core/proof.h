@@ -24,6 +24,10 @@
 
 #include <stdint.h>
 
+/* The library's own bytes on a connection's socket (replays, session
+ * commands and their replies, a TLS heal's first flight) are counted in
+ * fc->lib_wr and fc->lib_rd with sock_count (shim.h), as the hooks count
+ * theirs in sock_wr and sock_rd. */
 struct fconn;
 
 /* The socket's kernel cookie, or 0 when fd is not a socket. */
@@ -45,14 +49,5 @@ const char *proof_bytes(struct fconn *fc, int fd);
 /* 1 when the kernel says fd's connection is over (reset, timed out, or
  * the peer closed its side); 0 while it is established or cannot tell. */
 int proof_failed(int fd);
-
-/* The library's own bytes on the connection's socket (replays, session
- * commands and their replies, a TLS heal's first flight). */
-static inline void proof_lib_wrote(uint64_t *c, int64_t n)
-{
-	if (n > 0)
-		__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + (uint64_t)n,
-				 __ATOMIC_RELAXED);
-}
 
 #endif

@@ -51,7 +51,7 @@ void replay_progress(struct fconn *fc, int fd)
 		ssize_t w = real.send(fd, fc->buf + fc->replay_off, fc->replay_len - fc->replay_off,
 				      MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
-			proof_lib_wrote(&fc->lib_wr, w);
+			sock_count(&fc->lib_wr, w);
 			fc->replay_off += (uint32_t)w;
 		} else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
 			return;

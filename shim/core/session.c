@@ -121,7 +121,7 @@ int session_async_step(struct fconn *fc, int fd)
 				return 1;
 			if (w <= 0)
 				return -1;
-			proof_lib_wrote(&fc->lib_wr, w);
+			sock_count(&fc->lib_wr, w);
 			if ((fc->sess_sent += (uint32_t)w) < e.req)
 				continue;
 			fc->sess_step = 2;
@@ -134,7 +134,7 @@ int session_async_step(struct fconn *fc, int fd)
 			return 1;
 		if (r <= 0)
 			return -1;
-		proof_lib_wrote(&fc->lib_rd, r);
+		sock_count(&fc->lib_rd, r);
 		int k = session_reply_feed(&fc->sess_frp, tmp, (size_t)r, fc->sess_got,
 					   &fc->sess_got_len, &rflags);
 		if (k < 0 || (k > 0 && !session_same_reply(&e, fc->sess_got, fc->sess_got_len,

@@ -352,7 +352,7 @@ static int step(struct tls_sess *t, int in_prog)
 						      t->hello_len - t->hello_off,
 						      MSG_NOSIGNAL | MSG_DONTWAIT);
 				if (w > 0) {
-					proof_lib_wrote(&fc->lib_wr, w);
+					sock_count(&fc->lib_wr, w);
 					t->hello_off += (uint32_t)w;
 				} else if (w < 0 && (errno == EAGAIN || errno == EINTR) &&
 					   !past_deadline(t)) {

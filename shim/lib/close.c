@@ -5,12 +5,17 @@
 FLARE_EXPORT int close(int fd)
 {
 	HOOK_ENTER(close, (int)syscall(SYS_close, fd));
-	/* the pid check (a system call) only when there is state to touch: a
-	 * vfork child closes its own table's numbers, not the parent's */
-	if ((fdtab_get(fd) || register_knows(fd) || fdtab_opts(fd)) && !flare_in_foreign_child()) {
+	/* the pid check (a system call) only when there is state a vfork
+	 * child must leave to its parent (it closes its own table's numbers):
+	 * not for the stream bit socket() sets on every inet socket */
+	int opts = fdtab_opts(fd);
+	if ((fdtab_get(fd) || register_knows(fd) || (opts & ~FLARE_INET_STREAM)) &&
+	    !flare_in_foreign_child()) {
 		fdtab_clear_opts(fd);
 		fdtab_detach(fd);
 		register_forget_fd(fd);
+	} else if (opts == FLARE_INET_STREAM) {
+		fdtab_clear_opts(fd);
 	}
 	return real.close(fd);
 }
