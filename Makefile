@@ -24,10 +24,10 @@ CONTROL_SRC := $(wildcard control/*.c)
 COMMON_ALL := $(COMMON_LIBC) $(CONTROL_SRC)
 
 # shim/lib: one file per interposed call; shim/core: the library's logic
-SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/core/*.c)
+SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/core/*.c) $(wildcard shim/core/*/*.c)
 # the TLS layer links last: its code is cold in programs without TLS, and
 # kept apart from the hot code the kernel maps in 64 KiB windows
-TLS_SRC := $(wildcard shim/lib/ssl_*.c) $(wildcard shim/core/tls_*.c)
+TLS_SRC := $(wildcard shim/lib/ssl_*.c) $(wildcard shim/core/tls/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text fuzz_query \
 	fuzz_table fuzz_config fuzz_auth fuzz_framer_redis fuzz_framer_http fuzz_framer_mc \
@@ -126,7 +126,7 @@ BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation $(BUILD)/bench
 	$(BUILD)/bench/tlsclient
 # the framers as they are compiled into the library
 $(BUILD)/bench/framecost: tests/bench/framecost.c \
-		$(filter-out %/framed.o,$(filter $(BUILD)/shimobj/shim/core/frame%,$(SHIM_OBJ)))
+		$(filter-out %/framed.o,$(filter $(BUILD)/shimobj/shim/core/frame/frame%,$(SHIM_OBJ)))
 	@mkdir -p $(dir $@)
 	$(CC) $(STD) $(LIB_CPPFLAGS) $(CFLAGS) $^ -o $@
 $(BUILD)/bench/nbclient: tests/bench/nbclient.c $(BUILD)/obj/examples/rr-proto.o
@@ -260,10 +260,10 @@ $(BUILD)/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c $(FUZZ_SRC) control/auth.c contr
 		$(FUZZ_HDR)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ -lconfig -levent -lsodium
-FRAMER_SRC := $(addprefix shim/core/,frame.c frame_http.c frame_mc.c frame_redis.c)
+FRAMER_SRC := $(addprefix shim/core/frame/,frame.c frame_http.c frame_mc.c frame_redis.c)
 # one target per framer, from one source; http_scalar: HTTP without SIMD,
 # the path machines without SSE2 take
-$(BUILD)/fuzz/fuzz_framer_%: tests/fuzz/fuzz_framer.c $(FRAMER_SRC) $(wildcard shim/core/frame*.h)
+$(BUILD)/fuzz/fuzz_framer_%: tests/fuzz/fuzz_framer.c $(FRAMER_SRC) $(wildcard shim/core/frame/frame*.h)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -Ishim/core $(if $(filter %_scalar,$*),-DFR_SCALAR) \
 		-DFUZZ_PROTO=$(if $(filter redis,$*),PROTO_REDIS,$(if $(filter http%,$*),PROTO_HTTP,PROTO_MEMCACHED)) \

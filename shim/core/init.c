@@ -1,7 +1,12 @@
 /* Start-up: real symbols are resolved once, here. A hook called before
  * that (another library's constructor, or dlsym itself) passes straight
  * through with a raw system call. */
-#include "shim.h"
+#include "core.h"
+#include "log.h"
+#include "real.h"
+
+#include "conn/fdtab.h"
+#include "route/route.h"
 
 #include <dlfcn.h>
 #include <errno.h>

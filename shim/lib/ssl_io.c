@@ -5,7 +5,7 @@
  * manages no connection); a linked one's plaintext feeds its connection's
  * exchange, and a failure under it is healed (tls_heal.c). */
 #include "hook.h"
-#include "tls.h"
+#include "tls/tls.h"
 
 enum ssl_op { OP_READ, OP_READ_EX, OP_PEEK, OP_PEEK_EX, OP_WRITE, OP_WRITE_EX };
 

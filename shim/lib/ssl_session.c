@@ -4,7 +4,7 @@
  * SSL_clear and SSL_free (the library forgets the session), and
  * SSL_set_alpn_protos (a heal must offer the same list). */
 #include "hook.h"
-#include "tls.h"
+#include "tls/tls.h"
 
 #include <string.h>
 

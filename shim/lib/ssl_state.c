@@ -1,5 +1,5 @@
 #include "hook.h"
-#include "tls.h"
+#include "tls/tls.h"
 
 /* What the program asks of its SSL's state answers for the session it
  * reads and writes through. After a heal the program's own object is the

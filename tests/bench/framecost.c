@@ -3,7 +3,7 @@
  * request framer and the reply through the reply framer, as the library
  * does on every write and read of a framed connection. Prints
  * "redis_ns=X http_ns=Y" (the median of 7 runs of N pairs). */
-#include "frame.h"
+#include "frame/frame.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * and in random pieces, and for Redis also whole through the many-a-call
  * entries (fr_redis_*_whole) between messages: where messages end, their
  * flags and where framing fails must not depend on the way. */
-#include "frame.h"
+#include "frame/frame.h"
 
 #include <stdint.h>
 #include <stdlib.h>

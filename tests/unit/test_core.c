@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "shim.h"
-#include "tls.h"
+#include "tls/tls.h"
 
 /* What init.c defines in the library: the test calls no real function, so
  * it provides them (empty) instead of resolving libc behind a preload. */

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "frame.h"
+#include "frame/frame.h"
 
 #define MAX_ENDS 64
 

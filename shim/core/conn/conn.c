@@ -1,0 +1,177 @@
+/* The link state machine of a managed connection (see conn.h): its legal
+ * transitions, the pending list that readiness hooks walk, and the claim
+ * that lets one thread at a time move a connection. */
+#include "log.h"
+
+#include "conn/conn.h"
+#include "conn/fdtab.h"
+#include "heal/heal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PENDING 256
+
+int flare_n_pending;
+int flare_n_managed;
+static struct fconn *pending[MAX_PENDING];
+static pthread_mutex_t pending_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
+
+static const char *const state_names[FC_N_STATES] = {
+    [FC_FREE] = "free",
+    [FC_READY] = "ready",
+    [FC_CONNECTING] = "connecting",
+    [FC_HEAL_CONNECTING] = "heal-connecting",
+    [FC_REPLAYING] = "replaying",
+    [FC_FAILED] = "failed",
+};
+
+/* legal[from] has bit `to` set: the table in conn.h, row by row. A heal
+ * may start from any live state (the replica of a connection being healed
+ * can die too) and leaves it in any live state. */
+#define B(s) (1u << (s))
+#define LIVE (B(FC_READY) | B(FC_CONNECTING) | B(FC_HEAL_CONNECTING) | B(FC_REPLAYING))
+static const unsigned legal[FC_N_STATES] = {
+    [FC_FREE] = B(FC_READY),
+    [FC_READY] = LIVE | B(FC_FREE),
+    [FC_CONNECTING] = LIVE | B(FC_FAILED) | B(FC_FREE),
+    [FC_HEAL_CONNECTING] = LIVE | B(FC_FAILED) | B(FC_FREE),
+    [FC_REPLAYING] = LIVE | B(FC_FAILED) | B(FC_FREE),
+    [FC_FAILED] = B(FC_READY) | B(FC_FREE),
+};
+#undef LIVE
+#undef B
+
+const char *fconn_state_name(int state)
+{
+	return state >= 0 && state < FC_N_STATES ? state_names[state] : "?";
+}
+
+int fconn_transition_legal(int from, int to)
+{
+	return from >= 0 && from < FC_N_STATES && to >= 0 && to < FC_N_STATES &&
+	       (legal[from] >> to & 1u);
+}
+
+static void pending_add(struct fconn *fc)
+{
+	pthread_mutex_lock(&pending_lock);
+	for (int i = 0; i < MAX_PENDING && !fc->on_pending; i++)
+		if (!pending[i]) {
+			pending[i] = fc;
+			fc->on_pending = 1;
+			__atomic_add_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
+		}
+	pthread_mutex_unlock(&pending_lock);
+}
+
+static void pending_remove(struct fconn *fc)
+{
+	if (pthread_mutex_lock(&pending_lock) == EDEADLK)
+		return; /* a signal handler's close: left listed, fconn_new unlists it */
+	for (int i = 0; i < MAX_PENDING && fc->on_pending; i++)
+		if (pending[i] == fc) {
+			pending[i] = NULL;
+			fc->on_pending = 0;
+			__atomic_sub_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
+		}
+	pthread_mutex_unlock(&pending_lock);
+}
+
+int fconn_enter(struct fconn *fc, int to)
+{
+	int from = fconn_state(fc);
+	if (!fconn_transition_legal(from, to)) {
+		log_error("internal: connection state %s -> %s refused", fconn_state_name(from),
+			  fconn_state_name(to));
+		return -1;
+	}
+	/* joins the list before the state says pending, leaves it after: a
+	 * reader that sees a pending state finds the connection listed */
+	int was = fconn_is_pending(from), is = fconn_is_pending(to);
+	if (is && !was)
+		pending_add(fc);
+	__atomic_store_n(&fc->state, to, __ATOMIC_RELEASE);
+	if (was && !is)
+		pending_remove(fc);
+	return 0;
+}
+
+void fconn_leave_pending(struct fconn *fc) { pending_remove(fc); }
+
+int fconn_take_owed_error(struct fconn *fc)
+{
+	/* a plain load on every read and write; the exchange only when owed */
+	if (__atomic_load_n(&fc->state, __ATOMIC_RELAXED) != FC_FAILED)
+		return 0;
+	int err = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+	int expected = FC_FAILED;
+	if (err) /* only the taker moves on: FAILED is never pending */
+		__atomic_compare_exchange_n(&fc->state, &expected, FC_READY, 0, __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE);
+	return err;
+}
+
+int pending_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max)
+{
+	int n = 0;
+	pthread_mutex_lock(&pending_lock);
+	for (int i = 0; i < MAX_PENDING && n < max; i++)
+		if (pending[i] && want(pending[i], arg))
+			out[n++] = pending[i];
+	pthread_mutex_unlock(&pending_lock);
+	return n;
+}
+
+/* the calling thread's id, asked of the kernel once (a fork child's only
+ * thread forgets it: conn_atfork_child) */
+static __thread pid_t my_tid;
+
+static pid_t self_tid(void)
+{
+	if (!my_tid)
+		my_tid = (pid_t)syscall(SYS_gettid);
+	return my_tid;
+}
+
+void conn_atfork_child(void)
+{
+	my_tid = 0;
+	flare_mutex_init(&pending_lock);
+}
+
+int fconn_claim(struct fconn *fc)
+{
+	int expected = 0;
+	if (__atomic_compare_exchange_n(&fc->claim, &expected, 1, 0, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE)) {
+		__atomic_store_n(&fc->claim_tid, self_tid(), __ATOMIC_RELAXED);
+		return 1;
+	}
+	/* our own stale claim: a siglongjmp (wget's connect timeout) left it */
+	return __atomic_load_n(&fc->claim_tid, __ATOMIC_RELAXED) == self_tid();
+}
+
+int fconn_claim_wait(struct fconn *fc)
+{
+	/* the holders this is used against (connect moves, replays) make only
+	 * non-blocking calls: a few microseconds */
+	for (int i = 0; i < 2000; i++) {
+		if (fconn_claim(fc))
+			return 1;
+		sched_yield();
+	}
+	return 0;
+}
+
+void fconn_unclaim(struct fconn *fc)
+{
+	__atomic_store_n(&fc->claim_tid, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->claim, 0, __ATOMIC_SEQ_CST);
+	fconn_release_owed(fc); /* closed while claimed: recycled now */
+}
+
+int fconn_claimed(const struct fconn *fc) { return __atomic_load_n(&fc->claim, __ATOMIC_ACQUIRE); }

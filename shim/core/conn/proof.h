@@ -1,0 +1,60 @@
+/* What the library proves, at the moment it acts, before it touches a
+ * connection (a heal, a swap, a rewritten getpeername, a hidden event).
+ * Lists of the paths a program may take (hooks) cannot be complete:
+ * glibc closes descriptors internally, io_uring and raw system calls move
+ * bytes, the kernel raises events that are not failures. So the decision
+ * rests on the kernel's own word, asked when it matters, never on every
+ * call:
+ *
+ *   identity   the descriptor is still the socket the library manages:
+ *              its SO_COOKIE (unique per socket for the kernel's life),
+ *              recorded when the connection got its socket
+ *   bytes      every byte the kernel's TCP_INFO counts as written into or
+ *              taken out of the socket went through a hook or the library:
+ *              written  = bytes_acked - 1 (the SYN) + SIOCOUTQ
+ *              read     = bytes_received - FIONREAD
+ *              each compared, as an offset taken when the socket became
+ *              the connection's, with the hooks' counts (sock_wr, sock_rd)
+ *              and the library's own (lib_wr, lib_rd)
+ *   failure    the kernel says the connection ended: its TCP state
+ *              (closed by a reset or a timeout, or the peer's FIN)
+ */
+#ifndef FLARE_PROOF_H
+#define FLARE_PROOF_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The library's own bytes on a connection's socket (replays, session
+ * commands and their replies, a TLS heal's first flight) are counted in
+ * fc->lib_wr and fc->lib_rd with sock_count (below), as the hooks count
+ * theirs in sock_wr and sock_rd. */
+struct fconn;
+
+/* The socket's kernel cookie, or 0 when fd is not a socket. */
+uint64_t proof_cookie(int fd);
+/* fd's socket became fc's (connect, swap, a TLS heal's new socket):
+ * records its identity and the offsets of the kernel's counts. [claim] */
+void proof_mark(struct fconn *fc, int fd);
+/* The same for the program's own socket, just connected. */
+void proof_mark_fresh(struct fconn *fc, int fd);
+/* Is fd still fc's socket? A number that became another descriptor is
+ * forgotten (fdtab_detach) and 0 returned. */
+int proof_identity(struct fconn *fc, int fd);
+/* Every number of fc checked as above; how many are left. */
+int proof_identity_all(struct fconn *fc);
+/* NULL when the kernel's counts agree with what the hooks and the library
+ * saw on fd's socket; else why they do not (bytes moved where no hook saw
+ * them: a replay would be wrong). */
+const char *proof_bytes(struct fconn *fc, int fd);
+/* 1 when the kernel says fd's connection is over (reset, timed out, or
+ * the peer closed its side); 0 while it is established or cannot tell. */
+int proof_failed(int fd);
+
+/* A relaxed count: no locked instruction on the request path */
+static inline void sock_count(uint64_t *c, ssize_t n)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + (uint64_t)n, __ATOMIC_RELAXED);
+}
+
+#endif

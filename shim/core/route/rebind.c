@@ -1,0 +1,279 @@
+/* Moving a live connection to another replica at a request boundary, for
+ * services that balance beyond the connect (docs/DESIGN.md "Load
+ * balancing"). Both run just before the program's next request is written,
+ * when nothing is outstanding, and never block or fail that write: when
+ * anything is not ready the request goes where it would have gone.
+ *
+ * On demand: the manager publishes moves (this connection, from its
+ * replica, to another). A connection named there starts a non-blocking
+ * connect to the target and, at a later boundary once it is connected,
+ * takes it (the session log replayed first, as a heal would), at most once
+ * per rebind_interval_ms.
+ *
+ * Per request: one socket per replica, kept open (pool1); before each
+ * request the policy picks a replica and its socket is put on the
+ * program's descriptor number with dup3 (the one it leaves stays in the
+ * pool). The program's epoll registrations follow: removed before the
+ * dup3 (epoll keys them by number and open file, and the old file stays
+ * open in the pool), added after. A connection with session state (Redis
+ * SELECT, AUTH) stays where it is: its other sockets lack the session.
+ * No proxy hop: the request goes straight to the replica. */
+#include "addr.h"
+#include "clock.h"
+#include "core.h"
+#include "flare.h"
+#include "log.h"
+#include "real.h"
+#include "table.h"
+#include "usershm.h"
+
+#include "conn/conn.h"
+#include "conn/fdtab.h"
+#include "conn/proof.h"
+#include "dial/dial.h"
+#include "frame/framed.h"
+#include "frame/session.h"
+#include "heal/heal.h"
+#include "io/io.h"
+#include "route/route.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static int unread(int fd)
+{
+	int avail = 0;
+	return real.ioctl && real.ioctl(fd, FIONREAD, &avail) == 0 && avail > 0;
+}
+
+/* 1 connected, 0 still connecting, -1 failed */
+static int dial_state(struct fconn *fc, int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	if (real.poll(&p, 1, 0) <= 0)
+		return flare_monotonic_ms() - fc->dial_ms > fc->connect_timeout_ms ? -1 : 0;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if ((p.revents & (POLLERR | POLLHUP)) ||
+	    real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
+		return -1;
+	return 1;
+}
+
+/* This connection's address as its replica sees it (the moves name it) */
+static void refresh_local(struct fconn *fc, int fd)
+{
+	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
+	if (fc->local_gen == gen && fc->local.family)
+		return;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    flare_addr_from_sockaddr((struct sockaddr *)&ss, len, &fc->local) == 0)
+		fc->local_gen = gen;
+}
+
+static void on_demand(struct fconn *fc, int fd)
+{
+	struct flare_route rt;
+	if (fc->rb_fd1) {
+		int nfd = fc->rb_fd1 - 1, st = dial_state(fc, nfd);
+		if (st == 0 || (st > 0 && unread(fd)))
+			return; /* not yet: this request goes where the last one went */
+		fc->rb_fd1 = 0;
+		if (st < 0 || route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
+		    (uint32_t)fc->rb_to >= rt.svc.n_replicas ||
+		    session_replay(fc, nfd, (int)fc->connect_timeout_ms, rt.reps[fc->rb_to].name) <
+			0) {
+			real.close(nfd);
+			return;
+		}
+		const char *from = rt.reps[fc->cur].name;
+		if (fconn_swap(fc, nfd) < 0)
+			return;
+		fc->cur = fc->rb_to;
+		fc->bound_ms = flare_monotonic_ms();
+		__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
+		exchange_healed(fc);
+		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
+		COUNT(rebinds, fc->svc_index, SS_REBINDS, 1);
+		log_info("service %s: %s -> %s (rebalanced at a request boundary)", rt.svc.name,
+			 from, rt.reps[fc->cur].name);
+		return;
+	}
+	fc->moves_seen = route_moves_gen(); /* looked at, whatever it says */
+	refresh_local(fc, fd);
+	uint32_t to;
+	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
+	    route_find_move(&fc->local, rt.svc.first_replica + (uint32_t)fc->cur, &to) !=
+		FLARE_TBL_OK ||
+	    to < rt.svc.first_replica || to - rt.svc.first_replica >= rt.svc.n_replicas)
+		return;
+	int idx = (int)(to - rt.svc.first_replica), err = 0;
+	if (idx == fc->cur || !rt.reps[idx].alive)
+		return;
+	int nfd = dial_start(fc, fd, &rt, idx, &err);
+	if (nfd >= 0) {
+		fc->rb_fd1 = nfd + 1;
+		fc->rb_to = idx;
+	}
+}
+
+/* The program's descriptor(s) now name pool socket p (replica t). Its
+ * flags and close-on-exec bits are cached: a switch costs the dup3 (and,
+ * for an epoll program, one delete and one add per registration). */
+static int switch_to(struct fconn *fc, int fd, int p, int t)
+{
+	struct ep_regs regs;
+	pthread_mutex_lock(&fc->lock);
+	fconn_prune_locked(fc);
+	if (ep_read(fc, &regs) < 0) {
+		pthread_mutex_unlock(&fc->lock);
+		return -1; /* registrations it cannot carry over: stay */
+	}
+	if (__atomic_exchange_n(&fc->flags_dirty, 0, __ATOMIC_ACQ_REL) || !fc->flags_ok ||
+	    fc->flags_nfds != fc->n_fds) {
+		fc->prog_fl = real.fcntl(fd, F_GETFL);
+		fc->prog_cloexec = 0;
+		for (int i = 0; i < fc->n_fds; i++) {
+			int fdfl = real.fcntl(fc->fds[i], F_GETFD);
+			if (fdfl >= 0 && (fdfl & FD_CLOEXEC))
+				fc->prog_cloexec |= 1u << i;
+		}
+		fc->flags_nfds = fc->n_fds;
+		fc->flags_ok = fc->prog_fl >= 0;
+		fc->pool_fl_ok = 0;
+	}
+	if (fc->flags_ok && !(fc->pool_fl_ok >> t & 1u)) {
+		real.fcntl(p, F_SETFL, fc->prog_fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
+		fc->pool_fl_ok |= 1u << t;
+	}
+	ep_detach(&regs);
+	int rc = fc->n_fds ? 0 : -1;
+	for (int i = 0; i < fc->n_fds && rc == 0; i++)
+		if (fdtab_get(fc->fds[i]) == fc &&
+		    real.dup3(p, fc->fds[i], fc->prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
+			rc = -1;
+	if (rc == 0) /* the pool socket's identity and counts are the connection's now */
+		proof_mark(fc, fc->fds[0]);
+	pthread_mutex_unlock(&fc->lock);
+	ep_attach(&regs);
+	return rc;
+}
+
+/* The connection's route, read again only when the table changed */
+static const struct flare_route *cached_route(struct fconn *fc)
+{
+	uint64_t gen = route_table_gen();
+	if (fc->route_ok && gen == fc->route_gen)
+		return fc->route;
+	if (!fc->route && !(fc->route = malloc(sizeof(*fc->route))))
+		return NULL;
+	fc->route_ok = route_read(fc->svc_index, fc->route) == FLARE_TBL_OK;
+	fc->route_gen = gen;
+	return fc->route_ok ? fc->route : NULL;
+}
+
+static void per_request(struct fconn *fc, int fd)
+{
+	const struct flare_route *rt = cached_route(fc);
+	if (!rt)
+		return;
+	int t = balance_pick(rt, balance_random(), fc->turn++, -1);
+	if (t < 0 || t == fc->cur || (uint32_t)fc->cur >= rt->svc.n_replicas)
+		return;
+	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
+	if (fc->pool_gen != gen || !fc->pool1[fc->cur]) {
+		/* the program's socket is new (connected, or healed: then the
+		 * replica that failed may have others' sockets dead too, so the
+		 * pool starts afresh): keep it */
+		rebind_release(fc);
+		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		fc->pool1[fc->cur] = keep >= 0 ? keep + 1 : 0;
+		fc->pool_ready |= 1u << fc->cur;
+		fc->pool_fl_ok |= 1u << fc->cur;
+		fc->pool_gen = gen;
+		if (keep < 0)
+			return;
+	}
+	int p = fc->pool1[t] - 1, err = 0;
+	if (p < 0) {
+		/* this request stays; the replica's socket serves a later one */
+		int nfd = dial_start(fc, fd, rt, t, &err);
+		fc->pool1[t] = nfd >= 0 ? nfd + 1 : 0;
+		fc->pool_ready &= ~(1u << t);
+		fc->pool_fl_ok &= ~(1u << t);
+		return;
+	}
+	if (!(fc->pool_ready >> t & 1u)) {
+		int st = dial_state(fc, p);
+		if (st < 0) {
+			real.close(p);
+			fc->pool1[t] = 0;
+		}
+		if (st <= 0)
+			return;
+		fc->pool_ready |= 1u << t;
+	}
+	if (!fconn_framed(fc) && unread(fd))
+		return; /* the reply did not end where the program stopped reading */
+	if (switch_to(fc, fd, p, t) < 0)
+		return;
+	fc->cur = t;
+	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
+	fc->pool_gen = __atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
+	COUNT(switches, fc->svc_index, SS_SWITCHES, 1);
+}
+
+/* On demand, most writes have nothing to do: a socket to take, or moves
+ * published since the last look and the interval over. [claim] */
+static int move_due(struct fconn *fc)
+{
+	return fc->rb_fd1 || (flare_monotonic_ms() - fc->bound_ms >= fc->rebind_ms &&
+			      route_moves_gen() != fc->moves_seen);
+}
+
+void rebind_at_write(struct fconn *fc, int fd)
+{
+	int per_req = fc->binding == FLARE_BINDING_REQUEST;
+	if (fconn_state(fc) != FC_READY || !fconn_claim(fc))
+		return;
+	/* A vfork child shares the parent's memory, not its descriptors: it
+	 * must change nothing. It may not write to a socket either (POSIX
+	 * allows it only exec and _exit: posix_spawn's file actions are
+	 * close, dup2 and open), so the per-request path, which runs on every
+	 * request, spares itself the getpid; the on-demand one looks only when
+	 * something may change. The boundary (a lock for framed connections)
+	 * is asked last. */
+	if (fconn_state(fc) == FC_READY && (per_req || move_due(fc)) &&
+	    exchange_boundary(fc, per_req)) {
+		if (per_req)
+			per_request(fc, fd);
+		else if (!flare_in_foreign_child())
+			on_demand(fc, fd);
+	}
+	fconn_unclaim(fc);
+}
+
+void rebind_release(struct fconn *fc)
+{
+	/* session-bound connections hold no sockets of their own: no getpid
+	 * on every close; a vfork child must not close its parent's sockets */
+	if (fc->binding == FLARE_BINDING_SESSION || flare_in_foreign_child())
+		return;
+	if (fc->rb_fd1)
+		real.close(fc->rb_fd1 - 1);
+	fc->rb_fd1 = 0;
+	for (int i = 0; i < FLARE_MAX_REPLICAS; i++) {
+		if (fc->pool1[i])
+			real.close(fc->pool1[i] - 1);
+		fc->pool1[i] = 0;
+	}
+	fc->pool_ready = fc->pool_fl_ok = 0;
+}

@@ -1,0 +1,128 @@
+/* The library's side of NAME.user.UID (common/usershm.h): this user's own
+ * segment, opened (or made) on the first managed connection, a slot claimed
+ * in it for this process's counters and its round-robin page used for
+ * turns. Only a segment this user owns, that nobody else can write and of
+ * exactly the right size is mapped, so no other user can truncate it under
+ * a client (SIGBUS) or write into it. Without one the process counts and
+ * takes turns for itself (FLARE_STATS still works). */
+#include "core.h"
+#include "real.h"
+#include "usershm.h"
+
+#include "route/route.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct flare_user_slot *flare_user_slot;
+static struct flare_user_seg *seg;
+static int tried;
+
+static int usable(int fd, int made)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+		return 0;
+	if (made) /* whatever the umask: readable by the agent, writable by us */
+		return fchmod(fd, 0644) == 0 && ftruncate(fd, FLARE_USER_SEG_SIZE) == 0;
+	return (st.st_mode & 022) == 0 && st.st_size == FLARE_USER_SEG_SIZE;
+}
+
+static struct flare_user_seg *open_segment(void)
+{
+	char name[160];
+	snprintf(name, sizeof(name), "%s" FLARE_USER_INFIX "%u", route_shm_name(),
+		 (unsigned)geteuid());
+	int made = 1;
+	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0 && errno == EEXIST) {
+		made = 0;
+		fd = shm_open(name, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	}
+	if (fd < 0)
+		return NULL;
+	struct flare_user_seg *s = MAP_FAILED;
+	if (usable(fd, made))
+		s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	real.close(fd);
+	if (s == MAP_FAILED) {
+		if (made) /* not left behind half made: the next process tries again */
+			shm_unlink(name);
+		return NULL;
+	}
+	if (made) {
+		s->hdr.version = FLARE_USER_VERSION;
+		s->hdr.uid = (uint32_t)geteuid();
+		s->hdr.n_slots = FLARE_USER_SLOTS;
+		s->hdr.n_services = FLARE_USER_SERVICES;
+		s->hdr.n_fields = SS_N;
+		__atomic_store_n(&s->hdr.magic, FLARE_USER_MAGIC, __ATOMIC_RELEASE);
+	} else if (__atomic_load_n(&s->hdr.magic, __ATOMIC_ACQUIRE) != FLARE_USER_MAGIC ||
+		   s->hdr.version != FLARE_USER_VERSION) {
+		/* another layout, or its maker is still filling it in */
+		munmap(s, sizeof(*s));
+		return NULL;
+	}
+	return s;
+}
+
+/* A free slot first; else one whose process exited (its counts stay and
+ * this process adds to them). Only the header page is touched. */
+static struct flare_user_slot *claim(struct flare_user_seg *s)
+{
+	uint32_t me = (uint32_t)flare_pid;
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < FLARE_USER_SLOTS; i++) {
+			uint32_t *owner = &s->hdr.pid[i];
+			uint32_t was = __atomic_load_n(owner, __ATOMIC_RELAXED);
+			if (pass == 0 ? was != 0
+				      : was == 0 || was == me ||
+					    !(kill((pid_t)was, 0) < 0 && errno == ESRCH))
+				continue;
+			if (__atomic_compare_exchange_n(owner, &was, me, 0, __ATOMIC_ACQ_REL,
+							__ATOMIC_RELAXED))
+				return &s->slots[i];
+		}
+	return NULL; /* every slot held by a live process: count for itself */
+}
+
+void usershm_attach(void)
+{
+	/* a vfork child shares the parent's memory: it must not claim a slot
+	 * into the parent's pointer (once per process: one getpid) */
+	if (__atomic_load_n(&tried, __ATOMIC_ACQUIRE) || flare_in_foreign_child() ||
+	    __atomic_exchange_n(&tried, 1, __ATOMIC_ACQ_REL))
+		return;
+	int saved = errno; /* the program's errno survives the attempt */
+	struct flare_user_seg *s = __atomic_load_n(&seg, __ATOMIC_ACQUIRE);
+	if (!s && (s = open_segment()) != NULL)
+		__atomic_store_n(&seg, s, __ATOMIC_RELEASE);
+	struct flare_user_slot *mine = s ? claim(s) : NULL;
+	if (mine)
+		__atomic_store_n(&flare_user_slot, mine, __ATOMIC_RELEASE);
+	errno = saved;
+}
+
+uint64_t usershm_rr_ticket(uint32_t svc_index)
+{
+	static uint64_t own;
+	usershm_attach();
+	struct flare_user_seg *s = __atomic_load_n(&seg, __ATOMIC_ACQUIRE);
+	if (s)
+		return __atomic_fetch_add(&s->rr[svc_index % FLARE_RR_SLOTS], 1, __ATOMIC_RELAXED);
+	uint64_t k = __atomic_fetch_add(&own, 1, __ATOMIC_RELAXED);
+	return k + (uint64_t)flare_pid; /* processes start their turns apart */
+}
+
+void usershm_atfork_child(void)
+{
+	/* the parent's slot is the parent's: the child claims its own in the
+	 * segment it inherited mapped */
+	__atomic_store_n(&flare_user_slot, NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&tried, 0, __ATOMIC_RELAXED);
+}
