@@ -50,7 +50,7 @@ enum flare_replay {
 };
 
 /* A service's wire protocol: how the library finds request and reply
- * boundaries (shim/core/frame.h). AUTO: from a connection's first bytes. */
+ * boundaries (shim/core/frame/frame.h). AUTO: from a connection's first bytes. */
 enum flare_protocol {
 	FLARE_PROTO_AUTO = 0,
 	FLARE_PROTO_OPAQUE = 1,

@@ -2,6 +2,7 @@
  * that (another library's constructor, or dlsym itself) passes straight
  * through with a raw system call. */
 #include "core.h"
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 
@@ -29,7 +30,7 @@ pid_t flare_pid;
 struct flare_stats flare_stats;
 
 static __thread int initializing;
-static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t init_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
 /* dlsym may hand back our own definition when libflare.so is not first in
  * the lookup order; then the symbol stays NULL and callers use the raw
@@ -68,7 +69,7 @@ void flare_init(void)
 	if (flare_ready || initializing)
 		return;
 	initializing = 1;
-	pthread_mutex_lock(&init_lock);
+	flare_lock(&init_lock);
 	if (!flare_ready) {
 		FLARE_REAL_FNS(RESOLVE)
 		const char *level = getenv("FLARE_LOG");
@@ -90,7 +91,7 @@ void flare_init(void)
 		pthread_atfork(NULL, fdtab_atfork_parent, atfork_child);
 		__atomic_store_n(&flare_ready, 1, __ATOMIC_RELEASE);
 	}
-	pthread_mutex_unlock(&init_lock);
+	flare_unlock(&init_lock);
 	initializing = 0;
 }
 

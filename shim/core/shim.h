@@ -31,6 +31,7 @@
 #include "addr.h"
 #include "clock.h"
 #include "core.h"
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 #include "table.h"

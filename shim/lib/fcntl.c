@@ -12,7 +12,8 @@ static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
 		return fdtab_after_dup(fd, r);
 	struct fconn *fc;
 	if ((cmd == F_SETFL || cmd == F_SETFD) && r == 0 && (fc = fdtab_get(fd))) {
-		__atomic_store_n(&fc->flags_dirty, 1, __ATOMIC_RELEASE); /* per-request switches */
+		__atomic_store_n(&fc->rb.flags_dirty, 1,
+				 __ATOMIC_RELEASE); /* per-request switches */
 		fd_flags_changed(fc);
 	}
 	return r;

@@ -14,7 +14,7 @@ FLARE_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 	int r = real.getpeername(fd, addr, len); /* ENOTCONN while connecting */
 	if (r < 0 || !proof_identity(fc, fd))
 		return r; /* another socket on the number now: its own peer */
-	memcpy(addr, &fc->dialed_sa, cap < fc->dialed_len ? cap : fc->dialed_len);
-	*len = fc->dialed_len;
+	memcpy(addr, &fc->dial.dialed_sa, cap < fc->dial.dialed_len ? cap : fc->dial.dialed_len);
+	*len = fc->dial.dialed_len;
 	return 0;
 }

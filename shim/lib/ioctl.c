@@ -16,7 +16,8 @@ FLARE_EXPORT int ioctl(int fd, unsigned long req, ...)
 	struct fconn *fc;
 	if (r == 0 && (req == FIONBIO || req == FIOCLEX || req == FIONCLEX || req == FIOASYNC) &&
 	    (fc = fdtab_get(fd))) {
-		__atomic_store_n(&fc->flags_dirty, 1, __ATOMIC_RELEASE); /* per-request switches */
+		__atomic_store_n(&fc->rb.flags_dirty, 1,
+				 __ATOMIC_RELEASE); /* per-request switches */
 		fd_flags_changed(fc);
 	}
 	return r;

@@ -28,7 +28,7 @@ FLARE_EXPORT int setsockopt(int fd, int level, int name, const void *val, sockle
 		struct timeval tv = {0, 0};
 		socklen_t tl = sizeof(tv);
 		if (real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tl) == 0)
-			fc->prog_rcvtimeo = tv;
+			fc->link.prog_rcvtimeo = tv;
 	}
 	return r;
 }

@@ -85,7 +85,7 @@ static int linked_io(struct tls_sess *t, SSL *s, const struct io_args *a)
 		/* the common failure: nothing to read yet (WANT_READ); only a
 		 * socket that failed under the session can be healed */
 		if (round > FLARE_MAX_REPLICAS ||
-		    !__atomic_load_n(&fc->tls_sock_failed, __ATOMIC_ACQUIRE))
+		    !__atomic_load_n(&fc->tls.sock_failed, __ATOMIC_ACQUIRE))
 			break;
 		int err = ossl.SSL_get_error(t->cur, r);
 		int reading = a->op != OP_WRITE && a->op != OP_WRITE_EX;
@@ -95,7 +95,7 @@ static int linked_io(struct tls_sess *t, SSL *s, const struct io_args *a)
 		int h = tls_on_failure(t, reading, err);
 		if (h < 0) {
 			/* surfaces as it would have: SIGPIPE if the write owed one */
-			if (__atomic_exchange_n(&fc->tls_pipe_owed, 0, __ATOMIC_ACQ_REL))
+			if (__atomic_exchange_n(&fc->tls.pipe_owed, 0, __ATOMIC_ACQ_REL))
 				sig_pipe_as_program(0);
 			if (t->synth)
 				errno = t->fail_errno;
@@ -125,7 +125,7 @@ static int ssl_io(SSL *s, struct io_args *a)
 		r = real_io(s, a);
 		size_t n = moved(a, r);
 		struct fconn *fc = flare_tls_call.fc;
-		if (fc && __atomic_load_n(&fc->tls, __ATOMIC_ACQUIRE) == FT_NONE) {
+		if (fc && __atomic_load_n(&fc->tls.mode, __ATOMIC_ACQUIRE) == FT_NONE) {
 			int e = errno;
 			tls_maybe_link(s);
 			/* the call that finished the handshake may carry plaintext too */

@@ -1,4 +1,4 @@
-/* libFuzzer targets for the protocol framers (shim/core/frame*.c), one per
+/* libFuzzer targets for the protocol framers (shim/core/frame/frame*.c), one per
  * framer (FUZZ_PROTO: PROTO_REDIS, PROTO_HTTP, PROTO_MEMCACHED). The first
  * input byte picks the direction and the request flags replies answer; the
  * second seeds the splits. The rest is framed whole, one byte at a time

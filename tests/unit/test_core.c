@@ -73,7 +73,7 @@ static void test_pending_list_follows_state(void **state)
 	assert_int_equal(fconn_enter(fc, FC_CONNECTING), -1);
 	flare_log_init("test_core", FLARE_LOG_WARN, 0);
 	assert_int_equal(fconn_state(fc), FC_FAILED);
-	__atomic_store_n(&fc->conn_err, 111, __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->link.conn_err, 111, __ATOMIC_RELEASE);
 	assert_int_equal(fconn_take_owed_error(fc), 111);
 	assert_int_equal(fconn_state(fc), FC_READY);
 	assert_int_equal(fconn_take_owed_error(fc), 0);
@@ -117,8 +117,8 @@ static struct fconn *conn_with(int replay, uint32_t cap)
 		fc->buf = realloc(fc->buf, cap);
 		fc->cap = cap;
 	}
-	fc->replay = (uint8_t)replay;
-	fc->proto = PROTO_OPAQUE; /* the strict request/reply rules */
+	fc->svc.replay = (uint8_t)replay;
+	fc->fr.proto = PROTO_OPAQUE; /* the strict request/reply rules */
 	return fc;
 }
 
@@ -146,23 +146,23 @@ static void test_framed_pipeline(void **state)
 	const char *three = "*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n"
 			    "*2\r\n$3\r\nGET\r\n$1\r\nc\r\n";
 	wrote(fc, three);
-	assert_int_equal(fc->q_n, 3);
+	assert_int_equal(fc->fr.q_n, 3);
 	assert_true(exchange_outstanding(fc));
 	assert_true(exchange_healable(fc));
 	assert_int_equal(exchange_replay_from(fc), 0);
 	assert_int_equal(exchange_replay_len(fc), strlen(three));
 	got(fc, "$1\r\nA\r\n$1\r");
 	/* the first reply is the program's: the replay starts at the second */
-	assert_int_equal(fc->q_n, 2);
+	assert_int_equal(fc->fr.q_n, 2);
 	assert_int_equal(exchange_replay_from(fc), strlen(three) / 3);
 	assert_false(exchange_healable(fc)); /* half of the second reply was read */
 	got(fc, "\nB\r\n");
 	assert_true(exchange_healable(fc));
 	assert_int_equal(exchange_replay_from(fc), 2 * strlen(three) / 3);
 	got(fc, "$-1\r\n");
-	assert_int_equal(fc->q_n, 0);
+	assert_int_equal(fc->fr.q_n, 0);
 	assert_false(exchange_outstanding(fc));
-	assert_int_equal(fc->xchg, FX_ANSWERED);
+	assert_int_equal(fc->ex.state, FX_ANSWERED);
 	assert_true(exchange_healable(fc)); /* idle at a boundary: the next request goes on */
 	assert_int_equal(exchange_replay_len(fc) - exchange_replay_from(fc), 0);
 	/* a partial request is replayed too (its rest follows on the new socket) */
@@ -179,12 +179,12 @@ static void test_framed_session(void **state)
 	struct fconn *fc = framed_conn(PROTO_REDIS, 256);
 	wrote(fc, "*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n");
 	got(fc, "+OK\r\n");
-	assert_true(fc->sess_len > 0);
+	assert_true(fc->fr.sess_len > 0);
 	assert_true(session_pending(fc));
-	uint32_t one = fc->sess_len;
+	uint32_t one = fc->fr.sess_len;
 	wrote(fc, "*2\r\n$6\r\nSELECT\r\n$2\r\n99\r\n");
 	got(fc, "-ERR DB index is out of range\r\n");
-	assert_int_equal(fc->sess_len, one); /* a failed command changed nothing */
+	assert_int_equal(fc->fr.sess_len, one); /* a failed command changed nothing */
 	wrote(fc, "*1\r\n$5\r\nMULTI\r\n");
 	got(fc, "+OK\r\n");
 	wrote(fc, "*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n");
@@ -216,12 +216,12 @@ static void test_framed_http(void **state)
 	assert_false(exchange_healable(fc)); /* the EOF that follows is the server's close */
 	exchange_healed(fc);
 	assert_true(exchange_healable(fc));
-	fc->unsafe_ok = 1; /* replay_unsafe = true */
+	fc->svc.unsafe_ok = 1; /* replay_unsafe = true */
 	wrote(fc, "PATCH / HTTP/1.1\r\n\r\n");
 	assert_true(exchange_healable(fc));
 	got(fc, "HTTP/1.1 204 No Content\r\n\r\n");
 	assert_true(exchange_healable(fc));
-	fc->shut_wr = 1; /* the program half-closed: the EOF that follows is the answer */
+	fc->ex.shut_wr = 1; /* the program half-closed: the EOF that follows is the answer */
 	assert_false(exchange_healable(fc));
 	fconn_release(fc);
 }
@@ -230,18 +230,18 @@ static void test_exchange_heal_rules(void **state)
 {
 	(void)state;
 	struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 16);
-	assert_int_equal(fc->xchg, FX_FRESH);
+	assert_int_equal(fc->ex.state, FX_FRESH);
 	assert_true(exchange_healable(fc)); /* nothing exchanged: reconnect */
 	assert_false(exchange_outstanding(fc));
 	exchange_wrote_buf(fc, "GET a", 5);
 	exchange_wrote_buf(fc, "\r\n", 2);
-	assert_int_equal(fc->xchg, FX_REQUEST);
+	assert_int_equal(fc->ex.state, FX_REQUEST);
 	assert_true(exchange_outstanding(fc));
 	assert_true(exchange_healable(fc));
 	assert_int_equal(exchange_replay_len(fc), 7);
 	assert_memory_equal(fc->buf, "GET a\r\n", 7);
 	exchange_read(fc, NULL, 0, 1);
-	assert_int_equal(fc->xchg, FX_ANSWERED);
+	assert_int_equal(fc->ex.state, FX_ANSWERED);
 	assert_false(exchange_healable(fc)); /* part of a reply was delivered */
 	assert_int_equal(exchange_replay_len(fc), 0);
 	/* a write that sent nothing ends nothing and starts nothing */
@@ -254,14 +254,14 @@ static void test_exchange_heal_rules(void **state)
 	assert_memory_equal(fc->buf, "GET b", 5);
 	/* too big to keep: a failure surfaces, until a reply ends it */
 	exchange_wrote_buf(fc, "0123456789abcdef", 16);
-	assert_int_equal(fc->xchg, FX_OVERSIZE);
+	assert_int_equal(fc->ex.state, FX_OVERSIZE);
 	assert_true(exchange_outstanding(fc));
 	assert_false(exchange_healable(fc));
 	exchange_wrote_buf(fc, "x", 1);
-	assert_int_equal(fc->xchg, FX_OVERSIZE);
+	assert_int_equal(fc->ex.state, FX_OVERSIZE);
 	exchange_read(fc, NULL, 0, 1);
 	exchange_wrote_buf(fc, "y", 1);
-	assert_int_equal(fc->xchg, FX_REQUEST);
+	assert_int_equal(fc->ex.state, FX_REQUEST);
 	assert_int_equal(exchange_replay_len(fc), 1);
 	fconn_release(fc);
 }
@@ -290,7 +290,7 @@ static void test_exchange_replay_none(void **state)
 	exchange_wrote_buf(fc, "GET k\r\n", 7);
 	exchange_read(fc, NULL, 0, 1);
 	exchange_write_failed(fc);
-	assert_int_equal(fc->xchg, FX_FRESH);
+	assert_int_equal(fc->ex.state, FX_FRESH);
 	assert_true(exchange_healable(fc));
 	fconn_release(fc);
 }
@@ -376,7 +376,7 @@ static void test_trust_session_protocols(void **state)
 	for (size_t i = 0; i < 4; i++) {
 		/* even declared stateless, with protocol auto */
 		struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
-		fc->proto = PROTO_AUTO;
+		fc->fr.proto = PROTO_AUTO;
 		if (i < 3)
 			wrote(fc, starts[i]);
 		else
@@ -398,7 +398,7 @@ static void test_trust_session_protocols(void **state)
 		exchange_wrote_buf(fc, tls, sizeof(tls));
 		assert_int_equal(fconn_trust(fc), TR_FIRST_SESSION);
 		assert_false(fconn_framed(fc));
-		assert_int_equal(fc->sess_proto, SESSION_TLS);
+		assert_int_equal(fc->ex.sess_proto, SESSION_TLS);
 		got(fc, "x");
 		assert_int_equal(fconn_trust(fc), TR_SESSION);
 		fconn_release(fc);
@@ -672,7 +672,7 @@ static void test_exchange_session_protocols(void **state)
 	assert_true(exchange_healable(fc)); /* startup: replayed on a new connection */
 	exchange_read(fc, NULL, 0, 1);      /* the server's answer: the session begins */
 	exchange_wrote_buf(fc, startup, sizeof(startup));
-	assert_int_equal(fc->xchg, FX_REQUEST);
+	assert_int_equal(fc->ex.state, FX_REQUEST);
 	assert_false(exchange_healable(fc)); /* a new connection would lack the session */
 	fconn_release(fc);
 	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
@@ -689,14 +689,14 @@ static void test_exchange_reply_resets_replayed(void **state)
 	(void)state;
 	struct fconn *fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
 	exchange_wrote_buf(fc, "a", 1);
-	__atomic_store_n(&fc->replayed, 6u, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->ex.replayed, 6u, __ATOMIC_RELAXED);
 	exchange_wrote_buf(fc, "b", 1); /* the same request: still 6 */
-	assert_int_equal(fc->replayed, 6u);
+	assert_int_equal(fc->ex.replayed, 6u);
 	exchange_read(fc, NULL, 0, 1);
-	assert_int_equal(fc->replayed, 0u);
+	assert_int_equal(fc->ex.replayed, 0u);
 	fconn_release(fc);
 	fc = conn_with(FLARE_REPLAY_REQUEST_REPLY, 64);
-	assert_int_equal(fc->replayed, 0u); /* recycled clean */
+	assert_int_equal(fc->ex.replayed, 0u); /* recycled clean */
 	fconn_release(fc);
 }
 
@@ -715,7 +715,7 @@ static void test_fdtab_aliases_and_detaches(void **state)
 	assert_int_equal(fdtab_after_dup(100, 101), 101);
 	assert_ptr_equal(fdtab_get(101), fc);
 	assert_int_equal(fdtab_opts(101), FLARE_SET_BIND);
-	assert_int_equal(fc->n_fds, 2);
+	assert_int_equal(fc->own.n_fds, 2);
 	assert_int_equal(fconn_first_fd(fc), 100);
 	/* closing one alias keeps the connection */
 	fdtab_detach(100);
@@ -744,8 +744,8 @@ static void test_fdtab_aliases_and_detaches(void **state)
 	assert_int_equal(fconn_state(b), FC_FREE);
 	/* a recycled connection starts over */
 	struct fconn *c = fconn_new();
-	assert_int_equal(c->n_fds, 0);
-	assert_int_equal(c->xchg, FX_FRESH);
+	assert_int_equal(c->own.n_fds, 0);
+	assert_int_equal(c->ex.state, FX_FRESH);
 	assert_int_equal(fconn_state(c), FC_READY);
 	fconn_release(c);
 }
@@ -787,24 +787,55 @@ static void test_release_waits_for_the_claim(void **state)
 
 /* close() from a signal handler that interrupted the library while it
  * held the connection's mutex: no deadlock; the number is forgotten at
- * once and dropped from the connection at its next locked step. */
+ * once, and the work owed (lock.h) is done when the interrupted code lets
+ * go of its last lock: the number dropped from the connection, and the
+ * connection recycled when it has none left. */
 static void test_close_while_lock_held(void **state)
 {
 	(void)state;
 	struct fconn *fc = fconn_new();
 	fdtab_attach(410, fc);
 	fdtab_attach(411, fc);
-	pthread_mutex_lock(&fc->lock); /* the interrupted code */
-	fdtab_detach(410);             /* the handler's close: returns */
+	assert_int_equal(flare_lock(&fc->lock), 0); /* the interrupted code */
+	fdtab_detach(410);                          /* the handler's close: returns */
 	assert_null(fdtab_get(410));
-	pthread_mutex_unlock(&fc->lock);
-	assert_int_equal(fconn_first_fd(fc), 411); /* 410 pruned */
-	assert_int_equal(fc->n_fds, 1);
-	pthread_mutex_lock(&fc->lock);
+	assert_true(__atomic_load_n(&flare_owed, __ATOMIC_RELAXED) & OWED_PRUNE);
+	assert_int_equal(fc->own.n_fds, 2); /* not touched under the lock */
+	flare_unlock(&fc->lock);
+	assert_int_equal(flare_owed, 0);
+	assert_int_equal(fc->own.n_fds, 1); /* 410 pruned at the let-go */
+	assert_int_equal(fconn_first_fd(fc), 411);
+	flare_lock(&fc->lock);
 	fdtab_detach(411);
-	pthread_mutex_unlock(&fc->lock);
-	assert_int_equal(fconn_first_fd(fc), -1); /* none left: recycled */
-	assert_int_equal(fconn_state(fc), FC_FREE);
+	assert_int_equal(fconn_state(fc), FC_READY);
+	flare_unlock(&fc->lock);
+	assert_int_equal(fconn_state(fc), FC_FREE); /* none left: recycled at once */
+	assert_int_equal(flare_locks_held, 0);
+}
+
+/* closefrom()/close_range() from a signal handler while the library held
+ * a connection's mutex: that connection's numbers in the range are
+ * forgotten at once too (not skipped), the others' as usual. */
+static void test_close_range_while_lock_held(void **state)
+{
+	(void)state;
+	struct fconn *a = fconn_new(), *b = fconn_new();
+	fdtab_attach(420, a);
+	fdtab_attach(430, a);
+	fdtab_attach(421, b);
+	flare_lock(&a->lock);
+	fdtab_detach_range(420, 429);
+	assert_null(fdtab_get(420));
+	assert_null(fdtab_get(421));
+	assert_ptr_equal(fdtab_get(430), a);
+	assert_int_equal(fconn_state(b), FC_FREE);
+	flare_unlock(&a->lock);
+	assert_int_equal(a->own.n_fds, 1);
+	assert_int_equal(fconn_state(a), FC_READY);
+	flare_lock(&a->lock);
+	fdtab_detach_range(425, 450);
+	flare_unlock(&a->lock);
+	assert_int_equal(fconn_state(a), FC_FREE);
 }
 
 int main(void)
@@ -832,6 +863,7 @@ int main(void)
 	    cmocka_unit_test(test_fdtab_aliases_and_detaches),
 	    cmocka_unit_test(test_release_waits_for_the_claim),
 	    cmocka_unit_test(test_close_while_lock_held),
+	    cmocka_unit_test(test_close_range_while_lock_held),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,4 +1,4 @@
-/* The protocol framers (shim/core/frame*.c): where each request and reply
+/* The protocol framers (shim/core/frame/frame*.c): where each request and reply
  * ends and what it is, for real protocol samples, the same whether the
  * bytes come whole, one at a time or in random splits. */
 #include <setjmp.h>

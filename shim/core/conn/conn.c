@@ -1,6 +1,7 @@
 /* The link state machine of a managed connection (see conn.h): its legal
  * transitions, the pending list that readiness hooks walk, and the claim
  * that lets one thread at a time move a connection. */
+#include "lock.h"
 #include "log.h"
 
 #include "conn/conn.h"
@@ -58,27 +59,46 @@ int fconn_transition_legal(int from, int to)
 
 static void pending_add(struct fconn *fc)
 {
-	pthread_mutex_lock(&pending_lock);
-	for (int i = 0; i < MAX_PENDING && !fc->on_pending; i++)
+	flare_lock(&pending_lock);
+	for (int i = 0; i < MAX_PENDING && !fc->own.on_pending; i++)
 		if (!pending[i]) {
 			pending[i] = fc;
-			fc->on_pending = 1;
+			fc->own.on_pending = 1;
 			__atomic_add_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
 		}
-	pthread_mutex_unlock(&pending_lock);
+	flare_unlock(&pending_lock);
 }
 
 static void pending_remove(struct fconn *fc)
 {
-	if (pthread_mutex_lock(&pending_lock) == EDEADLK)
-		return; /* a signal handler's close: left listed, fconn_new unlists it */
-	for (int i = 0; i < MAX_PENDING && fc->on_pending; i++)
+	if (flare_lock(&pending_lock) == EDEADLK) {
+		owed_set(OWED_UNLIST); /* a signal handler's close (lock.h) */
+		return;
+	}
+	for (int i = 0; i < MAX_PENDING && fc->own.on_pending; i++)
 		if (pending[i] == fc) {
 			pending[i] = NULL;
-			fc->on_pending = 0;
+			fc->own.on_pending = 0;
 			__atomic_sub_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
 		}
-	pthread_mutex_unlock(&pending_lock);
+	flare_unlock(&pending_lock);
+}
+
+void pending_unlist_stale(void)
+{
+	if (flare_lock(&pending_lock) == EDEADLK) {
+		owed_set(OWED_UNLIST);
+		return;
+	}
+	for (int i = 0; i < MAX_PENDING; i++) {
+		struct fconn *fc = pending[i];
+		if (fc && !fconn_is_pending(fconn_state(fc))) {
+			pending[i] = NULL;
+			fc->own.on_pending = 0;
+			__atomic_sub_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
+		}
+	}
+	flare_unlock(&pending_lock);
 }
 
 int fconn_enter(struct fconn *fc, int to)
@@ -94,7 +114,7 @@ int fconn_enter(struct fconn *fc, int to)
 	int was = fconn_is_pending(from), is = fconn_is_pending(to);
 	if (is && !was)
 		pending_add(fc);
-	__atomic_store_n(&fc->state, to, __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->link.state, to, __ATOMIC_RELEASE);
 	if (was && !is)
 		pending_remove(fc);
 	return 0;
@@ -105,24 +125,24 @@ void fconn_leave_pending(struct fconn *fc) { pending_remove(fc); }
 int fconn_take_owed_error(struct fconn *fc)
 {
 	/* a plain load on every read and write; the exchange only when owed */
-	if (__atomic_load_n(&fc->state, __ATOMIC_RELAXED) != FC_FAILED)
+	if (__atomic_load_n(&fc->link.state, __ATOMIC_RELAXED) != FC_FAILED)
 		return 0;
-	int err = __atomic_exchange_n(&fc->conn_err, 0, __ATOMIC_ACQ_REL);
+	int err = __atomic_exchange_n(&fc->link.conn_err, 0, __ATOMIC_ACQ_REL);
 	int expected = FC_FAILED;
 	if (err) /* only the taker moves on: FAILED is never pending */
-		__atomic_compare_exchange_n(&fc->state, &expected, FC_READY, 0, __ATOMIC_ACQ_REL,
-					    __ATOMIC_ACQUIRE);
+		__atomic_compare_exchange_n(&fc->link.state, &expected, FC_READY, 0,
+					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 	return err;
 }
 
 int pending_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max)
 {
 	int n = 0;
-	pthread_mutex_lock(&pending_lock);
+	flare_lock(&pending_lock);
 	for (int i = 0; i < MAX_PENDING && n < max; i++)
 		if (pending[i] && want(pending[i], arg))
 			out[n++] = pending[i];
-	pthread_mutex_unlock(&pending_lock);
+	flare_unlock(&pending_lock);
 	return n;
 }
 
@@ -140,19 +160,20 @@ static pid_t self_tid(void)
 void conn_atfork_child(void)
 {
 	my_tid = 0;
+	flare_locks_held = 0; /* every lock is made anew */
 	flare_mutex_init(&pending_lock);
 }
 
 int fconn_claim(struct fconn *fc)
 {
 	int expected = 0;
-	if (__atomic_compare_exchange_n(&fc->claim, &expected, 1, 0, __ATOMIC_ACQ_REL,
+	if (__atomic_compare_exchange_n(&fc->own.claim, &expected, 1, 0, __ATOMIC_ACQ_REL,
 					__ATOMIC_ACQUIRE)) {
-		__atomic_store_n(&fc->claim_tid, self_tid(), __ATOMIC_RELAXED);
+		__atomic_store_n(&fc->own.claim_tid, self_tid(), __ATOMIC_RELAXED);
 		return 1;
 	}
 	/* our own stale claim: a siglongjmp (wget's connect timeout) left it */
-	return __atomic_load_n(&fc->claim_tid, __ATOMIC_RELAXED) == self_tid();
+	return __atomic_load_n(&fc->own.claim_tid, __ATOMIC_RELAXED) == self_tid();
 }
 
 int fconn_claim_wait(struct fconn *fc)
@@ -169,9 +190,12 @@ int fconn_claim_wait(struct fconn *fc)
 
 void fconn_unclaim(struct fconn *fc)
 {
-	__atomic_store_n(&fc->claim_tid, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->claim, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&fc->own.claim_tid, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->own.claim, 0, __ATOMIC_SEQ_CST);
 	fconn_release_owed(fc); /* closed while claimed: recycled now */
 }
 
-int fconn_claimed(const struct fconn *fc) { return __atomic_load_n(&fc->claim, __ATOMIC_ACQUIRE); }
+int fconn_claimed(const struct fconn *fc)
+{
+	return __atomic_load_n(&fc->own.claim, __ATOMIC_ACQUIRE);
+}

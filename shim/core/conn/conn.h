@@ -5,7 +5,7 @@
  * Two small state machines describe it, each with its transitions written
  * down here and made only through the functions below.
  *
- * The link (fc->state): what the socket behind the program's descriptor is
+ * The link (fc->link.state): what the socket behind the program's descriptor is
  * doing, and what the library still owes the program.
  *
  *   state               meaning                          events that move it
@@ -34,7 +34,7 @@
  * the program's next calls on the descriptor use to move it on; the
  * readiness hooks exit at once while that list is empty.
  *
- * The exchange (fc->xchg): where the conversation is, which decides
+ * The exchange (fc->ex.state): where the conversation is, which decides
  * whether a failure may be healed (exchange.c).
  *
  *   FX_FRESH     nothing written or read yet      write -> REQUEST; read -> ANSWERED
@@ -48,7 +48,7 @@
  * replay = none) and in REQUEST when the trust below allows a replay; in
  * OVERSIZE and ANSWERED it surfaces, as it would without the library.
  *
- * The trust (fc->trust, trust.c): what the library knows the connection to
+ * The trust (fc->ex.trust, trust.c): what the library knows the connection to
  * be, which decides whether a heal can rebuild what the program believes
  * the connection holds. A replay onto a fresh connection is exact only
  * when the fresh connection then has the same history.
@@ -89,7 +89,7 @@
  * BROKEN no event leads back to a trust that heals.
  *
  * Two more rules bound every heal, whatever the protocol:
- * - A request goes to each replica at most once by a heal: fc->replayed
+ * - A request goes to each replica at most once by a heal: fc->ex.replayed
  *   holds the replicas this request (or this fresh connection) was moved
  *   to since the last reply byte; a heal skips them, and when none is left
  *   the failure surfaces.
@@ -193,56 +193,69 @@ enum flare_session_proto {
 	SESSION_AMQP
 };
 
-struct fconn {
-	/* kept across recycling */
-	pthread_mutex_t lock;               /* see [lock] */
-	uint32_t gen;                       /* [atom] bumped on every swap and recycle */
-	uint8_t *buf;                       /* [lock] the outstanding request, cap bytes */
-	uint32_t cap;                       /* [init] */
-	uint8_t *sess;                      /* [lock] the session log, FLARE_SESSION_LOG bytes */
-	struct fconn *next_free, *all_next; /* under tab_lock (fdtab.c) */
-	struct flare_route *route;          /* [claim] per request: the route, cached (rebind.c) */
+/* What the service is configured to be, copied from the table when the
+ * program connects: [init], read-only afterwards. A copy and not a pointer
+ * into the table: a reload rewrites the table under live connections,
+ * which keep the settings they were made with. */
+struct fc_svc {
+	uint8_t binding;   /* enum flare_binding */
+	uint8_t replay;    /* the replay mode */
+	uint8_t proto;     /* the protocol, for a linked session's plaintext */
+	uint8_t unsafe_ok; /* replay_unsafe */
+	uint8_t failover;
+	uint32_t request_timeout_ms;
+	uint32_t index; /* in the table */
+	uint32_t connect_timeout_ms, user_timeout_ms;
+	uint16_t ka_idle, ka_intvl, ka_cnt;
+	uint32_t rebind_ms; /* least time between two rebinds */
+};
 
-	/* reset for every connection, from here on; what every request reads
-	 * comes first, in as few cache lines as it fits (the program's server
-	 * may share the CPU and evict them between two requests) */
-	int state;                    /* [claim] enum fconn_state, read with atomic loads */
-	uint8_t binding;              /* [init] the service's enum flare_binding */
-	uint8_t tls;                  /* [atom] enum fconn_tls: a TLS session linked to it */
-	uint8_t replay;               /* [init] the service's replay mode */
-	uint32_t request_timeout_ms;  /* [init] */
-	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
-	int trust;                    /* [atom] enum fconn_trust, moved by trust_event */
+/* The link: the socket behind the program's descriptors (the state
+ * machine above) and what the request path reads of it. */
+struct fc_link {
+	int state;         /* [claim] enum fconn_state, read with atomic loads */
 	uint32_t nb_known; /* [atom] O_NONBLOCK as last read: an epoch (<< 2) | 1 blocking, 2 not */
 	uint8_t rd_waits;  /* [atom] 0: reads find their bytes waiting; else waits since (io.c) */
 	int timeouts_owed; /* [atom] flare's TCP timeouts not set yet */
-	uint64_t timeouts_due_ms; /* published by timeouts_owed (release) */
+	uint64_t timeouts_due_ms;     /* published by timeouts_owed (release) */
+	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
 	/* bytes the socket hooks moved on the socket in use (relaxed: a count
-	 * two threads race on disagrees with the session's, and so is not
-	 * healed) and its first bytes' session protocol (tls_link.c) */
+	 * two threads race on disagrees with the kernel's, and so is not
+	 * healed) */
 	uint64_t sock_rd, sock_wr;
-	uint8_t sess_proto; /* [lock] enum flare_session_proto of the first bytes written */
-	uint8_t svc_proto;  /* [init] the service's protocol, for a linked session's plaintext */
-	uint8_t tls_sock_failed; /* [atom] the linked session's socket failed (reset, EOF, EPIPE) */
-	uint8_t tls_pipe_owed;   /* [atom] an EPIPE the program would have had SIGPIPE for */
-	struct tls_sess *tls_sess; /* [atom] the linked session (tls_table.c) */
+	int cur;      /* [claim] local index of the replica connected to */
+	int conn_err; /* [atom] the error owed in FC_FAILED */
+};
 
-	/* the exchange */
-	int xchg;              /* [atom] enum fconn_xchg; moved under [lock] by writes */
+/* The exchange and the trust (exchange.c, trust.c): where the
+ * conversation is, and what a heal may rebuild of it. */
+struct fc_exchange {
+	int state;             /* [atom] enum fconn_xchg; moved under [lock] by writes */
+	int trust;             /* [atom] enum fconn_trust, moved by trust_event */
 	uint32_t len;          /* [lock] bytes of the outstanding request in buf */
 	uint64_t req_start_ms; /* [atom] when the outstanding request went out (or was replayed) */
 	int shut_wr;           /* [atom] the program half-closed: repeat it after a replay */
 	uint32_t replayed;     /* [atom] replicas (bits) a heal moved this request to */
 	uint32_t n_req;        /* [lock] writes that began after a read (requests, roughly) */
+	uint8_t sess_proto;    /* [lock] enum flare_session_proto of the first bytes written */
 	uint8_t heal_answered; /* [atom] a reply byte was read since the last heal */
 	uint32_t heal_req;     /* [claim] n_req at the last heal */
 	uint64_t heal_ms;      /* [claim] when the last heal's replay went out (0: never healed) */
 	uint64_t dead_seen_ms; /* [atom] when a watch first saw the replica dead (watch.c) */
 	uint32_t dead_req;     /* [atom] n_req then */
+};
 
-	/* framing (framed.c) for a service whose protocol has a framer: [lock] */
+/* A TLS session linked to the connection (tls.h) */
+struct fc_tls {
+	uint8_t mode;          /* [atom] enum fconn_tls */
+	uint8_t sock_failed;   /* [atom] its socket failed (reset, EOF, EPIPE) */
+	uint8_t pipe_owed;     /* [atom] an EPIPE the program would have had SIGPIPE for */
+	struct tls_sess *sess; /* [atom] the session (tls_table.c) */
+};
+
+/* The framer (framed.c) of a service whose protocol has one: [lock] */
+struct fc_framer {
 	uint8_t proto;         /* enum flare_proto; AUTO until the first write */
-	uint8_t unsafe_ok;     /* [init] the service's replay_unsafe */
 	uint8_t framing_over;  /* a request or reply ended framing: no heal again */
 	uint8_t server_closes; /* the last reply said the server closes after it */
 	uint8_t in_txn;        /* MULTI/WATCH written, its end not answered */
@@ -261,8 +274,10 @@ struct fconn {
 	uint32_t q_end[FLARE_MAX_PIPELINE];
 	uint16_t q_flags[FLARE_MAX_PIPELINE];
 	uint8_t sess_rep[FLARE_SESSION_REPLY]; /* the session command's reply, its first bytes */
+};
 
-	/* less often read, from here on */
+/* Who holds the connection and which numbers name it */
+struct fc_owner {
 	int claim;                  /* [atom] 1 while a thread holds the claim */
 	int release_owed;           /* [atom] closed: recycle once the claim is let go */
 	int fds_stale;              /* [atom] fds[] may name numbers the table forgot */
@@ -272,19 +287,26 @@ struct fconn {
 	int pending_fd;             /* [claim] socket of an interrupted heal, closed by the next */
 	int fds[FLARE_MAX_ALIASES]; /* [lock] the descriptor numbers naming it */
 	int n_fds;                  /* [lock] */
+	/* the epoll registrations as last read, good while the program made
+	 * no epoll_ctl call since (epreg.c): [lock] */
+	struct ep_regs ep_cache;
+	unsigned long ep_cache_ctls;
+};
 
-	/* what the program dialed and how the service is configured: [init] */
+/* What the program dialed and bound: [init], read by connects */
+struct fc_dial {
 	int domain, type, protocol;
 	struct flare_addr dialed;
-	uint32_t svc_index;
-	uint8_t failover;
-	uint32_t connect_timeout_ms, user_timeout_ms;
-	uint16_t ka_idle, ka_intvl, ka_cnt;
 	int has_bind;
+	struct sockaddr_storage dialed_sa;
+	socklen_t dialed_len;
+	struct sockaddr_storage bind_sa;
+	socklen_t bind_len;
+};
 
-	int cur; /* [claim] local index of the replica connected to */
-
-	/* the replicas still to try, in order: [claim] */
+/* A move under way without blocking (nbconnect.c, replay.c): [claim] */
+struct fc_move {
+	/* the replicas still to try, in order */
 	uint8_t cand[FLARE_MAX_REPLICAS];
 	int n_cand, cand_pos;
 	int first_err;        /* the first refusal, what a connect reports at the end */
@@ -299,52 +321,71 @@ struct fconn {
 	uint8_t sess_got[FLARE_SESSION_REPLY];
 	struct fr_rep sess_frp;
 	uint64_t dial_ms; /* when the socket being connected was dialed */
-	int conn_err;     /* [atom] the error owed in FC_FAILED */
+};
 
-	/* load balancing (rebind.c) */
-	uint32_t rebind_ms;      /* [init] least time between two rebinds */
-	struct flare_addr local; /* [claim] this socket's address, as its replica sees it */
-	uint32_t local_gen;      /* [claim] the generation `local` was read at */
-	uint64_t bound_ms;       /* [claim] when the connection was last bound */
-	uint64_t moves_seen;     /* [claim] the table's moves generation last looked at */
-	int rb_fd1, rb_to;       /* [claim] on demand: a socket (fd + 1) connecting to rb_to */
-	int pool1[FLARE_MAX_REPLICAS]; /* [claim] per request: a socket per replica (fd + 1) */
-	uint32_t pool_ready;           /* [claim] pool sockets (bits) known to be connected */
-	uint32_t pool_gen;  /* [claim] fc->gen when pool1[cur] was the program's socket */
-	uint32_t turn;      /* [claim] per request: this connection's round-robin turn */
-	uint64_t route_gen; /* [claim] the table generation fc->route was read at */
-	int route_ok;       /* [claim] fc->route holds this connection's service */
+/* Load balancing (rebind.c): [claim] */
+struct fc_rebind {
+	struct flare_addr local;       /* this socket's address, as its replica sees it */
+	uint32_t local_gen;            /* the generation `local` was read at */
+	uint64_t bound_ms;             /* when the connection was last bound */
+	uint64_t moves_seen;           /* the table's moves generation last looked at */
+	int rb_fd1, rb_to;             /* on demand: a socket (fd + 1) connecting to rb_to */
+	int pool1[FLARE_MAX_REPLICAS]; /* per request: a socket per replica (fd + 1) */
+	uint32_t pool_ready;           /* pool sockets (bits) known to be connected */
+	uint32_t pool_gen;             /* fc->gen when pool1[cur] was the program's socket */
+	uint32_t turn;                 /* per request: this connection's round-robin turn */
+	uint64_t route_gen;            /* the table generation fc->route was read at */
+	int route_ok;                  /* fc->route holds this connection's service */
 	/* per request: the program's file flags and close-on-exec per number,
 	 * read again when the program changes them (fcntl, ioctl hooks) */
 	int flags_dirty; /* [atom] */
 	int prog_fl, flags_nfds, flags_ok;
-	uint32_t prog_cloexec; /* [claim] bits by index in fds[] */
-	uint32_t pool_fl_ok;   /* [claim] pool sockets (bits) whose flags match prog_fl */
-	/* the epoll registrations as last read, good while the program made
-	 * no epoll_ctl call since (epreg.c): [lock] */
-	struct ep_regs ep_cache;
-	unsigned long ep_cache_ctls;
+	uint32_t prog_cloexec; /* bits by index in fds[] */
+	uint32_t pool_fl_ok;   /* pool sockets (bits) whose flags match prog_fl */
+};
 
-	/* the addresses the program dialed and bound: [init], read by connects */
-	struct sockaddr_storage dialed_sa;
-	socklen_t dialed_len;
-	struct sockaddr_storage bind_sa;
-	socklen_t bind_len;
-
-	/* last, so that no field a request reads moves: read only when the
-	 * library is about to act (proof.h): the socket's identity, the
-	 * library's own bytes on it, and the offsets of the kernel's counts
-	 * from the seen ones: [claim] */
+/* The proof (proof.h), read only when the library is about to act: the
+ * socket's identity, the library's own bytes on it, and the offsets of
+ * the kernel's counts from the seen ones: [claim] */
+struct fc_proof {
 	uint64_t cookie; /* [atom] */
 	uint64_t lib_wr, lib_rd;
 	uint64_t off_wr, off_rd;
 	int counts_ok;
 };
 
+struct fconn {
+	/* kept across recycling */
+	pthread_mutex_t lock;               /* see [lock] */
+	uint32_t gen;                       /* [atom] bumped on every swap and recycle */
+	uint8_t *buf;                       /* [lock] the outstanding request, cap bytes */
+	uint32_t cap;                       /* [init] */
+	uint8_t *sess;                      /* [lock] the session log, FLARE_SESSION_LOG bytes */
+	struct fconn *next_free, *all_next; /* under tab_lock (fdtab.c) */
+	struct flare_route *route;          /* [claim] per request: the route, cached (rebind.c) */
+
+	/* reset for every connection, from link on. What every request reads
+	 * comes first, in as few cache lines as it fits (the program's server
+	 * may share the CPU and evict them between two requests): the link,
+	 * the service, the exchange, the TLS link; a framed connection's
+	 * requests read the framer too. */
+	struct fc_link link;
+	struct fc_svc svc;
+	struct fc_exchange ex;
+	struct fc_tls tls;
+	struct fc_framer fr;
+	/* less often read, from here on */
+	struct fc_owner own;
+	struct fc_dial dial;
+	struct fc_move mv;
+	struct fc_rebind rb;
+	struct fc_proof pf; /* last, so that no field a request reads moves */
+};
+
 /* ---- the link state machine (conn.c) ---- */
 static inline int fconn_state(const struct fconn *fc)
 {
-	return __atomic_load_n(&fc->state, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&fc->link.state, __ATOMIC_ACQUIRE);
 }
 /* a socket still connecting: the program's connect, or a heal's */
 static inline int fconn_is_connecting(int state)
@@ -364,9 +405,11 @@ int fconn_transition_legal(int from, int to);
 int fconn_enter(struct fconn *fc, int to);
 /* FAILED -> READY for the caller that takes the owed error; 0 when none. */
 int fconn_take_owed_error(struct fconn *fc);
-/* Gives up fc->state's claim on the pending list, whatever the state (the
+/* Gives up fc->link.state's claim on the pending list, whatever the state (the
  * connection is being recycled). */
 void fconn_leave_pending(struct fconn *fc);
+/* Owed work (lock.h): drops listed connections no longer pending */
+void pending_unlist_stale(void);
 
 /* The claim: one thread at a time moves a connection's link. 1 when the
  * caller got it (or already held it: a siglongjmp out of a heal left it);
@@ -385,7 +428,7 @@ int pending_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn
 /* ---- the trust (trust.c) ---- */
 static inline int fconn_trust(const struct fconn *fc)
 {
-	return __atomic_load_n(&fc->trust, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&fc->ex.trust, __ATOMIC_ACQUIRE);
 }
 /* The table's next state (pure); stateless: the service declared
  * replay = "request-reply". */

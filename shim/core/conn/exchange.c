@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "core.h"
 #include "flare.h"
+#include "lock.h"
 
 #include "conn/conn.h"
 #include "frame/frame.h"
@@ -18,12 +19,12 @@ int flare_n_outstanding;
 
 static int xchg_load(const struct fconn *fc)
 {
-	return __atomic_load_n(&fc->xchg, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&fc->ex.state, __ATOMIC_ACQUIRE);
 }
 
 static int is_outstanding(int x) { return x == FX_REQUEST || x == FX_OVERSIZE; }
 
-/* Every move of fc->xchg goes through here once it happened: the count of
+/* Every move of fc->ex.state goes through here once it happened: the count of
  * connections waiting for a reply, which slices the readiness waits. */
 static void moved(int from, int to)
 {
@@ -38,39 +39,39 @@ static void moved(int from, int to)
 				 __ATOMIC_RELAXED);
 }
 
-/* fc->xchg moved from -> to: the count, and a new request's start time */
+/* fc->ex.state moved from -> to: the count, and a new request's start time */
 static void entered(struct fconn *fc, int from, int to)
 {
 	moved(from, to);
-	if (fc->request_timeout_ms && is_outstanding(to) && !is_outstanding(from))
-		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
+	if (fc->svc.request_timeout_ms && is_outstanding(to) && !is_outstanding(from))
+		__atomic_store_n(&fc->ex.req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 }
 
 void exchange_set(struct fconn *fc, int to)
 {
 	int from;
 	if (flare_threaded()) {
-		from = __atomic_exchange_n(&fc->xchg, to, __ATOMIC_ACQ_REL);
+		from = __atomic_exchange_n(&fc->ex.state, to, __ATOMIC_ACQ_REL);
 	} else {
 		from = xchg_load(fc);
-		__atomic_store_n(&fc->xchg, to, __ATOMIC_RELEASE);
+		__atomic_store_n(&fc->ex.state, to, __ATOMIC_RELEASE);
 	}
 	entered(fc, from, to);
 }
 
 void exchange_retire(struct fconn *fc)
 {
-	moved(__atomic_exchange_n(&fc->xchg, FX_FRESH, __ATOMIC_ACQ_REL), FX_FRESH);
+	moved(__atomic_exchange_n(&fc->ex.state, FX_FRESH, __ATOMIC_ACQ_REL), FX_FRESH);
 }
 
 void exchange_reset(struct fconn *fc)
 {
-	fc->len = 0;
-	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->trust, TR_FIRST, __ATOMIC_RELAXED);
-	fc->n_req = fc->heal_req = 0;
-	fc->heal_answered = 0;
-	fc->heal_ms = fc->dead_seen_ms = 0;
+	fc->ex.len = 0;
+	__atomic_store_n(&fc->ex.replayed, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->ex.trust, TR_FIRST, __ATOMIC_RELAXED);
+	fc->ex.n_req = fc->ex.heal_req = 0;
+	fc->ex.heal_answered = 0;
+	fc->ex.heal_ms = fc->ex.dead_seen_ms = 0;
 	exchange_retire(fc);
 }
 
@@ -114,14 +115,14 @@ static int request_lock(struct fconn *fc)
 {
 	int locked = flare_threaded();
 	if (locked)
-		pthread_mutex_lock(&fc->lock);
+		flare_lock(&fc->lock);
 	return locked;
 }
 
 static void request_unlock(struct fconn *fc, int locked)
 {
 	if (locked)
-		pthread_mutex_unlock(&fc->lock);
+		flare_unlock(&fc->lock);
 }
 
 /* The connection's very first bytes: a session protocol's (whatever
@@ -132,22 +133,22 @@ static void first_bytes(struct fconn *fc, const struct iovec *iov, size_t n)
 {
 	const uint8_t *p = iov[0].iov_base;
 	size_t k = iov[0].iov_len < n ? iov[0].iov_len : n;
-	fc->sess_proto = (uint8_t)exchange_session_proto(p, k);
-	if (fc->sess_proto != SESSION_NONE) {
+	fc->ex.sess_proto = (uint8_t)exchange_session_proto(p, k);
+	if (fc->ex.sess_proto != SESSION_NONE) {
 		if (fconn_framed(fc)) {
-			fc->head = fc->len = 0;
-			fc->q_n = fc->q_first = 0;
+			fc->fr.head = fc->ex.len = 0;
+			fc->fr.q_n = fc->fr.q_first = 0;
 		}
-		if (fc->proto != PROTO_OPAQUE)
-			__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
+		if (fc->fr.proto != PROTO_OPAQUE)
+			__atomic_store_n(&fc->fr.proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
 		trust_event(fc, TE_SESSION_PROTO);
 		return;
 	}
-	if (fc->proto != PROTO_AUTO || fconn_trust(fc) != TR_FIRST)
+	if (fc->fr.proto != PROTO_AUTO || fconn_trust(fc) != TR_FIRST)
 		return;
 	int proto = fr_detect(p, k);
 	if (proto == PROTO_OPAQUE)
-		__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
+		__atomic_store_n(&fc->fr.proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
 	else
 		framed_start(fc, proto);
 }
@@ -157,9 +158,9 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 	int locked = request_lock(fc);
 	int from = xchg_load(fc), to = from;
 	if (n && from != FX_REQUEST) {
-		if (from == FX_FRESH && iovcnt > 0 && !fc->n_req)
+		if (from == FX_FRESH && iovcnt > 0 && !fc->ex.n_req)
 			first_bytes(fc, iov, n);
-		fc->n_req++; /* a request begins (dead_req, heal_req read it) */
+		fc->ex.n_req++; /* a request begins (dead_req, heal_req read it) */
 	}
 	if (fconn_framed(fc)) {
 		framed_wrote(fc, iov, iovcnt, n);
@@ -167,24 +168,24 @@ void exchange_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_
 		return;
 	}
 	if (from == FX_ANSWERED) {
-		fc->len = 0; /* the first byte written after a reply starts a new request */
+		fc->ex.len = 0; /* the first byte written after a reply starts a new request */
 		if (n)
 			to = FX_REQUEST;
 	} else if (from == FX_FRESH && n) {
 		to = FX_REQUEST;
 	}
-	if (to == FX_REQUEST && (uint64_t)fc->len + n > fc->cap) {
+	if (to == FX_REQUEST && (uint64_t)fc->ex.len + n > fc->cap) {
 		to = FX_OVERSIZE; /* too big to replay: a failure now surfaces */
-		fc->len = 0;
+		fc->ex.len = 0;
 	}
 	for (int i = 0; i < iovcnt && n && to == FX_REQUEST; i++) {
 		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
-		memcpy(fc->buf + fc->len, iov[i].iov_base, k);
-		fc->len += (uint32_t)k;
+		memcpy(fc->buf + fc->ex.len, iov[i].iov_base, k);
+		fc->ex.len += (uint32_t)k;
 		n -= k;
 	}
 	/* a reader thread may have seen reply bytes meanwhile: it wins */
-	if (to != from && __atomic_compare_exchange_n(&fc->xchg, &from, to, 0, __ATOMIC_ACQ_REL,
+	if (to != from && __atomic_compare_exchange_n(&fc->ex.state, &from, to, 0, __ATOMIC_ACQ_REL,
 						      __ATOMIC_ACQUIRE))
 		entered(fc, from, to);
 	request_unlock(fc, locked);
@@ -194,24 +195,24 @@ void exchange_write_failed(struct fconn *fc)
 {
 	if (fconn_framed(fc))
 		return; /* framed: nothing of it was taken as written */
-	pthread_mutex_lock(&fc->lock);
+	flare_lock(&fc->lock);
 	int from = xchg_load(fc);
 	if (from == FX_ANSWERED) {
-		fc->len = 0;
-		__atomic_compare_exchange_n(&fc->xchg, &from, FX_FRESH, 0, __ATOMIC_ACQ_REL,
+		fc->ex.len = 0;
+		__atomic_compare_exchange_n(&fc->ex.state, &from, FX_FRESH, 0, __ATOMIC_ACQ_REL,
 					    __ATOMIC_ACQUIRE);
 	}
-	pthread_mutex_unlock(&fc->lock);
+	flare_unlock(&fc->lock);
 }
 
 void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
-	if (__builtin_expect(fc->heal_ms && !fc->heal_answered, 0))
-		__atomic_store_n(&fc->heal_answered, 1, __ATOMIC_RELAXED);
+	if (__builtin_expect(fc->ex.heal_ms && !fc->ex.heal_answered, 0))
+		__atomic_store_n(&fc->ex.heal_answered, 1, __ATOMIC_RELAXED);
 	/* the server's first byte: the connection is what it is from here */
 	if (__builtin_expect(fconn_trust(fc) <= TR_FIRST_SESSION, 0))
 		trust_event(fc,
-			    xchg_load(fc) == FX_FRESH && !fc->n_req ? TE_SERVER_FIRST : TE_READ);
+			    xchg_load(fc) == FX_FRESH && !fc->ex.n_req ? TE_SERVER_FIRST : TE_READ);
 	if (fconn_framed(fc)) {
 		if (!iov)
 			return;
@@ -224,8 +225,8 @@ void exchange_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t
 	if (from == FX_ANSWERED)
 		return;
 	/* progress: the next failure may go to every replica again */
-	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
-	while (!__atomic_compare_exchange_n(&fc->xchg, &from, FX_ANSWERED, 0, __ATOMIC_ACQ_REL,
+	__atomic_store_n(&fc->ex.replayed, 0, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&fc->ex.state, &from, FX_ANSWERED, 0, __ATOMIC_ACQ_REL,
 					    __ATOMIC_ACQUIRE))
 		if (from == FX_ANSWERED)
 			return;
@@ -242,9 +243,9 @@ int exchange_healable(struct fconn *fc)
 {
 	int trust = fconn_trust(fc);
 	if (trust == TR_FRAMED && fconn_framed(fc)) {
-		pthread_mutex_lock(&fc->lock);
+		flare_lock(&fc->lock);
 		int ok = framed_healable(fc);
-		pthread_mutex_unlock(&fc->lock);
+		flare_unlock(&fc->lock);
 		return ok;
 	}
 	switch (trust) {
@@ -255,7 +256,7 @@ int exchange_healable(struct fconn *fc)
 	}
 	switch (xchg_load(fc)) {
 	case FX_FRESH: return 1;
-	case FX_REQUEST: return fc->replay != FLARE_REPLAY_NONE;
+	case FX_REQUEST: return fc->svc.replay != FLARE_REPLAY_NONE;
 	default: return 0;
 	}
 }
@@ -263,7 +264,7 @@ int exchange_healable(struct fconn *fc)
 int exchange_boundary(struct fconn *fc, int sessionless)
 {
 	int trust = fconn_trust(fc);
-	if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&fc->ex.shut_wr, __ATOMIC_ACQUIRE))
 		return 0;
 	int x = xchg_load(fc);
 	if (x == FX_REQUEST || x == FX_OVERSIZE)
@@ -274,33 +275,33 @@ int exchange_boundary(struct fconn *fc, int sessionless)
 		return 1;
 	if (trust != TR_FRAMED || !fconn_framed(fc))
 		return 0;
-	pthread_mutex_lock(&fc->lock);
-	int ok = !fc->framing_over && !fc->in_txn && !fc->rep_read && !fc->overflow &&
-		 !fc->sess_broken && !fc->server_closes && fc->q_n == 0 && fc->frq.st == 0 &&
-		 (!sessionless || fc->sess_len == 0);
-	pthread_mutex_unlock(&fc->lock);
+	flare_lock(&fc->lock);
+	int ok = !fc->fr.framing_over && !fc->fr.in_txn && !fc->fr.rep_read && !fc->fr.overflow &&
+		 !fc->fr.sess_broken && !fc->fr.server_closes && fc->fr.q_n == 0 &&
+		 fc->fr.frq.st == 0 && (!sessionless || fc->fr.sess_len == 0);
+	flare_unlock(&fc->lock);
 	return ok;
 }
 
 uint32_t exchange_replay_len(struct fconn *fc)
 {
-	pthread_mutex_lock(&fc->lock);
-	uint32_t len = fconn_framed(fc) ? fc->len : xchg_load(fc) == FX_REQUEST ? fc->len : 0;
-	pthread_mutex_unlock(&fc->lock);
+	flare_lock(&fc->lock);
+	uint32_t len = fconn_framed(fc) ? fc->ex.len : xchg_load(fc) == FX_REQUEST ? fc->ex.len : 0;
+	flare_unlock(&fc->lock);
 	return len;
 }
 
 uint32_t exchange_replay_from(struct fconn *fc)
 {
-	pthread_mutex_lock(&fc->lock);
-	uint32_t from = fconn_framed(fc) ? fc->head : 0;
-	pthread_mutex_unlock(&fc->lock);
+	flare_lock(&fc->lock);
+	uint32_t from = fconn_framed(fc) ? fc->fr.head : 0;
+	flare_unlock(&fc->lock);
 	return from;
 }
 
 void exchange_healed(struct fconn *fc)
 {
-	pthread_mutex_lock(&fc->lock);
-	fc->server_closes = 0; /* a new connection, a new server */
-	pthread_mutex_unlock(&fc->lock);
+	flare_lock(&fc->lock);
+	fc->fr.server_closes = 0; /* a new connection, a new server */
+	flare_unlock(&fc->lock);
 }

@@ -7,10 +7,11 @@
  * go: a heal never acts on an object that became another connection.
  *
  * close() must not deadlock when a signal handler calls it while its own
- * thread was inside the library holding the connection's mutex: the
- * mutexes are error-checking, and there the close only forgets the number
- * in the table; the connection drops it from fds[] at its next locked step
- * (fconn_prune_locked), and every user of fds[] checks the table first. */
+ * thread was inside the library holding the connection's mutex (lock.h):
+ * there the close only forgets the number in the table and owes the
+ * prune (fdtab_prune_all), and every user of fds[] checks the table first
+ * (fconn_prune_locked). */
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 
@@ -39,15 +40,6 @@ static uint8_t *opts_set;                  /* FLARE_BUF_* and FLARE_SET_* bits p
 static struct fconn *free_list, *all_list; /* free_list: pushed lock-free, popped under tab_lock */
 static pthread_mutex_t tab_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
-void flare_mutex_init(pthread_mutex_t *m)
-{
-	pthread_mutexattr_t a;
-	pthread_mutexattr_init(&a);
-	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
-	pthread_mutex_init(m, &a);
-	pthread_mutexattr_destroy(&a);
-}
-
 int fdtab_init(void)
 {
 	struct rlimit rl;
@@ -74,29 +66,29 @@ int fdtab_init(void)
 
 struct fconn *fconn_new(void)
 {
-	pthread_mutex_lock(&tab_lock);
+	flare_lock(&tab_lock);
 	/* the only popper (tab_lock): a push racing it cannot make it see a
 	 * node twice (no ABA) */
 	struct fconn *fc = __atomic_load_n(&free_list, __ATOMIC_ACQUIRE);
 	while (fc && !__atomic_compare_exchange_n(&free_list, &fc, fc->next_free, 0,
 						  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		;
-	pthread_mutex_unlock(&tab_lock);
-	if (fc && fc->on_pending)
+	flare_unlock(&tab_lock);
+	if (fc && fc->own.on_pending)
 		fconn_leave_pending(fc); /* a release that could not take the list's lock */
 	if (!fc) {
 		fc = calloc(1, sizeof(*fc));
 		if (!fc)
 			return NULL;
 		flare_mutex_init(&fc->lock);
-		pthread_mutex_lock(&tab_lock);
+		flare_lock(&tab_lock);
 		fc->all_next = all_list;
 		all_list = fc;
-		pthread_mutex_unlock(&tab_lock);
+		flare_unlock(&tab_lock);
 	}
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
-	memset(&fc->state, 0, sizeof(*fc) - offsetof(struct fconn, state));
-	fc->pending_fd = -1;
+	memset(&fc->link, 0, sizeof(*fc) - offsetof(struct fconn, link));
+	fc->own.pending_fd = -1;
 	exchange_reset(fc);
 	fconn_enter(fc, FC_READY);
 	__atomic_add_fetch(&flare_n_managed, 1, __ATOMIC_RELEASE);
@@ -105,45 +97,47 @@ struct fconn *fconn_new(void)
 
 void fdtab_attach(int fd, struct fconn *fc)
 {
-	if ((unsigned)fd >= flare_fdtab_size || pthread_mutex_lock(&fc->lock) == EDEADLK)
+	if ((unsigned)fd >= flare_fdtab_size || flare_lock(&fc->lock) == EDEADLK)
 		return; /* (a dup from a signal handler inside the library: left unmanaged) */
-	if (fc->n_fds < FLARE_MAX_ALIASES)
-		fc->fds[fc->n_fds++] = fd;
-	pthread_mutex_unlock(&fc->lock);
+	if (fc->own.n_fds < FLARE_MAX_ALIASES)
+		fc->own.fds[fc->own.n_fds++] = fd;
+	flare_unlock(&fc->lock);
 	__atomic_store_n(&flare_fdtab[fd], fc, __ATOMIC_RELEASE);
 }
 
 void fconn_prune_locked(struct fconn *fc)
 {
-	if (!__atomic_load_n(&fc->fds_stale, __ATOMIC_ACQUIRE))
+	if (!__atomic_load_n(&fc->own.fds_stale, __ATOMIC_ACQUIRE))
 		return;
-	__atomic_store_n(&fc->fds_stale, 0, __ATOMIC_RELAXED);
-	for (int i = 0; i < fc->n_fds;)
-		if (fdtab_get(fc->fds[i]) != fc)
-			fc->fds[i] = fc->fds[--fc->n_fds];
+	__atomic_store_n(&fc->own.fds_stale, 0, __ATOMIC_RELAXED);
+	for (int i = 0; i < fc->own.n_fds;)
+		if (fdtab_get(fc->own.fds[i]) != fc)
+			fc->own.fds[i] = fc->own.fds[--fc->own.n_fds];
 		else
 			i++;
-	if (!fc->n_fds)
-		__atomic_store_n(&fc->release_owed, 1, __ATOMIC_SEQ_CST);
+	if (!fc->own.n_fds)
+		__atomic_store_n(&fc->own.release_owed, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Drops fd from fc; 1 when it was its last descriptor. */
 static int unlink_fd(int fd, struct fconn *fc)
 {
 	__atomic_store_n(&flare_fdtab[fd], NULL, __ATOMIC_RELEASE);
-	if (pthread_mutex_lock(&fc->lock) == EDEADLK) {
-		/* this thread holds it: a signal handler interrupted the library */
-		__atomic_store_n(&fc->fds_stale, 1, __ATOMIC_RELEASE);
+	if (flare_lock(&fc->lock) == EDEADLK) {
+		/* this thread holds it: a signal handler interrupted the library
+		 * (lock.h: owed, pruned when the thread lets go) */
+		__atomic_store_n(&fc->own.fds_stale, 1, __ATOMIC_RELEASE);
+		owed_set(OWED_PRUNE);
 		return 0;
 	}
 	fconn_prune_locked(fc);
-	for (int i = 0; i < fc->n_fds; i++)
-		if (fc->fds[i] == fd) {
-			fc->fds[i] = fc->fds[--fc->n_fds];
+	for (int i = 0; i < fc->own.n_fds; i++)
+		if (fc->own.fds[i] == fd) {
+			fc->own.fds[i] = fc->own.fds[--fc->own.n_fds];
 			break;
 		}
-	int last = fc->n_fds == 0;
-	pthread_mutex_unlock(&fc->lock);
+	int last = fc->own.n_fds == 0;
+	flare_unlock(&fc->lock);
 	return last;
 }
 
@@ -163,10 +157,10 @@ void fdtab_unlink(int fd)
 
 int fconn_first_fd(struct fconn *fc)
 {
-	pthread_mutex_lock(&fc->lock);
+	flare_lock(&fc->lock);
 	fconn_prune_locked(fc);
-	int fd = fc->n_fds ? fc->fds[0] : -1;
-	pthread_mutex_unlock(&fc->lock);
+	int fd = fc->own.n_fds ? fc->own.fds[0] : -1;
+	flare_unlock(&fc->lock);
 	if (fd < 0)
 		fconn_release_owed(fc);
 	return fd;
@@ -180,9 +174,9 @@ static void recycle(struct fconn *fc)
 	exchange_retire(fc); /* no longer waiting for a reply */
 	/* a TLS session over it (still the program's until SSL_free) is no
 	 * longer this connection's: a heal under way on it ends */
-	__atomic_store_n(&fc->tls_sess, NULL, __ATOMIC_RELEASE);
-	__atomic_store_n(&fc->tls, FT_OFF, __ATOMIC_RELEASE);
-	if (__atomic_exchange_n(&fc->state, FC_FREE, __ATOMIC_ACQ_REL) == FC_FREE)
+	__atomic_store_n(&fc->tls.sess, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->tls.mode, FT_OFF, __ATOMIC_RELEASE);
+	if (__atomic_exchange_n(&fc->link.state, FC_FREE, __ATOMIC_ACQ_REL) == FC_FREE)
 		return; /* already on the free list */
 	__atomic_sub_fetch(&flare_n_managed, 1, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_RELEASE);
@@ -195,22 +189,22 @@ static void recycle(struct fconn *fc)
 
 void fconn_release_owed(struct fconn *fc)
 {
-	if (!__atomic_load_n(&fc->release_owed, __ATOMIC_SEQ_CST))
+	if (!__atomic_load_n(&fc->own.release_owed, __ATOMIC_SEQ_CST))
 		return;
 	/* the claim's holder recycles it when it lets go (fconn_unclaim) */
 	int expected = 0;
-	if (!__atomic_compare_exchange_n(&fc->claim, &expected, 1, 0, __ATOMIC_SEQ_CST,
+	if (!__atomic_compare_exchange_n(&fc->own.claim, &expected, 1, 0, __ATOMIC_SEQ_CST,
 					 __ATOMIC_SEQ_CST))
 		return;
-	if (__atomic_exchange_n(&fc->release_owed, 0, __ATOMIC_SEQ_CST))
+	if (__atomic_exchange_n(&fc->own.release_owed, 0, __ATOMIC_SEQ_CST))
 		recycle(fc); /* the claim stays taken until fconn_new clears it */
 	else
-		__atomic_store_n(&fc->claim, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&fc->own.claim, 0, __ATOMIC_SEQ_CST);
 }
 
 void fconn_release(struct fconn *fc)
 {
-	__atomic_store_n(&fc->release_owed, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&fc->own.release_owed, 1, __ATOMIC_SEQ_CST);
 	fconn_release_owed(fc);
 }
 
@@ -280,6 +274,24 @@ void fdtab_fresh(int fd, int opts)
 		fdtab_set_opts(fd, opts);
 }
 
+/* From a signal handler that interrupted this thread inside the library
+ * (lock.h): the numbers in [first, last] naming fc (any connection when
+ * fc is NULL) are forgotten in the table now, lock-free, and their
+ * connections pruned when the thread lets go of its locks. */
+static void forget_range_owed(unsigned first, unsigned last, const struct fconn *fc)
+{
+	if (last >= flare_fdtab_size)
+		last = flare_fdtab_size - 1;
+	for (unsigned fd = first; fd <= last && fd < flare_fdtab_size; fd++) {
+		struct fconn *c = fdtab_get((int)fd);
+		if (!c || (fc && c != fc))
+			continue;
+		__atomic_store_n(&flare_fdtab[fd], NULL, __ATOMIC_RELEASE);
+		__atomic_store_n(&c->own.fds_stale, 1, __ATOMIC_RELEASE);
+	}
+	owed_set(OWED_PRUNE);
+}
+
 void fdtab_detach_range(unsigned first, unsigned last)
 {
 	int fds[64];
@@ -287,34 +299,63 @@ void fdtab_detach_range(unsigned first, unsigned last)
 	do {
 		/* collect under the lock, detach outside it (detach takes it) */
 		n = 0;
-		/* from a signal handler that interrupted this thread inside the
-		 * library (EDEADLK): what it holds is skipped, its numbers are
-		 * found stale later (EBADF, or a new socket on the number) */
-		if (pthread_mutex_lock(&tab_lock) == EDEADLK)
+		if (flare_lock(&tab_lock) == EDEADLK) {
+			forget_range_owed(first, last, NULL);
 			return;
-		for (struct fconn *fc = all_list; fc && n < 64; fc = fc->all_next) {
-			if (pthread_mutex_lock(&fc->lock) == EDEADLK) /* fds are [lock] */
-				continue;
-			for (int i = 0; i < fc->n_fds && n < 64; i++)
-				if ((unsigned)fc->fds[i] >= first && (unsigned)fc->fds[i] <= last &&
-				    fdtab_get(fc->fds[i]) == fc)
-					fds[n++] = fc->fds[i];
-			pthread_mutex_unlock(&fc->lock);
 		}
-		pthread_mutex_unlock(&tab_lock);
+		for (struct fconn *fc = all_list; fc && n < 64; fc = fc->all_next) {
+			if (flare_lock(&fc->lock) == EDEADLK) { /* fds are [lock] */
+				forget_range_owed(first, last, fc);
+				continue;
+			}
+			for (int i = 0; i < fc->own.n_fds && n < 64; i++)
+				if ((unsigned)fc->own.fds[i] >= first &&
+				    (unsigned)fc->own.fds[i] <= last &&
+				    fdtab_get(fc->own.fds[i]) == fc)
+					fds[n++] = fc->own.fds[i];
+			flare_unlock(&fc->lock);
+		}
+		flare_unlock(&tab_lock);
 		for (int i = 0; i < n; i++)
 			fdtab_detach(fds[i]);
+	} while (n == 64);
+}
+
+void fdtab_prune_all(void)
+{
+	struct fconn *stale[64];
+	int n;
+	do {
+		n = 0;
+		if (flare_lock(&tab_lock) == EDEADLK) {
+			owed_set(OWED_PRUNE); /* still inside: the next let-go does it */
+			return;
+		}
+		for (struct fconn *fc = all_list; fc && n < 64; fc = fc->all_next)
+			if (__atomic_load_n(&fc->own.fds_stale, __ATOMIC_ACQUIRE))
+				stale[n++] = fc;
+		flare_unlock(&tab_lock);
+		for (int i = 0; i < n; i++) {
+			struct fconn *fc = stale[i];
+			if (flare_lock(&fc->lock) == EDEADLK) {
+				owed_set(OWED_PRUNE);
+				return;
+			}
+			fconn_prune_locked(fc);
+			flare_unlock(&fc->lock);
+			fconn_release_owed(fc);
+		}
 	} while (n == 64);
 }
 
 int fdtab_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max)
 {
 	int n = 0;
-	pthread_mutex_lock(&tab_lock);
+	flare_lock(&tab_lock);
 	for (struct fconn *fc = all_list; fc && n < max; fc = fc->all_next)
 		if (fconn_state(fc) != FC_FREE && want(fc, arg))
 			out[n++] = fc;
-	pthread_mutex_unlock(&tab_lock);
+	flare_unlock(&tab_lock);
 	return n;
 }
 
@@ -323,10 +364,10 @@ int fdtab_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn *
  * and a swap in either would take it from the other. */
 void fdtab_atfork_parent(void)
 {
-	pthread_mutex_lock(&tab_lock);
+	flare_lock(&tab_lock);
 	for (struct fconn *fc = all_list; fc; fc = fc->all_next)
-		__atomic_store_n(&fc->forked, 1, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&tab_lock);
+		__atomic_store_n(&fc->own.forked, 1, __ATOMIC_RELAXED);
+	flare_unlock(&tab_lock);
 }
 
 /* A fork child may have been created while another thread held a lock. */
@@ -334,9 +375,9 @@ void fdtab_atfork_child(void)
 {
 	flare_mutex_init(&tab_lock);
 	for (struct fconn *fc = all_list; fc; fc = fc->all_next) {
-		__atomic_store_n(&fc->forked, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&fc->own.forked, 1, __ATOMIC_RELAXED);
 		flare_mutex_init(&fc->lock);
-		fc->claim = 0;
+		fc->own.claim = 0;
 	}
 	conn_atfork_child();
 	tls_atfork_child();

@@ -25,9 +25,6 @@ void fconn_release_owed(struct fconn *fc);
 /* Drops from fds[] the numbers the table no longer gives this connection
  * (a close from a signal handler could not take the lock). [lock] */
 void fconn_prune_locked(struct fconn *fc);
-/* The library's mutexes are error-checking: a thread that already holds
- * one gets EDEADLK, not a deadlock (close from a signal handler). */
-void flare_mutex_init(pthread_mutex_t *m);
 void fdtab_attach(int fd, struct fconn *fc);
 /* Drops fd from its connection; releases the connection with its last
  * descriptor. */
@@ -35,6 +32,8 @@ void fdtab_detach(int fd);
 /* Drops fd from its connection without releasing it (a connect that gave up). */
 void fdtab_unlink(int fd);
 void fdtab_detach_range(unsigned first, unsigned last);
+/* Owed work (lock.h): connections whose numbers a handler closed */
+void fdtab_prune_all(void);
 /* fd was just made by the kernel (socket, accept, pipe, socketpair):
  * whatever the library knew of the number was a descriptor closed where
  * no hook saw it (closefrom, fclose, _Fork's child), and is forgotten;

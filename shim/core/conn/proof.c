@@ -1,5 +1,6 @@
 /* The kernel's word on a managed socket (proof.h). Each check is one or
  * two system calls, made only when the library is about to act. */
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 
@@ -49,41 +50,41 @@ static int kernel_counts(int fd, uint64_t *wr, uint64_t *rd, int *fin)
 
 static uint64_t seen_wr(const struct fconn *fc)
 {
-	return __atomic_load_n(&fc->sock_wr, __ATOMIC_RELAXED) +
-	       __atomic_load_n(&fc->lib_wr, __ATOMIC_RELAXED);
+	return __atomic_load_n(&fc->link.sock_wr, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&fc->pf.lib_wr, __ATOMIC_RELAXED);
 }
 
 static uint64_t seen_rd(const struct fconn *fc)
 {
-	return __atomic_load_n(&fc->sock_rd, __ATOMIC_RELAXED) +
-	       __atomic_load_n(&fc->lib_rd, __ATOMIC_RELAXED);
+	return __atomic_load_n(&fc->link.sock_rd, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&fc->pf.lib_rd, __ATOMIC_RELAXED);
 }
 
 void proof_mark(struct fconn *fc, int fd)
 {
 	uint64_t wr, rd;
 	int fin;
-	__atomic_store_n(&fc->cookie, proof_cookie(fd), __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->pf.cookie, proof_cookie(fd), __ATOMIC_RELEASE);
 	if (kernel_counts(fd, &wr, &rd, &fin) < 0) {
-		fc->counts_ok = 0;
+		fc->pf.counts_ok = 0;
 		return;
 	}
-	fc->off_wr = wr - seen_wr(fc);
-	fc->off_rd = rd - seen_rd(fc);
-	fc->counts_ok = 1;
+	fc->pf.off_wr = wr - seen_wr(fc);
+	fc->pf.off_rd = rd - seen_rd(fc);
+	fc->pf.counts_ok = 1;
 }
 
 void proof_mark_fresh(struct fconn *fc, int fd)
 {
 	/* nothing has moved on a socket just connected: no counts to ask */
-	__atomic_store_n(&fc->cookie, proof_cookie(fd), __ATOMIC_RELEASE);
-	fc->off_wr = fc->off_rd = 0;
-	fc->counts_ok = 1;
+	__atomic_store_n(&fc->pf.cookie, proof_cookie(fd), __ATOMIC_RELEASE);
+	fc->pf.off_wr = fc->pf.off_rd = 0;
+	fc->pf.counts_ok = 1;
 }
 
 int proof_identity(struct fconn *fc, int fd)
 {
-	uint64_t want = __atomic_load_n(&fc->cookie, __ATOMIC_ACQUIRE);
+	uint64_t want = __atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE);
 	if (!want || proof_cookie(fd) == want)
 		return 1;
 	log_info("fd %d: no longer the socket the library manages (closed where no hook saw "
@@ -97,11 +98,11 @@ int proof_identity(struct fconn *fc, int fd)
 int proof_identity_all(struct fconn *fc)
 {
 	int fds[FLARE_MAX_ALIASES], n = 0, left = 0;
-	pthread_mutex_lock(&fc->lock);
+	flare_lock(&fc->lock);
 	fconn_prune_locked(fc);
-	for (int i = 0; i < fc->n_fds; i++)
-		fds[n++] = fc->fds[i];
-	pthread_mutex_unlock(&fc->lock);
+	for (int i = 0; i < fc->own.n_fds; i++)
+		fds[n++] = fc->own.fds[i];
+	flare_unlock(&fc->lock);
 	for (int i = 0; i < n; i++)
 		left += proof_identity(fc, fds[i]);
 	return left;
@@ -111,14 +112,14 @@ const char *proof_bytes(struct fconn *fc, int fd)
 {
 	uint64_t wr, rd;
 	int fin;
-	if (!fc->counts_ok || kernel_counts(fd, &wr, &rd, &fin) < 0)
+	if (!fc->pf.counts_ok || kernel_counts(fd, &wr, &rd, &fin) < 0)
 		return NULL; /* no counters in this kernel: the hooks' record stands */
 	/* the program's own shutdown put a FIN in the sequence space */
-	uint64_t extra_wr = wr - seen_wr(fc) - fc->off_wr;
-	if (extra_wr && !(extra_wr == 1 && __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE)))
+	uint64_t extra_wr = wr - seen_wr(fc) - fc->pf.off_wr;
+	if (extra_wr && !(extra_wr == 1 && __atomic_load_n(&fc->ex.shut_wr, __ATOMIC_ACQUIRE)))
 		return "the kernel counts bytes written that no hook saw (io_uring, a raw system "
 		       "call, another process)";
-	uint64_t extra = rd - seen_rd(fc) - fc->off_rd;
+	uint64_t extra = rd - seen_rd(fc) - fc->pf.off_rd;
 	if (extra && !(extra == 1 && fin))
 		return "the kernel counts bytes read that no hook saw (io_uring, a raw system "
 		       "call, another process)";

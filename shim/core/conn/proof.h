@@ -27,7 +27,7 @@
 
 /* The library's own bytes on a connection's socket (replays, session
  * commands and their replies, a TLS heal's first flight) are counted in
- * fc->lib_wr and fc->lib_rd with sock_count (below), as the hooks count
+ * fc->pf.lib_wr and fc->pf.lib_rd with sock_count (below), as the hooks count
  * theirs in sock_wr and sock_rd. */
 struct fconn;
 

@@ -51,13 +51,13 @@ int trust_next(int from, int event, int stateless)
 
 int trust_event(struct fconn *fc, int event)
 {
-	int stateless = fc->replay == FLARE_REPLAY_REQUEST_REPLY;
+	int stateless = fc->svc.replay == FLARE_REPLAY_REQUEST_REPLY;
 	int from = fconn_trust(fc), to;
 	do {
 		to = trust_next(from, event, stateless);
 		if (to == from)
 			return from;
-	} while (!__atomic_compare_exchange_n(&fc->trust, &from, to, 0, __ATOMIC_ACQ_REL,
+	} while (!__atomic_compare_exchange_n(&fc->ex.trust, &from, to, 0, __ATOMIC_ACQ_REL,
 					      __ATOMIC_ACQUIRE));
 	log_debug("connection %s -> %s", trust_name(from), trust_name(to));
 	return to;

@@ -4,6 +4,7 @@
  * program's own socket (connect_within). */
 #include "addr.h"
 #include "clock.h"
+#include "lock.h"
 #include "real.h"
 #include "table.h"
 
@@ -63,7 +64,7 @@ struct opt_defaults {
 	uint8_t val[N_OPTS][OPT_MAX];
 };
 static struct opt_defaults defaults[2]; /* AF_INET, AF_INET6 */
-static pthread_mutex_t defaults_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t defaults_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
 void dial_atfork_child(void) { flare_mutex_init(&defaults_lock); }
 
@@ -79,7 +80,7 @@ static const struct opt_defaults *defaults_for(int domain, int type, int protoco
 	struct opt_defaults *d = &defaults[domain == AF_INET6];
 	if (__atomic_load_n(&d->ready, __ATOMIC_ACQUIRE))
 		return d;
-	pthread_mutex_lock(&defaults_lock);
+	flare_lock(&defaults_lock);
 	if (!d->ready) {
 		int fd = real.socket(domain, type | SOCK_CLOEXEC, protocol);
 		for (size_t i = 0; fd >= 0 && i < N_OPTS; i++) {
@@ -94,17 +95,18 @@ static const struct opt_defaults *defaults_for(int domain, int type, int protoco
 			__atomic_store_n(&d->ready, 1, __ATOMIC_RELEASE);
 		}
 	}
-	pthread_mutex_unlock(&defaults_lock);
+	flare_unlock(&defaults_lock);
 	return d->ready ? d : NULL;
 }
 
 static void copy_options(struct fconn *fc, int from, int to)
 {
-	const struct opt_defaults *d = defaults_for(fc->domain, fc->type, fc->protocol);
+	const struct opt_defaults *d =
+	    defaults_for(fc->dial.domain, fc->dial.type, fc->dial.protocol);
 	int set = fdtab_opts(from);
 	for (size_t i = 0; d && i < N_OPTS; i++) {
 		int level = copied_opts[i].level, name = copied_opts[i].name;
-		if (!opt_applies(i, fc->domain))
+		if (!opt_applies(i, fc->dial.domain))
 			continue;
 		int is_buf = level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF);
 		if (is_buf && !(set & (name == SO_RCVBUF ? FLARE_BUF_RCV : FLARE_BUF_SND)))
@@ -169,13 +171,14 @@ int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout
 int dial_start(struct fconn *fc, int like, const struct flare_route *route, int idx, int *err)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = flare_addr_to_sockaddr_family(&route->reps[idx].addr, fc->domain, &ss);
+	socklen_t len = flare_addr_to_sockaddr_family(&route->reps[idx].addr, fc->dial.domain, &ss);
 	if (!len) {
 		*err = EAFNOSUPPORT;
 		return -1;
 	}
 	/* non-blocking from the start: the swap gives it the program's flags */
-	int fd = real.socket(fc->domain, fc->type | SOCK_CLOEXEC | SOCK_NONBLOCK, fc->protocol);
+	int fd = real.socket(fc->dial.domain, fc->dial.type | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			     fc->dial.protocol);
 	if (fd < 0) {
 		*err = errno;
 		return -1;
@@ -183,19 +186,19 @@ int dial_start(struct fconn *fc, int like, const struct flare_route *route, int 
 	copy_options(fc, like, fd);
 	timeouts_apply(fc, fd);
 	timeouts_forget(fc); /* this socket replaces the one that owed them */
-	if (fc->has_bind && real.bind) {
-		if (real.bind(fd, (struct sockaddr *)&fc->bind_sa, fc->bind_len) < 0 &&
+	if (fc->dial.has_bind && real.bind) {
+		if (real.bind(fd, (struct sockaddr *)&fc->dial.bind_sa, fc->dial.bind_len) < 0 &&
 		    errno == EADDRINUSE) {
 			/* the dead socket still holds the port: same address, any port */
-			struct sockaddr_storage b = fc->bind_sa;
+			struct sockaddr_storage b = fc->dial.bind_sa;
 			if (b.ss_family == AF_INET)
 				((struct sockaddr_in *)&b)->sin_port = 0;
 			else
 				((struct sockaddr_in6 *)&b)->sin6_port = 0;
-			real.bind(fd, (struct sockaddr *)&b, fc->bind_len);
+			real.bind(fd, (struct sockaddr *)&b, fc->dial.bind_len);
 		}
 	}
-	fc->dial_ms = flare_monotonic_ms();
+	fc->mv.dial_ms = flare_monotonic_ms();
 	*err = real.connect(fd, (struct sockaddr *)&ss, len) == 0 ? 0 : errno;
 	if (*err && *err != EINPROGRESS) {
 		real.close(fd);
@@ -209,7 +212,7 @@ int dial_replica(struct fconn *fc, int like, const struct flare_route *route, in
 	int fd = dial_start(fc, like, route, idx, err_out);
 	if (fd < 0)
 		return -1;
-	int rc = *err_out == EINPROGRESS ? wait_connected(fd, (int)fc->connect_timeout_ms) : 0;
+	int rc = *err_out == EINPROGRESS ? wait_connected(fd, (int)fc->svc.connect_timeout_ms) : 0;
 	if (rc) {
 		real.close(fd);
 		*err_out = rc;

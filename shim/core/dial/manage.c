@@ -38,37 +38,38 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 	if (!fc)
 		return NULL;
 	int set = fdtab_opts(fd);
-	fc->domain = sa->sa_family;
-	fc->type = type;
-	fc->protocol = 0; /* a stream socket of an inet family is TCP */
-	fc->dialed = *dst;
-	memcpy(&fc->dialed_sa, sa, len < sizeof(fc->dialed_sa) ? len : sizeof(fc->dialed_sa));
-	fc->dialed_len = len;
-	fc->svc_index = rt->svc_index;
-	fc->replay = rt->svc.replay;
-	fc->failover = rt->svc.failover;
-	fc->connect_timeout_ms = rt->svc.connect_timeout_ms ? rt->svc.connect_timeout_ms
-							    : FLARE_DEFAULT_CONNECT_TIMEOUT_MS;
-	fc->user_timeout_ms = rt->svc.user_timeout_ms;
-	fc->request_timeout_ms = rt->svc.request_timeout_ms;
-	fc->unsafe_ok = rt->svc.replay_unsafe;
-	fc->svc_proto = rt->svc.protocol;
+	fc->dial.domain = sa->sa_family;
+	fc->dial.type = type;
+	fc->dial.protocol = 0; /* a stream socket of an inet family is TCP */
+	fc->dial.dialed = *dst;
+	memcpy(&fc->dial.dialed_sa, sa,
+	       len < sizeof(fc->dial.dialed_sa) ? len : sizeof(fc->dial.dialed_sa));
+	fc->dial.dialed_len = len;
+	fc->svc.index = rt->svc_index;
+	fc->svc.replay = rt->svc.replay;
+	fc->svc.failover = rt->svc.failover;
+	fc->svc.connect_timeout_ms = rt->svc.connect_timeout_ms ? rt->svc.connect_timeout_ms
+								: FLARE_DEFAULT_CONNECT_TIMEOUT_MS;
+	fc->svc.user_timeout_ms = rt->svc.user_timeout_ms;
+	fc->svc.request_timeout_ms = rt->svc.request_timeout_ms;
+	fc->svc.unsafe_ok = rt->svc.replay_unsafe;
+	fc->svc.proto = rt->svc.protocol;
 	if (rt->svc.protocol >= PROTO_REDIS && rt->svc.protocol <= PROTO_MEMCACHED)
 		framed_start(fc, rt->svc.protocol);
 	else
-		fc->proto = rt->svc.protocol == PROTO_AUTO ? PROTO_AUTO : PROTO_OPAQUE;
-	fc->binding = rt->svc.binding;
-	fc->rebind_ms = rt->svc.rebind_interval_ms;
-	fc->bound_ms = flare_monotonic_ms();
-	fc->ka_idle = rt->svc.keepalive_idle_s;
-	fc->ka_intvl = rt->svc.keepalive_interval_s;
-	fc->ka_cnt = rt->svc.keepalive_count;
+		fc->fr.proto = rt->svc.protocol == PROTO_AUTO ? PROTO_AUTO : PROTO_OPAQUE;
+	fc->svc.binding = rt->svc.binding;
+	fc->svc.rebind_ms = rt->svc.rebind_interval_ms;
+	fc->rb.bound_ms = flare_monotonic_ms();
+	fc->svc.ka_idle = rt->svc.keepalive_idle_s;
+	fc->svc.ka_intvl = rt->svc.keepalive_interval_s;
+	fc->svc.ka_cnt = rt->svc.keepalive_count;
 	if (set & FLARE_SET_RCVTIMEO) {
-		socklen_t tl = sizeof(fc->prog_rcvtimeo);
-		real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &fc->prog_rcvtimeo, &tl);
+		socklen_t tl = sizeof(fc->link.prog_rcvtimeo);
+		real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &fc->link.prog_rcvtimeo, &tl);
 	}
 	uint32_t want = rt->svc.replay_buffer;
-	if (fc->replay != FLARE_REPLAY_NONE && want && fc->cap < want) {
+	if (fc->svc.replay != FLARE_REPLAY_NONE && want && fc->cap < want) {
 		uint8_t *b = realloc(fc->buf, want);
 		if (b) {
 			fc->buf = b;
@@ -82,9 +83,9 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 	if ((set & FLARE_SET_BIND) && getsockname(fd, (struct sockaddr *)&bs, &bl) == 0 &&
 	    flare_addr_from_sockaddr((struct sockaddr *)&bs, bl, &b) == 0 &&
 	    (b.port || !flare_addr_is_wildcard(&b))) {
-		fc->has_bind = 1;
-		fc->bind_sa = bs;
-		fc->bind_len = bl;
+		fc->dial.has_bind = 1;
+		fc->dial.bind_sa = bs;
+		fc->dial.bind_len = bl;
 	}
 	return fc;
 }
@@ -95,12 +96,12 @@ static int connect_own(struct fconn *fc, int fd, const struct flare_route *rt, i
 		       int blocking)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = flare_addr_to_sockaddr_family(&rt->reps[idx].addr, fc->domain, &ss);
+	socklen_t sl = flare_addr_to_sockaddr_family(&rt->reps[idx].addr, fc->dial.domain, &ss);
 	if (!sl)
 		return EAFNOSUPPORT;
 	if (!blocking)
 		return real.connect(fd, (struct sockaddr *)&ss, sl) == 0 ? 0 : errno;
-	return connect_within(fd, (struct sockaddr *)&ss, sl, (int)fc->connect_timeout_ms);
+	return connect_within(fd, (struct sockaddr *)&ss, sl, (int)fc->svc.connect_timeout_ms);
 }
 
 /* A replacement socket to candidate idx takes the program's descriptor
@@ -157,7 +158,7 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 			err = connect_replacement(fc, fd, rt, idx, blocking, &in_progress);
 		}
 		if (!err) {
-			fc->cur = idx;
+			fc->link.cur = idx;
 			/* the rest of the candidates are tried from the program's
 			 * readiness calls if this attempt fails */
 			if (in_progress) {

@@ -25,22 +25,22 @@
 
 void nb_start(struct fconn *fc, const uint8_t *cand, int n, int pos, int first_err)
 {
-	memcpy(fc->cand, cand, (size_t)n);
-	fc->n_cand = n;
-	fc->cand_pos = pos;
-	fc->first_err = first_err;
+	memcpy(fc->mv.cand, cand, (size_t)n);
+	fc->mv.n_cand = n;
+	fc->mv.cand_pos = pos;
+	fc->mv.first_err = first_err;
 }
 
 int nb_advance(struct fconn *fc, int fd, int err)
 {
 	struct flare_route rt;
 	int st = fconn_state(fc), connect = st == FC_CONNECTING;
-	if (!fc->first_err)
-		fc->first_err = err;
-	if (flare_in_foreign_child() || route_read(fc->svc_index, &rt) != FLARE_TBL_OK)
-		fc->cand_pos = fc->n_cand;
-	while (fc->cand_pos < fc->n_cand) {
-		int idx = fc->cand[fc->cand_pos++], e = 0;
+	if (!fc->mv.first_err)
+		fc->mv.first_err = err;
+	if (flare_in_foreign_child() || route_read(fc->svc.index, &rt) != FLARE_TBL_OK)
+		fc->mv.cand_pos = fc->mv.n_cand;
+	while (fc->mv.cand_pos < fc->mv.n_cand) {
+		int idx = fc->mv.cand[fc->mv.cand_pos++], e = 0;
 		if ((uint32_t)idx >= rt.svc.n_replicas)
 			continue;
 		int nfd = dial_start(fc, fd, &rt, idx, &e);
@@ -52,16 +52,16 @@ int nb_advance(struct fconn *fc, int fd, int err)
 		if (fconn_swap(fc, nfd) < 0)
 			break;
 		log_info("connect to service %s: %s refused or timed out (%s), trying %s",
-			 rt.svc.name, rt.reps[fc->cur].name, strerror(err), rt.reps[idx].name);
-		fc->cur = idx;
+			 rt.svc.name, rt.reps[fc->link.cur].name, strerror(err), rt.reps[idx].name);
+		fc->link.cur = idx;
 		/* a new connection needs the session and the whole request again */
-		fc->replay_off = fc->replay_from;
+		fc->mv.replay_off = fc->mv.replay_from;
 		if (!connect) {
 			session_async_start(fc);
-			__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
+			__atomic_or_fetch(&fc->ex.replayed, 1u << idx, __ATOMIC_RELAXED);
 		}
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
-		COUNT(connect_failovers, fc->svc_index, SS_CONNECT_FAILOVERS, 1);
+		COUNT(connect_failovers, fc->svc.index, SS_CONNECT_FAILOVERS, 1);
 		if (e == 0) /* connected at once */
 			fconn_enter(fc, connect ? FC_READY : FC_REPLAYING);
 		else
@@ -70,8 +70,9 @@ int nb_advance(struct fconn *fc, int fd, int err)
 	}
 	/* none left: a connect reports its first error; a heal, the reset the
 	 * program would have seen without the library */
-	__atomic_store_n(&fc->conn_err, connect ? fc->first_err : ECONNRESET, __ATOMIC_RELEASE);
-	COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
+	__atomic_store_n(&fc->link.conn_err, connect ? fc->mv.first_err : ECONNRESET,
+			 __ATOMIC_RELEASE);
+	COUNT(passed_errors, fc->svc.index, SS_PASSED_ERRORS, 1);
 	fconn_enter(fc, FC_FAILED);
 	return 0;
 }

@@ -12,6 +12,7 @@
  * waits are sliced to it while any connection is owed its timeouts).
  * Replacement sockets made by a heal get them at once. */
 #include "clock.h"
+#include "lock.h"
 #include "real.h"
 
 #include "conn/conn.h"
@@ -39,31 +40,31 @@ static int get_int(int fd, int level, int name)
 void timeouts_apply(struct fconn *fc, int fd)
 {
 	int set = fdtab_opts(fd);
-	if (fc->user_timeout_ms &&
+	if (fc->svc.user_timeout_ms &&
 	    (!(set & FLARE_SET_USER_TIMEOUT) || get_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT) == 0))
-		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)fc->user_timeout_ms);
-	if (fc->ka_idle &&
+		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)fc->svc.user_timeout_ms);
+	if (fc->svc.ka_idle &&
 	    (!(set & FLARE_SET_KEEPALIVE) || !get_int(fd, SOL_SOCKET, SO_KEEPALIVE))) {
 		set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
-		set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, fc->ka_idle);
-		set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, fc->ka_intvl ? fc->ka_intvl : 1);
-		set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, fc->ka_cnt ? fc->ka_cnt : 1);
+		set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, fc->svc.ka_idle);
+		set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, fc->svc.ka_intvl ? fc->svc.ka_intvl : 1);
+		set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, fc->svc.ka_cnt ? fc->svc.ka_cnt : 1);
 	}
 }
 
 void timeouts_defer(struct fconn *fc)
 {
-	if (!fc->user_timeout_ms && !fc->ka_idle)
+	if (!fc->svc.user_timeout_ms && !fc->svc.ka_idle)
 		return;
-	fc->timeouts_due_ms = flare_monotonic_ms() + FLARE_TIMEOUTS_DEFER_MS;
-	if (!__atomic_exchange_n(&fc->timeouts_owed, 1, __ATOMIC_ACQ_REL))
+	fc->link.timeouts_due_ms = flare_monotonic_ms() + FLARE_TIMEOUTS_DEFER_MS;
+	if (!__atomic_exchange_n(&fc->link.timeouts_owed, 1, __ATOMIC_ACQ_REL))
 		__atomic_add_fetch(&flare_n_timeouts_owed, 1, __ATOMIC_RELEASE);
 }
 
 void timeouts_forget(struct fconn *fc)
 {
-	if (__atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED) &&
-	    __atomic_exchange_n(&fc->timeouts_owed, 0, __ATOMIC_ACQ_REL))
+	if (__atomic_load_n(&fc->link.timeouts_owed, __ATOMIC_RELAXED) &&
+	    __atomic_exchange_n(&fc->link.timeouts_owed, 0, __ATOMIC_ACQ_REL))
 		__atomic_sub_fetch(&flare_n_timeouts_owed, 1, __ATOMIC_RELEASE);
 }
 
@@ -73,22 +74,23 @@ void timeouts_forget(struct fconn *fc)
 static int settle_locked(struct fconn *fc)
 {
 	int done = 0;
-	pthread_mutex_lock(&fc->lock);
+	flare_lock(&fc->lock);
 	fconn_prune_locked(fc);
-	if (fc->n_fds > 0 && __atomic_exchange_n(&fc->timeouts_owed, 0, __ATOMIC_ACQ_REL)) {
+	if (fc->own.n_fds > 0 &&
+	    __atomic_exchange_n(&fc->link.timeouts_owed, 0, __ATOMIC_ACQ_REL)) {
 		__atomic_sub_fetch(&flare_n_timeouts_owed, 1, __ATOMIC_RELEASE);
-		timeouts_apply(fc, fc->fds[0]);
+		timeouts_apply(fc, fc->own.fds[0]);
 		done = 1;
 	}
-	pthread_mutex_unlock(&fc->lock);
+	flare_unlock(&fc->lock);
 	return done;
 }
 
 void timeouts_settle(struct fconn *fc, int due_only)
 {
-	if (!__atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED))
+	if (!__atomic_load_n(&fc->link.timeouts_owed, __ATOMIC_RELAXED))
 		return;
-	if (due_only && flare_monotonic_ms() < fc->timeouts_due_ms)
+	if (due_only && flare_monotonic_ms() < fc->link.timeouts_due_ms)
 		return;
 	settle_locked(fc);
 }
@@ -96,7 +98,7 @@ void timeouts_settle(struct fconn *fc, int due_only)
 static int owes_timeouts(struct fconn *fc, void *arg)
 {
 	(void)arg;
-	return __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED);
+	return __atomic_load_n(&fc->link.timeouts_owed, __ATOMIC_RELAXED);
 }
 
 void timeouts_settle_all(void)

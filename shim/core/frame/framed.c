@@ -21,16 +21,16 @@
 /* the i-th oldest unanswered request's slot */
 static inline int q_at(const struct fconn *fc, int i)
 {
-	return (fc->q_first + i) & (FLARE_MAX_PIPELINE - 1);
+	return (fc->fr.q_first + i) & (FLARE_MAX_PIPELINE - 1);
 }
 
 void framed_start(struct fconn *fc, int proto)
 {
-	fr_req_init(&fc->frq, proto);
-	fr_rep_init(&fc->frp, proto);
-	fc->head = fc->len = 0;
-	fc->q_n = fc->q_first = 0;
-	__atomic_store_n(&fc->proto, (uint8_t)proto, __ATOMIC_RELEASE);
+	fr_req_init(&fc->fr.frq, proto);
+	fr_rep_init(&fc->fr.frp, proto);
+	fc->fr.head = fc->ex.len = 0;
+	fc->fr.q_n = fc->fr.q_first = 0;
+	__atomic_store_n(&fc->fr.proto, (uint8_t)proto, __ATOMIC_RELEASE);
 	trust_event(fc, TE_FRAMED);
 }
 
@@ -38,10 +38,10 @@ void framed_start(struct fconn *fc, int proto)
  * here, and nothing written so far can be replayed (boundaries lost). */
 static void lose_framing(struct fconn *fc, const char *why)
 {
-	log_debug("framing %s ends (%s): opaque from here", flare_protocol_name(fc->proto), why);
-	__atomic_store_n(&fc->proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
-	fc->len = fc->head = 0;
-	fc->q_n = fc->q_first = 0;
+	log_debug("framing %s ends (%s): opaque from here", flare_protocol_name(fc->fr.proto), why);
+	__atomic_store_n(&fc->fr.proto, PROTO_OPAQUE, __ATOMIC_RELEASE);
+	fc->ex.len = fc->fr.head = 0;
+	fc->fr.q_n = fc->fr.q_first = 0;
 	trust_event(fc, TE_FRAMING_LOST);
 	exchange_set(fc, FX_OVERSIZE); /* no heal until a reply byte (exchange.c) */
 }
@@ -50,12 +50,12 @@ static void lose_framing(struct fconn *fc, const char *why)
  * start over, an overflow is forgotten. */
 static void settle(struct fconn *fc, int read)
 {
-	int busy = fc->q_n > 0 || fc->frq.st != 0;
+	int busy = fc->fr.q_n > 0 || fc->fr.frq.st != 0;
 	if (!busy) {
-		fc->overflow = 0;
-		fc->len = fc->head = 0;
+		fc->fr.overflow = 0;
+		fc->ex.len = fc->fr.head = 0;
 	}
-	int from = __atomic_load_n(&fc->xchg, __ATOMIC_ACQUIRE);
+	int from = __atomic_load_n(&fc->ex.state, __ATOMIC_ACQUIRE);
 	int to = busy ? FX_REQUEST : read || from != FX_FRESH ? FX_ANSWERED : FX_FRESH;
 	if (to != from)
 		exchange_set(fc, to);
@@ -64,14 +64,14 @@ static void settle(struct fconn *fc, int read)
 /* Old answered bytes out of the way, when no replay reads buf. */
 static void compact(struct fconn *fc, size_t incoming)
 {
-	if (!fc->head || fconn_state(fc) != FC_READY ||
-	    (fc->head < fc->len && (uint64_t)fc->len + incoming <= fc->cap))
+	if (!fc->fr.head || fconn_state(fc) != FC_READY ||
+	    (fc->fr.head < fc->ex.len && (uint64_t)fc->ex.len + incoming <= fc->cap))
 		return;
-	memmove(fc->buf, fc->buf + fc->head, fc->len - fc->head);
-	for (int i = 0; i < fc->q_n; i++)
-		fc->q_end[q_at(fc, i)] -= fc->head;
-	fc->len -= fc->head;
-	fc->head = 0;
+	memmove(fc->buf, fc->buf + fc->fr.head, fc->ex.len - fc->fr.head);
+	for (int i = 0; i < fc->fr.q_n; i++)
+		fc->fr.q_end[q_at(fc, i)] -= fc->fr.head;
+	fc->ex.len -= fc->fr.head;
+	fc->fr.head = 0;
 }
 
 /* A request ended at buf offset end (meaningless while overflowing). */
@@ -80,22 +80,22 @@ static inline __attribute__((always_inline)) void request_ended(struct fconn *fc
 {
 	if (__builtin_expect(flags != 0, 0)) { /* GET, SET...: none */
 		if (flags & RQ_ENDS)
-			fc->framing_over = 1;
+			fc->fr.framing_over = 1;
 		if (flags & RQ_TXN_BEGIN)
-			fc->in_txn = 1;
+			fc->fr.in_txn = 1;
 		if (flags & RQ_NOREPLY) {
-			if (!fc->q_n && !fc->overflow)
-				fc->head = end; /* nothing answers it: it is done */
+			if (!fc->fr.q_n && !fc->fr.overflow)
+				fc->fr.head = end; /* nothing answers it: it is done */
 			return;
 		}
 	}
-	if (fc->q_n == FLARE_MAX_PIPELINE) {
-		fc->framing_over = 1; /* deeper than we track: no more heals here */
+	if (fc->fr.q_n == FLARE_MAX_PIPELINE) {
+		fc->fr.framing_over = 1; /* deeper than we track: no more heals here */
 		return;
 	}
-	int at = q_at(fc, fc->q_n++);
-	fc->q_end[at] = end;
-	fc->q_flags[at] = flags;
+	int at = q_at(fc, fc->fr.q_n++);
+	fc->fr.q_end[at] = end;
+	fc->fr.q_flags[at] = flags;
 }
 
 void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
@@ -105,15 +105,15 @@ void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t 
 		const uint8_t *p = iov[i].iov_base;
 		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
 		n -= k;
-		uint32_t base = fc->len;
-		if (!fc->overflow && (uint64_t)fc->len + k <= fc->cap) {
-			memcpy(fc->buf + fc->len, p, k);
-			fc->len += (uint32_t)k;
+		uint32_t base = fc->ex.len;
+		if (!fc->fr.overflow && (uint64_t)fc->ex.len + k <= fc->cap) {
+			memcpy(fc->buf + fc->ex.len, p, k);
+			fc->ex.len += (uint32_t)k;
 		} else {
-			fc->overflow = 1;
+			fc->fr.overflow = 1;
 		}
 		for (size_t off = 0; off < k;) {
-			if (fc->proto == PROTO_REDIS && fr_req_idle(&fc->frq)) {
+			if (fc->fr.proto == PROTO_REDIS && fr_req_idle(&fc->fr.frq)) {
 				/* a pipeline's requests, many a call */
 				size_t ends[16];
 				uint16_t fl[16];
@@ -127,7 +127,7 @@ void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t 
 			}
 			int ended;
 			uint16_t flags;
-			long used = fr_req_step(&fc->frq, p + off, k - off, &ended, &flags);
+			long used = fr_req_step(&fc->fr.frq, p + off, k - off, &ended, &flags);
 			if (used < 0) {
 				lose_framing(fc, "a request it cannot read");
 				return;
@@ -144,62 +144,62 @@ void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t 
  * session log, to be replayed and checked on a new connection. */
 static void session_keep(struct fconn *fc, uint32_t req_end, uint32_t rep_len, int error)
 {
-	uint32_t req = req_end - fc->head;
-	uint32_t need = 2 + req + 1 + 2 + fc->sess_rep_len;
+	uint32_t req = req_end - fc->fr.head;
+	uint32_t need = 2 + req + 1 + 2 + fc->fr.sess_rep_len;
 	if (error)
 		return; /* it changed nothing */
-	if (fc->overflow || req > 0xffff) {
-		fc->sess_broken = 1;
+	if (fc->fr.overflow || req > 0xffff) {
+		fc->fr.sess_broken = 1;
 		return;
 	}
 	if (!fc->sess)
 		fc->sess = malloc(FLARE_SESSION_LOG);
-	if (!fc->sess || fc->sess_len + need > FLARE_SESSION_LOG) {
-		fc->sess_broken = 1;
+	if (!fc->sess || fc->fr.sess_len + need > FLARE_SESSION_LOG) {
+		fc->fr.sess_broken = 1;
 		return;
 	}
-	uint8_t *o = fc->sess + fc->sess_len;
+	uint8_t *o = fc->sess + fc->fr.sess_len;
 	int whole = rep_len <= FLARE_SESSION_REPLY; /* the reply was kept whole */
 	o[0] = (uint8_t)(req >> 8);
 	o[1] = (uint8_t)req;
-	memcpy(o + 2, fc->buf + fc->head, req);
+	memcpy(o + 2, fc->buf + fc->fr.head, req);
 	o += 2 + req;
 	o[0] = (uint8_t)whole;
-	o[1] = (uint8_t)(fc->sess_rep_len >> 8);
-	o[2] = (uint8_t)fc->sess_rep_len;
-	memcpy(o + 3, fc->sess_rep, fc->sess_rep_len);
-	fc->sess_len += need;
+	o[1] = (uint8_t)(fc->fr.sess_rep_len >> 8);
+	o[2] = (uint8_t)fc->fr.sess_rep_len;
+	memcpy(o + 3, fc->fr.sess_rep, fc->fr.sess_rep_len);
+	fc->fr.sess_len += need;
 }
 
 /* The m oldest requests are answered: buf can drop them. */
 static void dequeue(struct fconn *fc, int m)
 {
-	if (!fc->overflow)
-		fc->head = fc->q_end[q_at(fc, m - 1)];
-	fc->q_n -= m;
-	fc->q_first = q_at(fc, m);
+	if (!fc->fr.overflow)
+		fc->fr.head = fc->fr.q_end[q_at(fc, m - 1)];
+	fc->fr.q_n -= m;
+	fc->fr.q_first = q_at(fc, m);
 }
 
 /* The oldest request's reply is whole. */
 static void reply_ended(struct fconn *fc, uint32_t rep_len, uint8_t rflags)
 {
-	int at = fc->q_first;
-	uint16_t f = fc->q_flags[at];
+	int at = fc->fr.q_first;
+	uint16_t f = fc->fr.q_flags[at];
 	if (__builtin_expect(
 		(rflags & (RP_ENDS | RP_CLOSE)) || (f & (RQ_SESSION | RQ_RESET | RQ_TXN_END)), 0)) {
 		if (rflags & RP_ENDS)
-			fc->framing_over = 1;
+			fc->fr.framing_over = 1;
 		if (rflags & RP_CLOSE)
-			fc->server_closes = 1;
+			fc->fr.server_closes = 1;
 		if (f & RQ_SESSION)
-			session_keep(fc, fc->q_end[at], rep_len, rflags & RP_ERROR);
+			session_keep(fc, fc->fr.q_end[at], rep_len, rflags & RP_ERROR);
 		if (f & RQ_RESET) {
-			fc->sess_len = 0;
-			fc->sess_broken = 0;
+			fc->fr.sess_len = 0;
+			fc->fr.sess_broken = 0;
 		}
 		if (f & RQ_TXN_END)
-			fc->in_txn = 0;
-		fc->sess_rep_len = 0;
+			fc->fr.in_txn = 0;
+		fc->fr.sess_rep_len = 0;
 	}
 	dequeue(fc, 1);
 }
@@ -208,35 +208,35 @@ static void reply_ended(struct fconn *fc, uint32_t rep_len, uint8_t rflags)
  * to be checked against the replayed command's. */
 static void session_reply(struct fconn *fc, const uint8_t *p, size_t n)
 {
-	size_t room = FLARE_SESSION_REPLY - fc->sess_rep_len;
+	size_t room = FLARE_SESSION_REPLY - fc->fr.sess_rep_len;
 	size_t c = n < room ? n : room;
-	memcpy(fc->sess_rep + fc->sess_rep_len, p, c);
-	fc->sess_rep_len += (uint32_t)c;
+	memcpy(fc->fr.sess_rep + fc->fr.sess_rep_len, p, c);
+	fc->fr.sess_rep_len += (uint32_t)c;
 }
 
 void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n)
 {
 	int replies = 0;
-	for (int i = 0; i < iovcnt && n && fconn_framed(fc) && !fc->framing_over; i++) {
+	for (int i = 0; i < iovcnt && n && fconn_framed(fc) && !fc->fr.framing_over; i++) {
 		const uint8_t *p = iov[i].iov_base;
 		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
 		n -= k;
-		for (size_t off = 0; off < k && !fc->framing_over;) {
-			if (fc->proto == PROTO_REDIS && fc->q_n && !fc->rep_read &&
-			    fr_rep_idle(&fc->frp)) {
+		for (size_t off = 0; off < k && !fc->fr.framing_over;) {
+			if (fc->fr.proto == PROTO_REDIS && fc->fr.q_n && !fc->fr.rep_read &&
+			    fr_rep_idle(&fc->fr.frp)) {
 				/* a pipeline's replies, many a call */
 				size_t ends[16];
 				uint8_t fl[16];
 				int m = fr_redis_rep_whole(p + off, k - off, ends, fl,
-							   fc->q_n < 16 ? fc->q_n : 16);
+							   fc->fr.q_n < 16 ? fc->fr.q_n : 16);
 				unsigned any = 0;
 				for (int j = 0; j < m; j++)
-					any |= fl[j] | fc->q_flags[q_at(fc, j)];
+					any |= fl[j] | fc->fr.q_flags[q_at(fc, j)];
 				if (m && !any)
 					dequeue(fc, m); /* plain replies to plain commands */
 				for (int j = 0; j < m && any; j++) {
 					size_t from = j ? ends[j - 1] : 0;
-					if (fc->q_flags[fc->q_first] & RQ_SESSION)
+					if (fc->fr.q_flags[fc->fr.q_first] & RQ_SESSION)
 						session_reply(fc, p + off + from, ends[j] - from);
 					reply_ended(fc, (uint32_t)(ends[j] - from), fl[j]);
 				}
@@ -248,10 +248,10 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 			}
 			int ended;
 			uint8_t flags;
-			uint16_t rq = fc->q_n ? fc->q_flags[fc->q_first] : 0;
-			if (!fc->rep_read)
-				fc->frp.rq = rq;
-			long used = fr_rep_step(&fc->frp, p + off, k - off, &ended, &flags);
+			uint16_t rq = fc->fr.q_n ? fc->fr.q_flags[fc->fr.q_first] : 0;
+			if (!fc->fr.rep_read)
+				fc->fr.frp.rq = rq;
+			long used = fr_rep_step(&fc->fr.frp, p + off, k - off, &ended, &flags);
 			if (used < 0) {
 				lose_framing(fc, "a reply it cannot read");
 				return;
@@ -259,14 +259,14 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 			if (rq & RQ_SESSION)
 				session_reply(fc, p + off, (size_t)used);
 			off += (size_t)used;
-			fc->rep_read += (uint32_t)used;
+			fc->fr.rep_read += (uint32_t)used;
 			if (!ended)
 				continue;
-			uint32_t whole = fc->rep_read;
-			fc->rep_read = 0;
+			uint32_t whole = fc->fr.rep_read;
+			fc->fr.rep_read = 0;
 			if (flags & RP_PUSH)
 				continue; /* out of band, answers nothing */
-			if (!fc->q_n) {
+			if (!fc->fr.q_n) {
 				lose_framing(fc, "a reply nobody asked for");
 				return;
 			}
@@ -276,9 +276,10 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 	}
 	if (replies) {
 		/* progress: the next failure may go to every replica again */
-		__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
-		if (fc->q_n && fc->request_timeout_ms) /* the next reply's time starts */
-			__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
+		__atomic_store_n(&fc->ex.replayed, 0, __ATOMIC_RELAXED);
+		if (fc->fr.q_n && fc->svc.request_timeout_ms) /* the next reply's time starts */
+			__atomic_store_n(&fc->ex.req_start_ms, flare_monotonic_ms(),
+					 __ATOMIC_RELAXED);
 	}
 	if (fconn_framed(fc))
 		settle(fc, 1);
@@ -286,15 +287,16 @@ void framed_read(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n
 
 int framed_healable(struct fconn *fc)
 {
-	if (fc->framing_over || fc->in_txn || fc->rep_read || fc->overflow || fc->sess_broken)
+	if (fc->fr.framing_over || fc->fr.in_txn || fc->fr.rep_read || fc->fr.overflow ||
+	    fc->fr.sess_broken)
 		return 0;
-	for (int i = 0; i < fc->q_n && !fc->unsafe_ok; i++)
-		if (fc->q_flags[q_at(fc, i)] & RQ_UNSAFE)
+	for (int i = 0; i < fc->fr.q_n && !fc->svc.unsafe_ok; i++)
+		if (fc->fr.q_flags[q_at(fc, i)] & RQ_UNSAFE)
 			return 0;
-	int busy = fc->q_n > 0 || fc->frq.st != 0;
-	if (!busy && (fc->server_closes || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE)))
+	int busy = fc->fr.q_n > 0 || fc->fr.frq.st != 0;
+	if (!busy && (fc->fr.server_closes || __atomic_load_n(&fc->ex.shut_wr, __ATOMIC_ACQUIRE)))
 		return 0; /* the close it announced, or the answer to the program's own FIN */
-	if (busy && fc->replay == FLARE_REPLAY_NONE)
+	if (busy && fc->svc.replay == FLARE_REPLAY_NONE)
 		return 0;
 	return 1;
 }

@@ -12,9 +12,9 @@
 /* proto is set once, under [lock], from AUTO; read without it here */
 static inline int fconn_framed(const struct fconn *fc)
 {
-	return __atomic_load_n(&fc->proto, __ATOMIC_ACQUIRE) >= PROTO_REDIS;
+	return __atomic_load_n(&fc->fr.proto, __ATOMIC_ACQUIRE) >= PROTO_REDIS;
 }
-/* Moves fc->xchg (framed connections, under [lock]), keeping the count. */
+/* Moves fc->ex.state (framed connections, under [lock]), keeping the count. */
 void exchange_set(struct fconn *fc, int to);
 void framed_start(struct fconn *fc, int proto);
 void framed_wrote(struct fconn *fc, const struct iovec *iov, int iovcnt, size_t n);

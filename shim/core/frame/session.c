@@ -9,6 +9,7 @@
  * step at a time from the program's calls and waits, never blocking
  * (session_async_step). */
 #include "clock.h"
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 
@@ -24,9 +25,9 @@
 
 int session_pending(struct fconn *fc)
 {
-	pthread_mutex_lock(&fc->lock);
-	int n = fc->sess_len > 0;
-	pthread_mutex_unlock(&fc->lock);
+	flare_lock(&fc->lock);
+	int n = fc->fr.sess_len > 0;
+	flare_unlock(&fc->lock);
 	return n;
 }
 
@@ -109,8 +110,8 @@ int session_same_reply(const struct sess_entry *e, const uint8_t *got, uint32_t 
 
 void session_async_start(struct fconn *fc)
 {
-	fc->sess_at = fc->sess_sent = fc->sess_got_len = 0;
-	fc->sess_step = session_pending(fc) ? 1 : 0;
+	fc->mv.sess_at = fc->mv.sess_sent = fc->mv.sess_got_len = 0;
+	fc->mv.sess_step = session_pending(fc) ? 1 : 0;
 }
 
 int session_async_step(struct fconn *fc, int fd)
@@ -118,23 +119,24 @@ int session_async_step(struct fconn *fc, int fd)
 	/* the log only grows from the program's reads, which wait while the
 	 * connection is pending: it is stable here */
 	const uint8_t *log = fc->sess;
-	uint32_t n = fc->sess_len;
-	while (fc->sess_step && fc->sess_at < n) {
+	uint32_t n = fc->fr.sess_len;
+	while (fc->mv.sess_step && fc->mv.sess_at < n) {
 		struct sess_entry e;
-		session_entry_at(log, fc->sess_at, &e);
-		if (fc->sess_step == 1) {
-			ssize_t w = real.send(fd, e.cmd + fc->sess_sent, e.req - fc->sess_sent,
-					      MSG_NOSIGNAL | MSG_DONTWAIT);
+		session_entry_at(log, fc->mv.sess_at, &e);
+		if (fc->mv.sess_step == 1) {
+			ssize_t w =
+			    real.send(fd, e.cmd + fc->mv.sess_sent, e.req - fc->mv.sess_sent,
+				      MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (w < 0 && (errno == EAGAIN || errno == EINTR))
 				return 1;
 			if (w <= 0)
 				return -1;
-			sock_count(&fc->lib_wr, w);
-			if ((fc->sess_sent += (uint32_t)w) < e.req)
+			sock_count(&fc->pf.lib_wr, w);
+			if ((fc->mv.sess_sent += (uint32_t)w) < e.req)
 				continue;
-			fc->sess_step = 2;
-			fc->sess_got_len = 0;
-			fr_rep_init(&fc->sess_frp, fc->proto);
+			fc->mv.sess_step = 2;
+			fc->mv.sess_got_len = 0;
+			fr_rep_init(&fc->mv.sess_frp, fc->fr.proto);
 		}
 		uint8_t tmp[512], rflags = 0;
 		ssize_t r = real.recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT);
@@ -142,31 +144,31 @@ int session_async_step(struct fconn *fc, int fd)
 			return 1;
 		if (r <= 0)
 			return -1;
-		sock_count(&fc->lib_rd, r);
-		int k = session_reply_feed(&fc->sess_frp, tmp, (size_t)r, fc->sess_got,
-					   &fc->sess_got_len, &rflags);
-		if (k < 0 || (k > 0 && !session_same_reply(&e, fc->sess_got, fc->sess_got_len,
+		sock_count(&fc->pf.lib_rd, r);
+		int k = session_reply_feed(&fc->mv.sess_frp, tmp, (size_t)r, fc->mv.sess_got,
+					   &fc->mv.sess_got_len, &rflags);
+		if (k < 0 || (k > 0 && !session_same_reply(&e, fc->mv.sess_got, fc->mv.sess_got_len,
 							   rflags, "a replica")))
 			return -1;
 		if (k > 0) {
-			fc->sess_at = e.next;
-			fc->sess_step = 1;
-			fc->sess_sent = 0;
+			fc->mv.sess_at = e.next;
+			fc->mv.sess_step = 1;
+			fc->mv.sess_sent = 0;
 		}
 	}
-	fc->sess_step = 0;
+	fc->mv.sess_step = 0;
 	return 0;
 }
 
 int session_replay(struct fconn *fc, int fd, int timeout_ms, const char *replica)
 {
 	uint8_t log[FLARE_SESSION_LOG];
-	pthread_mutex_lock(&fc->lock);
-	uint32_t n = fc->sess_len;
-	int proto = fc->proto;
+	flare_lock(&fc->lock);
+	uint32_t n = fc->fr.sess_len;
+	int proto = fc->fr.proto;
 	if (n)
 		memcpy(log, fc->sess, n);
-	pthread_mutex_unlock(&fc->lock);
+	flare_unlock(&fc->lock);
 	int64_t end = (int64_t)flare_monotonic_ms() + timeout_ms;
 	for (uint32_t off = 0; off < n;) {
 		struct sess_entry e;

@@ -76,10 +76,11 @@ int send_all(int fd, const uint8_t *p, size_t n, int timeout_ms)
 int heal_targets(const struct fconn *fc, const struct flare_route *rt, int async, uint8_t *out)
 {
 	uint8_t asked[FLARE_MAX_REPLICAS];
-	uint32_t tried = __atomic_load_n(&fc->replayed, __ATOMIC_RELAXED);
-	int n_asked =
-	    fc->failover == FLARE_FAILOVER_REACTIVE && !async ? query_targets(fc, rt, asked) : -1;
-	return order_failover(rt, fc->cur, fc->failover, asked, n_asked, tried, out);
+	uint32_t tried = __atomic_load_n(&fc->ex.replayed, __ATOMIC_RELAXED);
+	int n_asked = fc->svc.failover == FLARE_FAILOVER_REACTIVE && !async
+			  ? query_targets(fc, rt, asked)
+			  : -1;
+	return order_failover(rt, fc->link.cur, fc->svc.failover, asked, n_asked, tried, out);
 }
 
 static void sleep_ms(int ms)
@@ -94,11 +95,11 @@ static void sleep_ms(int ms)
  * reconnect would rebuild it; flare cannot). [claim] */
 int heal_replay_refused(const struct fconn *fc)
 {
-	if (!fc->heal_ms)
+	if (!fc->ex.heal_ms)
 		return 0; /* never healed */
-	if (!__atomic_load_n(&fc->heal_answered, __ATOMIC_RELAXED))
-		return flare_monotonic_ms() - fc->heal_ms < FLARE_REFUSED_MS;
-	return __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED) - fc->heal_req <= 1;
+	if (!__atomic_load_n(&fc->ex.heal_answered, __ATOMIC_RELAXED))
+		return flare_monotonic_ms() - fc->ex.heal_ms < FLARE_REFUSED_MS;
+	return __atomic_load_n(&fc->ex.n_req, __ATOMIC_RELAXED) - fc->ex.heal_req <= 1;
 }
 
 int heal_plan(struct fconn *fc, const char *why, int async, struct flare_route *rt, uint8_t *order,
@@ -106,8 +107,8 @@ int heal_plan(struct fconn *fc, const char *why, int async, struct flare_route *
 {
 	if (verdict_refusal(fc, why))
 		return -1;
-	int trc = route_read(fc->svc_index, rt);
-	if (trc != FLARE_TBL_OK || (uint32_t)fc->cur >= rt->svc.n_replicas) {
+	int trc = route_read(fc->svc.index, rt);
+	if (trc != FLARE_TBL_OK || (uint32_t)fc->link.cur >= rt->svc.n_replicas) {
 		log_debug("%s: not healed: table %s", why, flare_tbl_rc_name(trc));
 		return -1;
 	}
@@ -118,7 +119,7 @@ int heal_plan(struct fconn *fc, const char *why, int async, struct flare_route *
 	if (n == 0) {
 		log_warn("service %s: %s (%s): every replica already had this request from a heal "
 			 "and failed it; the failure surfaces",
-			 rt->svc.name, rt->reps[fc->cur].name, why);
+			 rt->svc.name, rt->reps[fc->link.cur].name, why);
 		return -1;
 	}
 	return n;
@@ -127,7 +128,7 @@ int heal_plan(struct fconn *fc, const char *why, int async, struct flare_route *
 /* Waits (bounded) for another thread's heal; 0 when it swapped. */
 static int wait_other_healer(struct fconn *fc, uint32_t gen)
 {
-	int limit = (int)fc->connect_timeout_ms * FLARE_MAX_REPLICAS + 1000;
+	int limit = (int)fc->svc.connect_timeout_ms * FLARE_MAX_REPLICAS + 1000;
 	for (int waited = 0; waited < limit; waited++) {
 		if (__atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE) != gen)
 			return 0;
@@ -152,22 +153,22 @@ static int heal_dial(struct fconn *fc, const struct flare_route *rt, int idx, ui
 	int nfd = async ? dial_start(fc, like, rt, idx, err) : dial_replica(fc, like, rt, idx, err);
 	if (nfd < 0 || async)
 		return nfd;
-	fc->pending_fd = nfd; /* closed by the next heal if a siglongjmp ends this one */
-	if (session_replay(fc, nfd, (int)fc->connect_timeout_ms, rt->reps[idx].name) < 0) {
+	fc->own.pending_fd = nfd; /* closed by the next heal if a siglongjmp ends this one */
+	if (session_replay(fc, nfd, (int)fc->svc.connect_timeout_ms, rt->reps[idx].name) < 0) {
 		*err = EPROTO;
 		real.close(nfd);
-		fc->pending_fd = -1;
+		fc->own.pending_fd = -1;
 		return -1;
 	}
 	if (len > from &&
-	    send_all(nfd, fc->buf + from, len - from, (int)fc->connect_timeout_ms) < 0) {
+	    send_all(nfd, fc->buf + from, len - from, (int)fc->svc.connect_timeout_ms) < 0) {
 		*err = errno;
 		log_debug("replay to %s failed: %s", rt->reps[idx].name, strerror(errno));
 		real.close(nfd);
-		fc->pending_fd = -1;
+		fc->own.pending_fd = -1;
 		return -1;
 	}
-	if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&fc->ex.shut_wr, __ATOMIC_ACQUIRE))
 		real.shutdown(nfd, SHUT_WR);
 	return nfd;
 }
@@ -179,17 +180,18 @@ static void heal_done(struct fconn *fc, const uint8_t *order, int n, int k, uint
 	exchange_healed(fc);
 	if (!async) {
 		if (len > from) {
-			COUNT(replays, fc->svc_index, SS_REPLAYS, 1);
-			COUNT(replay_bytes, fc->svc_index, SS_REPLAY_BYTES, len - from);
+			COUNT(replays, fc->svc.index, SS_REPLAYS, 1);
+			COUNT(replay_bytes, fc->svc.index, SS_REPLAY_BYTES, len - from);
 		}
 		fconn_enter(fc, FC_READY);
 		return;
 	}
-	fc->replay_from = fc->replay_off = from;
-	fc->replay_len = len;
+	fc->mv.replay_from = fc->mv.replay_off = from;
+	fc->mv.replay_len = len;
 	session_async_start(fc);
 	nb_start(fc, order, n, k + 1, 0);
-	int resend = len > from || fc->sess_step || __atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE);
+	int resend =
+	    len > from || fc->mv.sess_step || __atomic_load_n(&fc->ex.shut_wr, __ATOMIC_ACQUIRE);
 	if (resend)
 		fconn_enter(fc, in_progress ? FC_HEAL_CONNECTING : FC_REPLAYING);
 	else
@@ -206,9 +208,9 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 		return 0;
 	if (!fconn_claim(fc))
 		return wait_other_healer(fc, gen);
-	if (fc->pending_fd >= 0) {
-		real.close(fc->pending_fd);
-		fc->pending_fd = -1;
+	if (fc->own.pending_fd >= 0) {
+		real.close(fc->own.pending_fd);
+		fc->own.pending_fd = -1;
 	}
 	int rc = -1;
 	struct flare_route rt;
@@ -227,7 +229,7 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	int n = heal_plan(fc, why, async, &rt, order, &from, &len);
 	if (n <= 0)
 		goto out;
-	const char *name = rt.reps[fc->cur].name;
+	const char *name = rt.reps[fc->link.cur].name;
 	for (int k = 0; k < n; k++) {
 		int idx = order[k], err = 0;
 		int nfd = heal_dial(fc, &rt, idx, from, len, async, &err);
@@ -236,17 +238,17 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 			continue;
 		}
 		int swapped = fconn_swap(fc, nfd);
-		fc->pending_fd = -1;
+		fc->own.pending_fd = -1;
 		if (swapped < 0)
 			break;
-		fc->cur = idx;
+		fc->link.cur = idx;
 		/* the replayed request's own time starts now (request_timeout_ms) */
-		__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
-		__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
-		fc->heal_req = __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED);
-		fc->heal_ms = flare_monotonic_ms();
-		__atomic_store_n(&fc->heal_answered, 0, __ATOMIC_RELAXED);
-		COUNT(failovers, fc->svc_index, SS_HEALS, 1);
+		__atomic_store_n(&fc->ex.req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
+		__atomic_or_fetch(&fc->ex.replayed, 1u << idx, __ATOMIC_RELAXED);
+		fc->ex.heal_req = __atomic_load_n(&fc->ex.n_req, __ATOMIC_RELAXED);
+		fc->ex.heal_ms = flare_monotonic_ms();
+		__atomic_store_n(&fc->ex.heal_answered, 0, __ATOMIC_RELAXED);
+		COUNT(failovers, fc->svc.index, SS_HEALS, 1);
 		if (async)
 			STAT_INC(heals_async);
 		heal_done(fc, order, n, k, from, len, async, err == EINPROGRESS);
@@ -261,7 +263,7 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	log_warn("service %s: no replica could take over from %s (%s)", rt.svc.name, name, why);
 out:
 	if (rc < 0)
-		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
+		COUNT(passed_errors, fc->svc.index, SS_PASSED_ERRORS, 1);
 	fconn_unclaim(fc);
 	return rc;
 }

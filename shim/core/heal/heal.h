@@ -22,7 +22,7 @@ int fconn_swap(struct fconn *fc, int nfd);
  * `gen`. Returns 0 when the caller should retry its call (healed, or healed
  * by another thread), -1 when the failure must surface. */
 int heal(struct fconn *fc, uint32_t gen, const char *why, int async);
-/* The order of replicas a heal tries after fc->cur failed (asking the
+/* The order of replicas a heal tries after fc->link.cur failed (asking the
  * manager only when async is 0), and whether the last heal's replay was
  * refused (the connection is not healed again). [claim] */
 int heal_targets(const struct fconn *fc, const struct flare_route *rt, int async, uint8_t *out);

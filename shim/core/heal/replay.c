@@ -34,7 +34,7 @@ void replay_progress(struct fconn *fc, int fd)
 			 * host that died silently drops the SYN: the kernel would
 			 * retry for minutes); the program's own connect has its own */
 			if (st == FC_HEAL_CONNECTING &&
-			    flare_monotonic_ms() - fc->dial_ms >= fc->connect_timeout_ms)
+			    flare_monotonic_ms() - fc->mv.dial_ms >= fc->svc.connect_timeout_ms)
 				nb_advance(fc, fd, ETIMEDOUT);
 			return; /* still connecting */
 		}
@@ -46,9 +46,10 @@ void replay_progress(struct fconn *fc, int fd)
 	}
 	if (fconn_state(fc) != FC_REPLAYING)
 		return;
-	if (fc->sess_step) {
+	if (fc->mv.sess_step) {
 		int r = session_async_step(fc, fd);
-		if (r > 0 && flare_monotonic_ms() - fc->dial_ms >= 2ull * fc->connect_timeout_ms)
+		if (r > 0 &&
+		    flare_monotonic_ms() - fc->mv.dial_ms >= 2ull * fc->svc.connect_timeout_ms)
 			r = -1; /* connected, but its session is not answered */
 		if (r > 0)
 			return;
@@ -57,12 +58,13 @@ void replay_progress(struct fconn *fc, int fd)
 			return;
 		}
 	}
-	while (fc->replay_off < fc->replay_len) {
-		ssize_t w = real.send(fd, fc->buf + fc->replay_off, fc->replay_len - fc->replay_off,
-				      MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (fc->mv.replay_off < fc->mv.replay_len) {
+		ssize_t w =
+		    real.send(fd, fc->buf + fc->mv.replay_off,
+			      fc->mv.replay_len - fc->mv.replay_off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
-			sock_count(&fc->lib_wr, w);
-			fc->replay_off += (uint32_t)w;
+			sock_count(&fc->pf.lib_wr, w);
+			fc->mv.replay_off += (uint32_t)w;
 		} else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
 			return;
 		} else {
@@ -70,12 +72,12 @@ void replay_progress(struct fconn *fc, int fd)
 			return;
 		}
 	}
-	if (__atomic_load_n(&fc->shut_wr, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&fc->ex.shut_wr, __ATOMIC_ACQUIRE))
 		real.shutdown(fd, SHUT_WR);
-	if (fc->replay_len > fc->replay_from) {
-		COUNT(replays, fc->svc_index, SS_REPLAYS, 1);
-		COUNT(replay_bytes, fc->svc_index, SS_REPLAY_BYTES,
-		      fc->replay_len - fc->replay_from);
+	if (fc->mv.replay_len > fc->mv.replay_from) {
+		COUNT(replays, fc->svc.index, SS_REPLAYS, 1);
+		COUNT(replay_bytes, fc->svc.index, SS_REPLAY_BYTES,
+		      fc->mv.replay_len - fc->mv.replay_from);
 	}
 	fconn_enter(fc, FC_READY);
 }
@@ -91,7 +93,7 @@ void nb_progress(struct fconn *fc, int fd)
 static int session_replaying(struct fconn *fc, void *arg)
 {
 	(void)arg;
-	return fconn_state(fc) == FC_REPLAYING && fc->sess_step;
+	return fconn_state(fc) == FC_REPLAYING && fc->mv.sess_step;
 }
 
 int nb_event_in(int fd)

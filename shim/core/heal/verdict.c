@@ -115,30 +115,31 @@ const char *verdict_watch(struct fconn *fc, int fd)
 {
 	if (!exchange_outstanding(fc))
 		return NULL;
-	uint32_t limit = fc->request_timeout_ms;
+	uint32_t limit = fc->svc.request_timeout_ms;
 	if (limit &&
-	    flare_monotonic_ms() - __atomic_load_n(&fc->req_start_ms, __ATOMIC_RELAXED) >= limit) {
+	    flare_monotonic_ms() - __atomic_load_n(&fc->ex.req_start_ms, __ATOMIC_RELAXED) >=
+		limit) {
 		if (reply_waiting(fd))
 			return NULL; /* the reply came; the program is slow to read it */
 		STAT_INC(request_timeouts);
-		watch_suspect(fc->svc_index, fc->cur, limit);
+		watch_suspect(fc->svc.index, fc->link.cur, limit);
 		return "no reply within request_timeout_ms";
 	}
 	struct flare_route rt;
-	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
-	    (uint32_t)fc->cur >= rt.svc.n_replicas || rt.reps[fc->cur].alive)
+	if (route_read(fc->svc.index, &rt) != FLARE_TBL_OK ||
+	    (uint32_t)fc->link.cur >= rt.svc.n_replicas || rt.reps[fc->link.cur].alive)
 		return NULL;
 	/* dead in the table: the connection must agree */
 	uint64_t now = flare_monotonic_ms();
-	uint32_t req = __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED);
-	uint64_t since = __atomic_load_n(&fc->dead_seen_ms, __ATOMIC_RELAXED);
-	if (!since || __atomic_load_n(&fc->dead_req, __ATOMIC_RELAXED) != req) {
+	uint32_t req = __atomic_load_n(&fc->ex.n_req, __ATOMIC_RELAXED);
+	uint64_t since = __atomic_load_n(&fc->ex.dead_seen_ms, __ATOMIC_RELAXED);
+	if (!since || __atomic_load_n(&fc->ex.dead_req, __ATOMIC_RELAXED) != req) {
 		/* this request's first look at the death */
-		__atomic_store_n(&fc->dead_req, req, __ATOMIC_RELAXED);
-		__atomic_store_n(&fc->dead_seen_ms, now, __ATOMIC_RELAXED);
+		__atomic_store_n(&fc->ex.dead_req, req, __ATOMIC_RELAXED);
+		__atomic_store_n(&fc->ex.dead_seen_ms, now, __ATOMIC_RELAXED);
 		since = now;
 	}
-	int exited = flare_death_exited(rt.reps[fc->cur].reason);
+	int exited = flare_death_exited(rt.reps[fc->link.cur].reason);
 	const char *why = peer_silent(fd) ? "replica dead in the table, and its host acknowledges "
 					    "nothing"
 			  : !exited && now - since >= FLARE_DEAD_GRACE_MS

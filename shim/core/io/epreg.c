@@ -132,8 +132,8 @@ static void collect_one(void *arg, int tfd, uint32_t events, uint64_t data, unsi
 	struct collect *c = arg;
 	if (ino != c->ino)
 		return;
-	for (int k = 0; k < c->fc->n_fds; k++) {
-		if (c->fc->fds[k] != tfd)
+	for (int k = 0; k < c->fc->own.n_fds; k++) {
+		if (c->fc->own.fds[k] != tfd)
 			continue;
 		if (c->out->n == FLARE_MAX_EPOLL) {
 			c->out->n = -1; /* more than a connection can sensibly have */
@@ -154,19 +154,19 @@ static void collect_one(void *arg, int tfd, uint32_t events, uint64_t data, unsi
  * those by itself): a per-request connection moves at every request. */
 static int cached(const struct fconn *fc, unsigned long ctls, struct ep_regs *out)
 {
-	if (!fc->ep_cache_ctls || fc->ep_cache_ctls != ctls)
+	if (!fc->own.ep_cache_ctls || fc->own.ep_cache_ctls != ctls)
 		return 0;
-	for (int i = 0; i < fc->ep_cache.n; i++)
-		if (fc->ep_cache.r[i].ev.events & EPOLLONESHOT)
+	for (int i = 0; i < fc->own.ep_cache.n; i++)
+		if (fc->own.ep_cache.r[i].ev.events & EPOLLONESHOT)
 			return 0;
-	*out = fc->ep_cache;
+	*out = fc->own.ep_cache;
 	return 1;
 }
 
 int ep_read(struct fconn *fc, struct ep_regs *out)
 {
 	out->n = 0;
-	int shared = __atomic_load_n(&fc->forked, __ATOMIC_RELAXED);
+	int shared = __atomic_load_n(&fc->own.forked, __ATOMIC_RELAXED);
 	unsigned long ctls = __atomic_load_n(&flare_epoll_ctls, __ATOMIC_ACQUIRE);
 	if (!ctls)
 		return 0; /* nothing was ever registered */
@@ -174,17 +174,17 @@ int ep_read(struct fconn *fc, struct ep_regs *out)
 		return shared && out->n > 0 ? -1 : 0;
 	int epfds[MAX_EPFDS];
 	int n = epoll_fds(epfds, MAX_EPFDS);
-	if (n < 0 || n == MAX_EPFDS || fc->n_fds <= 0)
+	if (n < 0 || n == MAX_EPFDS || fc->own.n_fds <= 0)
 		return -1;
-	struct collect c = {fc, -1, ino_of(fc->fds[0]), out};
+	struct collect c = {fc, -1, ino_of(fc->own.fds[0]), out};
 	for (int i = 0; i < n && out->n >= 0; i++) {
 		c.epfd = epfds[i];
 		if (each_reg(epfds[i], collect_one, &c) < 0 && errno != ENOENT)
 			return -1;
 	}
 	if (out->n >= 0) {
-		fc->ep_cache = *out;
-		fc->ep_cache_ctls = ctls;
+		fc->own.ep_cache = *out;
+		fc->own.ep_cache_ctls = ctls;
 	}
 	/* registered where another process (a fork) has it too: moving it
 	 * would take the registration from under that process */

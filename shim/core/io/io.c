@@ -45,25 +45,25 @@ static int nonblocking(int fd, int flags)
 /* O_NONBLOCK as last read: 1 blocking, 2 not, 0 not known (no system call) */
 static int nb_cached(const struct fconn *fc)
 {
-	return (int)(__atomic_load_n(&fc->nb_known, __ATOMIC_ACQUIRE) & 3);
+	return (int)(__atomic_load_n(&fc->link.nb_known, __ATOMIC_ACQUIRE) & 3);
 }
 
 int fd_nonblocking(struct fconn *fc, int fd)
 {
-	uint32_t k = __atomic_load_n(&fc->nb_known, __ATOMIC_ACQUIRE);
+	uint32_t k = __atomic_load_n(&fc->link.nb_known, __ATOMIC_ACQUIRE);
 	if (k & 3)
 		return (k & 3) == 2;
 	int nb = (real.fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
 	/* kept only if no flag change came in between (its epoch moved) */
-	__atomic_compare_exchange_n(&fc->nb_known, &k, k | (nb ? 2u : 1u), 0, __ATOMIC_ACQ_REL,
+	__atomic_compare_exchange_n(&fc->link.nb_known, &k, k | (nb ? 2u : 1u), 0, __ATOMIC_ACQ_REL,
 				    __ATOMIC_RELAXED);
 	return nb;
 }
 
 void fd_flags_changed(struct fconn *fc)
 {
-	uint32_t k = __atomic_load_n(&fc->nb_known, __ATOMIC_RELAXED);
-	while (!__atomic_compare_exchange_n(&fc->nb_known, &k, ((k >> 2) + 1) << 2, 0,
+	uint32_t k = __atomic_load_n(&fc->link.nb_known, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&fc->link.nb_known, &k, ((k >> 2) + 1) << 2, 0,
 					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 		;
 }
@@ -79,7 +79,7 @@ static size_t iov_total(const struct iovec *iov, size_t n)
 /* When the program's SO_RCVTIMEO would end its read (0: never). */
 static uint64_t rcv_deadline(const struct fconn *fc)
 {
-	const struct timeval *pt = &fc->prog_rcvtimeo;
+	const struct timeval *pt = &fc->link.prog_rcvtimeo;
 	if (!pt->tv_sec && !pt->tv_usec)
 		return 0;
 	return flare_monotonic_ns() + (uint64_t)pt->tv_sec * 1000000000ull +
@@ -120,9 +120,9 @@ static int await_slice(int fd, uint64_t deadline)
  * (errno ETIMEDOUT). */
 static int wait_pending(struct fconn *fc, int fd)
 {
-	int64_t end = wait_deadline((int)fc->connect_timeout_ms * FLARE_MAX_REPLICAS);
+	int64_t end = wait_deadline((int)fc->svc.connect_timeout_ms * FLARE_MAX_REPLICAS);
 	while (fconn_is_pending(fconn_state(fc))) {
-		int left = wait_left((int)fc->connect_timeout_ms * FLARE_MAX_REPLICAS, end);
+		int left = wait_left((int)fc->svc.connect_timeout_ms * FLARE_MAX_REPLICAS, end);
 		if (left == 0) {
 			errno = ETIMEDOUT;
 			return -1;
@@ -175,7 +175,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		 * call, whatever the cache says: never an EAGAIN the kernel would
 		 * not have given. */
 		int watched = (exchange_outstanding(fc) ||
-			       __atomic_load_n(&fc->timeouts_owed, __ATOMIC_RELAXED)) &&
+			       __atomic_load_n(&fc->link.timeouts_owed, __ATOMIC_RELAXED)) &&
 			      real.poll && !(flags & MSG_DONTWAIT) && nb_cached(fc) != 2;
 		/* Where the bytes are usually there already (an event loop, a
 		 * program that waits in epoll and then reads its blocking
@@ -185,14 +185,15 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		 * wait for all of it. An EAGAIN is the program's only when the
 		 * kernel says now that the descriptor is non-blocking. */
 		if (watched && !slices &&
-		    (!__atomic_load_n(&fc->rd_waits, __ATOMIC_RELAXED) || flare_tls_call.got) &&
+		    (!__atomic_load_n(&fc->link.rd_waits, __ATOMIC_RELAXED) ||
+		     flare_tls_call.got) &&
 		    !(flags & MSG_WAITALL)) {
 			n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
 				    flags | MSG_DONTWAIT);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 				if (!nb_cached(fc) && fd_nonblocking(fc, fd))
 					return -1; /* the program's own EAGAIN */
-				__atomic_store_n(&fc->rd_waits, 1,
+				__atomic_store_n(&fc->link.rd_waits, 1,
 						 __ATOMIC_RELAXED); /* wait first */
 				n = -2;
 			}
@@ -204,8 +205,8 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			}
 			if (!slices) {
 				/* once in 64 waits, the next read tries without one */
-				uint8_t w = __atomic_load_n(&fc->rd_waits, __ATOMIC_RELAXED);
-				__atomic_store_n(&fc->rd_waits, (uint8_t)((w + 1) & 63),
+				uint8_t w = __atomic_load_n(&fc->link.rd_waits, __ATOMIC_RELAXED);
+				__atomic_store_n(&fc->link.rd_waits, (uint8_t)((w + 1) & 63),
 						 __ATOMIC_RELAXED);
 			}
 			int r = await_slice(fd, deadline);
@@ -237,7 +238,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			n = do_read(op, fd, buf, len, msg, flags);
 		if (n > 0) {
 			if (!(flags & MSG_PEEK))
-				sock_count(&fc->sock_rd, n);
+				sock_count(&fc->link.sock_rd, n);
 			tls_call_got();
 			/* a linked session's bytes: its plaintext is the exchange */
 			if (fconn_tls_linked(fc))
@@ -330,7 +331,7 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 				return -1;
 			}
 		}
-		if (fc->binding != FLARE_BINDING_SESSION && !fconn_tls_linked(fc))
+		if (fc->svc.binding != FLARE_BINDING_SESSION && !fconn_tls_linked(fc))
 			rebind_at_write(fc, fd);
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		/* an address (or control data) on a connected stream socket is
@@ -340,7 +341,7 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 				 : real.send(fd, buf, len, flags | MSG_NOSIGNAL);
 		if (n >= 0) {
 			timeouts_settle(fc, 1);
-			sock_count(&fc->sock_wr, n);
+			sock_count(&fc->link.sock_wr, n);
 			if (fconn_tls_linked(fc))
 				return n;
 			if (msg)
@@ -366,7 +367,7 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 			tls_sock_failed(fc);
 			/* SIGPIPE waits for the SSL hook's verdict: a heal owes none */
 			if (err == EPIPE && !(flags & MSG_NOSIGNAL) && flare_tls_call.depth) {
-				__atomic_store_n(&fc->tls_pipe_owed, 1, __ATOMIC_RELEASE);
+				__atomic_store_n(&fc->tls.pipe_owed, 1, __ATOMIC_RELEASE);
 				errno = err;
 				return -1;
 			}

@@ -65,10 +65,10 @@ int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t 
 {
 	struct fw_msg q = {.type = FW_QUERY_REQ}, a;
 	q.u.query.service = rt->svc.addr;
-	q.u.query.failed = rt->reps[fc->cur].addr;
+	q.u.query.failed = rt->reps[fc->link.cur].addr;
 	const char *why = NULL;
-	int timeout = fc->connect_timeout_ms < FLARE_QUERY_TIMEOUT_MAX_MS
-			  ? (int)fc->connect_timeout_ms
+	int timeout = fc->svc.connect_timeout_ms < FLARE_QUERY_TIMEOUT_MAX_MS
+			  ? (int)fc->svc.connect_timeout_ms
 			  : FLARE_QUERY_TIMEOUT_MAX_MS;
 	memset(&a, 0, sizeof(a));
 	if (ask(&q, &a, timeout, &why) < 0) {
@@ -101,7 +101,7 @@ int query_targets(const struct fconn *fc, const struct flare_route *rt, uint8_t 
 				}
 		log_debug("service %s: the manager says %s%s after %s", rt->svc.name,
 			  n ? rt->reps[out[0]].name : "nothing", n > 1 ? " first" : "",
-			  rt->reps[fc->cur].name);
+			  rt->reps[fc->link.cur].name);
 	}
 	if (n < 0)
 		STAT_INC(queries_failed);

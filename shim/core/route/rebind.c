@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "core.h"
 #include "flare.h"
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 #include "table.h"
@@ -57,7 +58,7 @@ static int dial_state(struct fconn *fc, int fd)
 {
 	struct pollfd p = {.fd = fd, .events = POLLOUT};
 	if (real.poll(&p, 1, 0) <= 0)
-		return flare_monotonic_ms() - fc->dial_ms > fc->connect_timeout_ms ? -1 : 0;
+		return flare_monotonic_ms() - fc->mv.dial_ms > fc->svc.connect_timeout_ms ? -1 : 0;
 	int err = 0;
 	socklen_t len = sizeof(err);
 	if ((p.revents & (POLLERR | POLLHUP)) ||
@@ -70,58 +71,58 @@ static int dial_state(struct fconn *fc, int fd)
 static void refresh_local(struct fconn *fc, int fd)
 {
 	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
-	if (fc->local_gen == gen && fc->local.family)
+	if (fc->rb.local_gen == gen && fc->rb.local.family)
 		return;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
-	    flare_addr_from_sockaddr((struct sockaddr *)&ss, len, &fc->local) == 0)
-		fc->local_gen = gen;
+	    flare_addr_from_sockaddr((struct sockaddr *)&ss, len, &fc->rb.local) == 0)
+		fc->rb.local_gen = gen;
 }
 
 static void on_demand(struct fconn *fc, int fd)
 {
 	struct flare_route rt;
-	if (fc->rb_fd1) {
-		int nfd = fc->rb_fd1 - 1, st = dial_state(fc, nfd);
+	if (fc->rb.rb_fd1) {
+		int nfd = fc->rb.rb_fd1 - 1, st = dial_state(fc, nfd);
 		if (st == 0 || (st > 0 && unread(fd)))
 			return; /* not yet: this request goes where the last one went */
-		fc->rb_fd1 = 0;
-		if (st < 0 || route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
-		    (uint32_t)fc->rb_to >= rt.svc.n_replicas ||
-		    session_replay(fc, nfd, (int)fc->connect_timeout_ms, rt.reps[fc->rb_to].name) <
-			0) {
+		fc->rb.rb_fd1 = 0;
+		if (st < 0 || route_read(fc->svc.index, &rt) != FLARE_TBL_OK ||
+		    (uint32_t)fc->rb.rb_to >= rt.svc.n_replicas ||
+		    session_replay(fc, nfd, (int)fc->svc.connect_timeout_ms,
+				   rt.reps[fc->rb.rb_to].name) < 0) {
 			real.close(nfd);
 			return;
 		}
-		const char *from = rt.reps[fc->cur].name;
+		const char *from = rt.reps[fc->link.cur].name;
 		if (fconn_swap(fc, nfd) < 0)
 			return;
-		fc->cur = fc->rb_to;
-		fc->bound_ms = flare_monotonic_ms();
-		__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
+		fc->link.cur = fc->rb.rb_to;
+		fc->rb.bound_ms = flare_monotonic_ms();
+		__atomic_store_n(&fc->ex.replayed, 0, __ATOMIC_RELAXED);
 		exchange_healed(fc);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
-		COUNT(rebinds, fc->svc_index, SS_REBINDS, 1);
+		COUNT(rebinds, fc->svc.index, SS_REBINDS, 1);
 		log_info("service %s: %s -> %s (rebalanced at a request boundary)", rt.svc.name,
-			 from, rt.reps[fc->cur].name);
+			 from, rt.reps[fc->link.cur].name);
 		return;
 	}
-	fc->moves_seen = route_moves_gen(); /* looked at, whatever it says */
+	fc->rb.moves_seen = route_moves_gen(); /* looked at, whatever it says */
 	refresh_local(fc, fd);
 	uint32_t to;
-	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK ||
-	    route_find_move(&fc->local, rt.svc.first_replica + (uint32_t)fc->cur, &to) !=
+	if (route_read(fc->svc.index, &rt) != FLARE_TBL_OK ||
+	    route_find_move(&fc->rb.local, rt.svc.first_replica + (uint32_t)fc->link.cur, &to) !=
 		FLARE_TBL_OK ||
 	    to < rt.svc.first_replica || to - rt.svc.first_replica >= rt.svc.n_replicas)
 		return;
 	int idx = (int)(to - rt.svc.first_replica), err = 0;
-	if (idx == fc->cur || !rt.reps[idx].alive)
+	if (idx == fc->link.cur || !rt.reps[idx].alive)
 		return;
 	int nfd = dial_start(fc, fd, &rt, idx, &err);
 	if (nfd >= 0) {
-		fc->rb_fd1 = nfd + 1;
-		fc->rb_to = idx;
+		fc->rb.rb_fd1 = nfd + 1;
+		fc->rb.rb_to = idx;
 	}
 }
 
@@ -131,38 +132,38 @@ static void on_demand(struct fconn *fc, int fd)
 static int switch_to(struct fconn *fc, int fd, int p, int t)
 {
 	struct ep_regs regs;
-	pthread_mutex_lock(&fc->lock);
+	flare_lock(&fc->lock);
 	fconn_prune_locked(fc);
 	if (ep_read(fc, &regs) < 0) {
-		pthread_mutex_unlock(&fc->lock);
+		flare_unlock(&fc->lock);
 		return -1; /* registrations it cannot carry over: stay */
 	}
-	if (__atomic_exchange_n(&fc->flags_dirty, 0, __ATOMIC_ACQ_REL) || !fc->flags_ok ||
-	    fc->flags_nfds != fc->n_fds) {
-		fc->prog_fl = real.fcntl(fd, F_GETFL);
-		fc->prog_cloexec = 0;
-		for (int i = 0; i < fc->n_fds; i++) {
-			int fdfl = real.fcntl(fc->fds[i], F_GETFD);
+	if (__atomic_exchange_n(&fc->rb.flags_dirty, 0, __ATOMIC_ACQ_REL) || !fc->rb.flags_ok ||
+	    fc->rb.flags_nfds != fc->own.n_fds) {
+		fc->rb.prog_fl = real.fcntl(fd, F_GETFL);
+		fc->rb.prog_cloexec = 0;
+		for (int i = 0; i < fc->own.n_fds; i++) {
+			int fdfl = real.fcntl(fc->own.fds[i], F_GETFD);
 			if (fdfl >= 0 && (fdfl & FD_CLOEXEC))
-				fc->prog_cloexec |= 1u << i;
+				fc->rb.prog_cloexec |= 1u << i;
 		}
-		fc->flags_nfds = fc->n_fds;
-		fc->flags_ok = fc->prog_fl >= 0;
-		fc->pool_fl_ok = 0;
+		fc->rb.flags_nfds = fc->own.n_fds;
+		fc->rb.flags_ok = fc->rb.prog_fl >= 0;
+		fc->rb.pool_fl_ok = 0;
 	}
-	if (fc->flags_ok && !(fc->pool_fl_ok >> t & 1u)) {
-		real.fcntl(p, F_SETFL, fc->prog_fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
-		fc->pool_fl_ok |= 1u << t;
+	if (fc->rb.flags_ok && !(fc->rb.pool_fl_ok >> t & 1u)) {
+		real.fcntl(p, F_SETFL, fc->rb.prog_fl & (O_NONBLOCK | O_ASYNC | O_APPEND));
+		fc->rb.pool_fl_ok |= 1u << t;
 	}
 	ep_detach(&regs);
-	int rc = fc->n_fds ? 0 : -1;
-	for (int i = 0; i < fc->n_fds && rc == 0; i++)
-		if (fdtab_get(fc->fds[i]) == fc &&
-		    real.dup3(p, fc->fds[i], fc->prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
+	int rc = fc->own.n_fds ? 0 : -1;
+	for (int i = 0; i < fc->own.n_fds && rc == 0; i++)
+		if (fdtab_get(fc->own.fds[i]) == fc &&
+		    real.dup3(p, fc->own.fds[i], fc->rb.prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
 			rc = -1;
 	if (rc == 0) /* the pool socket's identity and counts are the connection's now */
-		proof_mark(fc, fc->fds[0]);
-	pthread_mutex_unlock(&fc->lock);
+		proof_mark(fc, fc->own.fds[0]);
+	flare_unlock(&fc->lock);
 	ep_attach(&regs);
 	return rc;
 }
@@ -171,13 +172,13 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 static const struct flare_route *cached_route(struct fconn *fc)
 {
 	uint64_t gen = route_table_gen();
-	if (fc->route_ok && gen == fc->route_gen)
+	if (fc->rb.route_ok && gen == fc->rb.route_gen)
 		return fc->route;
 	if (!fc->route && !(fc->route = malloc(sizeof(*fc->route))))
 		return NULL;
-	fc->route_ok = route_read(fc->svc_index, fc->route) == FLARE_TBL_OK;
-	fc->route_gen = gen;
-	return fc->route_ok ? fc->route : NULL;
+	fc->rb.route_ok = route_read(fc->svc.index, fc->route) == FLARE_TBL_OK;
+	fc->rb.route_gen = gen;
+	return fc->rb.route_ok ? fc->route : NULL;
 }
 
 static void per_request(struct fconn *fc, int fd)
@@ -185,63 +186,63 @@ static void per_request(struct fconn *fc, int fd)
 	const struct flare_route *rt = cached_route(fc);
 	if (!rt)
 		return;
-	int t = balance_pick(rt, balance_random(), fc->turn++, -1);
-	if (t < 0 || t == fc->cur || (uint32_t)fc->cur >= rt->svc.n_replicas)
+	int t = balance_pick(rt, balance_random(), fc->rb.turn++, -1);
+	if (t < 0 || t == fc->link.cur || (uint32_t)fc->link.cur >= rt->svc.n_replicas)
 		return;
 	uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
-	if (fc->pool_gen != gen || !fc->pool1[fc->cur]) {
+	if (fc->rb.pool_gen != gen || !fc->rb.pool1[fc->link.cur]) {
 		/* the program's socket is new (connected, or healed: then the
 		 * replica that failed may have others' sockets dead too, so the
 		 * pool starts afresh): keep it */
 		rebind_release(fc);
 		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
-		fc->pool1[fc->cur] = keep >= 0 ? keep + 1 : 0;
-		fc->pool_ready |= 1u << fc->cur;
-		fc->pool_fl_ok |= 1u << fc->cur;
-		fc->pool_gen = gen;
+		fc->rb.pool1[fc->link.cur] = keep >= 0 ? keep + 1 : 0;
+		fc->rb.pool_ready |= 1u << fc->link.cur;
+		fc->rb.pool_fl_ok |= 1u << fc->link.cur;
+		fc->rb.pool_gen = gen;
 		if (keep < 0)
 			return;
 	}
-	int p = fc->pool1[t] - 1, err = 0;
+	int p = fc->rb.pool1[t] - 1, err = 0;
 	if (p < 0) {
 		/* this request stays; the replica's socket serves a later one */
 		int nfd = dial_start(fc, fd, rt, t, &err);
-		fc->pool1[t] = nfd >= 0 ? nfd + 1 : 0;
-		fc->pool_ready &= ~(1u << t);
-		fc->pool_fl_ok &= ~(1u << t);
+		fc->rb.pool1[t] = nfd >= 0 ? nfd + 1 : 0;
+		fc->rb.pool_ready &= ~(1u << t);
+		fc->rb.pool_fl_ok &= ~(1u << t);
 		return;
 	}
-	if (!(fc->pool_ready >> t & 1u)) {
+	if (!(fc->rb.pool_ready >> t & 1u)) {
 		int st = dial_state(fc, p);
 		if (st < 0) {
 			real.close(p);
-			fc->pool1[t] = 0;
+			fc->rb.pool1[t] = 0;
 		}
 		if (st <= 0)
 			return;
-		fc->pool_ready |= 1u << t;
+		fc->rb.pool_ready |= 1u << t;
 	}
 	if (!fconn_framed(fc) && unread(fd))
 		return; /* the reply did not end where the program stopped reading */
 	if (switch_to(fc, fd, p, t) < 0)
 		return;
-	fc->cur = t;
-	__atomic_store_n(&fc->replayed, 0, __ATOMIC_RELAXED);
-	fc->pool_gen = __atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
-	COUNT(switches, fc->svc_index, SS_SWITCHES, 1);
+	fc->link.cur = t;
+	__atomic_store_n(&fc->ex.replayed, 0, __ATOMIC_RELAXED);
+	fc->rb.pool_gen = __atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
+	COUNT(switches, fc->svc.index, SS_SWITCHES, 1);
 }
 
 /* On demand, most writes have nothing to do: a socket to take, or moves
  * published since the last look and the interval over. [claim] */
 static int move_due(struct fconn *fc)
 {
-	return fc->rb_fd1 || (flare_monotonic_ms() - fc->bound_ms >= fc->rebind_ms &&
-			      route_moves_gen() != fc->moves_seen);
+	return fc->rb.rb_fd1 || (flare_monotonic_ms() - fc->rb.bound_ms >= fc->svc.rebind_ms &&
+				 route_moves_gen() != fc->rb.moves_seen);
 }
 
 void rebind_at_write(struct fconn *fc, int fd)
 {
-	int per_req = fc->binding == FLARE_BINDING_REQUEST;
+	int per_req = fc->svc.binding == FLARE_BINDING_REQUEST;
 	if (fconn_state(fc) != FC_READY || !fconn_claim(fc))
 		return;
 	/* A vfork child shares the parent's memory, not its descriptors: it
@@ -265,15 +266,15 @@ void rebind_release(struct fconn *fc)
 {
 	/* session-bound connections hold no sockets of their own: no getpid
 	 * on every close; a vfork child must not close its parent's sockets */
-	if (fc->binding == FLARE_BINDING_SESSION || flare_in_foreign_child())
+	if (fc->svc.binding == FLARE_BINDING_SESSION || flare_in_foreign_child())
 		return;
-	if (fc->rb_fd1)
-		real.close(fc->rb_fd1 - 1);
-	fc->rb_fd1 = 0;
+	if (fc->rb.rb_fd1)
+		real.close(fc->rb.rb_fd1 - 1);
+	fc->rb.rb_fd1 = 0;
 	for (int i = 0; i < FLARE_MAX_REPLICAS; i++) {
-		if (fc->pool1[i])
-			real.close(fc->pool1[i] - 1);
-		fc->pool1[i] = 0;
+		if (fc->rb.pool1[i])
+			real.close(fc->rb.pool1[i] - 1);
+		fc->rb.pool1[i] = 0;
 	}
-	fc->pool_ready = fc->pool_fl_ok = 0;
+	fc->rb.pool_ready = fc->rb.pool_fl_ok = 0;
 }

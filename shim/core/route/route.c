@@ -10,6 +10,7 @@
  * passing through. */
 #include "addr.h"
 #include "clock.h"
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 #include "table.h"
@@ -35,7 +36,7 @@ static struct table *cur; /* immutable once published */
 static uint64_t next_check_ns;
 static int opening; /* a thread is opening the table right now */
 static uint64_t next_try_ns;
-static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t open_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
 void route_atfork_child(void)
 {
@@ -98,10 +99,10 @@ static int table_trusted(uint32_t uid)
 static struct table *reopen(struct table *seen, int eager)
 {
 	uint64_t now = flare_monotonic_ns();
-	pthread_mutex_lock(&open_lock);
+	flare_lock(&open_lock);
 	struct table *r = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
 	if (r != seen || (!seen && !eager && now < next_try_ns)) {
-		pthread_mutex_unlock(&open_lock); /* someone else did it, or too soon */
+		flare_unlock(&open_lock); /* someone else did it, or too soon */
 		return r;
 	}
 	__atomic_store_n(&opening, 1, __ATOMIC_RELEASE);
@@ -132,7 +133,7 @@ static struct table *reopen(struct table *seen, int eager)
 		say_once(rc, why);
 	}
 	__atomic_store_n(&opening, 0, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&open_lock);
+	flare_unlock(&open_lock);
 	return r;
 }
 

@@ -9,6 +9,7 @@
  * register again, so that a restart never leaves a server probed only. */
 #include "addr.h"
 #include "clock.h"
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 #include "table.h"
@@ -16,6 +17,7 @@
 #include "wire.h"
 
 #include "conn/fdtab.h"
+#include "conn/proof.h"
 #include "route/route.h"
 #include "server/register.h"
 
@@ -37,6 +39,7 @@ struct reg {
 	uint64_t since_ns; /* when the registration in use was made */
 	int quick_ends;    /* registrations in a row the monitor ended within 5 s */
 	int squatted;      /* said once: the monitor's name is held by another user */
+	uint64_t listen_cookie, sock_cookie; /* the sockets' identities (proof.h) */
 };
 
 static struct reg regs[MAX_REGS];
@@ -110,6 +113,7 @@ static void try_register(struct reg *g)
 		return;
 	}
 	g->sock = fd;
+	g->sock_cookie = proof_cookie(fd);
 	g->since_ns = now;
 	log_info("replica %s (%s) registered with the monitor of %s", info.rep.name,
 		 flare_addr_format(&g->addr, a, sizeof(a)), info.host.name);
@@ -137,7 +141,7 @@ void register_listen(int fd)
 	int found = route_lookup_replica(&probe, &info);
 	if (found == FLARE_TBL_NOTFOUND)
 		return;
-	pthread_mutex_lock(&reg_lock);
+	flare_lock(&reg_lock);
 	struct reg *g = NULL;
 	for (int i = 0; i < n_regs && !g; i++)
 		if (regs[i].listen_fd < 0)
@@ -145,10 +149,11 @@ void register_listen(int fd)
 	if (!g && n_regs < MAX_REGS)
 		g = &regs[n_regs++];
 	if (g) {
-		*g = (struct reg){.listen_fd = fd, .sock = -1, .addr = probe};
+		*g = (struct reg){
+		    .listen_fd = fd, .sock = -1, .addr = probe, .listen_cookie = proof_cookie(fd)};
 		try_register(g);
 	}
-	pthread_mutex_unlock(&reg_lock);
+	flare_unlock(&reg_lock);
 }
 
 /* Has the monitor closed registration g (it died, or restarted)? Looked
@@ -181,14 +186,42 @@ void register_retry(void)
 {
 	if (!n_regs)
 		return;
-	pthread_mutex_lock(&reg_lock);
+	flare_lock(&reg_lock);
 	for (int i = 0; i < n_regs; i++)
 		if (regs[i].listen_fd >= 0) {
 			check_monitor(&regs[i]);
 			if (regs[i].sock < 0)
 				try_register(&regs[i]);
 		}
-	pthread_mutex_unlock(&reg_lock);
+	flare_unlock(&reg_lock);
+}
+
+/* Owed by a signal handler's close (lock.h): registrations whose listening
+ * socket or monitor link is no longer the socket it was (its cookie) are
+ * forgotten. */
+void register_sweep(void)
+{
+	if (flare_lock(&reg_lock) == EDEADLK) {
+		owed_set(OWED_REGS);
+		return;
+	}
+	for (int i = 0; i < n_regs; i++) {
+		struct reg *g = &regs[i];
+		if (g->listen_fd < 0)
+			continue;
+		/* a number that is no longer our socket is the program's now:
+		 * forgotten, never closed */
+		int link_ours = g->sock >= 0 && proof_cookie(g->sock) == g->sock_cookie;
+		if (g->sock >= 0 && !link_ours)
+			g->sock = -1;
+		if (proof_cookie(g->listen_fd) != g->listen_cookie) {
+			if (link_ours)
+				real.close(g->sock);
+			g->listen_fd = -1;
+			g->sock = -1;
+		}
+	}
+	flare_unlock(&reg_lock);
 }
 
 /* The program closed a descriptor: its listening socket (the registration
@@ -196,8 +229,12 @@ void register_retry(void)
  * register again later. */
 void register_forget_fd(int fd)
 {
-	if (!n_regs || pthread_mutex_lock(&reg_lock) == EDEADLK)
-		return; /* (a signal handler's close: the next attempt finds EBADF) */
+	if (!n_regs)
+		return;
+	if (flare_lock(&reg_lock) == EDEADLK) {
+		owed_set(OWED_REGS); /* a signal handler's close (lock.h) */
+		return;
+	}
 	for (int i = 0; i < n_regs; i++) {
 		if (regs[i].listen_fd < 0)
 			continue;
@@ -211,7 +248,7 @@ void register_forget_fd(int fd)
 			regs[i].next_try_ns = 0;
 		}
 	}
-	pthread_mutex_unlock(&reg_lock);
+	flare_unlock(&reg_lock);
 }
 
 void register_forget_range(unsigned first, unsigned last)

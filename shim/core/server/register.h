@@ -8,5 +8,7 @@ void register_retry(void);
 void register_forget_fd(int fd);
 int register_knows(int fd);
 void register_forget_range(unsigned first, unsigned last);
+/* Owed work (lock.h): registrations whose sockets a handler closed */
+void register_sweep(void);
 
 #endif

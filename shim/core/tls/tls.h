@@ -40,9 +40,11 @@
 	X(SSL_write_ex)                                                                            \
 	X(SSL_connect)                                                                             \
 	X(SSL_do_handshake)                                                                        \
-	X(SSL_get_error) X(SSL_pending) X(SSL_has_pending) X(SSL_shutdown) X(SSL_free)             \
-	    X(SSL_clear) X(SSL_set_alpn_protos) X(SSL_get_shutdown) X(SSL_is_init_finished)        \
-		X(SSL_in_init) X(SSL_in_before) X(SSL_get_state) X(SSL_want)
+	X(SSL_get_error)                                                                           \
+	X(SSL_pending)                                                                             \
+	X(SSL_has_pending) X(SSL_shutdown) X(SSL_free) X(SSL_clear) X(SSL_set_alpn_protos)         \
+	    X(SSL_get_shutdown) X(SSL_is_init_finished) X(SSL_in_init) X(SSL_in_before)            \
+		X(SSL_get_state) X(SSL_want)
 #define FLARE_TLS_CALLED(X)                                                                        \
 	X(OpenSSL_version_num)                                                                     \
 	X(SSL_new)                                                                                 \
@@ -52,8 +54,9 @@
 	X(SSL_get0_param)                                                                          \
 	X(X509_VERIFY_PARAM_set1)                                                                  \
 	X(X509_VERIFY_PARAM_set_inh_flags)                                                         \
-	X(X509_VERIFY_PARAM_get_depth) X(X509_VERIFY_PARAM_get_flags) X(                           \
-	    X509_VERIFY_PARAM_get_hostflags) X(X509_VERIFY_PARAM_get0_host) X(SSL_get_verify_mode) \
+	X(X509_VERIFY_PARAM_get_depth)                                                             \
+	X(X509_VERIFY_PARAM_get_flags)                                                             \
+	X(X509_VERIFY_PARAM_get_hostflags) X(X509_VERIFY_PARAM_get0_host) X(SSL_get_verify_mode)   \
 	    X(SSL_get_verify_callback) X(SSL_set_verify) X(SSL_get_options) X(SSL_set_options) X(  \
 		SSL_clear_options) X(SSL_get_certificate) X(SSL_get_privatekey)                    \
 		X(SSL_use_certificate) X(SSL_use_PrivateKey) X(SSL_get_ex_data) X(SSL_set_ex_data) \
@@ -116,7 +119,7 @@ struct tls_sess {
 	SSL *prog;        /* the program's own SSL (the table's key) */
 	SSL *cur;         /* the session it reads and writes through: prog, or one of ours */
 	SSL *next;        /* the session a heal is making */
-	struct fconn *fc; /* its managed connection, while fc->tls_sess says so */
+	struct fconn *fc; /* its managed connection, while fc->tls.sess says so */
 	pthread_mutex_t lock;
 	int step;                 /* enum tls_step */
 	int synth;                /* the SSL_get_error code of the hook's own -1 (0: ask OpenSSL) */

@@ -37,7 +37,7 @@ static inline void tls_call_got(void)
 }
 static inline int fconn_tls_linked(const struct fconn *fc)
 {
-	return __atomic_load_n(&fc->tls, __ATOMIC_ACQUIRE) == FT_LINKED;
+	return __atomic_load_n(&fc->tls.mode, __ATOMIC_ACQUIRE) == FT_LINKED;
 }
 /* The socket hooks' part for a linked connection: its socket failed
  * (reset, EOF, EPIPE), which the SSL hook that sees OpenSSL fail acts on. */

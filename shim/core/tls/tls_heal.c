@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "core.h"
 #include "flare.h"
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 #include "table.h"
@@ -46,7 +47,7 @@
 
 static const char *replica_name(const struct fconn *fc, int idx, struct flare_route *rt)
 {
-	if (route_read(fc->svc_index, rt) != FLARE_TBL_OK || (uint32_t)idx >= rt->svc.n_replicas)
+	if (route_read(fc->svc.index, rt) != FLARE_TBL_OK || (uint32_t)idx >= rt->svc.n_replicas)
 		return "a replica";
 	return rt->reps[idx].name;
 }
@@ -79,7 +80,7 @@ static int give_up(struct tls_sess *t, struct fconn *fc)
 		tls_shadow_free(t, t->next, t->next_exdata);
 		t->next = NULL;
 	}
-	COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
+	COUNT(passed_errors, fc->svc.index, SS_PASSED_ERRORS, 1);
 	heal_over(t, HS_FAILED);
 	if (t->blocking) {
 		/* the program's call returns what it would have without flare:
@@ -137,7 +138,7 @@ static int first_flight(struct tls_sess *t, SSL *s)
 static int dial_next(struct tls_sess *t, struct fconn *fc)
 {
 	struct flare_route rt;
-	if (route_read(fc->svc_index, &rt) != FLARE_TBL_OK)
+	if (route_read(fc->svc.index, &rt) != FLARE_TBL_OK)
 		return -1;
 	int idx = t->order[t->k++];
 	int like = fconn_first_fd(fc), err = 0;
@@ -171,17 +172,17 @@ static int dial_next(struct tls_sess *t, struct fconn *fc)
 	ossl.SSL_set_bio(s, sb, sb);
 	/* the new socket: its counts start with the session's BIO (the first
 	 * flight goes around both) */
-	__atomic_store_n(&fc->sock_rd, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->sock_wr, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->link.sock_rd, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->link.sock_wr, 0, __ATOMIC_RELAXED);
 	proof_mark(fc, fd);
-	__atomic_store_n(&fc->tls_sock_failed, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->tls.sock_failed, 0, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
-	fc->cur = t->idx = idx;
-	__atomic_or_fetch(&fc->replayed, 1u << idx, __ATOMIC_RELAXED);
+	fc->link.cur = t->idx = idx;
+	__atomic_or_fetch(&fc->ex.replayed, 1u << idx, __ATOMIC_RELAXED);
 	/* the replayed request's own time starts now (request_timeout_ms) */
-	__atomic_store_n(&fc->req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->ex.req_start_ms, flare_monotonic_ms(), __ATOMIC_RELAXED);
 	t->next = s;
-	t->deadline_ms = flare_monotonic_ms() + 2ull * fc->connect_timeout_ms;
+	t->deadline_ms = flare_monotonic_ms() + 2ull * fc->svc.connect_timeout_ms;
 	t->step = err == EINPROGRESS ? HS_CONNECTING : HS_HELLO;
 	return 1;
 }
@@ -216,7 +217,7 @@ static int session_step(struct tls_sess *t, struct fconn *fc, int fd)
 				continue;
 			t->sess_reading = 1;
 			t->sess_got_len = 0;
-			fr_rep_init(&t->sess_frp, fc->proto);
+			fr_rep_init(&t->sess_frp, fc->fr.proto);
 		}
 		uint8_t tmp[512], rflags = 0;
 		if (!answer_in_time(t, fd))
@@ -265,18 +266,18 @@ static void healed(struct tls_sess *t, struct fconn *fc)
 	t->next = NULL;
 	if (old != t->prog)
 		tls_shadow_free(t, old, old_ex);
-	fc->heal_req = __atomic_load_n(&fc->n_req, __ATOMIC_RELAXED);
-	fc->heal_ms = flare_monotonic_ms();
-	__atomic_store_n(&fc->heal_answered, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->tls_pipe_owed, 0, __ATOMIC_RELAXED);
+	fc->ex.heal_req = __atomic_load_n(&fc->ex.n_req, __ATOMIC_RELAXED);
+	fc->ex.heal_ms = flare_monotonic_ms();
+	__atomic_store_n(&fc->ex.heal_answered, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->tls.pipe_owed, 0, __ATOMIC_RELAXED);
 	exchange_healed(fc);
-	COUNT(failovers, fc->svc_index, SS_HEALS, 1);
+	COUNT(failovers, fc->svc.index, SS_HEALS, 1);
 	STAT_INC(tls_heals);
 	if (!t->blocking)
 		STAT_INC(heals_async);
 	if (t->len > t->from) {
-		COUNT(replays, fc->svc_index, SS_REPLAYS, 1);
-		COUNT(replay_bytes, fc->svc_index, SS_REPLAY_BYTES, t->len - t->from);
+		COUNT(replays, fc->svc.index, SS_REPLAYS, 1);
+		COUNT(replay_bytes, fc->svc.index, SS_REPLAY_BYTES, t->len - t->from);
 	}
 	if (t->blocking)
 		ossl.ERR_pop_to_mark();
@@ -369,7 +370,7 @@ static int step(struct tls_sess *t, int in_prog)
 						      t->hello_len - t->hello_off,
 						      MSG_NOSIGNAL | MSG_DONTWAIT);
 				if (w > 0) {
-					sock_count(&fc->lib_wr, w);
+					sock_count(&fc->pf.lib_wr, w);
 					t->hello_off += (uint32_t)w;
 				} else if (w < 0 && (errno == EAGAIN || errno == EINTR) &&
 					   !past_deadline(t)) {
@@ -430,7 +431,7 @@ static int step(struct tls_sess *t, int in_prog)
 			}
 			t->sess_at = t->sess_sent = t->sess_got_len = 0;
 			t->sess_reading = 0;
-			t->sess_len = fc->sess_len;
+			t->sess_len = fc->fr.sess_len;
 			t->off = t->from;
 			t->step = HS_SESSION;
 		}
@@ -500,7 +501,7 @@ int tls_on_failure(struct tls_sess *t, int reading, int err)
 	t->orig_errno = errno;
 	struct fconn *fc = tls_conn(t);
 	if (!fc || (err != SSL_ERROR_SYSCALL && err != SSL_ERROR_SSL) ||
-	    !__atomic_load_n(&fc->tls_sock_failed, __ATOMIC_ACQUIRE) || t->step != HS_NONE ||
+	    !__atomic_load_n(&fc->tls.sock_failed, __ATOMIC_ACQUIRE) || t->step != HS_NONE ||
 	    flare_in_foreign_child())
 		return -1;
 	int fd = fconn_first_fd(fc);
@@ -508,13 +509,13 @@ int tls_on_failure(struct tls_sess *t, int reading, int err)
 	/* every byte on the socket is still the session's */
 	if (fd < 0 ||
 	    ossl.BIO_number_read(ossl.SSL_get_rbio(cur)) !=
-		__atomic_load_n(&fc->sock_rd, __ATOMIC_RELAXED) ||
+		__atomic_load_n(&fc->link.sock_rd, __ATOMIC_RELAXED) ||
 	    ossl.BIO_number_written(ossl.SSL_get_wbio(cur)) !=
-		__atomic_load_n(&fc->sock_wr, __ATOMIC_RELAXED)) {
+		__atomic_load_n(&fc->link.sock_wr, __ATOMIC_RELAXED)) {
 		log_info("fd %d: TLS session not healed: the socket carried bytes the session did "
 			 "not",
 			 fd);
-		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
+		COUNT(passed_errors, fc->svc.index, SS_PASSED_ERRORS, 1);
 		return -1;
 	}
 	snprintf(t->why, sizeof(t->why), "%s",
@@ -526,18 +527,18 @@ int tls_on_failure(struct tls_sess *t, int reading, int err)
 	 * see; its next request, written, would have been healed) */
 	if (reading && !exchange_outstanding(fc)) {
 		log_debug("%s: not healed: an idle session's end is the program's", t->why);
-		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
+		COUNT(passed_errors, fc->svc.index, SS_PASSED_ERRORS, 1);
 		return -1;
 	}
 	struct flare_route rt;
 	t->blocking = !fd_nonblocking(fc, fd);
 	t->n_order = heal_plan(fc, t->why, !t->blocking, &rt, t->order, &t->from, &t->len);
 	if (t->n_order <= 0) {
-		COUNT(passed_errors, fc->svc_index, SS_PASSED_ERRORS, 1);
+		COUNT(passed_errors, fc->svc.index, SS_PASSED_ERRORS, 1);
 		return -1;
 	}
 	t->k = 0;
-	t->from_idx = t->idx = fc->cur;
+	t->from_idx = t->idx = fc->link.cur;
 	t->t0_ns = flare_monotonic_ns();
 	if (t->blocking)
 		ossl.ERR_set_mark(); /* the failure's errors below it, the heal's above */
@@ -552,7 +553,7 @@ int tls_on_failure(struct tls_sess *t, int reading, int err)
  * program whose heal needs its call (the attempt failed or timed out). */
 static int progress_one(struct tls_sess *t)
 {
-	if (flare_threaded() && pthread_mutex_trylock(&t->lock) != 0)
+	if (flare_threaded() && flare_trylock(&t->lock) != 0)
 		return 1;
 	int st = t->step;
 	/* (a connection closed under the heal ends it: step says so) */
@@ -564,7 +565,7 @@ static int progress_one(struct tls_sess *t)
 		real.shutdown(fd, SHUT_RDWR); /* its wait ends: its next call moves on */
 	int left = t->step != HS_NONE && t->step != HS_FAILED;
 	if (flare_threaded())
-		pthread_mutex_unlock(&t->lock);
+		flare_unlock(&t->lock);
 	return left;
 }
 

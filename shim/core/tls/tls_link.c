@@ -10,6 +10,7 @@
  * before the server's first byte). */
 #include "core.h"
 #include "flare.h"
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 #include "table.h"
@@ -29,7 +30,7 @@
 struct fconn *tls_conn(struct tls_sess *t)
 {
 	struct fconn *fc = t->fc;
-	if (!fc || __atomic_load_n(&fc->tls_sess, __ATOMIC_ACQUIRE) != t)
+	if (!fc || __atomic_load_n(&fc->tls.sess, __ATOMIC_ACQUIRE) != t)
 		return NULL; /* closed and recycled, or never linked */
 	return fc;
 }
@@ -49,13 +50,13 @@ static const char *refusal(SSL *ssl, const struct tls_call *c, struct fconn *fc)
 		return "its calls moved bytes on more than one connection";
 	if (ossl.SSL_is_server(ssl))
 		return "a server's session";
-	if (fc->sess_proto != SESSION_TLS)
+	if (fc->ex.sess_proto != SESSION_TLS)
 		return "the connection began with other bytes (a protocol that starts TLS later)";
 	if (trust != TR_FIRST_SESSION && trust != TR_SESSION)
 		return "bytes moved on the connection where no hook sees them";
 	if (!rb || !wb ||
-	    ossl.BIO_number_read(rb) != __atomic_load_n(&fc->sock_rd, __ATOMIC_RELAXED) ||
-	    ossl.BIO_number_written(wb) != __atomic_load_n(&fc->sock_wr, __ATOMIC_RELAXED))
+	    ossl.BIO_number_read(rb) != __atomic_load_n(&fc->link.sock_rd, __ATOMIC_RELAXED) ||
+	    ossl.BIO_number_written(wb) != __atomic_load_n(&fc->link.sock_wr, __ATOMIC_RELAXED))
 		return "the socket carries bytes the session did not (a tunnel, or writes around "
 		       "OpenSSL)";
 	if (ossl.SSL_version(ssl) < TLS1_2_VERSION)
@@ -71,15 +72,16 @@ static const char *refusal(SSL *ssl, const struct tls_call *c, struct fconn *fc)
 static void plaintext_start(struct fconn *fc)
 {
 	exchange_reset(fc);
-	fc->framing_over = fc->server_closes = fc->in_txn = fc->overflow = fc->sess_broken = 0;
-	fc->head = fc->rep_read = fc->sess_len = fc->sess_rep_len = 0;
-	fc->q_n = fc->q_first = 0;
-	fc->shut_wr = 0;
-	if (fc->svc_proto >= PROTO_REDIS && fc->svc_proto <= PROTO_MEMCACHED)
-		framed_start(fc, fc->svc_proto);
+	fc->fr.framing_over = fc->fr.server_closes = fc->fr.in_txn = fc->fr.overflow =
+	    fc->fr.sess_broken = 0;
+	fc->fr.head = fc->fr.rep_read = fc->fr.sess_len = fc->fr.sess_rep_len = 0;
+	fc->fr.q_n = fc->fr.q_first = 0;
+	fc->ex.shut_wr = 0;
+	if (fc->svc.proto >= PROTO_REDIS && fc->svc.proto <= PROTO_MEMCACHED)
+		framed_start(fc, fc->svc.proto);
 	else
-		__atomic_store_n(&fc->proto,
-				 fc->svc_proto == PROTO_AUTO ? PROTO_AUTO : PROTO_OPAQUE,
+		__atomic_store_n(&fc->fr.proto,
+				 fc->svc.proto == PROTO_AUTO ? PROTO_AUTO : PROTO_OPAQUE,
 				 __ATOMIC_RELEASE);
 }
 
@@ -87,11 +89,11 @@ void tls_maybe_link(SSL *ssl)
 {
 	const struct tls_call *c = &flare_tls_call;
 	struct fconn *fc = c->fc;
-	if (!fc || __atomic_load_n(&fc->tls, __ATOMIC_ACQUIRE) != FT_NONE ||
+	if (!fc || __atomic_load_n(&fc->tls.mode, __ATOMIC_ACQUIRE) != FT_NONE ||
 	    fdtab_get(c->fd) != fc || flare_in_foreign_child())
 		return;
 	if (!tls_usable()) {
-		__atomic_store_n(&fc->tls, FT_OFF, __ATOMIC_RELEASE);
+		__atomic_store_n(&fc->tls.mode, FT_OFF, __ATOMIC_RELEASE);
 		return;
 	}
 	if (!ossl.SSL_is_init_finished(ssl))
@@ -101,25 +103,25 @@ void tls_maybe_link(SSL *ssl)
 	if (!t) {
 		if (why)
 			log_info("fd %d: TLS session not healed: %s", c->fd, why);
-		__atomic_store_n(&fc->tls, FT_OFF, __ATOMIC_RELEASE);
+		__atomic_store_n(&fc->tls.mode, FT_OFF, __ATOMIC_RELEASE);
 		return;
 	}
 	/* the caller holds t's lock, or t is new and no other thread knows it */
-	pthread_mutex_lock(&fc->lock);
+	flare_lock(&fc->lock);
 	plaintext_start(fc);
-	pthread_mutex_unlock(&fc->lock);
+	flare_unlock(&fc->lock);
 	t->fc = fc;
 	t->rd_base = t->wr_base = 0;
-	__atomic_store_n(&fc->tls_sock_failed, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fc->tls_sess, t, __ATOMIC_RELEASE);
-	__atomic_store_n(&fc->tls, FT_LINKED, __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->tls.sock_failed, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fc->tls.sess, t, __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->tls.mode, FT_LINKED, __ATOMIC_RELEASE);
 	STAT_INC(tls_linked);
 	log_debug("fd %d: TLS session linked: its plaintext is framed and healed", c->fd);
 }
 
 void tls_sock_failed(struct fconn *fc)
 {
-	__atomic_store_n(&fc->tls_sock_failed, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&fc->tls.sock_failed, 1, __ATOMIC_RELEASE);
 }
 
 int tls_abandon_socket(struct fconn *fc, const char *why)
@@ -127,7 +129,7 @@ int tls_abandon_socket(struct fconn *fc, const char *why)
 	int fd = fconn_first_fd(fc);
 	if (fd < 0)
 		return -1;
-	if (__atomic_load_n(&fc->tls_sock_failed, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&fc->tls.sock_failed, __ATOMIC_ACQUIRE))
 		return 0; /* shut already: the program's read is on its way */
 	/* only where the SSL hook would heal: a request outstanding that the
 	 * exchange lets go elsewhere, and a replica to take it; else the

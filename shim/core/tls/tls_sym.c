@@ -5,6 +5,7 @@
  * is healed: every function the library calls must be there, and the
  * version must say 3 (LibreSSL and BoringSSL export the same names with
  * other structures and say otherwise); anything else passes through. */
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 
@@ -18,7 +19,7 @@
 struct tls_fns ossl;
 int flare_tls_resolved;
 static int usable;
-static pthread_mutex_t resolve_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t resolve_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
 /* libssl as loaded: a library loaded with RTLD_LOCAL (Python's _ssl
  * pulls libssl in so) is in no global scope that RTLD_NEXT searches, yet
@@ -51,7 +52,7 @@ void tls_resolve(void)
 {
 	if (__atomic_load_n(&flare_tls_resolved, __ATOMIC_ACQUIRE))
 		return;
-	pthread_mutex_lock(&resolve_lock);
+	flare_lock(&resolve_lock);
 	if (!flare_tls_resolved) {
 		libssl = dlopen("libssl.so.3", RTLD_LAZY | RTLD_NOLOAD);
 #define HOOKED(name) ossl.name = (__typeof__(ossl.name))next_of(#name);
@@ -74,7 +75,7 @@ void tls_resolve(void)
 				 : "the TLS library is not OpenSSL 3");
 		__atomic_store_n(&flare_tls_resolved, 1, __ATOMIC_RELEASE);
 	}
-	pthread_mutex_unlock(&resolve_lock);
+	flare_unlock(&resolve_lock);
 }
 
 int tls_usable(void)
@@ -130,13 +131,13 @@ void *tls_next_for(const char *name, void *resolved, const void *site, struct tl
 		log_info("TLS: %s called from an OpenSSL the library does not heal with (a private "
 			 "copy): its calls pass through, its sessions are not healed",
 			 name);
-	pthread_mutex_lock(&resolve_lock);
+	flare_lock(&resolve_lock);
 	for (int k = 0; k < TLS_CALLER_CACHE; k++)
 		if (!cache[k].site) {
 			cache[k].fn = fn;
 			__atomic_store_n(&cache[k].site, site, __ATOMIC_RELEASE);
 			break;
 		}
-	pthread_mutex_unlock(&resolve_lock);
+	flare_unlock(&resolve_lock);
 	return fn;
 }

@@ -5,6 +5,7 @@
  * repeat it). A full table leaves new sessions alone: they pass through,
  * with connect-time failover only. */
 #include "core.h"
+#include "lock.h"
 #include "log.h"
 
 #include "conn/conn.h"
@@ -22,7 +23,7 @@ static struct slot {
 	SSL *key;
 	struct tls_sess *val;
 } slots[TLS_SLOTS];
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t table_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 static unsigned used; /* slots holding a key or a tombstone [table_lock] */
 int flare_tls_sessions;
 int flare_tls_healing;
@@ -53,7 +54,7 @@ struct tls_sess *tls_get(SSL *ssl)
 	struct tls_sess *t = tls_find(ssl);
 	if (t)
 		return t;
-	pthread_mutex_lock(&table_lock);
+	flare_lock(&table_lock);
 	/* tombstones go when the last entry does; until then misses probe
 	 * past them, so the table stops taking entries at three quarters */
 	if (!flare_tls_sessions && used) {
@@ -61,7 +62,7 @@ struct tls_sess *tls_get(SSL *ssl)
 		used = 0;
 	}
 	if ((t = tls_find(ssl)) != NULL || used >= TLS_SLOTS / 4 * 3) {
-		pthread_mutex_unlock(&table_lock);
+		flare_unlock(&table_lock);
 		if (!t)
 			log_warn("TLS: %d sessions known already: a new one is not healed",
 				 flare_tls_sessions);
@@ -80,25 +81,25 @@ struct tls_sess *tls_get(SSL *ssl)
 		__atomic_store_n(&slots[i].key, ssl, __ATOMIC_RELEASE);
 		__atomic_add_fetch(&flare_tls_sessions, 1, __ATOMIC_RELEASE);
 	}
-	pthread_mutex_unlock(&table_lock);
+	flare_unlock(&table_lock);
 	return t;
 }
 
 void tls_lock(struct tls_sess *t)
 {
 	if (flare_threaded())
-		pthread_mutex_lock(&t->lock);
+		flare_lock(&t->lock);
 }
 
 void tls_unlock(struct tls_sess *t)
 {
 	if (flare_threaded())
-		pthread_mutex_unlock(&t->lock);
+		flare_unlock(&t->lock);
 }
 
 void tls_forget(SSL *ssl)
 {
-	pthread_mutex_lock(&table_lock);
+	flare_lock(&table_lock);
 	struct tls_sess *t = NULL;
 	for (unsigned i = slot_of(ssl), n = 0; n < TLS_SLOTS; i = (i + 1) & (TLS_SLOTS - 1), n++) {
 		if (slots[i].key == ssl) {
@@ -111,14 +112,14 @@ void tls_forget(SSL *ssl)
 	}
 	if (t)
 		__atomic_sub_fetch(&flare_tls_sessions, 1, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&table_lock);
+	flare_unlock(&table_lock);
 	if (!t)
 		return;
 	tls_lock(t);
 	struct fconn *fc = tls_conn(t);
 	if (fc) {
-		__atomic_store_n(&fc->tls_sess, NULL, __ATOMIC_RELEASE);
-		__atomic_store_n(&fc->tls, FT_OFF, __ATOMIC_RELEASE);
+		__atomic_store_n(&fc->tls.sess, NULL, __ATOMIC_RELEASE);
+		__atomic_store_n(&fc->tls.mode, FT_OFF, __ATOMIC_RELEASE);
 	}
 	if (t->step != HS_NONE && t->step != HS_FAILED)
 		__atomic_sub_fetch(&flare_tls_healing, 1, __ATOMIC_RELEASE);
@@ -146,7 +147,7 @@ int tls_each_healing(int (*f)(struct tls_sess *))
 {
 	/* under the table's lock: an entry is freed only once it is out of
 	 * the table (tls_forget), so none goes while f looks at it */
-	if (pthread_mutex_trylock(&table_lock) != 0)
+	if (flare_trylock(&table_lock) != 0)
 		return 1;
 	int left = 0;
 	for (unsigned i = 0; i < TLS_SLOTS; i++) {
@@ -158,6 +159,6 @@ int tls_each_healing(int (*f)(struct tls_sess *))
 		if (st != HS_NONE && st != HS_FAILED)
 			left += f(t);
 	}
-	pthread_mutex_unlock(&table_lock);
+	flare_unlock(&table_lock);
 	return left;
 }
