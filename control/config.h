@@ -72,6 +72,8 @@ struct flare_config {
 	int monitor_util_window_ms;    /* proc/cgroup utilization: mean over this long */
 	int probe_interval_ms;
 	int probe_timeout_ms;
+	int probe_fall, probe_rise; /* failed probes in a row to call a replica dead, good ones
+				     * to call it alive again (a refused probe is proof at once) */
 	int monitor_hung_ms; /* unread requests this long with no progress: hung */
 
 	char agent_shm[FLARE_NAME_MAX * 2];

@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #define MAX_OUTPUT (64u << 20) /* a peer that stops reading is dropped */
 
@@ -93,9 +94,22 @@ static long next_frame(struct evconn *c, struct evbuffer *in, struct fw_hdr *h, 
 	return (long)(FW_HDR_LEN + h->len);
 }
 
+/* A daemon's timer is late when its loop was not scheduled in time */
+#define LATE_NS 50000000ull
+
+/* Bytes the peer sent that this side has not decoded yet */
+static int unread_bytes(struct evconn *c)
+{
+	int n = 0;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
+	       (fd >= 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0);
+}
+
 static int arm_guard(struct evconn *c, uint64_t ms)
 {
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	c->guard_due_ns = flare_monotonic_ns() + ms * 1000000ull;
 	return evtimer_add(c->guard_timer, &tv);
 }
 
@@ -135,6 +149,7 @@ static void deliver(struct evconn *c, struct evbuffer *in)
 			break;
 		}
 		c->last_frame_ns = flare_monotonic_ns();
+		c->late_grace = 0;
 		if (m.type == FW_HELLO && c->pre_hello) {
 			/* the owner closes on a HELLO it refuses; from now on the
 			 * idle deadline, not the handshake's, is the one that runs */
@@ -240,6 +255,26 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			free_conn(c);
 		return;
 	}
+	if ((what & BEV_EVENT_TIMEOUT) && c->connected) {
+		uint64_t silent = flare_monotonic_ns() - c->last_rx_ns;
+		uint64_t late = silent > (uint64_t)c->idle_ms * 1000000ull
+				    ? silent - (uint64_t)c->idle_ms * 1000000ull
+				    : 0;
+		if (unread_bytes(c)) {
+			/* the peer spoke; this loop was too busy to read it in time */
+			bufferevent_enable(c->bev, EV_READ);
+			return;
+		}
+		if (late > LATE_NS && !c->late_grace) {
+			/* this daemon was not scheduled: the peer gets its time again */
+			c->late_grace = 1;
+			log_info("%s: timer %.0f ms late (this host is busy): the peer gets that "
+				 "long again",
+				 c->peer, (double)late / 1e6);
+			bufferevent_enable(c->bev, EV_READ);
+			return;
+		}
+	}
 	if (what & BEV_EVENT_TIMEOUT)
 		evconn_close(c, c->connected ? "silent past its timeout" : "connect timed out");
 	else if (what & BEV_EVENT_EOF)
@@ -261,6 +296,7 @@ static struct evconn *wrap(struct event_base *base, evutil_socket_t fd, const ch
 	}
 	c->ops = ops;
 	c->owner = owner;
+	c->idle_ms = idle_ms;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	if (idle_ms > 0) {
@@ -319,6 +355,22 @@ static void guard_check(evutil_socket_t fd, short what, void *arg)
 		if (c->idle_ms <= 0)
 			return; /* nothing more to watch */
 		uint64_t end = c->last_frame_ns + (uint64_t)c->idle_ms * 1000000ull;
+		if (now >= end && unread_bytes(c)) {
+			/* the peer spoke; this loop has not read it yet */
+			arm_guard(c, 1);
+			return;
+		}
+		/* a timer that fired late means this daemon was not scheduled:
+		 * the peer, likely starved by the same load, gets the time this
+		 * side lost, once per silence */
+		uint64_t late = now > c->guard_due_ns ? now - c->guard_due_ns : 0;
+		if (now >= end && !c->late_grace && late > LATE_NS) {
+			c->late_grace = 1;
+			log_info("%s: timer %.0f ms late (this host is busy): the peer gets that "
+				 "long again",
+				 c->peer, (double)late / 1e6);
+			end = now + late;
+		}
 		if (now >= end) {
 			evconn_close(c, "silent past its timeout");
 			return;

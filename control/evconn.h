@@ -45,6 +45,8 @@ struct evconn {
 	int idle_ms;
 	uint64_t handshake_end_ns, last_frame_ns;
 	struct event *guard_timer;
+	uint64_t guard_due_ns; /* when guard_timer should fire: how late it did */
+	int late_grace;        /* the silence deadline was moved once for a late loop */
 	struct evconn *next, *prev; /* the owner's list, if it keeps one */
 };
 

@@ -153,9 +153,13 @@ static void on_reg_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 
 /* ---- probes ---- */
 
-static void probe_done(struct monitor *m, int rep, int ok, int reason, const char *why)
+/* A probe's verdict, with hysteresis (HAProxy's fall and rise): a refused
+ * connect is the kernel's proof that nobody listens, and kills at once; a
+ * timeout or another failure counts toward probe_fall, and a dead
+ * replica needs probe_rise good probes in a row. The first verdict on a
+ * replica never decided (the monitor just started) is taken at once. */
+static void probe_close(struct mon_replica *r)
 {
-	struct mon_replica *r = &m->reps[rep];
 	if (r->probe_ev) {
 		event_free(r->probe_ev);
 		r->probe_ev = NULL;
@@ -164,12 +168,39 @@ static void probe_done(struct monitor *m, int rep, int ok, int reason, const cha
 		close(r->probe_fd);
 		r->probe_fd = -1;
 	}
+}
+
+static void probe_done(struct monitor *m, int rep, int ok, int reason, const char *why)
+{
+	struct mon_replica *r = &m->reps[rep];
+	probe_close(r);
+	if (r->registrations > 0)
+		return; /* its process's registration speaks for it */
 	/* a registered process that exited, then a refused probe: still the
 	 * exit (the more telling reason, of the same kind) */
 	if (reason == FLARE_DEATH_REFUSED && !r->alive && r->reason == FLARE_DEATH_EXITED)
 		reason = FLARE_DEATH_EXITED;
-	if (r->registrations == 0)
-		liveness_set(m, rep, ok, reason, why);
+	int undecided = !r->alive && r->reason == FLARE_DEATH_NONE;
+	if (ok) {
+		r->probe_fails = 0;
+		r->probe_oks++;
+		if (!r->alive && !undecided && r->probe_oks < m->cfg->probe_rise) {
+			log_debug("replica %s: probe %d of %d to come back",
+				  m->cfg->replicas[r->cfg].name, r->probe_oks, m->cfg->probe_rise);
+			return;
+		}
+	} else {
+		r->probe_oks = 0;
+		r->probe_fails++;
+		int proof = reason == FLARE_DEATH_REFUSED || reason == FLARE_DEATH_EXITED;
+		if (r->alive && !proof && r->probe_fails < m->cfg->probe_fall) {
+			log_info("replica %s: %s (%d of %d before it is dead)",
+				 m->cfg->replicas[r->cfg].name, why, r->probe_fails,
+				 m->cfg->probe_fall);
+			return;
+		}
+	}
+	liveness_set(m, rep, ok, reason, why);
 	if (m->liveness_dirty)
 		report_send(m);
 }
@@ -179,13 +210,39 @@ struct probe_arg {
 	int rep;
 };
 
+/* A probe's timer that fired late (this daemon was not scheduled) says
+ * nothing about the replica: the connect may have completed long ago, and
+ * a probe the loop could not look at in time neither fails nor passes. */
+static int probe_connected(evutil_socket_t fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int err = 0;
+	socklen_t elen = sizeof(err);
+	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err == 0 &&
+	       getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
+}
+
 static void on_probe(evutil_socket_t fd, short what, void *arg)
 {
 	struct probe_arg *pa = arg;
 	struct monitor *m = pa->m;
 	int rep = pa->rep, err = ETIMEDOUT;
 	free(pa);
-	if (!(what & EV_TIMEOUT)) {
+	struct mon_replica *r = &m->reps[rep];
+	if (what & EV_TIMEOUT) {
+		uint64_t late_ns = flare_monotonic_ns() - r->probe_start_ns;
+		uint64_t due_ns = (uint64_t)m->cfg->probe_timeout_ms * 1000000ull;
+		if (probe_connected(fd)) {
+			err = 0;
+		} else if (late_ns > 2 * due_ns) {
+			log_info("replica %s: probe looked at %.0f ms late (this host is busy): "
+				 "not counted",
+				 m->cfg->replicas[r->cfg].name, (double)(late_ns - due_ns) / 1e6);
+			probe_close(r);
+			return;
+		}
+	} else {
 		socklen_t len = sizeof(err);
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 			err = errno;
@@ -210,6 +267,7 @@ static void probe_start(struct monitor *m, int rep)
 		return;
 	}
 	r->probe_fd = fd;
+	r->probe_start_ns = flare_monotonic_ns();
 	if (connect(fd, (struct sockaddr *)&ss, len) == 0) {
 		probe_done(m, rep, 1, FLARE_DEATH_NONE, "probe connected");
 		return;
@@ -222,7 +280,7 @@ static void probe_start(struct monitor *m, int rep)
 	}
 	struct probe_arg *pa = malloc(sizeof(*pa));
 	if (!pa) {
-		probe_done(m, rep, r->alive, r->reason, "out of memory");
+		probe_close(r);
 		return;
 	}
 	pa->m = m;

@@ -43,9 +43,12 @@ struct mon_replica {
 	 * over the last sock_diag pass (hung.c) */
 	uint64_t segs;
 	double rate;
-	/* probe state (replicas nobody registered) */
+	/* probe state (replicas nobody registered): the probe under way, when
+	 * it started, and the verdicts in a row (probe_fall, probe_rise) */
 	evutil_socket_t probe_fd;
 	struct event *probe_ev;
+	uint64_t probe_start_ns;
+	int probe_fails, probe_oks;
 };
 
 struct registration {

@@ -241,9 +241,92 @@ def test_two_deployments_one_machine():
     check(b.replica("A-1")["alive"], "deployment two still has its A-1")
 
 
+def test_stalled_machine_blames_nobody():
+    """Every daemon unscheduled for three heartbeat timeouts at once (a
+    loaded or paused machine): each finds its timers late when it runs
+    again and gives its peers the time it lost, so no host, replica or
+    manager is declared dead and the table never changes."""
+    s = deployment()
+    start_all(s)
+    names = ["manager1", "monitor-alpha", "monitor-beta", "monitor-gamma", "agent"]
+    for n in names:
+        s.procs[n].send_signal(signal.SIGSTOP)
+    time.sleep(3 * HB_TIMEOUT_MS / 1000)
+    for n in names:
+        s.procs[n].send_signal(signal.SIGCONT)
+    end = time.monotonic() + 3 * HB_TIMEOUT_MS / 1000
+    while time.monotonic() < end:
+        t = s.table()
+        check(t and all(r["alive"] for r in t["services"][0]["replicas"]),
+              "a replica left the table after the stall: %s" % t)
+        time.sleep(0.05)
+    for n in names:
+        log = s.read_log(n)
+        check("silent past its timeout" not in log and "is dead" not in log,
+              "%s blamed a peer for its own lateness:\n%s" % (n, log[-1500:]))
+    check(all(h["alive"] for h in s.status()["hosts"]), "hosts %s" % s.status()["hosts"])
+
+
+def test_probe_fall_and_rise():
+    """A probed replica whose probes time out a while (its accept queue
+    full) stays alive for probe_fall - 1 failures, is dead (reason probe)
+    after probe_fall, and alive again only after probe_rise good probes;
+    a refused probe kills at once."""
+    mport, port, svc = free_ports(3)
+    s = Stack("""
+manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 100; };
+monitor = { probe_interval_ms = 100; probe_timeout_ms = 50; probe_fall = 3; probe_rise = 2; };
+agent = { shm = "@SHM@"; };
+hosts = ( { name = "alpha"; utilization = "file:@DIR@/alpha.util";
+            monitor_socket = "@DIR@/alpha.sock"; } );
+services = ( { name = "P"; address = "127.0.0.1:%d";
+    replicas = ( { name = "P-1"; host = "alpha"; address = "127.0.0.1:%d"; } ); } );
+""" % (mport, svc, port))
+    set_util(s, "alpha", 0.1)
+    lst = socket.socket()
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind(("127.0.0.1", port))
+    lst.listen(0)
+    s.manager()
+    s.monitor("alpha")
+    s.agent()
+    wait_for(lambda: (s.replica("P-1") or {}).get("alive"), 10, what="P-1 alive")
+    # fill the accept queue: the next SYNs are dropped, probes time out
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+    log = lambda: s.read_log("monitor-alpha")
+    wait_for(lambda: "(2 of 3 before it is dead)" in log(), 10, what="two failed probes")
+    check((s.replica("P-1") or {}).get("alive"), "P-1 dead before probe_fall failures")
+    wait_for(lambda: not (s.replica("P-1") or {}).get("alive", True), 5, what="P-1 dead")
+    check(s.replica("P-1")["reason"] == "probe", "reason %s" % s.replica("P-1"))
+    # drain the queue: probes connect again, and two in a row bring it back
+    lst.setblocking(False)
+    for c in fillers:
+        c.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (s.replica("P-1") or {}).get("alive"):
+        try:
+            lst.accept()[0].close()
+        except BlockingIOError:
+            time.sleep(0.01)
+    check("probe 1 of 2 to come back" in log(), "no rise counted:\n%s" % log()[-1500:])
+    check(s.replica("P-1")["alive"], "P-1 not alive again")
+    # nobody listening: the kernel refuses, which is proof at once
+    lst.close()
+    start = time.monotonic()
+    wait_for(lambda: not s.replica("P-1")["alive"], 5, what="P-1 dead after its listener closed")
+    check(time.monotonic() - start < 0.5, "a refused probe waited for probe_fall")
+    check(s.replica("P-1")["reason"] == "refused", "reason %s" % s.replica("P-1"))
+
+
 if __name__ == "__main__":
     run([test_utilization_reorders_table, test_sigkill_registered_server_marks_dead,
          test_monitor_death_marks_host_dead, test_silent_monitor_marks_host_dead_after_timeout,
          test_manager_restart_resubscribes,
          test_garbage_frames_rejected, test_two_deployments_one_machine,
-         test_replicated_managers])
+         test_replicated_managers, test_stalled_machine_blames_nobody,
+         test_probe_fall_and_rise])
