@@ -56,6 +56,8 @@ int state_delta(struct manager *m, struct fw_rank *d)
 		    p->ramp_ppm != bal.ramp_ppm || p->weight_ppm != bal.weight_ppm ||
 		    !order_equal(p->n_failover, p->failover, m->failover[i].n,
 				 m->failover[i].idx)) {
+			if (p->alive != alive || p->reason != reason)
+				m->reps[i].changed_ns = now;
 			p->alive = alive;
 			p->reason = reason;
 			p->load_ppm = load;

@@ -39,6 +39,7 @@ struct mreplica {
 	uint32_t pid;
 	double measured; /* CPU share measured by the monitor, < 0 when unknown */
 	int drained;     /* flarectl drain: no new bindings, connections move off */
+	uint64_t changed_ns; /* when its published liveness or reason last changed */
 	/* balance.c */
 	double rate;           /* smoothed requests/s */
 	uint64_t rate_ns;      /* last sample */

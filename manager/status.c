@@ -18,6 +18,28 @@ static void age(struct evbuffer *b, uint64_t now, uint64_t then)
 		evbuffer_add_printf(b, "%.0f ms ago", (double)(now - then) / 1e6);
 }
 
+/* How its monitor knows it lives: its process registered, or probes only
+ * (a host not heard from: unknown) */
+static void watched_text(const struct manager *m, int r, char *out, size_t n)
+{
+	if (!m->hosts[m->cfg->replicas[r].host].reports)
+		snprintf(out, n, "unknown");
+	else if (m->reps[r].registered)
+		snprintf(out, n, "pid %u", m->reps[r].pid);
+	else
+		snprintf(out, n, "probe");
+}
+
+static void changed_text(uint64_t now, uint64_t then, char *out, size_t n)
+{
+	if (!then)
+		snprintf(out, n, "never");
+	else if (now - then < 100000000000ull)
+		snprintf(out, n, "%.1fs ago", (double)(now - then) / 1e9);
+	else
+		snprintf(out, n, "%.0fs ago", (double)(now - then) / 1e9);
+}
+
 static void order_names(struct evbuffer *b, const struct flare_config *c, int first, uint8_t n,
 			const uint8_t *idx, int json)
 {
@@ -65,16 +87,22 @@ static void render_text(struct manager *m, struct evbuffer *b, uint64_t now)
 		    sv->replay_unsafe ? " (unsafe requests replayed)" : "",
 		    flare_balance_name(sv->balance), flare_binding_name(sv->binding));
 		order_names(b, c, sv->first_replica, p->n_order, p->order, 0);
-		evbuffer_add_printf(b, "\n  %-16s %-12s %-24s %-6s %-6s %-9s %-6s %s\n", "REPLICA",
-				    "HOST", "ADDRESS", "ALIVE", "LOAD", "RATE/S", "WEIGHT",
-				    "FAILOVER");
+		evbuffer_add_printf(
+		    b, "\n  %-16s %-12s %-24s %-6s %-8s %-14s %-10s %-6s %-9s %-6s %s\n", "REPLICA",
+		    "HOST", "ADDRESS", "ALIVE", "REASON", "WATCHED", "CHANGED", "LOAD", "RATE/S",
+		    "WEIGHT", "FAILOVER");
 		for (int r = sv->first_replica; r < sv->first_replica + sv->n_replicas; r++) {
 			const struct fw_rank_replica *q = &m->pub_reps[r];
-			evbuffer_add_printf(b, "  %-16s %-12s %-24s %-6s %-6.2f %-9.1f %-6.2f ",
-					    c->replicas[r].name, c->hosts[c->replicas[r].host].name,
-					    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)),
-					    yes(q->alive), (double)q->load_ppm / FLARE_PPM,
-					    m->reps[r].rate, (double)q->weight_ppm / FLARE_PPM);
+			char watched[32], changed[32];
+			watched_text(m, r, watched, sizeof(watched));
+			changed_text(now, m->reps[r].changed_ns, changed, sizeof(changed));
+			evbuffer_add_printf(
+			    b, "  %-16s %-12s %-24s %-6s %-8s %-14s %-10s %-6.2f %-9.1f %-6.2f ",
+			    c->replicas[r].name, c->hosts[c->replicas[r].host].name,
+			    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)), yes(q->alive),
+			    q->alive ? "-" : flare_death_name(q->reason), watched, changed,
+			    (double)q->load_ppm / FLARE_PPM, m->reps[r].rate,
+			    (double)q->weight_ppm / FLARE_PPM);
 			order_names(b, c, sv->first_replica, q->n_failover, q->failover, 0);
 			evbuffer_add_printf(b, "%s\n", m->reps[r].drained ? "  (DRAINED)" : "");
 		}
@@ -131,14 +159,22 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 			evbuffer_add_printf(
 			    b,
 			    "%s{\"name\":\"%s\",\"host\":\"%s\",\"address\":\"%s\","
-			    "\"alive\":%s,\"registered\":%s,\"pid\":%u,\"load\":%.4f,"
+			    "\"alive\":%s,\"reason\":\"%s\",\"watched\":\"%s\",\"changed_ms\":%.1f,"
+			    "\"registered\":%s,\"pid\":%u,\"load\":%.4f,"
 			    "\"rate\":%.3f,\"weight\":%.4f,\"ramp\":%.2f,\"connections\":%d,"
 			    "\"drained\":%s,\"failover\":[",
 			    r > sv->first_replica ? "," : "", c->replicas[r].name,
 			    c->hosts[c->replicas[r].host].name,
 			    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)),
-			    q->alive ? "true" : "false", m->reps[r].registered ? "true" : "false",
-			    m->reps[r].pid, (double)q->load_ppm / FLARE_PPM, m->reps[r].rate,
+			    q->alive ? "true" : "false",
+			    q->alive ? "none" : flare_death_name(q->reason),
+			    !m->hosts[c->replicas[r].host].reports ? "unknown"
+			    : m->reps[r].registered                ? "process"
+								   : "probe",
+			    m->reps[r].changed_ns ? (double)(now - m->reps[r].changed_ns) / 1e6
+						  : -1.0,
+			    m->reps[r].registered ? "true" : "false", m->reps[r].pid,
+			    (double)q->load_ppm / FLARE_PPM, m->reps[r].rate,
 			    (double)q->weight_ppm / FLARE_PPM, (double)q->ramp_ppm / FLARE_PPM,
 			    m->reps[r].n_conns, m->reps[r].drained ? "true" : "false");
 			order_names(b, c, sv->first_replica, q->n_failover, q->failover, 1);

@@ -82,11 +82,17 @@ def test_utilization_reorders_table():
 def test_sigkill_registered_server_marks_dead():
     s = deployment()
     start_all(s)
-    check(s.status()["services"][0]["replicas"][1]["registered"], "A-2 registered")
+    before = s.status()["services"][0]["replicas"][1]
+    check(before["registered"] and before["watched"] == "process" and before["reason"] == "none",
+          "A-2 watched through its registration: %s" % before)
     start = time.monotonic()
     s.kill("server-A-2")
     wait_for(lambda: not s.replica("A-2")["alive"], 5, what="A-2 dead in the table")
     print("     SIGKILL -> dead in table: %.0f ms" % ((time.monotonic() - start) * 1000))
+    after = s.status()["services"][0]["replicas"][1]
+    check(after["reason"] == "exited" and 0 <= after["changed_ms"] < 2000
+          and after["changed_ms"] < before["changed_ms"],
+          "status after the death: %s (before: %s)" % (after, before))
     check(s.replica("A-1")["alive"] and s.replica("A-3")["alive"], "others still alive")
     check("A-2" not in s.replica("A-1")["failover"][:1], "A-1 no longer fails over to A-2")
 
