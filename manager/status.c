@@ -18,14 +18,17 @@ static void age(struct evbuffer *b, uint64_t now, uint64_t then)
 		evbuffer_add_printf(b, "%.0f ms ago", (double)(now - then) / 1e6);
 }
 
-/* How its monitor knows it lives: its process registered, or probes only
- * (a host not heard from: unknown) */
+/* How its monitor knows it lives: its process registered, its process
+ * found by its listening socket, or probes only (a host not heard from:
+ * unknown) */
 static void watched_text(const struct manager *m, int r, char *out, size_t n)
 {
 	if (!m->hosts[m->cfg->replicas[r].host].reports)
 		snprintf(out, n, "unknown");
 	else if (m->reps[r].registered)
 		snprintf(out, n, "pid %u", m->reps[r].pid);
+	else if (m->reps[r].pid)
+		snprintf(out, n, "found pid %u", m->reps[r].pid);
 	else
 		snprintf(out, n, "probe");
 }
@@ -88,7 +91,7 @@ static void render_text(struct manager *m, struct evbuffer *b, uint64_t now)
 		    flare_balance_name(sv->balance), flare_binding_name(sv->binding));
 		order_names(b, c, sv->first_replica, p->n_order, p->order, 0);
 		evbuffer_add_printf(
-		    b, "\n  %-16s %-12s %-24s %-6s %-8s %-14s %-10s %-6s %-9s %-6s %s\n", "REPLICA",
+		    b, "\n  %-16s %-12s %-24s %-6s %-8s %-18s %-10s %-6s %-9s %-6s %s\n", "REPLICA",
 		    "HOST", "ADDRESS", "ALIVE", "REASON", "WATCHED", "CHANGED", "LOAD", "RATE/S",
 		    "WEIGHT", "FAILOVER");
 		for (int r = sv->first_replica; r < sv->first_replica + sv->n_replicas; r++) {
@@ -97,7 +100,7 @@ static void render_text(struct manager *m, struct evbuffer *b, uint64_t now)
 			watched_text(m, r, watched, sizeof(watched));
 			changed_text(now, m->reps[r].changed_ns, changed, sizeof(changed));
 			evbuffer_add_printf(
-			    b, "  %-16s %-12s %-24s %-6s %-8s %-14s %-10s %-6.2f %-9.1f %-6.2f ",
+			    b, "  %-16s %-12s %-24s %-6s %-8s %-18s %-10s %-6.2f %-9.1f %-6.2f ",
 			    c->replicas[r].name, c->hosts[c->replicas[r].host].name,
 			    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)), yes(q->alive),
 			    q->alive ? "-" : flare_death_name(q->reason), watched, changed,
@@ -170,6 +173,7 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 			    q->alive ? "none" : flare_death_name(q->reason),
 			    !m->hosts[c->replicas[r].host].reports ? "unknown"
 			    : m->reps[r].registered                ? "process"
+			    : m->reps[r].pid                       ? "found"
 								   : "probe",
 			    m->reps[r].changed_ns ? (double)(now - m->reps[r].changed_ns) / 1e6
 						  : -1.0,

@@ -68,6 +68,7 @@ static void on_reg_close(struct evconn *c, const char *why)
 		if (--r->registrations == 0) {
 			r->load = -1;
 			r->pid = 0;
+			r->found_next_ns = 0;
 			liveness_set(m, g->reps[i], 0, FLARE_DEATH_EXITED,
 				     "its process closed the registration");
 		}
@@ -181,6 +182,8 @@ static void probe_done(struct monitor *m, int rep, int ok, int reason, const cha
 	if (reason == FLARE_DEATH_REFUSED && !r->alive && r->reason == FLARE_DEATH_EXITED)
 		reason = FLARE_DEATH_EXITED;
 	int undecided = !r->alive && r->reason == FLARE_DEATH_NONE;
+	if (ok && r->found_stopped)
+		return; /* the kernel accepts for a stopped process: it serves nobody */
 	if (ok) {
 		r->probe_fails = 0;
 		r->probe_oks++;
@@ -322,6 +325,7 @@ void liveness_probe_all(struct monitor *m)
 {
 	hung_check(m);
 	check_stopped(m);
+	discover_check(m);
 	for (int i = 0; i < m->n_reps; i++)
 		probe_start(m, i);
 }

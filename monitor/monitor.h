@@ -25,6 +25,7 @@ struct util_source {
 };
 
 #define UTIL_WINDOW_MAX 256
+#define MON_MAX_FOUND 8 /* processes sharing one listening socket (forked workers) */
 
 struct mon_replica {
 	int cfg; /* index into cfg->replicas */
@@ -49,6 +50,13 @@ struct mon_replica {
 	struct event *probe_ev;
 	uint64_t probe_start_ns;
 	int probe_fails, probe_oks;
+	/* discover.c: the processes found holding its listening socket (no
+	 * registration), at which descriptor, and whether all are stopped */
+	unsigned long found_inode;
+	uint32_t found_pid[MON_MAX_FOUND];
+	int found_fd[MON_MAX_FOUND];
+	int n_found, found_stopped;
+	uint64_t found_next_ns; /* when to look again for a replica with none */
 };
 
 struct registration {
@@ -115,6 +123,14 @@ void liveness_measure_loads(struct monitor *m, uint64_t now);
 void liveness_set(struct monitor *m, int rep, int alive, int reason, const char *why);
 /* SIGHUP: the host's replicas from cfg (host: its index there) */
 int liveness_reload(struct monitor *m, const struct flare_config *cfg, int host);
+
+/* verify.c: the inodes of the TCP sockets listening on a (exactly, or on
+ * its port's wildcard) in the network namespace of netdir (/proc/PID/net) */
+int proc_listeners(const char *netdir, const struct flare_addr *a, unsigned long *out, int max);
+
+/* discover.c: the processes behind replicas nobody registered, found by
+ * their listening sockets; a stopped one makes its replica dead */
+void discover_check(struct monitor *m);
 
 /* verify.c: 0 when the registering peer on sock is the process it names
  * and listens on every address it registers; -1 with *why otherwise */

@@ -73,36 +73,48 @@ static int parse_local(const char *s, int family, struct flare_addr *a)
 	return 0;
 }
 
-/* Does one of the inodes listen on a (exactly, or on the wildcard of its
- * family with a's port)? */
-static int listens(uint32_t pid, const struct flare_addr *a, const unsigned long *inodes, int n)
+int proc_listeners(const char *netdir, const struct flare_addr *a, unsigned long *out, int max)
 {
 	static const char *const files[] = {"tcp", "tcp6"};
-	for (int f = 0; f < 2; f++) {
-		char path[64], line[512];
-		snprintf(path, sizeof(path), "/proc/%" PRIu32 "/net/%s", pid, files[f]);
+	int n = 0;
+	for (int f = 0; f < 2 && n < max; f++) {
+		char path[128], line[512];
+		snprintf(path, sizeof(path), "%s/%s", netdir, files[f]);
 		FILE *fp = fopen(path, "re");
 		if (!fp)
 			continue;
-		int family = f ? AF_INET6 : AF_INET, found = 0;
-		while (!found && fgets(line, sizeof(line), fp)) {
+		int family = f ? AF_INET6 : AF_INET;
+		while (n < max && fgets(line, sizeof(line), fp)) {
 			char local[64];
 			unsigned st;
 			unsigned long ino;
 			struct flare_addr l;
 			if (sscanf(line, " %*d: %63s %*s %x %*s %*s %*s %*d %*d %lu", local, &st,
 				   &ino) != 3 ||
-			    st != 0x0A /* LISTEN */ || !has_inode(inodes, n, ino) ||
-			    parse_local(local, family, &l) < 0 || l.port != a->port)
+			    st != 0x0A /* LISTEN */ || parse_local(local, family, &l) < 0 ||
+			    l.port != a->port)
 				continue;
-			found = flare_addr_equal(&l, a) ||
-				(flare_addr_is_wildcard(&l) &&
-				 (l.family == a->family || l.family == AF_INET6));
+			if (flare_addr_equal(&l, a) ||
+			    (flare_addr_is_wildcard(&l) &&
+			     (l.family == a->family || l.family == AF_INET6)))
+				out[n++] = ino;
 		}
 		fclose(fp);
-		if (found)
-			return 1;
 	}
+	return n;
+}
+
+/* Does one of the inodes listen on a (exactly, or on the wildcard of its
+ * family with a's port)? */
+static int listens(uint32_t pid, const struct flare_addr *a, const unsigned long *inodes, int n)
+{
+	char netdir[64];
+	unsigned long l[MAX_INODES];
+	snprintf(netdir, sizeof(netdir), "/proc/%" PRIu32 "/net", pid);
+	int k = proc_listeners(netdir, a, l, MAX_INODES);
+	for (int i = 0; i < k; i++)
+		if (has_inode(inodes, n, l[i]))
+			return 1;
 	return 0;
 }
 

@@ -6,9 +6,10 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 
-from harness import (BUILD, Stack, all_alive, all_registered, check, client_env, free_ports, frame, library_stats,
+from harness import (BUILD, Stack, accepts, track, all_alive, all_registered, check, client_env, free_ports, frame, library_stats,
                      registering_server, rr_deployment, rr_server, run, serving_replica,
                      start_rr, wait_for)
 
@@ -329,10 +330,58 @@ services = ( { name = "P"; address = "127.0.0.1:%d";
     check(s.replica("P-1")["reason"] == "refused", "reason %s" % s.replica("P-1"))
 
 
+def test_unregistered_stopped_server_is_found():
+    """A server not under flare-run (so never registered) is watched
+    through its listening socket: the monitor finds the process holding
+    it, and a SIGSTOP makes the replica dead (reason stopped) within a
+    second, though the kernel still completes the probes' handshakes;
+    SIGCONT brings it back."""
+    mport, port, svc = free_ports(3)
+    s = Stack("""
+manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 100; };
+monitor = { probe_interval_ms = 100; };
+agent = { shm = "@SHM@"; };
+hosts = ( { name = "alpha"; utilization = "file:@DIR@/alpha.util";
+            monitor_socket = "@DIR@/alpha.sock"; } );
+services = ( { name = "P"; address = "127.0.0.1:%d";
+    replicas = ( { name = "P-1"; host = "alpha"; address = "127.0.0.1:%d"; } ); } );
+""" % (mport, svc, port))
+    set_util(s, "alpha", 0.1)
+    srv = track(subprocess.Popen([sys.executable, "-c", (
+        "import socket,time\n"
+        "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', %d)); s.listen(64)\n"
+        "time.sleep(60)\n") % port]))
+    s.procs["plain-server"] = srv
+    wait_for(lambda: accepts(port), 5, what="the plain server listening")
+    s.manager()
+    s.monitor("alpha")
+    s.agent()
+
+    def watched():
+        st = s.status() or {}
+        reps = [r for sv in st.get("services", []) for r in sv["replicas"]]
+        return reps and reps[0]["watched"] == "found" and reps[0]["pid"] == srv.pid
+    wait_for(watched, 10, what="P-1 watched through the process found behind it")
+    check(s.replica("P-1")["alive"], "P-1 alive")
+    srv.send_signal(signal.SIGSTOP)
+    stop = time.monotonic()
+    try:
+        wait_for(lambda: not s.replica("P-1")["alive"], 1.0, what="the stopped P-1 dead within 1 s")
+        took = time.monotonic() - stop
+        check(s.replica("P-1")["reason"] == "stopped", "reason %r" % s.replica("P-1"))
+        time.sleep(0.5)  # probes go on connecting: it stays dead
+        check(not s.replica("P-1")["alive"], "a probe brought the stopped P-1 back")
+    finally:
+        srv.send_signal(signal.SIGCONT)
+    print("     SIGSTOP of a server nobody registered -> dead: %.0f ms" % (took * 1000))
+    wait_for(lambda: s.replica("P-1")["alive"], 2, what="P-1 alive again after SIGCONT")
+
+
 if __name__ == "__main__":
     run([test_utilization_reorders_table, test_sigkill_registered_server_marks_dead,
          test_monitor_death_marks_host_dead, test_silent_monitor_marks_host_dead_after_timeout,
          test_manager_restart_resubscribes,
          test_garbage_frames_rejected, test_two_deployments_one_machine,
          test_replicated_managers, test_stalled_machine_blames_nobody,
-         test_probe_fall_and_rise])
+         test_probe_fall_and_rise, test_unregistered_stopped_server_is_found])
