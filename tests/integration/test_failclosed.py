@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, track, all_alive, check, client_env, library_stats, rr_deployment, run,
+from harness import (BUILD, accepts, track, all_alive, check, client_env, library_stats, rr_deployment, run,
                      start_rr, wait_for)
 from lineserver import line_deployment, logged, wait_logged
 
@@ -562,6 +562,7 @@ async def main(port, n):
         await w.drain()
         return await r.readline()
     assert await call(b"SELECT", b"1") == b"+OK\r\n"
+    open(sys.argv[3], "w").close()  # connected and selected: the test may kill now
     worst, stop = [0.0], [False]
     async def ticker():
         while not stop[0]:
@@ -583,11 +584,28 @@ asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 '''
 
 
+# accepts, reads and never answers: a replica alive to every check
+BLACK_HOLE = r'''
+import socket, sys, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+def drain(c):
+    while c.recv(4096):
+        pass
+while True:
+    c = s.accept()[0]
+    threading.Thread(target=drain, args=(c,), daemon=True).start()
+'''
+
+
 def async_redis_kill(failover, hung_second=False, freeze_agent=False):
     """Three Redis replicas, the asyncio client above on database 1, the
-    first replica killed 0.3 s in; with hung_second the next one in the
-    order accepts and never answers (stopped, not registered: alive while
-    its kernel accepts). (rc, stdout, stderr, counters, worst stall ms)."""
+    first replica killed 0.3 s after the client selected its database; with
+    hung_second the next one in the order is a process that accepts and
+    never answers (running, not registered: alive). (rc, stdout, stderr,
+    counters, worst stall ms)."""
     s = rr_deployment(service_extra='failover = "%s"; protocol = "redis";' % failover)
     start_rr(s, servers=False)
 
@@ -604,17 +622,23 @@ def async_redis_kill(failover, hung_second=False, freeze_agent=False):
             return run("SET", "k", "zero") == "OK" and run("-n", "1", "SET", "k", "one") == "OK"
         wait_for(loaded, 10, what="redis %d loaded" % i)
     for i in range(s.n):
-        redis(i, preload=not (hung_second and i == 1))
+        if hung_second and i == 1:
+            s.procs["rr1"] = track(subprocess.Popen([sys.executable, "-c", BLACK_HOLE,
+                                                     str(s.ports[1])]))
+            wait_for(lambda: accepts(s.ports[1]), 10, what="the black hole listening")
+        else:
+            redis(i)
     stopped = []
-    if hung_second:
-        stopped.append(s.procs["rr1"])
     try:
         wait_for(lambda: all_alive(s), 15, what="every replica alive")
         if freeze_agent:
             stopped.append(s.procs["agent"])
         for p in stopped:
             p.send_signal(signal.SIGSTOP)
-        p = client(s, ASYNC_REDIS_CLIENT, [s.svc, 300])
+        ready = os.path.join(s.dir, "client.ready")
+        p = client(s, ASYNC_REDIS_CLIENT, [s.svc, 300, ready])
+        wait_for(lambda: os.path.exists(ready) or p.poll() is not None, 30,
+                 what="the client connected")
         time.sleep(0.3)
         kill_replica(s, 0)
         rc, out, err = finish(p, 60)
