@@ -15,6 +15,13 @@
 
 #define AGENT_MAX_QUERIES 256
 
+/* wake.c: what the agent knows of each replica (global index) */
+struct wake_replica {
+	int alive, reason;
+	struct flare_addr addr;
+	uint64_t dead_since_ns; /* when this agent learned of the death */
+};
+
 struct agent {
 	struct flare_config *cfg;
 	struct event_base *base;
@@ -33,6 +40,16 @@ struct agent {
 	int n_seen;
 	uint64_t (*gone)[SS_N]; /* per service: counts of segments since removed */
 	struct evhttp *metrics;
+	/* wake.c: the kernel wake, when this agent may end sockets */
+	struct {
+		int on;
+		struct event *timer;
+		struct timeval tick;
+		struct wake_replica *reps;
+		int n_reps;
+		uint64_t ended;         /* connections ended */
+		uint64_t last_sweep_ns; /* the last look at the registered waits */
+	} wake;
 };
 
 /* metrics.c */
@@ -46,6 +63,12 @@ int names_claim(struct agent *a, char *err, size_t n);
 
 int agent_start(struct agent *a);
 void agent_stop(struct agent *a);
+
+/* wake.c: ends blocked clients' condemned connections through the kernel
+ * (SOCK_DESTROY) where this agent may; wake_rank follows the table */
+int wake_start(struct agent *a);
+void wake_stop(struct agent *a);
+void wake_rank(struct agent *a, const struct fw_rank *r);
 
 /* query.c */
 int query_start(struct agent *a);

@@ -45,8 +45,10 @@ static void on_msg(struct mlink *l, struct fw_msg *m)
 	const char *why = NULL;
 	switch (m->type) {
 	case FW_RANK:
-		if (apply_rank(a, mlink_peer(l), &m->u.rank, &why) == 0)
+		if (apply_rank(a, mlink_peer(l), &m->u.rank, &why) == 0) {
+			wake_rank(a, &m->u.rank);
 			return;
+		}
 		break;
 	case FW_HEARTBEAT: /* news from a manager: the table is fresh */
 		if (a->subscribed)

@@ -4,6 +4,10 @@
 #include "log.h"
 
 #include <errno.h>
+#include <linux/capability.h>
+#include <stdint.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -48,6 +52,23 @@ static void describe(void *ctx, const struct flare_config *cfg, char *out, size_
 	snprintf(out, n, "table %s", ((struct agent_main *)ctx)->shm);
 }
 
+/* After setuid with PR_SET_KEEPCAPS: CAP_NET_ADMIN alone stays permitted
+ * and effective, if it was permitted (raw capset: no libcap for one bit) */
+static void keep_net_admin(void)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) < 0)
+		return;
+	uint32_t bit = 1u << (CAP_NET_ADMIN % 32);
+	int w = CAP_NET_ADMIN / 32;
+	int had = (d[w].permitted & bit) != 0;
+	memset(d, 0, sizeof(d));
+	if (had)
+		d[w].permitted = d[w].effective = bit;
+	syscall(SYS_capset, &h, d);
+}
+
 /* agent.user: the user that owns the table (clients trust it). Started
  * as root, the agent becomes that user before it makes anything; started
  * as anyone else, it must already be that user. */
@@ -67,11 +88,16 @@ static int become_user(const struct flare_config *cfg, char *err, size_t n)
 			 cfg->path, cfg->agent_user, (unsigned)pw->pw_uid, (unsigned)geteuid());
 		return -1;
 	}
+	/* CAP_NET_ADMIN is kept across the change, and only it: the kernel
+	 * wake (wake.c) ends sockets through sock_diag */
+	prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		snprintf(err, n, "cannot become agent.user '%s': %s", cfg->agent_user,
 			 strerror(errno));
 		return -1;
 	}
+	prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+	keep_net_admin();
 	log_info("running as agent.user %s (uid %u)", cfg->agent_user, (unsigned)pw->pw_uid);
 	return 0;
 }
@@ -85,7 +111,7 @@ static int start(void *ctx, struct event_base *base)
 		log_error("%s", err);
 		return -1;
 	}
-	if (agent_start(a) < 0 || query_start(a) < 0 || metrics_start(a) < 0)
+	if (agent_start(a) < 0 || query_start(a) < 0 || metrics_start(a) < 0 || wake_start(a) < 0)
 		return -1;
 	log_info("agent publishing %s from %d manager address(es)", a->writer.name,
 		 a->cfg->n_managers);
@@ -97,6 +123,7 @@ static void stop(void *ctx)
 	struct agent_main *am = ctx;
 	struct agent *a = &am->a;
 	query_stop(a);
+	wake_stop(a);
 	agent_stop(a);
 	metrics_stop(a);
 	log_info("stopping: %llu full tables, %llu deltas, %llu rejected, %llu queries; table %s",

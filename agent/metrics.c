@@ -129,10 +129,15 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	    "flare_agent_frames_rejected_total %llu\n"
 	    "# HELP flare_agent_queries_total reactive-failover questions forwarded\n"
 	    "# TYPE flare_agent_queries_total counter\nflare_agent_queries_total %llu\n"
+	    "# HELP flare_agent_wake 1 while the agent ends condemned connections (kernel wake)\n"
+	    "# TYPE flare_agent_wake gauge\nflare_agent_wake %d\n"
+	    "# HELP flare_agent_wake_ended_total blocked clients' connections ended\n"
+	    "# TYPE flare_agent_wake_ended_total counter\nflare_agent_wake_ended_total %llu\n"
 	    "# HELP flare_library_processes client processes counting into the table\n"
 	    "# TYPE flare_library_processes gauge\nflare_library_processes %d\n",
 	    a->subscribed, (unsigned long long)a->fulls, (unsigned long long)a->deltas,
-	    (unsigned long long)a->rejected, (unsigned long long)a->queries, processes);
+	    (unsigned long long)a->rejected, (unsigned long long)a->queries, a->wake.on,
+	    (unsigned long long)a->wake.ended, processes);
 	int n = a->cfg->n_services < FLARE_USER_SERVICES ? a->cfg->n_services : FLARE_USER_SERVICES;
 	for (int f = 0; f < SS_N; f++) {
 		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", field_name[f],

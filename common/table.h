@@ -29,6 +29,11 @@
 #define FLARE_TBL_MAGIC 0x54524c46u /* "FLRT" little endian */
 #define FLARE_TBL_VERSION 3u
 #define FLARE_TBL_FLAG_RETIRED 1u
+/* The agent ends condemned connections through the kernel (SOCK_DESTROY,
+ * agent/wake.c): a blocking read registered with it needs no slicing */
+#define FLARE_TBL_FLAG_WAKE 2u
+/* ... as long as the agent has been heard from this recently */
+#define FLARE_WAKE_FRESH_MS 1000
 #define FLARE_TBL_NEW_INFIX ".new." /* NAME.new.PID.RANDOM while a new layout is made */
 
 struct flare_tbl_hdr {
@@ -148,6 +153,9 @@ void flare_tbl_reader_close(struct flare_tbl_reader *r);
 int flare_tbl_check_layout(const uint8_t *base, size_t size, const char **why);
 /* OK, STALE, RETIRED, CORRUPT or BUSY for the table as a whole. */
 int flare_tbl_health(const struct flare_tbl_reader *r, uint64_t now_ns);
+/* Does the table's agent wake blocked readers (FLARE_TBL_FLAG_WAKE), and
+ * did it write within FLARE_WAKE_FRESH_MS of now_ns? */
+int flare_tbl_wakes(const struct flare_tbl_reader *r, uint64_t now_ns);
 /* Looks a destination up; O(1) expected, no allocation, no syscall but
  * clock_gettime. */
 int flare_tbl_lookup_service(const struct flare_tbl_reader *r, const struct flare_addr *a,

@@ -205,6 +205,17 @@ uint64_t flare_tbl_moves_gen(const struct flare_tbl_reader *r)
 	return ld64(&((const struct flare_tbl_hdr *)r->base)->moves_gen);
 }
 
+int flare_tbl_wakes(const struct flare_tbl_reader *r, uint64_t now_ns)
+{
+	if (!r->base)
+		return 0;
+	const struct flare_tbl_hdr *h = (const void *)r->base;
+	uint32_t fl = ld32(&h->flags);
+	uint64_t updated = ld64(&h->updated_ns);
+	return (fl & FLARE_TBL_FLAG_WAKE) && !(fl & FLARE_TBL_FLAG_RETIRED) && updated <= now_ns &&
+	       now_ns - updated < (uint64_t)FLARE_WAKE_FRESH_MS * 1000000ull;
+}
+
 int flare_tbl_health(const struct flare_tbl_reader *r, uint64_t now_ns)
 {
 	if (!r->base)

@@ -7,6 +7,9 @@
  *           so turns alternate across the user's processes
  *   page 2..: one slot of counters per process (what the library did, per
  *           service, for the agent's metrics)
+ *   then:   one page of waits per slot: the socket cookies of the process's
+ *           blocking reads waiting for a reply, which the agent ends through
+ *           the kernel when the evidence condemns them (agent/wake.c)
  *
  * A process claims a free slot, or the slot of a process that exited, with
  * a compare-and-swap of its pid, and counts into it with relaxed atomic
@@ -24,7 +27,7 @@
 #include <stdint.h>
 
 #define FLARE_USER_MAGIC 0x55524c46u /* "FLRU" little endian */
-#define FLARE_USER_VERSION 1u
+#define FLARE_USER_VERSION 2u
 #define FLARE_USER_INFIX ".user." /* NAME.user.UID */
 #define FLARE_USER_PAGE 4096u
 #define FLARE_USER_SLOTS 256   /* processes of one user at once */
@@ -53,16 +56,25 @@ struct flare_user_slot {
 	uint64_t v[FLARE_USER_SERVICES][SS_N];
 };
 
+/* A slot's waits: SO_COOKIE of each socket a blocking read waits on (0:
+ * a free entry), written by its process, read by the agent */
+#define FLARE_USER_WAITS 512
+struct flare_user_waits {
+	uint64_t cookie[FLARE_USER_WAITS];
+};
+
 struct flare_user_seg {
 	struct flare_user_hdr hdr;
 	uint8_t pad0[FLARE_USER_PAGE - sizeof(struct flare_user_hdr)];
 	uint64_t rr[FLARE_RR_SLOTS];
 	struct flare_user_slot slots[FLARE_USER_SLOTS];
+	struct flare_user_waits waits[FLARE_USER_SLOTS];
 };
 
 _Static_assert(sizeof(struct flare_user_hdr) <= FLARE_USER_PAGE, "header fits a page");
 _Static_assert(sizeof(uint64_t) * FLARE_RR_SLOTS == FLARE_USER_PAGE, "tickets fill a page");
 _Static_assert(sizeof(struct flare_user_slot) == FLARE_USER_PAGE, "a slot is a page");
+_Static_assert(sizeof(struct flare_user_waits) == FLARE_USER_PAGE, "a slot's waits are a page");
 
 #define FLARE_USER_SEG_SIZE ((long)sizeof(struct flare_user_seg))
 

@@ -177,4 +177,31 @@ out:
 	return rc;
 }
 
+int flare_seg_user_waits(const struct flare_seg *g, uint64_t *out, int max)
+{
+	static struct flare_user_hdr h;
+	static struct flare_user_waits w;
+	struct stat st;
+	int fd = shm_open(g->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0), n = 0;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != g->ino || st.st_uid != g->owner ||
+	    pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		close(fd);
+		return -1;
+	}
+	for (int i = 0; i < FLARE_USER_SLOTS && n < max; i++) {
+		if (!h.pid[i] || !alive((pid_t)h.pid[i]))
+			continue; /* an exited process's entries name closed sockets */
+		off_t at = (off_t)offsetof(struct flare_user_seg, waits) + (off_t)i * (off_t)sizeof(w);
+		if (pread(fd, &w, sizeof(w), at) != (ssize_t)sizeof(w))
+			break;
+		for (int k = 0; k < FLARE_USER_WAITS && n < max; k++)
+			if (w.cookie[k])
+				out[n++] = w.cookie[k];
+	}
+	close(fd);
+	return n;
+}
+
 int flare_seg_remove(const struct flare_seg *s) { return shm_unlink(s->name); }

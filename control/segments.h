@@ -40,6 +40,9 @@ const char *flare_seg_kind_name(int kind);
 /* Adds a valid USER segment's slots into sum (per service, per counter)
  * with pread(2); 0, or -1 when it changed under the reader. */
 int flare_seg_user_sum(const struct flare_seg *g, uint64_t (*sum)[SS_N]);
+/* The socket cookies a valid USER segment's live processes registered for
+ * the kernel wake (up to max); how many, or -1 */
+int flare_seg_user_waits(const struct flare_seg *g, uint64_t *out, int max);
 /* shm_unlink; 0, or -1 with errno */
 int flare_seg_remove(const struct flare_seg *s);
 

@@ -362,6 +362,7 @@ int flare_tbl_write_full(struct flare_tbl_writer *w, const struct fw_rank *m, co
 	if (!img)
 		return -1;
 	hdr_of(img)->updated_ns = flare_monotonic_ns();
+	hdr_of(img)->flags = w->flags;
 	if (w->img) /* readers compare it for change: it never goes back */
 		hdr_of(img)->moves_gen = hdr_of(w->img)->moves_gen + 1;
 	if (w->seg && same_layout(w->seg, img)) {
@@ -389,6 +390,19 @@ int flare_tbl_write_full(struct flare_tbl_writer *w, const struct fw_rank *m, co
 	w->seg = seg;
 	w->size = size;
 	return 0;
+}
+
+void flare_tbl_writer_flags(struct flare_tbl_writer *w, uint32_t bits, int on)
+{
+	w->flags = on ? w->flags | bits : w->flags & ~bits;
+	if (w->img)
+		hdr_of(w->img)->flags = w->flags;
+	if (w->seg) {
+		if (on)
+			__atomic_fetch_or(&hdr_of(w->seg)->flags, bits, __ATOMIC_RELEASE);
+		else
+			__atomic_fetch_and(&hdr_of(w->seg)->flags, ~bits, __ATOMIC_RELEASE);
+	}
 }
 
 int flare_tbl_write_delta(struct flare_tbl_writer *w, const struct fw_rank *m, const char **why)

@@ -175,8 +175,9 @@ class Stack:
         return self.start("monitor-" + host, [BUILD + "/flare-monitor", "-c", self.conf,
                                               "--host", host, "-f"])
 
-    def agent(self):
-        return self.start("agent", [BUILD + "/flare-agent", "-c", self.conf, "-f"])
+    def agent(self, prefix=()):
+        """prefix: a command the agent runs under (setpriv dropping a capability)"""
+        return self.start("agent", list(prefix) + [BUILD + "/flare-agent", "-c", self.conf, "-f"])
 
     def kill(self, name, sig=signal.SIGKILL):
         p = self.procs.pop(name)
@@ -352,12 +353,12 @@ def write_key(path):
         f.write(os.urandom(32))
 
 
-def start_rr(s, servers=True):
+def start_rr(s, servers=True, agent_prefix=()):
     for ident in range(1, s.managers + 1):
         s.manager(ident)
     for i in range(s.n):
         s.monitor("h%d" % i)
-    s.agent()
+    s.agent(agent_prefix)
     if servers:
         for i in range(s.n):
             rr_server(s, i)

@@ -7,7 +7,7 @@ pkgs_for() {
 	case "$1" in
 	build) echo "gcc libc6-dev make pkg-config libconfig-dev uthash-dev libcmocka-dev libevent-dev libsodium-dev libssl-dev" ;;
 	fuzz) echo "clang libclang-rt-14-dev" ;;
-	test) echo "python3 iproute2 procps util-linux curl wget redis-server redis-tools apache2-utils nginx-light memcached libmemcached-tools nodejs postgresql postgresql-client python3-prometheus-client groff-base openssl mariadb-server mariadb-client python3-pymysql openssh-server openssh-client patchelf libssl-dev liburing-dev" ;;
+	test) echo "python3 iproute2 procps util-linux curl wget redis-server redis-tools apache2-utils nginx-light memcached libmemcached-tools nodejs postgresql postgresql-client python3-prometheus-client groff-base openssl mariadb-server mariadb-client python3-pymysql openssh-server openssh-client patchelf libssl-dev liburing-dev strace" ;;
 	demo) echo "gnuplot-nox python3 procps" ;;
 	bench) echo "python3 procps util-linux haproxy" ;;
 	hosts) echo "python3 iproute2 nftables procps" ;;

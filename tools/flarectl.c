@@ -111,9 +111,11 @@ static int print_table(const char *shm, int json)
 		return 1;
 	}
 	int health = flare_tbl_health(&r, flare_monotonic_ns());
-	printf(json ? "{\"table\":\"%s\",\"state\":\"%s\",\"gen\":%llu,\"services\":["
-		    : "table %s: %s, gen %llu\n",
-	       shm, flare_tbl_rc_name(health), (unsigned long long)flare_tbl_gen(&r));
+	int wakes = flare_tbl_wakes(&r, flare_monotonic_ns());
+	printf(json ? "{\"table\":\"%s\",\"state\":\"%s\",\"gen\":%llu,\"wake\":%s,\"services\":["
+		    : "table %s: %s, gen %llu, kernel wake %s\n",
+	       shm, flare_tbl_rc_name(health), (unsigned long long)flare_tbl_gen(&r),
+	       json ? (wakes ? "true" : "false") : (wakes ? "on" : "off"));
 	struct flare_route route;
 	char a[FLARE_ADDR_STRLEN];
 	for (uint32_t s = 0;; s++) {

@@ -793,12 +793,84 @@ def test_reactive_failover_asks_the_manager():
         restart(s, victim)
 
 
+def strace_counts(path):
+    """{syscall: calls} from an strace -c summary"""
+    counts = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
+            counts[f[-1]] = int(f[3])
+    return counts
+
+
+def woken_client(s, requests):
+    """rr-client under strace -c: (its summary line, {syscall: calls})"""
+    trace = os.path.join(s.dir, "strace.%d" % time.monotonic_ns())
+    senv, _ = client_env(s)
+    r = subprocess.run(["strace", "-f", "-c", "-o", trace, BUILD + "/flare-run", "--shm", s.shm,
+                        "--", BUILD + "/rr-client", "-c", "127.0.0.1:%d" % s.svc, "-n",
+                        str(requests)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, **senv))
+    check(r.returncode == 0, "rr-client under strace: %s %s" % (r.stdout, r.stderr[-400:]))
+    return r.stdout, strace_counts(trace)
+
+
+def stopped_replica_run(s):
+    """rr-client through a SIGSTOP of its serving replica: the worst request (ms)"""
+    victim = serving_replica(s)
+    lat = os.path.join(s.dir, "lat%d.log" % time.monotonic_ns())
+    p = rr_client(s, ["-n", "300", "-r", "100", "--log", lat], wait=False)
+    time.sleep(0.5)
+    s.procs["rr%d" % victim].send_signal(signal.SIGSTOP)
+    try:
+        out, err = p.communicate(timeout=60)
+    finally:
+        s.procs["rr%d" % victim].send_signal(signal.SIGCONT)
+    n, errors, served = parse(out)
+    check(p.returncode == 0 and n == 300 and errors == 0 and len(served) >= 2,
+          "rc %d: %s %s" % (p.returncode, out, err[-600:]))
+    return max(float(line.split()[2]) for line in open(lat)) / 1000
+
+
+def test_kernel_wake_blocking_reads():
+    """With an agent allowed to end sockets (CAP_NET_ADMIN), a blocking
+    client's read that waits for its reply is the program's own call and
+    nothing more: rr-client makes one recv per request and no poll
+    (strace -c). A SIGSTOPped serving replica's blocked read is ended by the
+    agent (SOCK_DESTROY) and healed within a second. Without the capability
+    the agent says so, and the same client waits in slices and still heals."""
+    s = rr_deployment()
+    start_rr(s)
+    wait_for(lambda: all_registered(s), 10, what="every server registered")
+    check("kernel wake on" in s.read_log("agent"), "the agent did not turn the wake on")
+    out, calls = woken_client(s, 1000)
+    reads = calls.get("recvfrom", 0) + calls.get("read", 0) + calls.get("recvmsg", 0)
+    print("     with the wake: %d reads, %d polls for 1000 requests" % (reads, calls.get("poll", 0)))
+    check(reads <= 1000 + 10 and calls.get("poll", 0) <= 5, "system calls: %s" % calls)
+    worst = stopped_replica_run(s)
+    print("     SIGSTOPped replica, the agent's wake: worst request %.0f ms" % worst)
+    check(worst < 1000, "the request on the stopped replica waited %.0f ms" % worst)
+    check("wake: ended a blocked connection" in s.read_log("agent"),
+          "the agent ended nothing:\n%s" % s.read_log("agent")[-1500:])
+
+    t = rr_deployment(name="nocap")
+    start_rr(t, agent_prefix=["setpriv", "--bounding-set", "-net_admin", "--"])
+    wait_for(lambda: all_registered(t), 10, what="every server registered")
+    check("kernel wake off" in t.read_log("agent"), "no word of the missing capability")
+    out, calls = woken_client(t, 1000)
+    print("     without it: %d polls for 1000 requests" % calls.get("poll", 0))
+    check(calls.get("poll", 0) > 100, "no slicing without the wake: %s" % calls)
+    worst = stopped_replica_run(t)
+    print("     SIGSTOPped replica, sliced waits: worst request %.0f ms" % worst)
+    check(worst < 1000, "the request on the stopped replica waited %.0f ms" % worst)
+
+
 if __name__ == "__main__":
     run([test_random_sigkills_20_trials, test_every_replica_dead, test_fail_open_tables,
          test_stale_table_still_fails_over, test_16_threads_through_failovers,
          test_sigpipe_not_raised_when_healed,
          test_descriptor_identity, test_silent_host_moves_on_when_table_says_dead,
-         test_stopped_replica_is_dead, test_monitor_restart_keeps_registrations,
+         test_stopped_replica_is_dead, test_monitor_restart_keeps_registrations, test_kernel_wake_blocking_reads,
          test_stopped_replica_epoll_client,
          test_request_timeout_heals_hung_replica, test_hung_replica_found_by_monitor,
          test_async_heal_connect_times_out,

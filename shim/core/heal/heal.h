@@ -7,6 +7,7 @@
 
 #include "conn/conn.h"
 #include "table.h"
+#include "tcpsilent.h"
 #include "heal/verdict.h"
 
 #include <stdint.h>
@@ -60,8 +61,6 @@ int nb_session_replays(void);
 int nb_progress_all(void);
 
 /* ---- watch.c: requests on replicas that will not answer ---- */
-#define FLARE_SILENT_MS 100     /* no acknowledgement this long: a silent peer */
-#define FLARE_DEAD_GRACE_MS 300 /* a reply still overdue this long after the death */
 /* A replica that let a request time out is tried last for a while. */
 void watch_suspect(uint32_t svc, int rep, uint32_t timeout_ms);
 /* Heals every such connection; at most once a slice, from readiness waits. */

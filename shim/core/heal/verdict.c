@@ -7,6 +7,7 @@
 #include "log.h"
 #include "real.h"
 #include "table.h"
+#include "tcpsilent.h"
 
 #include "conn/conn.h"
 #include "conn/fdtab.h"
@@ -74,33 +75,13 @@ const char *verdict_event(struct fconn *fc, int fd)
 	return "error or hang-up in the program's wait";
 }
 
-/* The peer closed its side, or has acknowledged nothing for a while
- * though bytes wait for it, or keepalive probes are out: the process or
- * its host is gone or cut off. (The program's own half-close, FIN_WAIT,
- * says nothing of the peer.) */
+/* The kernel's word on fd's peer (tcpsilent.h) */
 static int peer_silent(int fd)
 {
 	struct tcp_info ti;
 	socklen_t l = sizeof(ti);
-	if (real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 ||
-	    l < offsetof(struct tcp_info, tcpi_rcv_rtt))
-		return 0;
-	switch (ti.tcpi_state) {
-	case TCP_CLOSE_WAIT:
-	case TCP_LAST_ACK:
-	case TCP_CLOSING:
-	case TCP_TIME_WAIT:
-	case TCP_CLOSE: return 1; /* the peer closed or reset: nothing more will come */
-	default: break;
-	}
-	if (ti.tcpi_probes > 0 || ti.tcpi_backoff > 0)
-		return 1;
-	uint32_t bound = ti.tcpi_rtt / 250; /* four round trips, in ms */
-	if (bound < FLARE_SILENT_MS)
-		bound = FLARE_SILENT_MS;
-	return ti.tcpi_unacked > 0 &&
-	       (ti.tcpi_retransmits > 0 ||
-		(ti.tcpi_last_data_sent >= bound && ti.tcpi_last_ack_recv >= bound));
+	return real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0 &&
+	       flare_tcp_peer_silent(&ti, l);
 }
 
 /* Reply bytes the program has not read yet: they are its to read first,

@@ -184,10 +184,18 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		 * with no need to know which. Not with MSG_WAITALL, which must
 		 * wait for all of it. An EAGAIN is the program's only when the
 		 * kernel says now that the descriptor is non-blocking. */
-		if (watched && !slices &&
-		    (!__atomic_load_n(&fc->link.rd_waits, __ATOMIC_RELAXED) ||
-		     flare_tls_call.got) &&
-		    !(flags & MSG_WAITALL)) {
+		uint64_t *woken_by_agent;
+		if (watched && !slices && (woken_by_agent = wake_register(fc)) != NULL) {
+			/* the agent ends the socket if the reply is not coming
+			 * (wake.c): the program's own call, nothing around it */
+			n = do_read(op, fd, buf, len, msg, flags);
+			int e = errno;
+			wake_unregister(woken_by_agent);
+			errno = e;
+		} else if (watched && !slices &&
+			   (!__atomic_load_n(&fc->link.rd_waits, __ATOMIC_RELAXED) ||
+			    flare_tls_call.got) &&
+			   !(flags & MSG_WAITALL)) {
 			n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
 				    flags | MSG_DONTWAIT);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

@@ -135,6 +135,12 @@ static inline int iov_args_bad(const struct iovec *iov, long n)
 }
 ssize_t flare_readv_managed(struct fconn *fc, int fd, const struct iovec *iov, int iovcnt);
 
+/* ---- wake.c: the agent's kernel wake ---- */
+/* The entry a blocking read on fc's socket registered (clear it when the
+ * read returns), or NULL: the read waits in slices as before. */
+uint64_t *wake_register(struct fconn *fc);
+void wake_unregister(uint64_t *entry);
+
 /* ---- sig.c ---- */
 /* Would the kernel have restarted a call interrupted now (every installed
  * handler has SA_RESTART)? */

@@ -226,6 +226,12 @@ uint64_t route_table_gen(void)
 	return t ? flare_tbl_gen(&t->r) : 0;
 }
 
+int route_wakes(void)
+{
+	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
+	return t && flare_tbl_wakes(&t->r, flare_monotonic_ns());
+}
+
 uint64_t route_moves_gen(void)
 {
 	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);

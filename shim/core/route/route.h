@@ -24,6 +24,9 @@ uint64_t route_moves_gen(void);
 /* The table's owner (its agent's user); 0, or -1 when no table is open */
 /* The table's ranking generation (one load; 0: no table) */
 uint64_t route_table_gen(void);
+/* Does the table's agent end condemned connections through the kernel,
+ * and was it heard lately (FLARE_TBL_FLAG_WAKE)? One clock read. */
+int route_wakes(void);
 int route_find_move(const struct flare_addr *client, uint32_t from, uint32_t *to);
 /* Is the peer of local socket fd the deployment's (root, or the table's
  * owner)? Its uid goes in *peer_uid. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 struct flare_user_slot *flare_user_slot;
+struct flare_user_waits *flare_user_waits;
 static struct flare_user_seg *seg;
 static int tried;
 
@@ -73,7 +74,7 @@ static struct flare_user_seg *open_segment(void)
 
 /* A free slot first; else one whose process exited (its counts stay and
  * this process adds to them). Only the header page is touched. */
-static struct flare_user_slot *claim(struct flare_user_seg *s)
+static struct flare_user_slot *claim(struct flare_user_seg *s, struct flare_user_waits **waits)
 {
 	uint32_t me = (uint32_t)flare_pid;
 	for (int pass = 0; pass < 2; pass++)
@@ -85,8 +86,10 @@ static struct flare_user_slot *claim(struct flare_user_seg *s)
 					    !(kill((pid_t)was, 0) < 0 && errno == ESRCH))
 				continue;
 			if (__atomic_compare_exchange_n(owner, &was, me, 0, __ATOMIC_ACQ_REL,
-							__ATOMIC_RELAXED))
+							__ATOMIC_RELAXED)) {
+				*waits = &s->waits[i];
 				return &s->slots[i];
+			}
 		}
 	return NULL; /* every slot held by a live process: count for itself */
 }
@@ -102,9 +105,16 @@ void usershm_attach(void)
 	struct flare_user_seg *s = __atomic_load_n(&seg, __ATOMIC_ACQUIRE);
 	if (!s && (s = open_segment()) != NULL)
 		__atomic_store_n(&seg, s, __ATOMIC_RELEASE);
-	struct flare_user_slot *mine = s ? claim(s) : NULL;
-	if (mine)
+	struct flare_user_waits *waits = NULL;
+	struct flare_user_slot *mine = s ? claim(s, &waits) : NULL;
+	if (mine) {
+		/* a slot taken over keeps its counts, not its exited owner's waits */
+		for (int i = 0; i < FLARE_USER_WAITS; i++)
+			if (__atomic_load_n(&waits->cookie[i], __ATOMIC_RELAXED))
+				__atomic_store_n(&waits->cookie[i], 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&flare_user_waits, waits, __ATOMIC_RELEASE);
 		__atomic_store_n(&flare_user_slot, mine, __ATOMIC_RELEASE);
+	}
 	errno = saved;
 }
 
@@ -124,5 +134,6 @@ void usershm_atfork_child(void)
 	/* the parent's slot is the parent's: the child claims its own in the
 	 * segment it inherited mapped */
 	__atomic_store_n(&flare_user_slot, NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&flare_user_waits, NULL, __ATOMIC_RELAXED);
 	__atomic_store_n(&tried, 0, __ATOMIC_RELAXED);
 }
