@@ -219,7 +219,11 @@ def test_silent_host_moves_on_when_table_says_dead():
     worst = max(float(l.split()[2]) for l in open(os.path.join(s.dir, "lat.log")))
     print("     silent host: worst request %.0f ms (heartbeat timeout 300 ms, slice 50 ms)" %
           (worst / 1000))
-    check(library_stats(p.stats)["table_dead_wakeups"] > 0, "woken by the table: %r" % err)
+    # woken by the table's word: the library's sliced wait saw it, or the
+    # agent ended the blocked read through the kernel (its kernel wake)
+    check(library_stats(p.stats)["table_dead_wakeups"] > 0 or
+          "wake: ended a blocked connection" in s.read_log("agent"),
+          "woken by the table: %r" % err)
     check(worst / 1000 < 3000, "the blocked request waited %.0f ms" % (worst / 1000))
 
 
