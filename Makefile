@@ -35,7 +35,7 @@ FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text f
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
-.PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo soak install clean transparency \
+.PHONY: all check unit integration asan tsan fuzz fuzz-build bench demo soak install clean transparency chaos \
 	deps format help lib-sanitizers lib-asan lib-tsan check-hosts deb check-deb
 DAEMONS := flare-manager flare-monitor flare-agent flarectl
 BINS := $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/libflare.so $(BUILD)/flare-run \
@@ -192,6 +192,14 @@ transparency: deps all $(PROGS)
 	@sh scripts/deps.sh test
 	@python3 -u tests/integration/test_transparency.py $(BUILD) --seconds $(TRANSPARENCY_SECONDS)
 
+# the chaos suite at length: both cores busy, then daemons and replicas
+# killed, restarted and stopped under real clients, CHAOS_SECONDS each
+# (make check runs it for 15 s, tests/integration/test_chaos.py)
+CHAOS_SECONDS ?= 60
+chaos: deps all $(PROGS)
+	@sh scripts/deps.sh test
+	@CHAOS_SECONDS=$(CHAOS_SECONDS) python3 -u tests/integration/test_chaos.py $(BUILD)
+
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
@@ -295,6 +303,7 @@ help:
 	@echo "make asan     unit tests under ASan+UBSan;  make tsan: under ThreadSanitizer"
 	@echo "make fuzz FUZZ_SECONDS=N   every fuzz target for N seconds"
 	@echo "make transparency TRANSPARENCY_SECONDS=N   random programs traced with and without flare"
+	@echo "make chaos CHAOS_SECONDS=N   load, then daemons and replicas killed and stopped under clients"
 	@echo "make install PREFIX=/usr/local DESTDIR="
 
 -include $(shell find $(BUILD)/obj $(BUILD)/shimobj $(BUILD)/tests -name '*.d' 2>/dev/null)
