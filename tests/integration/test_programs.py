@@ -57,7 +57,12 @@ def run_killing(s, cmd, after):
     p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--"] + cmd,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=dict(os.environ, FLARE_LOG="info", **senv))
-    time.sleep(after)
+    start = time.monotonic()
+    # a program slow to start (a sanitizer runtime, a loaded machine) is
+    # given the time to connect: the kill must find it talking
+    wait_for(lambda: busiest_replica(s) is not None or p.poll() is not None, 30,
+             what="the program connected")
+    time.sleep(max(0.1, after - (time.monotonic() - start)))
     # where the client really is (the table's first may have changed since
     # it connected), else the table's first
     victim = busiest_replica(s)
