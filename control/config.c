@@ -6,7 +6,9 @@
 #include <uthash.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Names and addresses seen so far, so duplicate checks stay O(1) on the
  * 30,000-replica configs the benchmarks load. */
@@ -668,6 +670,39 @@ static int load_root(struct loader *ld, config_t *lc, struct flare_config *cfg)
 	return 0;
 }
 
+/* Why a file cannot be read: missing, not allowed, not a file */
+static const char *unreadable(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return errno == ENOENT ? "no such file" : strerror(errno);
+	if (S_ISDIR(st.st_mode))
+		return "a directory, not a file";
+	if (!S_ISREG(st.st_mode))
+		return "not a regular file";
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return errno == EACCES ? "permission denied" : strerror(errno);
+	fclose(f);
+	return "cannot read the file";
+}
+
+/* libconfig reports an unclosed group as a syntax error on the line past
+ * the last: is line past the end of the file? (0 for a string) */
+static int past_the_end(const char *path, int line)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	int lines = 0, c, last = '\n';
+	while ((c = getc(f)) != EOF) {
+		lines += c == '\n';
+		last = c;
+	}
+	fclose(f);
+	return line > lines + (last != '\n');
+}
+
 static int load_common(config_t *lc, int read_ok, const char *name, struct flare_config *cfg,
 		       char *err, size_t errlen)
 {
@@ -677,7 +712,10 @@ static int load_common(config_t *lc, int read_ok, const char *name, struct flare
 	snprintf(cfg->path, sizeof(cfg->path), "%s", name);
 	if (!read_ok) {
 		if (config_error_type(lc) == CONFIG_ERR_FILE_IO)
-			fail(&ld, 0, "cannot read the file");
+			fail(&ld, 0, "%s", unreadable(name));
+		else if (past_the_end(name, config_error_line(lc)))
+			fail(&ld, config_error_line(lc),
+			     "the file ends inside a group or list: a '}' or ')' is missing");
 		else
 			fail(&ld, config_error_line(lc), "syntax error: %s", config_error_text(lc));
 		rc = -1;

@@ -150,39 +150,60 @@ int main(int argc, char **argv)
 	}
 	char lib[PATH_MAX], prog[PATH_MAX], err[512], pre[8192];
 	struct flare_config cfg;
+	/* Fail open: a problem of flare's (a config with a typo, a library
+	 * missing) never keeps the program from running. It runs without
+	 * flare, as it would without flare-run, with one warning saying why. */
+	int without = 0;
 	if (conf) {
 		if (flare_config_load(conf, &cfg, err, sizeof(err)) < 0) {
-			fprintf(stderr, "flare-run: %s\n", err);
-			return 1;
-		}
-		if (!shm)
-			setenv("FLARE_SHM", cfg.agent_shm, 1);
-		if (cfg.agent_user[0]) {
-			/* the library trusts a table of this user's, besides root's
-			 * and the program's own user's */
-			struct passwd *pw = getpwnam(cfg.agent_user);
-			if (!pw) {
-				fprintf(stderr, "flare-run: %s: agent.user '%s': no such user\n",
-					conf, cfg.agent_user);
-				flare_config_free(&cfg);
-				return 1;
+			fprintf(stderr, "flare-run: warning: %s: %s runs without flare\n", err,
+				argv[optind]);
+			without = 1;
+		} else {
+			if (!shm)
+				setenv("FLARE_SHM", cfg.agent_shm, 1);
+			if (cfg.agent_user[0]) {
+				/* the library trusts a table of this user's, besides
+				 * root's and the program's own user's */
+				struct passwd *pw = getpwnam(cfg.agent_user);
+				if (!pw) {
+					fprintf(stderr,
+						"flare-run: warning: %s: agent.user '%s': no such "
+						"user: only root's and this user's tables are "
+						"trusted\n",
+						conf, cfg.agent_user);
+				} else {
+					char uid[16];
+					snprintf(uid, sizeof(uid), "%u", (unsigned)pw->pw_uid);
+					setenv("FLARE_AGENT_UID", uid, 1);
+				}
 			}
-			char uid[16];
-			snprintf(uid, sizeof(uid), "%u", (unsigned)pw->pw_uid);
-			setenv("FLARE_AGENT_UID", uid, 1);
+			flare_config_free(&cfg);
 		}
-		flare_config_free(&cfg);
 	}
 	if (shm)
 		setenv("FLARE_SHM", shm, 1);
-	if (find_library(lib, sizeof(lib)) < 0) {
-		fprintf(stderr,
-			"flare-run: libflare.so not found beside flare-run (set FLARE_LIB)\n");
-		return 1;
-	}
 	if (find_program(argv[optind], prog, sizeof(prog)) < 0) {
 		fprintf(stderr, "flare-run: %s: command not found\n", argv[optind]);
 		return 127;
+	}
+	if (!without && find_library(lib, sizeof(lib)) < 0) {
+		const char *env = getenv("FLARE_LIB");
+		if (env && *env)
+			fprintf(stderr,
+				"flare-run: warning: FLARE_LIB=%s: %s: %s runs without flare\n",
+				env, strerror(errno), argv[optind]);
+		else
+			fprintf(stderr,
+				"flare-run: warning: libflare.so is neither beside flare-run nor "
+				"in ../lib/flare/ (set FLARE_LIB): %s runs without flare\n",
+				argv[optind]);
+		without = 1;
+	}
+	if (without) {
+		execv(prog, argv + optind);
+		fprintf(stderr, "flare-run: cannot run %s: %s\n", prog, strerror(errno));
+		return 126;
 	}
 	inspect(prog, argv[optind]);
 	const char *old = getenv("LD_PRELOAD");

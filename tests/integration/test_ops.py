@@ -321,7 +321,40 @@ def test_reload_under_load():
     check(st["services"][0]["replicas"][0]["name"] == "A-4", "A-4 first, as the new config has it")
 
 
+def test_flare_run_fails_open():
+    """No problem of flare's keeps a client program from running: a config
+    with a typo (an unknown key), a config that is not there, an agent.user
+    that does not exist, FLARE_LIB naming no library. The program runs and
+    answers as without flare, after one warning naming where and why."""
+    s = rr_deployment()
+    start_rr(s)
+    bad = os.path.join(s.dir, "typo.conf")
+    with open(s.conf) as f, open(bad, "w") as g:
+        g.write(f.read().replace("agent = {", "agent = { colour = 3;", 1))
+    nouser = os.path.join(s.dir, "nouser.conf")
+    with open(s.conf) as f, open(nouser, "w") as g:
+        g.write(f.read().replace("agent = {", 'agent = { user = "no-such-user-flare";', 1))
+    client = [BUILD + "/rr-client", "-c", "127.0.0.1:%d" % s.ports[0], "-n", "3"]
+    cases = [
+        (["-c", bad], {}, "typo.conf:"),
+        (["-c", os.path.join(s.dir, "missing.conf")], {}, "missing.conf:0: no such file"),
+        (["-c", nouser], {}, "agent.user 'no-such-user-flare': no such user"),
+        (["--shm", s.shm], {"FLARE_LIB": "/nonexistent/libflare.so"},
+         "FLARE_LIB=/nonexistent/libflare.so: No such file or directory"),
+    ]
+    for args, env, says in cases:
+        r = subprocess.run([BUILD + "/flare-run"] + args + ["--"] + client, capture_output=True,
+                           text=True, timeout=30, env=dict(os.environ, **env))
+        warnings = [l for l in r.stderr.splitlines() if l.startswith("flare-run: warning")]
+        check(r.returncode == 0 and "requests=3 errors=0" in r.stdout,
+              "%s: the program did not run: rc %d %s %s" % (args, r.returncode, r.stdout,
+                                                            r.stderr[-400:]))
+        check(len(warnings) == 1 and says in warnings[0],
+              "%s: one warning saying %r: %r" % (args, says, r.stderr[-400:]))
+
+
 if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
          test_manager_metrics_scraped, test_systemd_units_and_readiness,
-         test_staged_install, test_reload_under_load, test_agent_metrics_count_the_library])
+         test_staged_install, test_reload_under_load, test_agent_metrics_count_the_library,
+         test_flare_run_fails_open])

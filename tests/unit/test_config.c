@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -211,7 +212,20 @@ static void test_missing_file(void **state)
 	struct flare_config c;
 	char err[256];
 	assert_int_equal(flare_config_load("/nonexistent/flare.conf", &c, err, sizeof(err)), -1);
-	assert_string_equal(err, "/nonexistent/flare.conf:0: cannot read the file");
+	assert_string_equal(err, "/nonexistent/flare.conf:0: no such file");
+	/* a directory, and a file that ends inside a group: each says which */
+	assert_int_equal(flare_config_load("conf", &c, err, sizeof(err)), -1);
+	assert_string_equal(err, "conf:0: a directory, not a file");
+	char path[] = "/tmp/flare-unit-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *text = "manager = { addresses = [ \"127.0.0.1:1\" ];\n";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	int rc = flare_config_load(path, &c, err, sizeof(err));
+	unlink(path);
+	assert_int_equal(rc, -1);
+	assert_non_null(strstr(err, ":2: the file ends inside a group or list"));
 }
 
 static void test_example_config_loads(void **state)
