@@ -10,6 +10,25 @@ static void schedule_retry(struct mlink *l);
 
 static struct mlink *link_of(struct evconn *c) { return c->owner; }
 
+/* A daemon that reaches no manager says so at the default level: at the
+ * first failed attempt, then at most every UNREACHED_WARN_NS while it
+ * lasts, with how long and how many attempts. */
+#define UNREACHED_WARN_NS 30000000000ull
+
+static void note_failure(struct mlink *l, const char *why)
+{
+	uint64_t now = flare_monotonic_ns();
+	if (!l->down_since_ns)
+		l->down_since_ns = now;
+	l->failures++;
+	if (l->warned_ns && now - l->warned_ns < UNREACHED_WARN_NS)
+		return;
+	l->warned_ns = now;
+	log_warn("%s: %s; no manager reached for %.0f s (%d attempt(s) over %d address(es)), "
+		 "retrying",
+		 l->peer, why, (double)(now - l->down_since_ns) / 1e9, l->failures, l->n_addrs);
+}
+
 static void on_connect(struct evconn *c)
 {
 	struct mlink *l = link_of(c);
@@ -17,6 +36,10 @@ static void on_connect(struct evconn *c)
 	hello.u.hello = l->hello;
 	evconn_send(c, &hello);
 	l->up = 1;
+	if (l->warned_ns)
+		log_info("%s: connected, after %d failed attempt(s)", l->peer, l->failures);
+	l->down_since_ns = l->warned_ns = 0;
+	l->failures = 0;
 	if (l->ops->on_up)
 		l->ops->on_up(l);
 }
@@ -37,6 +60,8 @@ static void on_close(struct evconn *c, const char *why)
 	l->up = 0;
 	if (l->ops->on_down)
 		l->ops->on_down(l, why, was_up);
+	if (!was_up)
+		note_failure(l, why);
 	l->current = (l->current + 1) % l->n_addrs;
 	schedule_retry(l);
 }
@@ -59,6 +84,7 @@ static void try_connect(struct mlink *l)
 		return;
 	}
 	if (!l->c) {
+		note_failure(l, "cannot connect");
 		l->current = (l->current + 1) % l->n_addrs;
 		schedule_retry(l);
 	}

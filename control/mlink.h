@@ -38,6 +38,9 @@ struct mlink {
 	int backoff_ms;
 	struct event *retry, *hb_timer;
 	char peer[96]; /* "manager ADDR" of the last attempt, for log lines */
+	/* no manager reached: since when, attempts, the last warning */
+	uint64_t down_since_ns, warned_ns;
+	int failures;
 };
 
 int mlink_start(struct mlink *l);

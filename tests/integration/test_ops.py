@@ -353,8 +353,27 @@ def test_flare_run_fails_open():
               "%s: one warning saying %r: %r" % (args, says, r.stderr[-400:]))
 
 
+def test_no_manager_is_said_at_the_default_level():
+    """A monitor and an agent whose manager is not there say so at the
+    default log level (warn), once and not once per attempt."""
+    s = rr_deployment()  # its manager is never started
+    env = {k: v for k, v in os.environ.items() if k != "FLARE_LOG"}
+    logs = {}
+    for name, args in (("agent", [BUILD + "/flare-agent", "-c", s.conf, "-f"]),
+                       ("monitor", [BUILD + "/flare-monitor", "-c", s.conf, "--host", "h0", "-f"])):
+        p = track(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True, env=env))
+        time.sleep(2.0)  # several attempts with backoff
+        p.terminate()
+        logs[name] = p.communicate(timeout=10)[1]
+    for name, log in logs.items():
+        said = [l for l in log.splitlines() if "no manager reached" in l and " warn: " in l]
+        check(len(said) == 1, "%s: %d warning(s) about the missing manager:\n%s" % (
+            name, len(said), log[-1200:]))
+
+
 if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
          test_manager_metrics_scraped, test_systemd_units_and_readiness,
          test_staged_install, test_reload_under_load, test_agent_metrics_count_the_library,
-         test_flare_run_fails_open])
+         test_flare_run_fails_open, test_no_manager_is_said_at_the_default_level])
