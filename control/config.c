@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 /* Names and addresses seen so far, so duplicate checks stay O(1) on the
@@ -400,6 +402,7 @@ static int load_monitor_agent(struct loader *ld, const config_setting_t *root,
 				    "agent.user '%s' must be a user name under %zu chars", user,
 				    sizeof(cfg->agent_user));
 		snprintf(cfg->agent_user, sizeof(cfg->agent_user), "%s", user);
+		cfg->agent_user_line = line_of(config_setting_get_member(g, "user"));
 	}
 	return 0;
 }
@@ -733,6 +736,50 @@ static int load_common(config_t *lc, int read_ok, const char *name, struct flare
 	if (rc < 0)
 		flare_config_free(cfg);
 	return rc;
+}
+
+int flare_config_warnings(const struct flare_config *cfg, void (*warn)(void *arg, const char *line),
+			  void *arg)
+{
+	char line[1536]; /* a path, names and the sentence: never cut */
+	int n = 0;
+	for (int i = 0; i < cfg->n_services; i++) {
+		const struct flare_service_cfg *s = &cfg->services[i];
+		if (s->binding == FLARE_BINDING_SESSION ||
+		    s->replay == FLARE_REPLAY_REQUEST_REPLY ||
+		    (s->protocol != FLARE_PROTO_OPAQUE && s->protocol != FLARE_PROTO_AUTO))
+			continue;
+		snprintf(
+		    line, sizeof(line),
+		    "%s:%d: warning: service '%s': binding '%s' moves a connection only between "
+		    "requests it can tell apart; %s connection is a session after its first "
+		    "reply (set protocol, or replay = \"request-reply\" if every request "
+		    "stands alone)",
+		    cfg->path, s->line, s->name, flare_binding_name(s->binding),
+		    s->protocol == FLARE_PROTO_OPAQUE ? "an opaque"
+						      : "unless its first bytes are Redis, HTTP "
+							"or memcached, a");
+		warn(arg, line);
+		n++;
+	}
+	if (cfg->agent_user[0] && !getpwnam(cfg->agent_user)) {
+		snprintf(line, sizeof(line), "%s:%d: warning: agent.user '%s': no such user here",
+			 cfg->path, cfg->agent_user_line, cfg->agent_user);
+		warn(arg, line);
+		n++;
+	}
+	for (int i = 0; i < cfg->n_hosts; i++) {
+		const struct flare_host_cfg *h = &cfg->hosts[i];
+		if (h->util_kind != FLARE_UTIL_FILE || access(h->util_arg, R_OK) == 0)
+			continue;
+		snprintf(line, sizeof(line),
+			 "%s:%d: warning: host '%s': utilization file %s: %s (its monitor reports "
+			 "nothing until it can)",
+			 cfg->path, h->line, h->name, h->util_arg, strerror(errno));
+		warn(arg, line);
+		n++;
+	}
+	return n;
 }
 
 int flare_config_load(const char *path, struct flare_config *cfg, char *err, size_t errlen)

@@ -78,6 +78,7 @@ struct flare_config {
 
 	char agent_shm[FLARE_NAME_MAX * 2];
 	char agent_user[64]; /* agent.user: whose table clients trust ("": root only) */
+	int agent_user_line;
 	struct flare_addr
 	    agent_metrics; /* agent.metrics: its Prometheus endpoint (family 0: none) */
 	int table_stale_ms;
@@ -101,6 +102,12 @@ static inline int flare_service_balances(const struct flare_service_cfg *s)
 
 /* Loads and validates PATH. Returns 0, or -1 with "FILE:LINE: reason" in err. */
 int flare_config_load(const char *path, struct flare_config *cfg, char *err, size_t errlen);
+/* What a valid config cannot do as it says, on this machine: a rebinding
+ * service that never rebinds, an agent.user that does not exist, a
+ * utilization file that cannot be read. warn() gets each as one line,
+ * "FILE:LINE: warning: ..."; returns how many. */
+int flare_config_warnings(const struct flare_config *cfg, void (*warn)(void *arg, const char *line),
+			  void *arg);
 /* Same from a string (tests, fuzzing); name stands for the file in messages. */
 int flare_config_load_string(const char *text, const char *name, struct flare_config *cfg,
 			     char *err, size_t errlen);

@@ -203,6 +203,17 @@ static int daemon_role_key(const struct daemon_spec *spec, void *ctx, struct aut
 	return 0;
 }
 
+static void warn_stderr(void *arg, const char *line)
+{
+	fprintf(stderr, "%s: %s\n", (const char *)arg, line);
+}
+
+static void warn_log(void *arg, const char *line)
+{
+	(void)arg;
+	log_warn("%s", line);
+}
+
 int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv)
 {
 	struct option opts[MAX_OPTS] = {{"config", required_argument, NULL, 'c'},
@@ -265,6 +276,7 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 		char what[256] = "";
 		if (spec->describe)
 			spec->describe(ctx, &cfg, what, sizeof(what));
+		flare_config_warnings(&cfg, warn_stderr, (void *)spec->name);
 		printf("%s: ok (%s)\n", path, what);
 		flare_config_free(&cfg);
 		return 0;
@@ -273,6 +285,7 @@ int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv
 		flare_config_free(&cfg);
 		return 1;
 	}
+	flare_config_warnings(&cfg, warn_log, NULL);
 	if (!cfg.auth)
 		log_warn("%s sets no auth_key_file: control connections are not authenticated, "
 			 "anyone who reaches the manager's port can steer clients",

@@ -206,6 +206,41 @@ static void test_limits(void **state)
 		     "must be longer than heartbeat_interval_ms");
 }
 
+static void collect_warning(void *arg, const char *line)
+{
+	char *all = arg;
+	strncat(all, line, 2047 - strlen(all));
+	strncat(all, "\n", 2047 - strlen(all));
+}
+
+/* What a valid config cannot do as it says: said, not refused */
+static void test_config_warnings(void **state)
+{
+	(void)state;
+	struct flare_config c;
+	char err[256] = "", all[2048] = "";
+	assert_int_equal(flare_config_load_string(good, "good.conf", &c, err, sizeof(err)), 0);
+	/* B is HTTP (framed) and A a session: nothing to say, but beta's
+	 * utilization file that is not there */
+	unlink("/tmp/beta.util");
+	assert_int_equal(flare_config_warnings(&c, collect_warning, all), 1);
+	assert_non_null(strstr(all, "host 'beta': utilization file /tmp/beta.util"));
+	flare_config_free(&c);
+	char text[4096];
+	snprintf(text, sizeof(text), "%s", good);
+	char *b = strstr(text, "protocol = \"http\";");
+	assert_non_null(b);
+	memcpy(b, "protocol = \"auto\";", strlen("protocol = \"auto\";"));
+	strncat(text, "agent = { user = \"no-such-user-flare\"; };\n",
+		sizeof(text) - strlen(text) - 1);
+	assert_int_equal(flare_config_load_string(text, "w.conf", &c, err, sizeof(err)), 0);
+	all[0] = '\0';
+	assert_int_equal(flare_config_warnings(&c, collect_warning, all), 3);
+	assert_non_null(strstr(all, "service 'B': binding 'request'"));
+	assert_non_null(strstr(all, "agent.user 'no-such-user-flare': no such user"));
+	flare_config_free(&c);
+}
+
 static void test_missing_file(void **state)
 {
 	(void)state;
@@ -311,6 +346,7 @@ int main(void)
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_example_config_loads),
+	    cmocka_unit_test(test_config_warnings),
 	    cmocka_unit_test(test_readme_documents_every_key),
 	    cmocka_unit_test(test_key_defaults_apply),
 	};
