@@ -36,8 +36,11 @@ void flare_log_init(const char *ident, int level, int use_syslog)
 		log_ident = ident;
 	flare_log_threshold = level;
 	log_to_syslog = use_syslog;
+	/* 2: inside a client program (libflare.so): user facility, and no
+	 * descriptor of ours in its table until the first message */
 	if (use_syslog)
-		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		openlog(log_ident, LOG_PID | (use_syslog == 2 ? 0 : LOG_NDELAY),
+			use_syslog == 2 ? LOG_USER : LOG_DAEMON);
 }
 
 int flare_log_level_parse(const char *s)

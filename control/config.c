@@ -660,15 +660,37 @@ static int load_auth(struct loader *ld, const config_setting_t *root, struct fla
 	return 0;
 }
 
+/* library = { log = "stderr" | "syslog"; }: what flare-run tells the
+ * library it preloads (FLARE_LOG_TARGET) */
+static int load_library(struct loader *ld, const config_setting_t *root, struct flare_config *cfg)
+{
+	static const char *const keys[] = {"log", NULL};
+	config_setting_t *g;
+	const char *log = NULL;
+	if (get_group(ld, root, "library", 0, &g) < 0)
+		return -1;
+	if (!g)
+		return 0;
+	if (check_keys(ld, g, "library", "library", keys) ||
+	    get_string(ld, g, "log", "library", 0, &log))
+		return -1;
+	if (log && strcmp(log, "stderr") != 0 && strcmp(log, "syslog") != 0)
+		return fail(ld, line_of(config_setting_get_member(g, "log")),
+			    "library.log '%s' must be \"stderr\" or \"syslog\"", log);
+	cfg->library_syslog = log && strcmp(log, "syslog") == 0;
+	return 0;
+}
+
 static int load_root(struct loader *ld, config_t *lc, struct flare_config *cfg)
 {
-	static const char *const keys[] = {"manager",  "monitor",       "agent", "hosts",
-					   "services", "auth_key_file", NULL};
+	static const char *const keys[] = {"manager",  "monitor",       "agent",   "hosts",
+					   "services", "auth_key_file", "library", NULL};
 	const config_setting_t *root = config_root_setting(lc);
 	set_defaults(cfg);
 	if (check_keys(ld, root, "the top level", NULL, keys) || load_auth(ld, root, cfg) ||
 	    load_manager(ld, root, cfg) || load_monitor_agent(ld, root, cfg) ||
-	    load_hosts(ld, root, cfg) || load_services(ld, root, cfg))
+	    load_library(ld, root, cfg) || load_hosts(ld, root, cfg) ||
+	    load_services(ld, root, cfg))
 		return -1;
 	return 0;
 }

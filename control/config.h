@@ -79,6 +79,7 @@ struct flare_config {
 	char agent_shm[FLARE_NAME_MAX * 2];
 	char agent_user[64]; /* agent.user: whose table clients trust ("": root only) */
 	int agent_user_line;
+	int library_syslog; /* library.log = "syslog": the preloaded library logs there */
 	struct flare_addr
 	    agent_metrics; /* agent.metrics: its Prometheus endpoint (family 0: none) */
 	int table_stale_ms;

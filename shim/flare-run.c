@@ -162,6 +162,8 @@ int main(int argc, char **argv)
 		} else {
 			if (!shm)
 				setenv("FLARE_SHM", cfg.agent_shm, 1);
+			if (cfg.library_syslog)
+				setenv("FLARE_LOG_TARGET", "syslog", 0); /* the environment wins */
 			if (cfg.agent_user[0]) {
 				/* the library trusts a table of this user's, besides
 				 * root's and the program's own user's */

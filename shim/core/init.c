@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,6 +31,18 @@ pid_t flare_pid;
 struct flare_stats flare_stats;
 
 static __thread int initializing;
+/* 1, yes, true, on (any case): set; unset, empty, 0, no, false, off: not */
+static int env_true(const char *v)
+{
+	static const char *const yes[] = {"1", "yes", "true", "on"};
+	if (!v)
+		return 0;
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (strcasecmp(v, yes[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static pthread_mutex_t init_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
 /* dlsym may hand back our own definition when libflare.so is not first in
@@ -74,9 +87,12 @@ void flare_init(void)
 		FLARE_REAL_FNS(RESOLVE)
 		const char *level = getenv("FLARE_LOG");
 		int lv = level ? flare_log_level_parse(level) : -1;
-		flare_log_init("libflare", lv >= 0 ? lv : FLARE_LOG_WARN, 0);
-		const char *dis = getenv("FLARE_DISABLE");
-		flare_disabled = dis && strcmp(dis, "0") != 0 && *dis;
+		/* FLARE_LOG_TARGET=syslog: the program's stderr stays its own
+		 * (the socket to syslog is opened at the first message) */
+		const char *target = getenv("FLARE_LOG_TARGET");
+		flare_log_init("libflare", lv >= 0 ? lv : FLARE_LOG_WARN,
+			       target && strcmp(target, "syslog") == 0 ? 2 : 0);
+		flare_disabled = env_true(getenv("FLARE_DISABLE"));
 		flare_pid = (pid_t)syscall(SYS_getpid);
 		if (FLARE_REAL_FNS(MISSING) 0) {
 			log_error(

@@ -372,8 +372,39 @@ def test_no_manager_is_said_at_the_default_level():
             name, len(said), log[-1200:]))
 
 
+def test_library_logs_to_syslog():
+    """library.log = "syslog" (or FLARE_LOG_TARGET=syslog): the library's
+    lines leave the program's stderr and go to syslog (/dev/log, seen with
+    strace); FLARE_DISABLE=no does not disable flare, FLARE_DISABLE=yes does."""
+    s = rr_deployment()
+    start_rr(s)
+    conf = os.path.join(s.dir, "syslog.conf")
+    with open(s.conf) as f, open(conf, "w") as g:
+        g.write(f.read() + 'library = { log = "syslog"; };\n')
+    trace = os.path.join(s.dir, "syslog.trace")
+    senv, stats = client_env(s)
+    env = dict(os.environ, FLARE_LOG="info", **senv)
+    r = subprocess.run(["strace", "-f", "-e", "trace=connect", "-o", trace,
+                        BUILD + "/flare-run", "-c", conf, "--", BUILD + "/rr-client", "-c",
+                        "127.0.0.1:%d" % s.svc, "-n", "3"], capture_output=True, text=True,
+                       timeout=30, env=env)
+    check(r.returncode == 0 and "requests=3 errors=0" in r.stdout, "client: %s" % r.stderr)
+    check("libflare" not in r.stderr, "the library wrote to the program's stderr: %r" % r.stderr)
+    check("/dev/log" in open(trace).read(), "no connect to syslog: %s" % open(trace).read())
+    for value, managed in (("no", 1), ("0", 1), ("yes", 0), ("1", 0)):
+        r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--", BUILD + "/rr-client",
+                            "-c", "127.0.0.1:%d" % s.svc, "-n", "1"], capture_output=True,
+                           text=True, timeout=30, env=dict(env, FLARE_DISABLE=value))
+        # disabled, the connect goes to the service address itself, where
+        # nothing listens: refused, as without flare
+        said = "1 managed connection" in r.stderr
+        check(said == bool(managed) and (r.returncode == 0) == bool(managed),
+              "FLARE_DISABLE=%s: managed %s: %s" % (value, said, r.stderr[-300:]))
+
+
 if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
          test_manager_metrics_scraped, test_systemd_units_and_readiness,
          test_staged_install, test_reload_under_load, test_agent_metrics_count_the_library,
-         test_flare_run_fails_open, test_no_manager_is_said_at_the_default_level])
+         test_flare_run_fails_open, test_no_manager_is_said_at_the_default_level,
+         test_library_logs_to_syslog])
