@@ -113,14 +113,36 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
+/* The log level at run time: SIGUSR1 one step more verbose (up to
+ * debug), SIGUSR2 back to the level the daemon started with. */
+static int started_level = -1;
+
+static void on_level(evutil_socket_t sig, short what, void *arg)
+{
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+	(void)what;
+	(void)arg;
+	if (started_level < 0)
+		started_level = flare_log_threshold;
+	int to = sig == SIGUSR1 ? flare_log_threshold + 1 : started_level;
+	if (to > FLARE_LOG_DEBUG)
+		to = FLARE_LOG_DEBUG;
+	flare_log_threshold = to;
+	/* said whatever the new level: an operator asked */
+	flare_log_write(FLARE_LOG_WARN, "signal %d: log level %s", (int)sig, names[to]);
+}
+
 struct event **daemon_signals(struct event_base *base)
 {
-	struct event **evs = calloc(3, sizeof(*evs));
+	struct event **evs = calloc(5, sizeof(*evs));
 	if (!evs)
 		return NULL;
+	started_level = flare_log_threshold;
 	evs[0] = evsignal_new(base, SIGINT, on_signal, base);
 	evs[1] = evsignal_new(base, SIGTERM, on_signal, base);
-	for (int i = 0; i < 2; i++)
+	evs[2] = evsignal_new(base, SIGUSR1, on_level, NULL);
+	evs[3] = evsignal_new(base, SIGUSR2, on_level, NULL);
+	for (int i = 0; i < 4; i++)
 		if (evs[i])
 			event_add(evs[i], NULL);
 	return evs;

@@ -402,9 +402,39 @@ def test_library_logs_to_syslog():
               "FLARE_DISABLE=%s: managed %s: %s" % (value, said, r.stderr[-300:]))
 
 
+def test_log_level_at_run_time():
+    """A daemon started at warn logs debug lines after SIGUSR1 twice (and
+    says so), and is back at warn after SIGUSR2. (An agent with no
+    manager: each attempt to reach one is a debug line.)"""
+    s = rr_deployment()
+    env = dict(os.environ, FLARE_LOG="warn")
+    log = os.path.join(s.dir, "levels.log")
+    with open(log, "w") as out:
+        p = track(subprocess.Popen([BUILD + "/flare-agent", "-c", s.conf, "-f"],
+                                   stdout=out, stderr=out, env=env))
+    time.sleep(0.5)
+    before = open(log).read()
+    check(" debug: " not in before and " info: " not in before, "not at warn: %s" % before)
+    for _ in range(2):
+        p.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
+    time.sleep(1.5)  # attempts to reach the manager, with backoff
+    mid = open(log).read()[len(before):]
+    check("log level debug" in mid and " debug: " in mid, "no debug after SIGUSR1: %s" % mid)
+    p.send_signal(signal.SIGUSR2)
+    time.sleep(0.3)
+    mark = len(open(log).read())
+    time.sleep(1.5)
+    after = open(log).read()[mark:]
+    check("log level warn" in open(log).read() and " debug: " not in after,
+          "SIGUSR2 did not bring it back to warn: %s" % after)
+    p.terminate()
+    p.wait(timeout=10)
+
+
 if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
          test_manager_metrics_scraped, test_systemd_units_and_readiness,
          test_staged_install, test_reload_under_load, test_agent_metrics_count_the_library,
          test_flare_run_fails_open, test_no_manager_is_said_at_the_default_level,
-         test_library_logs_to_syslog])
+         test_library_logs_to_syslog, test_log_level_at_run_time])
