@@ -82,7 +82,11 @@ static void inspect(const char *path, const char *prog)
 			close(fd);
 		return;
 	}
-	if (st.st_mode & (S_ISUID | S_ISGID))
+	/* the loader ignores LD_PRELOAD only in secure-execution mode: when
+	 * the program will run with another user or group than the caller's
+	 * (root running a set-user-ID-root program is managed) */
+	if (((st.st_mode & S_ISUID) && st.st_uid != getuid()) ||
+	    ((st.st_mode & S_ISGID) && st.st_gid != getgid()))
 		fprintf(stderr,
 			"flare-run: warning: %s is set-user/group-ID: the loader ignores "
 			"LD_PRELOAD for it, it runs without flare\n",
@@ -186,6 +190,13 @@ int main(int argc, char **argv)
 	if (shm)
 		setenv("FLARE_SHM", shm, 1);
 	if (find_program(argv[optind], prog, sizeof(prog)) < 0) {
+		/* as a shell says it: a file that is there but cannot be run is
+		 * not "not found" */
+		if (strchr(argv[optind], '/') && access(argv[optind], F_OK) == 0) {
+			fprintf(stderr, "flare-run: %s: %s\n", argv[optind],
+				strerror(errno == ENOENT ? EACCES : errno));
+			return 126;
+		}
 		fprintf(stderr, "flare-run: %s: command not found\n", argv[optind]);
 		return 127;
 	}

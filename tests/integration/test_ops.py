@@ -351,6 +351,17 @@ def test_flare_run_fails_open():
                                                             r.stderr[-400:]))
         check(len(warnings) == 1 and says in warnings[0],
               "%s: one warning saying %r: %r" % (args, says, r.stderr[-400:]))
+    # a file that is there but cannot be run is said so (126), not "not found"
+    noexec = os.path.join(s.dir, "noexec.sh")
+    open(noexec, "w").close()
+    r = subprocess.run([BUILD + "/flare-run", "--", noexec], capture_output=True, text=True)
+    check(r.returncode == 126 and "Permission denied" in r.stderr, "noexec: %r" % r.stderr)
+    # a set-user-ID program of the caller's own user is preloaded: no warning
+    own = os.path.join(s.dir, "suid-true")
+    shutil.copy("/bin/true", own)
+    os.chmod(own, 0o4755)
+    r = subprocess.run([BUILD + "/flare-run", "--", own], capture_output=True, text=True)
+    check(r.returncode == 0 and "set-user" not in r.stderr, "own set-user-ID: %r" % r.stderr)
 
 
 def test_no_manager_is_said_at_the_default_level():
