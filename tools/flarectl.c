@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,17 +101,30 @@ static char *ask(const struct flare_addr *a, const struct auth_key *key, uint8_t
 
 /* Walks the table through the reader API only: services by index until
  * NOTFOUND, so what is printed is what a client would get. */
+/* The owners a client run by this user (through flare-run -c with this
+ * config) trusts: root, its own user, agent.user (shim/core/route/route.c) */
+static long trusted_agent_uid = -1;
+static int table_trusted(uint32_t uid)
+{
+	return uid == 0 || uid == (uint32_t)geteuid() || (long)uid == trusted_agent_uid;
+}
+
+/* The table as a client reads it, through the same reader and the same
+ * owner check: exit 1 when a client would not use it (absent, corrupt,
+ * untrusted, retired, busy, a service unreadable); a stale one is used. */
 static int print_table(const char *shm, int json)
 {
 	struct flare_tbl_reader r;
 	const char *why = NULL;
-	int rc = flare_tbl_reader_open(&r, shm, &why);
+	int rc = flare_tbl_reader_open_from(&r, shm, table_trusted, &why);
 	if (rc != FLARE_TBL_OK) {
 		fprintf(stderr, "flarectl: table %s: %s (%s)\n", shm, flare_tbl_rc_name(rc),
-			why ? why : "");
+			rc == FLARE_TBL_UNTRUSTED ? "its owner is not root, this user or agent.user"
+			: why                     ? why
+						  : "");
 		return 1;
 	}
-	int health = flare_tbl_health(&r, flare_monotonic_ns());
+	int health = flare_tbl_health(&r, flare_monotonic_ns()), bad = 0;
 	int wakes = flare_tbl_wakes(&r, flare_monotonic_ns());
 	printf(json ? "{\"table\":\"%s\",\"state\":\"%s\",\"gen\":%llu,\"wake\":%s,\"services\":["
 		    : "table %s: %s, gen %llu, kernel wake %s\n",
@@ -121,8 +135,16 @@ static int print_table(const char *shm, int json)
 	for (uint32_t s = 0;; s++) {
 		/* a stale table is shown as clients read it: their last ranking */
 		rc = flare_tbl_read_route(&r, s, &route);
-		if (rc != FLARE_TBL_OK && rc != FLARE_TBL_STALE)
+		if (rc != FLARE_TBL_OK && rc != FLARE_TBL_STALE) {
+			/* past the last service: NOTFOUND; anything else a client
+			 * would refuse */
+			if (rc != FLARE_TBL_NOTFOUND) {
+				fprintf(stderr, "flarectl: table %s: service %u: %s\n", shm, s,
+					flare_tbl_rc_name(rc));
+				bad = 1;
+			}
 			break;
+		}
 		const struct flare_tbl_service *sv = &route.svc;
 		if (json) {
 			printf("%s{\"name\":\"%s\",\"address\":\"%s\",\"balance\":\"%s\","
@@ -173,7 +195,7 @@ static int print_table(const char *shm, int json)
 	if (json)
 		printf("]}\n");
 	flare_tbl_reader_close(&r);
-	return 0;
+	return bad || (health != FLARE_TBL_OK && health != FLARE_TBL_STALE);
 }
 
 int main(int argc, char **argv)
@@ -247,6 +269,10 @@ int main(int argc, char **argv)
 	if (table) {
 		if (!shm)
 			shm = getenv("FLARE_SHM") ? getenv("FLARE_SHM") : cfg.agent_shm;
+		if (path && cfg.agent_user[0]) {
+			struct passwd *pw = getpwnam(cfg.agent_user);
+			trusted_agent_uid = pw ? (long)pw->pw_uid : -1;
+		}
 		int rc = print_table(shm, json);
 		if (path)
 			flare_config_free(&cfg);

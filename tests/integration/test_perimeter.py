@@ -111,6 +111,11 @@ def test_squatted_table_is_not_trusted():
               r.stderr.count("belongs to uid") == 1,
               "passed through (the service address has no listener) with one warning: "
               "rc %d %r" % (r.returncode, r.stderr[-400:]))
+        # flarectl reads it as a client would: refused, exit 1
+        t = subprocess.run([BUILD + "/flarectl", "table", "--shm", squat], capture_output=True,
+                           text=True, timeout=30)
+        check(t.returncode == 1 and "untrusted" in t.stderr,
+              "flarectl table on the squat: rc %d %r" % (t.returncode, t.stderr[-300:]))
         a = subprocess.run([BUILD + "/flare-agent", "-c", s.conf, "--shm", squat, "-f"],
                            capture_output=True, text=True, timeout=30)
         check(a.returncode != 0 and "someone else holds the name" in a.stderr,
