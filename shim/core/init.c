@@ -82,7 +82,10 @@ void flare_init(void)
 	if (flare_ready || initializing)
 		return;
 	initializing = 1;
-	flare_lock(&init_lock);
+	if (flare_lock(&init_lock) == EDEADLK) { /* cannot happen past the flag above */
+		initializing = 0;
+		return;
+	}
 	if (!flare_ready) {
 		FLARE_REAL_FNS(RESOLVE)
 		const char *level = getenv("FLARE_LOG");

@@ -15,7 +15,11 @@
  *    first. Work that meets EDEADLK again is owed again.
  * 4. What cannot be owed is not done, and fails closed: a descriptor a
  *    handler duplicates while the library holds the connection's lock
- *    stays unmanaged (its failures surface as without flare).
+ *    stays unmanaged (its failures surface as without flare); a TLS
+ *    session a handler starts inside the TLS table is not tracked; the
+ *    table is not reopened, socket defaults not copied, a call site not
+ *    cached. A hook never works unlocked on what its interrupted frame
+ *    was changing.
  * 5. The claim (conn.h) is not a lock: a thread holds it across a heal's
  *    blocking calls. A connection closed while claimed is recycled when
  *    the claim is let go (own.release_owed); a siglongjmp out of a heal
@@ -28,6 +32,7 @@
 #ifndef FLARE_LOCK_H
 #define FLARE_LOCK_H
 
+#include <errno.h> /* EDEADLK: what flare_lock returns to a re-entering handler */
 #include <pthread.h>
 
 /* Library locks this thread holds (a handler adds to its thread's count) */

@@ -99,7 +99,8 @@ static int table_trusted(uint32_t uid)
 static struct table *reopen(struct table *seen, int eager)
 {
 	uint64_t now = flare_monotonic_ns();
-	flare_lock(&open_lock);
+	if (flare_lock(&open_lock) == EDEADLK) /* a handler inside a reopen (lock.h) */
+		return seen;
 	struct table *r = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
 	if (r != seen || (!seen && !eager && now < next_try_ns)) {
 		flare_unlock(&open_lock); /* someone else did it, or too soon */

@@ -52,7 +52,8 @@ void tls_resolve(void)
 {
 	if (__atomic_load_n(&flare_tls_resolved, __ATOMIC_ACQUIRE))
 		return;
-	flare_lock(&resolve_lock);
+	if (flare_lock(&resolve_lock) == EDEADLK)
+		return; /* a handler inside the resolution (lock.h): the next call does it */
 	if (!flare_tls_resolved) {
 		libssl = dlopen("libssl.so.3", RTLD_LAZY | RTLD_NOLOAD);
 #define HOOKED(name) ossl.name = (__typeof__(ossl.name))next_of(#name);
@@ -131,7 +132,8 @@ void *tls_next_for(const char *name, void *resolved, const void *site, struct tl
 		log_info("TLS: %s called from an OpenSSL the library does not heal with (a private "
 			 "copy): its calls pass through, its sessions are not healed",
 			 name);
-	flare_lock(&resolve_lock);
+	if (flare_lock(&resolve_lock) == EDEADLK)
+		return fn; /* not cached this time (lock.h) */
 	for (int k = 0; k < TLS_CALLER_CACHE; k++)
 		if (!cache[k].site) {
 			cache[k].fn = fn;

@@ -54,7 +54,8 @@ struct tls_sess *tls_get(SSL *ssl)
 	struct tls_sess *t = tls_find(ssl);
 	if (t)
 		return t;
-	flare_lock(&table_lock);
+	if (flare_lock(&table_lock) == EDEADLK)
+		return NULL; /* a handler inside the table (lock.h): not tracked, not healed */
 	/* tombstones go when the last entry does; until then misses probe
 	 * past them, so the table stops taking entries at three quarters */
 	if (!flare_tls_sessions && used) {
@@ -99,7 +100,10 @@ void tls_unlock(struct tls_sess *t)
 
 void tls_forget(SSL *ssl)
 {
-	flare_lock(&table_lock);
+	/* a handler's SSL_free inside the table (lock.h): the entry stays until
+	 * the SSL address is reused or forgotten again; it is never healed */
+	if (flare_lock(&table_lock) == EDEADLK)
+		return;
 	struct tls_sess *t = NULL;
 	for (unsigned i = slot_of(ssl), n = 0; n < TLS_SLOTS; i = (i + 1) & (TLS_SLOTS - 1), n++) {
 		if (slots[i].key == ssl) {
