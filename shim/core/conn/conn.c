@@ -59,7 +59,10 @@ int fconn_transition_legal(int from, int to)
 
 static void pending_add(struct fconn *fc)
 {
-	flare_lock(&pending_lock);
+	/* a handler's non-blocking connect while this thread holds the list
+	 * (lock.h): not listed; the program's own calls on it move it on */
+	if (flare_lock(&pending_lock) == EDEADLK)
+		return;
 	for (int i = 0; i < MAX_PENDING && !fc->own.on_pending; i++)
 		if (!pending[i]) {
 			pending[i] = fc;
@@ -138,7 +141,8 @@ int fconn_take_owed_error(struct fconn *fc)
 int pending_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn **out, int max)
 {
 	int n = 0;
-	flare_lock(&pending_lock);
+	if (flare_lock(&pending_lock) == EDEADLK)
+		return 0;
 	for (int i = 0; i < MAX_PENDING && n < max; i++)
 		if (pending[i] && want(pending[i], arg))
 			out[n++] = pending[i];

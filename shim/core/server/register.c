@@ -141,7 +141,8 @@ void register_listen(int fd)
 	int found = route_lookup_replica(&probe, &info);
 	if (found == FLARE_TBL_NOTFOUND)
 		return;
-	flare_lock(&reg_lock);
+	if (flare_lock(&reg_lock) == EDEADLK)
+		return; /* a handler's listen inside the registrations (lock.h): probed only */
 	struct reg *g = NULL;
 	for (int i = 0; i < n_regs && !g; i++)
 		if (regs[i].listen_fd < 0)
@@ -184,9 +185,8 @@ static void check_monitor(struct reg *g)
 
 void register_retry(void)
 {
-	if (!n_regs)
-		return;
-	flare_lock(&reg_lock);
+	if (!n_regs || flare_lock(&reg_lock) == EDEADLK)
+		return; /* (a handler inside: the next accept looks) */
 	for (int i = 0; i < n_regs; i++)
 		if (regs[i].listen_fd >= 0) {
 			check_monitor(&regs[i]);
