@@ -363,7 +363,8 @@ services = ( { name = "P"; address = "127.0.0.1:%d";
         reps = [r for sv in st.get("services", []) for r in sv["replicas"]]
         return reps and reps[0]["watched"] == "found" and reps[0]["pid"] == srv.pid
     wait_for(watched, 10, what="P-1 watched through the process found behind it")
-    check(s.replica("P-1")["alive"], "P-1 alive")
+    # the manager's word is there; the agent's table follows
+    wait_for(lambda: (s.replica("P-1") or {}).get("alive"), 10, what="P-1 alive in the table")
     srv.send_signal(signal.SIGSTOP)
     stop = time.monotonic()
     try:
