@@ -221,13 +221,19 @@ void hung_check(struct monitor *m)
 	prev_seen = p.next;
 	n_prev = p.n_next;
 	rates(m, &p);
+	/* a pass that came late (this monitor was not scheduled) did not
+	 * watch the time in between: a stall is counted from now, never
+	 * across the monitor's own absence */
+	static uint64_t last_pass;
+	int late = last_pass && p.now - last_pass > 2 * (uint64_t)m->cfg->probe_interval_ms + 50;
+	last_pass = p.now;
 	if (limit <= 0)
 		return;
 	for (int i = 0; i < m->n_reps; i++) {
 		struct mon_replica *r = &m->reps[i];
 		if (!r->hung_unread || r->hung_progress || !r->registrations)
 			r->stalled_since = 0; /* nothing waits, or it reads */
-		else if (!r->stalled_since)
+		else if (!r->stalled_since || late)
 			r->stalled_since = p.now;
 		int hung = r->stalled_since && p.now - r->stalled_since >= (uint64_t)limit;
 		if (hung != r->hung)
