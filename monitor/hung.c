@@ -102,14 +102,20 @@ static void one_socket(struct pass *p, const struct inet_diag_msg *d, const stru
 	if (rep < 0 || !ti)
 		return;
 	struct mon_replica *r = &p->m->reps[rep];
+	/* a peer's FIN takes a sequence number: in CLOSE_WAIT it is counted
+	 * in the receive queue (and sometimes in bytes_received), but it is no
+	 * request left unread (a client that connected and went away before
+	 * the server accepted it) */
+	uint32_t unread = d->idiag_rqueue;
+	if (d->idiag_state == ST_CLOSE_WAIT && unread > 0)
+		unread--;
 	uint64_t consumed = ti->tcpi_bytes_received - d->idiag_rqueue;
 	struct seen key = {.inode = d->idiag_inode}, *old = NULL;
 	if (prev_seen)
 		old = bsearch(&key, prev_seen, (size_t)n_prev, sizeof(key), by_inode);
 	if (old && consumed > old->consumed)
 		r->hung_progress = 1;
-	if (d->idiag_rqueue > 0)
-		r->hung_unread += d->idiag_rqueue;
+	r->hung_unread += unread;
 	/* a connection the last pass did not see opened since then: all its
 	 * segments are new (on the first pass nothing is known: none are) */
 	uint32_t segs = ti->tcpi_data_segs_in;
