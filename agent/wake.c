@@ -26,13 +26,10 @@
 #include "clock.h"
 #include "log.h"
 #include "segments.h"
+#include "sockdiag.h"
 #include "tcpsilent.h"
 
 #include <errno.h>
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,50 +50,6 @@ struct wake_cookie {
 	uint64_t cookie;
 	uid_t uid;
 };
-
-/* A request for one socket (SOCK_DESTROY) or a dump */
-struct diag_req {
-	struct nlmsghdr nlh;
-	struct inet_diag_req_v2 r;
-};
-
-static int diag_socket(void)
-{
-	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (fd < 0)
-		return -1;
-	struct timeval tv = {1, 0}; /* the kernel answers at once; never hang the loop */
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* SOCK_DESTROY of the socket id names; 0, or an errno value */
-static int destroy(int family, const struct inet_diag_sockid *id)
-{
-	int fd = diag_socket();
-	if (fd < 0)
-		return errno;
-	struct diag_req q = {.nlh = {.nlmsg_len = sizeof(q),
-				     .nlmsg_type = SOCK_DESTROY,
-				     .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK},
-			     .r = {.sdiag_family = (uint8_t)family,
-				   .sdiag_protocol = IPPROTO_TCP,
-				   .idiag_states = ~0u,
-				   .id = *id}};
-	int err = EIO;
-	if (send(fd, &q, sizeof(q), 0) == (ssize_t)sizeof(q)) {
-		char buf[1024];
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		struct nlmsghdr *h = (struct nlmsghdr *)buf;
-		if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) &&
-		    h->nlmsg_type == NLMSG_ERROR)
-			err = -((struct nlmsgerr *)NLMSG_DATA(h))->error;
-		else if (n < 0)
-			err = errno;
-	}
-	close(fd);
-	return err;
-}
 
 /* Can this agent end a socket? A loopback pair of its own, one end ended:
  * the other's read must say ECONNABORTED. 0, or why not (an errno value). */
@@ -125,7 +78,7 @@ static int self_test(void)
 				      .idiag_cookie = {(uint32_t)cookie, (uint32_t)(cookie >> 32)}};
 	id.idiag_src[0] = me.sin_addr.s_addr;
 	id.idiag_dst[0] = peer.sin_addr.s_addr;
-	err = destroy(AF_INET, &id);
+	err = sockdiag_destroy(AF_INET, &id);
 	char b;
 	if (!err && !(recv(c, &b, 1, MSG_DONTWAIT) < 0 && errno == ECONNABORTED))
 		err = EIO;
@@ -171,38 +124,28 @@ static int replica_at(const struct agent *a, const struct flare_addr *dst)
 	return -1;
 }
 
-static struct flare_addr dst_of(int family, const struct inet_diag_sockid *id)
-{
-	struct sockaddr_storage ss = {0};
-	struct flare_addr out = {0};
-	if (family == AF_INET) {
-		struct sockaddr_in *s = (struct sockaddr_in *)&ss;
-		s->sin_family = AF_INET;
-		s->sin_port = id->idiag_dport;
-		memcpy(&s->sin_addr, id->idiag_dst, 4);
-		flare_addr_from_sockaddr((struct sockaddr *)s, sizeof(*s), &out);
-	} else {
-		struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
-		s->sin6_family = AF_INET6;
-		s->sin6_port = id->idiag_dport;
-		memcpy(&s->sin6_addr, id->idiag_dst, 16);
-		flare_addr_from_sockaddr((struct sockaddr *)s, sizeof(*s), &out);
-	}
-	return out;
-}
+/* What one tick looks at: the registered waits, sorted by cookie */
+struct sweep {
+	struct agent *a;
+	const struct wake_cookie *reg;
+	int n_reg;
+	uint64_t now;
+};
 
 /* One established socket from the dump: ended when registered by its own
  * user and condemned. */
-static void judge(struct agent *a, int family, const struct inet_diag_msg *d,
-		  const struct tcp_info *ti, size_t ti_len, const struct wake_cookie *reg,
-		  int n_reg, uint64_t now)
+static void judge(void *arg, const struct inet_diag_msg *d, const struct tcp_info *ti,
+		  size_t ti_len)
 {
+	const struct sweep *sw = arg;
+	struct agent *a = sw->a;
 	uint64_t cookie = (uint64_t)d->id.idiag_cookie[0] | (uint64_t)d->id.idiag_cookie[1] << 32;
 	struct wake_cookie key = {cookie, 0};
-	const struct wake_cookie *w = bsearch(&key, reg, (size_t)n_reg, sizeof(*reg), cookie_cmp);
+	const struct wake_cookie *w =
+	    bsearch(&key, sw->reg, (size_t)sw->n_reg, sizeof(*sw->reg), cookie_cmp);
 	if (!w || w->uid != d->idiag_uid || d->idiag_rqueue > 0)
 		return; /* not registered by its owner, or a reply waits to be read */
-	struct flare_addr dst = dst_of(family, &d->id);
+	struct flare_addr dst = sockdiag_peer(d);
 	int r = replica_at(a, &dst);
 	if (r < 0)
 		return;
@@ -210,9 +153,9 @@ static void judge(struct agent *a, int family, const struct inet_diag_msg *d,
 	if (rep->alive || flare_death_exited(rep->reason))
 		return;
 	int silent = ti && flare_tcp_peer_silent(ti, ti_len);
-	if (!silent && now - rep->dead_since_ns < (uint64_t)FLARE_DEAD_GRACE_MS * 1000000ull)
+	if (!silent && sw->now - rep->dead_since_ns < (uint64_t)FLARE_DEAD_GRACE_MS * 1000000ull)
 		return;
-	int err = destroy(family, &d->id);
+	int err = sockdiag_destroy(d->idiag_family, &d->id);
 	char s[FLARE_ADDR_STRLEN];
 	if (err)
 		log_warn("wake: cannot end a connection of uid %u to %s: %s",
@@ -225,51 +168,6 @@ static void judge(struct agent *a, int family, const struct inet_diag_msg *d,
 			 flare_death_name(rep->reason),
 			 silent ? "its host acknowledges nothing" : "the reply overdue");
 	}
-}
-
-/* Every established TCP socket of family, with its tcp_info */
-static void sweep(struct agent *a, int family, const struct wake_cookie *reg, int n_reg,
-		  uint64_t now)
-{
-	int fd = diag_socket();
-	if (fd < 0)
-		return;
-	struct diag_req q = {.nlh = {.nlmsg_len = sizeof(q),
-				     .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-				     .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-			     .r = {.sdiag_family = (uint8_t)family,
-				   .sdiag_protocol = IPPROTO_TCP,
-				   .idiag_ext = 1 << (INET_DIAG_INFO - 1),
-				   .idiag_states = 1u << 1 /* ESTABLISHED */}};
-	if (send(fd, &q, sizeof(q), 0) != (ssize_t)sizeof(q)) {
-		close(fd);
-		return;
-	}
-	static char buf[65536];
-	for (int rounds = 0; rounds < 10000; rounds++) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		if (n <= 0)
-			break;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
-		     h = NLMSG_NEXT(h, n)) {
-			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
-				close(fd);
-				return;
-			}
-			const struct inet_diag_msg *d = NLMSG_DATA(h);
-			const struct tcp_info *ti = NULL;
-			size_t ti_len = 0;
-			int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*d));
-			for (struct rtattr *at = (struct rtattr *)(d + 1); RTA_OK(at, len);
-			     at = RTA_NEXT(at, len))
-				if (at->rta_type == INET_DIAG_INFO) {
-					ti = RTA_DATA(at);
-					ti_len = RTA_PAYLOAD(at);
-				}
-			judge(a, family, d, ti, ti_len, reg, n_reg, now);
-		}
-	}
-	close(fd);
 }
 
 /* 0: no replica is dead for a reason its connections cannot tell; else
@@ -300,8 +198,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	static struct wake_cookie reg[WAKE_COOKIES];
 	int n = collect(a, reg, WAKE_COOKIES);
 	if (n > 0) {
-		sweep(a, AF_INET, reg, n, now);
-		sweep(a, AF_INET6, reg, n, now);
+		struct sweep sw = {a, reg, n, now};
+		sockdiag_dump(AF_INET, 1u << TCP_ESTABLISHED, judge, &sw);
+		sockdiag_dump(AF_INET6, 1u << TCP_ESTABLISHED, judge, &sw);
 	}
 }
 

@@ -106,6 +106,19 @@ static int unread_bytes(struct evconn *c)
 	       (fd >= 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0);
 }
 
+/* A timer that fired late_ns late means this daemon was not scheduled:
+ * the peer, likely starved by the same load, gets the time this side
+ * lost, once per silence (a frame ends it). 1 when granted. */
+static int late_grace(struct evconn *c, uint64_t late_ns)
+{
+	if (late_ns <= LATE_NS || c->late_grace)
+		return 0;
+	c->late_grace = 1;
+	log_info("%s: timer %.0f ms late (this host is busy): the peer gets that long again",
+		 c->peer, (double)late_ns / 1e6);
+	return 1;
+}
+
 static int arm_guard(struct evconn *c, uint64_t ms)
 {
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -265,12 +278,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			bufferevent_enable(c->bev, EV_READ);
 			return;
 		}
-		if (late > LATE_NS && !c->late_grace) {
-			/* this daemon was not scheduled: the peer gets its time again */
-			c->late_grace = 1;
-			log_info("%s: timer %.0f ms late (this host is busy): the peer gets that "
-				 "long again",
-				 c->peer, (double)late / 1e6);
+		if (late_grace(c, late)) {
 			bufferevent_enable(c->bev, EV_READ);
 			return;
 		}
@@ -360,17 +368,9 @@ static void guard_check(evutil_socket_t fd, short what, void *arg)
 			arm_guard(c, 1);
 			return;
 		}
-		/* a timer that fired late means this daemon was not scheduled:
-		 * the peer, likely starved by the same load, gets the time this
-		 * side lost, once per silence */
 		uint64_t late = now > c->guard_due_ns ? now - c->guard_due_ns : 0;
-		if (now >= end && !c->late_grace && late > LATE_NS) {
-			c->late_grace = 1;
-			log_info("%s: timer %.0f ms late (this host is busy): the peer gets that "
-				 "long again",
-				 c->peer, (double)late / 1e6);
+		if (now >= end && late_grace(c, late))
 			end = now + late;
-		}
 		if (now >= end) {
 			evconn_close(c, "silent past its timeout");
 			return;

@@ -21,16 +21,23 @@ static void age(struct evbuffer *b, uint64_t now, uint64_t then)
 /* How its monitor knows it lives: its process registered, its process
  * found by its listening socket, or probes only (a host not heard from:
  * unknown) */
-static void watched_text(const struct manager *m, int r, char *out, size_t n)
+static const char *watched_kind(const struct manager *m, int r)
 {
 	if (!m->hosts[m->cfg->replicas[r].host].reports)
-		snprintf(out, n, "unknown");
-	else if (m->reps[r].registered)
+		return "unknown";
+	return m->reps[r].registered ? "process" : m->reps[r].pid ? "found" : "probe";
+}
+
+/* The same for a person: with the process's pid */
+static void watched_text(const struct manager *m, int r, char *out, size_t n)
+{
+	const char *k = watched_kind(m, r);
+	if (!strcmp(k, "process"))
 		snprintf(out, n, "pid %u", m->reps[r].pid);
-	else if (m->reps[r].pid)
+	else if (!strcmp(k, "found"))
 		snprintf(out, n, "found pid %u", m->reps[r].pid);
 	else
-		snprintf(out, n, "probe");
+		snprintf(out, n, "%s", k);
 }
 
 static void changed_text(uint64_t now, uint64_t then, char *out, size_t n)
@@ -170,11 +177,7 @@ static void render_json(struct manager *m, struct evbuffer *b, uint64_t now)
 			    c->hosts[c->replicas[r].host].name,
 			    flare_addr_format(&c->replicas[r].addr, a, sizeof(a)),
 			    q->alive ? "true" : "false",
-			    q->alive ? "none" : flare_death_name(q->reason),
-			    !m->hosts[c->replicas[r].host].reports ? "unknown"
-			    : m->reps[r].registered                ? "process"
-			    : m->reps[r].pid                       ? "found"
-								   : "probe",
+			    q->alive ? "none" : flare_death_name(q->reason), watched_kind(m, r),
 			    m->reps[r].changed_ns ? (double)(now - m->reps[r].changed_ns) / 1e6
 						  : -1.0,
 			    m->reps[r].registered ? "true" : "false", m->reps[r].pid,

@@ -20,13 +20,11 @@
 
 #include "clock.h"
 #include "log.h"
+#include "sockdiag.h"
+
+#include <linux/tcp.h>
 
 #include <errno.h>
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
-#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -73,33 +71,14 @@ static int replica_at_port(struct monitor *m, uint16_t port)
 	return -1;
 }
 
-/* The client's address as the replica sees it */
-static struct flare_addr peer_of(const struct inet_diag_msg *d)
+static void one_socket(void *arg, const struct inet_diag_msg *d, const struct tcp_info *ti,
+		       size_t ti_len)
 {
-	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	if (d->idiag_family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = d->id.idiag_dport;
-		memcpy(&s4->sin_addr, d->id.idiag_dst, 4);
-		len = sizeof(*s4);
-	} else {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = d->id.idiag_dport;
-		memcpy(&s6->sin6_addr, d->id.idiag_dst, 16);
-		len = sizeof(*s6);
-	}
-	struct flare_addr a = {0};
-	flare_addr_from_sockaddr((struct sockaddr *)&ss, len, &a);
-	return a;
-}
-
-static void one_socket(struct pass *p, const struct inet_diag_msg *d, const struct tcp_info *ti)
-{
+	struct pass *p = arg;
 	int rep = replica_at_port(p->m, ntohs(d->id.idiag_sport));
-	if (rep < 0 || !ti)
+	if (rep < 0 || !ti ||
+	    ti_len <
+		offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti->tcpi_bytes_received))
 		return;
 	struct mon_replica *r = &p->m->reps[rep];
 	/* a peer's FIN takes a sequence number: in CLOSE_WAIT it is counted
@@ -125,59 +104,15 @@ static void one_socket(struct pass *p, const struct inet_diag_msg *d, const stru
 	if (c->services[c->replicas[r->cfg].service].binding == FLARE_BINDING_ON_DEMAND &&
 	    p->n_conns < MAX_TRACKED)
 		p->conns[p->n_conns++] = (struct fw_report_conn){
-		    .replica = (uint16_t)rep, .peer = peer_of(d), .rate_milli = fresh};
+		    .replica = (uint16_t)rep, .peer = sockdiag_peer(d), .rate_milli = fresh};
 	if (p->n_next < MAX_TRACKED)
 		p->next[p->n_next++] = (struct seen){d->idiag_inode, segs, consumed};
 }
 
-/* One sock_diag dump of a family's TCP connections; -1 when it failed. */
+/* One sock_diag dump of a family's connections to the replicas' ports */
 static int dump(struct pass *p, int family)
 {
-	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (fd < 0)
-		return -1;
-	struct {
-		struct nlmsghdr nlh;
-		struct inet_diag_req_v2 r;
-	} req = {.nlh = {.nlmsg_len = sizeof(req),
-			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-		 .r = {.sdiag_family = (uint8_t)family,
-		       .sdiag_protocol = IPPROTO_TCP,
-		       .idiag_ext = 1 << (INET_DIAG_INFO - 1),
-		       .idiag_states = (1u << ST_ESTABLISHED) | (1u << ST_CLOSE_WAIT)}};
-	int rc = -1;
-	if (send(fd, &req, sizeof(req), 0) < 0)
-		goto out;
-	for (int rounds = 0; rounds < 100000; rounds++) {
-		long buf[8192];
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		if (n <= 0)
-			goto out;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
-		     h = NLMSG_NEXT(h, n)) {
-			if (h->nlmsg_type == NLMSG_DONE) {
-				rc = 0;
-				goto out;
-			}
-			if (h->nlmsg_type == NLMSG_ERROR)
-				goto out;
-			const struct inet_diag_msg *d = NLMSG_DATA(h);
-			const struct tcp_info *ti = NULL;
-			int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*d));
-			for (struct rtattr *a = (struct rtattr *)(d + 1); RTA_OK(a, len);
-			     a = RTA_NEXT(a, len))
-				if (a->rta_type == INET_DIAG_INFO &&
-				    RTA_PAYLOAD(a) >=
-					offsetof(struct tcp_info, tcpi_bytes_received) +
-					    sizeof(ti->tcpi_bytes_received))
-					ti = RTA_DATA(a);
-			one_socket(p, d, ti);
-		}
-	}
-out:
-	close(fd);
-	return rc;
+	return sockdiag_dump(family, (1u << ST_ESTABLISHED) | (1u << ST_CLOSE_WAIT), one_socket, p);
 }
 
 /* Segment counts over the pass's interval become rates (x1000 per second) */

@@ -213,15 +213,12 @@ int main(int argc, char **argv)
 				argv[optind]);
 		without = 1;
 	}
-	if (without) {
-		execv(prog, argv + optind);
-		fprintf(stderr, "flare-run: cannot run %s: %s\n", prog, strerror(errno));
-		return 126;
+	if (!without) {
+		inspect(prog, argv[optind]);
+		const char *old = getenv("LD_PRELOAD");
+		snprintf(pre, sizeof(pre), "%s%s%s", lib, old && *old ? " " : "", old ? old : "");
+		setenv("LD_PRELOAD", pre, 1);
 	}
-	inspect(prog, argv[optind]);
-	const char *old = getenv("LD_PRELOAD");
-	snprintf(pre, sizeof(pre), "%s%s%s", lib, old && *old ? " " : "", old ? old : "");
-	setenv("LD_PRELOAD", pre, 1);
 	execv(prog, argv + optind);
 	fprintf(stderr, "flare-run: cannot run %s: %s\n", prog, strerror(errno));
 	return 126;

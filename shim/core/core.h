@@ -43,6 +43,9 @@ extern struct flare_stats flare_stats;
 /* A process counter f and, for the host's agent, service svc's counter ss
  * in this process's slot of NAME.user.UID when it has one (usershm.c) */
 extern struct flare_user_slot *flare_user_slot;
+/* ... and its page of blocking reads registered for the kernel wake
+ * (io/wake.c) */
+extern struct flare_user_waits *flare_user_waits;
 #define COUNT(f, svc, ss, n)                                                                       \
 	do {                                                                                       \
 		STAT_ADD(f, (n));                                                                  \

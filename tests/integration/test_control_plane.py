@@ -274,22 +274,31 @@ def test_stalled_machine_blames_nobody():
     check(all(h["alive"] for h in s.status()["hosts"]), "hosts %s" % s.status()["hosts"])
 
 
-def test_probe_fall_and_rise():
-    """A probed replica whose probes time out a while (its accept queue
-    full) stays alive for probe_fall - 1 failures, is dead (reason probe)
-    after probe_fall, and alive again only after probe_rise good probes;
-    a refused probe kills at once."""
+def one_replica(monitor_keys):
+    """One host, one service, one replica P-1 nobody serves yet (s.port):
+    for tests of how the monitor watches a replica no process registered"""
     mport, port, svc = free_ports(3)
     s = Stack("""
 manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 100; };
-monitor = { probe_interval_ms = 100; probe_timeout_ms = 50; probe_fall = 3; probe_rise = 2; };
+monitor = { probe_interval_ms = 100; %s };
 agent = { shm = "@SHM@"; };
 hosts = ( { name = "alpha"; utilization = "file:@DIR@/alpha.util";
             monitor_socket = "@DIR@/alpha.sock"; } );
 services = ( { name = "P"; address = "127.0.0.1:%d";
     replicas = ( { name = "P-1"; host = "alpha"; address = "127.0.0.1:%d"; } ); } );
-""" % (mport, svc, port))
+""" % (mport, monitor_keys, svc, port))
+    s.port = port
     set_util(s, "alpha", 0.1)
+    return s
+
+
+def test_probe_fall_and_rise():
+    """A probed replica whose probes time out a while (its accept queue
+    full) stays alive for probe_fall - 1 failures, is dead (reason probe)
+    after probe_fall, and alive again only after probe_rise good probes;
+    a refused probe kills at once."""
+    s = one_replica("probe_timeout_ms = 50; probe_fall = 3; probe_rise = 2;")
+    port = s.port
     lst = socket.socket()
     lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lst.bind(("127.0.0.1", port))
@@ -336,17 +345,8 @@ def test_unregistered_stopped_server_is_found():
     it, and a SIGSTOP makes the replica dead (reason stopped) within a
     second, though the kernel still completes the probes' handshakes;
     SIGCONT brings it back."""
-    mport, port, svc = free_ports(3)
-    s = Stack("""
-manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 100; };
-monitor = { probe_interval_ms = 100; };
-agent = { shm = "@SHM@"; };
-hosts = ( { name = "alpha"; utilization = "file:@DIR@/alpha.util";
-            monitor_socket = "@DIR@/alpha.sock"; } );
-services = ( { name = "P"; address = "127.0.0.1:%d";
-    replicas = ( { name = "P-1"; host = "alpha"; address = "127.0.0.1:%d"; } ); } );
-""" % (mport, svc, port))
-    set_util(s, "alpha", 0.1)
+    s = one_replica("")
+    port = s.port
     srv = track(subprocess.Popen([sys.executable, "-c", (
         "import socket,time\n"
         "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"

@@ -354,6 +354,21 @@ print("ok", n)
 '''
 
 
+def through_a_stop(s, p, after, victim=None, during=None):
+    """Stops the serving replica (or victim) `after` seconds into client
+    p's run (and calls during(victim) while it is stopped), waits for p,
+    and lets the replica run again: p's (stdout, stderr)."""
+    victim = serving_replica(s) if victim is None else victim
+    time.sleep(after)
+    s.procs["rr%d" % victim].send_signal(signal.SIGSTOP)
+    try:
+        if during:
+            during(victim)
+        return p.communicate(timeout=60)
+    finally:
+        s.procs["rr%d" % victim].send_signal(signal.SIGCONT)
+
+
 def test_stopped_replica_is_dead():
     """A replica process that stops serving without dying (SIGSTOP): its
     monitor sees the stopped state, the table marks it dead, and a client
@@ -366,14 +381,9 @@ def test_stopped_replica_is_dead():
     victim = serving_replica(s)
     lat = os.path.join(s.dir, "lat.log")
     p = rr_client(s, ["-n", "300", "-r", "100", "--log", lat], wait=False)
-    time.sleep(0.5)
-    s.procs["rr%d" % victim].send_signal(signal.SIGSTOP)
-    try:
-        wait_for(lambda: not s.replica("A-%d" % (victim + 1))["alive"], 5,
-                 what="the stopped replica dead in the table")
-        out, err = p.communicate(timeout=60)
-    finally:
-        s.procs["rr%d" % victim].send_signal(signal.SIGCONT)
+    out, err = through_a_stop(s, p, 0.5, victim, lambda v: wait_for(
+        lambda: not s.replica("A-%d" % (v + 1))["alive"], 5,
+        what="the stopped replica dead in the table"))
     n, errors, served = parse(out)
     check(p.returncode == 0 and n == 300 and errors == 0, "rc %d: %s %s" % (p.returncode, out,
                                                                          err[-600:]))
@@ -436,14 +446,8 @@ def test_stopped_replica_epoll_client():
     s = rr_deployment()
     start_rr(s)
     wait_for(lambda: all_registered(s), 10, what="every server registered")
-    victim = serving_replica(s)
     p = nbclient(s, 40000)
-    time.sleep(0.3)
-    s.procs["rr%d" % victim].send_signal(signal.SIGSTOP)
-    try:
-        out, err = p.communicate(timeout=60)
-    finally:
-        s.procs["rr%d" % victim].send_signal(signal.SIGCONT)
+    out, err = through_a_stop(s, p, 0.3)
     st = library_stats(p.stats)
     check(p.returncode == 0 and "requests=40000" in out, "epoll client: rc %d %r %s" % (
         p.returncode, out, err[-800:]))
@@ -821,15 +825,9 @@ def woken_client(s, requests):
 
 def stopped_replica_run(s):
     """rr-client through a SIGSTOP of its serving replica: the worst request (ms)"""
-    victim = serving_replica(s)
     lat = os.path.join(s.dir, "lat%d.log" % time.monotonic_ns())
     p = rr_client(s, ["-n", "300", "-r", "100", "--log", lat], wait=False)
-    time.sleep(0.5)
-    s.procs["rr%d" % victim].send_signal(signal.SIGSTOP)
-    try:
-        out, err = p.communicate(timeout=60)
-    finally:
-        s.procs["rr%d" % victim].send_signal(signal.SIGCONT)
+    out, err = through_a_stop(s, p, 0.5)
     n, errors, served = parse(out)
     check(p.returncode == 0 and n == 300 and errors == 0 and len(served) >= 2,
           "rc %d: %s %s" % (p.returncode, out, err[-600:]))

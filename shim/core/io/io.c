@@ -135,6 +135,32 @@ static int wait_pending(struct fconn *fc, int fd)
 	return 0;
 }
 
+/* A read or write on a connection that is not READY: one still
+ * connecting or replaying is moved on, and a blocking caller waits for it
+ * (the socket's bytes are not the program's yet: a session's replies may
+ * be on their way, the replayed request goes first); a non-blocking one
+ * gets the kernel's EAGAIN. An error an asynchronous heal owes (no replica
+ * left) is the caller's. 0 to go on, -1 with errno set. */
+static int not_ready(struct fconn *fc, int fd, int flags)
+{
+	if (fconn_is_pending(fconn_state(fc)))
+		nb_progress(fc, fd);
+	if (fconn_is_pending(fconn_state(fc))) {
+		if (nonblocking(fd, flags)) { /* the kernel's word: a rare path */
+			errno = EAGAIN;
+			return -1;
+		}
+		if (wait_pending(fc, fd) < 0)
+			return -1;
+	}
+	int owed = fconn_take_owed_error(fc);
+	if (owed) {
+		errno = owed;
+		return -1;
+	}
+	return 0;
+}
+
 static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, size_t len,
 			    struct msghdr *msg, int flags)
 {
@@ -148,25 +174,8 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 	int have_deadline = 0, slices = 0;
 	for (;;) {
 		/* one load on the common path: READY, nothing owed or pending */
-		if (fconn_state(fc) != FC_READY) {
-			if (fconn_is_pending(fconn_state(fc)))
-				nb_progress(fc, fd);
-			/* still connecting or replaying: the socket's bytes are not
-			 * the program's yet (a session's replies may be on their way) */
-			if (fconn_is_pending(fconn_state(fc))) {
-				if (nonblocking(fd, flags)) { /* the kernel's word: a rare path */
-					errno = EAGAIN;
-					return -1;
-				}
-				if (wait_pending(fc, fd) < 0)
-					return -1;
-			}
-			int owed = fconn_take_owed_error(fc);
-			if (owed) {
-				errno = owed; /* an asynchronous heal found no replica */
-				return -1;
-			}
-		}
+		if (fconn_state(fc) != FC_READY && not_ready(fc, fd, flags) < 0)
+			return -1;
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);
 		ssize_t n = -2; /* not read yet */
 		/* sliced while a reply is awaited, or while the connection is
@@ -177,17 +186,18 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		int watched = (exchange_outstanding(fc) ||
 			       __atomic_load_n(&fc->link.timeouts_owed, __ATOMIC_RELAXED)) &&
 			      real.poll && !(flags & MSG_DONTWAIT) && nb_cached(fc) != 2;
-		/* Where the bytes are usually there already (an event loop, a
-		 * program that waits in epoll and then reads its blocking
-		 * socket, a reply read in parts), one call with MSG_DONTWAIT:
-		 * what the program's own call returns at once, blocking or not,
-		 * with no need to know which. Not with MSG_WAITALL, which must
-		 * wait for all of it. An EAGAIN is the program's only when the
-		 * kernel says now that the descriptor is non-blocking. */
+		/* With the agent's kernel wake, the agent ends the socket if the
+		 * reply is not coming (wake.c): the program's own call, nothing
+		 * around it. Else, where the bytes are usually there already (an
+		 * event loop, a program that waits in epoll and then reads its
+		 * blocking socket, a reply read in parts), one call with
+		 * MSG_DONTWAIT: what the program's own call returns at once,
+		 * blocking or not, with no need to know which. Not with
+		 * MSG_WAITALL, which must wait for all of it. An EAGAIN is the
+		 * program's only when the kernel says now that the descriptor is
+		 * non-blocking. */
 		uint64_t *woken_by_agent;
 		if (watched && !slices && (woken_by_agent = wake_register(fc)) != NULL) {
-			/* the agent ends the socket if the reply is not coming
-			 * (wake.c): the program's own call, nothing around it */
 			n = do_read(op, fd, buf, len, msg, flags);
 			int e = errno;
 			wake_unregister(woken_by_agent);
@@ -321,24 +331,8 @@ static ssize_t managed_write(struct fconn *fc, int fd, const void *buf, size_t l
 	tls_call_saw(fc, fd);
 	for (;;) {
 		/* one load on the common path: READY, nothing owed or pending */
-		if (fconn_state(fc) != FC_READY) {
-			if (fconn_is_pending(fconn_state(fc)))
-				nb_progress(fc, fd);
-			if (fconn_is_pending(fconn_state(fc))) {
-				/* still connecting, or the replayed request goes first */
-				if (nonblocking(fd, flags)) {
-					errno = EAGAIN;
-					return -1;
-				}
-				if (wait_pending(fc, fd) < 0)
-					return -1;
-			}
-			int owed = fconn_take_owed_error(fc);
-			if (owed) {
-				errno = owed;
-				return -1;
-			}
-		}
+		if (fconn_state(fc) != FC_READY && not_ready(fc, fd, flags) < 0)
+			return -1;
 		if (fc->svc.binding != FLARE_BINDING_SESSION && !fconn_tls_linked(fc))
 			rebind_at_write(fc, fd);
 		uint32_t gen = __atomic_load_n(&fc->gen, __ATOMIC_ACQUIRE);

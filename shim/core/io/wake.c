@@ -23,7 +23,6 @@
 #include "io/io.h"
 #include "route/route.h"
 
-extern struct flare_user_waits *flare_user_waits;
 static unsigned hint; /* where the last free entry was: relaxed, a guess */
 
 uint64_t *wake_register(struct fconn *fc)

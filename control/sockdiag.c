@@ -1,0 +1,120 @@
+#include "sockdiag.h"
+
+#include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct diag_req {
+	struct nlmsghdr nlh;
+	struct inet_diag_req_v2 r;
+};
+
+static int diag_socket(void)
+{
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -1;
+	struct timeval tv = {1, 0}; /* never hang a daemon's loop on it */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg)
+{
+	int fd = diag_socket(), rc = -1;
+	if (fd < 0)
+		return -1;
+	struct diag_req q = {.nlh = {.nlmsg_len = sizeof(q),
+				     .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+				     .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+			     .r = {.sdiag_family = (uint8_t)family,
+				   .sdiag_protocol = IPPROTO_TCP,
+				   .idiag_ext = 1 << (INET_DIAG_INFO - 1),
+				   .idiag_states = states}};
+	if (send(fd, &q, sizeof(q), 0) < 0)
+		goto out;
+	for (int rounds = 0; rounds < 100000; rounds++) {
+		long buf[8192];
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			goto out;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
+		     h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_type == NLMSG_DONE) {
+				rc = 0;
+				goto out;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR)
+				goto out;
+			const struct inet_diag_msg *d = NLMSG_DATA(h);
+			const struct tcp_info *ti = NULL;
+			size_t ti_len = 0;
+			int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*d));
+			for (struct rtattr *a = (struct rtattr *)(d + 1); RTA_OK(a, len);
+			     a = RTA_NEXT(a, len))
+				if (a->rta_type == INET_DIAG_INFO) {
+					ti = RTA_DATA(a);
+					ti_len = RTA_PAYLOAD(a);
+				}
+			fn(arg, d, ti, ti_len);
+		}
+	}
+out:
+	close(fd);
+	return rc;
+}
+
+struct flare_addr sockdiag_peer(const struct inet_diag_msg *d)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t len;
+	if (d->idiag_family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = d->id.idiag_dport;
+		memcpy(&s4->sin_addr, d->id.idiag_dst, 4);
+		len = sizeof(*s4);
+	} else {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = d->id.idiag_dport;
+		memcpy(&s6->sin6_addr, d->id.idiag_dst, 16);
+		len = sizeof(*s6);
+	}
+	struct flare_addr a = {0};
+	flare_addr_from_sockaddr((struct sockaddr *)&ss, len, &a);
+	return a;
+}
+
+int sockdiag_destroy(int family, const struct inet_diag_sockid *id)
+{
+	int fd = diag_socket();
+	if (fd < 0)
+		return errno;
+	struct diag_req q = {.nlh = {.nlmsg_len = sizeof(q),
+				     .nlmsg_type = SOCK_DESTROY,
+				     .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK},
+			     .r = {.sdiag_family = (uint8_t)family,
+				   .sdiag_protocol = IPPROTO_TCP,
+				   .idiag_states = ~0u,
+				   .id = *id}};
+	int err = EIO;
+	if (send(fd, &q, sizeof(q), 0) == (ssize_t)sizeof(q)) {
+		char buf[1024];
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+		if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) &&
+		    h->nlmsg_type == NLMSG_ERROR)
+			err = -((struct nlmsgerr *)NLMSG_DATA(h))->error;
+		else if (n < 0)
+			err = errno;
+	}
+	close(fd);
+	return err;
+}

@@ -1,0 +1,30 @@
+/* sock_diag for the daemons: a dump of the host's TCP sockets with their
+ * tcp_info (monitor/hung.c, agent/wake.c), the peer of one, and its end
+ * through the kernel (SOCK_DESTROY, agent/wake.c). */
+#ifndef FLARE_SOCKDIAG_H
+#define FLARE_SOCKDIAG_H
+
+#include "addr.h"
+
+#include <linux/inet_diag.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* from <linux/tcp.h> or <netinet/tcp.h>, whichever the caller needs (the
+ * two clash) */
+struct tcp_info;
+
+/* Called for each socket; ti is NULL when the kernel gave none, else
+ * ti_len bytes of it. */
+typedef void (*sockdiag_fn)(void *arg, const struct inet_diag_msg *d, const struct tcp_info *ti,
+			    size_t ti_len);
+/* Every TCP socket of family in one of states (bits by TCP state); 0, or
+ * -1 with errno set (the kernel answers at once: at most a second). */
+int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg);
+/* The socket's peer address */
+struct flare_addr sockdiag_peer(const struct inet_diag_msg *d);
+/* Ends the socket id names (family's); 0, or an errno value (EPERM
+ * without CAP_NET_ADMIN). */
+int sockdiag_destroy(int family, const struct inet_diag_sockid *id);
+
+#endif
