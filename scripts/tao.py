@@ -160,13 +160,19 @@ def effectiveness(balance, binding, seconds, outdir=None):
     ev = replies(procs)
     series = rates(ev, t_start, t_start + seconds)
     target = 150.0
-    conv = next((t for t, r in series if within(r, target, 0.10)), None)
-    steady = None
+    # converged: the first 1-s window within 10% that the next second's
+    # windows confirm (a client moving mid-window can make one window look
+    # balanced by coincidence while the moves go on)
+    conv = next((t for t, _ in series
+                 if all(within(r2, target, 0.10) for t2, r2 in series if t <= t2 <= t + 1.0)),
+                None)
+    steady, unsteady = None, []
     if conv is not None:
         # every 2-s window after convergence within +-25%
         after = [(t, r) for t, r in rates(ev, t_start, t_start + seconds, 0.25, 2.0)
                  if t - 1.0 >= conv]
-        steady = all(within(r, target, 0.25) for _, r in after)
+        unsteady = [(t, r) for t, r in after if not within(r, target, 0.25)]
+        steady = not unsteady
     rebinds_after = None
     if conv is not None and samples:
         at = max([n for t, n in samples if t <= conv] or [rebinds0])
@@ -175,7 +181,8 @@ def effectiveness(balance, binding, seconds, outdir=None):
     res = {"policy": "%s/%s" % (balance, binding), "failed": bad, "replies": len(ev),
            "convergence_s": conv, "steady": steady, "rebinds_after": rebinds_after,
            "rebinds": samples[-1][1] - rebinds0 if samples else 0,
-           "final": final, "series": series}
+           "final": final, "series": series, "unsteady": unsteady,
+           "rebind_samples": samples}
     if outdir:
         write_series(res, outdir)
     deploy.cleanup()
