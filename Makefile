@@ -6,6 +6,12 @@ CFLAGS ?= -O2 -g
 FUZZ_SECONDS ?= 10
 PREFIX ?= /usr/local
 DESTDIR ?=
+SYSCONFDIR ?= /etc
+# the library and the demo programs, relative to PREFIX: flare-run finds the
+# library at ../$(LIBSUBDIR) from its own folder (the package sets the
+# multiarch path, lib/x86_64-linux-gnu/flare)
+LIBSUBDIR ?= lib/flare
+LIBEXECSUBDIR ?= libexec/flare
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
 # every build (release, sanitizers, fuzzers) compiles with these
@@ -15,7 +21,8 @@ STD := -std=gnu11 -D_GNU_SOURCE -MMD -MP $(WARN)
 # flarectl, flare-run and tests. The library is compiled without -Icontrol,
 # so it cannot include control-plane code by mistake.
 LIB_CPPFLAGS := -Icommon -Ishim/core
-BASE := $(STD) -fPIC -Icommon -Icontrol
+# flare-run and flarectl read the host's config when no -c names one
+BASE := $(STD) -fPIC -Icommon -Icontrol -DFLARE_DEFAULT_CONFIG='"$(SYSCONFDIR)/flare/flare.conf"'
 DAEMON_LIBS := -lconfig -levent -lsodium
 TEST_LIBS := -lcmocka -lconfig -levent -lsodium -lpthread -lm
 
@@ -44,15 +51,17 @@ all: $(BUILD)/libflare-common.a $(BINS)
 
 # each daemon is its folder's .c files plus the common library
 $(BUILD)/flare-manager: $(call obj,$(wildcard manager/*.c)) $(BUILD)/libflare-common.a
-	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
 $(BUILD)/flare-monitor: $(call obj,$(wildcard monitor/*.c)) $(BUILD)/libflare-common.a
-	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
 $(BUILD)/flare-agent: $(call obj,$(wildcard agent/*.c)) $(BUILD)/libflare-common.a
-	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
 $(BUILD)/flarectl: $(call obj,$(wildcard tools/*.c)) $(BUILD)/libflare-common.a
-	$(CC) $(CFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DAEMON_LIBS) -lm
 $(BUILD)/flare-run: $(BUILD)/obj/shim/flare-run.o $(BUILD)/libflare-common.a
-	$(CC) $(CFLAGS) $^ -o $@ -lconfig
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ -lconfig
+$(BUILD)/obj/shim/flare-run.o: BASE += -DFLARE_LIBSUBDIR='"$(LIBSUBDIR)"' \
+	-DFLARE_LIBDIR='"$(PREFIX)/$(LIBSUBDIR)"'
 
 # libflare.so: its own objects, every symbol hidden but the hooks (it lives
 # inside other programs and must not clash with theirs); libc only.
@@ -60,18 +69,18 @@ SHIM_OBJ := $(patsubst %.c,$(BUILD)/shimobj/%.o,$(filter-out $(TLS_SRC),$(SHIM_S
 	$(COMMON_LIBC) $(TLS_SRC))
 $(BUILD)/shimobj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(STD) $(LIB_CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+	$(CC) $(STD) $(LIB_CPPFLAGS) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 $(BUILD)/libflare.so: $(SHIM_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,now -Wl,--no-undefined $^ -o $@
 
 $(BUILD)/rr-server: $(BUILD)/obj/examples/rr-server.o $(BUILD)/obj/examples/rr-proto.o
-	$(CC) $(CFLAGS) $^ -o $@
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@
 $(BUILD)/rr-client: $(BUILD)/obj/examples/rr-client.o $(BUILD)/obj/examples/rr-proto.o
-	$(CC) $(CFLAGS) $^ -o $@ -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ -lm
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(CFLAGS) -c $< -o $@
+	$(CC) $(BASE) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libflare-common.a: $(call obj,$(COMMON_ALL))
 	@rm -f $@
@@ -162,17 +171,21 @@ demo: deps all
 	@python3 scripts/tao.py $(BUILD) $(TAO_ARGS)
 
 # binaries, the library, man pages, systemd units (for PREFIX's binaries and
-# SYSCONFDIR/flare/flare.conf) and the example config
-SYSCONFDIR ?= /etc
+# SYSCONFDIR/flare/flare.conf), the example config, and a single-host
+# SYSCONFDIR/flare/flare.conf unless one is there (the package's conffile)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/flare $(DESTDIR)$(PREFIX)/share/flare \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/$(LIBSUBDIR) \
+		$(DESTDIR)$(PREFIX)/$(LIBEXECSUBDIR) $(DESTDIR)$(PREFIX)/share/flare \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
 		$(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(UNITDIR)
 	install -m 755 $(addprefix $(BUILD)/,$(DAEMONS)) $(BUILD)/flare-run $(DESTDIR)$(PREFIX)/bin/
-	install -m 755 $(BUILD)/rr-server $(BUILD)/rr-client $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(BUILD)/libflare.so $(DESTDIR)$(PREFIX)/lib/flare/
+	install -m 755 $(BUILD)/rr-server $(BUILD)/rr-client $(DESTDIR)$(PREFIX)/$(LIBEXECSUBDIR)/
+	install -m 644 $(BUILD)/libflare.so $(DESTDIR)$(PREFIX)/$(LIBSUBDIR)/
 	install -m 644 conf/example.conf $(DESTDIR)$(PREFIX)/share/flare/
+	install -d $(DESTDIR)$(SYSCONFDIR)/flare
+	[ -e $(DESTDIR)$(SYSCONFDIR)/flare/flare.conf ] || \
+		install -m 644 dist/flare.conf $(DESTDIR)$(SYSCONFDIR)/flare/flare.conf
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
@@ -213,7 +226,8 @@ deb: deps
 	@sh scripts/deps.sh deb
 	dpkg-buildpackage -b -us -uc
 	@mkdir -p $(BUILD)/deb
-	mv ../flare_$$(dpkg-parsechangelog -S Version)_* $(BUILD)/deb/
+	@v=$$(dpkg-parsechangelog -S Version); for f in ../flare_$${v}_* ../flare-dbgsym_$${v}_*; do \
+		[ ! -e "$$f" ] || mv "$$f" $(BUILD)/deb/; done
 	@ls $(BUILD)/deb/*.deb
 
 # the package installed by dpkg into a root of its own, then run from there

@@ -35,13 +35,18 @@ int auth_key_load(const char *path, struct auth_key *key, char *err, size_t errl
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		snprintf(err, errlen, "%s: the key file is not a regular file", path);
-	else if (st.st_mode & (S_IRWXG | S_IRWXO))
-		snprintf(err, errlen,
-			 "%s: the key file is open to group or others (mode %04o): chmod 600 it",
-			 path, (unsigned)(st.st_mode & 07777));
-	else if (st.st_uid != geteuid())
-		snprintf(err, errlen, "%s: the key file belongs to uid %u, not to this user (%u)",
-			 path, (unsigned)st.st_uid, (unsigned)geteuid());
+	/* PostgreSQL's rule for its key file: the daemon's own with mode 0600,
+	 * or root's with 0640 (root:flare, read by the daemons' group) */
+	else if (st.st_uid != geteuid() && st.st_uid != 0)
+		snprintf(
+		    err, errlen,
+		    "%s: the key file belongs to uid %u, neither to this user (%u) nor to root",
+		    path, (unsigned)st.st_uid, (unsigned)geteuid());
+	else if (st.st_mode & (S_IRWXO | (st.st_uid == 0 ? S_IWGRP | S_IXGRP : S_IRWXG)))
+		snprintf(err, errlen, "%s: the key file is open to %s (mode %04o): chmod %s it",
+			 path,
+			 st.st_uid == 0 ? "others or writable by its group" : "group or others",
+			 (unsigned)(st.st_mode & 07777), st.st_uid == 0 ? "640" : "600");
 	else if ((n = read(fd, buf, sizeof(buf))) < 0)
 		snprintf(err, errlen, "%s: cannot read the key file: %s", path, strerror(errno));
 	else if (n < KEY_FILE_MIN || n > KEY_FILE_MAX)

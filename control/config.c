@@ -812,6 +812,37 @@ int flare_config_load(const char *path, struct flare_config *cfg, char *err, siz
 	return load_common(&lc, ok, path, cfg, err, errlen);
 }
 
+/* The client side's part of a config that fails validation elsewhere (a
+ * service's typo): the agent keeps serving the table of its last good
+ * config, so flare-run still finds it by agent.shm, agent.user and
+ * library.log when those three are valid. */
+static int load_client_part(config_t *lc, const char *path, struct flare_config *cfg)
+{
+	char err[512];
+	struct loader ld = {.file = path, .err = err, .errlen = sizeof(err)};
+	const config_setting_t *root = config_root_setting(lc);
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->path, sizeof(cfg->path), "%s", path);
+	set_defaults(cfg);
+	int rc = load_monitor_agent(&ld, root, cfg) || load_library(&ld, root, cfg) ? -1 : 0;
+	if (rc < 0 || ld.failed)
+		flare_config_free(cfg);
+	return rc < 0 || ld.failed ? -1 : 0;
+}
+
+int flare_config_load_client(const char *path, struct flare_config *cfg, char *err, size_t errlen)
+{
+	if (flare_config_load(path, cfg, err, errlen) == 0)
+		return 0;
+	config_t lc;
+	config_init(&lc);
+	int rc = -1;
+	if (config_read_file(&lc, path) == CONFIG_TRUE && load_client_part(&lc, path, cfg) == 0)
+		rc = 1;
+	config_destroy(&lc);
+	return rc;
+}
+
 int flare_config_load_string(const char *text, const char *name, struct flare_config *cfg,
 			     char *err, size_t errlen)
 {

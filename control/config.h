@@ -74,7 +74,7 @@ struct flare_config {
 	int probe_timeout_ms;
 	int probe_fall, probe_rise; /* failed probes in a row to call a replica dead, good ones
 				     * to call it alive again (a refused probe is proof at once) */
-	int monitor_hung_ms; /* unread requests this long with no progress: hung */
+	int monitor_hung_ms;        /* unread requests this long with no progress: hung */
 
 	char agent_shm[FLARE_NAME_MAX * 2];
 	char agent_user[64]; /* agent.user: whose table clients trust ("": root only) */
@@ -101,8 +101,18 @@ static inline int flare_service_balances(const struct flare_service_cfg *s)
 	return s->balance != FLARE_BALANCE_PRIMARY || s->binding != FLARE_BINDING_SESSION;
 }
 
+/* The host's config: flare-run and flarectl read it when no -c names one
+ * (the Makefile sets it from SYSCONFDIR) */
+#ifndef FLARE_DEFAULT_CONFIG
+#define FLARE_DEFAULT_CONFIG "/etc/flare/flare.conf"
+#endif
+
 /* Loads and validates PATH. Returns 0, or -1 with "FILE:LINE: reason" in err. */
 int flare_config_load(const char *path, struct flare_config *cfg, char *err, size_t errlen);
+/* flare-run's load: 0 as flare_config_load; 1 when the file fails
+ * validation but parses and its agent and library groups are valid (cfg
+ * holds those, err the first error); -1 otherwise. */
+int flare_config_load_client(const char *path, struct flare_config *cfg, char *err, size_t errlen);
 /* What a valid config cannot do as it says, on this machine: a rebinding
  * service that never rebinds, an agent.user that does not exist, a
  * utilization file that cannot be read. warn() gets each as one line,

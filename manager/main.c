@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id)
 {
@@ -34,7 +36,8 @@ void manager_free(struct manager *m)
 struct manager_main {
 	struct manager m;
 	struct flare_config *cfg;
-	int id;
+	int id;       /* 0: no manager address is on this machine */
+	int id_given; /* --id: no guessing */
 };
 
 static int option(void *ctx, int opt, const char *arg)
@@ -49,7 +52,23 @@ static int option(void *ctx, int opt, const char *arg)
 		return -1;
 	}
 	((struct manager_main *)ctx)->id = (int)id;
+	((struct manager_main *)ctx)->id_given = 1;
 	return 0;
+}
+
+/* Is a an address of this machine? Binding its IP (any port) says. */
+static int is_local(const struct flare_addr *a)
+{
+	struct flare_addr any = *a;
+	struct sockaddr_storage ss;
+	any.port = 0;
+	socklen_t len = flare_addr_to_sockaddr(&any, &ss);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	int ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+	close(fd);
+	return ok;
 }
 
 static int prepare(void *ctx, const char *path, struct flare_config *cfg, char *err, size_t n)
@@ -57,6 +76,15 @@ static int prepare(void *ctx, const char *path, struct flare_config *cfg, char *
 	struct manager_main *mm = ctx;
 	(void)path;
 	mm->cfg = cfg;
+	if (!mm->id_given) {
+		/* the first of manager.addresses on this machine: one unit,
+		 * one config, on every host */
+		mm->id = 0;
+		for (int i = 0; i < cfg->n_managers && !mm->id; i++)
+			if (is_local(&cfg->managers[i]))
+				mm->id = i + 1;
+		return 0;
+	}
 	if (mm->id > cfg->n_managers) {
 		snprintf(err, n, "--id %d: the config lists %d manager address(es)", mm->id,
 			 cfg->n_managers);
@@ -67,14 +95,24 @@ static int prepare(void *ctx, const char *path, struct flare_config *cfg, char *
 
 static void describe(void *ctx, const struct flare_config *cfg, char *out, size_t n)
 {
-	(void)ctx;
-	snprintf(out, n, "%d hosts, %d services, %d replicas", cfg->n_hosts, cfg->n_services,
-		 cfg->n_replicas);
+	const struct manager_main *mm = ctx;
+	if (!mm->id)
+		snprintf(out, n, "no manager address is on this machine: no manager runs here");
+	else
+		snprintf(out, n, "manager %d: %d hosts, %d services, %d replicas", mm->id,
+			 cfg->n_hosts, cfg->n_services, cfg->n_replicas);
 }
 
 static int start(void *ctx, struct event_base *base)
 {
 	struct manager_main *mm = ctx;
+	if (!mm->id) {
+		/* a host of a deployment whose managers run elsewhere: the
+		 * packaged unit ends here, inactive rather than failed */
+		log_info("no entry of manager.addresses is an address of this machine: no "
+			 "manager runs here (--id N runs one anyway)");
+		return event_base_loopexit(base, NULL);
+	}
 	if (manager_init(&mm->m, mm->cfg, base, mm->id) < 0 || server_start(&mm->m) < 0 ||
 	    metrics_start(&mm->m) < 0)
 		return -1;
@@ -85,11 +123,18 @@ static int start(void *ctx, struct event_base *base)
 	return 0;
 }
 
-static void stop(void *ctx) { manager_free(&((struct manager_main *)ctx)->m); }
+static void stop(void *ctx)
+{
+	struct manager_main *mm = ctx;
+	if (mm->id)
+		manager_free(&mm->m);
+}
 
 static int reload(void *ctx, struct flare_config *cfg)
 {
 	struct manager_main *mm = ctx;
+	if (!mm->id)
+		return 0;
 	if (manager_reload(&mm->m, cfg) < 0)
 		return -1;
 	mm->cfg = cfg;
@@ -104,8 +149,8 @@ int main(int argc, char **argv)
 	    .name = "flare-manager",
 	    .usage = "usage: flare-manager -c FILE [--id N] [-f] [--check]\n"
 		     "  -c, --config FILE  the deployment config\n"
-		     "  --id N             which of manager.addresses this manager is (1-based, "
-		     "default 1)\n"
+		     "  --id N             which of manager.addresses this manager is (1-based;\n"
+		     "                     default: the first that is an address of this machine)\n"
 		     "  -f, --foreground   stay in the foreground, log to stderr\n"
 		     "  --check            validate the config and exit\n",
 	    .long_opts = opts,
@@ -115,6 +160,6 @@ int main(int argc, char **argv)
 	    .start = start,
 	    .stop = stop,
 	    .reload = reload};
-	struct manager_main mm = {.id = 1};
+	struct manager_main mm = {0};
 	return daemon_main(&spec, &mm, argc, argv);
 }

@@ -1,16 +1,18 @@
-/* flare-monitor -c FILE --host NAME [-f] [--check] */
+/* flare-monitor -c FILE [--host NAME] [-f] [--check] */
 #include "daemon.h"
 #include "log.h"
 #include "monitor.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <stdio.h>
 
 struct monitor_main {
 	struct monitor m;
 	const char *host;
+	char picked[FLARE_NAME_MAX + 1]; /* the host chosen without --host */
 };
 
 static int option(void *ctx, int opt, const char *arg)
@@ -30,14 +32,35 @@ static int wants_traffic(const struct flare_config *cfg)
 	return 0;
 }
 
+/* Without --host: the host named as this machine (its short hostname),
+ * else the config's only host (a single-host deployment, the package's
+ * default config). */
+static int pick_host(struct monitor_main *mm, const struct flare_config *cfg, const char *path,
+		     char *err, size_t n)
+{
+	char me[256] = "";
+	if (gethostname(me, sizeof(me) - 1) == 0)
+		me[strcspn(me, ".")] = '\0';
+	int i = *me ? flare_config_host_index(cfg, me) : -1;
+	if (i < 0 && cfg->n_hosts == 1)
+		i = 0;
+	if (i < 0) {
+		snprintf(err, n,
+			 "%s: %d hosts and none named '%s' (this machine): give --host NAME", path,
+			 cfg->n_hosts, me);
+		return -1;
+	}
+	snprintf(mm->picked, sizeof(mm->picked), "%s", cfg->hosts[i].name);
+	mm->host = mm->picked;
+	return 0;
+}
+
 static int prepare(void *ctx, const char *path, struct flare_config *cfg, char *err, size_t n)
 {
 	struct monitor_main *mm = ctx;
 	struct monitor *m = &mm->m;
-	if (!mm->host) {
-		snprintf(err, n, "--host NAME is required");
+	if (!mm->host && pick_host(mm, cfg, path, err, n) < 0)
 		return -1;
-	}
 	m->cfg = cfg;
 	m->host = flare_config_host_index(cfg, mm->host);
 	if (m->host < 0) {
@@ -136,11 +159,13 @@ int main(int argc, char **argv)
 					     {NULL, 0, NULL, 0}};
 	static const struct daemon_spec spec = {
 	    .name = "flare-monitor",
-	    .usage = "usage: flare-monitor -c FILE --host NAME [-f] [--check]\n"
-		     "  -c, --config FILE  the deployment config\n"
-		     "  --host NAME        the host this monitor watches (one of hosts[].name)\n"
-		     "  -f, --foreground   stay in the foreground, log to stderr\n"
-		     "  --check            validate the config (and the host) and exit\n",
+	    .usage =
+		"usage: flare-monitor -c FILE [--host NAME] [-f] [--check]\n"
+		"  -c, --config FILE  the deployment config\n"
+		"  --host NAME        the host this monitor watches (one of hosts[].name;\n"
+		"                     default: the one named as this machine, or the only one)\n"
+		"  -f, --foreground   stay in the foreground, log to stderr\n"
+		"  --check            validate the config (and the host) and exit\n",
 	    .long_opts = opts,
 	    .option = option,
 	    .prepare = prepare,

@@ -11,7 +11,7 @@ pkgs_for() {
 	demo) echo "gnuplot-nox python3 procps" ;;
 	bench) echo "python3 procps util-linux haproxy strace" ;;
 	hosts) echo "python3 iproute2 nftables procps" ;;
-	deb) echo "debhelper dpkg-dev" ;;
+	deb) echo "debhelper dpkg-dev lintian debootstrap systemd-container" ;;
 	*) echo "deps.sh: unknown group '$1'" >&2; exit 2 ;;
 	esac
 }

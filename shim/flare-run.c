@@ -6,6 +6,13 @@
  * network stack does not go through libc). */
 #include "config.h"
 
+#ifndef FLARE_LIBSUBDIR
+#define FLARE_LIBSUBDIR "lib/flare"
+#endif
+#ifndef FLARE_LIBDIR
+#define FLARE_LIBDIR "/usr/local/" FLARE_LIBSUBDIR
+#endif
+
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +30,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: flare-run [-c FILE] [--shm NAME] -- PROGRAM [ARGS...]\n"
-		"  -c, --config FILE  take the table name from the config (agent.shm)\n"
+		"  -c, --config FILE  take the table name from the config (agent.shm);\n"
+		"                     default " FLARE_DEFAULT_CONFIG " when it exists\n"
 		"  --shm NAME         the shared table to read (default /flare)\n"
 		"environment: FLARE_LOG=error|warn|info|debug, FLARE_DISABLE=1, FLARE_LIB=path\n");
 }
@@ -38,8 +46,10 @@ static int find_library(char *out, size_t n)
 		return access(out, R_OK);
 	}
 	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (len <= 0)
-		return -1;
+	if (len <= 0) { /* no /proc (a chroot): where make install put it */
+		snprintf(out, n, "%s", FLARE_LIBDIR "/libflare.so");
+		return access(out, R_OK);
+	}
 	self[len] = '\0';
 	char *slash = strrchr(self, '/');
 	if (!slash)
@@ -47,7 +57,7 @@ static int find_library(char *out, size_t n)
 	*slash = '\0';
 	if (snprintf(out, n, "%s/libflare.so", self) < (int)n && access(out, R_OK) == 0)
 		return 0;
-	if (snprintf(out, n, "%s/../lib/flare/libflare.so", self) >= (int)n)
+	if (snprintf(out, n, "%s/../" FLARE_LIBSUBDIR "/libflare.so", self) >= (int)n)
 		return -1;
 	return access(out, R_OK);
 }
@@ -157,13 +167,23 @@ int main(int argc, char **argv)
 	/* Fail open: a problem of flare's (a config with a typo, a library
 	 * missing) never keeps the program from running. It runs without
 	 * flare, as it would without flare-run, with one warning saying why. */
-	int without = 0;
+	int without = 0, loaded;
+	if (!conf && access(FLARE_DEFAULT_CONFIG, F_OK) == 0)
+		conf = FLARE_DEFAULT_CONFIG; /* the host's config, as the daemons' units read it */
 	if (conf) {
-		if (flare_config_load(conf, &cfg, err, sizeof(err)) < 0) {
+		loaded = flare_config_load_client(conf, &cfg, err, sizeof(err));
+		if (loaded < 0) {
 			fprintf(stderr, "flare-run: warning: %s: %s runs without flare\n", err,
 				argv[optind]);
 			without = 1;
 		} else {
+			/* the daemons refuse such a file on reload and keep their
+			 * last good config: the table is still there */
+			if (loaded == 1)
+				fprintf(stderr,
+					"flare-run: warning: %s: %s runs with flare, taking only "
+					"agent and library from this file\n",
+					err, argv[optind]);
 			if (!shm)
 				setenv("FLARE_SHM", cfg.agent_shm, 1);
 			if (cfg.library_syslog)
@@ -209,7 +229,8 @@ int main(int argc, char **argv)
 		else
 			fprintf(stderr,
 				"flare-run: warning: libflare.so is neither beside flare-run nor "
-				"in ../lib/flare/ (set FLARE_LIB): %s runs without flare\n",
+				"in ../" FLARE_LIBSUBDIR "/ (set FLARE_LIB): %s runs without "
+				"flare\n",
 				argv[optind]);
 		without = 1;
 	}

@@ -39,6 +39,7 @@ static void usage(FILE *f)
 		"       flarectl -c FILE top [--interval S] [--count N]\n"
 		"       flarectl [-c FILE] segments [--shm NAME] [--remove-stale]\n"
 		"       flarectl -c FILE key monitor HOST | key agent | key operator\n"
+		"       (any verb) -c FILE: default " FLARE_DEFAULT_CONFIG " when it exists\n"
 		"       (any verb) --key FILE: the key file to use instead of auth_key_file\n"
 		"  status   hosts, replicas, rankings and the age of the last reports (manager)\n"
 		"  table    the shared-memory table as the library reads it (this host)\n"
@@ -226,6 +227,8 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (!path && !shm && access(FLARE_DEFAULT_CONFIG, F_OK) == 0)
+		path = FLARE_DEFAULT_CONFIG; /* the host's, as the packaged units read it */
 	const char *verb = optind < argc ? argv[optind] : "";
 	if (strcmp(verb, "segments") == 0 || strcmp(verb, "key") == 0) {
 		int segs = verb[0] == 's', n = argc - optind;

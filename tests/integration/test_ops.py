@@ -3,6 +3,7 @@ undrain, sent to the manager), the health exit code for scripts, and the
 manager's Prometheus metrics read by a real parser."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -230,6 +231,44 @@ def test_systemd_units_and_readiness():
     sock.close()
 
 
+def test_units_need_no_instance_name():
+    """The packaged units run the manager and the monitor without --id or
+    --host: the manager takes the first of manager.addresses that is an
+    address of this machine (none: it says so and ends, exit 0); the
+    monitor the host named as this machine, or the only one."""
+    s = rr_deployment(n=1, name="noinst")
+    port = free_ports(1)[0]
+    with open(s.conf) as f:
+        text = f.read()
+    addrs = re.search(r"addresses = \[([^\]]*)\]", text)
+    two = os.path.join(s.dir, "two.conf")
+    with open(two, "w") as f:
+        f.write(text.replace(addrs.group(0), 'addresses = [ "198.18.251.1:%d", "127.0.0.1:%d" ]'
+                             % (port, port)))
+    r = subprocess.run([BUILD + "/flare-manager", "-c", two, "--check"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 0 and "(manager 2:" in r.stdout, "the local address picked: %r" % r.stdout)
+    none = os.path.join(s.dir, "none.conf")
+    with open(none, "w") as f:
+        f.write(text.replace(addrs.group(0), 'addresses = [ "198.18.251.1:%d" ]' % port))
+    r = subprocess.run([BUILD + "/flare-manager", "-c", none, "-f"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 0 and "no manager runs here" in r.stderr,
+          "no local address: ends cleanly: %d %r" % (r.returncode, r.stderr[-300:]))
+    r = subprocess.run([BUILD + "/flare-monitor", "-c", s.conf, "--check"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 0 and "(host h0)" in r.stdout, "the only host: %r %r" % (r.stdout,
+                                                                                 r.stderr))
+    many = os.path.join(s.dir, "many.conf")
+    with open(many, "w") as f:
+        f.write(text.replace("hosts = (\n", 'hosts = (\n  { name = "other-host"; '
+                             'utilization = "proc"; },\n', 1))
+    r = subprocess.run([BUILD + "/flare-monitor", "-c", many, "--check"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode != 0 and "none named '%s' (this machine): give --host NAME"
+          % socket.gethostname().split(".")[0] in r.stderr, "two hosts: %r" % r.stderr)
+
+
 def test_staged_install():
     """make install into a staging root: the binaries, the library where
     flare-run finds it, man pages that groff renders without a warning,
@@ -244,8 +283,15 @@ def test_staged_install():
                        timeout=300)
     check(r.returncode == 0, "make install: %s" % r.stderr[-800:])
     for f in ("usr/bin/flare-run", "usr/bin/flarectl", "usr/lib/flare/libflare.so",
-              "usr/share/man/man5/flare.conf.5", "usr/lib/systemd/system/flare-agent.service"):
+              "usr/share/man/man5/flare.conf.5", "usr/lib/systemd/system/flare-agent.service",
+              "usr/lib/systemd/system/flare-manager.service", "usr/libexec/flare/rr-client",
+              "etc/flare/flare.conf"):
         check(os.path.exists(os.path.join(stage, f)), "installed: %s" % f)
+    check(not os.path.exists(os.path.join(stage, "usr/bin/rr-client")), "demo programs not in bin")
+    r = subprocess.run([BUILD + "/flare-monitor", "-c", os.path.join(stage, "etc/flare/flare.conf"),
+                        "--check"], capture_output=True, text=True, timeout=30)
+    check(r.returncode != 0 and "flare.key: cannot open the key file" in r.stderr,
+          "the single-host config parses, and needs the key the package makes: %r" % r.stderr)
     with open(os.path.join(stage, "usr/lib/systemd/system/flare-manager@.service")) as f:
         check("ExecStart=/usr/bin/flare-manager -c /etc/flare/flare.conf --id %i -f" in f.read(),
               "the unit runs the installed manager")
@@ -351,6 +397,23 @@ def test_flare_run_fails_open():
                                                             r.stderr[-400:]))
         check(len(warnings) == 1 and says in warnings[0],
               "%s: one warning saying %r: %r" % (args, says, r.stderr[-400:]))
+    # a typo outside agent and library: the daemons refuse the file on reload
+    # and keep serving their last good config's table, so the program runs
+    # with flare, its connection managed, after one warning naming the line
+    svctypo = os.path.join(s.dir, "svctypo.conf")
+    with open(s.conf) as f, open(svctypo, "w") as g:
+        g.write(f.read().replace("replicas = (", "retries = 3; replicas = (", 1))
+    senv, stats = client_env(s)
+    senv.pop("FLARE_SHM", None)  # from the file's agent.shm
+    r = subprocess.run([BUILD + "/flare-run", "-c", svctypo, "--", BUILD + "/rr-client", "-c",
+                        "127.0.0.1:%d" % s.svc, "-n", "3"], capture_output=True, text=True,
+                       timeout=30, env=dict(os.environ, **senv))
+    warnings = [l for l in r.stderr.splitlines() if l.startswith("flare-run: warning")]
+    check(r.returncode == 0 and "requests=3 errors=0" in r.stdout
+          and library_stats(stats)["managed"] == 1,
+          "service typo: the program runs managed: %s %s" % (r.stdout, r.stderr[-400:]))
+    check(len(warnings) == 1 and re.search(r"svctypo\.conf:\d+: unknown key 'retries'", warnings[0])
+          and "runs with flare" in warnings[0], "service typo: one warning: %r" % r.stderr)
     # a file that is there but cannot be run is said so (126), not "not found"
     noexec = os.path.join(s.dir, "noexec.sh")
     open(noexec, "w").close()
@@ -446,6 +509,7 @@ def test_log_level_at_run_time():
 if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
          test_manager_metrics_scraped, test_systemd_units_and_readiness,
-         test_staged_install, test_reload_under_load, test_agent_metrics_count_the_library,
+         test_units_need_no_instance_name, test_staged_install, test_reload_under_load,
+         test_agent_metrics_count_the_library,
          test_flare_run_fails_open, test_no_manager_is_said_at_the_default_level,
          test_library_logs_to_syslog, test_log_level_at_run_time])

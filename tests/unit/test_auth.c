@@ -158,7 +158,21 @@ static void test_key_file_rules(void **state)
 	const char *k32 = "0123456789abcdef0123456789abcdef";
 	write_file(path, k32, 0644);
 	assert_int_equal(auth_key_load(path, &a, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "chmod 600"));
+	assert_non_null(strstr(err, geteuid() == 0 ? "chmod 640" : "chmod 600"));
+	/* root's key file may be read by its group (root:flare 0640, the
+	 * package's); anyone else's must be the daemon's own */
+	write_file(path, k32, 0640);
+	assert_int_equal(chown(path, 0, 0) == 0 ? auth_key_load(path, &a, err, sizeof(err)) : 0, 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(path, 65534, 65534), 0);
+		write_file(path, k32, 0600); /* rewritten by root: root's again */
+		assert_int_equal(chown(path, 65534, 65534), 0);
+		assert_int_equal(auth_key_load(path, &a, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "neither to this user (0) nor to root"));
+	} else {
+		assert_int_equal(auth_key_load(path, &a, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "chmod 600"));
+	}
 	write_file(path, "short", 0600);
 	assert_int_equal(auth_key_load(path, &a, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "this one 5"));
