@@ -7,6 +7,10 @@
 
 uint64_t flare_monotonic_ns(void);
 
+/* The wall clock, for what is compared across machines and restarts (an
+ * operator's command's time), never for a duration. */
+uint64_t flare_realtime_ns(void);
+
 static inline uint64_t flare_monotonic_ms(void) { return flare_monotonic_ns() / 1000000u; }
 
 #endif

@@ -1,9 +1,9 @@
-/* Operators' commands (flarectl): drain and undrain a replica. A drained
- * replica gets no new bindings and no failover while any other replica of
- * its service lives (the library orders it after them), and on-demand
- * services move its connections off at request boundaries (its fair share
- * is zero). The mark lives in this manager's memory: flarectl sends it to
- * every manager, and a restarted manager starts with none. */
+/* Operators' commands (flarectl): drain and undrain a replica, health,
+ * the drain marks (for the other managers, intent.c) and the config in
+ * use. A drained replica gets no new bindings and no failover while any
+ * other replica of its service lives (the library orders it after them),
+ * and on-demand services move its connections off at request boundaries
+ * (its fair share is zero). The mark outlives this manager (intent.c). */
 #include "manager.h"
 
 #include "log.h"
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* "NAME WHAT" (or "WHAT" when name is NULL), malloc'd */
 static char *answer(const char *name, const char *what)
@@ -52,23 +53,68 @@ static char *health(struct manager *m, int *ok)
 	return answer(NULL, *ok ? "healthy" : buf);
 }
 
+/* "# manager N: PATH as loaded at TIME" then the file's text */
+static char *config_in_use(const struct manager *m, int *ok)
+{
+	if (!m->cfg_text)
+		return answer(m->cfg->path, "was not kept when it was loaded (unreadable then)");
+	char when[64];
+	time_t t = (time_t)(m->cfg_loaded_ns / 1000000000u);
+	struct tm tm;
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+	size_t n = strlen(m->cfg_text) + strlen(m->cfg->path) + 128;
+	char *s = malloc(n);
+	if (s)
+		snprintf(s, n, "# manager %d: %s as loaded at %s\n%s", m->id, m->cfg->path, when,
+			 m->cfg_text);
+	*ok = 1;
+	return s;
+}
+
+/* text is the word verb, alone or followed by a space */
+static int is_verb(const char *text, const char *verb)
+{
+	size_t n = strlen(verb);
+	return text && strncmp(text, verb, n) == 0 && (text[n] == ' ' || !text[n]);
+}
+
 char *command_run(struct manager *m, const char *text, int *ok)
 {
-	char verb[16], name[FLARE_NAME_MAX + 1];
+	char verb[16], name[FLARE_NAME_MAX + 1], why[512];
+	unsigned long long stamp = 0;
 	*ok = 0;
-	if (text && strncmp(text, "health", 6) == 0 && (text[6] == ' ' || !text[6]))
+	if (is_verb(text, "health"))
 		return health(m, ok);
+	if (is_verb(text, "intent")) {
+		*ok = 1;
+		return intent_dump(m);
+	}
+	if (is_verb(text, "config"))
+		return config_in_use(m, ok);
 	int drain = 0;
-	if (!text || sscanf(text, "%15s %32s", verb, name) != 2 || strlen(name) >= FLARE_NAME_MAX ||
+	/* flarectl stamps its command (the same time at every manager) */
+	if (!text || sscanf(text, "%15s %32s %llu", verb, name, &stamp) < 2 ||
+	    strlen(name) >= FLARE_NAME_MAX ||
 	    (!(drain = strcmp(verb, "drain") == 0) && strcmp(verb, "undrain") != 0))
-		return answer(NULL, "unknown command (drain NAME | undrain NAME | health)");
+		return answer(
+		    NULL, "unknown command (drain NAME | undrain NAME | health | config | intent)");
 	int r = flare_config_replica_index(m->cfg, name);
 	if (r < 0)
 		return answer(name, "is no replica of this deployment");
 	*ok = 1;
-	if (m->reps[r].drained == drain)
+	int was = m->reps[r].drained;
+	if (intent_record(m, r, drain, stamp, why, sizeof(why)) < 0) {
+		log_warn("replica %s %s, not saved: %s", name, drain ? "drained" : "undrained",
+			 why);
+		char what[600];
+		snprintf(what, sizeof(what), "%s, until this manager restarts (not saved: %s)",
+			 drain ? "drained" : "undrained", why);
+		if (was != drain)
+			state_rerank(m, drain ? "drain" : "undrain");
+		return answer(name, what);
+	}
+	if (was == drain)
 		return answer(name, drain ? "was drained already" : "was not drained");
-	m->reps[r].drained = drain;
 	log_info("replica %s %s by an operator", name, drain ? "drained" : "undrained");
 	state_rerank(m, drain ? "drain" : "undrain");
 	return answer(name, drain ? "drained" : "undrained");

@@ -1,4 +1,4 @@
-/* flare-manager -c FILE [--id N] [-f] [--check] */
+/* flare-manager -c FILE [--id N] [--state-dir DIR] [-f] [--check] */
 #include "clock.h"
 #include "daemon.h"
 #include "log.h"
@@ -11,7 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id)
+int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id,
+		 const char *state_dir)
 {
 	memset(m, 0, sizeof(*m));
 	m->cfg = cfg;
@@ -21,8 +22,26 @@ int manager_init(struct manager *m, struct flare_config *cfg, struct event_base 
 	m->start_ns = flare_monotonic_ns();
 	if (state_init(m) < 0)
 		return -1;
+	manager_keep_config_text(m);
+	intent_start(m, state_dir);
 	state_rerank(m, "start"); /* everything dead until monitors report */
 	return 0;
+}
+
+void manager_keep_config_text(struct manager *m)
+{
+	FILE *f = fopen(m->cfg->path, "r");
+	char *text = NULL;
+	size_t cap = 0;
+	if (!f || getdelim(&text, &cap, '\0', f) < 0) {
+		free(text);
+		text = NULL; /* flarectl config says it was not kept */
+	}
+	if (f)
+		fclose(f);
+	free(m->cfg_text);
+	m->cfg_text = text;
+	m->cfg_loaded_ns = flare_realtime_ns();
 }
 
 void manager_free(struct manager *m)
@@ -31,17 +50,24 @@ void manager_free(struct manager *m)
 	server_stop(m);
 	limits_free(m);
 	state_free(m);
+	free(m->cfg_text);
+	m->cfg_text = NULL;
 }
 
 struct manager_main {
 	struct manager m;
 	struct flare_config *cfg;
-	int id;       /* 0: no manager address is on this machine */
-	int id_given; /* --id: no guessing */
+	int id;                /* 0: no manager address is on this machine */
+	int id_given;          /* --id: no guessing */
+	const char *state_dir; /* --state-dir, else systemd's $STATE_DIRECTORY */
 };
 
 static int option(void *ctx, int opt, const char *arg)
 {
+	if (opt == 'S') {
+		((struct manager_main *)ctx)->state_dir = arg;
+		return 0;
+	}
 	if (opt != 'i')
 		return -1;
 	char *end;
@@ -113,7 +139,13 @@ static int start(void *ctx, struct event_base *base)
 			 "manager runs here (--id N runs one anyway)");
 		return event_base_loopexit(base, NULL);
 	}
-	if (manager_init(&mm->m, mm->cfg, base, mm->id) < 0 || server_start(&mm->m) < 0 ||
+	char dir[4096] = "";
+	const char *env = getenv("STATE_DIRECTORY"); /* StateDirectory=: a list */
+	if (mm->state_dir)
+		snprintf(dir, sizeof(dir), "%s", mm->state_dir);
+	else if (env)
+		snprintf(dir, sizeof(dir), "%.*s", (int)strcspn(env, ":"), env);
+	if (manager_init(&mm->m, mm->cfg, base, mm->id, dir) < 0 || server_start(&mm->m) < 0 ||
 	    metrics_start(&mm->m) < 0)
 		return -1;
 	char a[FLARE_ADDR_STRLEN];
@@ -138,21 +170,26 @@ static int reload(void *ctx, struct flare_config *cfg)
 	if (manager_reload(&mm->m, cfg) < 0)
 		return -1;
 	mm->cfg = cfg;
+	manager_keep_config_text(&mm->m);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"id", required_argument, NULL, 'i'},
+					     {"state-dir", required_argument, NULL, 'S'},
 					     {NULL, 0, NULL, 0}};
 	static const struct daemon_spec spec = {
 	    .name = "flare-manager",
-	    .usage = "usage: flare-manager -c FILE [--id N] [-f] [--check]\n"
-		     "  -c, --config FILE  the deployment config\n"
-		     "  --id N             which of manager.addresses this manager is (1-based;\n"
-		     "                     default: the first that is an address of this machine)\n"
-		     "  -f, --foreground   stay in the foreground, log to stderr\n"
-		     "  --check            validate the config and exit\n",
+	    .usage =
+		"usage: flare-manager -c FILE [--id N] [--state-dir DIR] [-f] [--check]\n"
+		"  -c, --config FILE  the deployment config\n"
+		"  --id N             which of manager.addresses this manager is (1-based;\n"
+		"                     default: the first that is an address of this machine)\n"
+		"  --state-dir DIR    keep operators' drains in DIR/manager-N.drains (default\n"
+		"                     $STATE_DIRECTORY, set by systemd's StateDirectory=)\n"
+		"  -f, --foreground   stay in the foreground, log to stderr\n"
+		"  --check            validate the config and exit\n",
 	    .long_opts = opts,
 	    .option = option,
 	    .prepare = prepare,

@@ -37,9 +37,10 @@ struct mreplica {
 	int reason; /* enum flare_death while dead (its monitor's word) */
 	int registered;
 	uint32_t pid;
-	double measured; /* CPU share measured by the monitor, < 0 when unknown */
-	int drained;     /* flarectl drain: no new bindings, connections move off */
-	uint64_t changed_ns; /* when its published liveness or reason last changed */
+	double measured;      /* CPU share measured by the monitor, < 0 when unknown */
+	int drained;          /* flarectl drain: no new bindings, connections move off */
+	uint64_t drain_stamp; /* wall-clock ns of the operator's last word on it (0: none) */
+	uint64_t changed_ns;  /* when its published liveness or reason last changed */
 	/* balance.c */
 	double rate;           /* smoothed requests/s */
 	uint64_t rate_ns;      /* last sample */
@@ -91,7 +92,10 @@ struct manager {
 	uint64_t frames_rejected; /* frames out of place from peers (closed) */
 	uint64_t conns_refused;   /* connections over a bound (limits.c) */
 	struct conn_limits *limits;
-	int reloading; /* SIGHUP: ranking without pushing deltas */
+	int reloading;          /* SIGHUP: ranking without pushing deltas */
+	char intent_path[4096]; /* the drains' file ("" without a state directory) */
+	char *cfg_text;         /* the config file as loaded (flarectl config) */
+	uint64_t cfg_loaded_ns; /* wall clock */
 
 	/* on-demand rebinding (balance.c): the moves published, when each was
 	 * planned, when each service was last planned */
@@ -103,10 +107,21 @@ struct manager {
 	uint64_t rebinds;            /* moves planned */
 };
 
-int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id);
+int manager_init(struct manager *m, struct flare_config *cfg, struct event_base *base, int id,
+		 const char *state_dir);
 /* reload.c: SIGHUP's new config, in place; 0, or -1 (the old one kept) */
 int manager_reload(struct manager *m, struct flare_config *cfg);
 void manager_free(struct manager *m);
+
+/* intent.c: operators' drains, kept in state_dir and merged from the
+ * other managers at start */
+void intent_start(struct manager *m, const char *state_dir);
+/* Sets replica r's drain mark as of stamp (0: now); 0, or -1 with why
+ * when it could not be saved (it holds in memory all the same) */
+int intent_record(struct manager *m, int r, int drained, uint64_t stamp, char *why, size_t n);
+char *intent_dump(const struct manager *m);
+/* The config file's text as this manager loaded it (start, reload) */
+void manager_keep_config_text(struct manager *m);
 
 /* state.c */
 int state_init(struct manager *m);

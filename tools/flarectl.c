@@ -36,6 +36,7 @@ static void usage(FILE *f)
 		"       flarectl [-c FILE] table [--shm NAME] [--json]\n"
 		"       flarectl -c FILE drain|undrain REPLICA\n"
 		"       flarectl -c FILE health\n"
+		"       flarectl -c FILE config\n"
 		"       flarectl -c FILE top [--interval S] [--count N]\n"
 		"       flarectl [-c FILE] segments [--shm NAME] [--remove-stale]\n"
 		"       flarectl -c FILE key monitor HOST | key agent | key operator\n"
@@ -48,6 +49,8 @@ static void usage(FILE *f)
 		"  undrain  takes REPLICA back\n"
 		"  health   exit 0 when the manager heard every host and every service has a\n"
 		"           live replica; 1 with the reasons on stderr\n"
+		"  config   the config file the first manager that answers runs, as it\n"
+		"           loaded it; says so when FILE here differs\n"
 		"  top      status, refreshed every --interval seconds (default 1)\n"
 		"  segments this host's shared-memory segments of the table: whose, in use\n"
 		"           or stale (a dead agent's, a user's with no live process)\n"
@@ -98,6 +101,25 @@ static char *ask(const struct flare_addr *a, const struct auth_key *key, uint8_t
 	fw_buf_free(&in);
 	close(fd);
 	return text;
+}
+
+/* The config a manager runs, and whether this host's file differs from
+ * it (edited since, not reloaded; or another host's copy) */
+static void show_config(const char *text, const char *path)
+{
+	fputs(text, stdout);
+	const char *body = strchr(text, '\n');
+	FILE *f = path ? fopen(path, "r") : NULL;
+	char *mine = NULL;
+	size_t cap = 0;
+	if (f && body && getdelim(&mine, &cap, '\0', f) >= 0 && strcmp(mine, body + 1) != 0)
+		fprintf(stderr,
+			"flarectl: %s here differs from the config in use above (not reloaded "
+			"yet?)\n",
+			path);
+	free(mine);
+	if (f)
+		fclose(f);
 }
 
 /* Walks the table through the reader API only: services by index until
@@ -249,6 +271,7 @@ int main(int argc, char **argv)
 	}
 	int table = strcmp(verb, "table") == 0, status = strcmp(verb, "status") == 0;
 	int health = strcmp(verb, "health") == 0, top = strcmp(verb, "top") == 0;
+	int config = strcmp(verb, "config") == 0;
 	if (top) {
 		/* status, again and again: a live view until interrupted (or --count) */
 		status = 1;
@@ -257,13 +280,17 @@ int main(int argc, char **argv)
 	}
 	int drain = strcmp(verb, "drain") == 0 || strcmp(verb, "undrain") == 0;
 	int args = drain ? 2 : 1;
-	if (argc - optind != args || !(table || status || health || drain || top) ||
+	if (argc - optind != args || !(table || status || health || drain || top || config) ||
 	    (!path && !(table && shm))) {
 		usage(stderr);
 		return 2;
 	}
-	char command[80];
-	snprintf(command, sizeof(command), "%s %s", verb, drain ? argv[optind + 1] : "");
+	char command[96];
+	if (drain) /* one time for every manager: the latest command wins (manager/intent.c) */
+		snprintf(command, sizeof(command), "%s %s %llu", verb, argv[optind + 1],
+			 (unsigned long long)flare_realtime_ns());
+	else
+		snprintf(command, sizeof(command), "%s", verb);
 	struct flare_config cfg;
 	if (path && flare_config_load(path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flarectl: %s\n", err);
@@ -327,11 +354,14 @@ int main(int argc, char **argv)
 			json, command, &why, &refused);
 		if (!text) {
 			fprintf(stderr, "flarectl: manager %s: %s\n", a, why);
+			refused_any |= drain; /* a drain reaches every manager, or says not */
 			continue;
 		}
 		answered = 1;
 		refused_any |= refused;
-		if (status)
+		if (config && !refused)
+			show_config(text, path);
+		else if (status)
 			fputs(text, stdout);
 		else if (drain)
 			printf("manager %s: %s\n", a, text);

@@ -37,6 +37,11 @@ kill -9 "$s1"
 check "after a replica's death the client still gets every reply" \
 	"flare-run -- $ex/rr-client -c 127.0.0.1:9001 -n 20 | grep -q 'errors=0'"
 
+check "a drain outlives systemctl restart flare-manager" \
+	"flarectl drain example-2 >/dev/null && systemctl restart flare-manager && waitfor 'flarectl status 2>/dev/null | grep -q \"example-2.*DRAINED\"' 50 && [ -s /var/lib/flare/manager-1.drains ]"
+flarectl undrain example-2 >/dev/null
+check "flarectl config shows the config in use" \
+	"flarectl config | head -1 | grep -q '^# manager 1: /etc/flare/flare.conf as loaded at'"
 check "systemctl reload flare-agent takes a good config" \
 	"systemctl reload flare-agent || { journalctl -u flare-agent -n 8 --no-pager; false; }"
 cp /etc/flare/flare.conf /root/flare.conf.good

@@ -19,6 +19,7 @@ from harness import (BUILD, check, client_env, free_ports, library_stats, run, r
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "scripts"))
 import tao  # noqa: E402
+from deploy import manager_status  # noqa: E402
 
 from test_balance import served_by, under_flare  # noqa: E402
 
@@ -121,6 +122,70 @@ def value(fams, name, **labels):
             if sname == name and all(lab.get(k) == v2 for k, v2 in labels.items()):
                 return v
     raise AssertionError("no sample %s %r" % (name, labels))
+
+
+def test_drains_outlive_managers_and_agree():
+    """A drain survives its manager's restart (the state directory), and a
+    manager that was down when an operator changed a drain takes the other
+    managers' later word when it starts. A damaged line in the file is
+    said, with its line, and skipped."""
+    s = rr_deployment(n=3, name="intent", managers=2, auth=True)
+    state = {i: os.path.join(s.dir, "state%d" % i) for i in (1, 2)}
+    for i in (1, 2):
+        os.mkdir(state[i])
+    only = {}
+    with open(s.conf) as f:
+        text = f.read()
+    addrs = re.search(r"addresses = \[ *([^,\]]+), *([^\]]+?) *\]", text)
+    for i in (1, 2):  # flarectl asks the first manager that answers: one each
+        only[i] = os.path.join(s.dir, "only%d.conf" % i)
+        with open(only[i], "w") as f:
+            f.write(text.replace(addrs.group(0), "addresses = [ %s ]" % addrs.group(i)))
+
+    def manager(i):
+        s.start("manager%d" % i, [BUILD + "/flare-manager", "-c", s.conf, "-f", "--id", str(i),
+                                  "--state-dir", state[i]])
+        wait_for(lambda: manager_status(only[i]) is not None, 10, what="manager %d up" % i)
+
+    def drained(i):
+        st = manager_status(only[i])
+        return {r["name"] for r in st["services"][0]["replicas"] if r["drained"]}
+
+    def ctl(*args):
+        return subprocess.run([BUILD + "/flarectl", "-c", s.conf] + list(args),
+                              capture_output=True, text=True, timeout=30)
+    manager(1)
+    manager(2)
+    r = ctl("drain", "A-2")
+    check(r.returncode == 0 and r.stdout.count("A-2 drained") == 2, "drain: %r" % r.stdout)
+    s.kill("manager1")
+    manager(1)
+    check(drained(1) == {"A-2"}, "manager 1 kept the drain over its restart: %r" % drained(1))
+    check("1 drained replica(s) restored" in s.read_log("manager1"), "said at start")
+    s.kill("manager2")
+    r = ctl("undrain", "A-2")
+    check(r.returncode != 0 and "A-2 undrained" in r.stdout
+          and "manager %s: Connection refused" % addrs.group(2).strip('"') in r.stderr,
+          "undrain with manager 2 down: reached one, said so: %r %r" % (r.stdout, r.stderr))
+    with open(os.path.join(state[2], "manager-2.drains"), "a") as f:
+        f.write("A-3 half-drained 12\n")
+    manager(2)
+    check(drained(2) == set(), "manager 2 took manager 1's later undrain: %r" % drained(2))
+    log = s.read_log("manager2")
+    check(re.search(r"manager-2\.drains:3: not \"NAME drained\|undrained STAMP\": ignored", log),
+          "the damaged line named: %s" % log[-600:])
+    with open(os.path.join(state[2], "manager-2.drains")) as f:
+        check("A-2 undrained" in f.read(), "manager 2's file rewritten with the merge")
+    # flarectl config: the file the manager runs, and a note when this one differs
+    r = ctl("config")
+    check(r.returncode == 0 and r.stdout.startswith("# manager 1: %s as loaded at " % s.conf)
+          and r.stdout.split("\n", 1)[1] == text and not r.stderr,
+          "config in use: %r %r" % (r.stdout[:200], r.stderr))
+    with open(s.conf, "a") as f:
+        f.write("# edited, not reloaded\n")
+    r = ctl("config")
+    check(r.returncode == 0 and "differs from the config in use" in r.stderr,
+          "an edit not reloaded is said: %r" % r.stderr)
 
 
 def test_manager_metrics_scraped():
@@ -508,6 +573,7 @@ def test_log_level_at_run_time():
 
 if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
+         test_drains_outlive_managers_and_agree,
          test_manager_metrics_scraped, test_systemd_units_and_readiness,
          test_units_need_no_instance_name, test_staged_install, test_reload_under_load,
          test_agent_metrics_count_the_library,
