@@ -728,6 +728,76 @@ static int past_the_end(const char *path, int line)
 	return line > lines + (last != '\n');
 }
 
+/* The names' index a loaded config keeps (flare_config_*_index): open
+ * addressing over 32-bit slots, kind in the top two bits and index + 1
+ * below, the names themselves compared in the config's arrays. A tenth of
+ * the loader's hash entries' size: it lives as long as the daemon. */
+struct name_index {
+	uint32_t mask;
+	uint32_t slot[];
+};
+
+static uint32_t name_hash(char kind, const char *name)
+{
+	uint32_t h = 2166136261u ^ (uint8_t)kind;
+	h *= 16777619u;
+	for (; *name; name++) {
+		h ^= (uint8_t)*name;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static const char *name_at(const struct flare_config *cfg, uint32_t kind, uint32_t i)
+{
+	return kind == 0   ? cfg->hosts[i].name
+	       : kind == 1 ? cfg->services[i].name
+			   : cfg->replicas[i].name;
+}
+
+static int kind_code(char kind) { return kind == 'h' ? 0 : kind == 's' ? 1 : 2; }
+
+static void index_put(struct name_index *x, char kind, const char *name, uint32_t i)
+{
+	uint32_t at = name_hash(kind, name) & x->mask;
+	while (x->slot[at])
+		at = (at + 1) & x->mask;
+	x->slot[at] = (uint32_t)kind_code(kind) << 30 | (i + 1);
+}
+
+static struct name_index *index_build(const struct flare_config *cfg)
+{
+	size_t n = (size_t)cfg->n_hosts + (size_t)cfg->n_services + (size_t)cfg->n_replicas,
+	       size = 8;
+	while (size < 2 * n)
+		size *= 2;
+	struct name_index *x = calloc(1, sizeof(*x) + size * sizeof(uint32_t));
+	if (!x)
+		return NULL;
+	x->mask = (uint32_t)size - 1;
+	for (int i = 0; i < cfg->n_hosts; i++)
+		index_put(x, 'h', cfg->hosts[i].name, (uint32_t)i);
+	for (int i = 0; i < cfg->n_services; i++)
+		index_put(x, 's', cfg->services[i].name, (uint32_t)i);
+	for (int i = 0; i < cfg->n_replicas; i++)
+		index_put(x, 'r', cfg->replicas[i].name, (uint32_t)i);
+	return x;
+}
+
+static int index_find(const struct flare_config *cfg, char kind, const char *name)
+{
+	const struct name_index *x = cfg->name_index;
+	if (!x)
+		return -1;
+	uint32_t k = (uint32_t)kind_code(kind);
+	for (uint32_t at = name_hash(kind, name) & x->mask; x->slot[at]; at = (at + 1) & x->mask) {
+		uint32_t v = x->slot[at], i = (v & 0x3fffffffu) - 1;
+		if (v >> 30 == k && strcmp(name_at(cfg, k, i), name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
 static int load_common(config_t *lc, int read_ok, const char *name, struct flare_config *cfg,
 		       char *err, size_t errlen)
 {
@@ -749,10 +819,11 @@ static int load_common(config_t *lc, int read_ok, const char *name, struct flare
 		if (ld.failed)
 			rc = -1;
 	}
-	if (rc == 0)
-		cfg->name_index = ld.names;
-	else
-		seen_free(&ld.names);
+	seen_free(&ld.names);
+	if (rc == 0 && !(cfg->name_index = index_build(cfg))) {
+		fail(&ld, 0, "out of memory");
+		rc = -1;
+	}
 	seen_free(&ld.addrs);
 	config_destroy(lc);
 	if (rc < 0)
@@ -854,8 +925,7 @@ int flare_config_load_string(const char *text, const char *name, struct flare_co
 
 void flare_config_free(struct flare_config *cfg)
 {
-	struct seen *names = cfg->name_index;
-	seen_free(&names);
+	free(cfg->name_index);
 	cfg->name_index = NULL;
 	free(cfg->hosts);
 	free(cfg->services);
@@ -870,8 +940,7 @@ static int index_of(const struct flare_config *cfg, char kind, const char *name)
 {
 	if (!name || strlen(name) >= FLARE_NAME_MAX)
 		return -1;
-	struct seen *e = seen_find(cfg->name_index, kind, name, strlen(name));
-	return e ? e->index : -1;
+	return index_find(cfg, kind, name);
 }
 
 int flare_config_host_index(const struct flare_config *cfg, const char *name)

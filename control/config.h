@@ -49,6 +49,8 @@ struct flare_service_cfg {
 	int line;
 };
 
+struct name_index;
+
 struct flare_config {
 	char path[256];
 	char auth_key_file[512]; /* "" when control connections are not authenticated */
@@ -92,7 +94,7 @@ struct flare_config {
 	struct flare_replica_cfg *replicas;
 	int n_replicas;
 
-	void *name_index; /* hash of host/service/replica names, for O(1) lookups */
+	struct name_index *name_index; /* host/service/replica names, for O(1) lookups */
 };
 
 /* Does a service spread or move bindings (so its rates are measured)? */

@@ -6,7 +6,10 @@
  * (its fair share is zero). The mark outlives this manager (intent.c). */
 #include "manager.h"
 
+#include "clock.h"
 #include "log.h"
+
+#include <sodium.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,21 +56,65 @@ static char *health(struct manager *m, int *ok)
 	return answer(NULL, *ok ? "healthy" : buf);
 }
 
-/* "# manager N: PATH as loaded at TIME" then the file's text */
+/* the file's bytes, malloc'd, with their hash */
+static char *read_config(const char *path, uint8_t hash[32])
+{
+	FILE *f = fopen(path, "r");
+	char *text = NULL;
+	size_t cap = 0;
+	ssize_t n = f ? getdelim(&text, &cap, '\0', f) : -1;
+	if (f)
+		fclose(f);
+	if (n < 0) {
+		free(text);
+		return NULL;
+	}
+	crypto_generichash(hash, 32, (const unsigned char *)text, (size_t)n, NULL, 0);
+	return text;
+}
+
+void manager_note_config(struct manager *m)
+{
+	char *text = read_config(m->cfg->path, m->op.cfg_hash);
+	m->op.cfg_hashed = text != NULL;
+	m->op.cfg_loaded_ns = flare_realtime_ns();
+	free(text);
+}
+
+char *manager_config_text(const struct manager *m, int *changed)
+{
+	uint8_t now[32];
+	char *text = read_config(m->cfg->path, now);
+	*changed = !text || !m->op.cfg_hashed || memcmp(now, m->op.cfg_hash, sizeof(now)) != 0;
+	if (*changed) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/* "# manager N: PATH as loaded at TIME" then the file's text, while the
+ * file is still the one loaded */
 static char *config_in_use(const struct manager *m, int *ok)
 {
-	if (!m->cfg_text)
-		return answer(m->cfg->path, "was not kept when it was loaded (unreadable then)");
 	char when[64];
-	time_t t = (time_t)(m->cfg_loaded_ns / 1000000000u);
+	time_t t = (time_t)(m->op.cfg_loaded_ns / 1000000000u);
 	struct tm tm;
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-	size_t n = strlen(m->cfg_text) + strlen(m->cfg->path) + 128;
+	int changed;
+	char *text = manager_config_text(m, &changed);
+	size_t n = (text ? strlen(text) : 0) + strlen(m->cfg->path) + 256;
 	char *s = malloc(n);
-	if (s)
+	if (s && text)
 		snprintf(s, n, "# manager %d: %s as loaded at %s\n%s", m->id, m->cfg->path, when,
-			 m->cfg_text);
-	*ok = 1;
+			 text);
+	else if (s)
+		snprintf(s, n,
+			 "manager %d: %s has changed since it was loaded at %s: the config in use "
+			 "is no longer on disk (reload to use the file, or put the old one back)",
+			 m->id, m->cfg->path, when);
+	free(text);
+	*ok = text != NULL;
 	return s;
 }
 

@@ -5,6 +5,8 @@
 #include "clock.h"
 #include "manager.h"
 
+#include <malloc.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int order_equal(uint8_t na, const uint8_t *a, uint8_t nb, const uint8_t *b)
@@ -12,14 +14,57 @@ static int order_equal(uint8_t na, const uint8_t *a, uint8_t nb, const uint8_t *
 	return na == nb && memcmp(a, b, na) == 0;
 }
 
+/* The changed entries are copied into arrays that grow with the delta
+ * (a few entries at a time, usually) and are given back after a large one:
+ * three arrays of the whole table's size would be most of a big
+ * deployment's manager. */
+#define DELTA_KEEP 256
+
+static void *room(void *arr, uint32_t n, uint32_t *cap, size_t size, int *oom)
+{
+	if (n < *cap)
+		return arr;
+	uint32_t want = *cap ? *cap * 2 : 16;
+	void *p = realloc(arr, (size_t)want * size);
+	if (!p) {
+		*oom = 1;
+		return NULL;
+	}
+	*cap = want;
+	return p;
+}
+
+static void shrink(void **arr, uint32_t *cap)
+{
+	if (*cap > DELTA_KEEP) {
+		free(*arr);
+		*arr = NULL;
+		*cap = 0;
+		/* grown by realloc, it lay in the heap: give the pages back now
+		 * (after a start, a reload or a mass death, not on the usual
+		 * few-entry deltas) */
+		malloc_trim(0);
+	}
+}
+
+/* Appends e (of type T) to the manager's delta array A */
+#define APPEND(A, N, CAP, e)                                                                       \
+	do {                                                                                       \
+		void *grown_ = room(m->A, d->N, &m->CAP, sizeof(*m->A), &m->delta_oom);            \
+		if (grown_) {                                                                      \
+			m->A = grown_;                                                             \
+			m->A[d->N++] = (e);                                                        \
+		}                                                                                  \
+	} while (0)
+
 int state_delta(struct manager *m, struct fw_rank *d)
 {
 	uint64_t now = flare_monotonic_ns(); /* one clock for every replica's ramp */
 	const struct flare_config *c = m->cfg;
-	*d = (struct fw_rank){.full = 0,
-			      .hosts = m->delta_hosts,
-			      .services = m->delta_svcs,
-			      .replicas = m->delta_reps};
+	*d = (struct fw_rank){.full = 0};
+	shrink((void **)&m->delta_hosts, &m->cap_delta_hosts);
+	shrink((void **)&m->delta_svcs, &m->cap_delta_svcs);
+	shrink((void **)&m->delta_reps, &m->cap_delta_reps);
 	for (int i = 0; i < c->n_hosts; i++) {
 		struct fw_rank_host *p = &m->pub_hosts[i];
 		uint32_t u = flare_ppm(m->hosts[i].util);
@@ -27,7 +72,7 @@ int state_delta(struct manager *m, struct fw_rank *d)
 		if (p->alive != m->hosts[i].alive || diff > flare_ppm(c->rank_threshold)) {
 			p->alive = (uint8_t)m->hosts[i].alive;
 			p->util_ppm = u;
-			d->hosts[d->n_hosts++] = *p;
+			APPEND(delta_hosts, n_hosts, cap_delta_hosts, *p);
 		}
 	}
 	for (int i = 0; i < c->n_services; i++) {
@@ -35,7 +80,7 @@ int state_delta(struct manager *m, struct fw_rank *d)
 		if (!order_equal(p->n_order, p->order, m->order[i].n, m->order[i].idx)) {
 			p->n_order = m->order[i].n;
 			memcpy(p->order, m->order[i].idx, p->n_order);
-			d->services[d->n_services++] = *p;
+			APPEND(delta_svcs, n_services, cap_delta_svcs, *p);
 		}
 	}
 	for (int i = 0; i < c->n_replicas; i++) {
@@ -67,9 +112,12 @@ int state_delta(struct manager *m, struct fw_rank *d)
 			p->weight_ppm = bal.weight_ppm;
 			p->n_failover = m->failover[i].n;
 			memcpy(p->failover, m->failover[i].idx, p->n_failover);
-			d->replicas[d->n_replicas++] = *p;
+			APPEND(delta_reps, n_replicas, cap_delta_reps, *p);
 		}
 	}
+	d->hosts = m->delta_hosts;
+	d->services = m->delta_svcs;
+	d->replicas = m->delta_reps;
 	if (m->moves_dirty) {
 		d->has_moves = 1;
 		d->n_moves = (uint32_t)m->n_moves;

@@ -96,8 +96,8 @@ static int merge(struct manager *m, const char *text, const char *where)
 /* Writes the marks: a temporary file, fsync'd, renamed over the old one. */
 static int save(const struct manager *m, char *why, size_t n)
 {
-	char tmp[sizeof(m->intent_path) + 8];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", m->intent_path);
+	char tmp[sizeof(m->op.intent_path) + 8];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", m->op.intent_path);
 	char *body = intent_dump(m);
 	int fd = body ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640) : -1;
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
@@ -111,9 +111,9 @@ static int save(const struct manager *m, char *why, size_t n)
 	else if (fd >= 0)
 		close(fd);
 	free(body);
-	if (ok && rename(tmp, m->intent_path) == 0)
+	if (ok && rename(tmp, m->op.intent_path) == 0)
 		return 0;
-	snprintf(why, n, "%s: %s", ok ? m->intent_path : tmp, strerror(ok ? errno : err));
+	snprintf(why, n, "%s: %s", ok ? m->op.intent_path : tmp, strerror(ok ? errno : err));
 	unlink(tmp);
 	return -1;
 }
@@ -126,7 +126,7 @@ int intent_record(struct manager *m, int r, int drained, uint64_t stamp, char *w
 		stamp = m->reps[r].drain_stamp + 1; /* an operator's latest word wins here */
 	apply(m, r, drained, stamp);
 	m->reps[r].drained = drained;
-	if (!m->intent_path[0])
+	if (!m->op.intent_path[0])
 		return 0;
 	return save(m, why, n);
 }
@@ -179,19 +179,19 @@ void intent_start(struct manager *m, const char *state_dir)
 {
 	char why[512];
 	if (state_dir && *state_dir) {
-		snprintf(m->intent_path, sizeof(m->intent_path), "%s/manager-%d.drains", state_dir,
-			 m->id);
-		FILE *f = fopen(m->intent_path, "r");
+		snprintf(m->op.intent_path, sizeof(m->op.intent_path), "%s/manager-%d.drains",
+			 state_dir, m->id);
+		FILE *f = fopen(m->op.intent_path, "r");
 		if (f) {
 			char *text = NULL;
 			size_t cap = 0;
 			ssize_t got = getdelim(&text, &cap, '\0', f);
 			fclose(f);
-			int n = got > 0 ? merge(m, text, m->intent_path) : 0;
+			int n = got > 0 ? merge(m, text, m->op.intent_path) : 0;
 			free(text);
-			log_info("%s: %d drained replica(s) restored", m->intent_path, n);
+			log_info("%s: %d drained replica(s) restored", m->op.intent_path, n);
 		} else if (errno != ENOENT) {
-			log_warn("%s: %s: drains start empty", m->intent_path, strerror(errno));
+			log_warn("%s: %s: drains start empty", m->op.intent_path, strerror(errno));
 		}
 	} else {
 		log_info("no state directory (--state-dir, $STATE_DIRECTORY): drains last as "
@@ -216,6 +216,6 @@ void intent_start(struct manager *m, const char *state_dir)
 			log_info("manager %s: %d drain mark(s) newer than ours taken", a, n);
 		changed += n;
 	}
-	if (changed && m->intent_path[0] && save(m, why, sizeof(why)) < 0)
+	if (changed && m->op.intent_path[0] && save(m, why, sizeof(why)) < 0)
 		log_warn("drains not saved: %s", why);
 }

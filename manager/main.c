@@ -22,26 +22,10 @@ int manager_init(struct manager *m, struct flare_config *cfg, struct event_base 
 	m->start_ns = flare_monotonic_ns();
 	if (state_init(m) < 0)
 		return -1;
-	manager_keep_config_text(m);
+	manager_note_config(m);
 	intent_start(m, state_dir);
 	state_rerank(m, "start"); /* everything dead until monitors report */
 	return 0;
-}
-
-void manager_keep_config_text(struct manager *m)
-{
-	FILE *f = fopen(m->cfg->path, "r");
-	char *text = NULL;
-	size_t cap = 0;
-	if (!f || getdelim(&text, &cap, '\0', f) < 0) {
-		free(text);
-		text = NULL; /* flarectl config says it was not kept */
-	}
-	if (f)
-		fclose(f);
-	free(m->cfg_text);
-	m->cfg_text = text;
-	m->cfg_loaded_ns = flare_realtime_ns();
 }
 
 void manager_free(struct manager *m)
@@ -50,8 +34,6 @@ void manager_free(struct manager *m)
 	server_stop(m);
 	limits_free(m);
 	state_free(m);
-	free(m->cfg_text);
-	m->cfg_text = NULL;
 }
 
 struct manager_main {
@@ -170,7 +152,7 @@ static int reload(void *ctx, struct flare_config *cfg)
 	if (manager_reload(&mm->m, cfg) < 0)
 		return -1;
 	mm->cfg = cfg;
-	manager_keep_config_text(&mm->m);
+	manager_note_config(&mm->m);
 	return 0;
 }
 

@@ -73,10 +73,13 @@ struct manager {
 	struct fw_rank_host *pub_hosts;
 	struct fw_rank_service *pub_svcs;
 	struct fw_rank_replica *pub_reps;
-	/* scratch for the changed entries of one re-rank (allocated once) */
+	/* the changed entries of one re-rank (delta.c: grown as needed);
+	 * delta_oom: one could not be kept, the next push is the whole table */
 	struct fw_rank_host *delta_hosts;
 	struct fw_rank_service *delta_svcs;
 	struct fw_rank_replica *delta_reps;
+	uint32_t cap_delta_hosts, cap_delta_svcs, cap_delta_reps;
+	int delta_oom;
 	uint64_t gen;
 	uint64_t start_ns;
 	uint64_t last_rank_ns;
@@ -92,10 +95,17 @@ struct manager {
 	uint64_t frames_rejected; /* frames out of place from peers (closed) */
 	uint64_t conns_refused;   /* connections over a bound (limits.c) */
 	struct conn_limits *limits;
-	int reloading;          /* SIGHUP: ranking without pushing deltas */
-	char intent_path[4096]; /* the drains' file ("" without a state directory) */
-	char *cfg_text;         /* the config file as loaded (flarectl config) */
-	uint64_t cfg_loaded_ns; /* wall clock */
+	int reloading; /* SIGHUP: ranking without pushing deltas */
+	/* the operators' side, carried over a reload: the drains' file (""
+	 * without a state directory), and which config file was loaded when
+	 * (its hash: flarectl config shows the file only while it is the one
+	 * in use, without keeping a copy of a config that can be megabytes) */
+	struct {
+		char intent_path[4096];
+		uint8_t cfg_hash[32];
+		uint64_t cfg_loaded_ns; /* wall clock */
+		int cfg_hashed;
+	} op;
 
 	/* on-demand rebinding (balance.c): the moves published, when each was
 	 * planned, when each service was last planned */
@@ -120,8 +130,11 @@ void intent_start(struct manager *m, const char *state_dir);
  * when it could not be saved (it holds in memory all the same) */
 int intent_record(struct manager *m, int r, int drained, uint64_t stamp, char *why, size_t n);
 char *intent_dump(const struct manager *m);
-/* The config file's text as this manager loaded it (start, reload) */
-void manager_keep_config_text(struct manager *m);
+/* Notes which config file this manager loaded (start, reload) */
+void manager_note_config(struct manager *m);
+/* The config file's text when it is still the one loaded, else NULL with
+ * *changed set (malloc'd) */
+char *manager_config_text(const struct manager *m, int *changed);
 
 /* state.c */
 int state_init(struct manager *m);

@@ -93,6 +93,7 @@ int manager_reload(struct manager *m, struct flare_config *cfg)
 	n.frames_rejected = m->frames_rejected;
 	n.conns_refused = m->conns_refused;
 	n.limits = m->limits;
+	n.op = m->op;
 	struct evconn **gone = calloc((size_t)m->cfg->n_hosts + 1, sizeof(*gone));
 	if (!gone) {
 		state_free(&n);

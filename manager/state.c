@@ -19,10 +19,8 @@ int state_init(struct manager *m)
 	    !CALLOC(m->rs, c->n_services) || !CALLOC(m->failover, c->n_replicas) ||
 	    !CALLOC(m->order, c->n_services) || !CALLOC(m->util_at_rank, c->n_hosts) ||
 	    !CALLOC(m->pub_hosts, c->n_hosts) || !CALLOC(m->pub_svcs, c->n_services) ||
-	    !CALLOC(m->pub_reps, c->n_replicas) || !CALLOC(m->delta_hosts, c->n_hosts) ||
-	    !CALLOC(m->delta_svcs, c->n_services) || !CALLOC(m->delta_reps, c->n_replicas) ||
-	    !CALLOC(m->plan_ns, c->n_services) || balance_init(m) < 0 ||
-	    rank_scratch_init(&m->scratch, c->n_hosts, c->n_replicas) < 0)
+	    !CALLOC(m->pub_reps, c->n_replicas) || !CALLOC(m->plan_ns, c->n_services) ||
+	    balance_init(m) < 0 || rank_scratch_init(&m->scratch, c->n_hosts, c->n_replicas) < 0)
 		return -1;
 	for (int i = 0; i < c->n_replicas; i++)
 		m->reps[i].measured = -1;
@@ -203,13 +201,18 @@ void state_rerank(struct manager *m, const char *reason)
 
 	struct fw_rank d;
 	state_delta(m, &d);
-	if (d.n_hosts + d.n_services + d.n_replicas == 0 && !d.has_moves)
+	if (d.n_hosts + d.n_services + d.n_replicas == 0 && !d.has_moves && !m->delta_oom)
 		return;
 	d.gen = ++m->gen;
 	if (m->reloading)
 		return; /* the new layout goes out whole (reload.c), not as a delta */
 	struct fw_buf b = {0};
-	if (fw_encode_rank(&b, &d) == 0) {
+	if (m->delta_oom) { /* a change could not be kept: the whole table */
+		m->delta_oom = 0;
+		log_warn("out of memory for a delta: pushing the whole table");
+		if (state_encode_full(m, &b) == 0)
+			server_broadcast_agents(m, b.data, b.len);
+	} else if (fw_encode_rank(&b, &d) == 0) {
 		server_broadcast_agents(m, b.data, b.len);
 		m->push_count++;
 		log_debug("gen %llu (%s): pushed %u hosts, %u services, %u replicas in %.0f us",

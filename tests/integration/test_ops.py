@@ -128,7 +128,8 @@ def test_drains_outlive_managers_and_agree():
     """A drain survives its manager's restart (the state directory), and a
     manager that was down when an operator changed a drain takes the other
     managers' later word when it starts. A damaged line in the file is
-    said, with its line, and skipped."""
+    said, with its line, and skipped. flarectl config shows the file a manager
+    runs while it is the one loaded, and says when it is not."""
     s = rr_deployment(n=3, name="intent", managers=2, auth=True)
     state = {i: os.path.join(s.dir, "state%d" % i) for i in (1, 2)}
     for i in (1, 2):
@@ -181,11 +182,24 @@ def test_drains_outlive_managers_and_agree():
     check(r.returncode == 0 and r.stdout.startswith("# manager 1: %s as loaded at " % s.conf)
           and r.stdout.split("\n", 1)[1] == text and not r.stderr,
           "config in use: %r %r" % (r.stdout[:200], r.stderr))
+    other = os.path.join(s.dir, "other-host.conf")  # another host's copy, edited
+    with open(other, "w") as f:
+        f.write(text + "# edited here\n")
+    r = subprocess.run([BUILD + "/flarectl", "-c", other, "config"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 0 and "other-host.conf here differs from the config in use"
+          in r.stderr, "a copy that differs is said: %r" % r.stderr)
     with open(s.conf, "a") as f:
         f.write("# edited, not reloaded\n")
     r = ctl("config")
-    check(r.returncode == 0 and "differs from the config in use" in r.stderr,
-          "an edit not reloaded is said: %r" % r.stderr)
+    check(r.returncode == 1 and "has changed since it was loaded" in r.stderr
+          and not r.stdout, "the manager's own file edited, not reloaded: %r" % r.stderr)
+    s.procs["manager1"].send_signal(signal.SIGHUP)
+    wait_for(lambda: ctl("config").returncode == 0, 10, what="the reloaded file shown")
+    s.procs["manager1"].send_signal(signal.SIGHUP)  # a reload keeps the drains' file
+    r = ctl("drain", "A-3")
+    wait_for(lambda: "A-3 drained" in open(os.path.join(state[1], "manager-1.drains")).read(),
+             10, what="a drain after reloads saved")
 
 
 def test_manager_metrics_scraped():
