@@ -131,7 +131,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread
 
 BENCH_PROGS := $(BUILD)/bench/rankcost $(BUILD)/bench/propagation $(BUILD)/bench/nbclient \
-	$(BUILD)/bench/framecost $(BUILD)/bench/fleet $(BUILD)/bench/protoclient \
+	$(BUILD)/bench/framecost $(BUILD)/bench/fleetwatch $(BUILD)/bench/protoclient \
 	$(BUILD)/bench/tlsclient
 # the framers as they are compiled into the library
 $(BUILD)/bench/framecost: tests/bench/framecost.c \

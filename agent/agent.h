@@ -26,7 +26,8 @@ struct agent {
 	struct flare_config *cfg;
 	struct event_base *base;
 	struct flare_tbl_writer writer;
-	struct mlink link; /* to the first live manager */
+	struct mlink link;        /* to the first live manager */
+	struct flare_addr source; /* --source (family 0: any) */
 	int subscribed;
 	uint64_t fulls, deltas, rejected, queries;
 	/* reactive failover: clients waiting for the manager's answer, in the

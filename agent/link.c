@@ -84,6 +84,7 @@ int agent_start(struct agent *a)
 	l->cfg = a->cfg;
 	l->addrs = a->cfg->managers;
 	l->n_addrs = a->cfg->n_managers;
+	l->source = &a->source;
 	l->hello = (struct fw_hello){.role = FW_ROLE_AGENT, .pid = (uint32_t)getpid()};
 	gethostname(l->hello.name, sizeof(l->hello.name) - 1);
 	l->ops = &ops;

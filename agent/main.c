@@ -1,4 +1,4 @@
-/* flare-agent -c FILE [--shm NAME] [-f] [--check] [--keep] */
+/* flare-agent -c FILE [--shm NAME] [--source IP] [-f] [--check] [--keep] */
 #include "agent.h"
 #include "daemon.h"
 #include "log.h"
@@ -27,6 +27,8 @@ static int option(void *ctx, int opt, const char *arg)
 		am->shm = arg;
 	else if (opt == 'K')
 		am->keep = 1;
+	else if (opt == 'S')
+		return daemon_source_option("flare-agent", arg, &am->a.source);
 	else
 		return -1;
 	return 0;
@@ -163,13 +165,15 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"shm", required_argument, NULL, 's'},
 					     {"keep", no_argument, NULL, 'K'},
+					     {"source", required_argument, NULL, 'S'},
 					     {NULL, 0, NULL, 0}};
 	static const struct daemon_spec spec = {
 	    .name = "flare-agent",
 	    .usage =
-		"usage: flare-agent -c FILE [--shm NAME] [-f] [--check] [--keep]\n"
+		"usage: flare-agent -c FILE [--shm NAME] [--source IP] [-f] [--check] [--keep]\n"
 		"  -c, --config FILE  the deployment config\n"
 		"  --shm NAME         shared-memory table name (default: agent.shm, or /flare)\n"
+		"  --source IP        connect to the managers from this address of the host\n"
 		"  -f, --foreground   stay in the foreground, log to stderr\n"
 		"  --keep             leave the table in place on exit (clients go on with it\n"
 		"                     until it is stale) instead of removing it\n"

@@ -57,6 +57,9 @@ struct evconnlistener *listen_tcp(struct event_base *base, const struct flare_ad
 struct evconnlistener *listen_unix(struct event_base *base, const char *path, evconnlistener_cb cb,
 				   void *arg);
 void describe_peer(const struct sockaddr *sa, int len, char *buf, size_t n);
+/* --source IP (monitor, agent): the address of this host the daemon's
+ * connections to managers come from; -1 after saying why on stderr */
+int daemon_source_option(const char *name, const char *arg, struct flare_addr *out);
 
 struct evhttp;
 struct evhttp_request;

@@ -8,7 +8,10 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define MAX_OUTPUT (64u << 20) /* a peer that stops reading is dropped */
 
@@ -329,13 +332,42 @@ struct evconn *evconn_accept(struct event_base *base, evutil_socket_t fd, const 
 	return c;
 }
 
-struct evconn *evconn_connect(struct event_base *base, const struct sockaddr *sa, int salen,
-			      const char *peer, int idle_ms, const struct evconn_ops *ops,
-			      void *owner)
+/* A socket bound to source (port 0: the kernel's choice), for a host that
+ * must speak from one of its addresses; -1 with errno */
+static evutil_socket_t bound_socket(const struct flare_addr *source)
 {
-	struct evconn *c = wrap(base, -1, peer, idle_ms, ops, owner);
-	if (!c)
+	struct sockaddr_storage ss;
+	socklen_t len = flare_addr_to_sockaddr(source, &ss);
+	evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&ss, len) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+struct evconn *evconn_connect(struct event_base *base, const struct sockaddr *sa, int salen,
+			      const struct flare_addr *source, const char *peer, int idle_ms,
+			      const struct evconn_ops *ops, void *owner)
+{
+	evutil_socket_t fd = -1;
+	if (source && source->family) {
+		fd = bound_socket(source);
+		if (fd < 0) {
+			char a[FLARE_ADDR_STRLEN];
+			log_warn("%s: cannot connect from %s: %s", peer,
+				 flare_addr_format(source, a, sizeof(a)), strerror(errno));
+			return NULL;
+		}
+	}
+	struct evconn *c = wrap(base, fd, peer, idle_ms, ops, owner);
+	if (!c) {
+		if (fd >= 0)
+			close(fd);
 		return NULL;
+	}
 	if (bufferevent_socket_connect(c->bev, sa, salen) < 0) {
 		/* failed at once (no route, no descriptors): the caller retries */
 		bufferevent_free(c->bev);

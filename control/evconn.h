@@ -6,6 +6,7 @@
 #ifndef FLARE_EVCONN_H
 #define FLARE_EVCONN_H
 
+#include "addr.h"
 #include "auth.h"
 #include "wire.h"
 
@@ -45,8 +46,8 @@ struct evconn {
 	int idle_ms;
 	uint64_t handshake_end_ns, last_frame_ns;
 	struct event *guard_timer;
-	uint64_t guard_due_ns; /* when guard_timer should fire: how late it did */
-	int late_grace;        /* the silence deadline was moved once for a late loop */
+	uint64_t guard_due_ns;      /* when guard_timer should fire: how late it did */
+	int late_grace;             /* the silence deadline was moved once for a late loop */
 	struct evconn *next, *prev; /* the owner's list, if it keeps one */
 };
 
@@ -54,10 +55,11 @@ struct evconn {
  * never). */
 struct evconn *evconn_accept(struct event_base *base, evutil_socket_t fd, const char *peer,
 			     int idle_ms, const struct evconn_ops *ops, void *owner);
-/* Starts a non-blocking connect; on_connect or on_close follows. */
+/* Starts a non-blocking connect (from source's address when source is
+ * set: --source); on_connect or on_close follows. */
 struct evconn *evconn_connect(struct event_base *base, const struct sockaddr *sa, int salen,
-			      const char *peer, int idle_ms, const struct evconn_ops *ops,
-			      void *owner);
+			      const struct flare_addr *source, const char *peer, int idle_ms,
+			      const struct evconn_ops *ops, void *owner);
 /* From now on the connection is authenticated (control/auth.h): sends this
  * side's nonce and seals everything sent. Call right after evconn_accept or
  * evconn_connect. -1 closes nothing: the caller closes. */

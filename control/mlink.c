@@ -76,7 +76,7 @@ static void try_connect(struct mlink *l)
 	const struct flare_addr *addr = &l->addrs[l->current];
 	socklen_t len = flare_addr_to_sockaddr(addr, &ss);
 	snprintf(l->peer, sizeof(l->peer), "manager %s", flare_addr_format(addr, s, sizeof(s)));
-	l->c = evconn_connect(l->base, (struct sockaddr *)&ss, (int)len, l->peer,
+	l->c = evconn_connect(l->base, (struct sockaddr *)&ss, (int)len, l->source, l->peer,
 			      l->cfg->heartbeat_timeout_ms, &ops, l);
 	if (l->c && l->cfg->auth && evconn_auth(l->c, l->cfg->auth, 1) < 0) {
 		log_error("%s: cannot start authentication", l->peer);

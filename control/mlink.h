@@ -27,7 +27,8 @@ struct mlink {
 	const struct flare_addr *addrs;
 	int n_addrs;
 	struct fw_hello hello;
-	const uint64_t *hb_seq; /* sent in heartbeats when set */
+	const uint64_t *hb_seq;          /* sent in heartbeats when set */
+	const struct flare_addr *source; /* --source: connect from this address (NULL: any) */
 	const struct mlink_ops *ops;
 	void *owner;
 

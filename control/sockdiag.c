@@ -70,26 +70,73 @@ out:
 	return rc;
 }
 
-struct flare_addr sockdiag_peer(const struct inet_diag_msg *d)
+static struct flare_addr end_of(int family, const __be32 *ip, __be16 port)
 {
 	struct sockaddr_storage ss = {0};
 	socklen_t len;
-	if (d->idiag_family == AF_INET) {
+	if (family == AF_INET) {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 		s4->sin_family = AF_INET;
-		s4->sin_port = d->id.idiag_dport;
-		memcpy(&s4->sin_addr, d->id.idiag_dst, 4);
+		s4->sin_port = port;
+		memcpy(&s4->sin_addr, ip, 4);
 		len = sizeof(*s4);
 	} else {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 		s6->sin6_family = AF_INET6;
-		s6->sin6_port = d->id.idiag_dport;
-		memcpy(&s6->sin6_addr, d->id.idiag_dst, 16);
+		s6->sin6_port = port;
+		memcpy(&s6->sin6_addr, ip, 16);
 		len = sizeof(*s6);
 	}
 	struct flare_addr a = {0};
 	flare_addr_from_sockaddr((struct sockaddr *)&ss, len, &a);
 	return a;
+}
+
+struct flare_addr sockdiag_peer(const struct inet_diag_msg *d)
+{
+	return end_of(d->idiag_family, d->id.idiag_dst, d->id.idiag_dport);
+}
+
+struct flare_addr sockdiag_local(const struct inet_diag_msg *d)
+{
+	return end_of(d->idiag_family, d->id.idiag_src, d->id.idiag_sport);
+}
+
+long sockdiag_listener_inode(const struct flare_addr *a)
+{
+	int fd = diag_socket();
+	if (fd < 0)
+		return -1;
+	/* an exact request, not a dump: the kernel looks the address up as it
+	 * would for an incoming SYN (local = a, remote = any), O(1), where a
+	 * dump walks its whole connection hash */
+	struct diag_req q = {
+	    .nlh = {.nlmsg_len = sizeof(q),
+		    .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		    .nlmsg_flags = NLM_F_REQUEST},
+	    .r = {.sdiag_family = (uint8_t)a->family,
+		  .sdiag_protocol = IPPROTO_TCP,
+		  .idiag_states = 1u << 10, /* TCP_LISTEN */
+		  .id = {.idiag_sport = htons(a->port),
+			 .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}}};
+	memcpy(q.r.id.idiag_src, a->ip, a->family == AF_INET ? 4 : 16);
+	long ino = -1;
+	long buf[512];
+	ssize_t n = -1;
+	if (send(fd, &q, sizeof(q), 0) == (ssize_t)sizeof(q) &&
+	    (n = recv(fd, buf, sizeof(buf), 0)) >=
+		(ssize_t)NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+		const struct inet_diag_msg *d = NLMSG_DATA(h);
+		if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY && d->idiag_state == 10)
+			ino = (long)d->idiag_inode;
+		else
+			ino = 0; /* nothing listens there (ENOENT), or not a listener */
+	} else if (n >= 0) {
+		ino = 0;
+	}
+	close(fd);
+	return ino;
 }
 
 int sockdiag_destroy(int family, const struct inet_diag_sockid *id)

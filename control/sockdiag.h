@@ -21,8 +21,13 @@ typedef void (*sockdiag_fn)(void *arg, const struct inet_diag_msg *d, const stru
 /* Every TCP socket of family in one of states (bits by TCP state); 0, or
  * -1 with errno set (the kernel answers at once: at most a second). */
 int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg);
-/* The socket's peer address */
+/* The socket's peer address, and its own */
 struct flare_addr sockdiag_peer(const struct inet_diag_msg *d);
+struct flare_addr sockdiag_local(const struct inet_diag_msg *d);
+/* The inode of the socket that would take a connection to a (its
+ * listener, or a wildcard one), found by one exact request; 0 when none
+ * does, -1 when sock_diag cannot be asked */
+long sockdiag_listener_inode(const struct flare_addr *a);
 /* Ends the socket id names (family's); 0, or an errno value (EPERM
  * without CAP_NET_ADMIN). */
 int sockdiag_destroy(int family, const struct inet_diag_sockid *id);

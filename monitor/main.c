@@ -1,4 +1,4 @@
-/* flare-monitor -c FILE [--host NAME] [-f] [--check] */
+/* flare-monitor -c FILE [--host NAME] [--source IP] [-f] [--check] */
 #include "daemon.h"
 #include "log.h"
 #include "monitor.h"
@@ -17,6 +17,9 @@ struct monitor_main {
 
 static int option(void *ctx, int opt, const char *arg)
 {
+	if (opt == 'S')
+		return daemon_source_option("flare-monitor", arg,
+					    &((struct monitor_main *)ctx)->m.source);
 	if (opt != 'H')
 		return -1;
 	((struct monitor_main *)ctx)->host = arg;
@@ -156,14 +159,16 @@ static const char *auth_name(void *ctx) { return ((struct monitor_main *)ctx)->h
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
+					     {"source", required_argument, NULL, 'S'},
 					     {NULL, 0, NULL, 0}};
 	static const struct daemon_spec spec = {
 	    .name = "flare-monitor",
 	    .usage =
-		"usage: flare-monitor -c FILE [--host NAME] [-f] [--check]\n"
+		"usage: flare-monitor -c FILE [--host NAME] [--source IP] [-f] [--check]\n"
 		"  -c, --config FILE  the deployment config\n"
 		"  --host NAME        the host this monitor watches (one of hosts[].name;\n"
 		"                     default: the one named as this machine, or the only one)\n"
+		"  --source IP        connect to the managers from this address of the host\n"
 		"  -f, --foreground   stay in the foreground, log to stderr\n"
 		"  --check            validate the config (and the host) and exit\n",
 	    .long_opts = opts,

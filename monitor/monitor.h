@@ -71,6 +71,7 @@ struct registration {
 
 struct monitor {
 	struct flare_config *cfg;
+	struct flare_addr source; /* --source (family 0: any) */
 	struct event_base *base;
 	int host;
 	struct util_source util;

@@ -140,6 +140,7 @@ int report_start(struct monitor *m)
 		l->cfg = c;
 		l->addrs = &c->managers[i];
 		l->n_addrs = 1;
+		l->source = &m->source;
 		l->hello = (struct fw_hello){.role = FW_ROLE_MONITOR, .pid = (uint32_t)getpid()};
 		snprintf(l->hello.name, sizeof(l->hello.name), "%s", c->hosts[m->host].name);
 		l->hb_seq = &m->seq;

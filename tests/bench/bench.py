@@ -8,6 +8,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
@@ -20,7 +21,7 @@ deploy.install_cleanup()
 
 QUICK = "--quick" in sys.argv
 # --only a,b: just those sections (ranking, overhead, loops, protocols, tls,
-# balancing, penalty, memory, propagation, daemons, scale), for iterating on one figure
+# balancing, penalty, memory, propagation, daemons, fleet), for iterating on one figure
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
@@ -729,53 +730,206 @@ def big_config(path, mport):
         f.write("0.3\n")
 
 
-def fleet(_s):
-    """Issue 15's scale: one manager, 1,000 hosts (a monitor connection
-    each, reporting every 100 ms), 10,000 objects of two replicas, and 100
-    then 1,000 agent subscriptions, all played by one process
-    (tests/bench/fleet.c): a replica's death to every agent's RANK frame,
-    p50 and p99 over agents x deaths; the manager's CPU and memory at rest."""
-    d = deploy.Stack("", "fleet").dir
-    path = os.path.join(d, "fleet.conf")
-    mport = free_ports(1)[0]
-    hosts = ['{ name = "h%d"; utilization = "file:%s.util"; }' % (h, path) for h in range(1000)]
+# 1,000 (the goal) saturates this 2-core machine, 200 already strains it: every
+# daemon wakes ten times a second (docs/EVALUATION.md); FLEET_HOSTS=N tries another
+FLEET_HOSTS = int(os.environ.get("FLEET_HOSTS", "100"))
+
+
+def fleet_config(d, tag, mports):
+    """FLEET_HOSTS hosts, one service per host with two replicas (on the
+    host and on the one half the fleet away), the managers' connection
+    bounds sized for a fleet that connects at once (README: sizing)."""
+    hosts = ['{ name = "h%d"; utilization = "file:%s/util"; }' % (h, d)
+             for h in range(FLEET_HOSTS)]
     services = []
-    for o in range(10000):
-        reps = ['{ name = "o%d-%d"; host = "h%d"; address = "127.1.%d.%d:%d"; load = 0.01; }'
-                % (o, j, (o + j * 7919) % 1000, (o // 250) % 250, o % 250 + 1, 20000 + j)
+    for o in range(FLEET_HOSTS):
+        reps = ['{ name = "o%d-%d"; host = "h%d"; address = "%s:%d"; load = 0.01; }'
+                % (o, j, (o + j * FLEET_HOSTS // 2) % FLEET_HOSTS, fleet_ip(1, o), 20000 + j)
                 for j in range(2)]
-        services.append('{ name = "o%d"; address = "127.2.%d.%d:20000"; replicas = ( %s ); }'
-                        % (o, (o // 250) % 250, o % 250 + 1, ", ".join(reps)))
+        services.append('{ name = "o%d"; address = "%s:20000"; replicas = ( %s ); }'
+                        % (o, fleet_ip(2, o), ", ".join(reps)))
+    path = os.path.join(d, "fleet-%d.conf" % len(mports))
     with open(path, "w") as f:
-        f.write('manager = { addresses = [ "127.0.0.1:%d" ]; report_interval_ms = 100;\n'
-                '  heartbeat_interval_ms = 100; heartbeat_timeout_ms = 600000; };\n' % mport)
+        f.write('manager = { addresses = [ %s ]; report_interval_ms = 100;\n'
+                '  max_pending = %d; };\n' % (", ".join('"127.0.0.1:%d"' % p for p in mports),
+                                               4 * FLEET_HOSTS))
+        # hung_ms = 0: no sock_diag dump of every connection per pass. On a
+        # host it is two dumps a second; here a thousand monitors would each
+        # walk this one kernel's whole connection hash (it is global, every
+        # namespace's), a cost of the emulation, not of a fleet
+        f.write('monitor = { probe_interval_ms = 1000; hung_ms = 0; };\n')
+        f.write('agent = { shm = "/%s"; };\n' % tag)
         f.write("hosts = ( %s );\nservices = ( %s );\n" % (",\n".join(hosts),
                                                          ",\n".join(services)))
-    with open(path + ".util", "w") as f:
+    with open(os.path.join(d, "util"), "w") as f:
         f.write("0.3\n")
+    return path
+
+
+def fleet_ip(net, i):
+    """127.NET.x.y: host i's own loopback address (net 10: its daemons'
+    source, 1: its replicas, 2: its service)"""
+    return "127.%d.%d.%d" % (net, i // 250, i % 250 + 1)
+
+
+def accept_all(listeners, stop):
+    import selectors
+    sel = selectors.DefaultSelector()
+    for ls in listeners:
+        sel.register(ls, selectors.EVENT_READ)
+    while not stop.is_set():
+        for key, _ in sel.select(timeout=0.2):
+            try:
+                key.fileobj.accept()[0].close()
+            except OSError:
+                pass
+    sel.close()
+
+
+def proc_cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fleet(_s):
+    """The control plane at fleet size, every daemon a real process: one
+    flare-monitor and one flare-agent per host for FLEET_HOSTS hosts, each
+    host's two connecting from its own loopback address (--source
+    127.10.x.y), against one manager and then two. Replicas are listening
+    sockets this process holds (the monitors probe them), but for the
+    victims: rr-servers under flare-run, registered with their host's
+    monitor. A victim's SIGKILL to its death in every agent's table (each
+    agent's shared memory, read as a client reads it), p50 and p99 over
+    agents x deaths; the managers' CPU and memory at rest."""
+    import resource
+    import socket
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    victims = 4
     trials = 5 if QUICK else 20
-    for agents in (100, 1000):
-        m = spawn([BUILD + "/flare-manager", "-c", path, "-f"],
-                  log=os.path.join(d, "manager-%d.log" % agents))
-        deploy.track(m)
-        wait_for(lambda: deploy.accepts(mport), 30, what="fleet manager listening")
+    for n_managers in [int(n) for n in os.environ.get("FLEET_MANAGERS", "1,2").split(",")]:
+        st = Stack("", "fleet%d" % n_managers)
+        d, tag = st.dir, st.shm.lstrip("/")
+        mports = free_ports(n_managers)
+        path = fleet_config(d, tag, mports)
+        listeners = []
+        for o in range(FLEET_HOSTS):
+            for j in range(2):
+                if j == 0 and o < victims:
+                    continue  # the victims' own servers listen there
+                ls = socket.socket()
+                ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                ls.bind((fleet_ip(1, o), 20000 + j))
+                ls.listen(64)
+                ls.setblocking(False)
+                listeners.append(ls)
+        # the monitors' probes accepted and closed at once, as a server
+        # would: left in the accept queues they would pile up by thousands
+        # and every monitor's sock_diag pass would read them all
+        stop_accepting = threading.Event()
+        acceptor = threading.Thread(target=accept_all, args=(listeners, stop_accepting),
+                                    daemon=True)
+        acceptor.start()
+        quiet = {"FLARE_LOG": "warn"}
+        mgrs = [spawn([BUILD + "/flare-manager", "-c", path, "-f", "--id", str(i + 1)],
+                      log=os.path.join(d, "manager%d.log" % (i + 1)), env=quiet)
+                for i in range(n_managers)]
+        for p in mports:
+            wait_for(lambda: deploy.accepts(p), 30, what="fleet manager listening")
         drops0 = loopback_drops()
-        r = subprocess.run([BUILD + "/bench/fleet", path, str(m.pid), str(agents), str(trials),
-                            "5" if QUICK else "10"], capture_output=True, text=True, timeout=900)
+        t_start = time.monotonic()
+        tables = []
+        for h in range(FLEET_HOSTS):
+            src = fleet_ip(10, h)
+            # a host sees its own processes: a monitor in a PID namespace of
+            # its own (a /proc of its own) walks its host's few, not this
+            # machine's thousands; the victims' hosts share this one
+            own = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"] \
+                if h >= victims else []
+            spawn(own + [BUILD + "/flare-monitor", "-c", path, "--host", "h%d" % h, "--source",
+                         src, "-f"], log=os.path.join(d, "monitor-h%d.log" % h), env=quiet)
+            table = "/%s-h%d" % (tag, h)
+            deploy.track_shm(table)
+            tables.append(table)
+            spawn([BUILD + "/flare-agent", "-c", path, "--shm", table, "--source", src, "-f"],
+                  log=os.path.join(d, "agent-h%d.log" % h), env=quiet)
+        deploy.track_shm("/" + tag)
+
+        # one config per manager, to ask each (flarectl asks the first)
+        each = []
+        with open(path) as f:
+            text = f.read()
+        for i, p in enumerate(mports):
+            each.append(os.path.join(d, "manager%d-only.conf" % (i + 1)))
+            with open(each[-1], "w") as f:
+                f.write(re.sub(r"addresses = \[[^\]]*\]", 'addresses = [ "127.0.0.1:%d" ]' % p,
+                               text, count=1))
+
+        def everyone():
+            # an agent follows the first manager it gets: count them all;
+            # every manager hears every monitor
+            sts = [deploy.manager_status(c) for c in each]
+            return all(sts) and sum(x["manager"]["agents"] for x in sts) == FLEET_HOSTS and \
+                all(sum(1 for h in x["hosts"] if h["alive"]) == FLEET_HOSTS for x in sts)
+        wait_for(everyone, 300, step=1.0, what="every monitor and agent connected")
+        up_s = time.monotonic() - t_start
+        list_path = os.path.join(d, "tables")
+        with open(list_path, "w") as f:
+            f.write("\n".join(tables) + "\n")
+        watch = subprocess.Popen([BUILD + "/bench/fleetwatch", list_path], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        deploy.track(watch)
+
+        def ask(line):
+            watch.stdin.write(line + "\n")
+            watch.stdin.flush()
+            return watch.stdout.readline().split()
+
+        def victim(k):
+            return spawn([BUILD + "/flare-run", "--shm", tables[k], "--", BUILD + "/rr-server",
+                          "-l", "%s:20000" % fleet_ip(1, k), "--tag", "o%d-0" % k],
+                         log=os.path.join(d, "victim%d.log" % k))
+        procs = [victim(k) for k in range(victims)]
+        lat, missed = [], 0
+        for t in range(trials):
+            k = t % victims
+            got = ask("wait-alive %d 0" % k)
+            if got[:2] != ["alive", str(FLEET_HOSTS)]:
+                raise RuntimeError("fleet: o%d-0 not alive everywhere: %r" % (k, got))
+            got = ask("kill %d %d 0" % (procs[k].pid, k))
+            if not got or got[0] != "dead":
+                raise RuntimeError("fleet: %r" % got)
+            missed += FLEET_HOSTS - int(got[1])
+            lat += [int(v) for v in got[2:]]
+            procs[k].wait(timeout=10)
+            procs[k] = victim(k)
         drops = loopback_drops() - drops0
-        m.terminate()
-        m.wait(timeout=30)
-        got = dict(kv.split("=") for kv in r.stdout.split())
-        if r.returncode != 0 or "p99_us" not in got:
-            raise RuntimeError("fleet: %s %s" % (r.stdout, r.stderr[-500:]))
-        row("scale", "%d agents, 1,000 hosts, 20,000 replicas: death -> every agent, p50"
-            % agents, "%s us" % got["p50_us"])
-        row("scale", "%d agents: death -> every agent, p99 (%s samples)" % (agents, got["samples"]),
-            "%s us" % got["p99_us"], "goal p99 < 50 ms" if agents == 1000 else "")
-        row("scale", "%d agents: packets the kernel dropped meanwhile (each a TCP RTO)" % agents,
-            "%d" % drops)
-        row("scale", "%d agents: manager at rest (1,000 reports / 100 ms): CPU, RSS" % agents,
-            "%s%% of a core, %d MiB" % (got["rest_cpu_pct"], int(got["rss_kib"]) // 1024))
+        # at rest: every monitor reporting every 100 ms
+        cpu0, t0 = [proc_cpu_s(m.pid) for m in mgrs], time.monotonic()
+        time.sleep(3 if QUICK else 10)
+        cpu = [100.0 * (proc_cpu_s(m.pid) - c) / (time.monotonic() - t0)
+               for m, c in zip(mgrs, cpu0)]
+        rss = [rss_kib(m.pid) for m in mgrs]
+        watch.stdin.close()
+        watch.wait(timeout=10)
+        lat.sort()
+        label = "%d agents + %d monitors, %d manager%s" % (FLEET_HOSTS, FLEET_HOSTS, n_managers,
+                                                         "s" if n_managers > 1 else "")
+        row("fleet", "%s: all connected after" % label, "%.1f s" % up_s)
+        row("fleet", "%s: SIGKILL -> dead in every agent's table, p50" % label,
+            "%.1f ms" % (pct(lat, 0.50) / 1000.0))
+        row("fleet", "%s: same, p99 (%d samples, %d missed)" % (label, len(lat), missed),
+            "%.1f ms" % (pct(lat, 0.99) / 1000.0), "goal p99 <= 50 ms")
+        row("fleet", "%s: packets the kernel dropped meanwhile" % label, "%d" % drops)
+        row("fleet", "%s: each manager at rest: CPU, RSS" % label,
+            ", ".join("%.0f%% of a core, %.1f MiB" % (c, r / 1024.0) for c, r in zip(cpu, rss)),
+            "goal RSS <= 20 MiB")
+        stop_accepting.set()
+        acceptor.join(timeout=10)
+        for ls in listeners:
+            ls.close()
+        deploy.cleanup()
 
 
 def loopback_drops():
@@ -847,7 +1001,7 @@ def main():
     if wanted("balancing"):
         balancing()
     for name, fn in (("penalty", failover_penalty), ("memory", memory),
-                     ("propagation", propagation), ("daemons", daemon_memory), ("scale", fleet)):
+                     ("propagation", propagation), ("daemons", daemon_memory), ("fleet", fleet)):
         if wanted(name):
             fn(s)
     print("\n%-18s | %-62s | %-34s | %s" % ("section", "measure", "value", "goal"))

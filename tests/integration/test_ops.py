@@ -348,6 +348,29 @@ def test_units_need_no_instance_name():
           % socket.gethostname().split(".")[0] in r.stderr, "two hosts: %r" % r.stderr)
 
 
+def test_source_address():
+    """--source IP: a host's monitor and agent connect to the manager from
+    that address (a multi-homed host; a manager's per-address bounds count
+    per host); anything but an IP address is refused with why."""
+    s = rr_deployment(n=1, name="source")
+    s.manager()
+    s.start("monitor-h0", [BUILD + "/flare-monitor", "-c", s.conf, "--host", "h0", "--source",
+                           "127.0.0.7", "-f"])
+    s.start("agent", [BUILD + "/flare-agent", "-c", s.conf, "--source", "127.0.0.8", "-f"])
+    mport = re.search(r'addresses = \[ "127.0.0.1:(\d+)"', open(s.conf).read()).group(1)
+
+    def sources():
+        r = subprocess.run(["ss", "-Htn", "state", "established", "( dport = :%s )" % mport],
+                           capture_output=True, text=True)
+        return {line.split()[2].rsplit(":", 1)[0] for line in r.stdout.splitlines()}
+    wait_for(lambda: sources() == {"127.0.0.7", "127.0.0.8"}, 10,
+             what="the monitor from 127.0.0.7 and the agent from 127.0.0.8")
+    r = subprocess.run([BUILD + "/flare-agent", "-c", s.conf, "--source", "eth0", "--check"],
+                       capture_output=True, text=True, timeout=10)
+    check(r.returncode == 2 and "--source 'eth0': not an IPv4 or IPv6 address" in r.stderr,
+          "bad --source: %r" % r.stderr)
+
+
 def test_staged_install():
     """make install into a staging root: the binaries, the library where
     flare-run finds it, man pages that groff renders without a warning,
@@ -589,7 +612,8 @@ if __name__ == "__main__":
     run([test_drain_and_health, test_drain_moves_on_demand_connections,
          test_drains_outlive_managers_and_agree,
          test_manager_metrics_scraped, test_systemd_units_and_readiness,
-         test_units_need_no_instance_name, test_staged_install, test_reload_under_load,
+         test_units_need_no_instance_name, test_source_address, test_staged_install,
+         test_reload_under_load,
          test_agent_metrics_count_the_library,
          test_flare_run_fails_open, test_no_manager_is_said_at_the_default_level,
          test_library_logs_to_syslog, test_log_level_at_run_time])
