@@ -152,6 +152,10 @@ int state_delta(struct manager *m, struct fw_rank *d);
 double state_object_load(const struct manager *m, int r);
 /* The whole published table as one full RANK frame. */
 int state_encode_full(struct manager *m, struct fw_buf *b);
+/* Frees an encoded frame, giving a whole table's pages back */
+void state_buf_free(struct fw_buf *b);
+/* After freeing something of that many bytes: pages back when it was big */
+void state_trim_after(size_t bytes);
 /* Reactive failover: targets for a failed replica of a service, best first. */
 void state_query(struct manager *m, struct fw_query *q);
 

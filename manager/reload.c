@@ -117,6 +117,6 @@ int manager_reload(struct manager *m, struct flare_config *cfg)
 	m->gen++;
 	if (state_encode_full(m, &b) == 0)
 		server_broadcast_agents(m, b.data, b.len);
-	fw_buf_free(&b);
+	state_buf_free(&b);
 	return 0;
 }

@@ -65,7 +65,7 @@ static void subscribe(struct manager *m, struct evconn *c)
 		log_info("%s: subscribed, full table sent (gen %llu)", c->peer,
 			 (unsigned long long)m->gen);
 	}
-	fw_buf_free(&b);
+	state_buf_free(&b);
 }
 
 /* A manager that just started has every host dead until its monitors
@@ -192,7 +192,9 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 			break;
 		}
 		evconn_send(c, &r);
+		size_t len = strlen(r.u.text.text);
 		free(r.u.text.text);
+		state_trim_after(len); /* a big deployment's status is megabytes */
 		break;
 	}
 	case FW_COMMAND: {

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 
 #define CALLOC(p, n) ((p) = calloc((size_t)(n) + 1, sizeof(*(p))))
@@ -212,7 +213,10 @@ void state_rerank(struct manager *m, const char *reason)
 		log_warn("out of memory for a delta: pushing the whole table");
 		if (state_encode_full(m, &b) == 0)
 			server_broadcast_agents(m, b.data, b.len);
-	} else if (fw_encode_rank(&b, &d) == 0) {
+		state_buf_free(&b);
+		return;
+	}
+	if (fw_encode_rank(&b, &d) == 0) {
 		server_broadcast_agents(m, b.data, b.len);
 		m->push_count++;
 		log_debug("gen %llu (%s): pushed %u hosts, %u services, %u replicas in %.0f us",
@@ -221,7 +225,22 @@ void state_rerank(struct manager *m, const char *reason)
 	} else {
 		log_error("cannot encode a ranking delta");
 	}
-	fw_buf_free(&b);
+	state_buf_free(&b);
+}
+
+void state_trim_after(size_t bytes)
+{
+	/* what grew by realloc lay in the heap: its pages go back now, not
+	 * when the heap's top happens to be free */
+	if (bytes >= (1u << 20))
+		malloc_trim(0);
+}
+
+void state_buf_free(struct fw_buf *b)
+{
+	size_t cap = b->cap;
+	fw_buf_free(b);
+	state_trim_after(cap);
 }
 
 int state_encode_full(struct manager *m, struct fw_buf *b)
