@@ -2,7 +2,10 @@
 
 #include "clock.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Takes whole frames off the front of raw: the peer's nonce, then sealed
  * frames opened into plain. 0 when it needs more bytes, -1 on an error. */
@@ -101,4 +104,45 @@ out:
 	fw_buf_free(&raw);
 	fw_buf_free(&plain);
 	return rc;
+}
+
+char *authcall_ask(const struct fw_io *io, const struct flare_addr *a, const struct auth_key *key,
+		   uint8_t type, int json, const char *command, int timeout_ms, const char **why,
+		   int *refused)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = flare_addr_to_sockaddr(a, &ss);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*why = strerror(errno);
+		return NULL;
+	}
+	struct fw_buf req = {0}, in = {0};
+	struct fw_msg hello = {.type = FW_HELLO}, q = {.type = type}, ans;
+	hello.u.hello.role = FW_ROLE_CTL;
+	hello.u.hello.pid = (uint32_t)getpid();
+	q.u.text.format = (uint8_t)json;
+	q.u.text.text = type == FW_COMMAND ? (char *)command : NULL;
+	*refused = 0;
+	fw_encode(&req, &hello);
+	fw_encode(&req, &q);
+	char *text = NULL;
+	if (req.err)
+		*why = "cannot encode the request";
+	else if (fw_call_connect(io, fd, (struct sockaddr *)&ss, len, timeout_ms, why) == 0 &&
+		 (key ? auth_call(io, fd, key, &req, FW_STATUS_RESP, timeout_ms, &ans, why)
+		      : fw_call(io, fd, &req, FW_STATUS_RESP, &in, timeout_ms, &ans, why)) == 0) {
+		if (ans.type == FW_STATUS_RESP || (type == FW_COMMAND && ans.type == FW_ERROR)) {
+			*refused = ans.type == FW_ERROR;
+			text = ans.u.text.text;
+			ans.u.text.text = NULL;
+		} else {
+			*why = "the manager refused the request";
+		}
+		fw_msg_free(&ans);
+	}
+	fw_buf_free(&req);
+	fw_buf_free(&in);
+	close(fd);
+	return text;
 }

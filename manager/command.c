@@ -113,8 +113,8 @@ static char *config_in_use(const struct manager *m, int *ok)
 			 "manager %d: %s has changed since it was loaded at %s: the config in use "
 			 "is no longer on disk (reload to use the file, or put the old one back)",
 			 m->id, m->cfg->path, when);
-	free(text);
 	*ok = text != NULL;
+	free(text);
 	return s;
 }
 

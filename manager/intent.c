@@ -15,6 +15,8 @@
 #include "clock.h"
 #include "log.h"
 
+#include <sodium.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -124,8 +126,7 @@ int intent_record(struct manager *m, int r, int drained, uint64_t stamp, char *w
 		stamp = flare_realtime_ns();
 	if (stamp <= m->reps[r].drain_stamp)
 		stamp = m->reps[r].drain_stamp + 1; /* an operator's latest word wins here */
-	apply(m, r, drained, stamp);
-	m->reps[r].drained = drained;
+	apply(m, r, drained, stamp);                /* newer than the mark held: it applies */
 	if (!m->op.intent_path[0])
 		return 0;
 	return save(m, why, n);
@@ -134,44 +135,22 @@ int intent_record(struct manager *m, int r, int drained, uint64_t stamp, char *w
 /* One peer manager's marks, over an operator's connection. */
 static char *ask_peer(const struct manager *m, const struct flare_addr *a, const char **why)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = flare_addr_to_sockaddr(a, &ss);
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		*why = strerror(errno);
-		return NULL;
-	}
 	struct auth_key key;
 	char err[256];
-	struct fw_buf req = {0}, in = {0};
-	struct fw_msg hello = {.type = FW_HELLO}, q = {.type = FW_COMMAND}, ans;
-	hello.u.hello.role = FW_ROLE_CTL;
-	hello.u.hello.pid = (uint32_t)getpid();
-	q.u.text.text = "intent";
-	fw_encode(&req, &hello);
-	fw_encode(&req, &q);
-	char *text = NULL;
-	if (m->cfg->auth && auth_key_for(m->cfg->auth, FW_ROLE_CTL, "", &key, err, sizeof(err)) < 0)
+	int refused;
+	if (m->cfg->auth &&
+	    auth_key_for(m->cfg->auth, FW_ROLE_CTL, "", &key, err, sizeof(err)) < 0) {
 		*why = "cannot derive an operator's key";
-	else if (req.err)
-		*why = "cannot encode the request";
-	else if (fw_call_connect(&plain_io, fd, (struct sockaddr *)&ss, len, PEER_TIMEOUT_MS,
-				 why) == 0 &&
-		 (m->cfg->auth ? auth_call(&plain_io, fd, &key, &req, FW_STATUS_RESP,
-					   PEER_TIMEOUT_MS, &ans, why)
-			       : fw_call(&plain_io, fd, &req, FW_STATUS_RESP, &in, PEER_TIMEOUT_MS,
-					 &ans, why)) == 0) {
-		if (ans.type == FW_STATUS_RESP) {
-			text = ans.u.text.text;
-			ans.u.text.text = NULL;
-		} else {
-			*why = "it refused (an older manager?)";
-		}
-		fw_msg_free(&ans);
+		return NULL;
 	}
-	fw_buf_free(&req);
-	fw_buf_free(&in);
-	close(fd);
+	char *text = authcall_ask(&plain_io, a, m->cfg->auth ? &key : NULL, FW_COMMAND, 0, "intent",
+				  PEER_TIMEOUT_MS, why, &refused);
+	sodium_memzero(&key, sizeof(key));
+	if (text && refused) {
+		free(text);
+		*why = "it refused (an older manager?)";
+		return NULL;
+	}
 	return text;
 }
 

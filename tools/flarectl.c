@@ -60,47 +60,11 @@ static void usage(FILE *f)
 
 static const struct fw_io io = {connect, send, recv, poll, getsockopt};
 
-/* One manager's answer to a request of `type` (STATUS_REQ with format, or
- * COMMAND with text): its text, or NULL with *why; *refused when it
- * answered with an error. */
+/* One manager's answer (control/authcall.h) */
 static char *ask(const struct flare_addr *a, const struct auth_key *key, uint8_t type, int json,
 		 const char *command, const char **why, int *refused)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = flare_addr_to_sockaddr(a, &ss);
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		*why = strerror(errno);
-		return NULL;
-	}
-	struct fw_buf req = {0}, in = {0};
-	struct fw_msg hello = {.type = FW_HELLO}, q = {.type = type}, ans;
-	hello.u.hello.role = FW_ROLE_CTL;
-	hello.u.hello.pid = (uint32_t)getpid();
-	q.u.text.format = (uint8_t)json;
-	q.u.text.text = type == FW_COMMAND ? (char *)command : NULL;
-	*refused = 0;
-	fw_encode(&req, &hello);
-	fw_encode(&req, &q);
-	char *text = NULL;
-	if (req.err)
-		*why = "cannot encode the request";
-	else if (fw_call_connect(&io, fd, (struct sockaddr *)&ss, len, TIMEOUT_MS, why) == 0 &&
-		 (key ? auth_call(&io, fd, key, &req, FW_STATUS_RESP, TIMEOUT_MS, &ans, why)
-		      : fw_call(&io, fd, &req, FW_STATUS_RESP, &in, TIMEOUT_MS, &ans, why)) == 0) {
-		if (ans.type == FW_STATUS_RESP || (type == FW_COMMAND && ans.type == FW_ERROR)) {
-			*refused = ans.type == FW_ERROR;
-			text = ans.u.text.text;
-			ans.u.text.text = NULL;
-		} else {
-			*why = "the manager refused the request";
-		}
-		fw_msg_free(&ans);
-	}
-	fw_buf_free(&req);
-	fw_buf_free(&in);
-	close(fd);
-	return text;
+	return authcall_ask(&io, a, key, type, json, command, TIMEOUT_MS, why, refused);
 }
 
 /* The config a manager runs, and whether this host's file differs from

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Runs inside the booted container (tests/deb/check-deb.sh): the package as
 # a newcomer uses it, under the container's real systemd, with the conffile
-# as installed. Prints "ok NAME" / "FAIL NAME: why" lines, then powers off.
-out=/root/flare-boot-check.out
-exec >"$out" 2>&1
+# as installed. Writes "ok NAME" / "FAIL NAME" lines into DIR/out (DIR: its
+# one argument, chosen by check-deb.sh inside the root), then powers off.
+dir=$1
+mkdir -p "$dir" || exit 1
+exec >"$dir/out" 2>&1
 ok() { echo "ok   $1"; }
 bad() { echo "FAIL $1"; }
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
@@ -44,7 +46,7 @@ check "flarectl config shows the config in use" \
 	"flarectl config | head -1 | grep -q '^# manager 1: /etc/flare/flare.conf as loaded at'"
 check "systemctl reload flare-agent takes a good config" \
 	"systemctl reload flare-agent || { journalctl -u flare-agent -n 8 --no-pager; false; }"
-cp /etc/flare/flare.conf /root/flare.conf.good
+cp /etc/flare/flare.conf "$dir/flare.conf.good"
 # an operator's edit: a third replica, then every daemon reloaded
 sed -i 's|address = "127.0.0.1:9102"; }|&,\n      { name = "example-3"; host = "local"; address = "127.0.0.1:9103"; }|' \
 	/etc/flare/flare.conf
@@ -53,11 +55,11 @@ check "an edit reaches the table after systemctl reload of the three" \
 sed -i 's/replay = "request-reply";/replay = "request-reply"; retries = 3;/' /etc/flare/flare.conf
 check "a reload with a typo in the config fails" "! systemctl reload flare-agent 2>/dev/null"
 check "and the agent keeps running" "systemctl is-active -q flare-agent"
-warn=$(flare-run -- $ex/rr-client -c 127.0.0.1:9001 -n 20 2>&1 >/root/client.out)
+warn=$(flare-run -- $ex/rr-client -c 127.0.0.1:9001 -n 20 2>&1 >"$dir/client.out")
 check "a client still starts, with flare, after one warning naming the line" \
-	"grep -q 'errors=0' /root/client.out && echo \"\$warn\" | grep -q 'flare.conf:[0-9]*: unknown key' && [ \"\$(echo \"\$warn\" | wc -l)\" -eq 1 ]"
+	"grep -q 'errors=0' \"\$dir/client.out\" && echo \"\$warn\" | grep -q 'flare.conf:[0-9]*: unknown key' && [ \"\$(echo \"\$warn\" | wc -l)\" -eq 1 ]"
 echo "$warn"
-cp /root/flare.conf.good /etc/flare/flare.conf
+cp "$dir/flare.conf.good" /etc/flare/flare.conf
 check "systemd-analyze verify accepts every unit" \
 	"systemd-analyze verify --man=no /lib/systemd/system/flare-agent.service /lib/systemd/system/flare-manager.service /lib/systemd/system/flare-monitor.service /lib/systemd/system/flare-manager@1.service /lib/systemd/system/flare-monitor@local.service"
 kill "$s2" 2>/dev/null

@@ -66,20 +66,22 @@ check "flare-run preloads the packaged library" \
 check "the man pages are there" "[ -s '$root/usr/share/man/man5/flare.conf.5.gz' ]"
 
 # 3. booted under the root's own systemd, where this machine can
+inside=var/tmp/flare-boot-check # the boot check's results, inside the root
 install -m 755 "$here/boot-check.sh" "$root/usr/local/sbin/flare-boot-check"
-install -m 644 "$here/flare-boot-check.service" "$root/etc/systemd/system/"
+sed "s|@DIR@|/$inside|" "$here/flare-boot-check.service" \
+	>"$root/etc/systemd/system/flare-boot-check.service"
 ln -s /etc/systemd/system/flare-boot-check.service \
 	"$root/etc/systemd/system/multi-user.target.wants/flare-boot-check.service"
 # --keep-unit --register=no: no machined or system bus needed on this side
 timeout -k 5 150 systemd-nspawn -q -D "$root" --boot --private-network --register=no \
 	--keep-unit --console=passive </dev/null >"$work/boot.log" 2>&1 || true
-if [ -s "$root/root/flare-boot-check.out" ]; then
-	sed 's/^/     /' "$root/root/flare-boot-check.out" | grep -v '^     \(ok\|FAIL\) '
-	bp=$(grep -c '^ok ' "$root/root/flare-boot-check.out" || true)
-	bf=$(grep -c '^FAIL ' "$root/root/flare-boot-check.out" || true)
-	grep -E '^(ok|FAIL) ' "$root/root/flare-boot-check.out"
+if [ -s "$root/$inside/out" ]; then
+	sed 's/^/     /' "$root/$inside/out" | grep -v '^     \(ok\|FAIL\) '
+	bp=$(grep -c '^ok ' "$root/$inside/out" || true)
+	bf=$(grep -c '^FAIL ' "$root/$inside/out" || true)
+	grep -E '^(ok|FAIL) ' "$root/$inside/out"
 	passed=$((passed + bp)); failed=$((failed + bf))
-	check "the boot check ran to its end" "grep -q '^boot-check done' '$root/root/flare-boot-check.out'"
+	check "the boot check ran to its end" "grep -q '^boot-check done' '$root/$inside/out'"
 elif grep -q "Reached target.*Multi-User\|Reached target.*multi-user" "$work/boot.log"; then
 	tail -20 "$work/boot.log"
 	check "the booted root ran the boot check" false
