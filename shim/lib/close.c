@@ -7,14 +7,14 @@ FLARE_EXPORT int close(int fd)
 	HOOK_ENTER(close, (int)syscall(SYS_close, fd));
 	/* the pid check (a system call) only when there is state a vfork
 	 * child must leave to its parent (it closes its own table's numbers):
-	 * not for the stream bit socket() sets on every inet socket */
+	 * not for the kind bits socket() sets on every inet socket */
 	int opts = fdtab_opts(fd);
-	if ((fdtab_get(fd) || register_knows(fd) || (opts & ~FLARE_INET_STREAM)) &&
+	if ((fdtab_get(fd) || register_knows(fd) || (opts & ~FLARE_KIND_BITS)) &&
 	    !flare_in_foreign_child()) {
 		fdtab_clear_opts(fd);
 		fdtab_detach(fd);
 		register_forget_fd(fd);
-	} else if (opts == FLARE_INET_STREAM) {
+	} else if (opts) {
 		fdtab_clear_opts(fd);
 	}
 	return real.close(fd);

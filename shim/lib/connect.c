@@ -56,10 +56,12 @@ FLARE_EXPORT int socket(int domain, int type, int protocol)
 	HOOK_ENTER(socket, (int)syscall(SYS_socket, domain, type, protocol));
 	int fd = real.socket(domain, type, protocol);
 	if (fd >= 0) {
-		/* what connect() would otherwise ask the kernel (SO_TYPE) */
+		/* what connect() would otherwise ask the kernel (SO_TYPE, F_GETFL) */
 		int stream = (domain == AF_INET || domain == AF_INET6) &&
 			     (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
-		fdtab_fresh(fd, stream ? FLARE_INET_STREAM : 0);
+		fdtab_fresh(fd, stream ? FLARE_INET_STREAM | FLARE_FL_KNOWN |
+					     (type & SOCK_NONBLOCK ? FLARE_FL_NONBLOCK : 0)
+				       : 0);
 	}
 	return fd;
 }

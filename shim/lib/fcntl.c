@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 
 /* The third argument is an int or a pointer; both travel in the same
  * register, so it is forwarded as a pointer-sized value. */
@@ -11,6 +12,8 @@ static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
 	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
 		return fdtab_after_dup(fd, r);
 	struct fconn *fc;
+	if (cmd == F_SETFL && r == 0)
+		fdtab_flags_set(fd, ((int)(intptr_t)arg & O_NONBLOCK) != 0);
 	if ((cmd == F_SETFL || cmd == F_SETFD) && r == 0 && (fc = fdtab_get(fd))) {
 		__atomic_store_n(&fc->rb.flags_dirty, 1,
 				 __ATOMIC_RELEASE); /* per-request switches */

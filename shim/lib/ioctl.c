@@ -14,6 +14,8 @@ FLARE_EXPORT int ioctl(int fd, unsigned long req, ...)
 	HOOK_ENTER(ioctl, (int)syscall(SYS_ioctl, fd, req, arg));
 	int r = real.ioctl(fd, req, arg);
 	struct fconn *fc;
+	if (r == 0 && req == FIONBIO)
+		fdtab_flags_set(fd, arg && *(const int *)arg);
 	if (r == 0 && (req == FIONBIO || req == FIOCLEX || req == FIONCLEX || req == FIOASYNC) &&
 	    (fc = fdtab_get(fd))) {
 		__atomic_store_n(&fc->rb.flags_dirty, 1,

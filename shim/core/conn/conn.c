@@ -19,6 +19,9 @@
 int flare_n_pending;
 int flare_n_managed;
 static struct fconn *pending[MAX_PENDING];
+/* one past the highest slot in use: the walks (every wait while a connect
+ * is pending) look at the slots in use, not at all of them [pending_lock] */
+static int pending_top;
 static pthread_mutex_t pending_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
 static const char *const state_names[FC_N_STATES] = {
@@ -68,8 +71,17 @@ static void pending_add(struct fconn *fc)
 			pending[i] = fc;
 			fc->own.on_pending = 1;
 			__atomic_add_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
+			if (i >= pending_top)
+				pending_top = i + 1;
 		}
 	flare_unlock(&pending_lock);
+}
+
+/* [pending_lock] */
+static void lower_top(void)
+{
+	while (pending_top > 0 && !pending[pending_top - 1])
+		pending_top--;
 }
 
 static void pending_remove(struct fconn *fc)
@@ -78,12 +90,13 @@ static void pending_remove(struct fconn *fc)
 		owed_set(OWED_UNLIST); /* a signal handler's close (lock.h) */
 		return;
 	}
-	for (int i = 0; i < MAX_PENDING && fc->own.on_pending; i++)
+	for (int i = 0; i < pending_top && fc->own.on_pending; i++)
 		if (pending[i] == fc) {
 			pending[i] = NULL;
 			fc->own.on_pending = 0;
 			__atomic_sub_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
 		}
+	lower_top();
 	flare_unlock(&pending_lock);
 }
 
@@ -93,7 +106,7 @@ void pending_unlist_stale(void)
 		owed_set(OWED_UNLIST);
 		return;
 	}
-	for (int i = 0; i < MAX_PENDING; i++) {
+	for (int i = 0; i < pending_top; i++) {
 		struct fconn *fc = pending[i];
 		if (fc && !fconn_is_pending(fconn_state(fc))) {
 			pending[i] = NULL;
@@ -101,6 +114,7 @@ void pending_unlist_stale(void)
 			__atomic_sub_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
 		}
 	}
+	lower_top();
 	flare_unlock(&pending_lock);
 }
 
@@ -143,7 +157,7 @@ int pending_collect(int (*want)(struct fconn *, void *), void *arg, struct fconn
 	int n = 0;
 	if (flare_lock(&pending_lock) == EDEADLK)
 		return 0;
-	for (int i = 0; i < MAX_PENDING && n < max; i++)
+	for (int i = 0; i < pending_top && n < max; i++)
 		if (pending[i] && want(pending[i], arg))
 			out[n++] = pending[i];
 	flare_unlock(&pending_lock);

@@ -18,6 +18,7 @@
 #include "conn/conn.h"
 #include "conn/fdtab.h"
 #include "dial/dial.h"
+#include "io/io.h"
 #include "route/route.h"
 #include "server/register.h"
 #include "tls/tls.h"
@@ -36,7 +37,9 @@
 /* the table fdtab_get reads inline (shim.h): set once, at init */
 struct fconn **flare_fdtab;
 size_t flare_fdtab_size;
-static uint8_t *opts_set;                  /* FLARE_BUF_* and FLARE_SET_* bits per descriptor */
+static uint16_t *opts_set; /* FLARE_BUF_*, FLARE_SET_* and FLARE_FL_* bits per descriptor */
+/* one past the highest number whose O_NONBLOCK is known (FLARE_FL_KNOWN) */
+static unsigned fl_known_top;
 static struct fconn *free_list, *all_list; /* free_list: pushed lock-free, popped under tab_lock */
 static pthread_mutex_t tab_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
@@ -52,8 +55,8 @@ int fdtab_init(void)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
-	void *b = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		       -1, 0);
+	void *b = mmap(NULL, n * sizeof(*opts_set), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (b == MAP_FAILED) {
 		munmap(p, n * sizeof(*flare_fdtab));
 		return -1;
@@ -169,7 +172,8 @@ int fconn_first_fd(struct fconn *fc)
 
 static void recycle(struct fconn *fc)
 {
-	rebind_release(fc);
+	if (fc->svc.binding != FLARE_BINDING_SESSION) /* (rebind.c is cold code) */
+		rebind_release(fc);
 	timeouts_forget(fc);
 	fconn_leave_pending(fc);
 	exchange_retire(fc); /* no longer waiting for a reply */
@@ -225,7 +229,10 @@ int fdtab_after_dup(int oldfd, int newfd)
 {
 	if (newfd < 0 || newfd == oldfd)
 		return newfd;
-	fdtab_set_opts(newfd, fdtab_opts(oldfd));
+	/* both numbers now share one file description: a flag set through
+	 * one is not seen on the other's record */
+	fdtab_set_opts(newfd, fdtab_opts(oldfd) & ~FLARE_FL_BITS);
+	fdtab_flags_unknown(oldfd);
 	if ((fdtab_get(oldfd) || fdtab_get(newfd) || register_knows(newfd)) &&
 	    !flare_in_foreign_child()) {
 		register_forget_fd(newfd);
@@ -237,13 +244,13 @@ int fdtab_after_dup(int oldfd, int newfd)
 void fdtab_note_opt(int fd, int bits)
 {
 	if ((unsigned)fd < flare_fdtab_size)
-		__atomic_or_fetch(&opts_set[fd], (uint8_t)bits, __ATOMIC_RELAXED);
+		__atomic_or_fetch(&opts_set[fd], (uint16_t)bits, __ATOMIC_RELAXED);
 }
 
 void fdtab_set_opts(int fd, int bits)
 {
 	if ((unsigned)fd < flare_fdtab_size)
-		__atomic_store_n(&opts_set[fd], (uint8_t)bits, __ATOMIC_RELAXED);
+		__atomic_store_n(&opts_set[fd], (uint16_t)bits, __ATOMIC_RELAXED);
 }
 
 int fdtab_opts(int fd)
@@ -256,6 +263,37 @@ void fdtab_clear_opts(int fd)
 {
 	if ((unsigned)fd < flare_fdtab_size && __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED))
 		__atomic_store_n(&opts_set[fd], 0, __ATOMIC_RELAXED);
+}
+
+void fdtab_flags_set(int fd, int nonblock)
+{
+	if ((unsigned)fd >= flare_fdtab_size)
+		return;
+	uint16_t o = __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED), to;
+	do {
+		if (!(o & FLARE_FL_KNOWN))
+			return;
+		to = (uint16_t)((o & ~FLARE_FL_NONBLOCK) | (nonblock ? FLARE_FL_NONBLOCK : 0));
+	} while (!__atomic_compare_exchange_n(&opts_set[fd], &o, to, 0, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+}
+
+void fdtab_flags_unknown(int fd)
+{
+	if ((unsigned)fd < flare_fdtab_size &&
+	    (__atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED) & FLARE_FL_BITS))
+		__atomic_and_fetch(&opts_set[fd], (uint16_t)~FLARE_FL_BITS, __ATOMIC_RELAXED);
+}
+
+/* After a fork the other process shares every file description: what
+ * either knew of O_NONBLOCK may change where it cannot see */
+static void forget_flags(void)
+{
+	unsigned top = __atomic_exchange_n(&fl_known_top, 0, __ATOMIC_RELAXED);
+	for (unsigned fd = 0; fd < top && fd < flare_fdtab_size; fd++)
+		fdtab_flags_unknown((int)fd);
+	for (struct fconn *fc = all_list; fc; fc = fc->all_next)
+		fd_flags_changed(fc);
 }
 
 void fdtab_fresh(int fd, int opts)
@@ -273,6 +311,13 @@ void fdtab_fresh(int fd, int opts)
 	}
 	if (fdtab_opts(fd) != opts)
 		fdtab_set_opts(fd, opts);
+	if (opts & FLARE_FL_KNOWN) {
+		unsigned top = __atomic_load_n(&fl_known_top, __ATOMIC_RELAXED);
+		while ((unsigned)fd >= top &&
+		       !__atomic_compare_exchange_n(&fl_known_top, &top, (unsigned)fd + 1, 0,
+						    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			;
+	}
 }
 
 /* From a signal handler that interrupted this thread inside the library
@@ -369,6 +414,7 @@ void fdtab_atfork_parent(void)
 	flare_lock(&tab_lock);
 	for (struct fconn *fc = all_list; fc; fc = fc->all_next)
 		__atomic_store_n(&fc->own.forked, 1, __ATOMIC_RELAXED);
+	forget_flags();
 	flare_unlock(&tab_lock);
 }
 
@@ -381,6 +427,7 @@ void fdtab_atfork_child(void)
 		flare_mutex_init(&fc->lock);
 		fc->own.claim = 0;
 	}
+	forget_flags();
 	conn_atfork_child();
 	tls_atfork_child();
 }

@@ -54,10 +54,21 @@ int fconn_first_fd(struct fconn *fc);
 #define FLARE_SET_KEEPALIVE 16
 #define FLARE_SET_USER_TIMEOUT 32
 #define FLARE_INET_STREAM 64 /* made by socket() as an AF_INET(6) SOCK_STREAM */
+/* O_NONBLOCK as socket() made it and the hooks' fcntl(F_SETFL) and
+ * ioctl(FIONBIO) set it since: what connect() would otherwise ask the
+ * kernel. Not kept across dup or fork (the description is shared). */
+#define FLARE_FL_KNOWN 128
+#define FLARE_FL_NONBLOCK 256
+#define FLARE_FL_BITS (FLARE_FL_KNOWN | FLARE_FL_NONBLOCK)
+/* The kinds of a descriptor that need no state left to a vfork parent */
+#define FLARE_KIND_BITS (FLARE_INET_STREAM | FLARE_FL_BITS)
 void fdtab_note_opt(int fd, int bits);
 void fdtab_set_opts(int fd, int bits);
 int fdtab_opts(int fd);
 void fdtab_clear_opts(int fd);
+/* fd's O_NONBLOCK was set to nonblock by the program (kept if known) */
+void fdtab_flags_set(int fd, int nonblock);
+void fdtab_flags_unknown(int fd);
 void fdtab_atfork_child(void);
 void fdtab_atfork_parent(void);
 /* Every lock of the library is made anew in a fork child (another thread

@@ -22,6 +22,7 @@
 #include "frame/frame.h"
 #include "frame/framed.h"
 #include "heal/heal.h"
+#include "io/io.h"
 #include "route/route.h"
 
 #include <errno.h>
@@ -142,10 +143,16 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 					  : 0,
 				      -1);
 	int n = order_balanced(rt, pick, order), first_err = 0;
-	int blocking = !(real.fcntl(fd, F_GETFL) & O_NONBLOCK);
+	/* O_NONBLOCK as socket() and the hooks saw it set, else the kernel's
+	 * word; a blocking connect asks again (connect_within) */
+	int opts = fdtab_opts(fd);
+	int blocking = opts & FLARE_FL_KNOWN ? !(opts & FLARE_FL_NONBLOCK)
+					     : !(real.fcntl(fd, F_GETFL) & O_NONBLOCK);
 	struct fconn *fc = n ? fconn_for(fd, type, sa, len, dst, rt) : NULL;
 	if (!fc)
 		return real.connect(fd, sa, len); /* cannot manage: as without flare */
+	if (opts & FLARE_FL_KNOWN)
+		fd_flags_known(fc, !blocking);
 	timeouts_defer(fc);
 	for (int k = 0; k < n; k++) {
 		int idx = order[k], in_progress = 0, err;

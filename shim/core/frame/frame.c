@@ -13,15 +13,19 @@ long fr_http_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8
 long fr_mc_req(struct fr_req *f, const uint8_t *p, size_t n, int *ended, uint16_t *flags);
 long fr_mc_rep(struct fr_rep *f, const uint8_t *p, size_t n, int *ended, uint8_t *flags);
 
-/* the first token of p, if it is one of words (followed by a space or the
- * end of the line) */
-static int first_word(const uint8_t *p, size_t n, const char *const *words)
+/* The length of p's first token when a line follows it (a space or the
+ * end of the line), else 0: no request word is longer than 9 letters */
+static size_t first_token(const uint8_t *p, size_t n)
 {
 	size_t len = 0;
-	while (len < n && len < 16 && p[len] != ' ' && p[len] != '\r' && p[len] != '\n')
+	while (len < n && len < 10 && p[len] != ' ' && p[len] != '\r' && p[len] != '\n')
 		len++;
-	if (len == n || len == 16 || len == 0)
-		return 0;
+	return len == n || len == 10 ? 0 : len;
+}
+
+/* is p's first token, len long, one of words? */
+static int is_word(const uint8_t *p, size_t len, const char *const *words)
+{
 	for (int i = 0; words[i]; i++)
 		if (strlen(words[i]) == len && memcmp(p, words[i], len) == 0)
 			return 1;
@@ -38,9 +42,12 @@ int fr_detect(const uint8_t *p, size_t n)
 	    "mg",  "ms",     "md",   "ma",   "mn",    "me",        NULL};
 	if (n >= 2 && p[0] == '*' && p[1] >= '0' && p[1] <= '9')
 		return PROTO_REDIS; /* a RESP array: every client library sends these */
-	if (first_word(p, n, http))
+	size_t len = first_token(p, n);
+	if (!len)
+		return PROTO_OPAQUE;
+	if (is_word(p, len, http))
 		return PROTO_HTTP;
-	if (first_word(p, n, mc))
+	if (is_word(p, len, mc))
 		return PROTO_MEMCACHED;
 	return PROTO_OPAQUE;
 }
