@@ -32,9 +32,18 @@ COMMON_ALL := $(COMMON_LIBC) $(CONTROL_SRC)
 
 # shim/lib: one file per interposed call; shim/core: the library's logic
 SHIM_SRC := $(wildcard shim/lib/*.c) $(wildcard shim/core/*.c) $(wildcard shim/core/*/*.c)
-# the TLS layer links last: its code is cold in programs without TLS, and
-# kept apart from the hot code the kernel maps in 64 KiB windows
+# Code a client that never fails does not run links last, after the hot
+# code: a read fault on text maps the 64 KiB around it (the kernel's
+# fault-around), so the hot code's few windows are all such a client
+# carries. Cold: the TLS layer, healing, the framers and sessions, the
+# server side, rebinding, reactive queries, event loops other than poll,
+# and the rarer hooks.
 TLS_SRC := $(wildcard shim/lib/ssl_*.c) $(wildcard shim/core/tls/*.c)
+SHIM_COLD_SRC := $(wildcard shim/core/heal/*.c) $(wildcard shim/core/server/*.c) \
+	$(filter-out shim/core/frame/frame.c,$(wildcard shim/core/frame/*.c)) \
+	shim/core/io/epreg.c shim/core/route/rebind.c shim/core/route/query.c \
+	common/names.c $(addprefix shim/lib/,epoll.c select.c mmsg.c splice.c sendfile.c \
+	fdopen.c listen.c) common/wire.c common/fwcall.c $(TLS_SRC)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 FUZZERS := fuzz_frame fuzz_hello fuzz_register fuzz_report fuzz_rank fuzz_text fuzz_query \
 	fuzz_table fuzz_config fuzz_auth fuzz_framer_redis fuzz_framer_http fuzz_framer_mc \
@@ -65,13 +74,19 @@ $(BUILD)/obj/shim/flare-run.o: BASE += -DFLARE_LIBSUBDIR='"$(LIBSUBDIR)"' \
 
 # libflare.so: its own objects, every symbol hidden but the hooks (it lives
 # inside other programs and must not clash with theirs); libc only.
-SHIM_OBJ := $(patsubst %.c,$(BUILD)/shimobj/%.o,$(filter-out $(TLS_SRC),$(SHIM_SRC)) \
-	$(COMMON_LIBC) $(TLS_SRC))
+SHIM_HOT_OBJ := $(patsubst %.c,$(BUILD)/shimobj/%.o,$(filter-out $(SHIM_COLD_SRC),$(SHIM_SRC) \
+	$(COMMON_LIBC)))
+SHIM_COLD_OBJ := $(patsubst %.c,$(BUILD)/shimobj/%.o,$(SHIM_COLD_SRC))
+SHIM_OBJ := $(SHIM_HOT_OBJ) $(SHIM_COLD_OBJ)
+# libc_nonshared.a's pthread_atfork, called at init, links among the hot
+# code instead of after it (the driver adds the archive last)
+LIBC_NONSHARED := $(shell $(CC) -print-file-name=libc_nonshared.a)
 $(BUILD)/shimobj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(STD) $(LIB_CPPFLAGS) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 $(BUILD)/libflare.so: $(SHIM_OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,now -Wl,--no-undefined $^ -o $@
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,now -Wl,--no-undefined $(SHIM_HOT_OBJ) \
+	    $(wildcard $(LIBC_NONSHARED)) $(SHIM_COLD_OBJ) -o $@
 
 $(BUILD)/rr-server: $(BUILD)/obj/examples/rr-server.o $(BUILD)/obj/examples/rr-proto.o
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@

@@ -24,6 +24,7 @@
 #ifndef FLARE_USERSHM_H
 #define FLARE_USERSHM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define FLARE_USER_MAGIC 0x55524c46u /* "FLRU" little endian */
@@ -77,5 +78,14 @@ _Static_assert(sizeof(struct flare_user_slot) == FLARE_USER_PAGE, "a slot is a p
 _Static_assert(sizeof(struct flare_user_waits) == FLARE_USER_PAGE, "a slot's waits are a page");
 
 #define FLARE_USER_SEG_SIZE ((long)sizeof(struct flare_user_seg))
+/* A client maps the header and tickets (the head), then its own slot and
+ * waits pages apart: a read of one page of a shared mapping maps its
+ * neighbours too (the kernel's fault-around), and the other processes'
+ * pages are not the client's to carry. */
+#define FLARE_USER_HEAD_SIZE ((long)offsetof(struct flare_user_seg, slots))
+#define FLARE_USER_SLOT_OFF(i)                                                                     \
+	((long)offsetof(struct flare_user_seg, slots) + (long)(i)*FLARE_USER_PAGE)
+#define FLARE_USER_WAITS_OFF(i)                                                                    \
+	((long)offsetof(struct flare_user_seg, waits) + (long)(i)*FLARE_USER_PAGE)
 
 #endif

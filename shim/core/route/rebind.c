@@ -264,9 +264,10 @@ void rebind_at_write(struct fconn *fc, int fd)
 
 void rebind_release(struct fconn *fc)
 {
-	/* session-bound connections hold no sockets of their own: no getpid
-	 * on every close; a vfork child must not close its parent's sockets */
-	if (fc->svc.binding == FLARE_BINDING_SESSION || flare_in_foreign_child())
+	/* session-bound connections hold no sockets of their own (the caller
+	 * looks): no getpid on every close; a vfork child must not close its
+	 * parent's sockets */
+	if (flare_in_foreign_child())
 		return;
 	if (fc->rb.rb_fd1)
 		real.close(fc->rb.rb_fd1 - 1);

@@ -60,7 +60,8 @@ int order_balanced(const struct flare_route *rt, int pick, uint8_t *out);
  * request): moves it to another replica when it is at a boundary and the
  * manager or the policy says so. Never blocks, never fails the write. */
 void rebind_at_write(struct fconn *fc, int fd);
-/* Closes the sockets a rebinding connection keeps (it is recycled). */
+/* Closes the sockets a rebinding connection keeps (it is recycled); only
+ * for a service that does not bind per session. */
 void rebind_release(struct fconn *fc);
 
 /* ---- query.c: reactive failover ---- */

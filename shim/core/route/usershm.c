@@ -21,7 +21,8 @@
 
 struct flare_user_slot *flare_user_slot;
 struct flare_user_waits *flare_user_waits;
-static struct flare_user_seg *seg;
+static struct flare_user_seg *seg; /* only its head is mapped (FLARE_USER_HEAD_SIZE) */
+static ino_t seg_ino;              /* the segment seg's head is of */
 static int tried;
 
 static int usable(int fd, int made)
@@ -34,28 +35,33 @@ static int usable(int fd, int made)
 	return (st.st_mode & 022) == 0 && st.st_size == FLARE_USER_SEG_SIZE;
 }
 
-static struct flare_user_seg *open_segment(void)
+/* This user's segment, opened (or made) and checked (usable); -1 when
+ * there is none to use. *made: this call made it. */
+static int open_fd(int *made, char *name, size_t size)
 {
-	char name[160];
-	snprintf(name, sizeof(name), "%s" FLARE_USER_INFIX "%u", route_shm_name(),
-		 (unsigned)geteuid());
-	int made = 1;
+	snprintf(name, size, "%s" FLARE_USER_INFIX "%u", route_shm_name(), (unsigned)geteuid());
+	*made = 1;
 	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0 && errno == EEXIST) {
-		made = 0;
+		*made = 0;
 		fd = shm_open(name, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
 	}
-	if (fd < 0)
-		return NULL;
-	struct flare_user_seg *s = MAP_FAILED;
-	if (usable(fd, made))
-		s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	real.close(fd);
-	if (s == MAP_FAILED) {
-		if (made) /* not left behind half made: the next process tries again */
-			shm_unlink(name);
-		return NULL;
+	if (fd >= 0 && !usable(fd, *made)) {
+		real.close(fd);
+		fd = -1;
 	}
+	if (fd < 0 && *made)
+		shm_unlink(name); /* not left behind half made: the next process tries again */
+	return fd;
+}
+
+/* The segment's head (header and tickets), filled in when made */
+static struct flare_user_seg *map_head(int fd, int made)
+{
+	struct flare_user_seg *s =
+	    mmap(NULL, FLARE_USER_HEAD_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (s == MAP_FAILED)
+		return NULL;
 	if (made) {
 		s->hdr.version = FLARE_USER_VERSION;
 		s->hdr.uid = (uint32_t)geteuid();
@@ -66,15 +72,23 @@ static struct flare_user_seg *open_segment(void)
 	} else if (__atomic_load_n(&s->hdr.magic, __ATOMIC_ACQUIRE) != FLARE_USER_MAGIC ||
 		   s->hdr.version != FLARE_USER_VERSION) {
 		/* another layout, or its maker is still filling it in */
-		munmap(s, sizeof(*s));
+		munmap(s, FLARE_USER_HEAD_SIZE);
 		return NULL;
 	}
 	return s;
 }
 
+static void *map_page(int fd, long off)
+{
+	void *p = mmap(NULL, FLARE_USER_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 /* A free slot first; else one whose process exited (its counts stay and
- * this process adds to them). Only the header page is touched. */
-static struct flare_user_slot *claim(struct flare_user_seg *s, struct flare_user_waits **waits)
+ * this process adds to them). Only the header page is read; the slot's
+ * two pages are mapped once it is claimed (given back if they cannot be). */
+static struct flare_user_slot *claim(struct flare_user_seg *s, int fd,
+				     struct flare_user_waits **waits)
 {
 	uint32_t me = (uint32_t)flare_pid;
 	for (int pass = 0; pass < 2; pass++)
@@ -85,11 +99,19 @@ static struct flare_user_slot *claim(struct flare_user_seg *s, struct flare_user
 				      : was == 0 || was == me ||
 					    !(kill((pid_t)was, 0) < 0 && errno == ESRCH))
 				continue;
-			if (__atomic_compare_exchange_n(owner, &was, me, 0, __ATOMIC_ACQ_REL,
-							__ATOMIC_RELAXED)) {
-				*waits = &s->waits[i];
-				return &s->slots[i];
-			}
+			if (!__atomic_compare_exchange_n(owner, &was, me, 0, __ATOMIC_ACQ_REL,
+							 __ATOMIC_RELAXED))
+				continue;
+			struct flare_user_slot *slot = map_page(fd, FLARE_USER_SLOT_OFF(i));
+			*waits = map_page(fd, FLARE_USER_WAITS_OFF(i));
+			if (slot && *waits)
+				return slot;
+			if (slot)
+				munmap(slot, FLARE_USER_PAGE);
+			if (*waits)
+				munmap(*waits, FLARE_USER_PAGE);
+			__atomic_store_n(owner, was, __ATOMIC_RELEASE);
+			return NULL;
 		}
 	return NULL; /* every slot held by a live process: count for itself */
 }
@@ -102,11 +124,27 @@ void usershm_attach(void)
 	    __atomic_exchange_n(&tried, 1, __ATOMIC_ACQ_REL))
 		return;
 	int saved = errno; /* the program's errno survives the attempt */
+	char name[160];
+	int made, fd = open_fd(&made, name, sizeof(name));
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			real.close(fd);
+		errno = saved;
+		return;
+	}
+	/* a fork child keeps its parent's head: the same segment's, unless the
+	 * name now names another (then its turns stay the old one's) */
 	struct flare_user_seg *s = __atomic_load_n(&seg, __ATOMIC_ACQUIRE);
-	if (!s && (s = open_segment()) != NULL)
+	if (!s && (s = map_head(fd, made)) != NULL) {
+		seg_ino = st.st_ino;
 		__atomic_store_n(&seg, s, __ATOMIC_RELEASE);
+	} else if (!s && made) {
+		shm_unlink(name); /* not left behind half made */
+	}
 	struct flare_user_waits *waits = NULL;
-	struct flare_user_slot *mine = s ? claim(s, &waits) : NULL;
+	struct flare_user_slot *mine = s && st.st_ino == seg_ino ? claim(s, fd, &waits) : NULL;
+	real.close(fd); /* the program's descriptors are its own: none kept */
 	if (mine) {
 		/* a slot taken over keeps its counts, not its exited owner's waits */
 		for (int i = 0; i < FLARE_USER_WAITS; i++)
@@ -132,7 +170,7 @@ uint64_t usershm_rr_ticket(uint32_t svc_index)
 void usershm_atfork_child(void)
 {
 	/* the parent's slot is the parent's: the child claims its own in the
-	 * segment it inherited mapped */
+	 * head it inherited, and maps that slot's pages */
 	__atomic_store_n(&flare_user_slot, NULL, __ATOMIC_RELAXED);
 	__atomic_store_n(&flare_user_waits, NULL, __ATOMIC_RELAXED);
 	__atomic_store_n(&tried, 0, __ATOMIC_RELAXED);

@@ -43,14 +43,14 @@ struct reg {
 };
 
 static struct reg regs[MAX_REGS];
-static int n_regs;
+int flare_n_regs; /* registrations made: read inline by the hot hooks */
 static pthread_mutex_t reg_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 
 void register_atfork_child(void) { flare_mutex_init(&reg_lock); }
 
-int register_knows(int fd)
+int register_knows_any(int fd)
 {
-	for (int i = 0; i < n_regs; i++)
+	for (int i = 0; i < flare_n_regs; i++)
 		if (regs[i].listen_fd >= 0 && (regs[i].sock == fd || regs[i].listen_fd == fd))
 			return 1;
 	return 0;
@@ -144,11 +144,11 @@ void register_listen(int fd)
 	if (flare_lock(&reg_lock) == EDEADLK)
 		return; /* a handler's listen inside the registrations (lock.h): probed only */
 	struct reg *g = NULL;
-	for (int i = 0; i < n_regs && !g; i++)
+	for (int i = 0; i < flare_n_regs && !g; i++)
 		if (regs[i].listen_fd < 0)
 			g = &regs[i];
-	if (!g && n_regs < MAX_REGS)
-		g = &regs[n_regs++];
+	if (!g && flare_n_regs < MAX_REGS)
+		g = &regs[flare_n_regs++];
 	if (g) {
 		*g = (struct reg){
 		    .listen_fd = fd, .sock = -1, .addr = probe, .listen_cookie = proof_cookie(fd)};
@@ -185,9 +185,9 @@ static void check_monitor(struct reg *g)
 
 void register_retry(void)
 {
-	if (!n_regs || flare_lock(&reg_lock) == EDEADLK)
+	if (!flare_n_regs || flare_lock(&reg_lock) == EDEADLK)
 		return; /* (a handler inside: the next accept looks) */
-	for (int i = 0; i < n_regs; i++)
+	for (int i = 0; i < flare_n_regs; i++)
 		if (regs[i].listen_fd >= 0) {
 			check_monitor(&regs[i]);
 			if (regs[i].sock < 0)
@@ -205,7 +205,7 @@ void register_sweep(void)
 		owed_set(OWED_REGS);
 		return;
 	}
-	for (int i = 0; i < n_regs; i++) {
+	for (int i = 0; i < flare_n_regs; i++) {
 		struct reg *g = &regs[i];
 		if (g->listen_fd < 0)
 			continue;
@@ -227,15 +227,13 @@ void register_sweep(void)
 /* The program closed a descriptor: its listening socket (the registration
  * ends with it), or our monitor connection (a close-everything loop): then
  * register again later. */
-void register_forget_fd(int fd)
+void register_forget_fd_any(int fd)
 {
-	if (!n_regs)
-		return;
 	if (flare_lock(&reg_lock) == EDEADLK) {
 		owed_set(OWED_REGS); /* a signal handler's close (lock.h) */
 		return;
 	}
-	for (int i = 0; i < n_regs; i++) {
+	for (int i = 0; i < flare_n_regs; i++) {
 		if (regs[i].listen_fd < 0)
 			continue;
 		if (regs[i].listen_fd == fd) {
@@ -253,12 +251,12 @@ void register_forget_fd(int fd)
 
 void register_forget_range(unsigned first, unsigned last)
 {
-	for (int i = 0; i < n_regs; i++) {
+	for (int i = 0; i < flare_n_regs; i++) {
 		if (regs[i].listen_fd < 0)
 			continue;
 		if ((unsigned)regs[i].listen_fd >= first && (unsigned)regs[i].listen_fd <= last)
-			register_forget_fd(regs[i].listen_fd);
+			register_forget_fd_any(regs[i].listen_fd);
 		else if ((unsigned)regs[i].sock >= first && (unsigned)regs[i].sock <= last)
-			register_forget_fd(regs[i].sock);
+			register_forget_fd_any(regs[i].sock);
 	}
 }
