@@ -9,7 +9,7 @@ pkgs_for() {
 	fuzz) echo "clang libclang-rt-14-dev" ;;
 	test) echo "python3 iproute2 procps util-linux curl wget redis-server redis-tools apache2-utils nginx-light memcached libmemcached-tools nodejs postgresql postgresql-client python3-prometheus-client groff-base openssl mariadb-server mariadb-client python3-pymysql openssh-server openssh-client patchelf libssl-dev liburing-dev strace" ;;
 	demo) echo "gnuplot-nox python3 procps" ;;
-	bench) echo "python3 procps util-linux haproxy strace" ;;
+	bench) echo "python3 procps util-linux haproxy strace valgrind" ;;
 	hosts) echo "python3 iproute2 nftables procps" ;;
 	deb) echo "debhelper dpkg-dev lintian debootstrap systemd-container" ;;
 	*) echo "deps.sh: unknown group '$1'" >&2; exit 2 ;;

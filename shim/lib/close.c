@@ -14,8 +14,8 @@ FLARE_EXPORT int close(int fd)
 		fdtab_clear_opts(fd);
 		fdtab_detach(fd);
 		register_forget_fd(fd);
-	} else if (opts) {
-		fdtab_clear_opts(fd);
+	} else if (opts && !(opts & ~FLARE_KIND_BITS)) {
+		fdtab_clear_opts(fd); /* (a vfork child's too: kinds, nothing set) */
 	}
 	return real.close(fd);
 }

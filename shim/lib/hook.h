@@ -25,9 +25,8 @@
  * the statement after the macro runs: the plain call, through `next`.
  * fail is returned only when no function of that name exists for it. */
 #define SSL_HOOK_START(fn, fail)                                                                   \
-	tls_resolve();                                                                             \
-	__typeof__(ossl.fn) next = (__typeof__(ossl.fn))tls_next_for(                              \
-	    #fn, (void *)ossl.fn, __builtin_return_address(0), fn##_callers);                      \
+	__typeof__(ossl.fn) next = (__typeof__(ossl.fn))tls_next(                                  \
+	    #fn, (void *const *)&ossl.fn, __builtin_return_address(0), fn##_callers);              \
 	if (!next)                                                                                 \
 		return fail;                                                                       \
 	if (next != ossl.fn || flare_disabled)

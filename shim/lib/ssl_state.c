@@ -9,6 +9,9 @@
  * watching anything. While a heal is under way, its own object answers. */
 static const SSL *in_use(const SSL *s)
 {
+	/* (OpenSSL calls these itself, through its PLT, many times a request) */
+	if (!__atomic_load_n(&flare_tls_swapped, __ATOMIC_ACQUIRE))
+		return s;
 	struct tls_sess *t = tls_known(s);
 	return t && t->step == HS_NONE ? t->cur : s;
 }

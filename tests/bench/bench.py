@@ -20,7 +20,7 @@ BUILD = deploy.configure(sys.argv[1] if len(sys.argv) > 1 else "build")
 deploy.install_cleanup()
 
 QUICK = "--quick" in sys.argv
-# --only a,b: just those sections (ranking, overhead, loops, protocols, tls,
+# --only a,b: just those sections (ranking, overhead, loops, instructions, protocols, tls,
 # balancing, penalty, memory, propagation, daemons, fleet), for iterating on one figure
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
@@ -194,15 +194,20 @@ def overhead(s):
 def event_loops(s):
     """Issue 5's overhead: a curl-style loop (non-blocking connect, poll,
     SO_ERROR, one request, close) and an epoll-driven connection, each
-    direct and managed, pinned to CPU 0, interleaved."""
+    direct and managed, pinned to CPU 0, interleaved. The connect loop also
+    runs as its floor: direct plus the two system calls a managed
+    connection makes whatever happens (its socket's cookie, the vfork
+    check at close; tests/bench/nbclient.c)."""
     modes = {"connect-loop": 2000 if QUICK else 6000, "epoll": REQS}
     for mode, count in modes.items():
-        res = {"direct": [], "managed": []}
+        kinds = ("direct", "floor", "managed") if mode == "connect-loop" else ("direct", "managed")
+        res = {k: [] for k in kinds}
         for _ in range(ROUNDS):
-            for k in ("direct", "managed"):
+            for k in kinds:
                 pre = [BUILD + "/flare-run", "--shm", s.shm, "--"] if k == "managed" else []
                 port = s.svc if k == "managed" else s.ports[0]
-                r = subprocess.run(pinned(pre + [BUILD + "/bench/nbclient", mode, "127.0.0.1",
+                m_arg = "connect-floor" if k == "floor" else mode
+                r = subprocess.run(pinned(pre + [BUILD + "/bench/nbclient", m_arg, "127.0.0.1",
                                                  str(port), str(count)]),
                                    capture_output=True, text=True, timeout=300)
                 m = re.search(r"mean_us=([\d.]+)", r.stdout)
@@ -212,8 +217,57 @@ def event_loops(s):
         ratios = [res["managed"][i] / res["direct"][i] for i in range(ROUNDS)]
         row("event loops", "%s: managed mean latency / direct" % mode, ratio_summary(ratios),
             "goal <= 1.03")
+        if "floor" in res:
+            fl = [res["floor"][i] / res["direct"][i] for i in range(ROUNDS)]
+            row("event loops", "%s: floor (direct + cookie + getpid) / direct" % mode,
+                ratio_summary(fl), "the proof's two system calls")
+            own = [res["managed"][i] / res["floor"][i] for i in range(ROUNDS)]
+            row("event loops", "%s: managed / floor" % mode, ratio_summary(own))
         row("event loops", "%s: direct mean per request (pinned)" % mode,
             "%.1f us" % statistics.median(res["direct"]))
+
+
+def callgrind_ir(cmd):
+    """Instructions the program executed under callgrind (the exec'd
+    program's, when flare-run execs it)"""
+    d = os.path.join(BUILD, "bench-callgrind")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--trace-children=yes",
+                        "--callgrind-out-file=" + d + "/cg.%p"] + cmd,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError("callgrind %s: %s" % (cmd, r.stderr[-2000:]))
+    best = 0
+    for name in os.listdir(d):
+        with open(os.path.join(d, name)) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    best = max(best, int(line.split()[1]))
+    return best
+
+
+def instructions(s):
+    """Instructions per request (callgrind) of each client, direct and
+    managed: the difference of two run lengths, so start-up cancels out."""
+    clients = {
+        "rr-client (blocking)": (lambda port, n: [BUILD + "/rr-client", "-c",
+                                                  "127.0.0.1:%d" % port, "-n", str(n)], 500),
+        "connect-loop": (lambda port, n: [BUILD + "/bench/nbclient", "connect-loop",
+                                          "127.0.0.1", str(port), str(n)], 200),
+        "epoll": (lambda port, n: [BUILD + "/bench/nbclient", "epoll", "127.0.0.1", str(port),
+                                   str(n)], 500),
+    }
+    for name, (mk, n) in clients.items():
+        per = {}
+        for k in ("direct", "managed"):
+            pre = [BUILD + "/flare-run", "--shm", s.shm, "--"] if k == "managed" else []
+            port = s.svc if k == "managed" else s.ports[0]
+            per[k] = (callgrind_ir(pre + mk(port, 3 * n)) - callgrind_ir(pre + mk(port, n))) \
+                / (2.0 * n)
+        row("instructions", "%s: per request, direct / managed (callgrind)" % name,
+            "%.0f / %.0f (+%.0f)" % (per["direct"], per["managed"],
+                                     per["managed"] - per["direct"]))
 
 
 NGINX_CONF = """daemon off; master_process off; worker_processes 1;
@@ -660,22 +714,54 @@ def failover_penalty(s):
     row("failover delay", "server size (VmRSS of rr-server), unpinned", "%d KiB" % srv_rss)
 
 
+def smaps_groups(pid):
+    """Resident KiB of a process by where the pages are: libflare.so's
+    text, its other mappings, the shared tables, libc, and anonymous
+    memory (heap, stacks, the library's own tables)"""
+    groups = {"libflare text": 0, "libflare data": 0, "shared tables": 0, "libc": 0, "anon": 0,
+              "other": 0}
+    cur = "other"
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            p = line.split()
+            if p and "-" in p[0] and not p[0].endswith(":"):
+                path = p[5] if len(p) > 5 else ""
+                if path.endswith("libflare.so"):
+                    cur = "libflare text" if "x" in p[1] else "libflare data"
+                elif path.startswith("/dev/shm/"):
+                    cur = "shared tables"
+                elif "/libc.so" in path:
+                    cur = "libc"
+                elif not path or path.startswith("["):
+                    cur = "anon"
+                else:
+                    cur = "other"
+            elif p and p[0] == "Rss:":
+                groups[cur] += int(p[1])
+    return groups
+
+
 def memory(s):
-    """Added VmRSS of the library in a small client, paired runs."""
-    diffs = []
-    for _ in range(5):
-        vals = []
+    """Added VmRSS of the library in a small client, paired runs, and where
+    the added pages go (each group's managed - direct, medians)."""
+    diffs, parts = [], []
+    for _ in range(9 if QUICK else 15):
+        vals, groups = [], []
         for pre in (False, True):
             p = deploy.rr_client(s, ["-n", "100000", "-r", "50"], preload=pre, wait=False,
                                   port=None if pre else s.ports[0])
             time.sleep(0.6)
             vals.append(rss_kib(p.pid))
+            groups.append(smaps_groups(p.pid))
             p.kill()
             p.wait()
         diffs.append(vals[1] - vals[0])
-    row("footprint", "added VmRSS of libflare.so in rr-client (median of 5 pairs)",
+        parts.append({k: groups[1][k] - groups[0][k] for k in groups[0]})
+    row("footprint", "added VmRSS of libflare.so in rr-client (median of %d pairs)" % len(diffs),
         "%d KiB (min %d, max %d)" % (statistics.median(diffs), min(diffs), max(diffs)),
         "goal < 256 KiB")
+    row("footprint", "where the added pages go (median KiB of each)",
+        ", ".join("%s %d" % (k, statistics.median(pp[k] for pp in parts)) for k in parts[0]))
 
 
 def propagation(s):
@@ -986,7 +1072,7 @@ def main():
         s.start("rr%d" % i, pinned([BUILD + "/rr-server", "-l", "127.0.0.1:%d" % s.ports[i],
                                     "--tag", "A-%d" % (i + 1)]))
     wait_for(lambda: deploy.all_alive(s), 10, what="replicas alive")
-    if wanted("overhead") or wanted("loops"):
+    if wanted("overhead") or wanted("loops") or wanted("instructions"):
         for i in (1, 2):  # the overhead runs use one replica only
             s.kill("rr%d" % i)
         wait_for(lambda: s.order("A")[0] == "A-1" and not s.replica("A-2")["alive"], 10,
@@ -995,6 +1081,10 @@ def main():
             overhead(s)
         if wanted("loops"):
             event_loops(s)
+        if wanted("instructions") and shutil.which("valgrind"):
+            instructions(s)
+        elif wanted("instructions"):
+            row("instructions", "valgrind", "not installed: skipped")
         for i in (1, 2):
             deploy.rr_server(s, i)
         s.kill("rr0")

@@ -4,6 +4,11 @@
  *   connect-loop: per request, a non-blocking socket, connect, poll for
  *                 POLLOUT, SO_ERROR, send, poll for POLLIN, recv, close
  *                 (curl's pattern)
+ *   connect-floor: connect-loop plus the two system calls the library
+ *                 makes on a managed connection whatever it does: the
+ *                 socket's SO_COOKIE once connected (its identity, proof.h)
+ *                 and getpid at close (a vfork child must leave the
+ *                 parent's state alone): the floor of the managed loop
  *   epoll:        one non-blocking connection driven by edge-triggered
  *                 epoll_wait; every reply is checked to be its request's
  *                 (rr-proto ids), so a lost, repeated or mixed reply fails
@@ -21,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,7 +64,7 @@ static void exchange_poll(int fd)
 	}
 }
 
-static void connect_loop(long count)
+static void connect_loop(long count, int floor)
 {
 	for (long i = 0; i < count; i++) {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err = 0;
@@ -75,7 +81,14 @@ static void connect_loop(long count)
 				die("SO_ERROR");
 			}
 		}
+		if (floor) {
+			uint64_t cookie;
+			socklen_t cl = sizeof(cookie);
+			getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &cl);
+		}
 		exchange_poll(fd);
+		if (floor)
+			syscall(SYS_getpid);
 		close(fd);
 	}
 }
@@ -147,8 +160,8 @@ int main(int argc, char **argv)
 	long count = atol(argv[4]);
 	double t = now_us();
 	double end = argc == 6 ? t + atof(argv[5]) * 1e6 : 0;
-	if (strcmp(argv[1], "connect-loop") == 0)
-		connect_loop(count);
+	if (strcmp(argv[1], "connect-loop") == 0 || strcmp(argv[1], "connect-floor") == 0)
+		connect_loop(count, strcmp(argv[1], "connect-floor") == 0);
 	else
 		count = epoll_loop(count, end);
 	printf("requests=%ld mean_us=%.2f\n", count, (now_us() - t) / (double)count);

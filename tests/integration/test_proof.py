@@ -168,6 +168,29 @@ def test_arguments_the_kernel_rejects():
           "writev 1025 iovecs: Invalid argument" in p.lines, "%s" % p.lines)
 
 
+def test_connect_takes_o_nonblock_as_the_kernel_has_it():
+    """connect() answers as the kernel would for every way a program sets
+    or clears O_NONBLOCK before it (socket flags, fcntl, ioctl, a dup, a
+    fork child, a raw system call no hook sees), and a non-blocking
+    managed connect asks the kernel for no file flags: socket() and the
+    hooks told the library."""
+    s = line_deployment(delay=0.0)
+    p = same_trace("nbflags", s)
+    check(p.lines.count("socket(SOCK_NONBLOCK): connect Operation now in progress") == 1 and
+          "cleared by a raw call: connect 0" in p.lines and
+          "set by a raw call: connect Operation now in progress" in p.lines,
+          "%s" % p.lines)
+    check(len([x for x in p.lines if x.startswith("reply: REQ N")]) == 10, "%s" % p.lines)
+    trace = os.path.join(s.dir, "nbplain.strace")
+    senv, _ = client_env(s)
+    r = subprocess.run(["strace", "-f", "-e", "trace=fcntl", "-o", trace, BUILD + "/flare-run",
+                        "--shm", s.shm, "--", PROG, "nbplain", "127.0.0.1", str(s.svc)],
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, **senv))
+    check(r.returncode == 0 and "reply: REQ N0" in r.stdout, r.stdout + r.stderr[-800:])
+    getfl = [x for x in open(trace) if "F_GETFL" in x]
+    check(not getfl, "F_GETFL asked: %s" % getfl)
+
+
 def test_vfork_child_close_leaves_the_parent_alone():
     """A vfork child closing the managed number: the parent's own
     TCP_USER_TIMEOUT is not overwritten by the service's."""
@@ -280,4 +303,5 @@ if __name__ == "__main__":
          test_zerocopy_notification_is_no_failure, test_raw_send_then_death_surfaces_at_once,
          test_io_uring_send_then_death_surfaces_at_once,
          test_raw_recv_then_death_replays_nothing, test_arguments_the_kernel_rejects,
+         test_connect_takes_o_nonblock_as_the_kernel_has_it,
          test_vfork_child_close_leaves_the_parent_alone, test_private_openssl_is_left_alone])

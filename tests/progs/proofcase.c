@@ -19,7 +19,12 @@
  *                 nothing is replayed
  *   badargs       counts and pointers the kernel rejects, as it rejects them
  *   vfork         a vfork child closes the managed number: the parent's own
- *                 TCP_USER_TIMEOUT stays its own */
+ *                 TCP_USER_TIMEOUT stays its own
+ *   nbflags       O_NONBLOCK set and cleared every way a program can (at
+ *                 socket(), fcntl, ioctl, through a dup, by a fork child,
+ *                 by a raw system call) before connect: the connect's
+ *                 answer is the kernel's, and the connection works
+ *   nbplain       only the first of them (its system calls are counted) */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/errqueue.h>
@@ -30,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -288,6 +295,65 @@ static void in_vfork(void)
 	printf("TCP_USER_TIMEOUT: %d\n", ut);
 }
 
+/* fd's O_NONBLOCK set to nb by way `how` */
+static void set_nonblock(int fd, int nb, const char *how)
+{
+	if (!strcmp(how, "fcntl")) {
+		fcntl(fd, F_SETFL, nb ? O_NONBLOCK : 0);
+	} else if (!strcmp(how, "ioctl")) {
+		ioctl(fd, FIONBIO, &nb);
+	} else if (!strcmp(how, "dup")) {
+		int d = dup(fd);
+		fcntl(d, F_SETFL, nb ? O_NONBLOCK : 0);
+		close(d);
+	} else if (!strcmp(how, "fork")) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			fcntl(fd, F_SETFL, nb ? O_NONBLOCK : 0);
+			_exit(0);
+		}
+		waitpid(pid, NULL, 0);
+	} else if (!strcmp(how, "raw")) {
+		syscall(SYS_fcntl, fd, F_SETFL, nb ? O_NONBLOCK : 0);
+	}
+}
+
+static void nbflags(int only_plain)
+{
+	static const struct {
+		const char *name, *how;
+		int made_nb, set_nb;
+	} ways[] = {
+	    {"socket(SOCK_NONBLOCK)", "", 1, 1}, {"fcntl set", "fcntl", 0, 1},
+	    {"fcntl cleared", "fcntl", 1, 0},    {"ioctl set", "ioctl", 0, 1},
+	    {"ioctl cleared", "ioctl", 1, 0},    {"set through a dup", "dup", 0, 1},
+	    {"set by a fork child", "fork", 0, 1}, {"cleared by a fork child", "fork", 1, 0},
+	    {"set by a raw call", "raw", 0, 1},  {"cleared by a raw call", "raw", 1, 0},
+	};
+	for (size_t i = 0; i < (only_plain ? 1 : sizeof(ways) / sizeof(ways[0])); i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | (ways[i].made_nb ? SOCK_NONBLOCK : 0), 0);
+		set_nonblock(fd, ways[i].set_nb, ways[i].how);
+		int rc = connect(fd, (struct sockaddr *)&svc, sizeof(svc));
+		printf("%s: connect %s\n", ways[i].name, rc == 0 ? "0" : strerror(errno));
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int err = 0;
+		socklen_t el = sizeof(err);
+		if (rc < 0 && errno == EINPROGRESS &&
+		    (poll(&p, 1, 5000) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 ||
+		     err)) {
+			printf("%s: not connected\n", ways[i].name);
+			close(fd);
+			continue;
+		}
+		fcntl(fd, F_SETFL, 0); /* the request, blocking */
+		char line[64];
+		snprintf(line, sizeof(line), "REQ N%zu\n", i);
+		send_line(fd, line);
+		read_reply(fd);
+		close(fd);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
@@ -314,6 +380,8 @@ int main(int argc, char **argv)
 		badargs();
 	else if (!strcmp(c, "vfork"))
 		in_vfork();
+	else if (!strcmp(c, "nbflags") || !strcmp(c, "nbplain"))
+		nbflags(!strcmp(c, "nbplain"));
 	else
 		return fprintf(stderr, "proofcase: unknown case %s\n", c), 2;
 	return 0;

@@ -159,12 +159,16 @@ static int wait_connected(int fd, int timeout_ms)
 int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
 {
 	int fl = real.fcntl(fd, F_GETFL);
-	if (fl >= 0 && !(fl & O_NONBLOCK))
+	/* non-blocking after all (set where no hook saw): the program's own
+	 * call, EINPROGRESS and all */
+	if (fl >= 0 && (fl & O_NONBLOCK))
+		return real.connect(fd, sa, len) == 0 ? 0 : errno;
+	if (fl >= 0)
 		real.fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	int rc = real.connect(fd, sa, len) == 0 ? 0 : errno;
 	if (rc == EINPROGRESS)
 		rc = wait_connected(fd, timeout_ms);
-	if (fl >= 0 && !(fl & O_NONBLOCK))
+	if (fl >= 0)
 		real.fcntl(fd, F_SETFL, fl);
 	return rc;
 }

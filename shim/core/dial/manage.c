@@ -158,6 +158,15 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 		int idx = order[k], in_progress = 0, err;
 		if (k == 0) {
 			err = connect_own(fc, fd, rt, idx, blocking);
+			/* the kernel's word before moving on: a record of O_NONBLOCK
+			 * misses a flag set by a raw system call */
+			int was = blocking;
+			if (err == EINPROGRESS)
+				blocking = 0;
+			else if (err && (opts & FLARE_FL_KNOWN))
+				blocking = !(real.fcntl(fd, F_GETFL) & O_NONBLOCK);
+			if (blocking != was)
+				fd_flags_changed(fc); /* the cache seeded above was wrong */
 			in_progress = err == EINPROGRESS;
 			if (in_progress)
 				err = 0;

@@ -96,6 +96,23 @@ struct tls_caller {
 	void *fn;
 };
 void *tls_next_for(const char *name, void *resolved, const void *site, struct tls_caller *cache);
+/* where a site's probe of the cache starts */
+static inline unsigned tls_site_slot(const void *site)
+{
+	return (unsigned)(((uintptr_t)site * 0x9E3779B97F4A7C15ull) >> 58) % TLS_CALLER_CACHE;
+}
+/* tls_next_for, its first probe inline: OpenSSL calls the state hooks
+ * itself, through its PLT, several times a request. *resolved is read
+ * once tls_resolve has run. */
+static inline void *tls_next(const char *name, void *const *resolved, const void *site,
+			     struct tls_caller *cache)
+{
+	struct tls_caller *c = &cache[tls_site_slot(site)];
+	if (__atomic_load_n(&c->site, __ATOMIC_ACQUIRE) == site)
+		return c->fn;
+	tls_resolve();
+	return tls_next_for(name, *resolved, site, cache);
+}
 void tls_sym_atfork_child(void);
 extern int flare_tls_resolved; /* [atom] tls_resolve has run */
 
@@ -158,6 +175,9 @@ struct tls_sess *tls_find(const SSL *ssl);
 struct tls_sess *tls_get(SSL *ssl);
 /* The entry of a session the program passes to a hook, when the library
  * knows any (one load otherwise). */
+/* [atom] a heal moved some session to a new SSL object of ours (sticky):
+ * until then every object the program holds is the one in use */
+extern int flare_tls_swapped;
 static inline struct tls_sess *tls_known(const SSL *ssl)
 {
 	return __atomic_load_n(&flare_tls_sessions, __ATOMIC_ACQUIRE) ? tls_find(ssl) : NULL;

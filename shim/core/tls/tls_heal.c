@@ -261,6 +261,7 @@ static void healed(struct tls_sess *t, struct fconn *fc)
 	snprintf(from, sizeof(from), "%s", replica_name(fc, t->from_idx, &rt));
 	SSL *old = t->cur;
 	uint16_t old_ex = t->exdata_set;
+	__atomic_store_n(&flare_tls_swapped, 1, __ATOMIC_RELEASE); /* before cur moves */
 	t->cur = t->next;
 	t->exdata_set = t->next_exdata;
 	t->next = NULL;

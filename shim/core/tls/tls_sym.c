@@ -14,6 +14,7 @@
 #include "tls/tls.h"
 
 #include <dlfcn.h>
+#include <stdint.h>
 #include <link.h>
 
 struct tls_fns ossl;
@@ -114,16 +115,19 @@ void *tls_next_for(const char *name, void *resolved, const void *site, struct tl
 {
 	tls_resolve();
 	/* a call site binds one function for the life of the process: one
-	 * look-up each, cached lock-free (slots are filled once, never moved) */
-	int i = 0;
-	for (; i < TLS_CALLER_CACHE; i++) {
-		const void *s = __atomic_load_n(&cache[i].site, __ATOMIC_ACQUIRE);
+	 * look-up each, cached lock-free in open addressing (slots are filled
+	 * once, never moved or emptied: an empty one ends a probe) */
+	unsigned start = tls_site_slot(site);
+	int k = 0;
+	for (; k < TLS_CALLER_CACHE; k++) {
+		struct tls_caller *c = &cache[(start + (unsigned)k) % TLS_CALLER_CACHE];
+		const void *s = __atomic_load_n(&c->site, __ATOMIC_ACQUIRE);
 		if (s == site)
-			return cache[i].fn;
+			return c->fn;
 		if (!s)
 			break;
 	}
-	if (i == TLS_CALLER_CACHE && resolved)
+	if (k == TLS_CALLER_CACHE && resolved)
 		return resolved; /* a program with this many call sites: the common case */
 	void *fn = binding_of(name, site);
 	if (!fn)
@@ -134,12 +138,16 @@ void *tls_next_for(const char *name, void *resolved, const void *site, struct tl
 			 name);
 	if (flare_lock(&resolve_lock) == EDEADLK)
 		return fn; /* not cached this time (lock.h) */
-	for (int k = 0; k < TLS_CALLER_CACHE; k++)
-		if (!cache[k].site) {
-			cache[k].fn = fn;
-			__atomic_store_n(&cache[k].site, site, __ATOMIC_RELEASE);
+	for (k = 0; k < TLS_CALLER_CACHE; k++) {
+		struct tls_caller *c = &cache[(start + (unsigned)k) % TLS_CALLER_CACHE];
+		if (c->site == site)
+			break; /* another thread cached it meanwhile */
+		if (!c->site) {
+			c->fn = fn;
+			__atomic_store_n(&c->site, site, __ATOMIC_RELEASE);
 			break;
 		}
+	}
 	flare_unlock(&resolve_lock);
 	return fn;
 }

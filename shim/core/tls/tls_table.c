@@ -26,6 +26,7 @@ static struct slot {
 static pthread_mutex_t table_lock = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
 static unsigned used; /* slots holding a key or a tombstone [table_lock] */
 int flare_tls_sessions;
+int flare_tls_swapped;
 int flare_tls_healing;
 __thread struct tls_call flare_tls_call __attribute__((tls_model("initial-exec")));
 
