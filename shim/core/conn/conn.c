@@ -69,7 +69,7 @@ static void pending_add(struct fconn *fc)
 	for (int i = 0; i < MAX_PENDING && !fc->own.on_pending; i++)
 		if (!pending[i]) {
 			pending[i] = fc;
-			fc->own.on_pending = 1;
+			__atomic_store_n(&fc->own.on_pending, 1, __ATOMIC_RELEASE);
 			__atomic_add_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
 			if (i >= pending_top)
 				pending_top = i + 1;
@@ -86,6 +86,10 @@ static void lower_top(void)
 
 static void pending_remove(struct fconn *fc)
 {
+	/* only the thread moving fc lists it (fconn_enter): not listed, nothing
+	 * to take the lock for (every recycle asks) */
+	if (!__atomic_load_n(&fc->own.on_pending, __ATOMIC_ACQUIRE))
+		return;
 	if (flare_lock(&pending_lock) == EDEADLK) {
 		owed_set(OWED_UNLIST); /* a signal handler's close (lock.h) */
 		return;
@@ -93,7 +97,7 @@ static void pending_remove(struct fconn *fc)
 	for (int i = 0; i < pending_top && fc->own.on_pending; i++)
 		if (pending[i] == fc) {
 			pending[i] = NULL;
-			fc->own.on_pending = 0;
+			__atomic_store_n(&fc->own.on_pending, 0, __ATOMIC_RELEASE);
 			__atomic_sub_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
 		}
 	lower_top();
@@ -110,7 +114,7 @@ void pending_unlist_stale(void)
 		struct fconn *fc = pending[i];
 		if (fc && !fconn_is_pending(fconn_state(fc))) {
 			pending[i] = NULL;
-			fc->own.on_pending = 0;
+			__atomic_store_n(&fc->own.on_pending, 0, __ATOMIC_RELEASE);
 			__atomic_sub_fetch(&flare_n_pending, 1, __ATOMIC_RELEASE);
 		}
 	}

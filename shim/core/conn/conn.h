@@ -283,7 +283,7 @@ struct fc_owner {
 	int fds_stale;              /* [atom] fds[] may name numbers the table forgot */
 	int forked;                 /* [atom] it existed at a fork: another process shares it */
 	pid_t claim_tid;            /* [atom] its thread, to take over after a siglongjmp */
-	int on_pending;             /* [pending_lock] listed on the pending list */
+	int on_pending;             /* [pending_lock, atom] listed on the pending list */
 	int pending_fd;             /* [claim] socket of an interrupted heal, closed by the next */
 	int fds[FLARE_MAX_ALIASES]; /* [lock] the descriptor numbers naming it */
 	int n_fds;                  /* [lock] */

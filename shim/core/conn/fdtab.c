@@ -78,7 +78,7 @@ struct fconn *fconn_new(void)
 						  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		;
 	flare_unlock(&tab_lock);
-	if (fc && fc->own.on_pending)
+	if (fc && __atomic_load_n(&fc->own.on_pending, __ATOMIC_ACQUIRE))
 		fconn_leave_pending(fc); /* a release that could not take the list's lock */
 	if (!fc) {
 		fc = calloc(1, sizeof(*fc));

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct flare_user_slot *flare_user_slot;
@@ -25,6 +26,8 @@ static struct flare_user_seg *seg; /* only its head is mapped (FLARE_USER_HEAD_S
 static ino_t seg_ino;              /* the segment seg's head is of */
 static int tried;
 
+/* 1 usable, 0 not, -1 not yet: another process made it a moment ago and
+ * has not sized it */
 static int usable(int fd, int made)
 {
 	struct stat st;
@@ -32,32 +35,41 @@ static int usable(int fd, int made)
 		return 0;
 	if (made) /* whatever the umask: readable by the agent, writable by us */
 		return fchmod(fd, 0644) == 0 && ftruncate(fd, FLARE_USER_SEG_SIZE) == 0;
+	if (st.st_size == 0)
+		return -1;
 	return (st.st_mode & 022) == 0 && st.st_size == FLARE_USER_SEG_SIZE;
 }
 
 /* This user's segment, opened (or made) and checked (usable); -1 when
- * there is none to use. *made: this call made it. */
-static int open_fd(int *made, char *name, size_t size)
+ * there is none to use (*busy: not yet). *made: this call made it. */
+static int open_fd(int *made, int *busy, char *name, size_t size)
 {
 	snprintf(name, size, "%s" FLARE_USER_INFIX "%u", route_shm_name(), (unsigned)geteuid());
 	*made = 1;
+	*busy = 0;
 	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0 && errno == EEXIST) {
 		*made = 0;
 		fd = shm_open(name, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
 	}
-	if (fd >= 0 && !usable(fd, *made)) {
+	if (fd < 0)
+		return -1;
+	int ok = usable(fd, *made);
+	if (ok <= 0) {
 		real.close(fd);
-		fd = -1;
+		*busy = ok < 0;
+		if (*made)
+			shm_unlink(name); /* not left behind half made: the next process tries again */
+		return -1;
 	}
-	if (fd < 0 && *made)
-		shm_unlink(name); /* not left behind half made: the next process tries again */
 	return fd;
 }
 
-/* The segment's head (header and tickets), filled in when made */
-static struct flare_user_seg *map_head(int fd, int made)
+/* The segment's head (header and tickets), filled in when made; NULL with
+ * *busy when its maker has not filled it in yet */
+static struct flare_user_seg *map_head(int fd, int made, int *busy)
 {
+	*busy = 0;
 	struct flare_user_seg *s =
 	    mmap(NULL, FLARE_USER_HEAD_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (s == MAP_FAILED)
@@ -72,6 +84,7 @@ static struct flare_user_seg *map_head(int fd, int made)
 	} else if (__atomic_load_n(&s->hdr.magic, __ATOMIC_ACQUIRE) != FLARE_USER_MAGIC ||
 		   s->hdr.version != FLARE_USER_VERSION) {
 		/* another layout, or its maker is still filling it in */
+		*busy = __atomic_load_n(&s->hdr.magic, __ATOMIC_ACQUIRE) == 0;
 		munmap(s, FLARE_USER_HEAD_SIZE);
 		return NULL;
 	}
@@ -125,22 +138,38 @@ void usershm_attach(void)
 		return;
 	int saved = errno; /* the program's errno survives the attempt */
 	char name[160];
-	int made, fd = open_fd(&made, name, sizeof(name));
+	struct flare_user_seg *s = __atomic_load_n(&seg, __ATOMIC_ACQUIRE);
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	int fd = -1;
+	/* processes that start together meet a segment one of them is making:
+	 * it is sized and filled in within microseconds (bounded: 20 x 100 us) */
+	for (int tries = 0; tries < 20; tries++) {
+		int made, busy;
+		fd = open_fd(&made, &busy, name, sizeof(name));
+		if (fd >= 0 && fstat(fd, &st) < 0) {
+			real.close(fd);
+			fd = -1;
+		}
+		/* a fork child keeps its parent's head: the same segment's,
+		 * unless the name now names another (then its turns stay the
+		 * old one's) */
+		if (fd >= 0 && !s && (s = map_head(fd, made, &busy)) != NULL) {
+			seg_ino = st.st_ino;
+			__atomic_store_n(&seg, s, __ATOMIC_RELEASE);
+		} else if (fd >= 0 && !s && made) {
+			shm_unlink(name); /* not left behind half made */
+		}
+		if ((fd >= 0 && s) || !busy)
+			break;
 		if (fd >= 0)
 			real.close(fd);
+		fd = -1;
+		struct timespec pause = {0, 100000};
+		nanosleep(&pause, NULL);
+	}
+	if (fd < 0) {
 		errno = saved;
 		return;
-	}
-	/* a fork child keeps its parent's head: the same segment's, unless the
-	 * name now names another (then its turns stay the old one's) */
-	struct flare_user_seg *s = __atomic_load_n(&seg, __ATOMIC_ACQUIRE);
-	if (!s && (s = map_head(fd, made)) != NULL) {
-		seg_ino = st.st_ino;
-		__atomic_store_n(&seg, s, __ATOMIC_RELEASE);
-	} else if (!s && made) {
-		shm_unlink(name); /* not left behind half made */
 	}
 	struct flare_user_waits *waits = NULL;
 	struct flare_user_slot *mine = s && st.st_ino == seg_ino ? claim(s, fd, &waits) : NULL;
