@@ -22,7 +22,7 @@ sessions="test_pymysql_reconnect,test_ssh_listener_killed"
 tls="test_s_client_goes_on_after_a_heal,test_redis_cli_tls_session_replayed,test_redis_cli_tls_hung_replica,test_python_ssl_nonblocking_asyncio"
 # acting on proof: identity, kernel counts, events, arguments, vfork, a
 # private OpenSSL; and the transparency fuzzer's fixed seeds (it runs them all)
-proof="test_closefrom_then_accept_on_the_number,test_sendto_with_address_is_a_write,test_zerocopy_notification_is_no_failure,test_raw_send_then_death_surfaces_at_once,test_raw_recv_then_death_replays_nothing,test_arguments_the_kernel_rejects,test_vfork_child_close_leaves_the_parent_alone,test_private_openssl_is_left_alone"
+proof="test_closefrom_then_accept_on_the_number,test_sendto_with_address_is_a_write,test_zerocopy_notification_is_no_failure,test_raw_send_then_death_surfaces_at_once,test_raw_recv_then_death_replays_nothing,test_arguments_the_kernel_rejects,test_vfork_child_close_leaves_the_parent_alone,test_connect_takes_o_nonblock_as_the_kernel_has_it,test_private_openssl_is_left_alone"
 rc=0
 for san in asan tsan; do
 	rt=$(${CC:-cc} -print-file-name=lib$san.so)
