@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -25,6 +24,27 @@ struct flare_user_waits *flare_user_waits;
 static struct flare_user_seg *seg; /* only its head is mapped (FLARE_USER_HEAD_SIZE) */
 static ino_t seg_ino;              /* the segment seg's head is of */
 static int tried;
+
+/* NAME.user.UID, without stdio: snprintf would fault printf's pages of
+ * libc into a program that may never print (a truncated name finds no
+ * segment) */
+static void user_seg_name(char *name, size_t size)
+{
+	char digits[16];
+	int nd = 0;
+	unsigned uid = (unsigned)geteuid();
+	do
+		digits[nd++] = (char)('0' + uid % 10);
+	while ((uid /= 10) && nd < (int)sizeof(digits));
+	size_t n = 0;
+	for (const char *p = route_shm_name(); *p && n + 1 < size; p++)
+		name[n++] = *p;
+	for (const char *p = FLARE_USER_INFIX; *p && n + 1 < size; p++)
+		name[n++] = *p;
+	while (nd > 0 && n + 1 < size)
+		name[n++] = digits[--nd];
+	name[n] = '\0';
+}
 
 /* 1 usable, 0 not, -1 not yet: another process made it a moment ago and
  * has not sized it */
@@ -44,7 +64,7 @@ static int usable(int fd, int made)
  * there is none to use (*busy: not yet). *made: this call made it. */
 static int open_fd(int *made, int *busy, char *name, size_t size)
 {
-	snprintf(name, size, "%s" FLARE_USER_INFIX "%u", route_shm_name(), (unsigned)geteuid());
+	user_seg_name(name, size);
 	*made = 1;
 	*busy = 0;
 	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
