@@ -228,6 +228,12 @@ static void test_detect(void **state)
 	assert_int_equal(fr_detect((const uint8_t *)"GET / HTTP/1.1\r\n", 16), PROTO_HTTP);
 	assert_int_equal(fr_detect((const uint8_t *)"get k\r\n", 7), PROTO_MEMCACHED);
 	assert_int_equal(fr_detect((const uint8_t *)"GETX / HTTP/1.1", 15), PROTO_OPAQUE);
+	/* the longest words (9 letters) and what is longer than any */
+	assert_int_equal(fr_detect((const uint8_t *)"verbosity 1\r\n", 13), PROTO_MEMCACHED);
+	assert_int_equal(fr_detect((const uint8_t *)"flush_all\r\n", 11), PROTO_MEMCACHED);
+	assert_int_equal(fr_detect((const uint8_t *)"verbosityx 1\r\n", 14), PROTO_OPAQUE);
+	assert_int_equal(fr_detect((const uint8_t *)"OPTIONS", 7), PROTO_OPAQUE); /* no end yet */
+	assert_int_equal(fr_detect((const uint8_t *)" GET /", 6), PROTO_OPAQUE);
 	assert_int_equal(fr_detect((const uint8_t *)"\x00\x00\x00\x08\x04\xd2\x16\x2f", 8),
 			 PROTO_OPAQUE);
 	assert_int_equal(flare_protocol_parse("memcached"), PROTO_MEMCACHED);
