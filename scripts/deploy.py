@@ -410,6 +410,22 @@ def library_stats(path):
     return total
 
 
+def connected(pid):
+    """Does process pid hold an established TCP connection (IPv4)? For a
+    test that must act once a client it started is connected."""
+    try:
+        inodes = set()
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        with open("/proc/%d/net/tcp" % pid) as f:
+            return any(ln.split()[3] == "01" and ln.split()[9] in inodes
+                       for ln in list(f)[1:])
+    except OSError:
+        return False
+
+
 def rr_client(s, args, preload=True, timeout=120, env=None, wait=True, port=None):
     """rr-client against the service (or port); the result (a Popen with
     wait=False) carries .stats, the library's FLARE_STATS file."""

@@ -90,21 +90,6 @@ def client(s, hz, seconds, tag):
     return p
 
 
-def connected(pid):
-    """Does process pid hold an established TCP connection (IPv4)?"""
-    try:
-        inodes = set()
-        for fd in os.listdir("/proc/%d/fd" % pid):
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
-        with open("/proc/%d/net/tcp" % pid) as f:
-            return any(ln.split()[3] == "01" and ln.split()[9] in inodes
-                       for ln in list(f)[1:])
-    except OSError:
-        return False
-
-
 def finish(procs, timeout):
     """Waits for the clients; returns the failures (name: stderr tail)."""
     bad = {}
@@ -167,7 +152,7 @@ def effectiveness(balance, binding, seconds, outdir=None):
         procs.append(client(s, hz, seconds, "c%d-%dHz" % (k, hz)))
         # they connect in this order (their turns are taken at connect):
         # each is connected before the next starts, however busy the machine
-        deploy.wait_for(lambda: connected(procs[-1].pid), 5,
+        deploy.wait_for(lambda: deploy.connected(procs[-1].pid), 5,
                         what="client %d connected" % k)
     samples = []
     while any(p.poll() is None for p in procs) and time.monotonic() < t_start + seconds + 20:

@@ -10,7 +10,7 @@ import sys
 import time
 
 from harness import (BUILD, REGISTER_PY, all_alive, all_registered, busiest_replica, check, client_env,
-                     library_stats, rr_client, rr_deployment, rr_server, run, serving_replica,
+                     connected, library_stats, rr_client, rr_deployment, rr_server, run, serving_replica,
                      spawn, start_rr, wait_for)
 
 
@@ -44,6 +44,10 @@ def test_random_sigkills_20_trials():
         else:
             p = rr_client(s, ["-n", "1000", "-r", "5000", "--first-id", str(trial * 1000 + 1)],
                           wait=False)
+            # the kill lands within its run, however long the client takes
+            # to start (a sanitizer's runtime: hundreds of ms)
+            wait_for(lambda: connected(p.pid) or p.poll() is not None, 10,
+                     what="trial %d's client connected" % trial)
             time.sleep(rnd.uniform(0.01, 0.17))
             s.kill("rr%d" % victim)
             out, err = p.communicate(timeout=60)
