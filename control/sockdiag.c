@@ -25,19 +25,59 @@ static int diag_socket(void)
 	return fd;
 }
 
-int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg)
+size_t sockdiag_ports_filter(const uint16_t *ports, int n, void *out, size_t cap)
+{
+	/* "sport = :a or sport = :b ..." as ss(8) compiles it: each test
+	 * (S_EQ and its port, 8 bytes) goes on to a jump to the end when it
+	 * matches (accept: the program ends exactly at its end) and skips
+	 * that jump when not; the last test's miss jumps past the end (reject).
+	 * Every test is on the chain of `yes' steps, as the kernel's audit
+	 * (inet_diag_bc_audit) requires of each jump's target. */
+	size_t need = n > 0 ? (size_t)n * 12 - 4 : 0;
+	if (n <= 0 || n > SOCKDIAG_MAX_PORTS || need > cap)
+		return 0;
+	struct inet_diag_bc_op *op = out;
+	for (int i = 0; i < n; i++) {
+		size_t rest = need - (size_t)i * 12; /* from this test to the end */
+		*op++ = (struct inet_diag_bc_op){INET_DIAG_BC_S_EQ, 8, 12};
+		*op++ = (struct inet_diag_bc_op){0, 0, ports[i]};
+		if (i + 1 < n) /* a jump taken always: its `no' */
+			*op++ = (struct inet_diag_bc_op){INET_DIAG_BC_JMP, 4, (uint16_t)(rest - 8)};
+	}
+	return need;
+}
+
+/* the kernel refused the filter once (a kernel before 4.16 has no S_EQ):
+ * whole dumps from then on */
+static int filter_refused;
+
+static int dump(int family, uint32_t states, const void *bc, size_t bc_len, sockdiag_fn fn,
+		void *arg)
 {
 	int fd = diag_socket(), rc = -1;
 	if (fd < 0)
 		return -1;
-	struct diag_req q = {.nlh = {.nlmsg_len = sizeof(q),
-				     .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-				     .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-			     .r = {.sdiag_family = (uint8_t)family,
-				   .sdiag_protocol = IPPROTO_TCP,
-				   .idiag_ext = 1 << (INET_DIAG_INFO - 1),
-				   .idiag_states = states}};
-	if (send(fd, &q, sizeof(q), 0) < 0)
+	struct {
+		struct diag_req q;
+		struct rtattr attr;
+		uint8_t bc[SOCKDIAG_MAX_PORTS * 12];
+	} m;
+	memset(&m, 0, sizeof(m.q) + sizeof(m.attr));
+	m.q = (struct diag_req){
+	    .nlh = {.nlmsg_type = SOCK_DIAG_BY_FAMILY, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+	    .r = {.sdiag_family = (uint8_t)family,
+		  .sdiag_protocol = IPPROTO_TCP,
+		  .idiag_ext = 1 << (INET_DIAG_INFO - 1),
+		  .idiag_states = states}};
+	size_t len = sizeof(m.q);
+	if (bc_len) {
+		m.attr.rta_type = INET_DIAG_REQ_BYTECODE;
+		m.attr.rta_len = (unsigned short)RTA_LENGTH(bc_len);
+		memcpy(m.bc, bc, bc_len);
+		len += RTA_SPACE(bc_len);
+	}
+	m.q.nlh.nlmsg_len = (uint32_t)len;
+	if (send(fd, &m, len, 0) < 0)
 		goto out;
 	for (int rounds = 0; rounds < 100000; rounds++) {
 		long buf[8192];
@@ -50,14 +90,18 @@ int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg)
 				rc = 0;
 				goto out;
 			}
-			if (h->nlmsg_type == NLMSG_ERROR)
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+				errno = e->error < 0 ? -e->error : EPROTO;
+				rc = bc_len && errno == EINVAL ? -2 : -1;
 				goto out;
+			}
 			const struct inet_diag_msg *d = NLMSG_DATA(h);
 			const struct tcp_info *ti = NULL;
 			size_t ti_len = 0;
-			int len = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*d));
-			for (struct rtattr *a = (struct rtattr *)(d + 1); RTA_OK(a, len);
-			     a = RTA_NEXT(a, len))
+			int alen = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*d));
+			for (struct rtattr *a = (struct rtattr *)(d + 1); RTA_OK(a, alen);
+			     a = RTA_NEXT(a, alen))
 				if (a->rta_type == INET_DIAG_INFO) {
 					ti = RTA_DATA(a);
 					ti_len = RTA_PAYLOAD(a);
@@ -67,6 +111,28 @@ int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg)
 	}
 out:
 	close(fd);
+	return rc;
+}
+
+int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg)
+{
+	return dump(family, states, NULL, 0, fn, arg);
+}
+
+int sockdiag_dump_ports(int family, uint32_t states, const uint16_t *ports, int n, sockdiag_fn fn,
+			void *arg)
+{
+	if (n <= 0)
+		return 0; /* no port: no socket */
+	uint8_t bc[SOCKDIAG_MAX_PORTS * 12];
+	size_t len = __atomic_load_n(&filter_refused, __ATOMIC_RELAXED)
+			 ? 0
+			 : sockdiag_ports_filter(ports, n, bc, sizeof(bc));
+	int rc = dump(family, states, bc, len, fn, arg);
+	if (rc == -2) { /* nothing was passed to fn before the refusal */
+		__atomic_store_n(&filter_refused, 1, __ATOMIC_RELAXED);
+		rc = dump(family, states, NULL, 0, fn, arg);
+	}
 	return rc;
 }
 

@@ -109,10 +109,28 @@ static void one_socket(void *arg, const struct inet_diag_msg *d, const struct tc
 		p->next[p->n_next++] = (struct seen){d->idiag_inode, segs, consumed};
 }
 
-/* One sock_diag dump of a family's connections to the replicas' ports */
+/* One sock_diag dump of a family's connections to the replicas' ports:
+ * the kernel filters them by port, so a host's other connections cost
+ * the pass nothing */
 static int dump(struct pass *p, int family)
 {
-	return sockdiag_dump(family, (1u << ST_ESTABLISHED) | (1u << ST_CLOSE_WAIT), one_socket, p);
+	uint32_t states = (1u << ST_ESTABLISHED) | (1u << ST_CLOSE_WAIT);
+	uint16_t ports[SOCKDIAG_MAX_PORTS];
+	int n = 0;
+	for (int i = 0; i < p->m->n_reps; i++) {
+		if (p->m->reps[i].registrations <= 0)
+			continue;
+		uint16_t port = p->m->cfg->replicas[p->m->reps[i].cfg].addr.port;
+		int seen = 0;
+		for (int k = 0; k < n && !seen; k++)
+			seen = ports[k] == port;
+		if (seen)
+			continue;
+		if (n == SOCKDIAG_MAX_PORTS) /* more than a filter holds: every socket */
+			return sockdiag_dump(family, states, one_socket, p);
+		ports[n++] = port;
+	}
+	return sockdiag_dump_ports(family, states, ports, n, one_socket, p);
 }
 
 /* Segment counts over the pass's interval become rates (x1000 per second) */
