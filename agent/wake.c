@@ -198,9 +198,31 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	static struct wake_cookie reg[WAKE_COOKIES];
 	int n = collect(a, reg, WAKE_COOKIES);
 	if (n > 0) {
+		/* only connections to the dead replicas' ports are copied out
+		 * (the kernel filters; judge looks at the address itself) */
+		uint16_t ports[SOCKDIAG_MAX_PORTS];
+		int np = 0, whole = 0;
+		for (int i = 0; i < a->wake.n_reps && !whole; i++) {
+			const struct wake_replica *r = &a->wake.reps[i];
+			if (r->alive || flare_death_exited(r->reason))
+				continue;
+			int seen = 0;
+			for (int k = 0; k < np && !seen; k++)
+				seen = ports[k] == r->addr.port;
+			if (!seen && np == SOCKDIAG_MAX_PORTS)
+				whole = 1;
+			else if (!seen)
+				ports[np++] = r->addr.port;
+		}
 		struct sweep sw = {a, reg, n, now};
-		sockdiag_dump(AF_INET, 1u << TCP_ESTABLISHED, judge, &sw);
-		sockdiag_dump(AF_INET6, 1u << TCP_ESTABLISHED, judge, &sw);
+		for (int f = 0; f < 2; f++) {
+			int family = f ? AF_INET6 : AF_INET;
+			if (whole)
+				sockdiag_dump(family, 1u << TCP_ESTABLISHED, judge, &sw);
+			else
+				sockdiag_dump_ports(family, 1u << TCP_ESTABLISHED, ports, np, 1,
+						    judge, &sw);
+		}
 	}
 }
 

@@ -25,10 +25,10 @@ static int diag_socket(void)
 	return fd;
 }
 
-size_t sockdiag_ports_filter(const uint16_t *ports, int n, void *out, size_t cap)
+size_t sockdiag_ports_filter(const uint16_t *ports, int n, int peer, void *out, size_t cap)
 {
-	/* "sport = :a or sport = :b ..." as ss(8) compiles it: each test
-	 * (S_EQ and its port, 8 bytes) goes on to a jump to the end when it
+	/* "sport = :a or sport = :b ..." as ss(8) compiles it (dport with
+	 * peer: D_EQ): each test (S_EQ and its port, 8 bytes) goes on to a jump to the end when it
 	 * matches (accept: the program ends exactly at its end) and skips
 	 * that jump when not; the last test's miss jumps past the end (reject).
 	 * Every test is on the chain of `yes' steps, as the kernel's audit
@@ -39,7 +39,8 @@ size_t sockdiag_ports_filter(const uint16_t *ports, int n, void *out, size_t cap
 	struct inet_diag_bc_op *op = out;
 	for (int i = 0; i < n; i++) {
 		size_t rest = need - (size_t)i * 12; /* from this test to the end */
-		*op++ = (struct inet_diag_bc_op){INET_DIAG_BC_S_EQ, 8, 12};
+		*op++ =
+		    (struct inet_diag_bc_op){peer ? INET_DIAG_BC_D_EQ : INET_DIAG_BC_S_EQ, 8, 12};
 		*op++ = (struct inet_diag_bc_op){0, 0, ports[i]};
 		if (i + 1 < n) /* a jump taken always: its `no' */
 			*op++ = (struct inet_diag_bc_op){INET_DIAG_BC_JMP, 4, (uint16_t)(rest - 8)};
@@ -119,15 +120,15 @@ int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg)
 	return dump(family, states, NULL, 0, fn, arg);
 }
 
-int sockdiag_dump_ports(int family, uint32_t states, const uint16_t *ports, int n, sockdiag_fn fn,
-			void *arg)
+int sockdiag_dump_ports(int family, uint32_t states, const uint16_t *ports, int n, int peer,
+			sockdiag_fn fn, void *arg)
 {
 	if (n <= 0)
 		return 0; /* no port: no socket */
 	uint8_t bc[SOCKDIAG_MAX_PORTS * 12];
 	size_t len = __atomic_load_n(&filter_refused, __ATOMIC_RELAXED)
 			 ? 0
-			 : sockdiag_ports_filter(ports, n, bc, sizeof(bc));
+			 : sockdiag_ports_filter(ports, n, peer, bc, sizeof(bc));
 	int rc = dump(family, states, bc, len, fn, arg);
 	if (rc == -2) { /* nothing was passed to fn before the refusal */
 		__atomic_store_n(&filter_refused, 1, __ATOMIC_RELAXED);

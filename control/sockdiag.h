@@ -21,17 +21,18 @@ typedef void (*sockdiag_fn)(void *arg, const struct inet_diag_msg *d, const stru
 /* Every TCP socket of family in one of states (bits by TCP state); 0, or
  * -1 with errno set (the kernel answers at once: at most a second). */
 int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg);
-/* The same, of the sockets whose local port is one of ports only: the
- * kernel filters them (an inet_diag bytecode), so a pass costs what the
- * replicas' connections cost, not what the host's do. None with n == 0.
- * A kernel that refuses the filter gets whole dumps (fn still sees every
- * socket: callers check the port themselves). */
+/* The same, of the sockets whose local port (the peer's with peer) is one
+ * of ports only: the kernel filters them (an inet_diag bytecode), so a
+ * pass costs what those connections cost to copy out, not what the
+ * host's do. None with n == 0. A kernel that refuses the filter gets
+ * whole dumps (fn still sees every socket: callers check the port
+ * themselves). */
 #define SOCKDIAG_MAX_PORTS 1024
-int sockdiag_dump_ports(int family, uint32_t states, const uint16_t *ports, int n, sockdiag_fn fn,
-			void *arg);
+int sockdiag_dump_ports(int family, uint32_t states, const uint16_t *ports, int n, int peer,
+			sockdiag_fn fn, void *arg);
 /* The filter itself, into out (cap bytes): its length, 0 when n is 0 or
  * more than SOCKDIAG_MAX_PORTS (exposed for its test) */
-size_t sockdiag_ports_filter(const uint16_t *ports, int n, void *out, size_t cap);
+size_t sockdiag_ports_filter(const uint16_t *ports, int n, int peer, void *out, size_t cap);
 /* The socket's peer address, and its own */
 struct flare_addr sockdiag_peer(const struct inet_diag_msg *d);
 struct flare_addr sockdiag_local(const struct inet_diag_msg *d);

@@ -130,7 +130,7 @@ static int dump(struct pass *p, int family)
 			return sockdiag_dump(family, states, one_socket, p);
 		ports[n++] = port;
 	}
-	return sockdiag_dump_ports(family, states, ports, n, one_socket, p);
+	return sockdiag_dump_ports(family, states, ports, n, 0, one_socket, p);
 }
 
 /* Segment counts over the pass's interval become rates (x1000 per second) */

@@ -66,11 +66,12 @@ static void counted(void *arg, const struct inet_diag_msg *d, const struct tcp_i
 		c->others++;
 }
 
-static struct count dump(const struct pair *x, const struct pair *y, const uint16_t *ports, int n)
+static struct count dump(const struct pair *x, const struct pair *y, const uint16_t *ports, int n,
+			 int peer)
 {
 	struct count c = {.a = x->port, .b = y->port};
-	assert_int_equal(sockdiag_dump_ports(AF_INET, TCP_ESTABLISHED_BIT, ports, n, counted, &c),
-			 0);
+	assert_int_equal(
+	    sockdiag_dump_ports(AF_INET, TCP_ESTABLISHED_BIT, ports, n, peer, counted, &c), 0);
 	return c;
 }
 
@@ -82,18 +83,22 @@ static void test_filter_keeps_the_ports_named(void **state)
 	open_pair(&y);
 	/* an unused port first: the match is found past a miss and a jump */
 	uint16_t one[] = {1, x.port}, both[] = {x.port, 2, y.port}, none[] = {3};
-	struct count c = dump(&x, &y, one, 2);
+	struct count c = dump(&x, &y, one, 2, 0);
 	assert_int_equal(c.with_a, 1); /* the accepted side; the client's sport is its own */
 	assert_int_equal(c.with_b, 0);
 	assert_int_equal(c.others, 0);
-	c = dump(&x, &y, both, 3);
+	c = dump(&x, &y, both, 3, 0);
 	assert_int_equal(c.with_a, 1);
 	assert_int_equal(c.with_b, 1);
 	assert_int_equal(c.others, 0);
-	c = dump(&x, &y, none, 1);
+	c = dump(&x, &y, none, 1, 0);
 	assert_int_equal(c.with_a + c.with_b + c.others, 0);
-	c = dump(&x, &y, NULL, 0);
+	c = dump(&x, &y, NULL, 0, 0);
 	assert_int_equal(c.with_a + c.with_b + c.others, 0);
+	/* by the peer's port: the clients' ends (their own ports are others) */
+	c = dump(&x, &y, both, 3, 1);
+	assert_int_equal(c.with_a + c.with_b, 0);
+	assert_int_equal(c.others, 2);
 	/* the whole dump sees both connections' four ends (and the rest) */
 	struct count all = {.a = x.port, .b = y.port};
 	assert_int_equal(sockdiag_dump(AF_INET, TCP_ESTABLISHED_BIT, counted, &all), 0);
@@ -107,13 +112,13 @@ static void test_filter_sizes(void **state)
 	(void)state;
 	uint16_t ports[SOCKDIAG_MAX_PORTS + 1] = {0};
 	uint8_t bc[(SOCKDIAG_MAX_PORTS + 1) * 12];
-	assert_int_equal(sockdiag_ports_filter(ports, 0, bc, sizeof(bc)), 0);
-	assert_int_equal(sockdiag_ports_filter(ports, 1, bc, sizeof(bc)), 8);
-	assert_int_equal(sockdiag_ports_filter(ports, 3, bc, sizeof(bc)), 32);
-	assert_int_equal(sockdiag_ports_filter(ports, SOCKDIAG_MAX_PORTS, bc, sizeof(bc)),
+	assert_int_equal(sockdiag_ports_filter(ports, 0, 0, bc, sizeof(bc)), 0);
+	assert_int_equal(sockdiag_ports_filter(ports, 1, 0, bc, sizeof(bc)), 8);
+	assert_int_equal(sockdiag_ports_filter(ports, 3, 0, bc, sizeof(bc)), 32);
+	assert_int_equal(sockdiag_ports_filter(ports, SOCKDIAG_MAX_PORTS, 0, bc, sizeof(bc)),
 			 SOCKDIAG_MAX_PORTS * 12 - 4);
-	assert_int_equal(sockdiag_ports_filter(ports, SOCKDIAG_MAX_PORTS + 1, bc, sizeof(bc)), 0);
-	assert_int_equal(sockdiag_ports_filter(ports, 3, bc, 16), 0); /* does not fit */
+	assert_int_equal(sockdiag_ports_filter(ports, SOCKDIAG_MAX_PORTS + 1, 0, bc, sizeof(bc)), 0);
+	assert_int_equal(sockdiag_ports_filter(ports, 3, 0, bc, 16), 0); /* does not fit */
 }
 
 int main(void)
