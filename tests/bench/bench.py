@@ -1052,6 +1052,43 @@ def daemon_memory(small):
             "goal <= 20 MiB" if name == "manager1" else "")
     row("ranking cost", "manager's last full re-rank, 1,000 hosts / 10,000 objects x 3",
         "%.1f ms" % (st["manager"]["rank_us"] / 1000), "goal < 50 ms")
+    monitor_busy_host()
+
+
+def monitor_busy_host():
+    """A monitor's CPU on a host with many connections that are none of
+    its replicas' (its sock_diag pass every probe interval, 100 ms here):
+    held open by this process, 2 x pairs established loopback sockets."""
+    import resource
+    import socket as sk
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    pairs = min(6000, (hard - 200) // 2)
+    if soft < 2 * pairs + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2 * pairs + 200), hard))
+    t = rr_deployment(n=1, name="busy", monitor_extra="hung_ms = 2000; ")
+    start_rr(t)
+    lst = sk.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4096)
+    keep = []
+    try:
+        for _ in range(pairs):
+            c = sk.create_connection(lst.getsockname())
+            a, _ = lst.accept()
+            keep += [c, a]
+        pid = t.procs["monitor-h0"].pid
+        time.sleep(1)
+        c0, t0 = proc_cpu_s(pid), time.monotonic()
+        time.sleep(3 if QUICK else 10)
+        c1, t1 = proc_cpu_s(pid), time.monotonic()
+        row("daemon memory", "monitor CPU, host with %d other connections (100 ms passes)"
+            % (2 * pairs), "%.0f%% of a core" % (100 * (c1 - c0) / (t1 - t0)))
+    finally:
+        for x in keep:
+            x.close()
+        lst.close()
+        for p in list(t.procs):
+            t.kill(p, signal.SIGTERM)
 
 
 def main():
