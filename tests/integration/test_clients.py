@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, busiest_replica, check, client_env, flare_run_for_others,
-                     library_stats, rr_deployment, run, serving_replica, start_rr, wait_for)
+from harness import (BUILD, all_alive, busiest_replica, check, client_env, connected,
+                     flare_run_for_others, library_stats, rr_deployment, run, serving_replica,
+                     start_rr, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -62,6 +63,12 @@ def run_killing(s, cmd, after, victim=None, kill=None, env=None, timeout=120, pr
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
                          stdin=subprocess.DEVNULL)
+    # `after` counts from the client's first connection: on a busy machine
+    # its start alone can take longer (a client whose connections are
+    # another process's is given 10 s, then the kill goes ahead)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and p.poll() is None and not connected(p.pid):
+        time.sleep(0.01)
     time.sleep(after)
     if p.poll() is not None:
         raise AssertionError("%s ended before the kill (%.1f s): make the run longer"
