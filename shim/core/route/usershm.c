@@ -26,8 +26,8 @@ static ino_t seg_ino;              /* the segment seg's head is of */
 static int tried;
 
 /* NAME.user.UID, without stdio: snprintf would fault printf's pages of
- * libc into a program that may never print (a truncated name finds no
- * segment) */
+ * libc into a program that may never print. A name that does not fit is
+ * empty: it opens nothing (a cut one could be another segment's) */
 static void user_seg_name(char *name, size_t size)
 {
 	char digits[16];
@@ -43,7 +43,7 @@ static void user_seg_name(char *name, size_t size)
 		name[n++] = *p;
 	while (nd > 0 && n + 1 < size)
 		name[n++] = digits[--nd];
-	name[n] = '\0';
+	name[nd ? 0 : n] = '\0';
 }
 
 /* 1 usable, 0 not, -1 not yet: another process made it a moment ago and
