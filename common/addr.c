@@ -18,6 +18,26 @@ static int parse_port(const char *s, uint16_t *port)
 	return 0;
 }
 
+int flare_addr_parse_ip(const char *host, struct flare_addr *out)
+{
+	struct in6_addr a6;
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, host, out->ip) == 1) {
+		out->family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &a6) != 1)
+		return -1;
+	if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+		out->family = AF_INET;
+		memcpy(out->ip, &a6.s6_addr[12], 4);
+	} else {
+		out->family = AF_INET6;
+		memcpy(out->ip, &a6, 16);
+	}
+	return 0;
+}
+
 int flare_addr_parse(const char *s, struct flare_addr *out, const char **why)
 {
 	char host[INET6_ADDRSTRLEN + 1];
@@ -60,27 +80,17 @@ int flare_addr_parse(const char *s, struct flare_addr *out, const char **why)
 	}
 	memcpy(host, s, hl);
 	host[hl] = '\0';
-	if (parse_port(port, &out->port) < 0) {
+	uint16_t p;
+	if (parse_port(port, &p) < 0) {
 		*why = "port must be a number 1..65535";
 		return -1;
 	}
-	struct in6_addr a6;
-	if (inet_pton(AF_INET, host, out->ip) == 1) {
-		out->family = AF_INET;
-		return 0;
+	if (flare_addr_parse_ip(host, out) < 0) {
+		*why = "malformed IP address";
+		return -1;
 	}
-	if (inet_pton(AF_INET6, host, &a6) == 1) {
-		if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-			out->family = AF_INET;
-			memcpy(out->ip, &a6.s6_addr[12], 4);
-		} else {
-			out->family = AF_INET6;
-			memcpy(out->ip, &a6, 16);
-		}
-		return 0;
-	}
-	*why = "malformed IP address";
-	return -1;
+	out->port = p;
+	return 0;
 }
 
 int flare_addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct flare_addr *out)

@@ -21,6 +21,8 @@ struct flare_addr {
 /* Parses "1.2.3.4:80" or "[::1]:80". Returns 0, or -1 with *why set to a
  * static reason. */
 int flare_addr_parse(const char *s, struct flare_addr *out, const char **why);
+/* An IP address alone (port 0), v4-mapped IPv6 taken as IPv4; 0 or -1 */
+int flare_addr_parse_ip(const char *host, struct flare_addr *out);
 /* From a sockaddr a program passed; -1 for families flare does not manage. */
 int flare_addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct flare_addr *out);
 /* To a sockaddr of the same family; returns its length. */

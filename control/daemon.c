@@ -13,7 +13,6 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <signal.h>
-#include <arpa/inet.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,16 +239,10 @@ static void warn_log(void *arg, const char *line)
 
 int daemon_source_option(const char *name, const char *arg, struct flare_addr *out)
 {
-	memset(out, 0, sizeof(*out)); /* port 0: the kernel picks one */
-	if (inet_pton(AF_INET, arg, out->ip) == 1)
-		out->family = AF_INET;
-	else if (inet_pton(AF_INET6, arg, out->ip) == 1)
-		out->family = AF_INET6;
-	else {
-		fprintf(stderr, "%s: --source '%s': not an IPv4 or IPv6 address\n", name, arg);
-		return -1;
-	}
-	return 0;
+	if (flare_addr_parse_ip(arg, out) == 0)
+		return 0; /* port 0: the kernel picks one */
+	fprintf(stderr, "%s: --source '%s': not an IPv4 or IPv6 address\n", name, arg);
+	return -1;
 }
 
 int daemon_main(const struct daemon_spec *spec, void *ctx, int argc, char **argv)

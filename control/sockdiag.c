@@ -52,7 +52,10 @@ size_t sockdiag_ports_filter(const uint16_t *ports, int n, int peer, void *out, 
  * whole dumps from then on */
 static int filter_refused;
 
-static int dump(int family, uint32_t states, const void *bc, size_t bc_len, sockdiag_fn fn,
+/* A dump of family's sockets in states; with n ports, of those whose local
+ * (peer's) port is one of them, unless the kernel refused the filter
+ * before. -2 when it refuses it now (nothing was passed to fn). */
+static int dump(int family, uint32_t states, const uint16_t *ports, int n, int peer, sockdiag_fn fn,
 		void *arg)
 {
 	int fd = diag_socket(), rc = -1;
@@ -70,11 +73,12 @@ static int dump(int family, uint32_t states, const void *bc, size_t bc_len, sock
 		  .sdiag_protocol = IPPROTO_TCP,
 		  .idiag_ext = 1 << (INET_DIAG_INFO - 1),
 		  .idiag_states = states}};
-	size_t len = sizeof(m.q);
+	size_t len = sizeof(m.q), bc_len = 0;
+	if (n > 0 && !__atomic_load_n(&filter_refused, __ATOMIC_RELAXED))
+		bc_len = sockdiag_ports_filter(ports, n, peer, m.bc, sizeof(m.bc));
 	if (bc_len) {
 		m.attr.rta_type = INET_DIAG_REQ_BYTECODE;
 		m.attr.rta_len = (unsigned short)RTA_LENGTH(bc_len);
-		memcpy(m.bc, bc, bc_len);
 		len += RTA_SPACE(bc_len);
 	}
 	m.q.nlh.nlmsg_len = (uint32_t)len;
@@ -82,11 +86,11 @@ static int dump(int family, uint32_t states, const void *bc, size_t bc_len, sock
 		goto out;
 	for (int rounds = 0; rounds < 100000; rounds++) {
 		long buf[8192];
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		if (n <= 0)
+		ssize_t got = recv(fd, buf, sizeof(buf), 0);
+		if (got <= 0)
 			goto out;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
-		     h = NLMSG_NEXT(h, n)) {
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)got);
+		     h = NLMSG_NEXT(h, got)) {
 			if (h->nlmsg_type == NLMSG_DONE) {
 				rc = 0;
 				goto out;
@@ -117,7 +121,7 @@ out:
 
 int sockdiag_dump(int family, uint32_t states, sockdiag_fn fn, void *arg)
 {
-	return dump(family, states, NULL, 0, fn, arg);
+	return dump(family, states, NULL, 0, 0, fn, arg);
 }
 
 int sockdiag_dump_ports(int family, uint32_t states, const uint16_t *ports, int n, int peer,
@@ -125,14 +129,10 @@ int sockdiag_dump_ports(int family, uint32_t states, const uint16_t *ports, int 
 {
 	if (n <= 0)
 		return 0; /* no port: no socket */
-	uint8_t bc[SOCKDIAG_MAX_PORTS * 12];
-	size_t len = __atomic_load_n(&filter_refused, __ATOMIC_RELAXED)
-			 ? 0
-			 : sockdiag_ports_filter(ports, n, peer, bc, sizeof(bc));
-	int rc = dump(family, states, bc, len, fn, arg);
-	if (rc == -2) { /* nothing was passed to fn before the refusal */
+	int rc = dump(family, states, ports, n, peer, fn, arg);
+	if (rc == -2) {
 		__atomic_store_n(&filter_refused, 1, __ATOMIC_RELAXED);
-		rc = dump(family, states, NULL, 0, fn, arg);
+		rc = dump(family, states, NULL, 0, 0, fn, arg);
 	}
 	return rc;
 }

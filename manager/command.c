@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "textfile.h"
 
 #include <sodium.h>
 
@@ -59,17 +60,10 @@ static char *health(struct manager *m, int *ok)
 /* the file's bytes, malloc'd, with their hash */
 static char *read_config(const char *path, uint8_t hash[32])
 {
-	FILE *f = fopen(path, "r");
-	char *text = NULL;
-	size_t cap = 0;
-	ssize_t n = f ? getdelim(&text, &cap, '\0', f) : -1;
-	if (f)
-		fclose(f);
-	if (n < 0) {
-		free(text);
-		return NULL;
-	}
-	crypto_generichash(hash, 32, (const unsigned char *)text, (size_t)n, NULL, 0);
+	size_t n;
+	char *text = flare_read_text(path, &n);
+	if (text)
+		crypto_generichash(hash, 32, (const unsigned char *)text, n, NULL, 0);
 	return text;
 }
 

@@ -14,6 +14,7 @@
 #include "authcall.h"
 #include "clock.h"
 #include "log.h"
+#include "textfile.h"
 
 #include <sodium.h>
 
@@ -160,13 +161,9 @@ void intent_start(struct manager *m, const char *state_dir)
 	if (state_dir && *state_dir) {
 		snprintf(m->op.intent_path, sizeof(m->op.intent_path), "%s/manager-%d.drains",
 			 state_dir, m->id);
-		FILE *f = fopen(m->op.intent_path, "r");
-		if (f) {
-			char *text = NULL;
-			size_t cap = 0;
-			ssize_t got = getdelim(&text, &cap, '\0', f);
-			fclose(f);
-			int n = got > 0 ? merge(m, text, m->op.intent_path) : 0;
+		char *text = flare_read_text(m->op.intent_path, NULL);
+		if (text) {
+			int n = merge(m, text, m->op.intent_path);
 			free(text);
 			log_info("%s: %d drained replica(s) restored", m->op.intent_path, n);
 		} else if (errno != ENOENT) {

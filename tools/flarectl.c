@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "config.h"
 #include "table.h"
+#include "textfile.h"
 #include "flarectl.h"
 #include "fwcall.h"
 #include "wire.h"
@@ -73,17 +74,13 @@ static void show_config(const char *text, const char *path)
 {
 	fputs(text, stdout);
 	const char *body = strchr(text, '\n');
-	FILE *f = path ? fopen(path, "r") : NULL;
-	char *mine = NULL;
-	size_t cap = 0;
-	if (f && body && getdelim(&mine, &cap, '\0', f) >= 0 && strcmp(mine, body + 1) != 0)
+	char *mine = path && body ? flare_read_text(path, NULL) : NULL;
+	if (mine && strcmp(mine, body + 1) != 0)
 		fprintf(stderr,
 			"flarectl: %s here differs from the config in use above (not reloaded "
 			"yet?)\n",
 			path);
 	free(mine);
-	if (f)
-		fclose(f);
 }
 
 /* Walks the table through the reader API only: services by index until

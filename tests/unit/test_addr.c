@@ -37,6 +37,21 @@ static void test_parse_and_format(void **state)
 	}
 }
 
+static void test_parse_ip_alone(void **state)
+{
+	(void)state;
+	struct flare_addr a;
+	assert_int_equal(flare_addr_parse_ip("198.18.0.7", &a), 0);
+	assert_int_equal(a.family, AF_INET);
+	assert_int_equal(a.port, 0);
+	assert_int_equal(flare_addr_parse_ip("::ffff:198.18.0.7", &a), 0);
+	assert_int_equal(a.family, AF_INET); /* v4-mapped: the IPv4 address */
+	assert_int_equal(flare_addr_parse_ip("::1", &a), 0);
+	assert_int_equal(a.family, AF_INET6);
+	assert_int_equal(flare_addr_parse_ip("198.18.0.7:80", &a), -1);
+	assert_int_equal(flare_addr_parse_ip("", &a), -1);
+}
+
 static void test_sockaddr_roundtrip(void **state)
 {
 	(void)state;
@@ -78,6 +93,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_and_format),
+	    cmocka_unit_test(test_parse_ip_alone),
 	    cmocka_unit_test(test_sockaddr_roundtrip),
 	    cmocka_unit_test(test_log_levels),
 	};

@@ -172,8 +172,7 @@ int fconn_first_fd(struct fconn *fc)
 
 static void recycle(struct fconn *fc)
 {
-	if (fc->svc.binding != FLARE_BINDING_SESSION) /* (rebind.c is cold code) */
-		rebind_release(fc);
+	rebind_release(fc);
 	timeouts_forget(fc);
 	fconn_leave_pending(fc);
 	exchange_retire(fc); /* no longer waiting for a reply */
@@ -213,6 +212,13 @@ void fconn_release(struct fconn *fc)
 	fconn_release_owed(fc);
 }
 
+static void flags_unknown(int fd)
+{
+	if ((unsigned)fd < flare_fdtab_size &&
+	    (__atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED) & FLARE_FL_BITS))
+		__atomic_and_fetch(&opts_set[fd], (uint16_t)~FLARE_FL_BITS, __ATOMIC_RELAXED);
+}
+
 /* A duplicate of a managed descriptor names the same connection, so a
  * heal lands on every number; dup2/dup3 onto a managed descriptor closes
  * it. Called only when there is something to change. */
@@ -232,7 +238,7 @@ int fdtab_after_dup(int oldfd, int newfd)
 	/* both numbers now share one file description: a flag set through
 	 * one is not seen on the other's record */
 	fdtab_set_opts(newfd, fdtab_opts(oldfd) & ~FLARE_FL_BITS);
-	fdtab_flags_unknown(oldfd);
+	flags_unknown(oldfd);
 	if ((fdtab_get(oldfd) || fdtab_get(newfd) || register_knows(newfd)) &&
 	    !flare_in_foreign_child()) {
 		register_forget_fd(newfd);
@@ -278,20 +284,13 @@ void fdtab_flags_set(int fd, int nonblock)
 					      __ATOMIC_RELAXED));
 }
 
-void fdtab_flags_unknown(int fd)
-{
-	if ((unsigned)fd < flare_fdtab_size &&
-	    (__atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED) & FLARE_FL_BITS))
-		__atomic_and_fetch(&opts_set[fd], (uint16_t)~FLARE_FL_BITS, __ATOMIC_RELAXED);
-}
-
 /* After a fork the other process shares every file description: what
  * either knew of O_NONBLOCK may change where it cannot see */
 static void forget_flags(void)
 {
 	unsigned top = __atomic_exchange_n(&fl_known_top, 0, __ATOMIC_RELAXED);
 	for (unsigned fd = 0; fd < top && fd < flare_fdtab_size; fd++)
-		fdtab_flags_unknown((int)fd);
+		flags_unknown((int)fd);
 	for (struct fconn *fc = all_list; fc; fc = fc->all_next)
 		fd_flags_changed(fc);
 }

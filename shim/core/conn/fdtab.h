@@ -68,7 +68,6 @@ int fdtab_opts(int fd);
 void fdtab_clear_opts(int fd);
 /* fd's O_NONBLOCK was set to nonblock by the program (kept if known) */
 void fdtab_flags_set(int fd, int nonblock);
-void fdtab_flags_unknown(int fd);
 void fdtab_atfork_child(void);
 void fdtab_atfork_parent(void);
 /* Every lock of the library is made anew in a fork child (another thread

@@ -22,7 +22,6 @@
 #include "frame/frame.h"
 #include "frame/framed.h"
 #include "heal/heal.h"
-#include "io/io.h"
 #include "route/route.h"
 
 #include <errno.h>
@@ -151,8 +150,6 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 	struct fconn *fc = n ? fconn_for(fd, type, sa, len, dst, rt) : NULL;
 	if (!fc)
 		return real.connect(fd, sa, len); /* cannot manage: as without flare */
-	if (opts & FLARE_FL_KNOWN)
-		fd_flags_known(fc, !blocking);
 	timeouts_defer(fc);
 	for (int k = 0; k < n; k++) {
 		int idx = order[k], in_progress = 0, err;
@@ -160,13 +157,10 @@ int dial_managed(int fd, int type, const struct sockaddr *sa, socklen_t len,
 			err = connect_own(fc, fd, rt, idx, blocking);
 			/* the kernel's word before moving on: a record of O_NONBLOCK
 			 * misses a flag set by a raw system call */
-			int was = blocking;
 			if (err == EINPROGRESS)
 				blocking = 0;
 			else if (err && (opts & FLARE_FL_KNOWN))
 				blocking = !(real.fcntl(fd, F_GETFL) & O_NONBLOCK);
-			if (blocking != was)
-				fd_flags_changed(fc); /* the cache seeded above was wrong */
 			in_progress = err == EINPROGRESS;
 			if (in_progress)
 				err = 0;

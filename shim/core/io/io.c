@@ -60,14 +60,6 @@ int fd_nonblocking(struct fconn *fc, int fd)
 	return nb;
 }
 
-void fd_flags_known(struct fconn *fc, int nonblock)
-{
-	uint32_t k = __atomic_load_n(&fc->link.nb_known, __ATOMIC_ACQUIRE);
-	if (!(k & 3))
-		__atomic_compare_exchange_n(&fc->link.nb_known, &k, k | (nonblock ? 2u : 1u), 0,
-					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-}
-
 void fd_flags_changed(struct fconn *fc)
 {
 	uint32_t k = __atomic_load_n(&fc->link.nb_known, __ATOMIC_RELAXED);

@@ -120,8 +120,6 @@ int ep_find(int epfd, uint64_t data);
  * flag changes (fcntl F_SETFL, ioctl FIONBIO: they call fd_flags_changed) */
 int fd_nonblocking(struct fconn *fc, int fd);
 void fd_flags_changed(struct fconn *fc);
-/* O_NONBLOCK is nonblock, as the library knows it without asking */
-void fd_flags_known(struct fconn *fc, int nonblock);
 ssize_t flare_recvmsg_managed(struct fconn *fc, int fd, struct msghdr *msg, int flags);
 ssize_t flare_recv_managed(struct fconn *fc, int fd, void *buf, size_t len, int flags);
 ssize_t flare_send_managed(struct fconn *fc, int fd, const void *buf, size_t len, int flags);

@@ -194,7 +194,7 @@ static void per_request(struct fconn *fc, int fd)
 		/* the program's socket is new (connected, or healed: then the
 		 * replica that failed may have others' sockets dead too, so the
 		 * pool starts afresh): keep it */
-		rebind_release(fc);
+		rebind_release_sockets(fc);
 		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		fc->rb.pool1[fc->link.cur] = keep >= 0 ? keep + 1 : 0;
 		fc->rb.pool_ready |= 1u << fc->link.cur;
@@ -262,11 +262,9 @@ void rebind_at_write(struct fconn *fc, int fd)
 	fconn_unclaim(fc);
 }
 
-void rebind_release(struct fconn *fc)
+void rebind_release_sockets(struct fconn *fc)
 {
-	/* session-bound connections hold no sockets of their own (the caller
-	 * looks): no getpid on every close; a vfork child must not close its
-	 * parent's sockets */
+	/* a vfork child must not close its parent's sockets */
 	if (flare_in_foreign_child())
 		return;
 	if (fc->rb.rb_fd1)

@@ -60,9 +60,15 @@ int order_balanced(const struct flare_route *rt, int pick, uint8_t *out);
  * request): moves it to another replica when it is at a boundary and the
  * manager or the policy says so. Never blocks, never fails the write. */
 void rebind_at_write(struct fconn *fc, int fd);
-/* Closes the sockets a rebinding connection keeps (it is recycled); only
- * for a service that does not bind per session. */
-void rebind_release(struct fconn *fc);
+/* Closes the sockets a rebinding connection keeps (it is recycled).
+ * Session-bound connections keep none: they look at one field inline,
+ * and a client's close never reaches rebind.c (cold code). */
+void rebind_release_sockets(struct fconn *fc);
+static inline void rebind_release(struct fconn *fc)
+{
+	if (fc->svc.binding != FLARE_BINDING_SESSION)
+		rebind_release_sockets(fc);
+}
 
 /* ---- query.c: reactive failover ---- */
 /* The failover targets the manager gives for fc's failed replica, as local

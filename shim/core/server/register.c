@@ -147,8 +147,10 @@ void register_listen(int fd)
 	for (int i = 0; i < flare_n_regs && !g; i++)
 		if (regs[i].listen_fd < 0)
 			g = &regs[i];
-	if (!g && flare_n_regs < MAX_REGS)
-		g = &regs[flare_n_regs++];
+	if (!g && flare_n_regs < MAX_REGS) {
+		g = &regs[flare_n_regs];
+		__atomic_store_n(&flare_n_regs, flare_n_regs + 1, __ATOMIC_RELEASE);
+	}
 	if (g) {
 		*g = (struct reg){
 		    .listen_fd = fd, .sock = -1, .addr = probe, .listen_cookie = proof_cookie(fd)};

@@ -173,11 +173,11 @@ extern int flare_tls_sessions; /* [atom] entries in the table: 0 keeps every hoo
 struct tls_sess *tls_find(const SSL *ssl);
 /* The entry of ssl, made when missing (NULL when the table is full). */
 struct tls_sess *tls_get(SSL *ssl);
-/* The entry of a session the program passes to a hook, when the library
- * knows any (one load otherwise). */
 /* [atom] a heal moved some session to a new SSL object of ours (sticky):
  * until then every object the program holds is the one in use */
 extern int flare_tls_swapped;
+/* The entry of a session the program passes to a hook, when the library
+ * knows any (one load otherwise). */
 static inline struct tls_sess *tls_known(const SSL *ssl)
 {
 	return __atomic_load_n(&flare_tls_sessions, __ATOMIC_ACQUIRE) ? tls_find(ssl) : NULL;
