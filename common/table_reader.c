@@ -212,8 +212,11 @@ int flare_tbl_wakes(const struct flare_tbl_reader *r, uint64_t now_ns)
 	const struct flare_tbl_hdr *h = (const void *)r->base;
 	uint32_t fl = ld32(&h->flags);
 	uint64_t updated = ld64(&h->updated_ns);
-	return (fl & FLARE_TBL_FLAG_WAKE) && !(fl & FLARE_TBL_FLAG_RETIRED) && updated <= now_ns &&
-	       now_ns - updated < (uint64_t)FLARE_WAKE_FRESH_MS * 1000000ull;
+	/* now_ns may be the coarse clock, up to a tick behind the agent's
+	 * stamp; a stamp further ahead (or garbage) wraps to old */
+	uint64_t age = now_ns + FLARE_COARSE_SLACK_NS - updated;
+	return (fl & FLARE_TBL_FLAG_WAKE) && !(fl & FLARE_TBL_FLAG_RETIRED) &&
+	       age < (uint64_t)FLARE_WAKE_FRESH_MS * 1000000ull + FLARE_COARSE_SLACK_NS;
 }
 
 int flare_tbl_health(const struct flare_tbl_reader *r, uint64_t now_ns)
@@ -351,7 +354,7 @@ static int with_health(int health, int rc) { return rc == FLARE_TBL_OK ? health 
 int flare_tbl_lookup_service(const struct flare_tbl_reader *r, const struct flare_addr *a,
 			     struct flare_route *out)
 {
-	int health = flare_tbl_health(r, flare_monotonic_ns());
+	int health = flare_tbl_health(r, flare_coarse_ns());
 	if (health != FLARE_TBL_OK && health != FLARE_TBL_STALE)
 		return health;
 	return with_health(health, lookup_service(r, a, out));
@@ -375,7 +378,7 @@ static int read_route(const struct flare_tbl_reader *r, uint32_t svc_index, stru
 int flare_tbl_read_route(const struct flare_tbl_reader *r, uint32_t svc_index,
 			 struct flare_route *out)
 {
-	int health = flare_tbl_health(r, flare_monotonic_ns());
+	int health = flare_tbl_health(r, flare_coarse_ns());
 	if (health != FLARE_TBL_OK && health != FLARE_TBL_STALE)
 		return health;
 	return with_health(health, read_route(r, svc_index, out));

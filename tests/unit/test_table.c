@@ -225,6 +225,33 @@ static void test_stale(void **state)
 	flare_tbl_writer_close(&w, 1);
 }
 
+/* Whether blocked readers are woken: the agent stamps the table with the
+ * fine clock, the library reads it with the coarse one, up to a tick
+ * behind; a stamp that far ahead is fresh, one further ahead is not. */
+static void test_wakes_within_the_coarse_clock_slack(void **state)
+{
+	(void)state;
+	struct model m;
+	struct flare_tbl_writer w;
+	struct flare_tbl_reader r;
+	build_model(&m, NS);
+	flare_tbl_writer_init(&w, shm_name, 5000);
+	assert_int_equal(flare_tbl_write_full(&w, &m.rank, NULL), 0);
+	assert_int_equal(flare_tbl_reader_open(&r, shm_name, NULL), FLARE_TBL_OK);
+	uint64_t t = ((const struct flare_tbl_hdr *)r.base)->updated_ns;
+	assert_false(flare_tbl_wakes(&r, t)); /* the flag is not set */
+	flare_tbl_writer_flags(&w, FLARE_TBL_FLAG_WAKE, 1);
+	t = ((const struct flare_tbl_hdr *)r.base)->updated_ns;
+	assert_true(flare_tbl_wakes(&r, t));
+	assert_true(flare_tbl_wakes(&r, t - 10 * 1000000ull)); /* a coarse clock, a tick behind */
+	assert_true(flare_tbl_wakes(&r, t + (FLARE_WAKE_FRESH_MS - 1) * 1000000ull));
+	assert_false(flare_tbl_wakes(&r, t + (FLARE_WAKE_FRESH_MS + 1) * 1000000ull));
+	assert_false(flare_tbl_wakes(&r, t - 1000 * 1000000ull)); /* a stamp from the future */
+	assert_true(flare_tbl_wakes(&r, flare_coarse_ns()));
+	flare_tbl_reader_close(&r);
+	flare_tbl_writer_close(&w, 1);
+}
+
 static void test_full_rank_validation(void **state)
 {
 	(void)state;
@@ -475,6 +502,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_lookup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_relayout_retires_old_segment, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wakes_within_the_coarse_clock_slack, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_full_rank_validation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_segments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_writer_races_readers, setup, teardown),

@@ -217,7 +217,7 @@ struct fc_link {
 	uint32_t nb_known; /* [atom] O_NONBLOCK as last read: an epoch (<< 2) | 1 blocking, 2 not */
 	uint8_t rd_waits;  /* [atom] 0: reads find their bytes waiting; else waits since (io.c) */
 	int timeouts_owed; /* [atom] flare's TCP timeouts not set yet */
-	uint64_t timeouts_due_ms;     /* published by timeouts_owed (release) */
+	uint64_t timeouts_due_ms;     /* coarse clock; published by timeouts_owed (release) */
 	struct timeval prog_rcvtimeo; /* [prog] the program's SO_RCVTIMEO (0: none) */
 	/* bytes the socket hooks moved on the socket in use (relaxed: a count
 	 * two threads race on disagrees with the kernel's, and so is not
@@ -327,7 +327,7 @@ struct fc_move {
 struct fc_rebind {
 	struct flare_addr local;       /* this socket's address, as its replica sees it */
 	uint32_t local_gen;            /* the generation `local` was read at */
-	uint64_t bound_ms;             /* when the connection was last bound */
+	uint64_t bound_ms;             /* when the connection was last bound (coarse clock) */
 	uint64_t moves_seen;           /* the table's moves generation last looked at */
 	int rb_fd1, rb_to;             /* on demand: a socket (fd + 1) connecting to rb_to */
 	int pool1[FLARE_MAX_REPLICAS]; /* per request: a socket per replica (fd + 1) */

@@ -60,7 +60,7 @@ static struct fconn *fconn_for(int fd, int type, const struct sockaddr *sa, sock
 		fc->fr.proto = rt->svc.protocol == PROTO_AUTO ? PROTO_AUTO : PROTO_OPAQUE;
 	fc->svc.binding = rt->svc.binding;
 	fc->svc.rebind_ms = rt->svc.rebind_interval_ms;
-	fc->rb.bound_ms = flare_monotonic_ms();
+	fc->rb.bound_ms = flare_coarse_ms();
 	fc->svc.ka_idle = rt->svc.keepalive_idle_s;
 	fc->svc.ka_intvl = rt->svc.keepalive_interval_s;
 	fc->svc.ka_cnt = rt->svc.keepalive_count;

@@ -56,7 +56,7 @@ void timeouts_defer(struct fconn *fc)
 {
 	if (!fc->svc.user_timeout_ms && !fc->svc.ka_idle)
 		return;
-	fc->link.timeouts_due_ms = flare_monotonic_ms() + FLARE_TIMEOUTS_DEFER_MS;
+	fc->link.timeouts_due_ms = flare_coarse_ms() + FLARE_TIMEOUTS_DEFER_MS;
 	if (!__atomic_exchange_n(&fc->link.timeouts_owed, 1, __ATOMIC_ACQ_REL))
 		__atomic_add_fetch(&flare_n_timeouts_owed, 1, __ATOMIC_RELEASE);
 }
@@ -90,7 +90,7 @@ void timeouts_settle(struct fconn *fc, int due_only)
 {
 	if (!__atomic_load_n(&fc->link.timeouts_owed, __ATOMIC_RELAXED))
 		return;
-	if (due_only && flare_monotonic_ms() < fc->link.timeouts_due_ms)
+	if (due_only && flare_coarse_ms() < fc->link.timeouts_due_ms)
 		return;
 	settle_locked(fc);
 }

@@ -99,7 +99,7 @@ static void on_demand(struct fconn *fc, int fd)
 		if (fconn_swap(fc, nfd) < 0)
 			return;
 		fc->link.cur = fc->rb.rb_to;
-		fc->rb.bound_ms = flare_monotonic_ms();
+		fc->rb.bound_ms = flare_coarse_ms();
 		__atomic_store_n(&fc->ex.replayed, 0, __ATOMIC_RELAXED);
 		exchange_healed(fc);
 		__atomic_add_fetch(&fc->gen, 1, __ATOMIC_ACQ_REL);
@@ -236,7 +236,7 @@ static void per_request(struct fconn *fc, int fd)
  * published since the last look and the interval over. [claim] */
 static int move_due(struct fconn *fc)
 {
-	return fc->rb.rb_fd1 || (flare_monotonic_ms() - fc->rb.bound_ms >= fc->svc.rebind_ms &&
+	return fc->rb.rb_fd1 || (flare_coarse_ms() - fc->rb.bound_ms >= fc->svc.rebind_ms &&
 				 route_moves_gen() != fc->rb.moves_seen);
 }
 

@@ -230,7 +230,7 @@ uint64_t route_table_gen(void)
 int route_wakes(void)
 {
 	struct table *t = __atomic_load_n(&cur, __ATOMIC_ACQUIRE);
-	return t && flare_tbl_wakes(&t->r, flare_monotonic_ns());
+	return t && flare_tbl_wakes(&t->r, flare_coarse_ns());
 }
 
 uint64_t route_moves_gen(void)
