@@ -12,6 +12,8 @@
 #include <event2/listener.h>
 #include <stdint.h>
 
+#define FLARE_PUSH_DEBOUNCE_MS 100
+
 struct mhost {
 	double util;
 	int alive;
@@ -85,6 +87,11 @@ struct manager {
 	uint64_t last_rank_ns;
 	double last_rank_us;
 	uint64_t rank_count, push_count;
+	/* what may wait is pushed once per FLARE_PUSH_DEBOUNCE_MS: a fleet's
+	 * thousand monitors starting are not a thousand pushes to a thousand
+	 * agents (the debounce Istio's pilot applies to its pushes) */
+	struct event *debounce;
+	int rerank_due;
 
 	struct evconn *conns; /* every connection */
 	int n_agents;
@@ -139,13 +146,21 @@ char *manager_config_text(const struct manager *m, int *changed);
 /* state.c */
 int state_init(struct manager *m);
 void state_free(struct manager *m);
-/* Applies a monitor report; returns 1 when ranking inputs changed enough. */
+/* Applies a monitor report; returns what it changed in the ranking's
+ * inputs: nothing (0), what may wait for the debounce (STATE_CHANGED: a
+ * birth, a load, a utilization), or a death or a move, which is pushed
+ * at once (STATE_CHANGED | STATE_URGENT) */
+#define STATE_CHANGED 1
+#define STATE_URGENT 2
 int state_apply_report(struct manager *m, int host, const struct fw_report *r);
 /* A host's monitor went away or fell silent: the host and its replicas die. */
 void state_host_lost(struct manager *m, int host, const char *why);
 /* Re-ranks and pushes the changes to every agent (force: even when only
  * utilizations moved less than the threshold). */
 void state_rerank(struct manager *m, const char *reason);
+/* A re-rank within FLARE_PUSH_DEBOUNCE_MS, one for every change that
+ * comes meanwhile (at once where there is no event loop: unit tests) */
+void state_rerank_soon(struct manager *m);
 /* Fills d with the published entries the last ranking changed (and
  * updates the published table); returns how many (delta.c). */
 int state_delta(struct manager *m, struct fw_rank *d);

@@ -81,6 +81,8 @@ int manager_reload(struct manager *m, struct flare_config *cfg)
 	n.addr = m->addr;
 	n.id = m->id;
 	n.tick = m->tick;
+	n.debounce = m->debounce; /* the reload's own re-rank covers what waits */
+	n.rerank_due = m->rerank_due;
 	n.conns = m->conns;
 	n.n_agents = m->n_agents;
 	n.warm = m->warm;

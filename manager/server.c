@@ -152,6 +152,15 @@ static void on_hello(struct manager *m, struct evconn *c, const struct fw_hello 
 	}
 }
 
+/* A death goes out at once; what may wait, once per debounce */
+static void on_report(struct manager *m, int host, const struct fw_report *r)
+{
+	int what = state_apply_report(m, host, r);
+	if ((what & STATE_URGENT) | balance_plan(m, flare_monotonic_ns()))
+		state_rerank(m, "report");
+	else if (what)
+		state_rerank_soon(m);
+}
 static void on_msg(struct evconn *c, struct fw_msg *msg)
 {
 	struct manager *m = c->owner;
@@ -176,9 +185,7 @@ static void on_msg(struct evconn *c, struct fw_msg *msg)
 			    c->peer, msg->u.report.host);
 			break;
 		}
-		if (state_apply_report(m, host_of(c), &msg->u.report) |
-		    balance_plan(m, flare_monotonic_ns()))
-			state_rerank(m, "report");
+		on_report(m, host_of(c), &msg->u.report);
 		check_warm(m, flare_monotonic_ns());
 		break;
 	case FW_STATUS_REQ: {
@@ -295,6 +302,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		state_rerank(m, "periodic");
 }
 
+static void on_debounce(evutil_socket_t fd, short what, void *arg)
+{
+	struct manager *m = arg;
+	(void)fd;
+	(void)what;
+	m->rerank_due = 0;
+	state_rerank(m, "report");
+}
+
 int server_start(struct manager *m)
 {
 	if (!m->limits && limits_init(m) < 0)
@@ -303,6 +319,9 @@ int server_start(struct manager *m)
 	if (!m->listener)
 		return -1;
 	m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
+	m->debounce = evtimer_new(m->base, on_debounce, m);
+	if (!m->tick || !m->debounce)
+		return -1;
 	int ms = m->cfg->heartbeat_interval_ms;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	event_add(m->tick, &tv);
@@ -314,6 +333,10 @@ void server_stop(struct manager *m)
 	if (m->tick)
 		event_free(m->tick);
 	m->tick = NULL;
+	if (m->debounce)
+		event_free(m->debounce);
+	m->debounce = NULL;
+	m->rerank_due = 0;
 	if (m->listener)
 		evconnlistener_free(m->listener);
 	m->listener = NULL;

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "table.h"
 
+#include <event2/event.h>
 #include <math.h>
 #include <stdlib.h>
 #include <malloc.h>
@@ -100,7 +101,7 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 	struct mhost *h = &m->hosts[host];
 	const struct flare_config *c = m->cfg;
 	uint64_t now = flare_monotonic_ns();
-	int changed = !h->alive, first_report = h->reports == 0;
+	int changed = !h->alive, urgent = 0, first_report = h->reports == 0;
 	h->alive = 1;
 	h->util = (double)r->util_ppm / FLARE_PPM;
 	h->last_report_ns = now;
@@ -137,6 +138,7 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 				 flare_death_name(rr->reason));
 			balance_liveness(m, idx, p->alive, rr->alive, first_report);
 			changed = 1;
+			urgent |= !rr->alive; /* a death, or a dead one's new reason */
 		}
 		p->alive = rr->alive;
 		p->reason = rr->alive ? FLARE_DEATH_NONE : rr->reason;
@@ -150,7 +152,9 @@ int state_apply_report(struct manager *m, int host, const struct fw_report *r)
 		p->measured = measured;
 		changed |= balance_replica_report(m, idx, r, i, now);
 	}
-	return balance_moves_done(m, now) | changed;
+	if (balance_moves_done(m, now))
+		urgent = 1; /* as before the debounce: moves go out at once */
+	return urgent ? STATE_CHANGED | STATE_URGENT : changed ? STATE_CHANGED : 0;
 }
 
 void state_host_lost(struct manager *m, int host, const char *why)
@@ -189,10 +193,26 @@ static void fill_inputs(struct manager *m)
 						 m->reps[i].alive, state_object_load(m, i)};
 }
 
+void state_rerank_soon(struct manager *m)
+{
+	if (m->rerank_due)
+		return;
+	struct timeval tv = {0, FLARE_PUSH_DEBOUNCE_MS * 1000};
+	if (!m->debounce || event_add(m->debounce, &tv) < 0) {
+		state_rerank(m, "report");
+		return;
+	}
+	m->rerank_due = 1;
+}
+
 void state_rerank(struct manager *m, const char *reason)
 {
 	const struct flare_config *c = m->cfg;
 	uint64_t t0 = flare_monotonic_ns();
+	if (m->rerank_due) { /* this one covers what was waiting */
+		m->rerank_due = 0;
+		event_del(m->debounce);
+	}
 	struct rank_input in = {m->rh, c->n_hosts, m->rs, c->n_services, m->rr, c->n_replicas};
 	fill_inputs(m);
 	rank_all(&in, &m->scratch, m->failover, m->order);

@@ -830,6 +830,8 @@ def big_config(path, mport):
 # 1,000 (the goal) saturates this 2-core machine, 200 already strains it: every
 # daemon wakes ten times a second (docs/EVALUATION.md); FLEET_HOSTS=N tries another
 FLEET_HOSTS = int(os.environ.get("FLEET_HOSTS", "100"))
+FLEET_REPORT_MS = int(os.environ.get("FLEET_REPORT_MS", "100"))
+FLEET_HEARTBEAT_MS = int(os.environ.get("FLEET_HEARTBEAT_MS", "100"))
 
 
 def fleet_config(d, tag, mports):
@@ -847,9 +849,11 @@ def fleet_config(d, tag, mports):
                         % (o, fleet_ip(2, o), ", ".join(reps)))
     path = os.path.join(d, "fleet-%d.conf" % len(mports))
     with open(path, "w") as f:
-        f.write('manager = { addresses = [ %s ]; report_interval_ms = 100;\n'
+        f.write('manager = { addresses = [ %s ]; report_interval_ms = %d;\n'
+                '  heartbeat_interval_ms = %d; heartbeat_timeout_ms = %d;\n'
                 '  max_pending = %d; };\n' % (", ".join('"127.0.0.1:%d"' % p for p in mports),
-                                               4 * FLEET_HOSTS))
+                                               FLEET_REPORT_MS, FLEET_HEARTBEAT_MS,
+                                               5 * FLEET_HEARTBEAT_MS, 4 * FLEET_HOSTS))
         # hung_ms = 0: no sock_diag dump of every connection per pass. On a
         # host it is two dumps a second; here a thousand monitors would each
         # walk this one kernel's whole connection hash (it is global, every
@@ -971,6 +975,8 @@ def fleet(_s):
                 all(sum(1 for h in x["hosts"] if h["alive"]) == FLEET_HOSTS for x in sts)
         wait_for(everyone, 300, step=1.0, what="every monitor and agent connected")
         up_s = time.monotonic() - t_start
+        if os.environ.get("FLEET_TRACE"):
+            print("pushes until all connected: %s" % [deploy.manager_status(c)["manager"].get("pushes") for c in each], flush=True)
         list_path = os.path.join(d, "tables")
         with open(list_path, "w") as f:
             f.write("\n".join(tables) + "\n")
@@ -999,11 +1005,32 @@ def fleet(_s):
                 raise RuntimeError("fleet: %r" % got)
             missed += FLEET_HOSTS - int(got[1])
             lat += [int(v) for v in got[2:]]
+            if os.environ.get("FLEET_TRACE"):
+                v = sorted(int(x) for x in got[2:])
+                print("trial %d: first %d us, median %d, last %d" % (t, v[0], v[len(v)//2], v[-1]), flush=True)
             procs[k].wait(timeout=10)
             procs[k] = victim(k)
         drops = loopback_drops() - drops0
         # at rest: every monitor reporting every 100 ms
         cpu0, t0 = [proc_cpu_s(m.pid) for m in mgrs], time.monotonic()
+        if os.environ.get("FLEET_TRACE"):
+            def by_comm():
+                tot = {}
+                for pid in os.listdir("/proc"):
+                    try:
+                        with open("/proc/%s/stat" % pid) as f:
+                            t = f.read()
+                    except OSError:
+                        continue
+                    comm = t[t.index("(") + 1:t.rindex(")")]
+                    v = t.rsplit(")", 1)[1].split()
+                    tot[comm] = tot.get(comm, 0) + int(v[11]) + int(v[12])
+                return tot
+            a0 = by_comm()
+            time.sleep(5)
+            a1 = by_comm()
+            for k in sorted(a1, key=lambda k: a0.get(k, 0) - a1[k])[:8]:
+                print("rest: %s %.1f%% of a core" % (k, (a1[k] - a0.get(k, 0)) / 5.0 / os.sysconf("SC_CLK_TCK") * 100), flush=True)
         time.sleep(3 if QUICK else 10)
         cpu = [100.0 * (proc_cpu_s(m.pid) - c) / (time.monotonic() - t0)
                for m, c in zip(mgrs, cpu0)]
@@ -1089,6 +1116,24 @@ def monitor_busy_host():
         pid = t.procs["monitor-h0"].pid
         time.sleep(1)
         c0, t0 = proc_cpu_s(pid), time.monotonic()
+        if os.environ.get("FLEET_TRACE"):
+            def by_comm():
+                tot = {}
+                for pid in os.listdir("/proc"):
+                    try:
+                        with open("/proc/%s/stat" % pid) as f:
+                            t = f.read()
+                    except OSError:
+                        continue
+                    comm = t[t.index("(") + 1:t.rindex(")")]
+                    v = t.rsplit(")", 1)[1].split()
+                    tot[comm] = tot.get(comm, 0) + int(v[11]) + int(v[12])
+                return tot
+            a0 = by_comm()
+            time.sleep(5)
+            a1 = by_comm()
+            for k in sorted(a1, key=lambda k: a0.get(k, 0) - a1[k])[:8]:
+                print("rest: %s %.1f%% of a core" % (k, (a1[k] - a0.get(k, 0)) / 5.0 / os.sysconf("SC_CLK_TCK") * 100), flush=True)
         time.sleep(3 if QUICK else 10)
         c1, t1 = proc_cpu_s(pid), time.monotonic()
         row("daemon memory", "monitor CPU, host with %d other connections (100 ms passes)"

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +98,47 @@ static void test_rerank_pushes_new_orders(void **state)
 	assert_int_equal(m->pub_svcs[0].order[0], 0);
 }
 
+/* host h0's report: its utilization, A-1 alive or dead for a reason */
+static int report_h0(struct manager *m, double util, int alive, int reason)
+{
+	struct fw_report_replica rep = {.alive = (uint8_t)alive,
+					.reason = (uint8_t)reason,
+					.registered = 1,
+					.pid = 1,
+					.load_ppm = FW_LOAD_UNKNOWN};
+	snprintf(rep.name, sizeof(rep.name), "A-1");
+	struct fw_report r = {
+	    .seq = 1, .util_ppm = (uint32_t)(util * FLARE_PPM), .n_replicas = 1, .replicas = &rep};
+	snprintf(r.host, sizeof(r.host), "h0");
+	int what = state_apply_report(m, 0, &r);
+	if (what)
+		state_rerank(m, "report"); /* as the manager does, sooner or later */
+	return what;
+}
+
+/* What a report changed decides when it is pushed: a death at once, a
+ * birth or a utilization with the next debounced re-rank */
+static void test_only_a_death_is_urgent(void **state)
+{
+	struct fixture *f = *state;
+	struct manager *m = &f->m;
+	assert_int_equal(report_h0(m, 0.3, 1, FLARE_DEATH_NONE), STATE_CHANGED); /* births */
+	assert_int_equal(report_h0(m, 0.3, 1, FLARE_DEATH_NONE), 0);
+	assert_int_equal(report_h0(m, 0.32, 1, FLARE_DEATH_NONE), 0); /* within the threshold */
+	assert_int_equal(report_h0(m, 0.5, 1, FLARE_DEATH_NONE), STATE_CHANGED);
+	assert_int_equal(report_h0(m, 0.5, 0, FLARE_DEATH_EXITED), STATE_CHANGED | STATE_URGENT);
+	assert_int_equal(report_h0(m, 0.5, 0, FLARE_DEATH_EXITED), 0);
+	assert_int_equal(report_h0(m, 0.5, 0, FLARE_DEATH_HUNG),
+			 STATE_CHANGED | STATE_URGENT);                          /* a new reason */
+	assert_int_equal(report_h0(m, 0.5, 1, FLARE_DEATH_NONE), STATE_CHANGED); /* back */
+	/* without an event loop, a re-rank that may wait is made at once */
+	uint64_t gen = m->gen;
+	m->hosts[1].alive = 1;
+	state_rerank_soon(m);
+	assert_true(m->gen > gen);
+	assert_int_equal(m->rerank_due, 0);
+}
+
 int main(void)
 {
 	conf = conf_text;
@@ -105,6 +147,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hosts_beyond_threshold, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_replica_liveness_needs_its_host, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rerank_pushes_new_orders, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_only_a_death_is_urgent, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
