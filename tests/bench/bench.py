@@ -970,7 +970,10 @@ def fleet(_s):
         def everyone():
             # an agent follows the first manager it gets: count them all;
             # every manager hears every monitor
-            sts = [deploy.manager_status(c) for c in each]
+            try:
+                sts = [deploy.manager_status(c) for c in each]
+            except subprocess.TimeoutExpired:
+                return False  # a manager too busy to answer within 10 s: not yet
             return all(sts) and sum(x["manager"]["agents"] for x in sts) == FLEET_HOSTS and \
                 all(sum(1 for h in x["hosts"] if h["alive"]) == FLEET_HOSTS for x in sts)
         wait_for(everyone, 300, step=1.0, what="every monitor and agent connected")
