@@ -141,6 +141,10 @@ $(BUILD)/tests/progs/authpeer: tests/progs/authpeer.c $(BUILD)/libflare-common.a
 $(BUILD)/tests/progs/proofcase: tests/progs/proofcase.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -luring
+# a blocking TLS reader links OpenSSL (the library never does)
+$(BUILD)/tests/progs/tlsread: tests/progs/tlsread.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lssl -lcrypto
 $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lpthread

@@ -605,6 +605,96 @@ def test_psql_sslmode_require_surfaces():
         tc.pg_stop(s)
 
 
+# ---- a TLS record whose body comes after its header ----
+
+# the replica: each reply one TLS record, its 5-byte header written alone
+# and the rest 150 ms later (SSLObject over memory BIOs: the test decides
+# where TCP's segments end)
+SPLIT_SERVER = r"""
+import socket, ssl, sys, threading, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", int(sys.argv[1])))
+ls.listen(16)
+
+def serve(c):
+    rb, wb = ssl.MemoryBIO(), ssl.MemoryBIO()
+    t = ctx.wrap_bio(rb, wb, server_side=True)
+    def flush(split):
+        out = wb.read()
+        if split and len(out) > 5:
+            c.sendall(out[:5])
+            time.sleep(0.15)
+            out = out[5:]
+        c.sendall(out)
+    def more():
+        d = c.recv(65536)
+        if not d:
+            raise EOFError
+        rb.write(d)
+    try:
+        while True:
+            try:
+                t.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush(False)
+                more()
+        flush(False)
+        line = b""
+        while True:
+            try:
+                line += t.read(65536)
+            except ssl.SSLWantReadError:
+                flush(False)
+                more()
+                continue
+            while b"\n" in line:
+                req, line = line.split(b"\n", 1)
+                t.write(b"x" * int(req.split()[1]) + b"\n")
+                flush(True)
+    except (EOFError, OSError, ssl.SSLError):
+        c.close()
+
+while True:
+    c, _ = ls.accept()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+def test_tls_record_body_after_its_header():
+    """A blocking SSL_read whose record's body arrives 150 ms after its
+    header: the library reads the rest of a record without a wake
+    registration when it is there (MSG_DONTWAIT), and when it is not, the
+    program's read still waits for it, as without flare (never an EAGAIN
+    a blocking socket would not give)."""
+    s = rr_deployment(name="split")
+    start_rr(s, servers=False)
+    ca = make_ca(s.dir)
+    cert, key = make_cert(s.dir, "svc", "svc.test")
+    server = os.path.join(s.dir, "split_server.py")
+    with open(server, "w") as f:
+        f.write(SPLIT_SERVER)
+    for i in range(s.n):
+        s.start("rr%d" % i, [sys.executable, server, str(s.ports[i]), cert, key])
+    wait_for(lambda: all_alive(s), 15, what="split replicas alive")
+    client = [BUILD + "/tests/progs/tlsread", ca, "svc.test"]
+    direct = subprocess.run(client + [str(s.ports[0]), "100", "3000", "7"], capture_output=True,
+                            text=True, timeout=30)
+    senv, stats = client_env(s)
+    r = subprocess.run([BUILD + "/flare-run", "--shm", s.shm, "--"] + client +
+                       [str(s.svc), "100", "3000", "7"], capture_output=True, text=True,
+                       timeout=30, env=dict(os.environ, **senv))
+    st = library_stats(stats)
+    want = "101 True True\n3001 True True\n8 True True\n"
+    check(direct.stdout == want, "without flare: %r %s" % (direct.stdout, direct.stderr[-500:]))
+    check(r.returncode == 0 and r.stdout == want,
+          "under flare, as without: rc %d %r %s" % (r.returncode, r.stdout, r.stderr[-800:]))
+    check(st["tls_linked"] == 1, "the session was linked (the path under test): %r" % dict(st))
+
+
 if __name__ == "__main__":
     import test_clients
     test_clients.become_subreaper()  # PostgreSQL's orphans are reaped here
@@ -614,4 +704,4 @@ if __name__ == "__main__":
          test_redis_cli_tls_session_replayed,
          test_redis_cli_tls_hung_replica, test_redis_cli_tls_next_replicas_hung,
          test_python_ssl_nonblocking_asyncio, test_other_tls_libraries_keep_the_socket_rules,
-         test_psql_sslmode_require_surfaces])
+         test_psql_sslmode_require_surfaces, test_tls_record_body_after_its_header])

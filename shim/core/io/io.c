@@ -197,14 +197,24 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		 * program's only when the kernel says now that the descriptor is
 		 * non-blocking. */
 		uint64_t *woken_by_agent;
-		if (watched && !slices && (woken_by_agent = wake_register(fc)) != NULL) {
+		int rest_of_record =
+		    watched && !slices && flare_tls_call.got && !(flags & MSG_WAITALL);
+		if (rest_of_record) {
+			/* the rest of a TLS record whose head this SSL call read: as
+			 * a rule it came with it, and the one call takes it without a
+			 * wake registration; else the registered read below waits */
+			n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
+				    flags | MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				n = -2;
+		}
+		if (n == -2 && watched && !slices && (woken_by_agent = wake_register(fc)) != NULL) {
 			n = do_read(op, fd, buf, len, msg, flags);
 			int e = errno;
 			wake_unregister(woken_by_agent);
 			errno = e;
-		} else if (watched && !slices &&
-			   (!__atomic_load_n(&fc->link.rd_waits, __ATOMIC_RELAXED) ||
-			    flare_tls_call.got) &&
+		} else if (n == -2 && watched && !slices && !rest_of_record &&
+			   !__atomic_load_n(&fc->link.rd_waits, __ATOMIC_RELAXED) &&
 			   !(flags & MSG_WAITALL)) {
 			n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
 				    flags | MSG_DONTWAIT);
