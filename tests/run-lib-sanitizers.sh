@@ -19,7 +19,7 @@ failclosed="test_forking_server_slow_reply_is_a_reply,test_stdio_client_slow_rep
 sessions="test_pymysql_reconnect,test_ssh_listener_killed"
 # TLS sessions healed inside OpenSSL: blocking, hung, non-blocking (psql,
 # like curl, hangs with a sanitizer runtime preloaded, with or without flare)
-tls="test_s_client_goes_on_after_a_heal,test_redis_cli_tls_session_replayed,test_redis_cli_tls_hung_replica,test_python_ssl_nonblocking_asyncio"
+tls="test_s_client_goes_on_after_a_heal,test_redis_cli_tls_session_replayed,test_redis_cli_tls_hung_replica,test_python_ssl_nonblocking_asyncio,test_tls_record_body_after_its_header"
 # acting on proof: identity, kernel counts, events, arguments, vfork, a
 # private OpenSSL; and the transparency fuzzer's fixed seeds (it runs them all)
 proof="test_closefrom_then_accept_on_the_number,test_sendto_with_address_is_a_write,test_zerocopy_notification_is_no_failure,test_raw_send_then_death_surfaces_at_once,test_raw_recv_then_death_replays_nothing,test_arguments_the_kernel_rejects,test_vfork_child_close_leaves_the_parent_alone,test_connect_takes_o_nonblock_as_the_kernel_has_it,test_private_openssl_is_left_alone"
