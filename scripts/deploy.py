@@ -410,6 +410,16 @@ def library_stats(path):
     return total
 
 
+def strace_counts(path):
+    """{syscall: calls} from an strace -c summary"""
+    counts = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
+            counts[f[-1]] = int(f[3])
+    return counts
+
+
 def connected(pid):
     """Does process pid hold an established TCP connection (IPv4)? For a
     test that must act once a client it started is connected."""

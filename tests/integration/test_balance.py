@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, check, client_env, library_stats, rr_deployment, run,
-                     start_rr, wait_for)
+from harness import (BUILD, all_alive, check, client_env, library_stats, rr_deployment,
+                     rr_server, run, start_rr, strace_counts, wait_for)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "scripts"))
@@ -110,6 +110,39 @@ def test_per_request_rr_client():
     check(len(by) == 3 and all(900 <= v <= 1100 for v in by.values()),
           "round-robin per request: %r" % by)
     check(st["managed"] == 1 and st["switches"] >= 2900, "one connection, switched: %r" % st)
+
+
+def test_per_request_switches_carry_the_proof():
+    """Per-request round-robin over three replicas, one of which dies
+    (SIGKILL) on its 301st request, with the request outstanding: it is
+    replayed elsewhere and nothing fails, so the proof each switch took
+    back for the socket it put on the program's descriptor (its identity,
+    the offsets of its kernel byte counts, held since the socket was left)
+    agreed with the kernel. A switch costs a dup3 and a FIONREAD: the
+    proof's own system calls (SO_COOKIE, TCP_INFO, SIOCOUTQ, FIONREAD) are
+    asked once per pool socket, not per switch (strace -c)."""
+    s = rr_deployment(n=3, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;',
+                      name="carry")
+    start_rr(s, servers=False)
+    for i in range(s.n):
+        rr_server(s, i, ["--crash-after", "300"] if i == 1 else [])
+    wait_for(lambda: all_alive(s), 10, what="every replica alive")
+    trace = os.path.join(s.dir, "strace.carry")
+    senv, stats = client_env(s)
+    n = 3000
+    r = subprocess.run(["strace", "-f", "-c", "-o", trace, BUILD + "/flare-run", "--shm", s.shm,
+                        "--", BUILD + "/rr-client", "-c", "127.0.0.1:%d" % s.svc, "-n", str(n)],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, **senv))
+    st = library_stats(stats)
+    calls = strace_counts(trace)
+    check(r.returncode == 0 and "errors=0" in r.stdout and "requests=%d" % n in r.stdout,
+          "per-request client through the crash: %s %s" % (r.stdout, r.stderr[-600:]))
+    check(st["replays"] >= 1 and st["switches"] >= n // 2,
+          "the crash's request replayed, the connection switched: %r" % dict(st))
+    check(calls.get("dup3", 0) >= st["switches"] and
+          calls.get("getsockopt", 0) < 300 and calls.get("ioctl", 0) < st["switches"] + 100,
+          "a switch: a dup3 and a FIONREAD, no proof asked again (%d switches): %r"
+          % (st["switches"], calls))
 
 
 # A pipelining Redis client that checks every reply: batches of GETs (some
@@ -290,6 +323,7 @@ def test_failover_while_rebinding():
 if __name__ == "__main__":
     run([test_tao_round_robin_per_session, test_tao_least_loaded_on_demand,
          test_herding_least_loaded_vs_headroom, test_connect_policies,
-         test_per_request_rr_client, test_per_request_redis_pipelined,
+         test_per_request_rr_client, test_per_request_switches_carry_the_proof,
+         test_per_request_redis_pipelined,
          test_per_request_redis_session_pinned, test_per_request_ab_epoll,
          test_per_request_node_and_curl, test_failover_while_rebinding])

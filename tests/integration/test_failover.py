@@ -11,7 +11,7 @@ import time
 
 from harness import (BUILD, REGISTER_PY, all_alive, all_registered, busiest_replica, check, client_env,
                      connected, library_stats, rr_client, rr_deployment, rr_server, run, serving_replica,
-                     spawn, start_rr, wait_for)
+                     spawn, start_rr, strace_counts, wait_for)
 
 
 def parse(out):
@@ -803,16 +803,6 @@ def test_reactive_failover_asks_the_manager():
             check(st["queries_answered"] >= 1 and st["queries_failed"] == 0,
                   "asked the manager: %r %r" % (st, err[-800:]))
         restart(s, victim)
-
-
-def strace_counts(path):
-    """{syscall: calls} from an strace -c summary"""
-    counts = {}
-    for line in open(path):
-        f = line.split()
-        if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
-            counts[f[-1]] = int(f[3])
-    return counts
 
 
 def woken_client(s, requests):

@@ -82,6 +82,22 @@ void proof_mark_fresh(struct fconn *fc, int fd)
 	fc->pf.counts_ok = 1;
 }
 
+void proof_hold(const struct fconn *fc, struct proof_held *h)
+{
+	h->cookie = __atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE);
+	h->wr = fc->pf.off_wr + seen_wr(fc);
+	h->rd = fc->pf.off_rd + seen_rd(fc);
+	h->counts_ok = fc->pf.counts_ok;
+}
+
+void proof_resume(struct fconn *fc, const struct proof_held *h)
+{
+	__atomic_store_n(&fc->pf.cookie, h->cookie, __ATOMIC_RELEASE);
+	fc->pf.off_wr = h->wr - seen_wr(fc);
+	fc->pf.off_rd = h->rd - seen_rd(fc);
+	fc->pf.counts_ok = h->counts_ok;
+}
+
 int proof_identity(struct fconn *fc, int fd)
 {
 	uint64_t want = __atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE);

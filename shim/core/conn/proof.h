@@ -38,6 +38,22 @@ uint64_t proof_cookie(int fd);
 void proof_mark(struct fconn *fc, int fd);
 /* The same for the program's own socket, just connected. */
 void proof_mark_fresh(struct fconn *fc, int fd);
+/* A socket set aside while it is not the connection's (per-request
+ * balancing's pool, rebind.c): its identity and what its kernel counts
+ * must read when it is the connection's again. */
+struct proof_held {
+	uint64_t cookie, wr, rd;
+	int counts_ok;
+};
+/* fc's socket is being set aside: what proves it, from the record, no
+ * system call. [claim] */
+void proof_hold(const struct fconn *fc, struct proof_held *h);
+/* A held socket is fc's again: its proof taken back without asking the
+ * kernel. Nothing moves a held socket's bytes but what the proof exists to
+ * catch (a raw call on a number the library owns), and the expectation,
+ * unlike a fresh mark, does not take such bytes in: the next proof_bytes
+ * names them. [claim] */
+void proof_resume(struct fconn *fc, const struct proof_held *h);
 /* Is fd still fc's socket? A number that became another descriptor is
  * forgotten (fdtab_detach) and 0 returned. */
 int proof_identity(struct fconn *fc, int fd);

@@ -156,13 +156,26 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 		fc->rb.pool_fl_ok |= 1u << t;
 	}
 	ep_detach(&regs);
-	int rc = fc->own.n_fds ? 0 : -1;
+	int rc = fc->own.n_fds ? 0 : -1, from = fc->link.cur;
+	struct proof_held left;
+	proof_hold(fc, &left);
 	for (int i = 0; i < fc->own.n_fds && rc == 0; i++)
 		if (fdtab_get(fc->own.fds[i]) == fc &&
 		    real.dup3(p, fc->own.fds[i], fc->rb.prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
 			rc = -1;
-	if (rc == 0) /* the pool socket's identity and counts are the connection's now */
-		proof_mark(fc, fc->own.fds[0]);
+	if (rc == 0) {
+		/* the pool socket's identity and counts are the connection's
+		 * now: held since it was left, asked of the kernel the first
+		 * time (two system calls a switch saved: strace) */
+		if (fc->held && (fc->rb.pool_held >> t & 1u))
+			proof_resume(fc, &fc->held[t]);
+		else
+			proof_mark(fc, fc->own.fds[0]);
+		if (fc->held) {
+			fc->held[from] = left;
+			fc->rb.pool_held |= 1u << from;
+		}
+	}
 	flare_unlock(&fc->lock);
 	ep_attach(&regs);
 	return rc;
@@ -195,6 +208,8 @@ static void per_request(struct fconn *fc, int fd)
 		 * replica that failed may have others' sockets dead too, so the
 		 * pool starts afresh): keep it */
 		rebind_release_sockets(fc);
+		if (!fc->held) /* none: every switch asks the kernel */
+			fc->held = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->held));
 		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		fc->rb.pool1[fc->link.cur] = keep >= 0 ? keep + 1 : 0;
 		fc->rb.pool_ready |= 1u << fc->link.cur;
@@ -209,6 +224,7 @@ static void per_request(struct fconn *fc, int fd)
 		int nfd = dial_start(fc, fd, rt, t, &err);
 		fc->rb.pool1[t] = nfd >= 0 ? nfd + 1 : 0;
 		fc->rb.pool_ready &= ~(1u << t);
+		fc->rb.pool_held &= ~(1u << t);
 		fc->rb.pool_fl_ok &= ~(1u << t);
 		return;
 	}
@@ -217,6 +233,7 @@ static void per_request(struct fconn *fc, int fd)
 		if (st < 0) {
 			real.close(p);
 			fc->rb.pool1[t] = 0;
+			fc->rb.pool_held &= ~(1u << t);
 		}
 		if (st <= 0)
 			return;
@@ -275,5 +292,5 @@ void rebind_release_sockets(struct fconn *fc)
 			real.close(fc->rb.pool1[i] - 1);
 		fc->rb.pool1[i] = 0;
 	}
-	fc->rb.pool_ready = fc->rb.pool_fl_ok = 0;
+	fc->rb.pool_ready = fc->rb.pool_fl_ok = fc->rb.pool_held = 0;
 }
