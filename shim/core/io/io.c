@@ -212,6 +212,11 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			n = do_read(op, fd, buf, len, msg, flags);
 			int e = errno;
 			wake_unregister(woken_by_agent);
+			/* EAGAIN: non-blocking (or a receive timeout). The kernel's
+			 * word on which, asked once, spares the later reads of a
+			 * non-blocking socket their registration */
+			if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK) && !nb_cached(fc))
+				fd_nonblocking(fc, fd);
 			errno = e;
 		} else if (n == -2 && watched && !slices && !rest_of_record &&
 			   !__atomic_load_n(&fc->link.rd_waits, __ATOMIC_RELAXED) &&
