@@ -118,8 +118,9 @@ def test_per_request_switches_carry_the_proof():
     replayed elsewhere and nothing fails, so the proof each switch took
     back for the socket it put on the program's descriptor (its identity,
     the offsets of its kernel byte counts, held since the socket was left)
-    agreed with the kernel. A switch costs a dup3 and a FIONREAD: the
-    proof's own system calls (SO_COOKIE, TCP_INFO, SIOCOUTQ, FIONREAD) are
+    agreed with the kernel. A switch costs the number's cookie (identity,
+    proved before the act), a FIONREAD and a dup3: the counts' system
+    calls (TCP_INFO, SIOCOUTQ, FIONREAD) and the taken socket's cookie are
     asked once per pool socket, not per switch (strace -c)."""
     s = rr_deployment(n=3, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;',
                       name="carry")
@@ -140,9 +141,61 @@ def test_per_request_switches_carry_the_proof():
     check(st["replays"] >= 1 and st["switches"] >= n // 2,
           "the crash's request replayed, the connection switched: %r" % dict(st))
     check(calls.get("dup3", 0) >= st["switches"] and
-          calls.get("getsockopt", 0) < 300 and calls.get("ioctl", 0) < st["switches"] + 100,
-          "a switch: a dup3 and a FIONREAD, no proof asked again (%d switches): %r"
-          % (st["switches"], calls))
+          calls.get("getsockopt", 0) < st["switches"] + 300 and
+          calls.get("ioctl", 0) < st["switches"] + 100,
+          "a switch: its number's cookie, a FIONREAD and a dup3; the counts not asked "
+          "again (%d switches): %r" % (st["switches"], calls))
+
+
+# A client that closes its connection where no hook sees it (a raw
+# close(2)), opens a file on the same number and writes to it
+RAW_CLOSE_THEN_FILE = r"""
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+port, path = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port))
+fd = s.fileno()
+for i in range(20):
+    s.sendall(b"x" * 64)
+    got = b""
+    while len(got) < 64:
+        more = s.recv(64 - len(got))
+        if not more:
+            sys.exit("EOF")
+        got += more
+libc.syscall(3, fd)  # SYS_close
+f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+print("same number:", f == fd, "write:", os.write(f, b"to the file\n"))
+os.close(f)
+print("file:", open(path, "rb").read())
+"""
+
+
+def test_per_request_switch_proves_the_number_first():
+    """A per-request connection whose number the program closed with a raw
+    system call and reused for a file: the write to the file goes to the
+    file. The switch replaces what the number names (dup3), so it first
+    proves the number is still the connection's socket (its cookie); the
+    old switch put a replica's socket on the file's number and the file
+    stayed empty."""
+    s = rr_deployment(n=2, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;',
+                      name="rawclose")
+    start_rr(s)
+    script = os.path.join(s.dir, "rawclose.py")
+    with open(script, "w") as f:
+        f.write(RAW_CLOSE_THEN_FILE)
+    out = {}
+    for k, pre, port in (("direct", [], s.ports[0]),
+                         ("flare", [BUILD + "/flare-run", "--shm", s.shm, "--"], s.svc)):
+        senv, stats = client_env(s)
+        r = subprocess.run(pre + [sys.executable, script, str(port), os.path.join(s.dir, k)],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, **senv))
+        out[k] = (r.returncode, r.stdout, library_stats(stats))
+    want = "same number: True write: 12\nfile: b'to the file\\n'\n"
+    check(out["direct"][:2] == (0, want), "without flare: %r" % (out["direct"][:2],))
+    check(out["flare"][:2] == (0, want), "under flare, as without: %r" % (out["flare"][:2],))
+    check(out["flare"][2]["switches"] >= 10, "the connection switched: %r" % dict(out["flare"][2]))
 
 
 # A pipelining Redis client that checks every reply: batches of GETs (some
@@ -324,6 +377,7 @@ if __name__ == "__main__":
     run([test_tao_round_robin_per_session, test_tao_least_loaded_on_demand,
          test_herding_least_loaded_vs_headroom, test_connect_policies,
          test_per_request_rr_client, test_per_request_switches_carry_the_proof,
+         test_per_request_switch_proves_the_number_first,
          test_per_request_redis_pipelined,
          test_per_request_redis_session_pinned, test_per_request_ab_epoll,
          test_per_request_node_and_curl, test_failover_while_rebinding])

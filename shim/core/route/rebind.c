@@ -96,6 +96,10 @@ static void on_demand(struct fconn *fc, int fd)
 			return;
 		}
 		const char *from = rt.reps[fc->link.cur].name;
+		if (!proof_identity_all(fc)) {
+			real.close(nfd); /* the program's numbers are not this socket's */
+			return;
+		}
 		if (fconn_swap(fc, nfd) < 0)
 			return;
 		fc->link.cur = fc->rb.rb_to;
@@ -241,6 +245,11 @@ static void per_request(struct fconn *fc, int fd)
 	}
 	if (!fconn_framed(fc) && unread(fd))
 		return; /* the reply did not end where the program stopped reading */
+	/* the act replaces what the program's numbers name: proved first that
+	 * they still name this connection's socket (a close no hook saw, a raw
+	 * system call's, and an open() on the number would lose the file) */
+	if (!proof_identity_all(fc))
+		return;
 	if (switch_to(fc, fd, p, t) < 0)
 		return;
 	fc->link.cur = t;
