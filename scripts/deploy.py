@@ -420,9 +420,11 @@ def strace_counts(path):
     return counts
 
 
-def connected(pid):
+def connected(pid, state="01"):
     """Does process pid hold an established TCP connection (IPv4)? For a
-    test that must act once a client it started is connected."""
+    test that must act once a client it started is connected. state: the
+    kernel's hex TCP state to look for instead ("08": CLOSE_WAIT, the
+    peer's FIN received)."""
     try:
         inodes = set()
         for fd in os.listdir("/proc/%d/fd" % pid):
@@ -430,7 +432,7 @@ def connected(pid):
             if link.startswith("socket:["):
                 inodes.add(link[8:-1])
         with open("/proc/%d/net/tcp" % pid) as f:
-            return any(ln.split()[3] == "01" and ln.split()[9] in inodes
+            return any(ln.split()[3] == state and ln.split()[9] in inodes
                        for ln in list(f)[1:])
     except OSError:
         return False

@@ -5,13 +5,14 @@ nothing moved while a request is outstanding, and failover while it all
 happens."""
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 
-from harness import (BUILD, all_alive, check, client_env, library_stats, rr_deployment,
-                     rr_server, run, start_rr, strace_counts, wait_for)
+from harness import (BUILD, all_alive, check, client_env, connected, library_stats,
+                     rr_deployment, rr_server, run, start_rr, strace_counts, wait_for)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "scripts"))
@@ -198,6 +199,105 @@ def test_per_request_switch_proves_the_number_first():
     check(out["flare"][2]["switches"] >= 10, "the connection switched: %r" % dict(out["flare"][2]))
 
 
+# A line server that closes its idle connections on SIGUSR1, as a server
+# does at a graceful restart or a keep-alive timeout: "L" -> "L NAME"
+IDLE_CLOSING_SERVER = r"""
+import select, signal, socket, sys, threading
+port, name = int(sys.argv[1]), sys.argv[2].encode()
+closing = threading.Event()
+signal.signal(signal.SIGUSR1, lambda *a: closing.set())
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", port))
+ls.listen(16)
+def serve(c, gen):
+    buf = b""
+    while True:
+        if closing.is_set() and gen < closing_gen[0] and not buf:
+            c.close()
+            return
+        if not select.select([c], [], [], 0.02)[0]:
+            continue
+        data = c.recv(65536)
+        if not data:
+            c.close()
+            return
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            c.sendall(line + b" " + name + b"\n")
+closing_gen = [1]
+def closer():
+    while True:
+        closing.wait()
+        closing_gen[0] += 1
+        threading.Event().wait(0.5)
+        closing.clear()
+threading.Thread(target=closer, daemon=True).start()
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c, closing_gen[0]), daemon=True).start()
+"""
+
+LINE_CLIENT = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+f = s.makefile("rb")
+reply = b""
+for i in range(40):
+    if i == 20:
+        print("READY", reply.split()[-1].decode(), flush=True)
+        sys.stdin.readline()
+    s.sendall(b"REQ %d\n" % i)
+    reply = f.readline()
+    if not reply.startswith(b"REQ %d " % i):
+        sys.exit("request %d: %r" % (i, reply))
+print("ok", flush=True)
+"""
+
+
+def test_per_request_pool_closed_by_its_replica():
+    """Per-request round-robin over two replicas; one of them closes its
+    idle connections (a graceful restart) while the program's socket is on
+    the other: of the client's, only the socket the library keeps for it in
+    its pool, where the program cannot look. The
+    next switch to that replica sees the FIN first (a pooled socket idle
+    10 ms or more is polled before it is taken): the request stays where
+    it is, the socket is dialed again, nothing is healed or replayed. The
+    old switch took the closed socket, and the request was replayed (or,
+    for one that cannot be, failed)."""
+    s = rr_deployment(n=2, service_extra='balance = "round-robin"; binding = "request"; '
+                      'slow_start_ms = 0; replay = "request-reply";', name="idleclose")
+    start_rr(s, servers=False)
+    server = os.path.join(s.dir, "idle_server.py")
+    client = os.path.join(s.dir, "line_client.py")
+    with open(server, "w") as f:
+        f.write(IDLE_CLOSING_SERVER)
+    with open(client, "w") as f:
+        f.write(LINE_CLIENT)
+    procs = [s.start("ls%d" % i, [sys.executable, server, str(s.ports[i]), "A-%d" % (i + 1)])
+             for i in range(s.n)]
+    wait_for(lambda: all_alive(s), 15, what="line replicas alive")
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, client,
+                          str(s.svc)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, **senv))
+    ready = p.stdout.readline().split()
+    check(len(ready) == 2 and ready[0] == "READY", "the client's first 20 requests: %r" % ready)
+    # the replica the program's socket is not on closes its idle connections:
+    # of this client's, only the one in the pool
+    other = 1 if ready[1] == "A-1" else 0
+    os.kill(procs[other].pid, signal.SIGUSR1)
+    wait_for(lambda: connected(p.pid, "08"), 10, what="the pooled socket's FIN received")
+    time.sleep(0.02)  # idle past 10 ms
+    out, err = p.communicate("go\n", timeout=60)
+    st = library_stats(stats)
+    check(p.returncode == 0 and out.strip() == "ok", "client: rc %d %r %s" % (
+        p.returncode, out, err[-800:]))
+    check(st["switches"] >= 30 and st["failovers"] == 0 and st["replays"] == 0,
+          "switched, never healed nor replayed: %r" % dict(st))
+
+
 # A pipelining Redis client that checks every reply: batches of GETs (some
 # written in two pieces), each reply must be the value of its own key.
 REDIS_PIPELINE = r"""
@@ -378,6 +478,7 @@ if __name__ == "__main__":
          test_herding_least_loaded_vs_headroom, test_connect_policies,
          test_per_request_rr_client, test_per_request_switches_carry_the_proof,
          test_per_request_switch_proves_the_number_first,
+         test_per_request_pool_closed_by_its_replica,
          test_per_request_redis_pipelined,
          test_per_request_redis_session_pinned, test_per_request_ab_epoll,
          test_per_request_node_and_curl, test_failover_while_rebinding])

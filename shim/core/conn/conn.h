@@ -333,7 +333,7 @@ struct fc_rebind {
 	int pool1[FLARE_MAX_REPLICAS]; /* per request: a socket per replica (fd + 1) */
 	uint32_t pool_ready;           /* pool sockets (bits) known to be connected */
 	uint32_t pool_gen;             /* fc->gen when pool1[cur] was the program's socket */
-	uint32_t pool_held;            /* pool sockets (bits) whose proof fc->held keeps */
+	uint32_t pool_held;            /* pool sockets (bits) fc->pooled has a record of */
 	uint32_t turn;                 /* per request: this connection's round-robin turn */
 	uint64_t route_gen;            /* the table generation fc->route was read at */
 	int route_ok;                  /* fc->route holds this connection's service */
@@ -355,7 +355,7 @@ struct fc_proof {
 	int counts_ok;
 };
 
-struct proof_held;
+struct rb_pooled;
 
 struct fconn {
 	/* kept across recycling */
@@ -366,8 +366,8 @@ struct fconn {
 	uint8_t *sess;                      /* [lock] the session log, FLARE_SESSION_LOG bytes */
 	struct fconn *next_free, *all_next; /* under tab_lock (fdtab.c) */
 	struct flare_route *route;          /* [claim] per request: the route, cached (rebind.c) */
-	struct proof_held *held;            /* [claim] per request: the pool sockets' proof, one per
-					     * replica (rebind.c) */
+	struct rb_pooled *pooled; /* [claim] per request: what was true of each pool socket
+				   * when it was left, one per replica (rebind.c) */
 
 	/* reset for every connection, from link on. What every request reads
 	 * comes first, in as few cache lines as it fits (the program's server

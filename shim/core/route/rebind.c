@@ -47,6 +47,27 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+/* Per request: a pool socket as it was left (the program's numbers named
+ * it until then) */
+struct rb_pooled {
+	struct proof_held proof;
+	uint64_t left_ms; /* coarse clock */
+};
+
+/* A pool socket idle this long is asked whether its replica closed it (or
+ * wrote to it) before it is taken: within a burst of requests it is not */
+#define POOL_IDLE_MS 10
+
+/* Nothing to read, no hang-up, no error: what the program's socket showed
+ * when the library left it. A replica closing idle connections (a graceful
+ * restart, a keep-alive timeout) leaves its FIN here, where the program
+ * cannot look. */
+static int pool_clean(int p)
+{
+	struct pollfd x = {.fd = p, .events = POLLIN | POLLRDHUP};
+	return real.poll && real.poll(&x, 1, 0) == 0;
+}
+
 static int unread(int fd)
 {
 	int avail = 0;
@@ -161,8 +182,8 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 	}
 	ep_detach(&regs);
 	int rc = fc->own.n_fds ? 0 : -1, from = fc->link.cur;
-	struct proof_held left;
-	proof_hold(fc, &left);
+	struct rb_pooled left = {.left_ms = flare_coarse_ms()};
+	proof_hold(fc, &left.proof);
 	for (int i = 0; i < fc->own.n_fds && rc == 0; i++)
 		if (fdtab_get(fc->own.fds[i]) == fc &&
 		    real.dup3(p, fc->own.fds[i], fc->rb.prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
@@ -171,12 +192,12 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 		/* the pool socket's identity and counts are the connection's
 		 * now: held since it was left, asked of the kernel the first
 		 * time (two system calls a switch saved: strace) */
-		if (fc->held && (fc->rb.pool_held >> t & 1u))
-			proof_resume(fc, &fc->held[t]);
+		if (fc->pooled && (fc->rb.pool_held >> t & 1u))
+			proof_resume(fc, &fc->pooled[t].proof);
 		else
 			proof_mark(fc, fc->own.fds[0]);
-		if (fc->held) {
-			fc->held[from] = left;
+		if (fc->pooled) {
+			fc->pooled[from] = left;
 			fc->rb.pool_held |= 1u << from;
 		}
 	}
@@ -212,8 +233,8 @@ static void per_request(struct fconn *fc, int fd)
 		 * replica that failed may have others' sockets dead too, so the
 		 * pool starts afresh): keep it */
 		rebind_release_sockets(fc);
-		if (!fc->held) /* none: every switch asks the kernel */
-			fc->held = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->held));
+		if (!fc->pooled) /* none: every switch asks the kernel */
+			fc->pooled = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->pooled));
 		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		fc->rb.pool1[fc->link.cur] = keep >= 0 ? keep + 1 : 0;
 		fc->rb.pool_ready |= 1u << fc->link.cur;
@@ -245,6 +266,17 @@ static void per_request(struct fconn *fc, int fd)
 	}
 	if (!fconn_framed(fc) && unread(fd))
 		return; /* the reply did not end where the program stopped reading */
+	if ((!fc->pooled || !(fc->rb.pool_held >> t & 1u) ||
+	     flare_coarse_ms() - fc->pooled[t].left_ms >= POOL_IDLE_MS) &&
+	    !pool_clean(p)) {
+		/* closed (or written to) by its replica while pooled: dropped,
+		 * dialed again for a later request; this one stays */
+		real.close(p);
+		fc->rb.pool1[t] = 0;
+		fc->rb.pool_ready &= ~(1u << t);
+		fc->rb.pool_held &= ~(1u << t);
+		return;
+	}
 	/* the act replaces what the program's numbers name: proved first that
 	 * they still name this connection's socket (a close no hook saw, a raw
 	 * system call's, and an open() on the number would lose the file) */
