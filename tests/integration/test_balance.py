@@ -298,6 +298,72 @@ def test_per_request_pool_closed_by_its_replica():
           "switched, never healed nor replayed: %r" % dict(st))
 
 
+# A client that closes every socket but its own (a close-all loop, a double
+# close), opens a file on a freed number, goes on with its requests, then
+# writes to the file
+CLOSE_ALL_THEN_FILE = r"""
+import os, socket, stat, sys, time
+port, path = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port))
+mine = s.fileno()
+def requests(n):
+    for i in range(n):
+        s.sendall(b"x" * 64)
+        got = b""
+        while len(got) < 64:
+            more = s.recv(64 - len(got))
+            if not more:
+                sys.exit("EOF")
+            got += more
+requests(20)
+closed = 0
+for name in os.listdir("/proc/self/fd"):
+    fd = int(name)
+    try:
+        if fd > 2 and fd != mine and stat.S_ISSOCK(os.fstat(fd).st_mode):
+            os.close(fd)
+            closed += 1
+    except OSError:
+        pass
+f = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+time.sleep(0.05)
+requests(20)
+print("write:", os.write(f, b"kept\n"))
+os.close(f)
+print("file:", open(path).read().strip())
+sys.stderr.write("closed %d\n" % closed)
+"""
+
+
+def test_per_request_pool_numbers_closed_by_the_program():
+    """A per-request client closes every socket but its own (the library's
+    pool among them) and opens a file on a freed number: its requests go
+    on and its file stays its own. The library closes a pool number only
+    while the kernel says it is still the pool's socket (its cookie), and
+    forgets a slot whose number it was given again; the old code closed
+    the program's file when the pool check dropped that slot."""
+    s = rr_deployment(n=2, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;',
+                      name="closeall")
+    start_rr(s)
+    script = os.path.join(s.dir, "closeall.py")
+    with open(script, "w") as f:
+        f.write(CLOSE_ALL_THEN_FILE)
+    out = {}
+    for k, pre, port in (("direct", [], s.ports[0]),
+                         ("flare", [BUILD + "/flare-run", "--shm", s.shm, "--"], s.svc)):
+        senv, stats = client_env(s)
+        r = subprocess.run(pre + [sys.executable, script, str(port), os.path.join(s.dir, k)],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, **senv))
+        out[k] = (r.returncode, r.stdout, r.stderr, library_stats(stats))
+    want = "write: 5\nfile: kept\n"
+    check(out["direct"][:2] == (0, want), "without flare: %r" % (out["direct"][:3],))
+    check(out["flare"][:2] == (0, want), "under flare, as without: %r" % (out["flare"][:3],))
+    check("closed 0" not in out["flare"][2] and out["flare"][3]["switches"] >= 20,
+          "the library's pool was closed, and the connection switched on: %r %r"
+          % (out["flare"][2][-300:], dict(out["flare"][3])))
+
+
 # A pipelining Redis client that checks every reply: batches of GETs (some
 # written in two pieces), each reply must be the value of its own key.
 REDIS_PIPELINE = r"""
@@ -479,6 +545,7 @@ if __name__ == "__main__":
          test_per_request_rr_client, test_per_request_switches_carry_the_proof,
          test_per_request_switch_proves_the_number_first,
          test_per_request_pool_closed_by_its_replica,
+         test_per_request_pool_numbers_closed_by_the_program,
          test_per_request_redis_pipelined,
          test_per_request_redis_session_pinned, test_per_request_ab_epoll,
          test_per_request_node_and_curl, test_failover_while_rebinding])

@@ -52,6 +52,7 @@
 struct rb_pooled {
 	struct proof_held proof;
 	uint64_t left_ms; /* coarse clock */
+	uint64_t cookie;  /* the pool socket's own, from when it entered the pool */
 };
 
 /* A pool socket idle this long is asked whether its replica closed it (or
@@ -66,6 +67,21 @@ static int pool_clean(int p)
 {
 	struct pollfd x = {.fd = p, .events = POLLIN | POLLRDHUP};
 	return real.poll && real.poll(&x, 1, 0) == 0;
+}
+
+/* Pool socket t leaves the pool. Its number is closed only while the
+ * kernel says it is still that socket: a program that closed the library's
+ * number (a close-all loop, a double close) and opened a file on it owns
+ * the number now, and the socket went with its close. */
+static void pool_drop(struct fconn *fc, int t)
+{
+	int p = fc->rb.pool1[t] - 1;
+	if (p >= 0 && (!fc->pooled || proof_cookie(p) == fc->pooled[t].cookie))
+		real.close(p);
+	fc->rb.pool1[t] = 0;
+	fc->rb.pool_ready &= ~(1u << t);
+	fc->rb.pool_held &= ~(1u << t);
+	fc->rb.pool_fl_ok &= ~(1u << t);
 }
 
 static int unread(int fd)
@@ -184,6 +200,7 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 	int rc = fc->own.n_fds ? 0 : -1, from = fc->link.cur;
 	struct rb_pooled left = {.left_ms = flare_coarse_ms()};
 	proof_hold(fc, &left.proof);
+	left.cookie = left.proof.cookie;
 	for (int i = 0; i < fc->own.n_fds && rc == 0; i++)
 		if (fdtab_get(fc->own.fds[i]) == fc &&
 		    real.dup3(p, fc->own.fds[i], fc->rb.prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
@@ -237,6 +254,9 @@ static void per_request(struct fconn *fc, int fd)
 			fc->pooled = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->pooled));
 		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		fc->rb.pool1[fc->link.cur] = keep >= 0 ? keep + 1 : 0;
+		if (fc->pooled)
+			fc->pooled[fc->link.cur].cookie =
+			    __atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE);
 		fc->rb.pool_ready |= 1u << fc->link.cur;
 		fc->rb.pool_fl_ok |= 1u << fc->link.cur;
 		fc->rb.pool_gen = gen;
@@ -247,7 +267,17 @@ static void per_request(struct fconn *fc, int fd)
 	if (p < 0) {
 		/* this request stays; the replica's socket serves a later one */
 		int nfd = dial_start(fc, fd, rt, t, &err);
+		/* a number the kernel just gave out was closed under another
+		 * slot (by the program): that slot's socket is gone */
+		for (int i = 0; nfd >= 0 && i < FLARE_MAX_REPLICAS; i++)
+			if (i != t && fc->rb.pool1[i] == nfd + 1) {
+				fc->rb.pool1[i] = 0;
+				fc->rb.pool_ready &= ~(1u << i);
+				fc->rb.pool_held &= ~(1u << i);
+			}
 		fc->rb.pool1[t] = nfd >= 0 ? nfd + 1 : 0;
+		if (nfd >= 0 && fc->pooled)
+			fc->pooled[t].cookie = proof_cookie(nfd);
 		fc->rb.pool_ready &= ~(1u << t);
 		fc->rb.pool_held &= ~(1u << t);
 		fc->rb.pool_fl_ok &= ~(1u << t);
@@ -255,11 +285,8 @@ static void per_request(struct fconn *fc, int fd)
 	}
 	if (!(fc->rb.pool_ready >> t & 1u)) {
 		int st = dial_state(fc, p);
-		if (st < 0) {
-			real.close(p);
-			fc->rb.pool1[t] = 0;
-			fc->rb.pool_held &= ~(1u << t);
-		}
+		if (st < 0)
+			pool_drop(fc, t);
 		if (st <= 0)
 			return;
 		fc->rb.pool_ready |= 1u << t;
@@ -271,10 +298,7 @@ static void per_request(struct fconn *fc, int fd)
 	    !pool_clean(p)) {
 		/* closed (or written to) by its replica while pooled: dropped,
 		 * dialed again for a later request; this one stays */
-		real.close(p);
-		fc->rb.pool1[t] = 0;
-		fc->rb.pool_ready &= ~(1u << t);
-		fc->rb.pool_held &= ~(1u << t);
+		pool_drop(fc, t);
 		return;
 	}
 	/* the act replaces what the program's numbers name: proved first that
@@ -328,10 +352,8 @@ void rebind_release_sockets(struct fconn *fc)
 	if (fc->rb.rb_fd1)
 		real.close(fc->rb.rb_fd1 - 1);
 	fc->rb.rb_fd1 = 0;
-	for (int i = 0; i < FLARE_MAX_REPLICAS; i++) {
+	for (int i = 0; i < FLARE_MAX_REPLICAS; i++)
 		if (fc->rb.pool1[i])
-			real.close(fc->rb.pool1[i] - 1);
-		fc->rb.pool1[i] = 0;
-	}
+			pool_drop(fc, i);
 	fc->rb.pool_ready = fc->rb.pool_fl_ok = fc->rb.pool_held = 0;
 }
