@@ -15,7 +15,9 @@ from harness import BUILD, track, all_alive, rr_deployment, start_rr, wait_for
 # count, "250 <line>", and "= <line>" is logged once it is sent: the
 # transparency fuzzer's server); DELAY seconds before each reply, and 0.4 s
 # more before the reply to a line containing SLOW; a line containing RESET
-# is answered by a reset, by the first server of those sharing the log.
+# is answered by a reset, by the first server of those sharing the log;
+# idleclose: SIGUSR1 closes every connection waiting for its next request
+# (a graceful restart, a keep-alive timeout).
 LINE_SERVER = r'''
 import os, socket, sys, time
 port, name, log = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3]
@@ -24,6 +26,16 @@ delay = float(os.environ.get("DELAY", "0"))
 def note(line):
     with open(log, "a") as f:
         f.write("%s %d %s\n" % (name.decode(), os.getpid(), line.decode(errors="replace")))
+idle = set()
+def close_idle(*_):
+    for c in list(idle):
+        try:
+            c.shutdown(socket.SHUT_RDWR)  # the FIN; its thread's recv ends
+        except OSError:
+            pass
+if "idleclose" in opts:
+    import signal
+    signal.signal(signal.SIGUSR1, close_idle)
 def reset_once(line):
     # the first server sharing this log to see the line resets; the rest answer
     try:
@@ -38,7 +50,10 @@ def serve(c):
     logged = "login" not in opts
     n, buf = 0, b""
     while True:
+        if not buf:
+            idle.add(c)
         data = c.recv(65536)
+        idle.discard(c)
         if not data:
             c.close()
             return

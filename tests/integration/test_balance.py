@@ -6,7 +6,6 @@ happens."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "scripts"))
 import tao  # noqa: E402
 
+from lineserver import line_deployment  # noqa: E402
 from test_clients import NODE_HTTP, NGINX_CONF  # noqa: E402
 from test_protocols import redis_cli  # noqa: E402
 
@@ -148,162 +148,14 @@ def test_per_request_switches_carry_the_proof():
           "again (%d switches): %r" % (st["switches"], calls))
 
 
-# A client that closes its connection where no hook sees it (a raw
-# close(2)), opens a file on the same number and writes to it
-RAW_CLOSE_THEN_FILE = r"""
-import ctypes, os, socket, sys
-libc = ctypes.CDLL(None, use_errno=True)
-port, path = int(sys.argv[1]), sys.argv[2]
-s = socket.create_connection(("127.0.0.1", port))
-fd = s.fileno()
-for i in range(20):
-    s.sendall(b"x" * 64)
-    got = b""
-    while len(got) < 64:
-        more = s.recv(64 - len(got))
-        if not more:
-            sys.exit("EOF")
-        got += more
-libc.syscall(3, fd)  # SYS_close
-f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-print("same number:", f == fd, "write:", os.write(f, b"to the file\n"))
-os.close(f)
-print("file:", open(path, "rb").read())
-"""
-
-
-def test_per_request_switch_proves_the_number_first():
-    """A per-request connection whose number the program closed with a raw
-    system call and reused for a file: the write to the file goes to the
-    file. The switch replaces what the number names (dup3), so it first
-    proves the number is still the connection's socket (its cookie); the
-    old switch put a replica's socket on the file's number and the file
-    stayed empty."""
-    s = rr_deployment(n=2, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;',
-                      name="rawclose")
-    start_rr(s)
-    script = os.path.join(s.dir, "rawclose.py")
-    with open(script, "w") as f:
-        f.write(RAW_CLOSE_THEN_FILE)
-    out = {}
-    for k, pre, port in (("direct", [], s.ports[0]),
-                         ("flare", [BUILD + "/flare-run", "--shm", s.shm, "--"], s.svc)):
-        senv, stats = client_env(s)
-        r = subprocess.run(pre + [sys.executable, script, str(port), os.path.join(s.dir, k)],
-                           capture_output=True, text=True, timeout=60,
-                           env=dict(os.environ, **senv))
-        out[k] = (r.returncode, r.stdout, library_stats(stats))
-    want = "same number: True write: 12\nfile: b'to the file\\n'\n"
-    check(out["direct"][:2] == (0, want), "without flare: %r" % (out["direct"][:2],))
-    check(out["flare"][:2] == (0, want), "under flare, as without: %r" % (out["flare"][:2],))
-    check(out["flare"][2]["switches"] >= 10, "the connection switched: %r" % dict(out["flare"][2]))
-
-
-# A line server that closes its idle connections on SIGUSR1, as a server
-# does at a graceful restart or a keep-alive timeout: "L" -> "L NAME"
-IDLE_CLOSING_SERVER = r"""
-import select, signal, socket, sys, threading
-port, name = int(sys.argv[1]), sys.argv[2].encode()
-closing = threading.Event()
-signal.signal(signal.SIGUSR1, lambda *a: closing.set())
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", port))
-ls.listen(16)
-def serve(c, gen):
-    buf = b""
-    while True:
-        if closing.is_set() and gen < closing_gen[0] and not buf:
-            c.close()
-            return
-        if not select.select([c], [], [], 0.02)[0]:
-            continue
-        data = c.recv(65536)
-        if not data:
-            c.close()
-            return
-        buf += data
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            c.sendall(line + b" " + name + b"\n")
-closing_gen = [1]
-def closer():
-    while True:
-        closing.wait()
-        closing_gen[0] += 1
-        threading.Event().wait(0.5)
-        closing.clear()
-threading.Thread(target=closer, daemon=True).start()
-while True:
-    c, _ = ls.accept()
-    threading.Thread(target=serve, args=(c, closing_gen[0]), daemon=True).start()
-"""
-
-LINE_CLIENT = r"""
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-f = s.makefile("rb")
-reply = b""
-for i in range(40):
-    if i == 20:
-        print("READY", reply.split()[-1].decode(), flush=True)
-        sys.stdin.readline()
-    s.sendall(b"REQ %d\n" % i)
-    reply = f.readline()
-    if not reply.startswith(b"REQ %d " % i):
-        sys.exit("request %d: %r" % (i, reply))
-print("ok", flush=True)
-"""
-
-
-def test_per_request_pool_closed_by_its_replica():
-    """Per-request round-robin over two replicas; one of them closes its
-    idle connections (a graceful restart) while the program's socket is on
-    the other: of the client's, only the socket the library keeps for it in
-    its pool, where the program cannot look. The
-    next switch to that replica sees the FIN first (a pooled socket idle
-    10 ms or more is polled before it is taken): the request stays where
-    it is, the socket is dialed again, nothing is healed or replayed. The
-    old switch took the closed socket, and the request was replayed (or,
-    for one that cannot be, failed)."""
-    s = rr_deployment(n=2, service_extra='balance = "round-robin"; binding = "request"; '
-                      'slow_start_ms = 0; replay = "request-reply";', name="idleclose")
-    start_rr(s, servers=False)
-    server = os.path.join(s.dir, "idle_server.py")
-    client = os.path.join(s.dir, "line_client.py")
-    with open(server, "w") as f:
-        f.write(IDLE_CLOSING_SERVER)
-    with open(client, "w") as f:
-        f.write(LINE_CLIENT)
-    procs = [s.start("ls%d" % i, [sys.executable, server, str(s.ports[i]), "A-%d" % (i + 1)])
-             for i in range(s.n)]
-    wait_for(lambda: all_alive(s), 15, what="line replicas alive")
-    senv, stats = client_env(s)
-    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, client,
-                          str(s.svc)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, **senv))
-    ready = p.stdout.readline().split()
-    check(len(ready) == 2 and ready[0] == "READY", "the client's first 20 requests: %r" % ready)
-    # the replica the program's socket is not on closes its idle connections:
-    # of this client's, only the one in the pool
-    other = 1 if ready[1] == "A-1" else 0
-    os.kill(procs[other].pid, signal.SIGUSR1)
-    wait_for(lambda: connected(p.pid, "08"), 10, what="the pooled socket's FIN received")
-    time.sleep(0.02)  # idle past 10 ms
-    out, err = p.communicate("go\n", timeout=60)
-    st = library_stats(stats)
-    check(p.returncode == 0 and out.strip() == "ok", "client: rc %d %r %s" % (
-        p.returncode, out, err[-800:]))
-    check(st["switches"] >= 30 and st["failovers"] == 0 and st["replays"] == 0,
-          "switched, never healed nor replayed: %r" % dict(st))
-
-
-# A client that closes every socket but its own (a close-all loop, a double
-# close), opens a file on a freed number, goes on with its requests, then
-# writes to the file
-CLOSE_ALL_THEN_FILE = r"""
-import os, socket, stat, sys, time
-port, path = int(sys.argv[1]), sys.argv[2]
+# A client that loses a number where the library cannot see it, opens a
+# file on a freed number and writes to it. raw: it closes its own
+# connection by a raw close(2). closeall: it closes every socket but its own
+# (a close-all loop, a double close: the library's pool among them) and goes
+# on with its requests.
+FILE_ON_A_FREED_NUMBER = r"""
+import ctypes, os, socket, stat, sys, time
+mode, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 s = socket.create_connection(("127.0.0.1", port))
 mine = s.fileno()
 def requests(n):
@@ -316,6 +168,13 @@ def requests(n):
                 sys.exit("EOF")
             got += more
 requests(20)
+if mode == "raw":
+    ctypes.CDLL(None).syscall(3, mine)  # SYS_close
+    f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    print("same number:", f == mine, "write:", os.write(f, b"to the file\n"))
+    os.close(f)
+    print("file:", open(path, "rb").read())
+    sys.exit(0)
 closed = 0
 for name in os.listdir("/proc/self/fd"):
     fd = int(name)
@@ -335,6 +194,95 @@ sys.stderr.write("closed %d\n" % closed)
 """
 
 
+def file_on_a_freed_number(mode, name):
+    """FILE_ON_A_FREED_NUMBER in mode against two per-request rr replicas,
+    without flare (to replica 0) and under it: {"direct" | "flare": (rc,
+    stdout, stderr, the library's stats)}"""
+    s = rr_deployment(n=2, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;',
+                      name=name)
+    start_rr(s)
+    script = os.path.join(s.dir, "freed.py")
+    with open(script, "w") as f:
+        f.write(FILE_ON_A_FREED_NUMBER)
+    out = {}
+    for k, pre, port in (("direct", [], s.ports[0]),
+                         ("flare", [BUILD + "/flare-run", "--shm", s.shm, "--"], s.svc)):
+        senv, stats = client_env(s)
+        r = subprocess.run(pre + [sys.executable, script, mode, str(port), os.path.join(s.dir, k)],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, **senv))
+        out[k] = (r.returncode, r.stdout, r.stderr, library_stats(stats))
+    return out
+
+
+def test_per_request_switch_proves_the_number_first():
+    """A per-request connection whose number the program closed with a raw
+    system call and reused for a file: the write to the file goes to the
+    file. The switch replaces what the number names (dup3), so it first
+    proves the number is still the connection's socket (its cookie); the
+    old switch put a replica's socket on the file's number and the file
+    stayed empty."""
+    out = file_on_a_freed_number("raw", "rawclose")
+    want = "same number: True write: 12\nfile: b'to the file\\n'\n"
+    check(out["direct"][:2] == (0, want), "without flare: %r" % (out["direct"][:2],))
+    check(out["flare"][:2] == (0, want), "under flare, as without: %r" % (out["flare"][:2],))
+    check(out["flare"][3]["switches"] >= 10, "the connection switched: %r" % dict(out["flare"][3]))
+
+
+# A line client (lineserver's replies: "250 REPLICA LINE N"): 60 requests,
+# after the 30th it names the replica that answered and waits for a line
+LINE_CLIENT = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+f = s.makefile("rb")
+reply = b""
+for i in range(60):
+    if i == 30:
+        print("READY", reply.split()[1].decode(), flush=True)
+        sys.stdin.readline()
+    s.sendall(b"REQ %d\n" % i)
+    reply = f.readline()
+    if reply.split()[2:4] != [b"REQ", b"%d" % i]:
+        sys.exit("request %d: %r" % (i, reply))
+print("ok", flush=True)
+"""
+
+
+def test_per_request_pool_closed_by_its_replica():
+    """Per-request round-robin over three line replicas; one the program's
+    socket is not on closes its idle connections (a graceful restart): of
+    the client's, only the socket the library keeps for it in its pool,
+    where the program cannot look. The
+    next switch to that replica sees the FIN first (a pooled socket idle
+    10 ms or more is polled before it is taken): the request stays where
+    it is, the socket is dialed again, nothing is healed or replayed. The
+    old switch took the closed socket, and the request was replayed (or,
+    for one that cannot be, failed)."""
+    s = line_deployment(opts=("idleclose",), service_extra='balance = "round-robin"; '
+                        'binding = "request"; slow_start_ms = 0; replay = "request-reply";')
+    client = os.path.join(s.dir, "line_client.py")
+    with open(client, "w") as f:
+        f.write(LINE_CLIENT)
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, client,
+                          str(s.svc)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, **senv))
+    ready = p.stdout.readline().split()
+    check(len(ready) == 2 and ready[0] == "READY", "the client's first 30 requests: %r" % ready)
+    # a replica the program's socket is not on closes its idle connections:
+    # of this client's, only the one in the pool
+    other = 1 if ready[1] == "A-1" else 0
+    os.kill(s.procs["rr%d" % other].pid, signal.SIGUSR1)
+    wait_for(lambda: connected(p.pid, "08"), 10, what="the pooled socket's FIN received")
+    time.sleep(0.02)  # idle past 10 ms
+    out, err = p.communicate("go\n", timeout=60)
+    st = library_stats(stats)
+    check(p.returncode == 0 and out.strip() == "ok", "client: rc %d %r %s" % (
+        p.returncode, out, err[-800:]))
+    check(st["switches"] >= 30 and st["failovers"] == 0 and st["replays"] == 0,
+          "switched, never healed nor replayed: %r" % dict(st))
+
+
 def test_per_request_pool_numbers_closed_by_the_program():
     """A per-request client closes every socket but its own (the library's
     pool among them) and opens a file on a freed number: its requests go
@@ -342,20 +290,7 @@ def test_per_request_pool_numbers_closed_by_the_program():
     while the kernel says it is still the pool's socket (its cookie), and
     forgets a slot whose number it was given again; the old code closed
     the program's file when the pool check dropped that slot."""
-    s = rr_deployment(n=2, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;',
-                      name="closeall")
-    start_rr(s)
-    script = os.path.join(s.dir, "closeall.py")
-    with open(script, "w") as f:
-        f.write(CLOSE_ALL_THEN_FILE)
-    out = {}
-    for k, pre, port in (("direct", [], s.ports[0]),
-                         ("flare", [BUILD + "/flare-run", "--shm", s.shm, "--"], s.svc)):
-        senv, stats = client_env(s)
-        r = subprocess.run(pre + [sys.executable, script, str(port), os.path.join(s.dir, k)],
-                           capture_output=True, text=True, timeout=60,
-                           env=dict(os.environ, **senv))
-        out[k] = (r.returncode, r.stdout, r.stderr, library_stats(stats))
+    out = file_on_a_freed_number("closeall", "closeall")
     want = "write: 5\nfile: kept\n"
     check(out["direct"][:2] == (0, want), "without flare: %r" % (out["direct"][:3],))
     check(out["flare"][:2] == (0, want), "under flare, as without: %r" % (out["flare"][:3],))

@@ -11,7 +11,7 @@ import time
 
 from harness import (BUILD, REGISTER_PY, all_alive, all_registered, busiest_replica, check, client_env,
                      connected, library_stats, rr_client, rr_deployment, rr_server, run, serving_replica,
-                     spawn, start_rr, strace_counts, wait_for)
+                     start_rr, strace_counts, wait_for)
 
 
 def parse(out):

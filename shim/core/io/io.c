@@ -37,6 +37,12 @@ static ssize_t do_read(enum rop op, int fd, void *buf, size_t len, struct msghdr
 	}
 }
 
+/* The read without waiting (readv has no flags: its recvmsg reads alike) */
+static ssize_t read_now(enum rop op, int fd, void *buf, size_t len, struct msghdr *msg, int flags)
+{
+	return do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg, flags | MSG_DONTWAIT);
+}
+
 static int nonblocking(int fd, int flags)
 {
 	return (flags & MSG_DONTWAIT) || (real.fcntl(fd, F_GETFL) & O_NONBLOCK);
@@ -203,8 +209,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 			/* the rest of a TLS record whose head this SSL call read: as
 			 * a rule it came with it, and the one call takes it without a
 			 * wake registration; else the registered read below waits */
-			n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
-				    flags | MSG_DONTWAIT);
+			n = read_now(op, fd, buf, len, msg, flags);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				n = -2;
 		}
@@ -221,8 +226,7 @@ static ssize_t managed_read(enum rop op, struct fconn *fc, int fd, void *buf, si
 		} else if (n == -2 && watched && !slices && !rest_of_record &&
 			   !__atomic_load_n(&fc->link.rd_waits, __ATOMIC_RELAXED) &&
 			   !(flags & MSG_WAITALL)) {
-			n = do_read(op == R_READV ? R_RECVMSG : op, fd, buf, len, msg,
-				    flags | MSG_DONTWAIT);
+			n = read_now(op, fd, buf, len, msg, flags);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 				if (!nb_cached(fc) && fd_nonblocking(fc, fd))
 					return -1; /* the program's own EAGAIN */

@@ -50,9 +50,9 @@
 /* Per request: a pool socket as it was left (the program's numbers named
  * it until then) */
 struct rb_pooled {
-	struct proof_held proof;
-	uint64_t left_ms; /* coarse clock */
-	uint64_t cookie;  /* the pool socket's own, from when it entered the pool */
+	struct proof_held proof; /* its cookie from when it entered the pool; the
+				  * rest once it was left (pool_held) */
+	uint64_t left_ms;        /* coarse clock */
 };
 
 /* A pool socket idle this long is asked whether its replica closed it (or
@@ -69,19 +69,25 @@ static int pool_clean(int p)
 	return real.poll && real.poll(&x, 1, 0) == 0;
 }
 
-/* Pool socket t leaves the pool. Its number is closed only while the
+/* Pool socket t leaves the pool (pool_forget: its slot only). Its number is
+ * closed only while the
  * kernel says it is still that socket: a program that closed the library's
  * number (a close-all loop, a double close) and opened a file on it owns
  * the number now, and the socket went with its close. */
-static void pool_drop(struct fconn *fc, int t)
+static void pool_forget(struct fconn *fc, int t)
 {
-	int p = fc->rb.pool1[t] - 1;
-	if (p >= 0 && (!fc->pooled || proof_cookie(p) == fc->pooled[t].cookie))
-		real.close(p);
 	fc->rb.pool1[t] = 0;
 	fc->rb.pool_ready &= ~(1u << t);
 	fc->rb.pool_held &= ~(1u << t);
 	fc->rb.pool_fl_ok &= ~(1u << t);
+}
+
+static void pool_drop(struct fconn *fc, int t)
+{
+	int p = fc->rb.pool1[t] - 1;
+	if (p >= 0 && proof_cookie(p) == fc->pooled[t].proof.cookie)
+		real.close(p);
+	pool_forget(fc, t);
 }
 
 static int unread(int fd)
@@ -170,7 +176,7 @@ static void on_demand(struct fconn *fc, int fd)
 /* The program's descriptor(s) now name pool socket p (replica t). Its
  * flags and close-on-exec bits are cached: a switch costs the dup3 (and,
  * for an epoll program, one delete and one add per registration). */
-static int switch_to(struct fconn *fc, int fd, int p, int t)
+static int switch_to(struct fconn *fc, int fd, int p, int t, uint64_t now_ms)
 {
 	struct ep_regs regs;
 	flare_lock(&fc->lock);
@@ -198,9 +204,8 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 	}
 	ep_detach(&regs);
 	int rc = fc->own.n_fds ? 0 : -1, from = fc->link.cur;
-	struct rb_pooled left = {.left_ms = flare_coarse_ms()};
+	struct rb_pooled left = {.left_ms = now_ms};
 	proof_hold(fc, &left.proof);
-	left.cookie = left.proof.cookie;
 	for (int i = 0; i < fc->own.n_fds && rc == 0; i++)
 		if (fdtab_get(fc->own.fds[i]) == fc &&
 		    real.dup3(p, fc->own.fds[i], fc->rb.prog_cloexec >> i & 1u ? O_CLOEXEC : 0) < 0)
@@ -209,14 +214,12 @@ static int switch_to(struct fconn *fc, int fd, int p, int t)
 		/* the pool socket's identity and counts are the connection's
 		 * now: held since it was left, asked of the kernel the first
 		 * time (two system calls a switch saved: strace) */
-		if (fc->pooled && (fc->rb.pool_held >> t & 1u))
+		if (fc->rb.pool_held >> t & 1u)
 			proof_resume(fc, &fc->pooled[t].proof);
 		else
 			proof_mark(fc, fc->own.fds[0]);
-		if (fc->pooled) {
-			fc->pooled[from] = left;
-			fc->rb.pool_held |= 1u << from;
-		}
+		fc->pooled[from] = left;
+		fc->rb.pool_held |= 1u << from;
 	}
 	flare_unlock(&fc->lock);
 	ep_attach(&regs);
@@ -250,13 +253,13 @@ static void per_request(struct fconn *fc, int fd)
 		 * replica that failed may have others' sockets dead too, so the
 		 * pool starts afresh): keep it */
 		rebind_release_sockets(fc);
-		if (!fc->pooled) /* none: every switch asks the kernel */
-			fc->pooled = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->pooled));
+		/* no record of the pool: no pool, this request stays */
+		if (!fc->pooled && !(fc->pooled = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->pooled))))
+			return;
 		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		fc->rb.pool1[fc->link.cur] = keep >= 0 ? keep + 1 : 0;
-		if (fc->pooled)
-			fc->pooled[fc->link.cur].cookie =
-			    __atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE);
+		fc->pooled[fc->link.cur].proof.cookie =
+		    __atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE);
 		fc->rb.pool_ready |= 1u << fc->link.cur;
 		fc->rb.pool_fl_ok |= 1u << fc->link.cur;
 		fc->rb.pool_gen = gen;
@@ -270,17 +273,13 @@ static void per_request(struct fconn *fc, int fd)
 		/* a number the kernel just gave out was closed under another
 		 * slot (by the program): that slot's socket is gone */
 		for (int i = 0; nfd >= 0 && i < FLARE_MAX_REPLICAS; i++)
-			if (i != t && fc->rb.pool1[i] == nfd + 1) {
-				fc->rb.pool1[i] = 0;
-				fc->rb.pool_ready &= ~(1u << i);
-				fc->rb.pool_held &= ~(1u << i);
-			}
-		fc->rb.pool1[t] = nfd >= 0 ? nfd + 1 : 0;
-		if (nfd >= 0 && fc->pooled)
-			fc->pooled[t].cookie = proof_cookie(nfd);
-		fc->rb.pool_ready &= ~(1u << t);
-		fc->rb.pool_held &= ~(1u << t);
-		fc->rb.pool_fl_ok &= ~(1u << t);
+			if (i != t && fc->rb.pool1[i] == nfd + 1)
+				pool_forget(fc, i);
+		pool_forget(fc, t);
+		if (nfd >= 0) {
+			fc->rb.pool1[t] = nfd + 1;
+			fc->pooled[t].proof.cookie = proof_cookie(nfd);
+		}
 		return;
 	}
 	if (!(fc->rb.pool_ready >> t & 1u)) {
@@ -293,8 +292,8 @@ static void per_request(struct fconn *fc, int fd)
 	}
 	if (!fconn_framed(fc) && unread(fd))
 		return; /* the reply did not end where the program stopped reading */
-	if ((!fc->pooled || !(fc->rb.pool_held >> t & 1u) ||
-	     flare_coarse_ms() - fc->pooled[t].left_ms >= POOL_IDLE_MS) &&
+	uint64_t now_ms = flare_coarse_ms();
+	if ((!(fc->rb.pool_held >> t & 1u) || now_ms - fc->pooled[t].left_ms >= POOL_IDLE_MS) &&
 	    !pool_clean(p)) {
 		/* closed (or written to) by its replica while pooled: dropped,
 		 * dialed again for a later request; this one stays */
@@ -306,7 +305,7 @@ static void per_request(struct fconn *fc, int fd)
 	 * system call's, and an open() on the number would lose the file) */
 	if (!proof_identity_all(fc))
 		return;
-	if (switch_to(fc, fd, p, t) < 0)
+	if (switch_to(fc, fd, p, t, now_ms) < 0)
 		return;
 	fc->link.cur = t;
 	__atomic_store_n(&fc->ex.replayed, 0, __ATOMIC_RELAXED);
