@@ -119,10 +119,10 @@ def test_per_request_switches_carry_the_proof():
     replayed elsewhere and nothing fails, so the proof each switch took
     back for the socket it put on the program's descriptor (its identity,
     the offsets of its kernel byte counts, held since the socket was left)
-    agreed with the kernel. A switch costs the number's cookie (identity,
-    proved before the act), a FIONREAD and a dup3: the counts' system
-    calls (TCP_INFO, SIOCOUTQ, FIONREAD) and the taken socket's cookie are
-    asked once per pool socket, not per switch (strace -c)."""
+    agreed with the kernel. A switch costs two cookies (the program's
+    number and the pool socket put there, both proved before the act), a
+    FIONREAD and a dup3: the counts' system calls (TCP_INFO, SIOCOUTQ,
+    FIONREAD) are asked once per pool socket, not per switch (strace -c)."""
     s = rr_deployment(n=3, service_extra='balance = "round-robin"; binding = "request"; slow_start_ms = 0;',
                       name="carry")
     start_rr(s, servers=False)
@@ -142,9 +142,9 @@ def test_per_request_switches_carry_the_proof():
     check(st["replays"] >= 1 and st["switches"] >= n // 2,
           "the crash's request replayed, the connection switched: %r" % dict(st))
     check(calls.get("dup3", 0) >= st["switches"] and
-          calls.get("getsockopt", 0) < st["switches"] + 300 and
+          calls.get("getsockopt", 0) < 2 * st["switches"] + 300 and
           calls.get("ioctl", 0) < st["switches"] + 100,
-          "a switch: its number's cookie, a FIONREAD and a dup3; the counts not asked "
+          "a switch: two cookies, a FIONREAD and a dup3; the counts not asked "
           "again (%d switches): %r" % (st["switches"], calls))
 
 
@@ -153,8 +153,24 @@ def test_per_request_switches_carry_the_proof():
 # connection by a raw close(2). closeall: it closes every socket but its own
 # (a close-all loop, a double close: the library's pool among them) and goes
 # on with its requests.
-FILE_ON_A_FREED_NUMBER = r"""
-import ctypes, os, socket, stat, sys, time
+# A program's close-all loop: every socket but its own (the library's too)
+CLOSE_SOCKETS_BUT = r"""
+import os, stat
+def close_sockets_but(mine):
+    closed = 0
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and fd != mine and stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+                closed += 1
+        except OSError:
+            pass
+    return closed
+"""
+
+FILE_ON_A_FREED_NUMBER = CLOSE_SOCKETS_BUT + r"""
+import ctypes, socket, sys, time
 mode, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 s = socket.create_connection(("127.0.0.1", port))
 mine = s.fileno()
@@ -175,15 +191,18 @@ if mode == "raw":
     os.close(f)
     print("file:", open(path, "rb").read())
     sys.exit(0)
-closed = 0
-for name in os.listdir("/proc/self/fd"):
-    fd = int(name)
-    try:
-        if fd > 2 and fd != mine and stat.S_ISSOCK(os.fstat(fd).st_mode):
-            os.close(fd)
-            closed += 1
-    except OSError:
-        pass
+closed = close_sockets_but(mine)
+if mode == "pair":
+    # a socket pair of its own on the freed numbers, and the next requests
+    # at once: no idle pool socket for a poll to look at
+    a, b = socket.socketpair()
+    s.settimeout(5)
+    requests(20)
+    a.sendall(b"pair\n")
+    b.setblocking(False)
+    print("pair:", b.recv(4096))
+    sys.stderr.write("closed %d, pair on %d %d\n" % (closed, a.fileno(), b.fileno()))
+    sys.exit(0)
 f = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
 time.sleep(0.05)
 requests(20)
@@ -283,6 +302,17 @@ def test_per_request_pool_closed_by_its_replica():
           "switched, never healed nor replayed: %r" % dict(st))
 
 
+def pool_closed_by_the_program(mode, want):
+    """FILE_ON_A_FREED_NUMBER in a mode that closes the library's pool: the
+    same output under flare as without, and the connection switched on"""
+    out = file_on_a_freed_number(mode, mode)
+    check(out["direct"][:2] == (0, want), "without flare: %r" % (out["direct"][:3],))
+    check(out["flare"][:2] == (0, want), "under flare, as without: %r" % (out["flare"][:3],))
+    check("closed 0" not in out["flare"][2] and out["flare"][3]["switches"] >= 20,
+          "the library's pool was closed, and the connection switched on: %r %r"
+          % (out["flare"][2][-300:], dict(out["flare"][3])))
+
+
 def test_per_request_pool_numbers_closed_by_the_program():
     """A per-request client closes every socket but its own (the library's
     pool among them) and opens a file on a freed number: its requests go
@@ -290,13 +320,90 @@ def test_per_request_pool_numbers_closed_by_the_program():
     while the kernel says it is still the pool's socket (its cookie), and
     forgets a slot whose number it was given again; the old code closed
     the program's file when the pool check dropped that slot."""
-    out = file_on_a_freed_number("closeall", "closeall")
-    want = "write: 5\nfile: kept\n"
-    check(out["direct"][:2] == (0, want), "without flare: %r" % (out["direct"][:3],))
-    check(out["flare"][:2] == (0, want), "under flare, as without: %r" % (out["flare"][:3],))
-    check("closed 0" not in out["flare"][2] and out["flare"][3]["switches"] >= 20,
-          "the library's pool was closed, and the connection switched on: %r %r"
-          % (out["flare"][2][-300:], dict(out["flare"][3])))
+    pool_closed_by_the_program("closeall", "write: 5\nfile: kept\n")
+
+
+def test_per_request_pool_numbers_reused_for_a_socket():
+    """A per-request client closes every socket but its own (the library's
+    pool among them), makes a socket pair on the freed numbers and goes on
+    with its requests at once: every request is answered on its
+    connection, and its pair carries only its own bytes. A switch puts
+    what the pool number names on the program's number (dup3), so it
+    first proves the pool number is still the pool's socket (its cookie);
+    a pair answers the idle poll as a clean socket would, and the old
+    switch put the program's own pair on its connection: the request went
+    into the pair and its reply never came."""
+    pool_closed_by_the_program("pair", "pair: b'pair\\n'\n")
+
+
+# An rr client that, after every request, closes every socket but its own
+# and makes socket pairs on the freed numbers, used after the next request
+PAIR_EACH_REQUEST = CLOSE_SOCKETS_BUT + r"""
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+s.settimeout(5)
+mine, pairs, n, tags = s.fileno(), [], 0, []
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    s.sendall(b"x" * 64)
+    got = b""
+    while len(got) < 64:
+        more = s.recv(64 - len(got))
+        if not more:
+            sys.exit("EOF at request %d" % n)
+        got += more
+    tags.append(got[12:28].rstrip(b"\0").decode())
+    for k, (a, b) in enumerate(pairs):
+        a.sendall(b"pair %d %d" % (n, k))
+        b.setblocking(False)
+        if b.recv(4096) != b"pair %d %d" % (n, k):
+            sys.exit("request %d: pair %d carried other bytes" % (n, k))
+        a.detach()  # their numbers are closed below, with the library's
+        b.detach()
+    closed = close_sockets_but(mine)
+    # every freed number taken again (the lowest free come first)
+    pairs = [socket.socketpair() for _ in range(min(16, (closed + 1) // 2))]
+    n += 1
+    if n == 1:
+        print("READY", tags[0], flush=True)
+    time.sleep(0.01)
+print("requests", n, "last", tags[-1], flush=True)
+"""
+
+
+def test_on_demand_move_socket_reused_by_the_program():
+    """On-demand binding: the socket the library dials to move a connection
+    is held until a later request boundary, while the program runs. A
+    client that closes every socket but its own after each request (the
+    move's socket among them) and makes socket pairs on the freed numbers
+    keeps its connection and its pairs: the move first proves its socket is
+    still the one it dialed (its cookie) and drops the move otherwise. The
+    old move took the program's pair for the new connection and closed
+    its number: the request went into the pair and no reply came."""
+    s = tao.deployment("least-loaded", "on-demand", name="odpair")
+    script = os.path.join(s.dir, "pair_each.py")
+    with open(script, "w") as f:
+        f.write(PAIR_EACH_REQUEST)
+    senv, stats = client_env(s)
+    p = subprocess.Popen([BUILD + "/flare-run", "--shm", s.shm, "--", sys.executable, script,
+                          str(s.svc), "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ, FLARE_LOG="info", **senv))
+    first = p.stdout.readline().split()
+    check(first[:1] == ["READY"], "the client started: %r" % first)
+    # the replica it is on drains: the manager publishes a move for it
+    r = subprocess.run([BUILD + "/flarectl", "-c", s.conf, "drain", first[1]],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "drain %s: %s" % (first[1], r.stdout + r.stderr))
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    check(p.returncode == 0, "every request answered, the pairs its own: rc %s %s"
+          % (p.returncode, err[-600:]))
+    check("the socket dialed to move it is gone" in err,
+          "a move's socket was closed by the program and its number reused: %s" % err[-600:])
 
 
 # A pipelining Redis client that checks every reply: batches of GETs (some
@@ -481,6 +588,8 @@ if __name__ == "__main__":
          test_per_request_switch_proves_the_number_first,
          test_per_request_pool_closed_by_its_replica,
          test_per_request_pool_numbers_closed_by_the_program,
+         test_per_request_pool_numbers_reused_for_a_socket,
+         test_on_demand_move_socket_reused_by_the_program,
          test_per_request_redis_pipelined,
          test_per_request_redis_session_pinned, test_per_request_ab_epoll,
          test_per_request_node_and_curl, test_failover_while_rebinding])

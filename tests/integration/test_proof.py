@@ -11,7 +11,7 @@ import sys
 import time
 
 from harness import BUILD, check, client_env, free_ports, library_stats, run, track, wait_for, accepts
-from lineserver import LINE_SERVER, line_deployment, logged, wait_logged
+from lineserver import line_deployment, logged, wait_logged
 
 PROG = os.path.join(BUILD, "tests", "progs", "proofcase")
 
@@ -191,6 +191,23 @@ def test_connect_takes_o_nonblock_as_the_kernel_has_it():
     check(not getfl, "F_GETFL asked: %s" % getfl)
 
 
+def test_connect_number_reused_before_its_failure():
+    """A non-blocking connect to the service whose number the program
+    closes and reuses with raw system calls for a connect to a port that
+    refuses: the refusal is the program's, as without flare, whether it
+    polls first or asks SO_ERROR at once. The library
+    still takes the number for its connection, and moves a refused connect
+    to the next replica on the program's numbers (dup3), so it first
+    proves the number is still that connection's socket (its cookie); the
+    old move put a replica's socket on the program's number and hid the
+    refusal."""
+    s = line_deployment(delay=0.0)
+    p = same_trace("stale-connect", s)
+    check(p.lines.count("the same number: yes") == 2 and
+          "poll 1 POLLERR, SO_ERROR Connection refused" in p.lines and
+          "SO_ERROR Connection refused" in p.lines, "%s" % p.lines)
+
+
 def test_vfork_child_close_leaves_the_parent_alone():
     """A vfork child closing the managed number: the parent's own
     TCP_USER_TIMEOUT is not overwritten by the service's."""
@@ -303,5 +320,5 @@ if __name__ == "__main__":
          test_zerocopy_notification_is_no_failure, test_raw_send_then_death_surfaces_at_once,
          test_io_uring_send_then_death_surfaces_at_once,
          test_raw_recv_then_death_replays_nothing, test_arguments_the_kernel_rejects,
-         test_connect_takes_o_nonblock_as_the_kernel_has_it,
+         test_connect_takes_o_nonblock_as_the_kernel_has_it, test_connect_number_reused_before_its_failure,
          test_vfork_child_close_leaves_the_parent_alone, test_private_openssl_is_left_alone])

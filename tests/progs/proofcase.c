@@ -24,7 +24,11 @@
  *                 socket(), fcntl, ioctl, through a dup, by a fork child,
  *                 by a raw system call) before connect: the connect's
  *                 answer is the kernel's, and the connection works
- *   nbplain       only the first of them (its system calls are counted) */
+ *   nbplain       only the first of them (its system calls are counted)
+ *   stale-connect a non-blocking connect to the service, its number closed
+ *                 by raw system calls and reused for a connect to a port
+ *                 nobody listens on: the refusal is the program's, seen
+ *                 by poll and by SO_ERROR asked without a poll */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/errqueue.h>
@@ -324,11 +328,11 @@ static void nbflags(int only_plain)
 		const char *name, *how;
 		int made_nb, set_nb;
 	} ways[] = {
-	    {"socket(SOCK_NONBLOCK)", "", 1, 1}, {"fcntl set", "fcntl", 0, 1},
-	    {"fcntl cleared", "fcntl", 1, 0},    {"ioctl set", "ioctl", 0, 1},
-	    {"ioctl cleared", "ioctl", 1, 0},    {"set through a dup", "dup", 0, 1},
+	    {"socket(SOCK_NONBLOCK)", "", 1, 1},   {"fcntl set", "fcntl", 0, 1},
+	    {"fcntl cleared", "fcntl", 1, 0},      {"ioctl set", "ioctl", 0, 1},
+	    {"ioctl cleared", "ioctl", 1, 0},      {"set through a dup", "dup", 0, 1},
 	    {"set by a fork child", "fork", 0, 1}, {"cleared by a fork child", "fork", 1, 0},
-	    {"set by a raw call", "raw", 0, 1},  {"cleared by a raw call", "raw", 1, 0},
+	    {"set by a raw call", "raw", 0, 1},    {"cleared by a raw call", "raw", 1, 0},
 	};
 	for (size_t i = 0; i < (only_plain ? 1 : sizeof(ways) / sizeof(ways[0])); i++) {
 		int fd = socket(AF_INET, SOCK_STREAM | (ways[i].made_nb ? SOCK_NONBLOCK : 0), 0);
@@ -339,8 +343,8 @@ static void nbflags(int only_plain)
 		int err = 0;
 		socklen_t el = sizeof(err);
 		if (rc < 0 && errno == EINPROGRESS &&
-		    (poll(&p, 1, 5000) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 ||
-		     err)) {
+		    (poll(&p, 1, 5000) != 1 ||
+		     getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err)) {
 			printf("%s: not connected\n", ways[i].name);
 			close(fd);
 			continue;
@@ -352,6 +356,50 @@ static void nbflags(int only_plain)
 		read_reply(fd);
 		close(fd);
 	}
+}
+
+/* A port on the loopback that refuses: bound, then let go */
+static struct sockaddr_in refusing(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	int t = socket(AF_INET, SOCK_STREAM, 0);
+	if (t < 0 || bind(t, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(t, (struct sockaddr *)&a, &l) < 0) {
+		perror("refusing port");
+		exit(1);
+	}
+	close(t);
+	return a;
+}
+
+/* then either polled, or asked SO_ERROR at once (libmemcached's way) once
+ * the refusal is in */
+static void stale_connect(int polled)
+{
+	struct sockaddr_in no = refusing();
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int rc = connect(fd, (struct sockaddr *)&svc, sizeof(svc));
+	printf("service: connect %s\n", rc == 0 ? "0" : strerror(errno));
+	syscall(SYS_close, fd); /* no hook sees it */
+	/* made and connected where no hook sees either (a hooked socket()
+	 * tells the library the number is new) */
+	int again = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	printf("the same number: %s\n", again == fd ? "yes" : "no");
+	rc = (int)syscall(SYS_connect, again, (struct sockaddr *)&no, sizeof(no));
+	printf("refusing port: connect %s\n", rc == 0 ? "0" : strerror(errno));
+	struct pollfd p = {.fd = again, .events = POLLOUT};
+	int n = 0, err = 0;
+	if (polled)
+		n = poll(&p, 1, 5000);
+	else
+		usleep(100 * 1000);
+	socklen_t el = sizeof(err);
+	getsockopt(again, SOL_SOCKET, SO_ERROR, &err, &el);
+	if (polled)
+		printf("poll %d%s, ", n, p.revents & POLLERR ? " POLLERR" : "");
+	printf("SO_ERROR %s\n", err ? strerror(err) : "0");
+	close(again);
 }
 
 int main(int argc, char **argv)
@@ -382,7 +430,10 @@ int main(int argc, char **argv)
 		in_vfork();
 	else if (!strcmp(c, "nbflags") || !strcmp(c, "nbplain"))
 		nbflags(!strcmp(c, "nbplain"));
-	else
+	else if (!strcmp(c, "stale-connect")) {
+		stale_connect(1);
+		stale_connect(0);
+	} else
 		return fprintf(stderr, "proofcase: unknown case %s\n", c), 2;
 	return 0;
 }

@@ -285,6 +285,7 @@ struct fc_owner {
 	pid_t claim_tid;            /* [atom] its thread, to take over after a siglongjmp */
 	int on_pending;             /* [pending_lock, atom] listed on the pending list */
 	int pending_fd;             /* [claim] socket of an interrupted heal, closed by the next */
+	uint64_t pending_cookie;    /* [claim] its cookie: closed only while it is that socket */
 	int fds[FLARE_MAX_ALIASES]; /* [lock] the descriptor numbers naming it */
 	int n_fds;                  /* [lock] */
 	/* the epoll registrations as last read, good while the program made
@@ -330,6 +331,7 @@ struct fc_rebind {
 	uint64_t bound_ms;             /* when the connection was last bound (coarse clock) */
 	uint64_t moves_seen;           /* the table's moves generation last looked at */
 	int rb_fd1, rb_to;             /* on demand: a socket (fd + 1) connecting to rb_to */
+	uint64_t rb_cookie;            /* that socket's, from when it was dialed */
 	int pool1[FLARE_MAX_REPLICAS]; /* per request: a socket per replica (fd + 1) */
 	uint32_t pool_ready;           /* pool sockets (bits) known to be connected */
 	uint32_t pool_gen;             /* fc->gen when pool1[cur] was the program's socket */

@@ -24,6 +24,14 @@ uint64_t proof_cookie(int fd)
 	return c;
 }
 
+int proof_is(int fd, uint64_t cookie) { return fd >= 0 && cookie && proof_cookie(fd) == cookie; }
+
+void proof_close(int fd, uint64_t cookie)
+{
+	if (proof_is(fd, cookie))
+		real.close(fd);
+}
+
 /* The kernel's counts of bytes written into the socket and taken out of
  * it; -1 when it does not keep them (a kernel older than 4.19).
  * Written is the sequence space the program filled: bytes_acked (which

@@ -33,6 +33,14 @@ struct fconn;
 
 /* The socket's kernel cookie, or 0 when fd is not a socket. */
 uint64_t proof_cookie(int fd);
+/* Is fd the socket whose cookie (nonzero) was recorded? A socket the
+ * library holds across the program's calls (a pool socket, a move's or an
+ * interrupted heal's new socket) is asked before it is used or closed: the
+ * program may have closed that number (a close-all loop, a double close, a
+ * raw system call, dup2 onto it) and opened something of its own there. */
+int proof_is(int fd, uint64_t cookie);
+/* fd closed only while proof_is: otherwise the number is the program's. */
+void proof_close(int fd, uint64_t cookie);
 /* fd's socket became fc's (connect, swap, a TLS heal's new socket):
  * records its identity and the offsets of the kernel's counts. [claim] */
 void proof_mark(struct fconn *fc, int fd);

@@ -14,6 +14,7 @@
 
 #include "conn/conn.h"
 #include "conn/fdtab.h"
+#include "conn/proof.h"
 #include "dial/dial.h"
 #include "frame/session.h"
 #include "heal/heal.h"
@@ -37,7 +38,11 @@ int nb_advance(struct fconn *fc, int fd, int err)
 	int st = fconn_state(fc), connect = st == FC_CONNECTING;
 	if (!fc->mv.first_err)
 		fc->mv.first_err = err;
-	if (flare_in_foreign_child() || route_read(fc->svc.index, &rt) != FLARE_TBL_OK)
+	/* the move replaces what the program's numbers name: a number that is
+	 * no longer this connection's socket (closed where no hook saw, and
+	 * reused) is forgotten, and the error is the program's own */
+	if (flare_in_foreign_child() || !proof_identity_all(fc) ||
+	    route_read(fc->svc.index, &rt) != FLARE_TBL_OK)
 		fc->mv.cand_pos = fc->mv.n_cand;
 	while (fc->mv.cand_pos < fc->mv.n_cand) {
 		int idx = fc->mv.cand[fc->mv.cand_pos++], e = 0;
@@ -95,9 +100,13 @@ int nb_event(int fd, int writable, int error)
 		return 0;
 	int hide = 0, err = 0;
 	socklen_t l = sizeof(err);
-	/* writable with no error flag: connected, no need to ask */
+	/* writable with no error flag: connected, no need to ask. Reading
+	 * SO_ERROR takes the error off the socket: only the connection's own
+	 * socket is asked (a number reused where no hook saw is the
+	 * program's, and so is its error) */
 	if (!fconn_is_connecting(fconn_state(fc)) ||
-	    ((!writable || error) && real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0))
+	    ((!writable || error) &&
+	     (!proof_identity(fc, fd) || real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)))
 		goto out;
 	if (err)
 		hide = nb_advance(fc, fd, err);

@@ -17,6 +17,7 @@
 
 #include "conn/conn.h"
 #include "conn/fdtab.h"
+#include "conn/proof.h"
 #include "dial/dial.h"
 #include "frame/session.h"
 #include "heal/heal.h"
@@ -153,7 +154,10 @@ static int heal_dial(struct fconn *fc, const struct flare_route *rt, int idx, ui
 	int nfd = async ? dial_start(fc, like, rt, idx, err) : dial_replica(fc, like, rt, idx, err);
 	if (nfd < 0 || async)
 		return nfd;
-	fc->own.pending_fd = nfd; /* closed by the next heal if a siglongjmp ends this one */
+	/* closed by the next heal if a siglongjmp ends this one, while it is
+	 * still this socket (the program runs in between) */
+	fc->own.pending_cookie = proof_cookie(nfd);
+	fc->own.pending_fd = nfd;
 	if (session_replay(fc, nfd, (int)fc->svc.connect_timeout_ms, rt->reps[idx].name) < 0) {
 		*err = EPROTO;
 		real.close(nfd);
@@ -209,7 +213,7 @@ int heal(struct fconn *fc, uint32_t gen, const char *why, int async)
 	if (!fconn_claim(fc))
 		return wait_other_healer(fc, gen);
 	if (fc->own.pending_fd >= 0) {
-		real.close(fc->own.pending_fd);
+		proof_close(fc->own.pending_fd, fc->own.pending_cookie);
 		fc->own.pending_fd = -1;
 	}
 	int rc = -1;

@@ -84,10 +84,15 @@ static void pool_forget(struct fconn *fc, int t)
 
 static void pool_drop(struct fconn *fc, int t)
 {
-	int p = fc->rb.pool1[t] - 1;
-	if (p >= 0 && proof_cookie(p) == fc->pooled[t].proof.cookie)
-		real.close(p);
+	proof_close(fc->rb.pool1[t] - 1, fc->pooled[t].proof.cookie);
 	pool_forget(fc, t);
+}
+
+/* The on-demand move's socket, closed only while it is that socket */
+static void move_drop(struct fconn *fc)
+{
+	proof_close(fc->rb.rb_fd1 - 1, fc->rb.rb_cookie);
+	fc->rb.rb_fd1 = 0;
 }
 
 static int unread(int fd)
@@ -127,7 +132,17 @@ static void on_demand(struct fconn *fc, int fd)
 {
 	struct flare_route rt;
 	if (fc->rb.rb_fd1) {
-		int nfd = fc->rb.rb_fd1 - 1, st = dial_state(fc, nfd);
+		int nfd = fc->rb.rb_fd1 - 1;
+		/* held since a request ago: still the socket dialed? */
+		if (!proof_is(nfd, fc->rb.rb_cookie)) {
+			fc->rb.rb_fd1 = 0; /* its number is the program's now */
+			log_info(
+			    "fd %d: the socket dialed to move it is gone (its number %d closed "
+			    "by the program and reused): the move is dropped",
+			    fd, nfd);
+			return;
+		}
+		int st = dial_state(fc, nfd);
 		if (st == 0 || (st > 0 && unread(fd)))
 			return; /* not yet: this request goes where the last one went */
 		fc->rb.rb_fd1 = 0;
@@ -170,6 +185,7 @@ static void on_demand(struct fconn *fc, int fd)
 	if (nfd >= 0) {
 		fc->rb.rb_fd1 = nfd + 1;
 		fc->rb.rb_to = idx;
+		fc->rb.rb_cookie = proof_cookie(nfd);
 	}
 }
 
@@ -300,9 +316,19 @@ static void per_request(struct fconn *fc, int fd)
 		pool_drop(fc, t);
 		return;
 	}
-	/* the act replaces what the program's numbers name: proved first that
-	 * they still name this connection's socket (a close no hook saw, a raw
-	 * system call's, and an open() on the number would lose the file) */
+	/* the act replaces what the program's numbers name with what p names:
+	 * proved first that p is still the pool's socket (the program may
+	 * have closed the number and opened a socket or a pipe of its own
+	 * there, which the poll above does not tell) and that they still name
+	 * this connection's socket (a close no hook saw, a raw system call's,
+	 * and an open() on the number would lose the file) */
+	if (!proof_is(p, fc->pooled[t].proof.cookie)) {
+		pool_forget(fc, t); /* the number is the program's: not closed */
+		log_info("fd %d: its pooled socket to replica %d is gone (its number %d closed "
+			 "by the program and reused): dialed again",
+			 fd, t, p);
+		return;
+	}
 	if (!proof_identity_all(fc))
 		return;
 	if (switch_to(fc, fd, p, t, now_ms) < 0)
@@ -349,8 +375,7 @@ void rebind_release_sockets(struct fconn *fc)
 	if (flare_in_foreign_child())
 		return;
 	if (fc->rb.rb_fd1)
-		real.close(fc->rb.rb_fd1 - 1);
-	fc->rb.rb_fd1 = 0;
+		move_drop(fc);
 	for (int i = 0; i < FLARE_MAX_REPLICAS; i++)
 		if (fc->rb.pool1[i])
 			pool_drop(fc, i);
