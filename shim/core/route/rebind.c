@@ -182,10 +182,13 @@ static void on_demand(struct fconn *fc, int fd)
 	if (idx == fc->link.cur || !rt.reps[idx].alive)
 		return;
 	int nfd = dial_start(fc, fd, &rt, idx, &err);
-	if (nfd >= 0) {
+	uint64_t cookie = nfd >= 0 ? proof_cookie(nfd) : 0;
+	if (cookie) {
 		fc->rb.rb_fd1 = nfd + 1;
 		fc->rb.rb_to = idx;
-		fc->rb.rb_cookie = proof_cookie(nfd);
+		fc->rb.rb_cookie = cookie;
+	} else if (nfd >= 0) {
+		real.close(nfd); /* no cookie to prove it by later: not kept */
 	}
 }
 
@@ -269,8 +272,11 @@ static void per_request(struct fconn *fc, int fd)
 		 * replica that failed may have others' sockets dead too, so the
 		 * pool starts afresh): keep it */
 		rebind_release_sockets(fc);
-		/* no record of the pool: no pool, this request stays */
-		if (!fc->pooled && !(fc->pooled = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->pooled))))
+		/* no record of the pool, or no cookie to prove its sockets by (a
+		 * kernel without SO_COOKIE): no pool, this request stays */
+		if (!__atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE) ||
+		    (!fc->pooled &&
+		     !(fc->pooled = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->pooled)))))
 			return;
 		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		fc->rb.pool1[fc->link.cur] = keep >= 0 ? keep + 1 : 0;
@@ -292,9 +298,12 @@ static void per_request(struct fconn *fc, int fd)
 			if (i != t && fc->rb.pool1[i] == nfd + 1)
 				pool_forget(fc, i);
 		pool_forget(fc, t);
-		if (nfd >= 0) {
+		uint64_t cookie = nfd >= 0 ? proof_cookie(nfd) : 0;
+		if (cookie) {
 			fc->rb.pool1[t] = nfd + 1;
-			fc->pooled[t].proof.cookie = proof_cookie(nfd);
+			fc->pooled[t].proof.cookie = cookie;
+		} else if (nfd >= 0) {
+			real.close(nfd); /* no cookie to prove it by later: not kept */
 		}
 		return;
 	}
