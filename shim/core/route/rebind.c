@@ -307,6 +307,17 @@ static void per_request(struct fconn *fc, int fd)
 		}
 		return;
 	}
+	/* held while the program ran: the program may have closed the number
+	 * and opened a socket or a pipe of its own there (a quiet one passes
+	 * the poll below), whose SO_ERROR and place on the program's numbers
+	 * are not the library's to take */
+	if (!proof_is(p, fc->pooled[t].proof.cookie)) {
+		pool_forget(fc, t); /* the number is the program's: not closed */
+		log_info("fd %d: its pooled socket to replica %d is gone (its number %d closed "
+			 "by the program and reused): dialed again",
+			 fd, t, p);
+		return;
+	}
 	if (!(fc->rb.pool_ready >> t & 1u)) {
 		int st = dial_state(fc, p);
 		if (st < 0)
@@ -326,18 +337,9 @@ static void per_request(struct fconn *fc, int fd)
 		return;
 	}
 	/* the act replaces what the program's numbers name with what p names:
-	 * proved first that p is still the pool's socket (the program may
-	 * have closed the number and opened a socket or a pipe of its own
-	 * there, which the poll above does not tell) and that they still name
-	 * this connection's socket (a close no hook saw, a raw system call's,
-	 * and an open() on the number would lose the file) */
-	if (!proof_is(p, fc->pooled[t].proof.cookie)) {
-		pool_forget(fc, t); /* the number is the program's: not closed */
-		log_info("fd %d: its pooled socket to replica %d is gone (its number %d closed "
-			 "by the program and reused): dialed again",
-			 fd, t, p);
-		return;
-	}
+	 * proved first (above) that p is still the pool's socket, and that
+	 * they still name this connection's socket (a close no hook saw, a raw
+	 * system call's, and an open() on the number would lose the file) */
 	if (!proof_identity_all(fc))
 		return;
 	if (switch_to(fc, fd, p, t, now_ms) < 0)
