@@ -358,26 +358,28 @@ static void nbflags(int only_plain)
 	}
 }
 
-/* A port on the loopback that refuses: bound, then let go */
-static struct sockaddr_in refusing(void)
+/* A port on the loopback that refuses: bound and never listened on (the
+ * kernel answers a connect with a reset), kept so nobody else takes it.
+ * Its socket, which the caller closes. */
+static int refusing(struct sockaddr_in *a)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof(a);
+	*a = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(*a);
 	int t = socket(AF_INET, SOCK_STREAM, 0);
-	if (t < 0 || bind(t, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(t, (struct sockaddr *)&a, &l) < 0) {
+	if (t < 0 || bind(t, (struct sockaddr *)a, sizeof(*a)) < 0 ||
+	    getsockname(t, (struct sockaddr *)a, &l) < 0) {
 		perror("refusing port");
 		exit(1);
 	}
-	close(t);
-	return a;
+	return t;
 }
 
 /* then either polled, or asked SO_ERROR at once (libmemcached's way) once
  * the refusal is in */
 static void stale_connect(int polled)
 {
-	struct sockaddr_in no = refusing();
+	struct sockaddr_in no;
+	int bound = refusing(&no);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	int rc = connect(fd, (struct sockaddr *)&svc, sizeof(svc));
 	printf("service: connect %s\n", rc == 0 ? "0" : strerror(errno));
@@ -400,6 +402,7 @@ static void stale_connect(int polled)
 		printf("poll %d%s, ", n, p.revents & POLLERR ? " POLLERR" : "");
 	printf("SO_ERROR %s\n", err ? strerror(err) : "0");
 	close(again);
+	close(bound);
 }
 
 int main(int argc, char **argv)

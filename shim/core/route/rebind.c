@@ -69,11 +69,7 @@ static int pool_clean(int p)
 	return real.poll && real.poll(&x, 1, 0) == 0;
 }
 
-/* Pool socket t leaves the pool (pool_forget: its slot only). Its number is
- * closed only while the
- * kernel says it is still that socket: a program that closed the library's
- * number (a close-all loop, a double close) and opened a file on it owns
- * the number now, and the socket went with its close. */
+/* Pool slot t is emptied; its number is not touched */
 static void pool_forget(struct fconn *fc, int t)
 {
 	fc->rb.pool1[t] = 0;
@@ -82,10 +78,25 @@ static void pool_forget(struct fconn *fc, int t)
 	fc->rb.pool_fl_ok &= ~(1u << t);
 }
 
+/* Pool socket t leaves the pool: its number is closed only while the
+ * kernel says it is still that socket. A program that closed the library's
+ * number (a close-all loop, a double close) and opened a file on it owns
+ * the number now, and the socket went with its close. */
 static void pool_drop(struct fconn *fc, int t)
 {
 	proof_close(fc->rb.pool1[t] - 1, fc->pooled[t].proof.cookie);
 	pool_forget(fc, t);
+}
+
+/* A socket just dialed that the library will hold while the program runs:
+ * its cookie, to prove it by later; 0 (and the socket closed) when the
+ * kernel gives none, since it could never be proved, used or closed */
+static uint64_t hold_cookie(int nfd)
+{
+	uint64_t cookie = nfd >= 0 ? proof_cookie(nfd) : 0;
+	if (nfd >= 0 && !cookie)
+		real.close(nfd);
+	return cookie;
 }
 
 /* The on-demand move's socket, closed only while it is that socket */
@@ -182,13 +193,11 @@ static void on_demand(struct fconn *fc, int fd)
 	if (idx == fc->link.cur || !rt.reps[idx].alive)
 		return;
 	int nfd = dial_start(fc, fd, &rt, idx, &err);
-	uint64_t cookie = nfd >= 0 ? proof_cookie(nfd) : 0;
+	uint64_t cookie = hold_cookie(nfd);
 	if (cookie) {
 		fc->rb.rb_fd1 = nfd + 1;
 		fc->rb.rb_to = idx;
 		fc->rb.rb_cookie = cookie;
-	} else if (nfd >= 0) {
-		real.close(nfd); /* no cookie to prove it by later: not kept */
 	}
 }
 
@@ -274,14 +283,13 @@ static void per_request(struct fconn *fc, int fd)
 		rebind_release_sockets(fc);
 		/* no record of the pool, or no cookie to prove its sockets by (a
 		 * kernel without SO_COOKIE): no pool, this request stays */
-		if (!__atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE) ||
-		    (!fc->pooled &&
-		     !(fc->pooled = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->pooled)))))
+		uint64_t own = __atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE);
+		if (!own || (!fc->pooled &&
+			     !(fc->pooled = malloc(FLARE_MAX_REPLICAS * sizeof(*fc->pooled)))))
 			return;
 		int keep = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		fc->rb.pool1[fc->link.cur] = keep >= 0 ? keep + 1 : 0;
-		fc->pooled[fc->link.cur].proof.cookie =
-		    __atomic_load_n(&fc->pf.cookie, __ATOMIC_ACQUIRE);
+		fc->pooled[fc->link.cur].proof.cookie = own;
 		fc->rb.pool_ready |= 1u << fc->link.cur;
 		fc->rb.pool_fl_ok |= 1u << fc->link.cur;
 		fc->rb.pool_gen = gen;
@@ -298,12 +306,10 @@ static void per_request(struct fconn *fc, int fd)
 			if (i != t && fc->rb.pool1[i] == nfd + 1)
 				pool_forget(fc, i);
 		pool_forget(fc, t);
-		uint64_t cookie = nfd >= 0 ? proof_cookie(nfd) : 0;
+		uint64_t cookie = hold_cookie(nfd);
 		if (cookie) {
 			fc->rb.pool1[t] = nfd + 1;
 			fc->pooled[t].proof.cookie = cookie;
-		} else if (nfd >= 0) {
-			real.close(nfd); /* no cookie to prove it by later: not kept */
 		}
 		return;
 	}
